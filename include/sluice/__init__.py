@@ -1,0 +1,1 @@
+"""sluice: declarative ML pipelines on Apache Airflow 3."""

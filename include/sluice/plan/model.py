@@ -1,0 +1,72 @@
+"""The plan: a spec compiled to DAGs and steps, with no Airflow in sight."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When a DAG runs.
+
+    Attributes:
+        cron: A cron expression or preset ('@continuous'), or None.
+        assets: Asset URIs whose events start a run (any of them).
+    """
+
+    cron: str | None = None
+    assets: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """Human text for ``sluice plan``."""
+        parts = [self.cron] if self.cron else []
+        parts += [f"asset {a}" for a in self.assets]
+        return " or ".join(parts) if parts else "manual (airflow dags trigger)"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One task.
+
+    Attributes:
+        task_id: Airflow task id.
+        kind: Renderer name (``land``, ``train``, ...).
+        upstream: Task ids that must finish first.
+        retries: How often a failure is retried; 0 for decisions that a retry cannot change.
+        outlets: Asset URIs the step publishes.
+        pool: Airflow pool, or None for the default pool.
+        doc: One line shown in the Airflow UI.
+        config: Renderer-specific settings.
+    """
+
+    task_id: str
+    kind: str
+    upstream: tuple[str, ...] = ()
+    retries: int = 2
+    outlets: tuple[str, ...] = ()
+    pool: str | None = None
+    doc: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DagPlan:
+    """One DAG of a pipeline."""
+
+    dag_id: str
+    role: Literal["ingest", "train"]
+    schedule: Schedule
+    steps: tuple[Step, ...]
+    tags: tuple[str, ...]
+    description: str
+    max_active_runs: int = 1
+
+
+@dataclass(frozen=True)
+class PipelinePlan:
+    """Every DAG one spec produces."""
+
+    pipeline: str
+    spec_path: str
+    dags: tuple[DagPlan, ...]

@@ -1,0 +1,1 @@
+"""Thin clients over the real systems (filesystem, GX, Spark, MLflow, processes)."""

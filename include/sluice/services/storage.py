@@ -1,0 +1,133 @@
+"""Where a pipeline keeps its files, and how they are written without half states.
+
+Layout under ``<storage.root>/<pipeline>/``::
+
+    batches/<batch_id>/source.<ext>      the file as it landed (raw zone, immutable)
+                      /batch.json        status and lineage of the batch
+                      /validation.json   sluice's summary of the checks
+                      /gx_result.json    the Great Expectations result, as GX wrote it
+                      /clean.parquet     accepted rows (what training reads)
+                      /quarantine.parquet rows that failed a row-level check, with the reasons
+    features/<key>/features.parquet      output of the feature job for a set of batches
+    runs/<airflow run id>/...            per train run: holdout, decision record
+    deploy/current.json                  what is served where (local target)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's content."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON so readers see the old file or the new one, never a torn one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> Any:
+    """Read a JSON file written by :func:`write_json_atomic`."""
+    return json.loads(path.read_text())
+
+
+@contextlib.contextmanager
+def atomic_dir(final: Path) -> Iterator[Path]:
+    """Build a directory under a temporary name and rename it into place when done.
+
+    A crash leaves only a ``.tmp-*`` folder, which readers ignore; if ``final`` appeared
+    meanwhile (a concurrent writer of the same content), the new copy is discarded.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not final.exists():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def safe_name(text: str) -> str:
+    """Make an Airflow run id (with ':' and '+') safe as a folder name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
+
+
+@dataclass(frozen=True)
+class PipelineStore:
+    """Paths of one pipeline's files."""
+
+    root: Path
+    pipeline: str
+
+    @property
+    def base(self) -> Path:
+        """``<root>/<pipeline>``."""
+        return self.root / self.pipeline
+
+    def batch_dir(self, batch_id: str) -> Path:
+        """Folder of one batch."""
+        return self.base / "batches" / batch_id
+
+    def batch_ids(self) -> list[str]:
+        """Ids of every fully landed batch, oldest first."""
+        folder = self.base / "batches"
+        if not folder.is_dir():
+            return []
+        found = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        found = [p for p in found if (p / "batch.json").exists()]
+        return [p.name for p in sorted(found, key=lambda p: (read_json(p / "batch.json")["landed_at"], p.name))]
+
+    def batch_record(self, batch_id: str) -> dict[str, Any]:
+        """The ``batch.json`` of a batch."""
+        return dict(read_json(self.batch_dir(batch_id) / "batch.json"))
+
+    def update_batch_record(self, batch_id: str, **changes: Any) -> dict[str, Any]:
+        """Merge ``changes`` into ``batch.json`` atomically and return the result."""
+        record = self.batch_record(batch_id)
+        record.update(changes)
+        write_json_atomic(self.batch_dir(batch_id) / "batch.json", record)
+        return record
+
+    def accepted_batches(self) -> list[dict[str, Any]]:
+        """Records of batches whose rows may be used for training, oldest first."""
+        records = [self.batch_record(b) for b in self.batch_ids()]
+        return [r for r in records if r.get("status") == "accepted"]
+
+    def features_dir(self, key: str) -> Path:
+        """Folder of one feature table."""
+        return self.base / "features" / key
+
+    def run_dir(self, run_id: str) -> Path:
+        """Folder of one train run's files."""
+        return self.base / "runs" / safe_name(run_id)
+
+    @property
+    def deploy_dir(self) -> Path:
+        """Folder of local deployment state."""
+        return self.base / "deploy"

@@ -1,0 +1,288 @@
+"""Pydantic models of a pipeline spec (``dags/<name>.pipeline.yaml``).
+
+One typed model, three uses: compiling DAGs, ``sluice lint`` and the JSON Schema that
+editors use to validate specs. Every model forbids unknown keys so a misspelt key is an
+error with a hint, never a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+IDENTIFIER = r"^[a-z][a-z0-9_]{0,62}$"
+
+
+class StrictModel(BaseModel):
+    """Base for every spec model: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Alerts(StrictModel):
+    """Who hears about failures."""
+
+    email: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]] = Field(
+        default_factory=list, description="Recipients of alert emails."
+    )
+
+
+class Detect(StrictModel):
+    """How the ingest DAG notices new files."""
+
+    poll_seconds: int = Field(30, ge=1, le=3600, description="How often the deferred sensor looks.")
+    timeout_seconds: int = Field(
+        3600,
+        ge=10,
+        description="A wait longer than this ends the ingest run as skipped; the next run waits again.",
+    )
+    schedule: str = Field(
+        "@continuous",
+        description="Ingest DAG schedule: '@continuous' (always one run waiting for files) or a cron.",
+    )
+
+
+class Source(StrictModel):
+    """Where new batches land."""
+
+    uri: str = Field(description="Landing folder; relative paths are resolved against the project root.")
+    pattern: str = Field("*.parquet", description="Glob of batch files inside the landing folder.")
+    format: Literal["parquet", "csv"] = Field("parquet", description="File format of a batch.")
+    detect: Detect = Field(default_factory=Detect)  # type: ignore[arg-type]
+
+    @model_validator(mode="after")
+    def _pattern_matches_format(self) -> Source:
+        if "/" in self.pattern:
+            raise ValueError("pattern must name files inside the landing folder, without '/'")
+        return self
+
+
+class _Expectation(StrictModel):
+    column: str = Field(description="Column the expectation applies to.")
+
+
+class NotNull(_Expectation):
+    """Column values must not be null (row-level)."""
+
+    type: Literal["not_null"]
+
+
+class Between(_Expectation):
+    """Column values within [min, max]; nulls are not checked (row-level)."""
+
+    type: Literal["between"]
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Between:
+        if self.min is None and self.max is None:
+            raise ValueError("between needs at least one of min or max")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+
+class InSet(_Expectation):
+    """Column values must be one of ``values`` (row-level)."""
+
+    type: Literal["in_set"]
+    values: list[str | int | float] = Field(min_length=1)
+
+
+class MatchesRegex(_Expectation):
+    """Column values must match ``regex`` (row-level)."""
+
+    type: Literal["matches_regex"]
+    regex: str
+
+
+class ColumnExists(_Expectation):
+    """The column must exist (batch-level: failing it always rejects the batch)."""
+
+    type: Literal["column_exists"]
+
+
+class RowCountBetween(StrictModel):
+    """The batch must have between min and max rows (batch-level)."""
+
+    type: Literal["row_count_between"]
+    min: int | None = Field(None, ge=0)
+    max: int | None = Field(None, ge=0)
+
+
+Expectation = Annotated[
+    NotNull | Between | InSet | MatchesRegex | ColumnExists | RowCountBetween,
+    Field(discriminator="type"),
+]
+ROW_LEVEL_EXPECTATIONS = frozenset({"not_null", "between", "in_set", "matches_regex"})
+
+
+class Validation(StrictModel):
+    """Great Expectations checks run on every new batch."""
+
+    expectations: list[Expectation] = Field(default_factory=list)
+    on_failure: Literal["fail", "quarantine", "warn"] = Field(
+        "quarantine",
+        description=(
+            "fail: any failed check rejects the batch. quarantine: failing rows are written "
+            "beside the batch and the rest pass, unless more than max_quarantine_rate of the "
+            "rows fail. warn: record the failure and accept every row."
+        ),
+    )
+    max_quarantine_rate: float = Field(0.02, ge=0, le=1)
+
+
+class SparkInput(StrictModel):
+    """An extra table the feature job reads (reference data)."""
+
+    uri: str
+    format: Literal["parquet", "csv"] = "parquet"
+
+
+class Features(StrictModel):
+    """The PySpark feature job."""
+
+    job: str = Field(
+        pattern=r"^[^:]+\.py:[A-Za-z_][A-Za-z0-9_]*$",
+        description="'path/to/file.py:function'; the function takes (spark, inputs) and returns a DataFrame.",
+    )
+    inputs: dict[str, SparkInput] = Field(
+        default_factory=dict,
+        description="Extra tables passed to the job by name, beside 'batches' (the validated rows).",
+    )
+    engine: Literal["local", "cluster"] = "local"
+    master: str | None = Field(None, description="Spark master URL when engine is 'cluster'.")
+    conf: dict[str, str] = Field(default_factory=dict, description="Extra Spark settings.")
+
+    @field_validator("inputs")
+    @classmethod
+    def _no_reserved_input(cls, value: dict[str, SparkInput]) -> dict[str, SparkInput]:
+        if "batches" in value:
+            raise ValueError("'batches' is reserved: it is always the validated batch rows")
+        return value
+
+    @model_validator(mode="after")
+    def _master_for_cluster(self) -> Features:
+        if self.engine == "cluster" and not self.master:
+            raise ValueError("engine 'cluster' needs master (e.g. spark://host:7077)")
+        return self
+
+
+class Split(StrictModel):
+    """How the holdout is chosen."""
+
+    by: str | None = Field(
+        None, description="Column whose latest value is the holdout (time-based split)."
+    )
+    holdout: Literal["latest", "random"] = "latest"
+    fraction: float = Field(
+        0.2,
+        gt=0,
+        lt=1,
+        description="Holdout share for a random split, and the fallback while only one value of 'by' exists.",
+    )
+    seed: int = 42
+
+
+class Training(StrictModel):
+    """Model class, parameters and columns."""
+
+    target: str
+    model: str = Field(
+        pattern=r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$",
+        description="Import path of a scikit-learn compatible estimator class.",
+    )
+    params: dict[str, Any] = Field(default_factory=dict)
+    features: list[str] | None = Field(
+        None, description="Columns to train on; default: every column but target and drop."
+    )
+    drop: list[str] = Field(default_factory=list, description="Columns never used as features.")
+    split: Split = Field(default_factory=Split)  # type: ignore[arg-type]
+
+
+HIGHER_IS_BETTER = {"roc_auc": True, "accuracy": True, "f1": True, "precision": True,
+                    "recall": True, "log_loss": False, "r2": True, "rmse": False, "mae": False}
+
+
+class Gate(StrictModel):
+    """When a candidate may replace the champion."""
+
+    min: float | None = Field(None, description="Floor for higher-is-better metrics.")
+    max: float | None = Field(None, description="Ceiling for lower-is-better metrics.")
+    max_regression_vs_champion: float = Field(
+        0.0, ge=0, description="How much worse than the champion, on the same holdout, still passes."
+    )
+
+
+class Evaluation(StrictModel):
+    """Scoring and the promotion gate."""
+
+    metric: Literal["roc_auc", "accuracy", "f1", "precision", "recall", "log_loss", "r2", "rmse", "mae"]
+    gate: Gate = Field(default_factory=Gate)  # type: ignore[arg-type]
+    approval: Literal["auto"] = Field(
+        "auto", description="'auto' promotes on a passed gate."
+    )
+
+    @model_validator(mode="after")
+    def _gate_matches_metric(self) -> Evaluation:
+        higher = HIGHER_IS_BETTER[self.metric]
+        if higher and self.gate.max is not None:
+            raise ValueError(f"{self.metric} is higher-is-better: use gate.min, not gate.max")
+        if not higher and self.gate.min is not None:
+            raise ValueError(f"{self.metric} is lower-is-better: use gate.max, not gate.min")
+        return self
+
+
+class LocalDeployment(StrictModel):
+    """The model server as a local process."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(5055, ge=1, le=65535)
+    health_timeout_seconds: int = Field(120, ge=5)
+
+
+class Deployment(StrictModel):
+    """Where the champion is served."""
+
+    target: Literal["local"] = "local"
+    local: LocalDeployment = Field(default_factory=LocalDeployment)  # type: ignore[arg-type]
+
+
+class Storage(StrictModel):
+    """Where sluice keeps batches, features and run files."""
+
+    root: str = Field("data/sluice", description="Relative paths resolve against the project root.")
+
+
+class PipelineSpec(StrictModel):
+    """A whole pipeline: the root of a ``*.pipeline.yaml`` file."""
+
+    pipeline: str = Field(pattern=IDENTIFIER, description="Name; prefixes DAG ids and names the registered model.")
+    description: str = ""
+    owner: str = "sluice"
+    tags: list[str] = Field(default_factory=list)
+    alerts: Alerts = Field(default_factory=Alerts)
+    storage: Storage = Field(default_factory=Storage)  # type: ignore[arg-type]
+    source: Source
+    validation: Validation = Field(default_factory=Validation)  # type: ignore[arg-type]
+    features: Features
+    training: Training
+    evaluation: Evaluation
+    deployment: Deployment = Field(default_factory=Deployment)  # type: ignore[arg-type]
+    retrain_on: list[Literal["new_data", "schedule"]] = Field(
+        default_factory=lambda: ["new_data"],
+        description="What starts <pipeline>__train besides 'airflow dags trigger'.",
+    )
+    retrain_schedule: str | None = Field(None, description="Cron used when retrain_on has 'schedule'.")
+
+    @model_validator(mode="after")
+    def _schedule_needs_cron(self) -> PipelineSpec:
+        if "schedule" in self.retrain_on and not self.retrain_schedule:
+            raise ValueError("retrain_on has 'schedule': set retrain_schedule (a cron, e.g. '0 3 * * *')")
+        if self.retrain_schedule and "schedule" not in self.retrain_on:
+            raise ValueError("retrain_schedule is set but retrain_on lacks 'schedule'")
+        if self.training.target in self.training.drop:
+            raise ValueError("training.drop must not contain the target")
+        return self

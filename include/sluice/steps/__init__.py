@@ -1,0 +1,1 @@
+"""Pure step logic: plain typed functions over services; no Airflow import."""
