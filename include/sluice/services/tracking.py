@@ -21,6 +21,7 @@ def tracking_uri(project_dir: Path) -> str:
 def configure(project_dir: Path) -> MlflowClient:
     """Point MLflow at the right store and return a client."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
     from mlflow.tracking import MlflowClient
 

@@ -1,0 +1,171 @@
+"""``sluice`` command line: lint, schema, plan, serve, status, stop."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from sluice.spec.errors import SpecError
+
+
+def _spec_files(paths: list[str]) -> list[Path]:
+    from sluice.spec.loader import SPEC_SUFFIX
+
+    files: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        files.extend(sorted(p.glob(f"*{SPEC_SUFFIX}")) if p.is_dir() else [p])
+    return files
+
+
+def cmd_lint(args: argparse.Namespace) -> int:
+    """Validate specs; print every problem; exit 1 if any."""
+    from sluice.spec.loader import load_spec
+
+    files = _spec_files(args.paths)
+    if not files:
+        print("no *.pipeline.yaml files found in " + ", ".join(args.paths), file=sys.stderr)
+        return 1
+    bad = 0
+    names: dict[str, Path] = {}
+    for path in files:
+        try:
+            loaded = load_spec(path)
+        except SpecError as exc:
+            bad += 1
+            print(exc, file=sys.stderr)
+            continue
+        name = loaded.spec.pipeline
+        if name in names:
+            bad += 1
+            print(f"{path}:1: pipeline: '{name}' is also defined in {names[name]} (hint: pipeline names must be unique)",
+                  file=sys.stderr)
+            continue
+        names[name] = path
+        print(f"ok  {path}  ({name})")
+    return 1 if bad else 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    """Print or write the JSON Schema."""
+    from sluice.spec.schema import json_schema
+
+    text = json.dumps(json_schema(), indent=2)
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(text + "\n")
+    else:
+        print(text)
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """Print the DAGs and tasks a spec compiles to."""
+    from sluice.plan import build_plan
+    from sluice.spec.loader import load_spec
+
+    try:
+        plan = build_plan(load_spec(args.spec))
+    except SpecError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    if args.json:
+        from dataclasses import asdict
+
+        print(json.dumps(asdict(plan), indent=2, default=str))
+        return 0
+    print(f"pipeline {plan.pipeline}  ({plan.spec_path})")
+    for dag in plan.dags:
+        print(f"\n  DAG {dag.dag_id}")
+        print(f"    schedule: {dag.schedule.describe()}")
+        print(f"    tags: {', '.join(dag.tags)}")
+        for step in dag.steps:
+            after = f"  after {', '.join(step.upstream)}" if step.upstream else ""
+            extra = "".join([f"  pool={step.pool}" if step.pool else "",
+                             f"  publishes {', '.join(step.outlets)}" if step.outlets else ""])
+            print(f"    - {step.task_id:<15} retries={step.retries}{after}{extra}")
+            print(f"        {step.doc}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the model server (the serving image's entrypoint)."""
+    from sluice.services.serving import serve
+
+    info = {"pipeline": args.pipeline or "", "version": args.version or ""}
+    serve(args.model_uri, args.host, args.port, Path(args.ready_file) if args.ready_file else None, info)
+    return 0
+
+
+def _store_for(spec_path: str):  # type: ignore[no-untyped-def]
+    from sluice.services.storage import PipelineStore
+    from sluice.spec.loader import load_spec
+
+    loaded = load_spec(spec_path)
+    return loaded, PipelineStore(loaded.resolve(loaded.spec.storage.root), loaded.spec.pipeline)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Batches, champion and deployment of a pipeline."""
+    from sluice.steps.deploy import current_deployment
+
+    loaded, store = _store_for(args.spec)
+    print(f"pipeline {loaded.spec.pipeline}")
+    for batch_id in store.batch_ids():
+        r = store.batch_record(batch_id)
+        print(f"  batch {batch_id}  {r.get('source_file', ''):<28} {r.get('status', ''):<9} {r.get('reason', '')}")
+    dep = current_deployment(store)
+    print(f"  deployed: v{dep['version']} at {dep['url']} (pid {dep['pid']})" if dep else "  deployed: nothing")
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    """Stop the local model server of a pipeline."""
+    from sluice.steps.deploy import stop_local
+
+    _, store = _store_for(args.spec)
+    print("stopped" if stop_local(store) else "no local model server running")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and docs)."""
+    parser = argparse.ArgumentParser(prog="sluice", description="Declarative ML pipelines on Apache Airflow 3.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("lint", help="validate specs (files or folders); exit 1 on any error")
+    p.add_argument("paths", nargs="+")
+    p.set_defaults(func=cmd_lint)
+    p = sub.add_parser("schema", help="print the JSON Schema of a spec")
+    p.add_argument("-o", "--output")
+    p.set_defaults(func=cmd_schema)
+    p = sub.add_parser("plan", help="show the DAGs and tasks a spec builds (no Airflow needed)")
+    p.add_argument("spec")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_plan)
+    p = sub.add_parser("serve", help="serve a registered model version (model server entrypoint)")
+    p.add_argument("--model-uri", required=True)
+    p.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a server in a container listens on all interfaces
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--ready-file")
+    p.add_argument("--pipeline")
+    p.add_argument("--version")
+    p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("status", help="batches and deployment of a pipeline")
+    p.add_argument("spec")
+    p.set_defaults(func=cmd_status)
+    p = sub.add_parser("stop", help="stop a pipeline's local model server")
+    p.add_argument("spec")
+    p.set_defaults(func=cmd_stop)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``sluice`` console script."""
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

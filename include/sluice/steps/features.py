@@ -1,0 +1,118 @@
+"""Run the spec's PySpark feature job over every accepted batch."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from sluice.services.storage import PipelineStore, atomic_dir, read_json, sha256_file, write_json_atomic
+from sluice.spec.loader import LoadedSpec
+
+
+class NoDataError(RuntimeError):
+    """Raised when there is nothing to train on yet."""
+
+
+@dataclass
+class FeatureResult:
+    """A feature table and what it was built from.
+
+    Attributes:
+        path: Parquet folder of the table.
+        key: Content key (batches + job + inputs); the same key is never built twice.
+        batches: ``{batch_id: sha256}`` of the batches read, oldest first.
+        job_hash: SHA-256 (16 hex) of the feature job file.
+        rows: Rows in the table.
+        cached: True when an earlier run had built the same table.
+    """
+
+    path: str
+    key: str
+    batches: dict[str, str]
+    job_hash: str
+    rows: int
+    cached: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return asdict(self)
+
+
+def _fingerprint(path: Path) -> str:
+    if path.is_file():
+        return sha256_file(path)[:16]
+    entries = sorted((str(p.relative_to(path)), p.stat().st_size) for p in path.rglob("*") if p.is_file())
+    return hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:16]
+
+
+def load_job(job: str, loaded: LoadedSpec) -> Any:
+    """Import ``path/to/file.py:function`` from the project and return the function."""
+    file_part, func_name = job.split(":", 1)
+    path = loaded.resolve(file_part)
+    module_name = f"sluice_user_{path.stem}_{sha256_file(path)[:8]}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import feature job {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    func = getattr(module, func_name, None)
+    if not callable(func):
+        raise AttributeError(f"{path} has no function '{func_name}' (features.job)")
+    return func
+
+
+def build_features(loaded: LoadedSpec, store: PipelineStore) -> FeatureResult:
+    """Build (or reuse) the feature table for the current accepted batches.
+
+    Args:
+        loaded: The spec.
+        store: The pipeline's storage.
+
+    Returns:
+        Where the table is and its lineage.
+
+    Raises:
+        NoDataError: No batch has been accepted yet.
+    """
+    spec = loaded.spec.features
+    records = store.accepted_batches()
+    if not records:
+        raise NoDataError(f"pipeline {loaded.spec.pipeline} has no accepted batch yet; run the ingest DAG first")
+    batches = {r["batch_id"]: r["sha256"] for r in records}
+    job_file = loaded.resolve(spec.job.split(":", 1)[0])
+    job_hash = sha256_file(job_file)[:16]
+    inputs = {name: loaded.resolve(i.uri) for name, i in spec.inputs.items()}
+    missing = [f"{n} ({p})" for n, p in inputs.items() if not p.exists()]
+    if missing:
+        raise FileNotFoundError(f"feature inputs not found: {', '.join(missing)}")
+    key_material = {
+        "batches": list(batches), "job": job_hash, "function": spec.job.split(":", 1)[1],
+        "inputs": {n: _fingerprint(p) for n, p in inputs.items()},
+    }
+    key = hashlib.sha256(json.dumps(key_material, sort_keys=True).encode()).hexdigest()[:16]
+    out = store.features_dir(key)
+    if (out / "meta.json").exists():
+        meta = read_json(out / "meta.json")
+        return FeatureResult(str(out / "features.parquet"), key, batches, job_hash, int(meta["rows"]), cached=True)
+
+    from sluice.services.spark import spark_session
+
+    master = spec.master if spec.engine == "cluster" else None
+    spark = spark_session(f"sluice-{loaded.spec.pipeline}-features", master=master, conf=dict(spec.conf))
+    clean = [str(store.batch_dir(b) / "clean.parquet") for b in batches]
+    frames = {"batches": spark.read.option("mergeSchema", "true").parquet(*clean)}
+    for name, path in inputs.items():
+        fmt = spec.inputs[name].format
+        reader = spark.read.option("header", "true").option("inferSchema", "true")
+        frames[name] = reader.parquet(str(path)) if fmt == "parquet" else reader.csv(str(path))
+    func = load_job(spec.job, loaded)
+    table = func(spark, frames)
+    with atomic_dir(out) as tmp:
+        table.write.parquet(str(tmp / "features.parquet"))
+        rows = spark.read.parquet(str(tmp / "features.parquet")).count()
+        write_json_atomic(tmp / "meta.json", key_material | {"rows": rows, "columns": table.columns})
+    return FeatureResult(str(out / "features.parquet"), key, batches, job_hash, rows)

@@ -1,0 +1,72 @@
+"""Register a candidate that passed the gate and move the champion alias to it."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sluice.spec.loader import LoadedSpec
+
+
+class StaleDecision(RuntimeError):
+    """The champion changed between evaluation and promotion; the decision no longer holds."""
+
+
+@dataclass
+class PromoteResult:
+    """Outcome of a promotion.
+
+    Attributes:
+        version: Registered model version now behind ``@champion``.
+        previous: Version that was champion before, or None.
+        changed: False when the alias already pointed here (a retry).
+    """
+
+    version: str
+    previous: str | None
+    changed: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return asdict(self)
+
+
+def promote(loaded: LoadedSpec, decision: dict[str, Any]) -> PromoteResult:
+    """Register the candidate (once) and point ``@champion`` at it.
+
+    The alias is re-read first: if it already names this version, nothing changes (a retry
+    is a no-op); if it moved since the gate compared against it, promotion stops rather
+    than overwrite a champion the gate never saw.
+    """
+    import mlflow
+
+    from sluice.services import tracking
+
+    if decision["verdict"] != "pass":
+        raise ValueError("promote called with a failed gate decision")
+    name = loaded.spec.pipeline
+    run_id = decision["candidate"]["run_id"]
+    client = tracking.configure(loaded.project_dir)
+    version = tracking.version_for_run(client, name, run_id)
+    if version is None:
+        version = mlflow.register_model(f"runs:/{run_id}/model", name, await_registration_for=300)
+    current = tracking.champion(client, name)
+    if current is not None and str(current.version) == str(version.version):
+        return PromoteResult(str(version.version), str(current.version), changed=False)
+    compared = (decision.get("champion") or {}).get("version")
+    current_version = str(current.version) if current is not None else None
+    if current_version != compared:
+        raise StaleDecision(
+            f"champion of {name} is v{current_version} but the gate compared against v{compared}; "
+            "re-run the train DAG to evaluate against the current champion"
+        )
+    for key, value in {
+        "sluice.gate.verdict": decision["verdict"],
+        f"sluice.gate.{decision['metric']}": f"{decision['candidate']['score']:.6f}",
+        "sluice.airflow_run_id": decision["airflow_run_id"],
+        "sluice.promoted_at": str(time.time()),
+    }.items():
+        client.set_model_version_tag(name, str(version.version), key, value)
+    client.set_registered_model_alias(name, tracking.CHAMPION, str(version.version))
+    return PromoteResult(str(version.version), current_version, changed=True)

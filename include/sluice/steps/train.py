@@ -1,0 +1,222 @@
+"""Fit the candidate model and record it in MLflow with full lineage."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from sluice.services.storage import PipelineStore, write_json_atomic
+from sluice.spec.loader import LoadedSpec
+from sluice.spec.models import Split
+from sluice.steps.features import FeatureResult
+from sluice.steps.lineage import git_commit
+
+
+@dataclass
+class TrainResult:
+    """A trained candidate.
+
+    Attributes:
+        mlflow_run_id: The MLflow run holding the model.
+        holdout_path: Parquet of the holdout rows (candidate and champion are scored on it).
+        split: How the holdout was chosen, in words.
+        train_rows: Rows used for fitting.
+        holdout_rows: Rows held out.
+        features: Columns the model reads.
+    """
+
+    mlflow_run_id: str
+    holdout_path: str
+    split: str
+    train_rows: int
+    holdout_rows: int
+    features: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return asdict(self)
+
+
+def split_holdout(df: Any, split: Split) -> tuple[Any, Any, str]:
+    """Split rows into train and holdout.
+
+    ``holdout: latest`` holds out the rows with the latest value of ``by``. While only one
+    value exists (the very first batch), it falls back to a seeded random ``fraction`` so
+    the first model can still be trained and judged; the description says so.
+    """
+    import numpy as np
+
+    if split.holdout == "latest" and split.by:
+        latest = df[split.by].max()
+        mask = (df[split.by] == latest).to_numpy()
+        if 0 < mask.sum() < len(df):
+            return df[~mask], df[mask], f"holdout = rows with {split.by} == {latest}"
+        reason = f"only one value of {split.by}; "
+    else:
+        reason = ""
+    rng = np.random.default_rng(split.seed)
+    mask = rng.random(len(df)) < split.fraction
+    return df[~mask], df[mask], f"{reason}random {split.fraction:.0%} holdout (seed {split.seed})"
+
+
+def feature_columns(df: Any, spec: LoadedSpec) -> list[str]:
+    """Columns the model reads: ``training.features`` or everything but target and drop."""
+    t = spec.spec.training
+    if t.features is not None:
+        missing = [c for c in t.features if c not in df.columns]
+        if missing:
+            raise KeyError(f"training.features names columns the feature job does not produce: {missing}")
+        return list(t.features)
+    return [c for c in df.columns if c != t.target and c not in t.drop]
+
+
+def prepare(df: Any, columns: list[str]) -> Any:
+    """Numbers as float64 and the rest as strings, so MLflow signatures accept missing values."""
+    import pandas as pd
+
+    X = df[columns].copy()
+    for col in columns:
+        if pd.api.types.is_numeric_dtype(X[col]) and not pd.api.types.is_bool_dtype(X[col]):
+            X[col] = X[col].astype("float64")
+        else:
+            X[col] = X[col].astype("object").where(X[col].notna(), None)
+    return X
+
+
+def make_estimator(model_path: str, params: dict[str, Any], X: Any) -> Any:
+    """Pipeline: encode strings, impute numbers, then the spec's model class."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OrdinalEncoder
+
+    module_name, class_name = model_path.rsplit(".", 1)
+    cls = getattr(importlib.import_module(module_name), class_name)
+    kwargs = dict(params)
+    if "random_state" in inspect.signature(cls).parameters:
+        kwargs.setdefault("random_state", 42)
+    categorical = [c for c in X.columns if X[c].dtype == object]
+    numeric = [c for c in X.columns if c not in categorical]
+    encode = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-1)
+    pre = ColumnTransformer([
+        ("categorical", encode, categorical),
+        ("numeric", SimpleImputer(strategy="median", keep_empty_features=True), numeric),
+    ])
+    return Pipeline([("prepare", pre), ("model", cls(**kwargs))])
+
+
+TRUSTED_MODULES = ("sklearn.", "numpy.", "scipy.")
+
+
+def library_types(estimator: Any) -> list[str]:
+    """Types skops must be told to trust, limited to scikit-learn, NumPy and SciPy.
+
+    The model was fitted by this very task, so its library types are known; a class from
+    anywhere else is left untrusted and saving fails with MLflow's explicit error.
+    """
+    import skops.io
+
+    found = skops.io.get_untrusted_types(data=skops.io.dumps(estimator))
+    return [t for t in found if t.startswith(TRUSTED_MODULES)]
+
+
+def find_finished_run(client: Any, experiment_id: str, airflow_run_id: str) -> Any:
+    """A finished candidate run of this Airflow run, so a retry reuses it."""
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`sluice.airflow_run_id` = '{airflow_run_id}' and attributes.status = 'FINISHED'",
+        max_results=1,
+    )
+    return runs[0] if runs else None
+
+
+def train_candidate(
+    loaded: LoadedSpec, store: PipelineStore, features: FeatureResult, dag_id: str, airflow_run_id: str
+) -> TrainResult:
+    """Fit the candidate on the training rows and log it to MLflow.
+
+    The run records params, the holdout metric, signature, input example, pinned pip
+    requirements and lineage tags (spec hash, git commit, batch hashes, feature job hash,
+    Airflow dag/run id). A retry of the same Airflow run returns the finished run.
+    """
+    import mlflow
+    import mlflow.sklearn
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    from sluice.services import tracking
+    from sluice.steps.metrics import score
+
+    spec = loaded.spec
+    client = tracking.configure(loaded.project_dir)
+    experiment_id = tracking.ensure_experiment(client, spec.pipeline, loaded.project_dir)
+    run_dir = store.run_dir(airflow_run_id)
+    holdout_path = run_dir / "holdout.parquet"
+    previous = find_finished_run(client, experiment_id, airflow_run_id)
+    if previous is not None and holdout_path.exists():
+        meta = previous.data.tags
+        return TrainResult(previous.info.run_id, str(holdout_path), meta.get("sluice.split", ""),
+                           int(previous.data.params.get("train_rows", 0)),
+                           int(previous.data.params.get("holdout_rows", 0)),
+                           meta.get("sluice.features", "").split(","))
+
+    df = pd.read_parquet(features.path)
+    target = spec.training.target
+    if target not in df.columns:
+        raise KeyError(f"training.target '{target}' is not a column of the feature table: {list(df.columns)}")
+    df = df[df[target].notna()].reset_index(drop=True)
+    train_df, holdout_df, split_text = split_holdout(df, spec.training.split)
+    columns = feature_columns(df, loaded)
+    X_train, y_train = prepare(train_df, columns), train_df[target].to_numpy()
+    X_hold, y_hold = prepare(holdout_df, columns), holdout_df[target].to_numpy()
+    estimator = make_estimator(spec.training.model, spec.training.params, X_train)
+    estimator.fit(X_train, y_train)
+    metric = spec.evaluation.metric
+    holdout_score = score(estimator, X_hold, y_hold, metric)
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    holdout_df.to_parquet(holdout_path, index=False)
+    lineage = {
+        "sluice.pipeline": spec.pipeline,
+        "sluice.role": "candidate",
+        "sluice.spec_hash": loaded.spec_hash,
+        "sluice.spec_file": loaded.path.name,
+        "sluice.git_commit": git_commit(loaded.project_dir),
+        "sluice.batches": ",".join(features.batches),
+        "sluice.feature_job_hash": features.job_hash,
+        "sluice.features_key": features.key,
+        "sluice.airflow_dag_id": dag_id,
+        "sluice.airflow_run_id": airflow_run_id,
+        "sluice.split": split_text,
+        "sluice.features": ",".join(columns),
+    }
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"candidate {airflow_run_id}", tags=lineage) as run:
+        mlflow.log_params({"model": spec.training.model, **{f"param.{k}": v for k, v in spec.training.params.items()},
+                           "train_rows": len(X_train), "holdout_rows": len(X_hold), "n_features": len(columns)})
+        mlflow.log_metric(f"holdout_{metric}", holdout_score)
+        mlflow.log_metric(f"train_{metric}", score(estimator, X_train, y_train, metric))
+        mlflow.log_dict({"batches": features.batches, "features": features.to_dict(),
+                         "spec": spec.model_dump(mode="json"), "tags": lineage}, "lineage.json")
+        sample = X_train.head(5)
+        mlflow.sklearn.log_model(
+            estimator,
+            name="model",
+            signature=infer_signature(sample, estimator.predict(sample)),
+            input_example=sample,
+            pip_requirements=mlflow.sklearn.get_default_pip_requirements(),
+            skops_trusted_types=library_types(estimator),
+        )
+        run_id = run.info.run_id
+    write_json_atomic(run_dir / "train.json", {"mlflow_run_id": run_id, "split": split_text,
+                                                f"holdout_{metric}": holdout_score})
+    return TrainResult(run_id, str(holdout_path), split_text, len(X_train), len(X_hold), columns)
+
+
+def read_holdout(path: str | Path) -> Any:
+    """Load a holdout written by :func:`train_candidate`."""
+    import pandas as pd
+
+    return pd.read_parquet(path)
