@@ -130,6 +130,42 @@ def cmd_stop(args: argparse.Namespace) -> int:
     return 0
 
 
+def _project_dir() -> Path:
+    import os
+
+    return Path(os.environ.get("SLUICE_PROJECT_DIR") or Path.cwd()).resolve()
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    """Print ``export`` lines for the embedded Airflow (``eval "$(sluice env)"``)."""
+    import os
+    import shlex
+
+    from sluice.airflow.home import embedded_env
+
+    env = embedded_env(_project_dir())
+    for key in sorted(env):
+        if key.startswith(("AIRFLOW", "SLUICE_", "MLFLOW_", "GX_")) or key == "PATH":
+            if os.environ.get(key) != env[key] or args.all:
+                print(f"export {key}={shlex.quote(env[key])}")
+    return 0
+
+
+def cmd_bootstrap(args: argparse.Namespace) -> int:
+    """Migrate the Airflow database and apply airflow_settings.yaml."""
+    from sluice.airflow.home import bootstrap
+    from sluice.spec.schema import json_schema
+
+    project = _project_dir()
+    for line in bootstrap(project):
+        print(f"bootstrap: {line}")
+    schema = project / ".sluice" / "pipeline.schema.json"
+    schema.parent.mkdir(parents=True, exist_ok=True)
+    schema.write_text(json.dumps(json_schema(), indent=2) + "\n")
+    print(f"bootstrap: JSON Schema for editors at {schema}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(prog="sluice", description="Declarative ML pipelines on Apache Airflow 3.")
@@ -152,6 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pipeline")
     p.add_argument("--version")
     p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("env", help="print export lines for the embedded Airflow, MLflow and sluice")
+    p.add_argument("--all", action="store_true", help="also print values already set")
+    p.set_defaults(func=cmd_env)
+    p = sub.add_parser("bootstrap", help="prepare the Airflow home: db migrate, airflow_settings.yaml")
+    p.set_defaults(func=cmd_bootstrap)
     p = sub.add_parser("status", help="batches and deployment of a pipeline")
     p.add_argument("spec")
     p.set_defaults(func=cmd_status)

@@ -1,0 +1,1 @@
+"""The only layer that imports Airflow: renders plans into DAGs and runs steps as tasks."""

@@ -1,0 +1,156 @@
+"""Task callables: thin adapters from Airflow context to step functions.
+
+Each callable reloads the spec from its file, so a task always runs what the spec says
+now, and records the spec hash it ran with. Heavy libraries load inside the steps, at
+run time, never when the DAG file is parsed.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from sluice.services.storage import PipelineStore
+from sluice.spec.loader import LoadedSpec, load_spec
+
+log = logging.getLogger(__name__)
+
+
+def _open(spec_path: str) -> tuple[LoadedSpec, PipelineStore]:
+    loaded = load_spec(spec_path)
+    return loaded, PipelineStore(loaded.resolve(loaded.spec.storage.root), loaded.spec.pipeline)
+
+
+def _pull(context: dict[str, Any], task_id: str) -> Any:
+    return context["ti"].xcom_pull(task_ids=task_id)
+
+
+def land(spec_path: str, landing_glob: str, **context: Any) -> dict[str, Any]:
+    """Land new files (see :func:`sluice.steps.ingest.land_new_files`)."""
+    from sluice.steps.ingest import land_new_files
+
+    _, store = _open(spec_path)
+    result = land_new_files(landing_glob, store, context["run_id"])
+    for name, batch_id in result.duplicates.items():
+        log.info("%s has the content of batch %s, already landed: nothing to do", name, batch_id)
+    log.info("landed %d new batch(es): %s", len(result.new), result.new)
+    return result.to_dict()
+
+
+def validate(spec_path: str, **context: Any) -> dict[str, Any]:
+    """Validate every landed batch that has no outcome yet."""
+    from sluice.steps.ingest import pending_batches
+    from sluice.steps.validate import validate_batch
+
+    loaded, store = _open(spec_path)
+    outcomes = []
+    for batch_id in pending_batches(store):
+        outcome = validate_batch(store, batch_id, loaded.spec.validation, loaded.spec.source.format)
+        log.info("batch %s: %s (%s) report: %s", batch_id, outcome.status, outcome.reason, outcome.report)
+        outcomes.append(outcome.to_dict())
+    return {"outcomes": outcomes}
+
+
+def publish(spec_path: str, asset_uri: str, **context: Any) -> dict[str, Any]:
+    """Emit one asset event for accepted batches not yet announced; skip when there are none."""
+    from airflow.sdk import Asset
+
+    _, store = _open(spec_path)
+    fresh = [r for r in store.accepted_batches() if not r.get("published")]
+    if not fresh:
+        raise AirflowSkipException("no newly accepted batch: nothing to announce")
+    extra = {"batches": [r["batch_id"] for r in fresh], "rows": sum(int(r.get("rows", 0)) for r in fresh),
+             "quarantined": sum(int(r.get("quarantined", 0)) for r in fresh)}
+    context["outlet_events"][Asset(asset_uri)].extra = extra
+    for r in fresh:
+        store.update_batch_record(r["batch_id"], published=True, published_by_run=context["run_id"])
+    log.info("announcing %s on %s", extra, asset_uri)
+    return extra
+
+
+def check_batches(spec_path: str, **context: Any) -> dict[str, Any]:
+    """Fail the run, naming each rejected batch, its reason and its report."""
+    result = _pull(context, "validate") or {"outcomes": []}
+    rejected = [o for o in result["outcomes"] if o["status"] != "accepted"]
+    if rejected:
+        lines = [f"batch {o['batch_id']}: {o['reason']} (report: {o['report']})" for o in rejected]
+        raise AirflowFailException(f"{len(rejected)} batch(es) rejected:\n" + "\n".join(lines))
+    return {"checked": len(result["outcomes"])}
+
+
+def build_features(spec_path: str, **context: Any) -> dict[str, Any]:
+    """Build the feature table over every accepted batch."""
+    from sluice.steps.features import NoDataError
+    from sluice.steps.features import build_features as run
+
+    loaded, store = _open(spec_path)
+    try:
+        result = run(loaded, store)
+    except NoDataError as exc:
+        raise AirflowFailException(str(exc)) from None
+    log.info("features %s: %d rows from %d batch(es)%s", result.key, result.rows, len(result.batches),
+             " (reused)" if result.cached else "")
+    return result.to_dict()
+
+
+def train(spec_path: str, **context: Any) -> dict[str, Any]:
+    """Train the candidate and log it to MLflow."""
+    from sluice.steps.features import FeatureResult
+    from sluice.steps.train import train_candidate
+
+    loaded, store = _open(spec_path)
+    features = FeatureResult(**_pull(context, "build_features"))
+    result = train_candidate(loaded, store, features, context["dag"].dag_id, context["run_id"])
+    log.info("candidate run %s (%s)", result.mlflow_run_id, result.split)
+    return result.to_dict()
+
+
+def evaluate(spec_path: str, **context: Any) -> dict[str, Any]:
+    """Score candidate and champion on the same holdout; write the decision record."""
+    from sluice.steps.evaluate import evaluate_candidate
+    from sluice.steps.train import TrainResult
+
+    loaded, store = _open(spec_path)
+    decision = evaluate_candidate(loaded, store, TrainResult(**_pull(context, "train")), context["run_id"])
+    log.info("gate verdict %s: %s", decision["verdict"], decision["reason"])
+    return decision
+
+
+def gate(spec_path: str, **context: Any) -> dict[str, Any]:
+    """Fail (without retries) when the verdict is not pass."""
+    from sluice.steps.evaluate import GateFailed, enforce_gate
+
+    decision = _pull(context, "evaluate")
+    try:
+        enforce_gate(decision)
+    except GateFailed as exc:
+        raise AirflowFailException(str(exc)) from None
+    return {"verdict": decision["verdict"]}
+
+
+def promote(spec_path: str, **context: Any) -> dict[str, Any]:
+    """Register the candidate and move the champion alias."""
+    from sluice.steps.promote import promote as run
+
+    loaded, _ = _open(spec_path)
+    result = run(loaded, _pull(context, "evaluate"))
+    log.info("champion: v%s (was v%s)%s", result.version, result.previous, "" if result.changed else " unchanged")
+    return result.to_dict()
+
+
+def deploy(spec_path: str, **context: Any) -> dict[str, Any]:
+    """Serve the champion version on the spec's target."""
+    from sluice.steps.deploy import deploy_local
+    from sluice.steps.train import prepare, read_holdout
+
+    loaded, store = _open(spec_path)
+    promoted = _pull(context, "promote")
+    trained = _pull(context, "train")
+    holdout = read_holdout(trained["holdout_path"]).head(5)
+    rows = prepare(holdout, trained["features"]).astype(object)
+    smoke = rows.where(rows.notna(), None).to_dict(orient="records")
+    state = deploy_local(loaded, store, promoted["version"], smoke)
+    log.info("serving v%s at %s (%s)", state["version"], state["url"], "new" if state["changed"] else "unchanged")
+    return state
