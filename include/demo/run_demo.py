@@ -10,7 +10,6 @@ decided by the gate, and a champion is being served.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -39,8 +38,12 @@ def reset_state(env: dict[str, str]) -> None:
     from sluice.spec.loader import load_spec
 
     loaded = load_spec(SPEC)
-    targets = [loaded.resolve(loaded.spec.source.uri), loaded.resolve(loaded.spec.storage.root) / PIPELINE,
-               PROJECT / ".sluice" / "mlflow.db", PROJECT / ".sluice" / "mlartifacts" / PIPELINE]
+    targets = [
+        loaded.resolve(loaded.spec.source.uri),
+        loaded.resolve(loaded.spec.storage.root) / PIPELINE,
+        PROJECT / ".sluice" / "mlflow.db",
+        PROJECT / ".sluice" / "mlartifacts" / PIPELINE,
+    ]
     from sluice.services.storage import PipelineStore
     from sluice.steps.deploy import stop_local
 
@@ -61,12 +64,26 @@ def dag_runs(dag_id: str, since: float) -> list[dict[str, Any]]:
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        runs = session.query(DagRun).filter(DagRun.dag_id == dag_id,
-                                            DagRun.queued_at >= datetime.fromtimestamp(since, UTC)).all()
-        out = [{"run_id": r.run_id, "state": str(r.state), "queued_at": r.queued_at.timestamp(),
-                "tasks": {ti.task_id: str(ti.state) for ti in r.get_task_instances(session=session)}}
-               for r in runs]
+        runs = (
+            session.query(DagRun)
+            .filter(DagRun.dag_id == dag_id, DagRun.queued_at >= datetime.fromtimestamp(since, UTC))
+            .all()
+        )
+        out = [
+            {
+                "run_id": r.run_id,
+                "state": str(r.state),
+                "queued_at": r.queued_at.timestamp(),
+                "tasks": {ti.task_id: str(ti.state) for ti in r.get_task_instances(session=session)},
+            }
+            for r in runs
+        ]
     return sorted(out, key=lambda r: r["queued_at"])
+
+
+def finished_train_run(since: float) -> dict[str, Any] | None:
+    """The first train run queued after ``since`` that has finished, if any."""
+    return next((r for r in dag_runs(f"{PIPELINE}__train", since) if r["state"] in TERMINAL), None)
 
 
 def wait_for(predicate: Any, timeout: float, what: str, server: Any) -> Any:
@@ -97,7 +114,6 @@ def run_demo(months: list[int], bad_rows_month: int, keep: bool) -> int:
     env = embedded_env(PROJECT)
     os.environ.update(env)
     from demo.producer import drop_month, write_reference
-
     from sluice.services.storage import PipelineStore, read_json
     from sluice.spec.loader import load_spec
     from sluice.steps.deploy import current_deployment, stop_local
@@ -125,17 +141,31 @@ def run_demo(months: list[int], bad_rows_month: int, keep: bool) -> int:
             path = drop_month(landing, month, bad_rows=bad)
             log(f"month {month:02d}: dropped {path.name}" + (f" with {bad} corrupted rows" if bad else ""))
             train_run = wait_for(
-                lambda: next((r for r in dag_runs(f"{PIPELINE}__train", dropped_at) if r["state"] in TERMINAL), None),
-                900, f"the train run for month {month}", server)
-            batch = next(store.batch_record(b) for b in reversed(store.batch_ids())
-                         if store.batch_record(b).get("source_file") == path.name)
+                lambda since=dropped_at: finished_train_run(since), 900, f"the train run for month {month}", server
+            )
+            batch = next(
+                store.batch_record(b)
+                for b in reversed(store.batch_ids())
+                if store.batch_record(b).get("source_file") == path.name
+            )
             decision_path = store.run_dir(train_run["run_id"]) / "decision.json"
             decision = read_json(decision_path) if decision_path.exists() else None
             deployed = current_deployment(store)
-            rows.append({"month": month, "batch": batch, "run": train_run, "decision": decision,
-                         "deployed": deployed["version"] if deployed and train_run["tasks"].get("deploy") == "success" else None})
-            log(f"month {month:02d}: train run {train_run['state']}: "
-                + (f"gate {decision['verdict']} ({decision['reason']})" if decision else "no gate decision"))
+            rows.append(
+                {
+                    "month": month,
+                    "batch": batch,
+                    "run": train_run,
+                    "decision": decision,
+                    "deployed": deployed["version"]
+                    if deployed and train_run["tasks"].get("deploy") == "success"
+                    else None,
+                }
+            )
+            log(
+                f"month {month:02d}: train run {train_run['state']}: "
+                + (f"gate {decision['verdict']} ({decision['reason']})" if decision else "no gate decision")
+            )
     except Exception as exc:
         log(f"FAILED: {exc}")
         return_code = 1
@@ -152,7 +182,9 @@ def run_demo(months: list[int], bad_rows_month: int, keep: bool) -> int:
     return 0 if ok else 1
 
 
-def print_summary(rows: list[dict[str, Any]], deployed: dict[str, Any] | None, seconds: float, months: list[int]) -> bool:
+def print_summary(
+    rows: list[dict[str, Any]], deployed: dict[str, Any] | None, seconds: float, months: list[int]
+) -> bool:
     """Print the per-month table; return whether the demo did everything it should."""
     print("\n" + "=" * 100)
     print(f"sluice demo: pipeline {PIPELINE}, {len(rows)} month(s) in {seconds / 60:.1f} min")
@@ -170,14 +202,18 @@ def print_summary(rows: list[dict[str, Any]], deployed: dict[str, Any] | None, s
         print(f"{r['month']:<6}{b['batch_id']:<18}{validation:<38}{cand:>10}{champ_text:>10}  {verdict:<6}{dep:<9}")
         ok = ok and b["status"] == "accepted" and d is not None
     metric = rows[0]["decision"]["metric"] if rows and rows[0]["decision"] else "metric"
-    print(f"(candidate and champion: {metric} on the same holdout; gate details in data/sluice/{PIPELINE}/runs/*/decision.json)")
+    print(f"(candidate and champion: {metric} on the same holdout; decision records:")
+    print(f" data/sluice/{PIPELINE}/runs/*/decision.json and the MLflow run artifact gate/decision.json)")
     if deployed:
-        print(f"\nchampion v{deployed['version']} was served at {deployed['url']} (sluice serve; log {deployed['log']})")
+        print(
+            f"\nchampion v{deployed['version']} was served at {deployed['url']} (sluice serve; log {deployed['log']})"
+        )
     else:
         ok = False
         print("\nno model was deployed")
     print("\nWhere to look:")
-    print("  Airflow UI:  make airflow        -> http://localhost:8080 (password in .airflow/simple_auth_manager_passwords.json.generated)")
+    print("  Airflow UI:  make airflow        -> http://localhost:8080")
+    print("               user admin, password in .airflow/simple_auth_manager_passwords.json.generated")
     print("  MLflow UI:   make mlflow-ui      -> http://localhost:5000 (experiment and model 'flights_delay')")
     print(f"  Batches:     uv run sluice status dags/{PIPELINE}.pipeline.yaml")
     print("=" * 100)

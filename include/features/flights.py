@@ -37,10 +37,7 @@ def build_features(spark: SparkSession, inputs: dict[str, DataFrame]) -> DataFra
         "engines",
         F.col("type").alias("plane_type"),
     )
-    joined = (
-        flights.join(weather, ["origin", "time_hour"], "left")
-        .join(planes, ["tailnum"], "left")
-    )
+    joined = flights.join(weather, ["origin", "time_hour"], "left").join(planes, ["tailnum"], "left")
     day = F.make_date(F.col("year"), F.col("month"), F.col("day"))
     return joined.select(
         (F.col("arr_delay") >= 15).cast("int").alias("is_delayed"),

@@ -22,30 +22,18 @@ def _spec_files(paths: list[str]) -> list[Path]:
 
 def cmd_lint(args: argparse.Namespace) -> int:
     """Validate specs; print every problem; exit 1 if any."""
-    from sluice.spec.loader import load_spec
+    from sluice.spec.loader import load_files
 
     files = _spec_files(args.paths)
     if not files:
         print("no *.pipeline.yaml files found in " + ", ".join(args.paths), file=sys.stderr)
         return 1
-    bad = 0
-    names: dict[str, Path] = {}
-    for path in files:
-        try:
-            loaded = load_spec(path)
-        except SpecError as exc:
-            bad += 1
-            print(exc, file=sys.stderr)
-            continue
-        name = loaded.spec.pipeline
-        if name in names:
-            bad += 1
-            print(f"{path}:1: pipeline: '{name}' is also defined in {names[name]} (hint: pipeline names must be unique)",
-                  file=sys.stderr)
-            continue
-        names[name] = path
-        print(f"ok  {path}  ({name})")
-    return 1 if bad else 0
+    report = load_files(files)
+    for error in report.errors.values():
+        print(error, file=sys.stderr)
+    for loaded in report.specs:
+        print(f"ok  {loaded.path}  ({loaded.spec.pipeline})")
+    return 1 if report.errors else 0
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -83,8 +71,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(f"    tags: {', '.join(dag.tags)}")
         for step in dag.steps:
             after = f"  after {', '.join(step.upstream)}" if step.upstream else ""
-            extra = "".join([f"  pool={step.pool}" if step.pool else "",
-                             f"  publishes {', '.join(step.outlets)}" if step.outlets else ""])
+            extra = "".join(
+                [
+                    f"  pool={step.pool}" if step.pool else "",
+                    f"  publishes {', '.join(step.outlets)}" if step.outlets else "",
+                ]
+            )
             print(f"    - {step.task_id:<15} retries={step.retries}{after}{extra}")
             print(f"        {step.doc}")
     return 0
@@ -145,9 +137,9 @@ def cmd_env(args: argparse.Namespace) -> int:
 
     env = embedded_env(_project_dir())
     for key in sorted(env):
-        if key.startswith(("AIRFLOW", "SLUICE_", "MLFLOW_", "GX_")) or key == "PATH":
-            if os.environ.get(key) != env[key] or args.all:
-                print(f"export {key}={shlex.quote(env[key])}")
+        wanted = key.startswith(("AIRFLOW", "SLUICE_", "MLFLOW_", "GX_")) or key == "PATH"
+        if wanted and (os.environ.get(key) != env[key] or args.all):
+            print(f"export {key}={shlex.quote(env[key])}")
     return 0
 
 

@@ -52,8 +52,9 @@ def embedded_env(project_dir: Path, base: dict[str, str] | None = None) -> dict[
 
 def airflow(args: list[str], env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run the ``airflow`` CLI of this environment."""
-    return subprocess.run([sys.executable, "-m", "airflow", *args], env=env, check=check,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "airflow", *args], env=env, check=check, capture_output=True, text=True, timeout=600
+    )
 
 
 def settings_payloads(settings: dict[str, Any]) -> dict[str, Any]:
@@ -63,13 +64,22 @@ def settings_payloads(settings: dict[str, Any]) -> dict[str, Any]:
     for c in section.get("connections") or []:
         extra = c.get("conn_extra")
         connections[c["conn_id"]] = {
-            "conn_type": c.get("conn_type"), "host": c.get("conn_host"), "schema": c.get("conn_schema"),
-            "login": c.get("conn_login"), "password": c.get("conn_password"), "port": c.get("conn_port"),
+            "conn_type": c.get("conn_type"),
+            "host": c.get("conn_host"),
+            "schema": c.get("conn_schema"),
+            "login": c.get("conn_login"),
+            "password": c.get("conn_password"),
+            "port": c.get("conn_port"),
             "extra": json.dumps(extra) if isinstance(extra, dict) else extra,
         }
-    pools = {p["pool_name"]: {"slots": int(p["pool_slot"]), "description": p.get("pool_description") or p["pool_name"],
-                              "include_deferred": False}
-             for p in section.get("pools") or []}
+    pools = {
+        p["pool_name"]: {
+            "slots": int(p["pool_slot"]),
+            "description": p.get("pool_description") or p["pool_name"],
+            "include_deferred": False,
+        }
+        for p in section.get("pools") or []
+    }
     variables = {v["variable_name"]: v["variable_value"] for v in section.get("variables") or []}
     return {"connections": connections, "pools": pools, "variables": variables}
 

@@ -57,6 +57,7 @@ def build_all(folder: str | Path) -> dict[str, Any]:
     if report.errors:
         stub = BrokenSpecDag(dag_id=BROKEN_DAG_ID, schedule=None, start_date=START_DATE)
         stub.spec_error = f"{len(report.errors)} pipeline spec(s) not loaded:\n" + "\n".join(
-            str(err) for err in report.errors.values())
+            str(err) for err in report.errors.values()
+        )
         dags[stub.dag_id] = stub
     return dags

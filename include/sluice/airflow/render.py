@@ -18,10 +18,12 @@ START_DATE = datetime(2024, 1, 1)
 
 def renderer(*kinds: str) -> Callable[[Renderer], Renderer]:
     """Register a function as the renderer of step ``kinds``."""
+
     def register(fn: Renderer) -> Renderer:
         for kind in kinds:
             RENDERERS[kind] = fn
         return fn
+
     return register
 
 
@@ -53,8 +55,9 @@ def _wait_for_files(step: Step, plan: PipelinePlan) -> BaseOperator:
     )
 
 
-@renderer("land", "validate", "publish", "check_batches", "build_features", "train", "evaluate", "gate",
-          "promote", "deploy")
+@renderer(
+    "land", "validate", "publish", "check_batches", "build_features", "train", "evaluate", "gate", "promote", "deploy"
+)
 def _python_step(step: Step, plan: PipelinePlan) -> BaseOperator:
     from airflow.providers.standard.operators.python import PythonOperator
 
@@ -80,8 +83,10 @@ def render_schedule(schedule: Schedule) -> Any:
     if schedule.cron and assets:
         from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
 
-        return AssetOrTimeSchedule(timetable=CronTriggerTimetable(schedule.cron, timezone="UTC"),
-                                   assets=assets[0] if len(assets) == 1 else assets)  # type: ignore[arg-type]
+        return AssetOrTimeSchedule(
+            timetable=CronTriggerTimetable(schedule.cron, timezone="UTC"),
+            assets=assets[0] if len(assets) == 1 else assets,
+        )  # type: ignore[arg-type]
     if assets:
         return assets
     return schedule.cron

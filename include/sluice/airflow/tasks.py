@@ -61,8 +61,11 @@ def publish(spec_path: str, asset_uri: str, **context: Any) -> dict[str, Any]:
     fresh = [r for r in store.accepted_batches() if not r.get("published")]
     if not fresh:
         raise AirflowSkipException("no newly accepted batch: nothing to announce")
-    extra = {"batches": [r["batch_id"] for r in fresh], "rows": sum(int(r.get("rows", 0)) for r in fresh),
-             "quarantined": sum(int(r.get("quarantined", 0)) for r in fresh)}
+    extra = {
+        "batches": [r["batch_id"] for r in fresh],
+        "rows": sum(int(r.get("rows", 0)) for r in fresh),
+        "quarantined": sum(int(r.get("quarantined", 0)) for r in fresh),
+    }
     context["outlet_events"][Asset(asset_uri)].extra = extra
     for r in fresh:
         store.update_batch_record(r["batch_id"], published=True, published_by_run=context["run_id"])
@@ -90,8 +93,13 @@ def build_features(spec_path: str, **context: Any) -> dict[str, Any]:
         result = run(loaded, store)
     except NoDataError as exc:
         raise AirflowFailException(str(exc)) from None
-    log.info("features %s: %d rows from %d batch(es)%s", result.key, result.rows, len(result.batches),
-             " (reused)" if result.cached else "")
+    log.info(
+        "features %s: %d rows from %d batch(es)%s",
+        result.key,
+        result.rows,
+        len(result.batches),
+        " (reused)" if result.cached else "",
+    )
     return result.to_dict()
 
 

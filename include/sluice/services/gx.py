@@ -30,7 +30,7 @@ class CheckResult:
 def _gx_expectation(exp: Expectation) -> Any:
     import great_expectations as gx
 
-    e = gx.expectations
+    e: Any = gx.expectations
     if exp.type == "not_null":
         return e.ExpectColumnValuesToNotBeNull(column=exp.column)
     if exp.type == "between":
@@ -55,7 +55,6 @@ def run_expectations(df: pd.DataFrame, expectations: list[Expectation]) -> tuple
     """
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
-
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
@@ -69,26 +68,29 @@ def run_expectations(df: pd.DataFrame, expectations: list[Expectation]) -> tuple
     ids = [suite.add_expectation(_gx_expectation(exp)).id for exp in expectations]
     summary = batch.validate(suite, result_format="SUMMARY")
     # GX does not keep suite order in its results: match them by expectation id.
-    by_id = {res.expectation_config.id: res for res in summary.results}
+    by_id = {res.expectation_config.id: res for res in summary.results if res.expectation_config}
     checks: list[CheckResult] = []
     for exp, exp_id in zip(expectations, ids, strict=True):
         res = by_id[exp_id]
         result = res.result or {}
-        checks.append(CheckResult(
-            check=exp.type,
-            column=getattr(exp, "column", None),
-            success=bool(res.success),
-            row_level=exp.type in ROW_LEVEL_EXPECTATIONS,
-            unexpected_count=int(result.get("unexpected_count") or 0),
-            observed=result.get("observed_value"),
-        ))
-    failed_row_level = [(i, exp) for i, exp in enumerate(expectations)
-                        if not checks[i].success and checks[i].row_level]
+        checks.append(
+            CheckResult(
+                check=exp.type,
+                column=getattr(exp, "column", None),
+                success=bool(res.success),
+                row_level=exp.type in ROW_LEVEL_EXPECTATIONS,
+                unexpected_count=int(result.get("unexpected_count") or 0),
+                observed=result.get("observed_value"),
+            )
+        )
+    failed_row_level = [(i, exp) for i, exp in enumerate(expectations) if not checks[i].success and checks[i].row_level]
     if failed_row_level:
         detail = context.suites.add(gx.ExpectationSuite(name="sluice-detail"))
         detail_ids = {detail.add_expectation(_gx_expectation(exp)).id: i for i, exp in failed_row_level}
         complete = batch.validate(detail, result_format="COMPLETE")
         for res in complete.results:
+            if res.expectation_config is None:
+                continue
             i = detail_ids[res.expectation_config.id]
             checks[i].unexpected_index = list((res.result or {}).get("unexpected_index_list") or [])
     return checks, summary.to_json_dict()

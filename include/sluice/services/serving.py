@@ -29,7 +29,9 @@ def bind(host: str, port: int, reuse_port: bool) -> socket.socket:
     return sock
 
 
-def serve(model_uri: str, host: str, port: int, ready_file: Path | None = None, info: dict[str, str] | None = None) -> None:
+def serve(
+    model_uri: str, host: str, port: int, ready_file: Path | None = None, info: dict[str, str] | None = None
+) -> None:
     """Load ``model_uri`` and serve it until SIGTERM.
 
     Args:

@@ -74,14 +74,14 @@ def _positions(node: yaml.Node, loc: Loc, out: dict[Loc, yaml.Mark], dups: list[
         for key_node, value_node in node.value:
             key = str(key_node.value)
             if key in seen:
-                dups.append((loc + (key,), key_node.start_mark))
+                dups.append(((*loc, key), key_node.start_mark))
             seen.add(key)
-            out[loc + (key,)] = key_node.start_mark
-            _positions(value_node, loc + (key,), out, dups)
-            out[loc + (key,)] = key_node.start_mark
+            out[(*loc, key)] = key_node.start_mark
+            _positions(value_node, (*loc, key), out, dups)
+            out[(*loc, key)] = key_node.start_mark
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _positions(item, loc + (i,), out, dups)
+            _positions(item, (*loc, i), out, dups)
 
 
 def _model_fields_at(data: Any, loc: Loc) -> list[str]:
@@ -110,9 +110,7 @@ def _unwrap(annotation: Any, node: Any) -> Any:
     """Strip Optional/list/Annotated/unions down to the model that fits ``node``."""
     for _ in range(6):
         origin = typing.get_origin(annotation)
-        if origin is typing.Annotated:
-            annotation = typing.get_args(annotation)[0]
-        elif origin is list and not isinstance(node, list):
+        if origin is typing.Annotated or (origin is list and not isinstance(node, list)):
             annotation = typing.get_args(annotation)[0]
         elif origin in (typing.Union, types.UnionType):
             options = [a for a in typing.get_args(annotation) if a is not type(None)]
@@ -176,6 +174,27 @@ def _hint_for(err: dict[str, Any], data: Any, loc: Loc) -> str:
     return ""
 
 
+def _named_mark(message: str, loc: Loc, marks: dict[Loc, yaml.Mark]) -> yaml.Mark | None:
+    """For a rule spanning several keys, the position of the first key its message names."""
+    for word in message.replace(",", " ").replace("'", " ").split():
+        for base in (loc, ()):
+            key = (*base, *word.split("."))
+            if key in marks and key != loc:
+                return marks[key]
+    return None
+
+
+def pipeline_line(path: Path) -> int:
+    """Line of the ``pipeline:`` key in a spec file (1 when it cannot be found)."""
+    try:
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            if line.startswith("pipeline:"):
+                return number
+    except OSError:
+        pass
+    return 1
+
+
 def load_spec(path: str | Path) -> LoadedSpec:
     """Load and validate one spec file.
 
@@ -198,20 +217,34 @@ def load_spec(path: str | Path) -> LoadedSpec:
         root = yaml.compose(text, Loader=_LineLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        raise SpecError([SpecIssue(
-            shown, mark.line + 1 if mark else None, mark.column + 1 if mark else None, "",
-            f"YAML syntax error: {exc.problem or exc}",
-            "check indentation and quoting on this line or the one above",
-        )]) from None
+        raise SpecError(
+            [
+                SpecIssue(
+                    shown,
+                    mark.line + 1 if mark else None,
+                    mark.column + 1 if mark else None,
+                    "",
+                    f"YAML syntax error: {exc.problem or exc}",
+                    "check indentation and quoting on this line or the one above",
+                )
+            ]
+        ) from None
     if root is None or not isinstance(root, yaml.MappingNode):
-        raise SpecError([SpecIssue(shown, 1, None, "", "a spec must be a YAML mapping",
-                                   "start with 'pipeline: <name>'")])
+        raise SpecError(
+            [SpecIssue(shown, 1, None, "", "a spec must be a YAML mapping", "start with 'pipeline: <name>'")]
+        )
     marks: dict[Loc, yaml.Mark] = {}
     dups: list[tuple[Loc, yaml.Mark]] = []
     _positions(root, (), marks, dups)
     issues = [
-        SpecIssue(shown, m.line + 1, m.column + 1, ".".join(map(str, loc)),
-                  "key appears twice", "keep one; YAML would silently use the last")
+        SpecIssue(
+            shown,
+            m.line + 1,
+            m.column + 1,
+            ".".join(map(str, loc)),
+            "key appears twice",
+            "keep one; YAML would silently use the last",
+        )
         for loc, m in dups
     ]
     data = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
@@ -220,20 +253,26 @@ def load_spec(path: str | Path) -> LoadedSpec:
     except ValidationError as exc:
         for err in exc.errors():
             loc = _data_loc(data, tuple(err["loc"]))
-            mark = None
+            mark = _named_mark(err["msg"], loc, marks)
             for cut in range(len(loc), -1, -1):
-                mark = marks.get(loc[:cut])
                 if mark is not None:
                     break
+                mark = marks.get(loc[:cut])
             message = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 message = f"unknown key '{loc[-1]}'"
             elif err["type"] == "union_tag_invalid":
                 message = f"unknown type '{err.get('ctx', {}).get('tag')}'"
-            issues.append(SpecIssue(
-                shown, mark.line + 1 if mark else None, mark.column + 1 if mark else None,
-                ".".join(map(str, loc)), message, _hint_for(err, data, loc),
-            ))
+            issues.append(
+                SpecIssue(
+                    shown,
+                    mark.line + 1 if mark else None,
+                    mark.column + 1 if mark else None,
+                    ".".join(map(str, loc)),
+                    message,
+                    _hint_for(dict(err), data, loc),
+                )
+            )
         raise SpecError(issues) from None
     if issues:
         raise SpecError(issues)
@@ -247,11 +286,18 @@ def _check_files(loaded: LoadedSpec, marks: dict[Loc, yaml.Mark], shown: str) ->
     job_file = loaded.spec.features.job.split(":", 1)[0]
     if not loaded.resolve(job_file).is_file():
         m = marks.get(("features", "job"))
-        raise SpecError([SpecIssue(
-            shown, m.line + 1 if m else None, m.column + 1 if m else None, "features.job",
-            f"feature job file '{job_file}' not found under {loaded.project_dir}",
-            "paths are relative to the project root",
-        )])
+        raise SpecError(
+            [
+                SpecIssue(
+                    shown,
+                    m.line + 1 if m else None,
+                    m.column + 1 if m else None,
+                    "features.job",
+                    f"feature job file '{job_file}' not found under {loaded.project_dir}",
+                    "paths are relative to the project root",
+                )
+            ]
+        )
 
 
 @dataclass
@@ -267,23 +313,33 @@ def load_folder(folder: str | Path) -> LoadReport:
 
     Two specs naming the same pipeline are both rejected, since neither can be said to win.
     """
+    return load_files(sorted(Path(folder).glob(f"*{SPEC_SUFFIX}")))
+
+
+def load_files(paths: list[Path]) -> LoadReport:
+    """Load the given spec files; errors are keyed by each path as given."""
     report = LoadReport(specs=[], errors={})
-    by_name: dict[str, list[LoadedSpec]] = {}
-    for path in sorted(Path(folder).glob(f"*{SPEC_SUFFIX}")):
+    by_name: dict[str, list[tuple[Path, LoadedSpec]]] = {}
+    for path in paths:
         try:
             loaded = load_spec(path)
         except SpecError as exc:
             report.errors[str(path)] = exc
             continue
-        by_name.setdefault(loaded.spec.pipeline, []).append(loaded)
+        by_name.setdefault(loaded.spec.pipeline, []).append((path, loaded))
     for name, group in by_name.items():
         if len(group) == 1:
-            report.specs.append(group[0])
+            report.specs.append(group[0][1])
             continue
-        files = ", ".join(str(g.path.name) for g in group)
-        for g in group:
-            report.errors[str(g.path)] = SpecError([SpecIssue(
-                str(g.path), 1, None, "pipeline", f"pipeline '{name}' is defined in several files: {files}",
+        files = ", ".join(p.name for p, _ in group)
+        for p, _ in group:
+            issue = SpecIssue(
+                str(p),
+                pipeline_line(p),
+                1,
+                "pipeline",
+                f"pipeline '{name}' is defined in several files: {files}",
                 "pipeline names must be unique",
-            )])
+            )
+            report.errors[str(p)] = SpecError([issue])
     return report

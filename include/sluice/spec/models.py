@@ -173,9 +173,7 @@ class Features(StrictModel):
 class Split(StrictModel):
     """How the holdout is chosen."""
 
-    by: str | None = Field(
-        None, description="Column whose latest value is the holdout (time-based split)."
-    )
+    by: str | None = Field(None, description="Column whose latest value is the holdout (time-based split).")
     holdout: Literal["latest", "random"] = "latest"
     fraction: float = Field(
         0.2,
@@ -201,9 +199,26 @@ class Training(StrictModel):
     drop: list[str] = Field(default_factory=list, description="Columns never used as features.")
     split: Split = Field(default_factory=Split)  # type: ignore[arg-type]
 
+    @model_validator(mode="after")
+    def _target_is_not_a_feature(self) -> Training:
+        if self.target in self.drop:
+            raise ValueError("training.drop must not contain the target")
+        if self.features is not None and self.target in self.features:
+            raise ValueError(f"training.features must not contain the target '{self.target}' (it would leak the label)")
+        return self
 
-HIGHER_IS_BETTER = {"roc_auc": True, "accuracy": True, "f1": True, "precision": True,
-                    "recall": True, "log_loss": False, "r2": True, "rmse": False, "mae": False}
+
+HIGHER_IS_BETTER = {
+    "roc_auc": True,
+    "accuracy": True,
+    "f1": True,
+    "precision": True,
+    "recall": True,
+    "log_loss": False,
+    "r2": True,
+    "rmse": False,
+    "mae": False,
+}
 
 
 class Gate(StrictModel):
@@ -221,9 +236,7 @@ class Evaluation(StrictModel):
 
     metric: Literal["roc_auc", "accuracy", "f1", "precision", "recall", "log_loss", "r2", "rmse", "mae"]
     gate: Gate = Field(default_factory=Gate)  # type: ignore[arg-type]
-    approval: Literal["auto"] = Field(
-        "auto", description="'auto' promotes on a passed gate."
-    )
+    approval: Literal["auto"] = Field("auto", description="'auto' promotes on a passed gate.")
 
     @model_validator(mode="after")
     def _gate_matches_metric(self) -> Evaluation:
@@ -272,7 +285,7 @@ class PipelineSpec(StrictModel):
     evaluation: Evaluation
     deployment: Deployment = Field(default_factory=Deployment)  # type: ignore[arg-type]
     retrain_on: list[Literal["new_data", "schedule"]] = Field(
-        default_factory=lambda: ["new_data"],
+        default=["new_data"],
         description="What starts <pipeline>__train besides 'airflow dags trigger'.",
     )
     retrain_schedule: str | None = Field(None, description="Cron used when retrain_on has 'schedule'.")
@@ -283,6 +296,4 @@ class PipelineSpec(StrictModel):
             raise ValueError("retrain_on has 'schedule': set retrain_schedule (a cron, e.g. '0 3 * * *')")
         if self.retrain_schedule and "schedule" not in self.retrain_on:
             raise ValueError("retrain_schedule is set but retrain_on lacks 'schedule'")
-        if self.training.target in self.training.drop:
-            raise ValueError("training.drop must not contain the target")
         return self

@@ -21,10 +21,14 @@ class DeployFailed(RuntimeError):
 
 def http_json(url: str, payload: Any = None, timeout: float = 10.0) -> tuple[int, Any]:
     """GET (or POST ``payload`` as JSON) and return status and decoded body."""
+    if not url.startswith("http://"):
+        raise ValueError(f"only http:// URLs are used here, got {url}")
     data = json.dumps(payload).encode() if payload is not None else None
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(  # noqa: S310 - http only, checked above
+        url, data=data, headers={"Content-Type": "application/json"}
+    )
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
             body = resp.read().decode()
             return resp.status, json.loads(body) if body.strip().startswith(("{", "[")) else body
     except urllib.error.HTTPError as exc:
@@ -47,7 +51,9 @@ def _healthy(state: dict[str, Any]) -> bool:
     return status == 200
 
 
-def deploy_local(loaded: LoadedSpec, store: PipelineStore, version: str, smoke_rows: list[dict[str, Any]]) -> dict[str, Any]:
+def deploy_local(
+    loaded: LoadedSpec, store: PipelineStore, version: str, smoke_rows: list[dict[str, Any]]
+) -> dict[str, Any]:
     """Start a server for ``models:/<pipeline>/<version>``, check it, then retire the old one.
 
     Order matters: the new process binds the shared port, passes a health check and a smoke
@@ -78,8 +84,24 @@ def deploy_local(loaded: LoadedSpec, store: PipelineStore, version: str, smoke_r
     log = store.deploy_dir / f"server-v{version}-{stamp}.log"
     model_uri = f"models:/{name}/{version}"
     env = dict(os.environ, MLFLOW_TRACKING_URI=tracking_uri(loaded.project_dir))
-    cmd = [sys.executable, "-m", "sluice.cli", "serve", "--model-uri", model_uri, "--host", cfg.host,
-           "--port", str(cfg.port), "--ready-file", str(ready), "--pipeline", name, "--version", str(version)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "sluice.cli",
+        "serve",
+        "--model-uri",
+        model_uri,
+        "--host",
+        cfg.host,
+        "--port",
+        str(cfg.port),
+        "--ready-file",
+        str(ready),
+        "--pipeline",
+        name,
+        "--version",
+        str(version),
+    ]
     proc = processes.start(cmd, log, env=env, cwd=loaded.project_dir)
     try:
         admin_port = _wait_ready(proc.pid, cfg.host, ready, cfg.health_timeout_seconds, log)
@@ -91,9 +113,16 @@ def deploy_local(loaded: LoadedSpec, store: PipelineStore, version: str, smoke_r
         processes.stop_group(proc.pid)
         raise
     state = {
-        "pipeline": name, "version": str(version), "model_uri": model_uri, "pid": proc.pid,
-        "host": cfg.host, "port": cfg.port, "admin_port": admin_port,
-        "url": f"http://{cfg.host}:{cfg.port}/invocations", "log": str(log), "started_at": time.time(),
+        "pipeline": name,
+        "version": str(version),
+        "model_uri": model_uri,
+        "pid": proc.pid,
+        "host": cfg.host,
+        "port": cfg.port,
+        "admin_port": admin_port,
+        "url": f"http://{cfg.host}:{cfg.port}/invocations",
+        "log": str(log),
+        "started_at": time.time(),
         "smoke": {"rows": len(smoke_rows), "predictions": body["predictions"][:5]},
     }
     write_json_atomic(store.deploy_dir / "current.json", state)

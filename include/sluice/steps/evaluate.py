@@ -29,7 +29,9 @@ def _champion_columns(model: Any) -> list[str]:
     return list(names) if names is not None else []
 
 
-def evaluate_candidate(loaded: LoadedSpec, store: PipelineStore, trained: TrainResult, airflow_run_id: str) -> dict[str, Any]:
+def evaluate_candidate(
+    loaded: LoadedSpec, store: PipelineStore, trained: TrainResult, airflow_run_id: str
+) -> dict[str, Any]:
     """Score the candidate and the current champion on the candidate's holdout; decide.
 
     With no champion yet, only the absolute floor applies. A champion that cannot be
@@ -68,17 +70,26 @@ def evaluate_candidate(loaded: LoadedSpec, store: PipelineStore, trained: TrainR
     if gate.min is not None:
         checks.append(Check("floor", cand_score >= gate.min, f"candidate {metric} {cand_score:.4f} >= min {gate.min}"))
     if gate.max is not None:
-        checks.append(Check("ceiling", cand_score <= gate.max, f"candidate {metric} {cand_score:.4f} <= max {gate.max}"))
+        checks.append(
+            Check("ceiling", cand_score <= gate.max, f"candidate {metric} {cand_score:.4f} <= max {gate.max}")
+        )
     if champ is None:
-        checks.append(Check("champion", True, "no champion yet: the first model that passes the floor becomes champion"))
+        checks.append(
+            Check("champion", True, "no champion yet: the first model that passes the floor becomes champion")
+        )
     else:
         champ_model = mlflow.sklearn.load_model(f"models:/{spec.pipeline}/{champ.version}")
         columns = _champion_columns(champ_model)
         missing = [c for c in columns if c not in holdout.columns]
         champion_info = {"version": str(champ.version), "run_id": champ.run_id, "score": None}
         if missing:
-            checks.append(Check("champion", False,
-                                f"champion v{champ.version} cannot be scored on this holdout: missing columns {missing}"))
+            checks.append(
+                Check(
+                    "champion",
+                    False,
+                    f"champion v{champ.version} cannot be scored on this holdout: missing columns {missing}",
+                )
+            )
         else:
             champ_score = score(champ_model, prepare(holdout, columns), y, metric)
             champion_info["score"] = champ_score

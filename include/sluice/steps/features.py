@@ -90,7 +90,9 @@ def build_features(loaded: LoadedSpec, store: PipelineStore) -> FeatureResult:
     if missing:
         raise FileNotFoundError(f"feature inputs not found: {', '.join(missing)}")
     key_material = {
-        "batches": list(batches), "job": job_hash, "function": spec.job.split(":", 1)[1],
+        "batches": list(batches),
+        "job": job_hash,
+        "function": spec.job.split(":", 1)[1],
         "inputs": {n: _fingerprint(p) for n, p in inputs.items()},
     }
     key = hashlib.sha256(json.dumps(key_material, sort_keys=True).encode()).hexdigest()[:16]

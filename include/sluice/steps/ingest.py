@@ -66,16 +66,19 @@ def land_new_files(landing_glob: str, store: PipelineStore, run_id: str) -> Land
         else:
             with atomic_dir(final) as tmp:
                 shutil.copy2(path, tmp / f"source{path.suffix}")
-                write_json_atomic(tmp / "batch.json", {
-                    "batch_id": batch_id,
-                    "sha256": digest,
-                    "source_file": path.name,
-                    "source_suffix": path.suffix,
-                    "size_bytes": path.stat().st_size,
-                    "landed_at": time.time(),
-                    "landed_by_run": run_id,
-                    "status": "landed",
-                })
+                write_json_atomic(
+                    tmp / "batch.json",
+                    {
+                        "batch_id": batch_id,
+                        "sha256": digest,
+                        "source_file": path.name,
+                        "source_suffix": path.suffix,
+                        "size_bytes": path.stat().st_size,
+                        "landed_at": time.time(),
+                        "landed_by_run": run_id,
+                        "status": "landed",
+                    },
+                )
             result.new.append(batch_id)
         archive = path.parent / PROCESSED / path.name
         archive.parent.mkdir(exist_ok=True)

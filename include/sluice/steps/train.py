@@ -57,8 +57,13 @@ def split_holdout(df: Any, split: Split) -> tuple[Any, Any, str]:
         reason = f"only one value of {split.by}; "
     else:
         reason = ""
+    if len(df) < 2:
+        raise ValueError(f"need at least 2 labelled rows to train and hold out, got {len(df)}")
     rng = np.random.default_rng(split.seed)
     mask = rng.random(len(df)) < split.fraction
+    if not mask.any() or mask.all():  # tiny tables: keep at least one row on each side
+        mask[:] = False
+        mask[rng.integers(len(df))] = True
     return df[~mask], df[mask], f"{reason}random {split.fraction:.0%} holdout (seed {split.seed})"
 
 
@@ -101,10 +106,12 @@ def make_estimator(model_path: str, params: dict[str, Any], X: Any) -> Any:
     categorical = [c for c in X.columns if X[c].dtype == object]
     numeric = [c for c in X.columns if c not in categorical]
     encode = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-1)
-    pre = ColumnTransformer([
-        ("categorical", encode, categorical),
-        ("numeric", SimpleImputer(strategy="median", keep_empty_features=True), numeric),
-    ])
+    pre = ColumnTransformer(
+        [
+            ("categorical", encode, categorical),
+            ("numeric", SimpleImputer(strategy="median", keep_empty_features=True), numeric),
+        ]
+    )
     return Pipeline([("prepare", pre), ("model", cls(**kwargs))])
 
 
@@ -158,10 +165,14 @@ def train_candidate(
     previous = find_finished_run(client, experiment_id, airflow_run_id)
     if previous is not None and holdout_path.exists():
         meta = previous.data.tags
-        return TrainResult(previous.info.run_id, str(holdout_path), meta.get("sluice.split", ""),
-                           int(previous.data.params.get("train_rows", 0)),
-                           int(previous.data.params.get("holdout_rows", 0)),
-                           meta.get("sluice.features", "").split(","))
+        return TrainResult(
+            previous.info.run_id,
+            str(holdout_path),
+            meta.get("sluice.split", ""),
+            int(previous.data.params.get("train_rows", 0)),
+            int(previous.data.params.get("holdout_rows", 0)),
+            meta.get("sluice.features", "").split(","),
+        )
 
     df = pd.read_parquet(features.path)
     target = spec.training.target
@@ -194,12 +205,26 @@ def train_candidate(
         "sluice.features": ",".join(columns),
     }
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"candidate {airflow_run_id}", tags=lineage) as run:
-        mlflow.log_params({"model": spec.training.model, **{f"param.{k}": v for k, v in spec.training.params.items()},
-                           "train_rows": len(X_train), "holdout_rows": len(X_hold), "n_features": len(columns)})
+        mlflow.log_params(
+            {
+                "model": spec.training.model,
+                **{f"param.{k}": v for k, v in spec.training.params.items()},
+                "train_rows": len(X_train),
+                "holdout_rows": len(X_hold),
+                "n_features": len(columns),
+            }
+        )
         mlflow.log_metric(f"holdout_{metric}", holdout_score)
         mlflow.log_metric(f"train_{metric}", score(estimator, X_train, y_train, metric))
-        mlflow.log_dict({"batches": features.batches, "features": features.to_dict(),
-                         "spec": spec.model_dump(mode="json"), "tags": lineage}, "lineage.json")
+        mlflow.log_dict(
+            {
+                "batches": features.batches,
+                "features": features.to_dict(),
+                "spec": spec.model_dump(mode="json"),
+                "tags": lineage,
+            },
+            "lineage.json",
+        )
         sample = X_train.head(5)
         mlflow.sklearn.log_model(
             estimator,
@@ -210,8 +235,9 @@ def train_candidate(
             skops_trusted_types=library_types(estimator),
         )
         run_id = run.info.run_id
-    write_json_atomic(run_dir / "train.json", {"mlflow_run_id": run_id, "split": split_text,
-                                                f"holdout_{metric}": holdout_score})
+    write_json_atomic(
+        run_dir / "train.json", {"mlflow_run_id": run_id, "split": split_text, f"holdout_{metric}": holdout_score}
+    )
     return TrainResult(run_id, str(holdout_path), split_text, len(X_train), len(X_hold), columns)
 
 

@@ -99,14 +99,23 @@ def validate_batch(store: PipelineStore, batch_id: str, validation: Validation, 
             quarantine.to_parquet(folder / "quarantine.parquet", index=False)
             if outcome.quarantine_rate > validation.max_quarantine_rate:
                 outcome.status = "rejected"
-                outcome.reason = (f"quarantine rate {outcome.quarantine_rate:.2%} exceeds "
-                                  f"max_quarantine_rate {validation.max_quarantine_rate:.2%}")
+                outcome.reason = (
+                    f"quarantine rate {outcome.quarantine_rate:.2%} exceeds "
+                    f"max_quarantine_rate {validation.max_quarantine_rate:.2%}"
+                )
             else:
-                outcome.reason = (f"{outcome.quarantined} of {rows} rows quarantined "
-                                  f"({outcome.quarantine_rate:.2%} <= {validation.max_quarantine_rate:.2%})")
+                outcome.reason = (
+                    f"{outcome.quarantined} of {rows} rows quarantined "
+                    f"({outcome.quarantine_rate:.2%} <= {validation.max_quarantine_rate:.2%})"
+                )
     if outcome.status == "accepted":
         clean.to_parquet(folder / "clean.parquet", index=False)
-    return _finish(store, outcome, report_path, {"checks": [asdict(c) | {"unexpected_index": len(c.unexpected_index)} for c in checks]})
+    return _finish(
+        store,
+        outcome,
+        report_path,
+        {"checks": [asdict(c) | {"unexpected_index": len(c.unexpected_index)} for c in checks]},
+    )
 
 
 def _describe(check: Any) -> str:
@@ -129,8 +138,13 @@ def _split_rows(df: Any, failed: list[Any]) -> tuple[Any, Any]:
 def _finish(store: PipelineStore, outcome: BatchOutcome, report_path: Path, extra: dict[str, Any]) -> BatchOutcome:
     outcome.report = str(report_path)
     write_json_atomic(report_path, outcome.to_dict() | extra | {"validated_at": time.time()})
-    store.update_batch_record(outcome.batch_id, status=outcome.status, reason=outcome.reason,
-                              rows=outcome.rows, quarantined=outcome.quarantined)
+    store.update_batch_record(
+        outcome.batch_id,
+        status=outcome.status,
+        reason=outcome.reason,
+        rows=outcome.rows,
+        quarantined=outcome.quarantined,
+    )
     return outcome
 
 

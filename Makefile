@@ -1,0 +1,63 @@
+# sluice: two commands on a fresh machine (Python 3.11, Java 17, make):
+#   make demo   set everything up and run the demo end to end
+#   make test   set everything up and run lint, types and every test tier
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+UV_VERSION ?= 0.13.8
+UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON := $(PYTHON)
+# The embedded Airflow home lives in the project; `uv run sluice env` prints the rest.
+export SLUICE_PROJECT_DIR := $(CURDIR)
+RUN := $(UV) run --frozen
+
+.PHONY: help setup demo test test-unit test-integration test-e2e lint airflow mlflow-ui bench clean
+
+help:
+	@echo "make demo | test | test-unit | test-integration | test-e2e | lint | airflow | mlflow-ui | bench | clean"
+
+$(CURDIR)/.tools/bin/uv:
+	$(PYTHON) -m venv $(CURDIR)/.tools
+	$(CURDIR)/.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+.venv/.synced: uv.lock pyproject.toml | $(UV)
+	$(UV) sync --frozen
+	@touch $@
+
+setup: .venv/.synced
+	$(RUN) sluice bootstrap
+
+demo: setup
+	$(RUN) python include/demo/run_demo.py $(DEMO_ARGS)
+
+lint: .venv/.synced
+	$(RUN) ruff check include dags plugins tests bench
+	$(RUN) ruff format --check include dags plugins tests bench
+	$(RUN) mypy
+
+test: setup lint
+	$(RUN) pytest
+
+test-unit: .venv/.synced
+	$(RUN) pytest -m "not integration and not e2e"
+
+test-integration: setup
+	$(RUN) pytest -m integration
+
+test-e2e: setup
+	$(RUN) pytest -m e2e
+
+# The Airflow UI on the embedded default (scheduler, DAG processor, triggerer, API server).
+airflow: setup
+	eval "$$($(RUN) sluice env)" && exec $(RUN) airflow standalone
+
+mlflow-ui: .venv/.synced
+	eval "$$($(RUN) sluice env)" && exec $(RUN) mlflow ui --backend-store-uri "$$MLFLOW_TRACKING_URI" --port 5000
+
+bench: setup
+	$(RUN) python bench/run.py
+
+clean:
+	rm -rf .airflow .sluice data .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,105 @@
+"""Shared fixtures. Airflow reads its home at import, so the test home is set here, first."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_SPEC = REPO / "dags" / "flights_delay.pipeline.yaml"
+
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="sluice-test-airflow-"))
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(_AIRFLOW_HOME),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(_AIRFLOW_HOME / "dags"),
+        "AIRFLOW_CONN_FS_DEFAULT": '{"conn_type": "fs", "extra": {"path": "/"}}',
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        "GX_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "true",
+    }
+)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Remove the test Airflow home."""
+    shutil.rmtree(_AIRFLOW_HOME, ignore_errors=True)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """A migrated Airflow metadata database (SQLite) for dag.test()."""
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        check=True,
+        capture_output=True,
+        env=os.environ.copy(),
+        timeout=300,
+    )
+    return _AIRFLOW_HOME
+
+
+def demo_spec_dict() -> dict[str, Any]:
+    """The demo spec as a dict, to derive test specs from."""
+    return dict(yaml.safe_load(DEMO_SPEC.read_text()))
+
+
+class Project:
+    """A throwaway sluice project: dags/, the feature job, reference data, its own MLflow."""
+
+    def __init__(self, root: Path, dags: Path) -> None:
+        self.root = root
+        # dag.test() re-parses Airflow's configured DAGs folder, so specs go there.
+        self.dags = dags
+        self.landing = root / "data" / "landing" / "flights"
+        shutil.rmtree(dags, ignore_errors=True)
+        dags.mkdir(parents=True)
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "pyproject.toml").write_text("[project]\nname = 'sluice-test-project'\n")
+        (root / "include" / "features").mkdir(parents=True)
+        shutil.copy(REPO / "include" / "features" / "flights.py", root / "include" / "features" / "flights.py")
+        shutil.copy(REPO / "dags" / "load_pipelines.py", self.dags / "load_pipelines.py")
+
+    def write_spec(self, name: str = "flights_delay", **overrides: Any) -> Path:
+        """Write ``dags/<name>.pipeline.yaml`` from the demo spec with top-level overrides."""
+        spec = demo_spec_dict()
+        spec["pipeline"] = name
+        spec.update(overrides)
+        path = self.dags / f"{name}.pipeline.yaml"
+        path.write_text(yaml.safe_dump(spec, sort_keys=False))
+        return path
+
+
+@pytest.fixture()
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project]:
+    """A fresh project with its own MLflow store; any model server it starts is stopped."""
+    proj = Project(tmp_path / "project", Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"]))
+    monkeypatch.setenv("SLUICE_PROJECT_DIR", str(proj.root))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{proj.root / '.sluice' / 'mlflow.db'}")
+    yield proj
+    from sluice.services import processes
+    from sluice.services.storage import read_json
+
+    for state in proj.root.glob("data/sluice/*/deploy/current.json"):
+        pid = int(read_json(state)["pid"])
+        if "sluice.cli serve" in processes.cmdline(pid):
+            processes.stop_group(pid)

@@ -1,0 +1,132 @@
+"""Compiling a spec into DAGs and steps (no Airflow)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from sluice.plan import build_plan
+from sluice.plan.model import DagPlan, PipelinePlan
+from sluice.spec.loader import load_spec
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+DEMO_SPEC = PROJECT_DIR / "dags" / "flights_delay.pipeline.yaml"
+DEMO_DATA: dict[str, Any] = yaml.safe_load(DEMO_SPEC.read_text())
+
+
+@pytest.fixture(autouse=True)
+def _project_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLUICE_PROJECT_DIR", str(PROJECT_DIR))
+
+
+def plan_for(tmp_path: Path, **changes: Any) -> PipelinePlan:
+    """Plan of the demo spec with top-level keys replaced (None removes a key)."""
+    data = copy.deepcopy(DEMO_DATA)
+    for key, value in changes.items():
+        if value is None:
+            data.pop(key, None)
+        else:
+            data[key] = value
+    path = tmp_path / "spec.pipeline.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return build_plan(load_spec(path))
+
+
+def dag(plan: PipelinePlan, role: str) -> DagPlan:
+    (found,) = [d for d in plan.dags if d.role == role]
+    return found
+
+
+def test_demo_builds_an_ingest_and_a_train_dag():
+    plan = build_plan(load_spec(DEMO_SPEC))
+
+    assert plan.pipeline == "flights_delay"
+    assert [d.dag_id for d in plan.dags] == ["flights_delay__ingest", "flights_delay__train"]
+    assert plan.spec_path == str(DEMO_SPEC.resolve())
+    for d in plan.dags:
+        assert "sluice" in d.tags
+        assert "pipeline:flights_delay" in d.tags
+        assert "demo" in d.tags  # the spec's own tags are carried over
+        assert d.max_active_runs == 1
+
+
+def test_train_steps_run_in_order_and_the_gate_is_not_retried():
+    train = dag(build_plan(load_spec(DEMO_SPEC)), "train")
+
+    ids = [s.task_id for s in train.steps]
+    assert ids == ["build_features", "train", "evaluate", "gate", "promote", "deploy"]
+    # A straight chain: every step waits for the previous one.
+    assert train.steps[0].upstream == ()
+    for before, step in zip(train.steps, train.steps[1:], strict=False):
+        assert step.upstream == (before.task_id,)
+    steps = {s.task_id: s for s in train.steps}
+    assert steps["gate"].retries == 0
+    assert steps["train"].retries > 0
+    assert steps["build_features"].pool == "sluice_spark"
+
+
+def test_ingest_publishes_the_batches_asset_and_waits_on_the_landing_glob():
+    ingest = dag(build_plan(load_spec(DEMO_SPEC)), "ingest")
+    steps = {s.task_id: s for s in ingest.steps}
+
+    assert [s.task_id for s in ingest.steps][:4] == ["wait_for_files", "land", "validate", "publish"]
+    assert steps["publish"].outlets == ("sluice://flights_delay/batches",)
+    assert [s.task_id for s in ingest.steps if s.outlets] == ["publish"]
+    assert steps["publish"].upstream == ("validate",)
+    assert steps["check_batches"].retries == 0
+    wait = steps["wait_for_files"].config
+    assert wait["glob"] == f"{PROJECT_DIR}/data/landing/flights/*.parquet"
+    assert wait["poll_seconds"] == 5
+    assert wait["timeout_seconds"] == 3600
+    assert ingest.schedule.cron == "@continuous"
+
+
+def test_retrain_on_new_data_schedules_on_the_asset_only(tmp_path):
+    schedule = dag(plan_for(tmp_path, retrain_on=["new_data"]), "train").schedule
+
+    assert schedule.assets == ("sluice://flights_delay/batches",)
+    assert schedule.cron is None
+    assert schedule.describe() == "asset sluice://flights_delay/batches"
+
+
+def test_retrain_on_schedule_uses_the_cron_only(tmp_path):
+    schedule = dag(plan_for(tmp_path, retrain_on=["schedule"], retrain_schedule="0 3 * * *"), "train").schedule
+
+    assert schedule.cron == "0 3 * * *"
+    assert schedule.assets == ()
+    assert schedule.describe() == "0 3 * * *"
+
+
+def test_retrain_on_both_uses_cron_and_asset(tmp_path):
+    plan = plan_for(tmp_path, retrain_on=["new_data", "schedule"], retrain_schedule="0 3 * * *")
+    schedule = dag(plan, "train").schedule
+
+    assert schedule.cron == "0 3 * * *"
+    assert schedule.assets == ("sluice://flights_delay/batches",)
+    assert schedule.describe() == "0 3 * * * or asset sluice://flights_delay/batches"
+
+
+def test_retrain_on_nothing_is_manual(tmp_path):
+    schedule = dag(plan_for(tmp_path, retrain_on=[]), "train").schedule
+
+    assert schedule.cron is None
+    assert schedule.assets == ()
+    assert "manual" in schedule.describe()
+
+
+def test_default_retrain_on_is_new_data(tmp_path):
+    schedule = dag(plan_for(tmp_path, retrain_on=None), "train").schedule
+    assert schedule.assets == ("sluice://flights_delay/batches",)
+
+
+def test_pipeline_name_prefixes_dag_ids_and_asset(tmp_path):
+    plan = plan_for(tmp_path, pipeline="taxi_fares")
+
+    assert [d.dag_id for d in plan.dags] == ["taxi_fares__ingest", "taxi_fares__train"]
+    publish = next(s for s in dag(plan, "ingest").steps if s.task_id == "publish")
+    assert publish.outlets == ("sluice://taxi_fares/batches",)
+    assert dag(plan, "train").schedule.assets == ("sluice://taxi_fares/batches",)

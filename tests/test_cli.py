@@ -1,0 +1,132 @@
+"""The ``sluice`` command line: lint, plan, schema."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from sluice.cli import main
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+DEMO_SPEC = PROJECT_DIR / "dags" / "flights_delay.pipeline.yaml"
+
+
+@pytest.fixture(autouse=True)
+def _project_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLUICE_PROJECT_DIR", str(PROJECT_DIR))
+
+
+@pytest.fixture
+def bad_spec(tmp_path: Path) -> tuple[Path, int]:
+    """A copy of the demo with a misspelt key; returns the file and the line of the typo."""
+    text = DEMO_SPEC.read_text().replace('  pattern: "*.parquet"', '  patern: "*.parquet"')
+    line = next(i for i, row in enumerate(text.splitlines(), start=1) if "patern:" in row)
+    path = tmp_path / "bad.pipeline.yaml"
+    path.write_text(text)
+    return path, line
+
+
+def test_lint_good_spec_returns_0(capsys):
+    assert main(["lint", str(DEMO_SPEC)]) == 0
+
+    out, err = capsys.readouterr()
+    assert "ok" in out
+    assert "flights_delay" in out
+    assert err == ""
+
+
+def test_lint_a_folder_lints_every_spec_in_it(capsys):
+    assert main(["lint", str(DEMO_SPEC.parent)]) == 0
+    assert str(DEMO_SPEC.name) in capsys.readouterr().out
+
+
+def test_lint_bad_spec_returns_1_and_prints_file_and_line(capsys, bad_spec):
+    path, line = bad_spec
+
+    assert main(["lint", str(path)]) == 1
+
+    _, err = capsys.readouterr()
+    assert f"{path}:{line}:" in err
+    assert "did you mean 'pattern'" in err
+
+
+def test_lint_reports_bad_spec_without_hiding_the_good_one(capsys, bad_spec):
+    path, _ = bad_spec
+
+    assert main(["lint", str(DEMO_SPEC), str(path)]) == 1
+
+    out, err = capsys.readouterr()
+    assert "flights_delay" in out
+    assert str(path) in err
+
+
+def test_lint_rejects_duplicate_pipeline_names(capsys, tmp_path):
+    copy = tmp_path / "copy.pipeline.yaml"
+    copy.write_text(DEMO_SPEC.read_text())
+
+    assert main(["lint", str(DEMO_SPEC), str(copy)]) == 1
+
+    assert "flights_delay" in capsys.readouterr().err
+
+
+def test_lint_on_a_folder_without_specs_fails(capsys, tmp_path):
+    assert main(["lint", str(tmp_path)]) == 1
+    assert "no *.pipeline.yaml" in capsys.readouterr().err
+
+
+def test_plan_prints_dag_ids_and_task_ids(capsys):
+    assert main(["plan", str(DEMO_SPEC)]) == 0
+
+    out = capsys.readouterr().out
+    for dag_id in ("flights_delay__ingest", "flights_delay__train"):
+        assert dag_id in out
+    for task_id in (
+        "wait_for_files",
+        "land",
+        "validate",
+        "publish",
+        "check_batches",
+        "build_features",
+        "train",
+        "evaluate",
+        "gate",
+        "promote",
+        "deploy",
+    ):
+        assert f"- {task_id} " in out
+    assert "publishes sluice://flights_delay/batches" in out
+    assert "asset sluice://flights_delay/batches" in out
+
+
+def test_plan_json_is_parseable(capsys):
+    assert main(["plan", str(DEMO_SPEC), "--json"]) == 0
+
+    plan = json.loads(capsys.readouterr().out)
+    assert [d["dag_id"] for d in plan["dags"]] == ["flights_delay__ingest", "flights_delay__train"]
+
+
+def test_plan_of_a_bad_spec_returns_1(capsys, bad_spec):
+    path, line = bad_spec
+
+    assert main(["plan", str(path)]) == 1
+    assert f"{path}:{line}:" in capsys.readouterr().err
+
+
+def test_schema_output_file_is_valid_json_schema(tmp_path, capsys):
+    target = tmp_path / "nested" / "pipeline.schema.json"
+
+    assert main(["schema", "-o", str(target)]) == 0
+
+    schema = json.loads(target.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert jsonschema.Draft202012Validator(schema).is_valid(yaml.safe_load(DEMO_SPEC.read_text()))
+    assert capsys.readouterr().out == ""
+
+
+def test_schema_without_output_prints_json(capsys):
+    assert main(["schema"]) == 0
+    assert json.loads(capsys.readouterr().out)["title"] == "sluice pipeline spec"
