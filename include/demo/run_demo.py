@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -81,8 +82,23 @@ def dag_runs(dag_id: str, since: float) -> list[dict[str, Any]]:
     return sorted(out, key=lambda r: r["queued_at"])
 
 
+def failed_ingest(since: float) -> dict[str, Any] | None:
+    """An ingest run queued after ``since`` that failed, if any."""
+    return next((r for r in dag_runs(f"{PIPELINE}__ingest", since) if r["state"] == "failed"), None)
+
+
 def finished_train_run(since: float) -> dict[str, Any] | None:
-    """The first train run queued after ``since`` that has finished, if any."""
+    """The first train run queued after ``since`` that has finished, if any.
+
+    Raises:
+        RuntimeError: The ingest run for the batch failed, so no train run will come.
+    """
+    failed = failed_ingest(since)
+    if failed:
+        raise RuntimeError(
+            f"ingest run {failed['run_id']} failed (tasks: {failed['tasks']}); "
+            "see the task logs in the Airflow UI or .airflow/logs"
+        )
     return next((r for r in dag_runs(f"{PIPELINE}__train", since) if r["state"] in TERMINAL), None)
 
 
@@ -125,6 +141,8 @@ def run_demo(months: list[int], bad_rows_month: int, keep: bool) -> int:
     write_reference(PROJECT / "data" / "reference")
     log("reference tables (weather, planes, airports, airlines) written to data/reference")
 
+    # A stopped demo must still stop Airflow: turn SIGTERM into an exit that runs `finally`.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.time()
     server_log = Path(env["AIRFLOW_HOME"]) / "standalone.log"
     server = processes.start([sys.executable, "-m", "airflow", "standalone"], server_log, env=env, cwd=PROJECT)

@@ -49,6 +49,14 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reference(args: argparse.Namespace) -> int:
+    """Print the spec reference (Markdown) generated from the models."""
+    from sluice.spec.reference import markdown_reference
+
+    print(markdown_reference())
+    return 0
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     """Print the DAGs and tasks a spec compiles to."""
     from sluice.plan import build_plan
@@ -168,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schema", help="print the JSON Schema of a spec")
     p.add_argument("-o", "--output")
     p.set_defaults(func=cmd_schema)
+    p = sub.add_parser("reference", help="print the spec reference as Markdown")
+    p.set_defaults(func=cmd_reference)
     p = sub.add_parser("plan", help="show the DAGs and tasks a spec builds (no Airflow needed)")
     p.add_argument("spec")
     p.add_argument("--json", action="store_true")

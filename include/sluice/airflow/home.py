@@ -43,6 +43,10 @@ def embedded_env(project_dir: Path, base: dict[str, str] | None = None) -> dict[
     }
     for key, value in defaults.items():
         env.setdefault(key, value)
+    # Task processes reach the API server here; it must follow the API port.
+    env.setdefault(
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL", f"http://localhost:{env['AIRFLOW__API__PORT']}/execution/"
+    )
     # `airflow standalone` starts its components as `airflow ...`: the venv must be on PATH.
     bin_dir = str(Path(sys.executable).parent)
     if bin_dir not in env.get("PATH", "").split(os.pathsep):

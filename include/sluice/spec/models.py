@@ -49,7 +49,7 @@ class Source(StrictModel):
     uri: str = Field(description="Landing folder; relative paths are resolved against the project root.")
     pattern: str = Field("*.parquet", description="Glob of batch files inside the landing folder.")
     format: Literal["parquet", "csv"] = Field("parquet", description="File format of a batch.")
-    detect: Detect = Field(default_factory=Detect)  # type: ignore[arg-type]
+    detect: Detect = Field(default_factory=Detect, description="How new files are noticed.")  # type: ignore[arg-type]
 
     @model_validator(mode="after")
     def _pattern_matches_format(self) -> Source:
@@ -65,15 +65,15 @@ class _Expectation(StrictModel):
 class NotNull(_Expectation):
     """Column values must not be null (row-level)."""
 
-    type: Literal["not_null"]
+    type: Literal["not_null"] = Field(description="Expectation type.")
 
 
 class Between(_Expectation):
     """Column values within [min, max]; nulls are not checked (row-level)."""
 
-    type: Literal["between"]
-    min: float | None = None
-    max: float | None = None
+    type: Literal["between"] = Field(description="Expectation type.")
+    min: float | None = Field(None, description="Smallest allowed value (inclusive).")
+    max: float | None = Field(None, description="Largest allowed value (inclusive).")
 
     @model_validator(mode="after")
     def _bounds(self) -> Between:
@@ -87,29 +87,29 @@ class Between(_Expectation):
 class InSet(_Expectation):
     """Column values must be one of ``values`` (row-level)."""
 
-    type: Literal["in_set"]
-    values: list[str | int | float] = Field(min_length=1)
+    type: Literal["in_set"] = Field(description="Expectation type.")
+    values: list[str | int | float] = Field(min_length=1, description="The allowed values.")
 
 
 class MatchesRegex(_Expectation):
     """Column values must match ``regex`` (row-level)."""
 
-    type: Literal["matches_regex"]
-    regex: str
+    type: Literal["matches_regex"] = Field(description="Expectation type.")
+    regex: str = Field(description="Python regular expression each value must match.")
 
 
 class ColumnExists(_Expectation):
     """The column must exist (batch-level: failing it always rejects the batch)."""
 
-    type: Literal["column_exists"]
+    type: Literal["column_exists"] = Field(description="Expectation type.")
 
 
 class RowCountBetween(StrictModel):
     """The batch must have between min and max rows (batch-level)."""
 
-    type: Literal["row_count_between"]
-    min: int | None = Field(None, ge=0)
-    max: int | None = Field(None, ge=0)
+    type: Literal["row_count_between"] = Field(description="Expectation type.")
+    min: int | None = Field(None, ge=0, description="Fewest rows a batch may have.")
+    max: int | None = Field(None, ge=0, description="Most rows a batch may have.")
 
 
 Expectation = Annotated[
@@ -122,7 +122,9 @@ ROW_LEVEL_EXPECTATIONS = frozenset({"not_null", "between", "in_set", "matches_re
 class Validation(StrictModel):
     """Great Expectations checks run on every new batch."""
 
-    expectations: list[Expectation] = Field(default_factory=list)
+    expectations: list[Expectation] = Field(
+        default_factory=list, description="Great Expectations checks, one mapping each with a 'type'."
+    )
     on_failure: Literal["fail", "quarantine", "warn"] = Field(
         "quarantine",
         description=(
@@ -131,14 +133,16 @@ class Validation(StrictModel):
             "rows fail. warn: record the failure and accept every row."
         ),
     )
-    max_quarantine_rate: float = Field(0.02, ge=0, le=1)
+    max_quarantine_rate: float = Field(
+        0.02, ge=0, le=1, description="Largest share of quarantined rows before the whole batch is rejected."
+    )
 
 
 class SparkInput(StrictModel):
     """An extra table the feature job reads (reference data)."""
 
-    uri: str
-    format: Literal["parquet", "csv"] = "parquet"
+    uri: str = Field(description="File or folder; relative paths resolve against the project root.")
+    format: Literal["parquet", "csv"] = Field("parquet", description="File format.")
 
 
 class Features(StrictModel):
@@ -152,7 +156,9 @@ class Features(StrictModel):
         default_factory=dict,
         description="Extra tables passed to the job by name, beside 'batches' (the validated rows).",
     )
-    engine: Literal["local", "cluster"] = "local"
+    engine: Literal["local", "cluster"] = Field(
+        "local", description="'local': Spark local[*] in the task; 'cluster': the Spark master below."
+    )
     master: str | None = Field(None, description="Spark master URL when engine is 'cluster'.")
     conf: dict[str, str] = Field(default_factory=dict, description="Extra Spark settings.")
 
@@ -174,30 +180,32 @@ class Split(StrictModel):
     """How the holdout is chosen."""
 
     by: str | None = Field(None, description="Column whose latest value is the holdout (time-based split).")
-    holdout: Literal["latest", "random"] = "latest"
+    holdout: Literal["latest", "random"] = Field(
+        "latest", description="'latest': the latest value of 'by' is held out; 'random': a seeded random share."
+    )
     fraction: float = Field(
         0.2,
         gt=0,
         lt=1,
         description="Holdout share for a random split, and the fallback while only one value of 'by' exists.",
     )
-    seed: int = 42
+    seed: int = Field(42, description="Seed of the random split.")
 
 
 class Training(StrictModel):
     """Model class, parameters and columns."""
 
-    target: str
+    target: str = Field(description="Label column produced by the feature job.")
     model: str = Field(
         pattern=r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$",
         description="Import path of a scikit-learn compatible estimator class.",
     )
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the model class.")
     features: list[str] | None = Field(
         None, description="Columns to train on; default: every column but target and drop."
     )
     drop: list[str] = Field(default_factory=list, description="Columns never used as features.")
-    split: Split = Field(default_factory=Split)  # type: ignore[arg-type]
+    split: Split = Field(default_factory=Split, description="How the holdout is chosen.")  # type: ignore[arg-type]
 
     @model_validator(mode="after")
     def _target_is_not_a_feature(self) -> Training:
@@ -234,8 +242,10 @@ class Gate(StrictModel):
 class Evaluation(StrictModel):
     """Scoring and the promotion gate."""
 
-    metric: Literal["roc_auc", "accuracy", "f1", "precision", "recall", "log_loss", "r2", "rmse", "mae"]
-    gate: Gate = Field(default_factory=Gate)  # type: ignore[arg-type]
+    metric: Literal["roc_auc", "accuracy", "f1", "precision", "recall", "log_loss", "r2", "rmse", "mae"] = Field(
+        description="Scored on the holdout for candidate and champion alike."
+    )
+    gate: Gate = Field(default_factory=Gate, description="Thresholds a candidate must meet.")  # type: ignore[arg-type]
     approval: Literal["auto"] = Field("auto", description="'auto' promotes on a passed gate.")
 
     @model_validator(mode="after")
@@ -251,16 +261,16 @@ class Evaluation(StrictModel):
 class LocalDeployment(StrictModel):
     """The model server as a local process."""
 
-    host: str = "127.0.0.1"
-    port: int = Field(5055, ge=1, le=65535)
-    health_timeout_seconds: int = Field(120, ge=5)
+    host: str = Field("127.0.0.1", description="Interface the model server listens on.")
+    port: int = Field(5055, ge=1, le=65535, description="Stable port of the model server (kept across deploys).")
+    health_timeout_seconds: int = Field(120, ge=5, description="How long a new server may take to become healthy.")
 
 
 class Deployment(StrictModel):
     """Where the champion is served."""
 
-    target: Literal["local"] = "local"
-    local: LocalDeployment = Field(default_factory=LocalDeployment)  # type: ignore[arg-type]
+    target: Literal["local"] = Field("local", description="'local': the model server as a local process.")
+    local: LocalDeployment = Field(default_factory=LocalDeployment, description="Settings of the local target.")  # type: ignore[arg-type]
 
 
 class Storage(StrictModel):
@@ -273,17 +283,17 @@ class PipelineSpec(StrictModel):
     """A whole pipeline: the root of a ``*.pipeline.yaml`` file."""
 
     pipeline: str = Field(pattern=IDENTIFIER, description="Name; prefixes DAG ids and names the registered model.")
-    description: str = ""
-    owner: str = "sluice"
-    tags: list[str] = Field(default_factory=list)
-    alerts: Alerts = Field(default_factory=Alerts)
-    storage: Storage = Field(default_factory=Storage)  # type: ignore[arg-type]
-    source: Source
-    validation: Validation = Field(default_factory=Validation)  # type: ignore[arg-type]
-    features: Features
-    training: Training
-    evaluation: Evaluation
-    deployment: Deployment = Field(default_factory=Deployment)  # type: ignore[arg-type]
+    description: str = Field("", description="Shown on the DAGs in the Airflow UI.")
+    owner: str = Field("sluice", description="Team that owns the pipeline.")
+    tags: list[str] = Field(default_factory=list, description="Extra Airflow tags on every DAG of the pipeline.")
+    alerts: Alerts = Field(default_factory=Alerts, description="Who is told about failures.")
+    storage: Storage = Field(default_factory=Storage, description="Where batches and features live.")  # type: ignore[arg-type]
+    source: Source = Field(description="The landing zone new batches arrive in.")
+    validation: Validation = Field(default_factory=Validation, description="Checks on every batch.")  # type: ignore[arg-type]
+    features: Features = Field(description="The PySpark feature job.")
+    training: Training = Field(description="What is learnt, from which columns.")
+    evaluation: Evaluation = Field(description="The metric and the promotion gate.")
+    deployment: Deployment = Field(default_factory=Deployment, description="Where the champion is served.")  # type: ignore[arg-type]
     retrain_on: list[Literal["new_data", "schedule"]] = Field(
         default=["new_data"],
         description="What starts <pipeline>__train besides 'airflow dags trigger'.",

@@ -1,0 +1,113 @@
+"""DAG integrity: every spec in dags/ compiles, stays light at parse time, and fails alone."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO
+
+PROBE = Path(__file__).with_name("parse_probe.py")
+
+
+def parse(folder: Path, project_dir: Path = REPO) -> dict[str, Any]:
+    """Parse ``folder`` in a fresh interpreter (clean sys.modules) and return the probe's report."""
+    env = dict(os.environ, SLUICE_PROJECT_DIR=str(project_dir), AIRFLOW__CORE__LOAD_EXAMPLES="False")
+    out = subprocess.run(
+        [sys.executable, str(PROBE), str(folder)], env=env, capture_output=True, text=True, timeout=300, check=True
+    ).stdout
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+@pytest.fixture(scope="module")
+def report() -> dict[str, Any]:
+    return parse(REPO / "dags")
+
+
+def specs() -> list[str]:
+    return sorted(p.name.removesuffix(".pipeline.yaml") for p in (REPO / "dags").glob("*.pipeline.yaml"))
+
+
+def test_no_import_errors(report: dict[str, Any]) -> None:
+    assert report["import_errors"] == {}
+
+
+@pytest.mark.parametrize("pipeline", specs())
+def test_every_pipeline_has_its_dags_tags_and_retries(report: dict[str, Any], pipeline: str) -> None:
+    for role in ("ingest", "train"):
+        dag = report["dags"][f"{pipeline}__{role}"]
+        assert {"sluice", f"pipeline:{pipeline}", role} <= set(dag["tags"])
+        assert dag["max_active_runs"] == 1 and dag["catchup"] is False
+    train = report["dags"][f"{pipeline}__train"]["retries"]
+    assert train["gate"] == 0, "a gate verdict is not transient: never retried"
+    assert all(train[t] >= 1 for t in ("build_features", "train", "evaluate", "promote", "deploy"))
+    assert report["dags"][f"{pipeline}__ingest"]["retries"]["check_batches"] == 0
+
+
+def test_parsing_imports_nothing_heavy_and_touches_no_network_or_database(report: dict[str, Any]) -> None:
+    assert report["heavy_modules"] == []
+    assert report["heavy_anywhere"] == []
+    assert report["network_attempts"] == []
+    assert report["dags"], "parsed with an unusable database and no network, and still built the DAGs"
+
+
+def _project_with_broken_spec(tmp_path: Path) -> Path:
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    for f in (REPO / "dags").iterdir():
+        if f.is_file():
+            shutil.copy(f, dags / f.name)
+    good = (REPO / "dags" / "flights_delay.pipeline.yaml").read_text()
+    (dags / "broken.pipeline.yaml").write_text(
+        good.replace("pipeline: flights_delay", "pipeline: broken_one").replace("  pattern:", "  patern:")
+    )
+    return dags
+
+
+def test_broken_spec_is_reported_with_file_line_and_hint_and_others_still_load(tmp_path: Path) -> None:
+    dags = _project_with_broken_spec(tmp_path)
+    report = parse(dags)
+    assert {"flights_delay__ingest", "flights_delay__train"} <= set(report["dags"])
+    assert not any(d.startswith("broken_one") for d in report["dags"])
+    (error,) = report["import_errors"].values()
+    line = next(i for i, t in enumerate((dags / "broken.pipeline.yaml").read_text().splitlines(), 1) if "patern" in t)
+    assert f"broken.pipeline.yaml:{line}:" in error
+    assert "did you mean 'pattern'?" in error
+
+
+@pytest.mark.integration
+def test_airflow_cli_lists_the_broken_spec_as_an_import_error(tmp_path: Path) -> None:
+    dags = _project_with_broken_spec(tmp_path)
+    env = dict(
+        os.environ,
+        AIRFLOW_HOME=str(tmp_path / "home"),
+        AIRFLOW__CORE__DAGS_FOLDER=str(dags),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        SLUICE_PROJECT_DIR=str(REPO),
+    )
+
+    def airflow(*args: str, check: bool = True) -> str:
+        return subprocess.run(
+            [sys.executable, "-m", "airflow", *args], env=env, capture_output=True, text=True, timeout=300, check=check
+        ).stdout
+
+    airflow("db", "migrate")
+    airflow("dags", "reserialize")
+    errors = json.loads(
+        next(
+            ln
+            for ln in airflow("dags", "list-import-errors", "-o", "json", check=False).splitlines()
+            if ln.startswith("[")
+        )
+    )
+    assert len(errors) == 1
+    assert "broken.pipeline.yaml" in errors[0]["error"] and "did you mean 'pattern'?" in errors[0]["error"]
+    listed = airflow("dags", "list", "-o", "plain")
+    assert "flights_delay__ingest" in listed and "flights_delay__train" in listed
