@@ -34,7 +34,13 @@ os.environ.update(
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Remove the test Airflow home."""
+    """Stop Spark (if a test started it) and remove the test Airflow home."""
+    if "pyspark" in sys.modules:
+        from pyspark.sql import SparkSession
+
+        active = SparkSession.getActiveSession()
+        if active is not None:
+            active.stop()
     shutil.rmtree(_AIRFLOW_HOME, ignore_errors=True)
 
 
