@@ -70,6 +70,7 @@ def build_plan(loaded: LoadedSpec) -> PipelinePlan:
                 upstream=("validate",),
                 retries=0,
                 doc="Fail the run, with the report path, if a batch was rejected.",
+                alert="validation",
             ),
         ),
     )
@@ -102,9 +103,16 @@ def build_plan(loaded: LoadedSpec) -> PipelinePlan:
                 upstream=("evaluate",),
                 retries=0,
                 doc="Fail here when the candidate does not beat the gate; the champion is kept.",
+                alert="gate",
             ),
             Step("promote", "promote", upstream=("gate",), doc="Register the candidate and move the champion alias."),
-            Step("deploy", "deploy", upstream=("promote",), doc=f"Serve the champion ({spec.deployment.target})."),
+            Step(
+                "deploy",
+                "deploy",
+                upstream=("promote",),
+                doc=f"Serve the champion ({spec.deployment.target}).",
+                alert="deploy",
+            ),
         ),
     )
     return PipelinePlan(pipeline=name, spec_path=str(loaded.path), dags=(ingest, train))

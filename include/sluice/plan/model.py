@@ -38,6 +38,8 @@ class Step:
         pool: Airflow pool, or None for the default pool.
         doc: One line shown in the Airflow UI.
         config: Renderer-specific settings.
+        alert: Alert kind sent by email when this step fails ('validation', 'gate',
+            'deploy', 'drift'), or None for no alert.
     """
 
     task_id: str
@@ -48,6 +50,7 @@ class Step:
     pool: str | None = None
     doc: str = ""
     config: dict[str, Any] = field(default_factory=dict)
+    alert: str | None = None
 
 
 @dataclass(frozen=True)
