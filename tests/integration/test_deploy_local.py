@@ -22,6 +22,7 @@ def test_promote_and_deploy_retries_are_no_ops_and_switches_drop_nothing(flights
     from sluice.spec.loader import load_spec
     from sluice.steps.deploy import DeployFailed, current_deployment, deploy_local, http_json
     from sluice.steps.promote import StaleDecision, promote
+    from sluice.steps.train import smoke_rows
 
     project = flights_project
     drop_month(project.landing, 1, sample=3000)
@@ -39,9 +40,10 @@ def test_promote_and_deploy_retries_are_no_ops_and_switches_drop_nothing(flights
 
     first = current_deployment(store)
     assert first is not None
-    holdout = read_json(next((store.base / "runs").glob("*/train.json")))
-    assert holdout["mlflow_run_id"] == decision["candidate"]["run_id"]
-    smoke = [{"distance": 1000.0}]  # missing columns are filled with nulls by the model's signature
+    trained = read_json(next((store.base / "runs").glob("*/train.json")))
+    assert trained["mlflow_run_id"] == decision["candidate"]["run_id"]
+    run = tracking.configure(project.root).get_run(trained["mlflow_run_id"])
+    smoke = smoke_rows(decision["holdout"]["path"], run.data.tags["sluice.features"].split(","))
     same = deploy_local(loaded, store, "1", smoke)
     assert same["changed"] is False and same["pid"] == first["pid"]
 
@@ -91,3 +93,5 @@ def test_promote_and_deploy_retries_are_no_ops_and_switches_drop_nothing(flights
     stale["champion"] = {"version": "1", "run_id": "x", "score": 0.5}
     with pytest.raises(StaleDecision):
         promote(loaded, stale | {"candidate": {"run_id": "not-registered-yet", "score": 0.9}})
+    assert str(client.get_model_version_by_alias("flights_delay", "champion").version) == "2"
+    assert len(client.search_model_versions("name='flights_delay'")) == 2, "a stale decision registers nothing"

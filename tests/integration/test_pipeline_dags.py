@@ -91,6 +91,8 @@ def test_lineage_is_recorded_on_the_mlflow_run(flights_project: Project) -> None
         a.path for a in client.list_artifacts(run.info.run_id, "gate")
     }
     assert "lineage.json" in artifacts and "gate/decision.json" in artifacts
+    validation = {a.path for a in client.list_artifacts(run.info.run_id, f"validation/{batch_id}")}
+    assert validation == {f"validation/{batch_id}/validation.json", f"validation/{batch_id}/gx_result.json"}
     assert model_info is None or model_info.name == "model"
 
 

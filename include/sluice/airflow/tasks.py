@@ -151,14 +151,11 @@ def promote(spec_path: str, **context: Any) -> dict[str, Any]:
 def deploy(spec_path: str, **context: Any) -> dict[str, Any]:
     """Serve the champion version on the spec's target."""
     from sluice.steps.deploy import deploy_local
-    from sluice.steps.train import prepare, read_holdout
+    from sluice.steps.train import smoke_rows
 
     loaded, store = _open(spec_path)
     promoted = _pull(context, "promote")
     trained = _pull(context, "train")
-    holdout = read_holdout(trained["holdout_path"]).head(5)
-    rows = prepare(holdout, trained["features"]).astype(object)
-    smoke = rows.where(rows.notna(), None).to_dict(orient="records")
-    state = deploy_local(loaded, store, promoted["version"], smoke)
+    state = deploy_local(loaded, store, promoted["version"], smoke_rows(trained["holdout_path"], trained["features"]))
     log.info("serving v%s at %s (%s)", state["version"], state["url"], "new" if state["changed"] else "unchanged")
     return state

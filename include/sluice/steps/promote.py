@@ -48,11 +48,9 @@ def promote(loaded: LoadedSpec, decision: dict[str, Any]) -> PromoteResult:
     name = loaded.spec.pipeline
     run_id = decision["candidate"]["run_id"]
     client = tracking.configure(loaded.project_dir)
-    version = tracking.version_for_run(client, name, run_id)
-    if version is None:
-        version = mlflow.register_model(f"runs:/{run_id}/model", name, await_registration_for=300)
     current = tracking.champion(client, name)
-    if current is not None and str(current.version) == str(version.version):
+    version = tracking.version_for_run(client, name, run_id)
+    if current is not None and version is not None and str(current.version) == str(version.version):
         return PromoteResult(str(version.version), str(current.version), changed=False)
     compared = (decision.get("champion") or {}).get("version")
     current_version = str(current.version) if current is not None else None
@@ -61,6 +59,8 @@ def promote(loaded: LoadedSpec, decision: dict[str, Any]) -> PromoteResult:
             f"champion of {name} is v{current_version} but the gate compared against v{compared}; "
             "re-run the train DAG to evaluate against the current champion"
         )
+    if version is None:
+        version = mlflow.register_model(f"runs:/{run_id}/model", name, await_registration_for=300)
     for key, value in {
         "sluice.gate.verdict": decision["verdict"],
         f"sluice.gate.{decision['metric']}": f"{decision['candidate']['score']:.6f}",

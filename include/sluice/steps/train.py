@@ -146,8 +146,9 @@ def train_candidate(
     """Fit the candidate on the training rows and log it to MLflow.
 
     The run records params, the holdout metric, signature, input example, pinned pip
-    requirements and lineage tags (spec hash, git commit, batch hashes, feature job hash,
-    Airflow dag/run id). A retry of the same Airflow run returns the finished run.
+    requirements, lineage tags (spec hash, git commit, batch hashes, feature job hash,
+    Airflow dag/run id) and each batch's validation report and Great Expectations result
+    (artifacts ``validation/<batch>/``). A retry of the same Airflow run returns the finished run.
     """
     import mlflow
     import mlflow.sklearn
@@ -216,6 +217,12 @@ def train_candidate(
         )
         mlflow.log_metric(f"holdout_{metric}", holdout_score)
         mlflow.log_metric(f"train_{metric}", score(estimator, X_train, y_train, metric))
+        for batch_id in features.batches:
+            # The data version of a model includes what validation said about each batch.
+            for report in ("validation.json", "gx_result.json"):
+                path = store.batch_dir(batch_id) / report
+                if path.exists():
+                    mlflow.log_artifact(str(path), artifact_path=f"validation/{batch_id}")
         mlflow.log_dict(
             {
                 "batches": features.batches,
@@ -246,3 +253,9 @@ def read_holdout(path: str | Path) -> Any:
     import pandas as pd
 
     return pd.read_parquet(path)
+
+
+def smoke_rows(holdout_path: str | Path, features: list[str], n: int = 5) -> list[dict[str, Any]]:
+    """The first ``n`` holdout rows as JSON records, for a deploy's smoke prediction."""
+    rows = prepare(read_holdout(holdout_path).head(n), features).astype(object)
+    return list(rows.where(rows.notna(), None).to_dict(orient="records"))
