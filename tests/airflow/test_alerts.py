@@ -11,7 +11,7 @@ import pytest
 from sluice.airflow.alerts import AlertFacts, AlertNotifier, compose
 from sluice.services.storage import write_json_atomic
 from tests.conftest import Project, free_port
-from tests.smtp_server import MailCatcher, body_text, smtp_conn, smtp_server  # noqa: F401 (fixture)
+from tests.smtp_server import MailCatcher, body_text, smtp_conn
 
 DECISION: dict[str, Any] = {
     "pipeline": "flights_delay",
