@@ -124,3 +124,41 @@ def test_reports_app_requires_an_airflow_login(project: Project, reports: Path, 
     token = init_auth_manager().generate_jwt(SimpleAuthManagerUser(username="admin", role="admin"))
     client.cookies.set(COOKIE_NAME_JWT_TOKEN, token)
     assert client.get("/reports/flights_delay/batches/b1/validation.json").status_code == 200
+
+
+PLUGIN_PROBE = """
+import json, sys
+from airflow.api_fastapi.app import create_app, init_auth_manager
+from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+from fastapi.testclient import TestClient
+
+client = TestClient(create_app("core"))
+url = "/sluice/reports/flights_delay/batches/b1/validation.json"
+anonymous = client.get(url).status_code
+client.cookies.set("_token", init_auth_manager().generate_jwt(SimpleAuthManagerUser(username="u", role="VIEWER")))
+got = client.get(url)
+print(json.dumps({"anonymous": anonymous, "status": got.status_code, "body": got.json()}))
+"""
+
+
+@pytest.mark.integration
+def test_the_plugin_mounts_the_reports_app_on_airflows_api_server(
+    project: Project, reports: Path, airflow_db: Path
+) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    # Airflow loads plugins once per process from its configured folder: probe a fresh one.
+    env = os.environ | {
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(project.dags),
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", PLUGIN_PROBE], env=env, capture_output=True, text=True, timeout=300, check=True
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result == {"anonymous": 401, "status": 200, "body": {"status": "rejected", "quarantine_rate": 0.05}}
