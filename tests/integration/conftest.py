@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO, Project, free_port
+from tests.smtp_server import smtp_server  # noqa: F401 (fixture: a real SMTP server)
 
 sys.path.insert(0, str(REPO / "include"))
 

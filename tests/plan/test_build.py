@@ -130,3 +130,19 @@ def test_pipeline_name_prefixes_dag_ids_and_asset(tmp_path):
     publish = next(s for s in dag(plan, "ingest").steps if s.task_id == "publish")
     assert publish.outlets == ("sluice://taxi_fares/batches",)
     assert dag(plan, "train").schedule.assets == ("sluice://taxi_fares/batches",)
+
+
+def test_manual_approval_puts_an_approve_step_between_gate_and_promote(tmp_path: Path) -> None:
+    evaluation = dict(DEMO_DATA["evaluation"], approval="manual", approval_timeout_hours=2)
+    train = dag(plan_for(tmp_path, evaluation=evaluation), "train")
+    steps = {s.task_id: s for s in train.steps}
+
+    assert [s.task_id for s in train.steps][3:6] == ["gate", "approve", "promote"]
+    assert steps["approve"].upstream == ("gate",)
+    assert steps["promote"].upstream == ("approve",)
+    assert steps["approve"].retries == 0
+    assert steps["approve"].config == {"timeout_hours": 2}
+    # auto (the default) keeps the gate directly in front of promote
+    auto = dag(build_plan(load_spec(DEMO_SPEC)), "train")
+    assert "approve" not in {s.task_id for s in auto.steps}
+    assert {s.task_id: s for s in auto.steps}["promote"].upstream == ("gate",)

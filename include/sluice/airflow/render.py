@@ -14,6 +14,8 @@ from sluice.plan.model import DagPlan, PipelinePlan, Schedule, Step
 Renderer = Callable[[Step, PipelinePlan], BaseOperator]
 RENDERERS: dict[str, Renderer] = {}
 START_DATE = datetime(2024, 1, 1)
+#: Airflow connection alert emails go through (``airflow_settings.yaml`` defines it locally).
+SMTP_CONN_ID = "smtp_default"
 
 
 def renderer(*kinds: str) -> Callable[[Renderer], Renderer]:
@@ -27,7 +29,7 @@ def renderer(*kinds: str) -> Callable[[Renderer], Renderer]:
     return register
 
 
-def _common(step: Step) -> dict[str, Any]:
+def _common(step: Step, plan: PipelinePlan | None = None) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "task_id": step.task_id,
         "retries": step.retries,
@@ -37,6 +39,17 @@ def _common(step: Step) -> dict[str, Any]:
     }
     if step.pool:
         kwargs["pool"] = step.pool
+    if plan is not None and step.alert and plan.alert_emails:
+        # Task-level on purpose: a DAG-level notifier breaks under dag.test() (apache/airflow#64649).
+        from sluice.airflow.alerts import AlertNotifier
+
+        kwargs["on_failure_callback"] = AlertNotifier(
+            alert=step.alert,
+            pipeline=plan.pipeline,
+            to=list(plan.alert_emails),
+            spec_path=plan.spec_path,
+            smtp_conn_id=SMTP_CONN_ID,
+        )
     return kwargs
 
 
@@ -51,7 +64,7 @@ def _wait_for_files(step: Step, plan: PipelinePlan) -> BaseOperator:
         poke_interval=step.config["poll_seconds"],
         timeout=step.config["timeout_seconds"],
         soft_fail=True,
-        **_common(step),
+        **_common(step, plan),
     )
 
 
@@ -66,7 +79,20 @@ def _python_step(step: Step, plan: PipelinePlan) -> BaseOperator:
         op_kwargs["landing_glob"] = _landing_glob(plan)
     if step.kind == "publish":
         op_kwargs["asset_uri"] = step.outlets[0]
-    return PythonOperator(python_callable=getattr(tasks, step.kind), op_kwargs=op_kwargs, **_common(step))
+    return PythonOperator(python_callable=getattr(tasks, step.kind), op_kwargs=op_kwargs, **_common(step, plan))
+
+
+@renderer("approve")
+def _approve(step: Step, plan: PipelinePlan) -> BaseOperator:
+    """Human-in-the-loop approval: Approve lets promote run; Reject skips promote and deploy."""
+    from sluice.airflow.approval import EvidenceApprovalOperator
+
+    return EvidenceApprovalOperator(
+        pipeline=plan.pipeline,
+        # No defaults: a timeout fails the task (red in the UI) instead of choosing silently.
+        response_timeout=timedelta(hours=float(step.config["timeout_hours"])),
+        **_common(step, plan),
+    )
 
 
 def _landing_glob(plan: PipelinePlan) -> str:
@@ -105,8 +131,15 @@ def render_dag(plan: PipelinePlan, dag_plan: DagPlan) -> DAG:
         doc_md=f"Built by sluice from `{plan.spec_path}`.\n\n{dag_plan.description}",
         default_args={"owner": "sluice"},
     )
+    from sluice.airflow.links import links_for
+
     with dag:
         ops = {step.task_id: RENDERERS[step.kind](step, plan) for step in dag_plan.steps}
+    for task_id, op in ops.items():
+        extra = links_for(task_id, plan.spec_path)
+        if extra:
+            # Computed by the worker when the task ends and shown as buttons on the task.
+            op.operator_extra_links = [*op.operator_extra_links, *extra]
     for step in dag_plan.steps:
         for upstream in step.upstream:
             ops[upstream] >> ops[step.task_id]

@@ -75,6 +75,18 @@ def build_plan(loaded: LoadedSpec) -> PipelinePlan:
         ),
     )
 
+    approval: tuple[Step, ...] = ()
+    if spec.evaluation.approval == "manual":
+        approval = (
+            Step(
+                "approve",
+                "approve",
+                upstream=("gate",),
+                retries=0,
+                doc="A person approves or rejects promotion (Required Actions); reject or timeout keeps the champion.",
+                config={"timeout_hours": spec.evaluation.approval_timeout_hours},
+            ),
+        )
     assets = (batches_asset(name),) if "new_data" in spec.retrain_on else ()
     cron = spec.retrain_schedule if "schedule" in spec.retrain_on else None
     train = DagPlan(
@@ -105,7 +117,13 @@ def build_plan(loaded: LoadedSpec) -> PipelinePlan:
                 doc="Fail here when the candidate does not beat the gate; the champion is kept.",
                 alert="gate",
             ),
-            Step("promote", "promote", upstream=("gate",), doc="Register the candidate and move the champion alias."),
+            *approval,
+            Step(
+                "promote",
+                "promote",
+                upstream=(approval[-1].task_id if approval else "gate",),
+                doc="Register the candidate and move the champion alias.",
+            ),
             Step(
                 "deploy",
                 "deploy",
@@ -115,4 +133,6 @@ def build_plan(loaded: LoadedSpec) -> PipelinePlan:
             ),
         ),
     )
-    return PipelinePlan(pipeline=name, spec_path=str(loaded.path), dags=(ingest, train))
+    return PipelinePlan(
+        pipeline=name, spec_path=str(loaded.path), dags=(ingest, train), alert_emails=tuple(spec.alerts.email)
+    )

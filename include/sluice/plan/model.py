@@ -68,8 +68,16 @@ class DagPlan:
 
 @dataclass(frozen=True)
 class PipelinePlan:
-    """Every DAG one spec produces."""
+    """Every DAG one spec produces.
+
+    Attributes:
+        pipeline: Pipeline name.
+        spec_path: The spec file the plan was compiled from.
+        dags: The DAGs.
+        alert_emails: Recipients of the alert emails of steps with an ``alert``.
+    """
 
     pipeline: str
     spec_path: str
     dags: tuple[DagPlan, ...]
+    alert_emails: tuple[str, ...] = ()

@@ -246,7 +246,18 @@ class Evaluation(StrictModel):
         description="Scored on the holdout for candidate and champion alike."
     )
     gate: Gate = Field(default_factory=Gate, description="Thresholds a candidate must meet.")  # type: ignore[arg-type]
-    approval: Literal["auto"] = Field("auto", description="'auto' promotes on a passed gate.")
+    approval: Literal["auto", "manual"] = Field(
+        "auto",
+        description=(
+            "'auto' promotes on a passed gate; 'manual' waits for a person to approve in the Airflow UI "
+            "(Required Actions) before promoting; reject or timeout keeps the champion."
+        ),
+    )
+    approval_timeout_hours: float = Field(
+        24,
+        gt=0,
+        description="With approval 'manual': hours to wait for a response; then the approve task fails, champion kept.",
+    )
 
     @model_validator(mode="after")
     def _gate_matches_metric(self) -> Evaluation:

@@ -1,0 +1,460 @@
+"""Alert emails: what failed, why (with the numbers), and where to look.
+
+Two halves. The formatting functions (``format_*``, :func:`compose`) are pure: plain dicts in,
+an :class:`AlertEmail` out, unit-testable without Airflow. :class:`AlertNotifier` is the
+Airflow glue: a task-level ``on_failure_callback`` that gathers the facts from the failed
+task's context (XCom of the upstream steps, the exception, the spec), composes the email and
+sends it through the SMTP provider's :class:`SmtpNotifier` (connection ``smtp_default``).
+
+A failure to send never changes the outcome of the task: it is logged as
+``alert email not sent: ...`` and the run goes on as it would have.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+log = logging.getLogger(__name__)
+
+SUBJECT_PREFIX = "[sluice]"
+#: Which task's XCom holds the facts of each alert kind (the contract with the plan).
+FACT_TASKS = {"validation": "validate", "gate": "evaluate", "deploy": "promote", "drift": "compute_drift"}
+
+
+@dataclass
+class Link:
+    """One link in an email: a label, a URL (may be None) and a local path (may be None)."""
+
+    label: str
+    url: str | None = None
+    path: str | None = None
+
+
+@dataclass
+class AlertFacts:
+    """Everything an alert email says, gathered from the failed task.
+
+    Attributes:
+        kind: 'validation', 'gate', 'deploy', 'drift' or anything else (generic email).
+        pipeline: Pipeline name.
+        dag_id: DAG of the failed task.
+        task_id: The failed task.
+        run_id: Airflow run id.
+        error: The exception text of the failure.
+        data: The XCom of the step that holds the numbers (see :data:`FACT_TASKS`).
+        extra: More facts per kind (e.g. ``max_quarantine_rate``, ``serving``).
+        links: Airflow, MLflow and report links.
+    """
+
+    kind: str
+    pipeline: str
+    dag_id: str
+    task_id: str
+    run_id: str
+    error: str = ""
+    data: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    links: list[Link] = field(default_factory=list)
+
+
+@dataclass
+class AlertEmail:
+    """A composed email."""
+
+    subject: str
+    html: str
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _pct(value: Any) -> str:
+    return "n/a" if value is None else f"{float(value):.2%}"
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text))
+
+
+def _table(rows: Iterable[Iterable[Any]], header: Iterable[str] | None = None) -> str:
+    head = ""
+    if header is not None:
+        head = "<tr>" + "".join(f'<th align="left">{_e(h)}</th>' for h in header) + "</tr>"
+    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
+    return f'<table border="1" cellpadding="4" cellspacing="0">{head}{body}</table>'
+
+
+def _links_html(links: list[Link]) -> str:
+    items = []
+    for link in links:
+        parts = [f"<b>{_e(link.label)}</b>: "]
+        if link.url:
+            parts.append(f'<a href="{_e(link.url)}">{_e(link.url)}</a>')
+        if link.path:
+            parts.append(f" (file <code>{_e(link.path)}</code>)" if link.url else f"<code>{_e(link.path)}</code>")
+        items.append("<li>" + "".join(parts) + "</li>")
+    return "<h3>Where to look</h3><ul>" + "".join(items) + "</ul>"
+
+
+def _page(title: str, sections: list[str], facts: AlertFacts, todo: str) -> str:
+    where = (
+        f"DAG <code>{_e(facts.dag_id)}</code>, task <code>{_e(facts.task_id)}</code>, "
+        f"run <code>{_e(facts.run_id)}</code>"
+    )
+    parts = [f"<h2>{_e(title)}</h2>", f"<p>{where}</p>", *sections, f"<h3>What to do</h3><p>{todo}</p>"]
+    if facts.links:
+        parts.append(_links_html(facts.links))
+    if facts.error:
+        parts.append(f"<h3>Error</h3><pre>{_e(facts.error)}</pre>")
+    return "<html><body>" + "".join(parts) + "</body></html>"
+
+
+def format_gate(facts: AlertFacts) -> AlertEmail:
+    """The gate refused the candidate: candidate vs champion, thresholds and every check."""
+    d = facts.data or {}
+    metric = d.get("metric", "metric")
+    cand = d.get("candidate") or {}
+    champ = d.get("champion") or {}
+    thresholds = d.get("thresholds") or {}
+    higher = d.get("higher_is_better", True)
+    kept = f"champion v{champ['version']}" if champ.get("version") else "no champion (none yet)"
+    subject = (
+        f"{SUBJECT_PREFIX} {facts.pipeline}: gate failed, candidate {metric} {_num(cand.get('score'))}"
+        + (f" vs champion v{champ['version']} {_num(champ.get('score'))}" if champ.get("version") else "")
+        + f"; {kept} kept"
+    )
+    allowed = thresholds.get("max_regression_vs_champion")
+    bar = None
+    if champ.get("score") is not None and allowed is not None:
+        bar = champ["score"] - allowed if higher else champ["score"] + allowed
+    numbers = _table(
+        [
+            ["metric", f"<code>{_e(metric)}</code> ({'higher' if higher else 'lower'} is better), same holdout"],
+            ["candidate", f"{_num(cand.get('score'))} (MLflow run <code>{_e(cand.get('run_id', '?'))}</code>)"],
+            [
+                "champion",
+                f"v{_e(champ['version'])}: {_num(champ.get('score'))} "
+                f"(MLflow run <code>{_e(champ.get('run_id'))}</code>)"
+                if champ.get("version")
+                else "none yet",
+            ],
+            ["difference", _num(cand["score"] - champ["score"]) if champ.get("score") is not None else "n/a"],
+        ]
+    )
+    limits = _table(
+        [
+            ["floor (gate.min)", _num(thresholds.get("min"))],
+            ["ceiling (gate.max)", _num(thresholds.get("max"))],
+            ["max_regression_vs_champion", _num(allowed)],
+            [
+                "candidate needed",
+                f"{'&ge;' if higher else '&le;'} {_num(bar)} "
+                f"(champion {'&minus;' if higher else '+'} allowed regression)"
+                if bar is not None
+                else "n/a",
+            ],
+        ]
+    )
+    checks = _table(
+        [
+            ["passed" if c.get("passed") else "<b>FAILED</b>", _e(c.get("name")), _e(c.get("detail"))]
+            for c in d.get("checks") or []
+        ],
+        header=["result", "check", "detail"],
+    )
+    holdout = d.get("holdout") or {}
+    sections = [
+        f"<p>The candidate was <b>not promoted</b>: {_e(d.get('reason', facts.error))}.</p>",
+        f"<p><b>What stays safe:</b> {_e(kept)} and the running deployment are untouched.</p>",
+        "<h3>Candidate vs champion</h3>" + numbers,
+        "<h3>Thresholds</h3>" + limits,
+        "<h3>Checks</h3>" + checks,
+        f"<p>Holdout: {_e(holdout.get('rows', '?'))} rows ({_e(holdout.get('split', '?'))}).</p>",
+    ]
+    todo = (
+        "Open the candidate's MLflow run and compare it with the champion's; change the data, the "
+        "features or the model and retrain (<code>airflow dags trigger "
+        f"{_e(facts.pipeline)}__train</code>). Nothing needs rolling back."
+    )
+    return AlertEmail(subject, _page(f"Gate failed for {facts.pipeline}", sections, facts, todo))
+
+
+def format_validation(facts: AlertFacts) -> AlertEmail:
+    """Batches were rejected: each with its reason, quarantine numbers and report."""
+    outcomes = [o for o in ((facts.data or {}).get("outcomes") or []) if o.get("status") != "accepted"]
+    limit = facts.extra.get("max_quarantine_rate")
+    over = [o for o in outcomes if "quarantine rate" in str(o.get("reason", ""))]
+    what = "quarantine rate exceeded" if over and len(over) == len(outcomes) else "batch rejected"
+    subject = (
+        f"{SUBJECT_PREFIX} {facts.pipeline}: validation failed, {len(outcomes) or 'a'} batch(es) rejected ({what})"
+    )
+    rows = []
+    for o in outcomes:
+        rows.append(
+            [
+                f"<code>{_e(o.get('batch_id'))}</code>",
+                _e(o.get("reason")),
+                _e(o.get("rows")),
+                f"{_e(o.get('quarantined', 0))} ({_pct(o.get('quarantine_rate'))}; max {_pct(limit)})",
+                "<br>".join(_e(c) for c in o.get("failed_checks") or []) or "none",
+                f"<code>{_e(o.get('report'))}</code>",
+            ]
+        )
+    table = _table(rows, header=["batch", "reason", "rows", "quarantined", "failed checks", "report"])
+    sections = [
+        f"<p>{len(outcomes)} batch(es) were <b>rejected</b>: none of their rows will be used for training.</p>"
+        if outcomes
+        else "<p>A batch was rejected.</p>",
+        table if outcomes else "",
+        "<p><b>What stays safe:</b> accepted batches of the same run were still published; the raw copy, "
+        "<code>validation.json</code>, <code>gx_result.json</code> and <code>quarantine.parquet</code> are "
+        "kept beside each rejected batch.</p>",
+    ]
+    todo = (
+        "Read the validation report of each rejected batch (the failed checks name the columns and row "
+        "counts; <code>quarantine.parquet</code> holds the failing rows with a "
+        "<code>_sluice_failed_checks</code> column). Fix the data upstream and drop a corrected file into "
+        "the landing folder; a file with the same content is never landed twice."
+    )
+    return AlertEmail(subject, _page(f"Validation failed for {facts.pipeline}", sections, facts, todo))
+
+
+def format_deploy(facts: AlertFacts) -> AlertEmail:
+    """A deploy failed: which version, why, and what keeps serving."""
+    promoted = facts.data or {}
+    version = promoted.get("version")
+    serving = facts.extra.get("serving") or {}
+    still = (
+        f"v{serving['version']} keeps serving at {serving.get('url', '?')}"
+        if serving.get("version")
+        else "nothing was being served before"
+    )
+    subject = f"{SUBJECT_PREFIX} {facts.pipeline}: deploy of v{version or '?'} failed; {still}"
+    rows = [
+        ["version to deploy", f"v{_e(version)}" if version else "unknown"],
+        ["previous champion", f"v{_e(promoted['previous'])}" if promoted.get("previous") else "none"],
+        ["serving now", _e(still)],
+        ["target", _e(facts.extra.get("target", "?"))],
+    ]
+    sections = [
+        "<p>The new model server did not become healthy (or failed its smoke prediction), so the switch "
+        "did not happen.</p>",
+        _table(rows),
+        f"<p><b>What stays safe:</b> {_e(still)}. Note that <code>@champion</code> already names "
+        f"v{_e(version or '?')}: the registry and what is served differ until a deploy succeeds.</p>",
+    ]
+    todo = (
+        "Read the new server's log (see the deploy folder below), fix the cause (port, dependencies, "
+        "resources) and clear the <code>deploy</code> task in Airflow to retry; a retry of a version that "
+        "is already healthy is a no-op."
+    )
+    return AlertEmail(subject, _page(f"Deploy failed for {facts.pipeline}", sections, facts, todo))
+
+
+def format_drift(facts: AlertFacts) -> AlertEmail:
+    """Drift beyond the threshold: share, threshold and every column's score."""
+    d = facts.data or {}
+    columns = d.get("columns") or []
+    drifted = [c for c in columns if c.get("drifted")]
+    subject = (
+        f"{SUBJECT_PREFIX} {facts.pipeline}: drift detected, {len(drifted)} of {len(columns)} columns drifted "
+        f"(share {_pct(d.get('drift_share'))} > threshold {_pct(d.get('threshold'))})"
+    )
+    ordered = sorted(columns, key=lambda c: (not c.get("drifted"), str(c.get("column"))))
+    table = _table(
+        [
+            [
+                f"<code>{_e(c.get('column'))}</code>",
+                _e(c.get("method")),
+                _num(c.get("score")),
+                _num(c.get("threshold")),
+                "<b>drifted</b>" if c.get("drifted") else "ok",
+            ]
+            for c in ordered
+        ],
+        header=["column", "method", "score", "threshold", "verdict"],
+    )
+    batches = d.get("batches") or []
+    sections = [
+        f"<p>The newest data differs from the data champion v{_e(d.get('champion_version', '?'))} was trained on: "
+        f"{_pct(d.get('drift_share'))} of the columns drifted, the threshold is {_pct(d.get('threshold'))}.</p>",
+        f"<p>Batches compared: {', '.join(f'<code>{_e(b)}</code>' for b in batches) or 'n/a'}.</p>",
+        "<h3>Columns</h3>" + table,
+        "<p><b>What stays safe:</b> the champion keeps serving; drift does not change it by itself.</p>",
+    ]
+    todo = (
+        "Open the drift report. If the change is real (a new season, a new source), retrain "
+        f"(<code>airflow dags trigger {_e(facts.pipeline)}__train</code>, or let <code>retrain_on: [drift]</code> "
+        "do it); if it is a data bug, fix it upstream."
+    )
+    return AlertEmail(subject, _page(f"Drift detected for {facts.pipeline}", sections, facts, todo))
+
+
+def format_generic(facts: AlertFacts) -> AlertEmail:
+    """Any other failure: the task and the error."""
+    subject = f"{SUBJECT_PREFIX} {facts.pipeline}: {facts.task_id} failed ({facts.kind})"
+    todo = "Read the task log in Airflow; fix the cause and clear the task to retry."
+    return AlertEmail(subject, _page(f"{facts.task_id} failed for {facts.pipeline}", [], facts, todo))
+
+
+FORMATTERS = {
+    "gate": format_gate,
+    "validation": format_validation,
+    "deploy": format_deploy,
+    "drift": format_drift,
+}
+
+
+def compose(facts: AlertFacts) -> AlertEmail:
+    """The email for an alert kind; a generic one when the facts are missing or unknown."""
+    formatter = FORMATTERS.get(facts.kind)
+    if formatter is None or not facts.data:
+        return format_generic(facts)
+    return formatter(facts)
+
+
+# --- Airflow glue -----------------------------------------------------------------------------
+
+
+def gather_facts(kind: str, pipeline: str, spec_path: str | None, context: Any) -> AlertFacts:
+    """Collect the facts of a failed task from its Airflow context.
+
+    Args:
+        kind: Alert kind of the step.
+        pipeline: Pipeline name.
+        spec_path: The spec file (to find storage paths), or None.
+        context: The Airflow context given to ``on_failure_callback``.
+    """
+    from sluice.airflow import urls
+
+    ti = context["ti"]
+    dag_id, run_id, task_id = ti.dag_id, ti.run_id, ti.task_id
+    error = context.get("exception")
+    facts = AlertFacts(kind, pipeline, dag_id, task_id, run_id, error=str(error) if error else "")
+    source = FACT_TASKS.get(kind)
+    if source:
+        facts.data = ti.xcom_pull(task_ids=source)
+    base = urls.airflow_base_url()
+    facts.links.append(Link("Airflow task log", getattr(ti, "log_url", None) or urls.task_url(dag_id, run_id, task_id)))
+    facts.links.append(Link("Airflow run", urls.dag_run_url(dag_id, run_id, base)))
+    store_base = None
+    loaded = None
+    if spec_path:
+        try:
+            from sluice.services.storage import PipelineStore
+            from sluice.spec.loader import load_spec
+
+            loaded = load_spec(spec_path)
+            store = PipelineStore(loaded.resolve(loaded.spec.storage.root), pipeline)
+            store_base = store.base
+        except Exception as exc:  # the email still goes out, only without the storage links
+            log.warning("alert: cannot load spec %s for links: %s", spec_path, exc)
+
+    def report(label: str, path: Any) -> None:
+        if path:
+            url = urls.report_url(pipeline, store_base, path, base) if store_base is not None else None
+            facts.links.append(Link(label, url, str(path)))
+
+    data = facts.data if isinstance(facts.data, dict) else {}
+    if kind == "gate":
+        cand = (data.get("candidate") or {}).get("run_id")
+        champ = (data.get("champion") or {}).get("run_id")
+        if cand:
+            facts.links.append(Link("MLflow run (candidate)", urls.mlflow_run_url(cand)))
+        if champ:
+            facts.links.append(Link("MLflow run (champion)", urls.mlflow_run_url(champ)))
+        if store_base is not None:
+            report("Decision record", store.run_dir(run_id) / "decision.json")
+    elif kind == "validation":
+        if loaded is not None:
+            facts.extra["max_quarantine_rate"] = loaded.spec.validation.max_quarantine_rate
+        for o in data.get("outcomes") or []:
+            if o.get("status") != "accepted":
+                report(f"Validation report, batch {o.get('batch_id')}", o.get("report"))
+    elif kind == "deploy":
+        evaluated = ti.xcom_pull(task_ids="evaluate") or {}
+        cand = (evaluated.get("candidate") or {}).get("run_id")
+        if cand:
+            facts.links.append(Link("MLflow run (model being deployed)", urls.mlflow_run_url(cand)))
+        if loaded is not None:
+            facts.extra["target"] = loaded.spec.deployment.target
+        if store_base is not None:
+            from sluice.steps.deploy import current_deployment
+
+            facts.extra["serving"] = current_deployment(store) or {}
+            facts.links.append(Link("Deploy folder (server logs)", None, str(store.deploy_dir)))
+    elif kind == "drift":
+        if data.get("mlflow_run_id"):
+            facts.links.append(Link("MLflow run (drift)", urls.mlflow_run_url(data["mlflow_run_id"])))
+        report("Drift report", data.get("report_path"))
+    return facts
+
+
+class AlertNotifier(SmtpNotifier):
+    """Task-level failure callback that emails a sluice alert through the SMTP provider.
+
+    The subject and body are built from the failed task's context (never Jinja templates), then
+    sent by :class:`SmtpNotifier` with connection ``smtp_conn_id``; the sender comes from the
+    connection's ``from_email`` extra. Any error while composing or sending is logged as
+    ``alert email not sent: ...`` and swallowed: an alert must never change a task's outcome.
+
+    Args:
+        alert: Alert kind ('validation', 'gate', 'deploy', 'drift').
+        pipeline: Pipeline name.
+        to: Recipients (the spec's ``alerts.email``).
+        spec_path: The spec file, to find report paths.
+        smtp_conn_id: Airflow connection of the SMTP server.
+    """
+
+    # Bodies are composed in Python from the context; nothing is Jinja-rendered.
+    template_fields = ()  # type: ignore[assignment]
+
+    def __init__(
+        self,
+        *,
+        alert: str,
+        pipeline: str,
+        to: list[str],
+        spec_path: str | None = None,
+        smtp_conn_id: str = "smtp_default",
+    ) -> None:
+        super().__init__(to=list(to), smtp_conn_id=smtp_conn_id)
+        self.alert = alert
+        self.pipeline = pipeline
+        self.spec_path = spec_path
+
+    def notify(self, context: Any) -> None:
+        """Compose and send the email; log (never raise) when that fails."""
+        try:
+            email = compose(gather_facts(self.alert, self.pipeline, self.spec_path, context))
+            # A fresh notifier per email: this one is shared by every run of the task.
+            SmtpNotifier(
+                to=self.to,
+                subject=email.subject,
+                html_content=email.html,
+                smtp_conn_id=self.smtp_conn_id,
+                custom_headers={"X-Sluice-Alert": self.alert, "X-Sluice-Pipeline": self.pipeline},
+            ).notify(context)
+        except Exception as exc:  # an alert must not change the task's outcome
+            log.error(
+                "alert email not sent: %s alert for %s to %s via connection %s: %s: %s",
+                self.alert,
+                self.pipeline,
+                ", ".join(self.to),
+                self.smtp_conn_id,
+                type(exc).__name__,
+                exc,
+            )
+            return
+        log.info("alert email sent: %s alert for %s to %s", self.alert, self.pipeline, ", ".join(self.to))

@@ -1,0 +1,67 @@
+"""Where things are seen: URLs of Airflow runs, MLflow runs and sluice reports.
+
+Pure functions plus two lookups of configuration (Airflow's ``[api] base_url`` and
+``SLUICE_MLFLOW_UI_URL``); shared by the alert emails and the task links in the UI.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import quote
+
+DEFAULT_MLFLOW_UI = "http://localhost:5000"
+DEFAULT_AIRFLOW_UI = "http://localhost:8080"
+#: Where the sluice plugin's FastAPI app is mounted on the Airflow API server.
+PLUGIN_PREFIX = "/sluice"
+
+
+def airflow_base_url() -> str:
+    """Airflow's ``[api] base_url`` (what users type to reach the UI), without a trailing slash."""
+    from airflow.configuration import conf
+
+    return str(conf.get("api", "base_url", fallback=DEFAULT_AIRFLOW_UI) or DEFAULT_AIRFLOW_UI).rstrip("/")
+
+
+def mlflow_ui_url() -> str:
+    """``SLUICE_MLFLOW_UI_URL`` (the MLflow UI users reach), default ``http://localhost:5000``."""
+    return (os.environ.get("SLUICE_MLFLOW_UI_URL") or DEFAULT_MLFLOW_UI).rstrip("/")
+
+
+def mlflow_run_url(run_id: str, base: str | None = None) -> str:
+    """Page of one MLflow run.
+
+    MLflow's UI resolves ``#/runs/<run_id>`` to the run's experiment page itself, so the link
+    needs no experiment id (and no MLflow call to find one).
+    """
+    return f"{(base or mlflow_ui_url()).rstrip('/')}/#/runs/{quote(run_id)}"
+
+
+def dag_run_url(dag_id: str, run_id: str, base: str | None = None) -> str:
+    """Page of one DAG run in the Airflow UI."""
+    return f"{(base or airflow_base_url()).rstrip('/')}/dags/{quote(dag_id)}/runs/{quote(run_id, safe='')}"
+
+
+def task_url(dag_id: str, run_id: str, task_id: str, base: str | None = None) -> str:
+    """Page of one task of a DAG run (its log) in the Airflow UI."""
+    return f"{dag_run_url(dag_id, run_id, base)}/tasks/{quote(task_id)}"
+
+
+def report_url(pipeline: str, store_base: str | Path, path: str | Path, base: str | None = None) -> str | None:
+    """URL under which the sluice plugin serves a report file, or None when it cannot.
+
+    The plugin only serves files inside a pipeline's storage folder (``<storage.root>/<pipeline>``),
+    so a path elsewhere (or on object storage) has no URL and is shown as a path instead.
+
+    Args:
+        pipeline: Pipeline name.
+        store_base: The pipeline's storage folder.
+        path: The report file.
+        base: Airflow base URL; default from the configuration.
+    """
+    try:
+        relative = Path(path).resolve().relative_to(Path(store_base).resolve())
+    except ValueError:
+        return None
+    root = (base or airflow_base_url()).rstrip("/")
+    return f"{root}{PLUGIN_PREFIX}/reports/{quote(pipeline)}/{quote(relative.as_posix())}"

@@ -1,0 +1,184 @@
+"""Alert emails: the content of each kind, and delivery through a real SMTP server (aiosmtpd)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sluice.airflow.alerts import AlertFacts, AlertNotifier, compose
+from sluice.services.storage import write_json_atomic
+from tests.conftest import Project, free_port
+from tests.smtp_server import MailCatcher, body_text, smtp_conn
+
+DECISION: dict[str, Any] = {
+    "pipeline": "flights_delay",
+    "verdict": "fail",
+    "reason": "FAILED candidate 0.6192 >= champion 0.6350 - 0.005",
+    "metric": "roc_auc",
+    "higher_is_better": True,
+    "thresholds": {"min": 0.65, "max": None, "max_regression_vs_champion": 0.005},
+    "candidate": {"run_id": "cand123", "score": 0.6192},
+    "champion": {"version": "1", "run_id": "champ456", "score": 0.6350},
+    "holdout": {"path": "/x/holdout.parquet", "rows": 2800, "split": "holdout month=2"},
+    "checks": [
+        {"name": "floor", "passed": False, "detail": "candidate roc_auc 0.6192 >= min 0.65"},
+        {"name": "vs_champion", "passed": False, "detail": "candidate 0.6192 >= champion 0.6350 - 0.005"},
+    ],
+    "airflow_run_id": "manual__2026-01-01",
+}
+
+DRIFT: dict[str, Any] = {
+    "drift_share": 0.5,
+    "threshold": 0.3,
+    "drift_detected": True,
+    "columns": [
+        {"column": "distance", "method": "K-S p_value", "score": 0.001, "threshold": 0.05, "drifted": True},
+        {"column": "carrier", "method": "chi-square p_value", "score": 0.4, "threshold": 0.05, "drifted": False},
+    ],
+    "report_path": "",  # set per test, inside the pipeline's storage
+    "mlflow_run_id": "drift789",
+    "batches": ["b4e760fc27f6115d"],
+    "champion_version": "3",
+}
+
+
+class SyntheticTI:
+    """What an ``on_failure_callback`` reads from its context's task instance."""
+
+    def __init__(self, dag_id: str, task_id: str, xcoms: dict[str, Any], run_id: str = "manual__2026-01-01") -> None:
+        self.dag_id, self.task_id, self.run_id = dag_id, task_id, run_id
+        self.xcoms = xcoms
+        self.log_url = f"http://airflow.test/dags/{dag_id}/runs/{run_id}/tasks/{task_id}"
+
+    def xcom_pull(self, task_ids: str) -> Any:
+        return self.xcoms.get(task_ids)
+
+
+def _facts(kind: str, data: Any, **extra: Any) -> AlertFacts:
+    return AlertFacts(kind, "flights_delay", "flights_delay__train", "gate", "manual__1", "boom", data, extra)
+
+
+def test_gate_email_shows_candidate_vs_champion_and_thresholds() -> None:
+    mail = compose(_facts("gate", DECISION))
+
+    assert mail.subject == (
+        "[sluice] flights_delay: gate failed, candidate roc_auc 0.6192 vs champion v1 0.6350; champion v1 kept"
+    )
+    for text in ("0.6192", "0.6350", "-0.0158", "max_regression_vs_champion", "0.0050", "0.6300", "0.6500", "2800"):
+        assert text in mail.html, text
+    assert "candidate roc_auc 0.6192 &gt;= min 0.65" in mail.html  # every check, escaped
+    assert "champion v1 and the running deployment are untouched" in mail.html
+
+
+def test_validation_email_names_each_rejected_batch_with_quarantine_rate_and_report() -> None:
+    outcomes = [
+        {"batch_id": "aaa", "status": "accepted", "reason": "all checks passed", "report": "/r/aaa/validation.json"},
+        {
+            "batch_id": "bbb",
+            "status": "rejected",
+            "reason": "quarantine rate 5.00% exceeds max_quarantine_rate 2.00%",
+            "rows": 3000,
+            "quarantined": 150,
+            "quarantine_rate": 0.05,
+            "failed_checks": ["between distance: 150 rows"],
+            "report": "/r/bbb/validation.json",
+        },
+    ]
+    mail = compose(_facts("validation", {"outcomes": outcomes}, max_quarantine_rate=0.02))
+
+    assert mail.subject == (
+        "[sluice] flights_delay: validation failed, 1 batch(es) rejected (quarantine rate exceeded)"
+    )
+    assert "bbb" in mail.html and "aaa" not in mail.html
+    assert "150 (5.00%; max 2.00%)" in mail.html
+    assert "between distance: 150 rows" in mail.html and "/r/bbb/validation.json" in mail.html
+
+
+def test_missing_facts_fall_back_to_the_error() -> None:
+    mail = compose(_facts("gate", None))
+    assert mail.subject == "[sluice] flights_delay: gate failed (gate)"
+    assert "<pre>boom</pre>" in mail.html
+
+
+@pytest.mark.integration
+def test_drift_email_from_the_monitor_xcom_is_delivered_with_report_and_mlflow_links(
+    project: Project, smtp_server: MailCatcher
+) -> None:
+    spec = project.write_spec(alerts={"email": ["ml-oncall@example.com", "lead@example.com"]})
+    report = project.root / "data" / "sluice" / "flights_delay" / "monitor" / "run1" / "drift.html"
+    report.parent.mkdir(parents=True)
+    report.write_text("<html>drift</html>")
+    ti = SyntheticTI("flights_delay__monitor", "check_drift", {"compute_drift": DRIFT | {"report_path": str(report)}})
+    notifier = AlertNotifier(
+        alert="drift", pipeline="flights_delay", to=["ml-oncall@example.com", "lead@example.com"], spec_path=str(spec)
+    )
+
+    notifier({"ti": ti, "exception": RuntimeError("drift share 0.5 > 0.3")})
+
+    (msg,) = smtp_server.wait_for(1)
+    assert msg["Subject"] == (
+        "[sluice] flights_delay: drift detected, 1 of 2 columns drifted (share 50.00% > threshold 30.00%)"
+    )
+    assert msg["X-Sluice-Alert"] == "drift"
+    assert smtp_server.envelopes[0] == ("sluice@test.example", ["ml-oncall@example.com", "lead@example.com"])
+    body = body_text(msg)
+    assert "K-S p_value" in body and "0.0010" in body and "<b>drifted</b>" in body
+    assert "champion v3" in body and "b4e760fc27f6115d" in body
+    assert "http://localhost:5000/#/runs/drift789" in body
+    assert "/sluice/reports/flights_delay/monitor/run1/drift.html" in body
+    assert ti.log_url in body
+
+
+@pytest.mark.integration
+def test_deploy_failure_email_says_which_version_failed_and_what_keeps_serving(
+    project: Project, smtp_server: MailCatcher
+) -> None:
+    spec = project.write_spec()
+    deploy_dir = project.root / "data" / "sluice" / "flights_delay" / "deploy"
+    write_json_atomic(deploy_dir / "current.json", {"version": "1", "url": "http://127.0.0.1:5055", "pid": 1})
+    ti = SyntheticTI(
+        "flights_delay__train",
+        "deploy",
+        {"promote": {"version": "2", "previous": "1", "changed": True}, "evaluate": DECISION},
+    )
+    error = RuntimeError("model server v2 not healthy after 120 s; see server-v2.log")
+
+    AlertNotifier(alert="deploy", pipeline="flights_delay", to=["ops@example.com"], spec_path=str(spec))(
+        {"ti": ti, "exception": error}
+    )
+
+    (msg,) = smtp_server.wait_for(1)
+    assert msg["Subject"] == ("[sluice] flights_delay: deploy of v2 failed; v1 keeps serving at http://127.0.0.1:5055")
+    body = body_text(msg)
+    assert "not healthy after 120 s" in body
+    assert str(deploy_dir) in body
+    assert "http://localhost:5000/#/runs/cand123" in body
+
+
+def test_an_unreachable_smtp_server_is_logged_and_never_raises(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", smtp_conn(free_port()))  # nobody listens there
+    ti = SyntheticTI("flights_delay__train", "gate", {"evaluate": DECISION})
+    notifier = AlertNotifier(alert="gate", pipeline="flights_delay", to=["x@example.com"])
+
+    with caplog.at_level(logging.ERROR, logger="sluice.airflow.alerts"):
+        notifier({"ti": ti, "exception": RuntimeError("gate failed")})
+
+    assert "alert email not sent: gate alert for flights_delay to x@example.com via connection smtp_default" in (
+        caplog.text
+    )
+
+
+def test_report_links_exist_only_inside_the_pipeline_storage(tmp_path: Path) -> None:
+    from sluice.airflow.urls import report_url
+
+    base = tmp_path / "data" / "sluice" / "p"
+    assert report_url("p", base, base / "batches" / "b 1" / "validation.json", "http://af:8080/") == (
+        "http://af:8080/sluice/reports/p/batches/b%201/validation.json"
+    )
+    assert report_url("p", base, tmp_path / "elsewhere.json", "http://af:8080") is None
+    assert report_url("p", base, base / ".." / "q" / "x.json", "http://af:8080") is None
