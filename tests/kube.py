@@ -90,9 +90,7 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         data = copy.deepcopy(data)
         meta = data.setdefault("metadata", {})
         self._rv += 1
-        meta.update(
-            uid=str(uuid.uuid4()), creationTimestamp=_now(), resourceVersion=str(self._rv), generation=1
-        )
+        meta.update(uid=str(uuid.uuid4()), creationTimestamp=_now(), resourceVersion=str(self._rv), generation=1)
         return data
 
     def _evolve(self, request: kmock.Request, **changes: Any) -> kmock.Request:
@@ -404,3 +402,25 @@ class Kubelet:
 def venv_bin() -> Path:
     """Folder of the ``sluice`` console script of this interpreter."""
     return Path(sys.executable).parent
+
+
+KUBERNETES_VERSION = "1.35.0"  # schema version every manifest is validated against (kubernetes-validate)
+
+
+def kubernetes_spec(tracking_uri: str = "http://mlflow.mlops.svc:5000", **settings: Any) -> dict[str, Any]:
+    """The demo spec with ``deployment.target: kubernetes``."""
+    from tests.conftest import demo_spec_dict
+
+    spec = demo_spec_dict()
+    spec["deployment"] = {
+        "target": "kubernetes",
+        "kubernetes": {
+            "namespace": "ml-serving",
+            "image": "registry.example.com/sluice:0.1.0",
+            "serving_image": "registry.example.com/sluice-serving:0.1.0",
+            "mlflow_tracking_uri": tracking_uri,
+            "labels": {"team": "data-eng"},
+            **settings,
+        },
+    }
+    return spec

@@ -130,3 +130,21 @@ def test_pipeline_name_prefixes_dag_ids_and_asset(tmp_path):
     publish = next(s for s in dag(plan, "ingest").steps if s.task_id == "publish")
     assert publish.outlets == ("sluice://taxi_fares/batches",)
     assert dag(plan, "train").schedule.assets == ("sluice://taxi_fares/batches",)
+
+
+def test_kubernetes_target_makes_deploy_a_deployer_pod_step(tmp_path):
+    from tests.kube import kubernetes_spec
+
+    spec = kubernetes_spec()
+    steps = {s.task_id: s for s in dag(plan_for(tmp_path, deployment=spec["deployment"]), "train").steps}
+    deploy = steps["deploy"]
+    assert (deploy.kind, deploy.alert, deploy.upstream) == ("deploy_kubernetes", "deploy", ("promote",))
+    assert deploy.config["pipeline"] == "flights_delay"
+    assert deploy.config["version_from"] == "promote"
+    assert deploy.config["settings"]["namespace"] == "ml-serving"
+    assert deploy.config["settings"]["image"] == "registry.example.com/sluice:0.1.0"
+
+
+def test_local_target_keeps_the_local_deploy_step(tmp_path):
+    deploy = next(s for s in dag(plan_for(tmp_path), "train").steps if s.task_id == "deploy")
+    assert (deploy.kind, deploy.alert) == ("deploy", "deploy")

@@ -252,9 +252,15 @@ def rbac_manifests(pipeline: str, cfg: KubernetesDeployment) -> list[dict[str, A
     and deletes the Deployment only when the very first deploy of a pipeline fails.
     It never touches pods, secrets or anything outside its namespace.
     """
-    labels = {**common_labels(pipeline, cfg), LABEL_COMPONENT: "deployer"}
+    # Shared by every pipeline that deploys to the namespace: no per-pipeline labels.
+    labels = {
+        **cfg.labels,
+        "app.kubernetes.io/part-of": "sluice",
+        "app.kubernetes.io/managed-by": "sluice",
+        LABEL_COMPONENT: "deployer",
+    }
     meta = {"namespace": cfg.namespace, "labels": labels}
-    role = f"{cfg.service_account}"
+    role = cfg.service_account
     return [
         {
             "apiVersion": "v1",
@@ -292,7 +298,12 @@ def launcher_role(pipeline: str, cfg: KubernetesDeployment) -> dict[str, Any]:
         "metadata": {
             "name": "sluice-pod-launcher",
             "namespace": cfg.namespace,
-            "labels": {**common_labels(pipeline, cfg), LABEL_COMPONENT: "launcher"},
+            "labels": {
+                **cfg.labels,
+                "app.kubernetes.io/part-of": "sluice",
+                "app.kubernetes.io/managed-by": "sluice",
+                LABEL_COMPONENT: "launcher",
+            },
         },
         "rules": [
             {

@@ -57,10 +57,13 @@ class KubernetesDeployResult:
         return asdict(self)
 
 
-def _set_champion(pipeline: str, tracking_uri: str, want: str | None, only_if: set[str | None], log: Any) -> None:
+def _set_champion(pipeline: str, tracking_uri: str, want: str | None, only_if: set[str | None], log: Any) -> str | None:
     """Point ``@champion`` at ``want`` (None: remove it) if it currently names one of ``only_if``.
 
     The guard keeps a deploy from overwriting an alias somebody else moved meanwhile.
+
+    Returns:
+        The version ``@champion`` names afterwards.
     """
     from sluice.services import tracking
 
@@ -68,16 +71,17 @@ def _set_champion(pipeline: str, tracking_uri: str, want: str | None, only_if: s
     current = tracking.champion(client, pipeline)
     now = str(current.version) if current is not None else None
     if now == want:
-        return
+        return now
     if now not in only_if:
         log(f"@champion of {pipeline} is v{now}, expected one of {sorted(map(str, only_if))}: left alone")
-        return
+        return now
     if want is None:
         client.delete_registered_model_alias(pipeline, tracking.CHAMPION)
         log(f"@champion of {pipeline} removed (was v{now}): no version serves")
     else:
         client.set_registered_model_alias(pipeline, tracking.CHAMPION, want)
         log(f"@champion of {pipeline}: v{now} -> v{want}")
+    return want
 
 
 def deploy_kubernetes(
@@ -133,10 +137,10 @@ def deploy_kubernetes(
         log(f"rollout of v{version} failed: {exc}")
         restored = _roll_back(api, cfg, ns, name, live, poll_seconds, log)
         back_to = previous_champion if previous_champion else served
-        _set_champion(pipeline, cfg.mlflow_tracking_uri, back_to, {version}, log)
+        now = _set_champion(pipeline, cfg.mlflow_tracking_uri, back_to, {version}, log)
         raise KubernetesDeployFailed(
             f"rollout of models:/{pipeline}/{version} to {where} failed ({exc}); {restored}; "
-            f"@champion points at v{back_to} again"
+            + (f"@champion is v{now}" if now else "there is no @champion")
         ) from None
     # After a rollback and a successful retry, the alias the rollback restored moves forward again.
     _set_champion(pipeline, cfg.mlflow_tracking_uri, version, {previous_champion, served, None}, log)

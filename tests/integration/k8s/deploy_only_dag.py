@@ -6,8 +6,8 @@ stand-in, which moves ``@champion`` the way the promote step does and returns th
 """
 
 import json
-from datetime import timedelta
 import os
+from datetime import timedelta
 
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG
