@@ -68,7 +68,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 1
     if args.manifests:
-        return _print_manifests(plan.spec_path, args.model_version, args.previous_version)
+        return _print_manifests(plan.spec_path, args.model_version, args.previous_version, args.rbac)
     if args.json:
         from dataclasses import asdict
 
@@ -92,7 +92,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_manifests(spec_path: str, version: str, previous: str) -> int:
+def _print_manifests(spec_path: str, version: str, previous: str, rbac_only: bool = False) -> int:
     """Print, as multi-document YAML, every object the kubernetes deploy creates."""
     import yaml
 
@@ -117,6 +117,8 @@ def _print_manifests(spec_path: str, version: str, previous: str) -> int:
         (None, k8s.service_manifest(name, cfg)),
         (None, k8s.deployment_manifest(name, cfg, version, run_id)),
     ]
+    if rbac_only:
+        docs = docs[: docs.index((None, k8s.launcher_role(name, cfg))) + 1]
     out: list[str] = []
     comment = ""
     for note, manifest in docs:
@@ -244,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--manifests", action="store_true", help="print every Kubernetes manifest the deploy would apply (YAML)"
     )
+    p.add_argument("--rbac", action="store_true", help="with --manifests: only the RBAC objects (to kubectl apply)")
     p.add_argument("--model-version", default="1", help="model version shown in --manifests (default 1)")
     p.add_argument("--previous-version", default="", help="previous champion shown in --manifests")
     p.set_defaults(func=cmd_plan)

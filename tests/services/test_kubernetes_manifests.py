@@ -178,3 +178,11 @@ def dep_with(status: dict[str, Any], generation: int = 2, replicas: int = 2) -> 
 def test_rollout_state_follows_kubectl_rollout_status(status: dict[str, Any], done: bool, failed: bool) -> None:
     state = k8s.rollout_state(dep_with(status))
     assert (state.done, state.failed) == (done, failed)
+
+
+def test_plan_manifests_rbac_prints_only_what_an_admin_applies_once(
+    spec_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["plan", str(spec_file), "--manifests", "--rbac"]) == 0
+    docs = [d for d in yaml.safe_load_all(capsys.readouterr().out) if d]
+    assert [d["kind"] for d in docs] == ["ServiceAccount", "Role", "RoleBinding", "Role"]
