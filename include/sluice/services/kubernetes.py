@@ -394,10 +394,6 @@ def connect(kubeconfig: str | None = None) -> ApiClient:
     return client.ApiClient(cfg)
 
 
-def _api_error(exc: Exception) -> int | None:
-    return getattr(exc, "status", None)
-
-
 def read(api: ApiClient, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
     """The live object as a dict (camelCase, as ``kubectl get -o json``), or None."""
     from kubernetes import client
@@ -499,7 +495,17 @@ def wait_for_rollout(
     deadline = time.monotonic() + timeout
     last = ""
     while True:
-        dep = read(api, "Deployment", namespace, name)
+        try:
+            dep = read(api, "Deployment", namespace, name)
+        except Exception as exc:
+            # A blip of the API server (5xx, connection reset) is not a failed rollout:
+            # keep polling until the deadline; anything else (403, 401) is final.
+            status = getattr(exc, "status", None)
+            if (status is not None and int(status) < 500) or time.monotonic() >= deadline:
+                raise
+            log(f"rollout {namespace}/{name}: API error while polling, retrying: {exc!r}")
+            time.sleep(poll)
+            continue
         if dep is None:
             raise RolloutFailed(f"deployment {namespace}/{name} disappeared during the rollout")
         state = rollout_state(dep)

@@ -112,12 +112,19 @@ def deploy_kubernetes(
     Raises:
         KubernetesDeployFailed: the rollout failed and the previous version was restored.
     """
-    api = api or k8s.connect()
     name, ns = k8s.object_name(pipeline), cfg.namespace
     where = f"{ns}/{name}"
     url = f"http://{name}.{ns}.svc:{cfg.port}"
     version = str(version)
-    live = k8s.read(api, "Deployment", ns, name)
+    try:
+        api = api or k8s.connect()
+        live = k8s.read(api, "Deployment", ns, name)
+    except Exception as exc:
+        # Nothing was changed in the cluster: it still serves what it served.
+        now = _set_champion(pipeline, cfg.mlflow_tracking_uri, previous_champion, {version}, log)
+        raise KubernetesDeployFailed(
+            f"cannot read deployment {where} ({exc!r}); nothing was changed; {_alias_note(now)}"
+        ) from exc
     served = k8s.served_version(live)
 
     if live is not None and served == version and k8s.rollout_state(live).done:
@@ -129,23 +136,32 @@ def deploy_kubernetes(
         return KubernetesDeployResult(version, served, False, where, url)
 
     log(f"deploying models:/{pipeline}/{version} to {where} (serving now: v{served})")
-    k8s.apply(api, k8s.service_manifest(pipeline, cfg))
-    k8s.apply(api, k8s.deployment_manifest(pipeline, cfg, version, run_id))
     try:
+        k8s.apply(api, k8s.service_manifest(pipeline, cfg))
+        k8s.apply(api, k8s.deployment_manifest(pipeline, cfg, version, run_id))
         k8s.wait_for_rollout(api, ns, name, cfg.rollout_timeout_seconds, poll_seconds, log)
-    except k8s.RolloutFailed as exc:
-        log(f"rollout of v{version} failed: {exc}")
-        restored = _roll_back(api, cfg, ns, name, live, poll_seconds, log)
+    except Exception as exc:
+        # A failed rollout, or an API error (forbidden, invalid, unreachable) mid-way: either
+        # way, put back what served before and point the alias at it.
+        reason = str(exc) if isinstance(exc, k8s.RolloutFailed) else repr(exc)
+        log(f"rollout of v{version} failed: {reason}")
+        try:
+            restored = _roll_back(api, cfg, ns, name, live, poll_seconds, log)
+        except Exception as again:
+            restored = f"the rollback failed too ({again!r}): check {where} by hand"
         back_to = previous_champion if previous_champion else served
         now = _set_champion(pipeline, cfg.mlflow_tracking_uri, back_to, {version}, log)
         raise KubernetesDeployFailed(
-            f"rollout of models:/{pipeline}/{version} to {where} failed ({exc}); {restored}; "
-            + (f"@champion is v{now}" if now else "there is no @champion")
+            f"rollout of models:/{pipeline}/{version} to {where} failed ({reason}); {restored}; {_alias_note(now)}"
         ) from None
     # After a rollback and a successful retry, the alias the rollback restored moves forward again.
     _set_champion(pipeline, cfg.mlflow_tracking_uri, version, {previous_champion, served, None}, log)
     log(f"deployment {where} serves v{version} ({url})")
     return KubernetesDeployResult(version, served, True, where, url)
+
+
+def _alias_note(now: str | None) -> str:
+    return f"@champion is v{now}" if now else "there is no @champion"
 
 
 def _roll_back(
