@@ -1,4 +1,4 @@
-"""``sluice`` command line: lint, schema, plan, serve, status, stop."""
+"""``sluice`` command line: lint, schema, plan, serve, deployer, status, stop."""
 
 from __future__ import annotations
 
@@ -67,6 +67,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     except SpecError as exc:
         print(exc, file=sys.stderr)
         return 1
+    if args.manifests:
+        return _print_manifests(plan.spec_path, args.model_version, args.previous_version, args.rbac)
     if args.json:
         from dataclasses import asdict
 
@@ -87,6 +89,66 @@ def cmd_plan(args: argparse.Namespace) -> int:
             )
             print(f"    - {step.task_id:<15} retries={step.retries}{after}{extra}")
             print(f"        {step.doc}")
+    return 0
+
+
+def _print_manifests(spec_path: str, version: str, previous: str, rbac_only: bool = False) -> int:
+    """Print, as multi-document YAML, every object the kubernetes deploy creates."""
+    import yaml
+
+    from sluice.services import kubernetes as k8s
+    from sluice.spec.loader import load_spec
+
+    spec = load_spec(spec_path).spec
+    cfg = spec.deployment.kubernetes
+    if spec.deployment.target != "kubernetes" or cfg is None:
+        print(f"{spec_path}: deployment.target is '{spec.deployment.target}': there are no manifests", file=sys.stderr)
+        return 1
+    name = spec.pipeline
+    run_id = "manual__plan"
+    docs = [
+        ("RBAC of the deployer pod (apply once, as a cluster admin)", None),
+        *[(None, m) for m in k8s.rbac_manifests(name, cfg)],
+        ("What Airflow's connection identity needs to run the deployer pod (bind it to that identity)", None),
+        (None, k8s.launcher_role(name, cfg)),
+        (f"The deployer pod Airflow starts (KubernetesPodOperator, task 'deploy'), for model version {version}", None),
+        (None, k8s.deployer_pod(name, cfg, version, previous, run_id)),
+        ("What the deployer server-side applies", None),
+        (None, k8s.service_manifest(name, cfg)),
+        (None, k8s.deployment_manifest(name, cfg, version, run_id)),
+    ]
+    if rbac_only:
+        docs = docs[: docs.index((None, k8s.launcher_role(name, cfg))) + 1]
+    out: list[str] = []
+    comment = ""
+    for note, manifest in docs:
+        if note:
+            comment += f"# {note}\n"
+            continue
+        out.append(comment + yaml.safe_dump(manifest, sort_keys=False))
+        comment = ""
+    print("---\n".join(out), end="")
+    return 0
+
+
+def cmd_deployer(args: argparse.Namespace) -> int:
+    """The deployer pod's entrypoint: roll a model version out to Kubernetes."""
+    from sluice.spec.models import KubernetesDeployment
+    from sluice.steps.deploy_kubernetes import KubernetesDeployFailed, deploy_kubernetes
+
+    cfg = KubernetesDeployment.model_validate_json(args.settings)
+
+    def log(line: str) -> None:
+        print(f"sluice deployer: {line}", flush=True)
+
+    try:
+        result = deploy_kubernetes(
+            args.pipeline, cfg, args.version, args.previous_version or None, args.run_id, log=log
+        )
+    except KubernetesDeployFailed as exc:
+        log(f"FAILED: {exc}")
+        return 1
+    log(f"result: {json.dumps(result.to_dict())}")
     return 0
 
 
@@ -181,7 +243,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plan", help="show the DAGs and tasks a spec builds (no Airflow needed)")
     p.add_argument("spec")
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--manifests", action="store_true", help="print every Kubernetes manifest the deploy would apply (YAML)"
+    )
+    p.add_argument("--rbac", action="store_true", help="with --manifests: only the RBAC objects (to kubectl apply)")
+    p.add_argument("--model-version", default="1", help="model version shown in --manifests (default 1)")
+    p.add_argument("--previous-version", default="", help="previous champion shown in --manifests")
     p.set_defaults(func=cmd_plan)
+    p = sub.add_parser("deployer", help="deploy a model version to Kubernetes (the deployer pod's entrypoint)")
+    p.add_argument("--pipeline", required=True)
+    p.add_argument("--version", required=True, help="registered model version to serve")
+    p.add_argument("--previous-version", default="", help="champion before this promotion ('' if none)")
+    p.add_argument("--run-id", required=True, help="Airflow run id, recorded on the objects")
+    p.add_argument("--settings", required=True, help="the spec's deployment.kubernetes as JSON")
+    p.set_defaults(func=cmd_deployer)
     p = sub.add_parser("serve", help="serve a registered model version (model server entrypoint)")
     p.add_argument("--model-uri", required=True)
     p.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a server in a container listens on all interfaces

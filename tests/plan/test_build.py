@@ -146,3 +146,21 @@ def test_manual_approval_puts_an_approve_step_between_gate_and_promote(tmp_path:
     auto = dag(build_plan(load_spec(DEMO_SPEC)), "train")
     assert "approve" not in {s.task_id for s in auto.steps}
     assert {s.task_id: s for s in auto.steps}["promote"].upstream == ("gate",)
+
+
+def test_kubernetes_target_makes_deploy_a_deployer_pod_step(tmp_path):
+    from tests.kube import kubernetes_spec
+
+    spec = kubernetes_spec()
+    steps = {s.task_id: s for s in dag(plan_for(tmp_path, deployment=spec["deployment"]), "train").steps}
+    deploy = steps["deploy"]
+    assert (deploy.kind, deploy.alert, deploy.upstream) == ("deploy_kubernetes", "deploy", ("promote",))
+    assert deploy.config["pipeline"] == "flights_delay"
+    assert deploy.config["version_from"] == "promote"
+    assert deploy.config["settings"]["namespace"] == "ml-serving"
+    assert deploy.config["settings"]["image"] == "registry.example.com/sluice:0.1.0"
+
+
+def test_local_target_keeps_the_local_deploy_step(tmp_path):
+    deploy = next(s for s in dag(plan_for(tmp_path), "train").steps if s.task_id == "deploy")
+    assert (deploy.kind, deploy.alert) == ("deploy", "deploy")

@@ -95,6 +95,23 @@ def _approve(step: Step, plan: PipelinePlan) -> BaseOperator:
     )
 
 
+@renderer("deploy_kubernetes")
+def _deploy_kubernetes(step: Step, plan: PipelinePlan) -> BaseOperator:
+    # The pod operator itself is built when the task runs: importing it here would load the
+    # kubernetes client at every parse of the DAG file (see sluice.airflow.kubernetes).
+    from sluice.airflow.kubernetes import DeployPodOperator
+
+    source = step.config["version_from"]
+    return DeployPodOperator(
+        pipeline=step.config["pipeline"],
+        settings=step.config["settings"],
+        version=f"{{{{ ti.xcom_pull(task_ids='{source}')['version'] }}}}",
+        previous_version=f"{{{{ ti.xcom_pull(task_ids='{source}')['previous'] or '' }}}}",
+        airflow_run_id="{{ run_id }}",
+        **_common(step),
+    )
+
+
 def _landing_glob(plan: PipelinePlan) -> str:
     for dag in plan.dags:
         for step in dag.steps:

@@ -124,15 +124,41 @@ def build_plan(loaded: LoadedSpec) -> PipelinePlan:
                 upstream=(approval[-1].task_id if approval else "gate",),
                 doc="Register the candidate and move the champion alias.",
             ),
-            Step(
-                "deploy",
-                "deploy",
-                upstream=("promote",),
-                doc=f"Serve the champion ({spec.deployment.target}).",
-                alert="deploy",
-            ),
+            _deploy_step(loaded),
         ),
     )
     return PipelinePlan(
         pipeline=name, spec_path=str(loaded.path), dags=(ingest, train), alert_emails=tuple(spec.alerts.email)
+    )
+
+
+def _deploy_step(loaded: LoadedSpec) -> Step:
+    """The train DAG's ``deploy`` task: a local process, or a deployer pod on Kubernetes."""
+    spec = loaded.spec
+    k8s = spec.deployment.kubernetes
+    if spec.deployment.target == "kubernetes" and k8s is not None:
+        return Step(
+            "deploy",
+            "deploy_kubernetes",
+            upstream=("promote",),
+            # A failed rollout is rolled back inside the attempt; the retry covers a lost pod
+            # or an API outage, and re-running after success changes nothing.
+            retries=1,
+            doc=(
+                f"Deployer pod in namespace {k8s.namespace}: server-side apply the model server "
+                "pinned to the promoted version, wait for the rollout, roll back on failure."
+            ),
+            config={
+                "pipeline": spec.pipeline,
+                "settings": k8s.model_dump(mode="json"),
+                "version_from": "promote",
+            },
+            alert="deploy",
+        )
+    return Step(
+        "deploy",
+        "deploy",
+        upstream=("promote",),
+        doc=f"Serve the champion ({spec.deployment.target}).",
+        alert="deploy",
     )

@@ -22,10 +22,15 @@ def configure(project_dir: Path) -> MlflowClient:
     """Point MLflow at the right store and return a client."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    return configure_uri(tracking_uri(project_dir))
+
+
+def configure_uri(uri: str) -> MlflowClient:
+    """Point MLflow at the store ``uri`` and return a client (the deployer pod has no project dir)."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    uri = tracking_uri(project_dir)
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)

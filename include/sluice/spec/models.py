@@ -7,6 +7,7 @@ error with a hint, never a silently ignored setting.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -277,11 +278,112 @@ class LocalDeployment(StrictModel):
     health_timeout_seconds: int = Field(120, ge=5, description="How long a new server may take to become healthy.")
 
 
+K8S_NAME = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+K8S_QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$"
+
+
+class ResourceList(StrictModel):
+    """CPU and memory, as Kubernetes quantities."""
+
+    cpu: str = Field(pattern=K8S_QUANTITY, description="CPU, e.g. '250m' or '1'.")
+    memory: str = Field(pattern=K8S_QUANTITY, description="Memory, e.g. '512Mi' or '2Gi'.")
+
+
+class Resources(StrictModel):
+    """Requests and limits of a container."""
+
+    requests: ResourceList = Field(
+        default_factory=lambda: ResourceList(cpu="250m", memory="512Mi"),
+        description="What the scheduler reserves.",
+    )
+    limits: ResourceList = Field(
+        default_factory=lambda: ResourceList(cpu="1", memory="1Gi"), description="The most the container may use."
+    )
+
+
+class KubernetesDeployment(StrictModel):
+    """The model server as a Kubernetes Deployment and Service, applied by a deployer pod."""
+
+    namespace: str = Field(pattern=K8S_NAME, description="Namespace of the deployer pod, Deployment and Service.")
+    image: str = Field(
+        min_length=1,
+        description="Project image the deployer pod runs (docker/Dockerfile.airflow), pinned by tag or digest.",
+    )
+    serving_image: str = Field(
+        min_length=1, description="Model-server image (docker/Dockerfile.serving), pinned by tag or digest."
+    )
+    mlflow_tracking_uri: str = Field(
+        pattern=r"^[a-z][a-z0-9+.-]*:",
+        description="MLflow tracking/registry URI reachable from inside the cluster (deployer and model server).",
+    )
+    replicas: int = Field(2, ge=1, le=100, description="Model-server pods.")
+    port: int = Field(8080, ge=1024, le=65535, description="Container and Service port (non-root: 1024 or above).")
+    resources: Resources = Field(default_factory=Resources, description="Model-server container resources.")  # type: ignore[arg-type]
+    deployer_resources: Resources = Field(
+        default_factory=lambda: Resources(
+            requests=ResourceList(cpu="100m", memory="256Mi"), limits=ResourceList(cpu="500m", memory="512Mi")
+        ),
+        description="Deployer pod resources.",
+    )
+    service_account: str = Field(
+        "sluice-deployer",
+        pattern=K8S_NAME,
+        description="Service account of the deployer pod; bound to the Role from 'sluice plan --manifests'.",
+    )
+    serving_service_account: str = Field(
+        "default", pattern=K8S_NAME, description="Service account of the model-server pods (needs no API access)."
+    )
+    conn_id: str = Field("kubernetes_default", description="Airflow connection of the cluster (ignored in_cluster).")
+    in_cluster: bool = Field(False, description="Use the Airflow worker's own service account instead of conn_id.")
+    image_pull_policy: Literal["IfNotPresent", "Always", "Never"] = Field(
+        "IfNotPresent", description="Image pull policy of both images."
+    )
+    image_pull_secrets: list[Annotated[str, Field(pattern=K8S_NAME)]] = Field(
+        default_factory=list, description="Secrets used to pull from a private registry."
+    )
+    env_from_secrets: list[Annotated[str, Field(pattern=K8S_NAME)]] = Field(
+        default_factory=list,
+        description="Secrets exposed as environment to deployer and model server (e.g. S3 or MLflow credentials).",
+    )
+    rollout_timeout_seconds: int = Field(
+        600, ge=5, le=7200, description="How long a rollout may take before it is rolled back."
+    )
+    labels: dict[str, str] = Field(default_factory=dict, description="Extra labels on every object and pod.")
+
+    @field_validator("labels")
+    @classmethod
+    def _no_reserved_labels(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if key.startswith(("sluice.io/", "app.kubernetes.io/")):
+                raise ValueError(f"label '{key}' is set by sluice; use a key outside sluice.io/ and app.kubernetes.io/")
+            if not re.fullmatch(r"([a-z0-9.-]{1,253}/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?", key):
+                raise ValueError(f"'{key}' is not a valid Kubernetes label key")
+        for v in value.values():
+            if not re.fullmatch(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?", v):
+                raise ValueError(f"'{v}' is not a valid Kubernetes label value (63 characters, alphanumeric, -_.)")
+        return value
+
+
 class Deployment(StrictModel):
     """Where the champion is served."""
 
-    target: Literal["local"] = Field("local", description="'local': the model server as a local process.")
+    target: Literal["local", "kubernetes"] = Field(
+        "local",
+        description="'local': the model server as a local process; 'kubernetes': a Deployment applied by a pod.",
+    )
     local: LocalDeployment = Field(default_factory=LocalDeployment, description="Settings of the local target.")  # type: ignore[arg-type]
+    kubernetes: KubernetesDeployment | None = Field(
+        None, description="Settings of the kubernetes target (required when target is 'kubernetes')."
+    )
+
+    @model_validator(mode="after")
+    def _kubernetes_needs_settings(self) -> Deployment:
+        if self.target == "kubernetes" and self.kubernetes is None:
+            raise ValueError(
+                "target 'kubernetes' needs a 'kubernetes' section with at least namespace, image, "
+                "serving_image and mlflow_tracking_uri"
+            )
+        return self
 
 
 class Storage(StrictModel):

@@ -1,0 +1,116 @@
+"""The deployer step against the API emulator and a real MLflow registry, without Airflow."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.kube import Cluster, Kubelet, venv_bin
+
+from sluice.services import kubernetes as k8s
+from sluice.spec.models import KubernetesDeployment
+from sluice.steps.deploy_kubernetes import KubernetesDeployFailed, deploy_kubernetes
+
+pytestmark = pytest.mark.integration
+MODEL = "flights_delay"
+
+
+@pytest.fixture()
+def env(tmp_path: Path) -> Iterator[tuple[Cluster, Kubelet, Any, KubernetesDeployment]]:
+    from sluice.services import tracking
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = tracking.configure_uri(uri)
+    client.create_registered_model(MODEL)
+    for _ in range(3):
+        client.create_model_version(MODEL, source=(tmp_path / "model").as_uri())
+    cfg = KubernetesDeployment(
+        namespace="ml",
+        image="img:1",
+        serving_image="serving:1",
+        mlflow_tracking_uri=uri,
+        rollout_timeout_seconds=5,
+    )
+    with Cluster(tmp_path) as cluster, Kubelet(cluster, venv_bin()) as kubelet:
+        yield cluster, kubelet, client, cfg
+        assert kubelet.errors == []
+
+
+def champion(client: Any) -> str | None:
+    from sluice.services import tracking
+
+    found = tracking.champion(client, MODEL)
+    return None if found is None else str(found.version)
+
+
+def test_a_failed_first_deploy_deletes_the_deployment_and_the_champion_alias(env: Any) -> None:
+    cluster, kubelet, client, cfg = env
+    client.set_registered_model_alias(MODEL, "champion", "1")
+    kubelet.unready_versions.add("1")
+    api = k8s.connect(str(cluster.kubeconfig))
+    lines: list[str] = []
+
+    with pytest.raises(KubernetesDeployFailed, match=r"nothing was served before.*there is no @champion"):
+        deploy_kubernetes(MODEL, cfg, "1", None, "run-1", api=api, log=lines.append, poll_seconds=0.3)
+
+    assert cluster.objects("apps/v1/deployments", "ml") == []
+    assert champion(client) is None, "no version serves, so no version is champion"
+
+
+def test_a_retry_that_succeeds_after_a_rollback_moves_the_champion_forward(env: Any) -> None:
+    cluster, kubelet, client, cfg = env
+    api = k8s.connect(str(cluster.kubeconfig))
+    client.set_registered_model_alias(MODEL, "champion", "1")
+    assert deploy_kubernetes(MODEL, cfg, "1", None, "run-1", api=api, poll_seconds=0.3).changed
+
+    client.set_registered_model_alias(MODEL, "champion", "2")  # what promote does
+    kubelet.unready_versions.add("2")
+    with pytest.raises(KubernetesDeployFailed, match="rolled back to v1"):
+        deploy_kubernetes(MODEL, cfg, "2", "1", "run-2", api=api, poll_seconds=0.3)
+    assert champion(client) == "1"
+    assert k8s.served_version(k8s.read(api, "Deployment", "ml", "flights-delay")) == "1"
+
+    kubelet.unready_versions.clear()  # whatever kept v2 from starting is gone: the task retries
+    result = deploy_kubernetes(MODEL, cfg, "2", "1", "run-2", api=api, poll_seconds=0.3)
+    assert (result.version, result.previous_version, result.changed) == ("2", "1", True)
+    assert champion(client) == "2"
+
+
+def test_an_alias_moved_by_someone_else_is_left_alone(env: Any) -> None:
+    cluster, kubelet, client, cfg = env
+    api = k8s.connect(str(cluster.kubeconfig))
+    assert deploy_kubernetes(MODEL, cfg, "1", None, "run-1", api=api, poll_seconds=0.3).changed
+    client.set_registered_model_alias(MODEL, "champion", "3")  # a human pinned v3 meanwhile
+    kubelet.unready_versions.add("2")
+    lines: list[str] = []
+    with pytest.raises(KubernetesDeployFailed, match="@champion is v3"):
+        deploy_kubernetes(MODEL, cfg, "2", "1", "run-2", api=api, log=lines.append, poll_seconds=0.3)
+    assert champion(client) == "3"
+    assert any("left alone" in line for line in lines)
+
+
+def test_an_unreachable_api_changes_nothing_and_restores_the_alias(env: Any, tmp_path: Path) -> None:
+    import json
+
+    from tests.conftest import free_port
+
+    _, _, client, cfg = env
+    dead = tmp_path / "dead-kubeconfig"
+    dead.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{free_port()}"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "c",
+            }
+        )
+    )
+    client.set_registered_model_alias(MODEL, "champion", "2")  # promote moved it from v1
+    with pytest.raises(KubernetesDeployFailed, match=r"cannot read deployment ml/flights-delay.*@champion is v1"):
+        deploy_kubernetes(MODEL, cfg, "2", "1", "run-2", api=k8s.connect(str(dead)), poll_seconds=0.3)
+    assert champion(client) == "1"
