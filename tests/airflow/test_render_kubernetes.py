@@ -47,6 +47,8 @@ def test_deploy_task_keeps_its_id_and_alert_and_templates_the_promoted_version(
     assert op.version == "{{ ti.xcom_pull(task_ids='promote')['version'] }}"
     assert "previous" in op.previous_version and op.airflow_run_id == "{{ run_id }}"
     assert set(op.template_fields) == {"version", "previous_version", "airflow_run_id"}
+    (notifier,) = op.on_failure_callback
+    assert (notifier.alert, notifier.to) == ("deploy", ["ml-oncall@example.com"]), "a failed rollout emails on-call"
 
 
 def test_pod_operator_is_a_deferrable_kpo_on_the_spec_connection(

@@ -29,7 +29,7 @@ def renderer(*kinds: str) -> Callable[[Renderer], Renderer]:
     return register
 
 
-def _common(step: Step, plan: PipelinePlan | None = None) -> dict[str, Any]:
+def _common(step: Step, plan: PipelinePlan) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "task_id": step.task_id,
         "retries": step.retries,
@@ -39,7 +39,7 @@ def _common(step: Step, plan: PipelinePlan | None = None) -> dict[str, Any]:
     }
     if step.pool:
         kwargs["pool"] = step.pool
-    if plan is not None and step.alert and plan.alert_emails:
+    if step.alert and plan.alert_emails:
         # Task-level on purpose: a DAG-level notifier breaks under dag.test() (apache/airflow#64649).
         from sluice.airflow.alerts import AlertNotifier
 
@@ -108,7 +108,7 @@ def _deploy_kubernetes(step: Step, plan: PipelinePlan) -> BaseOperator:
         version=f"{{{{ ti.xcom_pull(task_ids='{source}')['version'] }}}}",
         previous_version=f"{{{{ ti.xcom_pull(task_ids='{source}')['previous'] or '' }}}}",
         airflow_run_id="{{ run_id }}",
-        **_common(step),
+        **_common(step, plan),
     )
 
 
