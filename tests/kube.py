@@ -404,7 +404,9 @@ def venv_bin() -> Path:
     return Path(sys.executable).parent
 
 
-KUBERNETES_VERSION = "1.35.0"  # schema version every manifest is validated against (kubernetes-validate)
+# Schema versions every manifest is validated against (kubernetes-validate, strict): the newest
+# release and the oldest one still commonly run by managed clusters.
+KUBERNETES_VERSIONS = ("1.37.0", "1.35.0")
 
 
 def kubernetes_spec(tracking_uri: str = "http://mlflow.mlops.svc:5000", **settings: Any) -> dict[str, Any]:

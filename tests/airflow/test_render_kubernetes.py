@@ -12,7 +12,7 @@ import yaml
 from sluice.services import kubernetes as k8s
 from tests.conftest import REPO
 from tests.dags.test_integrity import parse
-from tests.kube import KUBERNETES_VERSION, kubernetes_spec
+from tests.kube import KUBERNETES_VERSIONS, kubernetes_spec
 
 
 def write_spec(folder: Path, **settings: Any) -> Path:
@@ -78,7 +78,8 @@ def test_pod_request_validates_and_is_restricted_labelled_and_pinned(
     pod = ApiClient().sanitize_for_serialization(kpo.build_pod_request_obj(dry_run=True))
     pod.setdefault("apiVersion", "v1")
     pod.setdefault("kind", "Pod")
-    kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)
+    for version in KUBERNETES_VERSIONS:
+        kubernetes_validate.validate(pod, version, strict=True)
 
     labels = pod["metadata"]["labels"]
     assert labels[k8s.LABEL_PIPELINE] == "flights_delay"

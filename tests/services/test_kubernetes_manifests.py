@@ -9,7 +9,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from tests.conftest import REPO
-from tests.kube import KUBERNETES_VERSION, kubernetes_spec
+from tests.kube import KUBERNETES_VERSIONS, kubernetes_spec
 
 from sluice.cli import main
 from sluice.services import kubernetes as k8s
@@ -52,16 +52,17 @@ def test_plan_manifests_prints_every_object_the_deploy_needs(manifests: list[dic
     assert {m["metadata"]["namespace"] for m in manifests} == {"ml-serving"}
 
 
-def test_every_manifest_validates_against_the_kubernetes_schema(manifests: list[dict[str, Any]]) -> None:
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_every_manifest_validates_against_the_kubernetes_schema(manifests: list[dict[str, Any]], version: str) -> None:
     for manifest in manifests:
-        kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+        kubernetes_validate.validate(manifest, version, strict=True)
 
 
 def test_schema_validation_catches_a_broken_manifest(manifests: list[dict[str, Any]]) -> None:
     deployment = manifests[-1]
     deployment["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] = "http"
     with pytest.raises(kubernetes_validate.ValidationError):
-        kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
+        kubernetes_validate.validate(deployment, KUBERNETES_VERSIONS[0], strict=True)
 
 
 def pod_specs(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -91,8 +91,6 @@ class DeployPodOperator(BaseOperator):
             on_finish_action="delete_pod",
             log_events_on_failure=True,
             startup_timeout_seconds=300,
-            # The deployer waits up to rollout_timeout_seconds twice (rollout, then rollback).
-            execution_timeout=None,
         )
 
     def execute(self, context: Any) -> Any:
