@@ -75,7 +75,7 @@ def dag_runs(dag_id: str, since: float = 0.0) -> list[dict[str, Any]]:
                 "run_id": r.run_id,
                 "state": str(r.state),
                 "run_type": str(r.run_type),
-                "queued_at": r.queued_at.timestamp(),
+                "queued_at": r.queued_at.timestamp() if r.queued_at else 0.0,
                 "tasks": {ti.task_id: str(ti.state) for ti in r.get_task_instances(session=session)},
                 "consumed_events": len(r.consumed_asset_events),
             }
