@@ -106,7 +106,11 @@ def test_plan_json_is_parseable(capsys):
     assert main(["plan", str(DEMO_SPEC), "--json"]) == 0
 
     plan = json.loads(capsys.readouterr().out)
-    assert [d["dag_id"] for d in plan["dags"]] == ["flights_delay__ingest", "flights_delay__train"]
+    assert [d["dag_id"] for d in plan["dags"]] == [
+        "flights_delay__ingest",
+        "flights_delay__train",
+        "flights_delay__monitor",
+    ]
 
 
 def test_plan_of_a_bad_spec_returns_1(capsys, bad_spec):

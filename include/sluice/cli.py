@@ -177,7 +177,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"pipeline {loaded.spec.pipeline}")
     for batch_id in store.batch_ids():
         r = store.batch_record(batch_id)
-        print(f"  batch {batch_id}  {r.get('source_file', ''):<28} {r.get('status', ''):<9} {r.get('reason', '')}")
+        drift = f"drift share {r['drift_share']:.2f}" if r.get("drift_share") is not None else ""
+        print(
+            f"  batch {batch_id}  {r.get('source_file', ''):<28} {r.get('status', ''):<9} {drift:<17} "
+            f"{r.get('reason', '')}"
+        )
     dep = current_deployment(store)
     print(f"  deployed: v{dep['version']} at {dep['url']} (pid {dep['pid']})" if dep else "  deployed: nothing")
     return 0

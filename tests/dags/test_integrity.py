@@ -41,7 +41,7 @@ def test_no_import_errors(report: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("pipeline", specs())
 def test_every_pipeline_has_its_dags_tags_and_retries(report: dict[str, Any], pipeline: str) -> None:
-    for role in ("ingest", "train"):
+    for role in ("ingest", "train", "monitor"):
         dag = report["dags"][f"{pipeline}__{role}"]
         assert {"sluice", f"pipeline:{pipeline}", role} <= set(dag["tags"])
         assert dag["max_active_runs"] == 1 and dag["catchup"] is False
@@ -49,6 +49,7 @@ def test_every_pipeline_has_its_dags_tags_and_retries(report: dict[str, Any], pi
     assert train["gate"] == 0, "a gate verdict is not transient: never retried"
     assert all(train[t] >= 1 for t in ("build_features", "train", "evaluate", "promote", "deploy"))
     assert report["dags"][f"{pipeline}__ingest"]["retries"]["check_batches"] == 0
+    assert report["dags"][f"{pipeline}__monitor"]["retries"]["check_drift"] == 0, "drift is a finding, not a glitch"
 
 
 def test_parsing_imports_nothing_heavy_and_touches_no_network_or_database(report: dict[str, Any]) -> None:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,59 +13,27 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, free_port
+from tests.standalone import processes_of, scratch_project, standalone_env
 
 pytestmark = pytest.mark.e2e
-
-
-def _scratch_project(root: Path) -> Path:
-    root.mkdir()
-    for name in ("dags", "plugins"):
-        shutil.copytree(REPO / name, root / name)
-    (root / "include").mkdir()
-    for name in ("features", "demo"):
-        shutil.copytree(REPO / "include" / name, root / "include" / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("airflow_settings.yaml", "pyproject.toml"):
-        shutil.copy(REPO / name, root / name)
-    spec = root / "dags" / "flights_delay.pipeline.yaml"
-    spec.write_text(spec.read_text().replace("port: 5055", f"port: {free_port()}"))
-    return root
-
-
-def processes_of(project: Path) -> dict[int, str]:
-    """Processes started for ``project`` (found by the SLUICE_PROJECT_DIR in their environment)."""
-    marker = f"SLUICE_PROJECT_DIR={project}".encode()
-    found = {}
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            if marker in (proc / "environ").read_bytes().split(b"\0"):
-                found[int(proc.name)] = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:150]
-        except OSError:
-            continue
-    return found
 
 
 @pytest.fixture()
 def project(tmp_path: Path) -> Iterator[Path]:
     """A scratch copy of the project; whatever it leaves running is killed afterwards."""
-    root = _scratch_project(tmp_path / "demo-project")
+    root = scratch_project(tmp_path / "demo-project")
     yield root
     for pid in processes_of(root):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
 
 
-def test_demo_ingests_trains_gates_and_deploys_under_the_scheduler(project: Path) -> None:
+def test_demo_ingests_monitors_retrains_on_drift_gates_and_deploys(project: Path) -> None:
     # The scratch project gets its own Airflow home, MLflow store and API port.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "SLUICE_", "MLFLOW_TRACKING"))}
-    env.update(
-        SLUICE_PROJECT_DIR=str(project),
-        AIRFLOW__API__PORT=str(free_port()),
-        AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(free_port()),
-        AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=str(free_port()),
-    )
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "SLUICE_", "MLFLOW_TRACKING"))}
+    env = standalone_env(project, base)
+    for key in ("AIRFLOW_HOME", "AIRFLOW__CORE__DAGS_FOLDER", "MLFLOW_TRACKING_URI", "AIRFLOW__CORE__PLUGINS_FOLDER"):
+        env.pop(key)  # let the demo derive them from the scratch project
     subprocess.run(
         [sys.executable, "-m", "sluice.cli", "bootstrap"],
         cwd=project,
@@ -74,7 +42,8 @@ def test_demo_ingests_trains_gates_and_deploys_under_the_scheduler(project: Path
         capture_output=True,
         timeout=300,
     )
-    cmd = [sys.executable, str(project / "include" / "demo" / "run_demo.py"), "--months", "2"]
+    # January (first champion, by hand), February (40 bad rows, no drift), May (drift).
+    cmd = [sys.executable, str(project / "include" / "demo" / "run_demo.py"), "--months", "1,2,5"]
     demo = subprocess.Popen(cmd, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         out, err = demo.communicate(timeout=1500)
@@ -84,10 +53,24 @@ def test_demo_ingests_trains_gates_and_deploys_under_the_scheduler(project: Path
         pytest.fail("demo did not finish in 25 minutes:\n" + out[-4000:])
     assert demo.returncode == 0, out[-4000:] + err[-4000:]
     assert "demo: OK" in out
-    rows = [ln.split() for ln in out.splitlines() if ln[:1] in {"1", "2"} and len(ln.split()) >= 7]
-    assert [r[0] for r in rows] == ["1", "2"]
-    month1, month2 = rows
-    assert month1[-2:] == ["pass", "v1"], "the first model becomes champion and is served"
-    assert "(40" in " ".join(month2), "the corrupted rows of month 2 are quarantined"
-    assert month2[-1] in {"v2", "kept"}
+    summary = json.loads((project / ".sluice" / "demo-summary.json").read_text())
+    jan, feb, may = summary["months"]
+    assert [m["month"] for m in (jan, feb, may)] == [1, 2, 5]
+
+    assert jan["trigger"]["triggers"] == ["manual"]
+    assert jan["drift"]["status"] == "no_reference"
+    assert jan["decision"]["verdict"] == "pass" and jan["deployed"] == "1", "the first model becomes champion"
+
+    assert feb["batch"]["quarantined"] == 40, "the corrupted rows of month 2 are quarantined"
+    assert feb["drift"]["status"] == "compared" and not feb["drift"]["drift_detected"]
+    assert feb["trigger"] is None, "no drift, no retraining"
+
+    assert may["drift"]["drift_detected"] and may["drift"]["drift_share"] >= may["drift"]["threshold"]
+    assert may["drift"]["reference_batches"] == [jan["batch"]["batch_id"]]
+    assert may["trigger"]["triggers"] == ["drift"] and may["trigger"]["proceed"]
+    assert may["run"]["run_type"].endswith("asset_triggered")
+    assert may["decision"]["verdict"] in {"pass", "fail"}
+    assert may["decision"]["champion"]["version"] == "1", "the gate compared against the January champion"
+    assert may["deployed"] == ("2" if may["decision"]["verdict"] == "pass" else None)
+    assert Path(may["drift"]["report_path"]).exists()
     assert processes_of(project) == {}, "the demo leaves no process behind"

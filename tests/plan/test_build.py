@@ -41,11 +41,11 @@ def dag(plan: PipelinePlan, role: str) -> DagPlan:
     return found
 
 
-def test_demo_builds_an_ingest_and_a_train_dag():
+def test_demo_builds_an_ingest_a_train_and_a_monitor_dag():
     plan = build_plan(load_spec(DEMO_SPEC))
 
     assert plan.pipeline == "flights_delay"
-    assert [d.dag_id for d in plan.dags] == ["flights_delay__ingest", "flights_delay__train"]
+    assert [d.dag_id for d in plan.dags] == ["flights_delay__ingest", "flights_delay__train", "flights_delay__monitor"]
     assert plan.spec_path == str(DEMO_SPEC.resolve())
     for d in plan.dags:
         assert "sluice" in d.tags
@@ -58,7 +58,7 @@ def test_train_steps_run_in_order_and_the_gate_is_not_retried():
     train = dag(build_plan(load_spec(DEMO_SPEC)), "train")
 
     ids = [s.task_id for s in train.steps]
-    assert ids == ["build_features", "train", "evaluate", "gate", "promote", "deploy"]
+    assert ids == ["check_trigger", "build_features", "train", "evaluate", "gate", "promote", "deploy"]
     # A straight chain: every step waits for the previous one.
     assert train.steps[0].upstream == ()
     for before, step in zip(train.steps, train.steps[1:], strict=False):
@@ -126,10 +126,46 @@ def test_default_retrain_on_is_new_data(tmp_path):
 def test_pipeline_name_prefixes_dag_ids_and_asset(tmp_path):
     plan = plan_for(tmp_path, pipeline="taxi_fares")
 
-    assert [d.dag_id for d in plan.dags] == ["taxi_fares__ingest", "taxi_fares__train"]
+    assert [d.dag_id for d in plan.dags] == ["taxi_fares__ingest", "taxi_fares__train", "taxi_fares__monitor"]
     publish = next(s for s in dag(plan, "ingest").steps if s.task_id == "publish")
     assert publish.outlets == ("sluice://taxi_fares/batches",)
-    assert dag(plan, "train").schedule.assets == ("sluice://taxi_fares/batches",)
+    assert dag(plan, "train").schedule.assets == ("sluice://taxi_fares/drift",)
+    assert dag(plan, "monitor").schedule.assets == ("sluice://taxi_fares/batches",)
+
+
+def test_monitor_runs_on_new_batches_and_publishes_drift(tmp_path):
+    monitor = dag(plan_for(tmp_path), "monitor")
+    steps = {s.task_id: s for s in monitor.steps}
+
+    assert monitor.dag_id == "flights_delay__monitor"
+    assert monitor.schedule.assets == ("sluice://flights_delay/batches",)
+    assert list(steps) == ["compute_drift", "publish_drift", "check_drift"]
+    assert steps["publish_drift"].outlets == ("sluice://flights_delay/drift",)
+    assert steps["publish_drift"].upstream == steps["check_drift"].upstream == ("compute_drift",)
+    assert steps["check_drift"].retries == 0 and steps["check_drift"].alert == "drift"
+    assert "monitor" in monitor.tags
+
+
+def test_monitoring_disabled_builds_no_monitor_dag(tmp_path):
+    plan = plan_for(tmp_path, monitoring={"enabled": False}, retrain_on=["new_data"])
+    assert [d.role for d in plan.dags] == ["ingest", "train"]
+
+
+def test_retrain_on_drift_and_new_data_is_any_of_the_two_assets(tmp_path):
+    plan = plan_for(tmp_path, retrain_on=["new_data", "drift", "schedule"], retrain_schedule="0 3 * * *")
+    schedule = dag(plan, "train").schedule
+
+    assert schedule.assets == ("sluice://flights_delay/batches", "sluice://flights_delay/drift")
+    assert schedule.cron == "0 3 * * *"
+    assert (
+        schedule.describe() == "0 3 * * * or asset sluice://flights_delay/batches | asset sluice://flights_delay/drift"
+    )
+
+
+def test_the_train_dag_checks_its_trigger_first(tmp_path):
+    train = dag(plan_for(tmp_path), "train")
+    assert train.steps[0].task_id == "check_trigger"
+    assert train.steps[1].upstream == ("check_trigger",)
 
 
 def test_manual_approval_puts_an_approve_step_between_gate_and_promote(tmp_path: Path) -> None:
@@ -137,7 +173,7 @@ def test_manual_approval_puts_an_approve_step_between_gate_and_promote(tmp_path:
     train = dag(plan_for(tmp_path, evaluation=evaluation), "train")
     steps = {s.task_id: s for s in train.steps}
 
-    assert [s.task_id for s in train.steps][3:6] == ["gate", "approve", "promote"]
+    assert [s.task_id for s in train.steps][4:7] == ["gate", "approve", "promote"]
     assert steps["approve"].upstream == ("gate",)
     assert steps["promote"].upstream == ("approve",)
     assert steps["approve"].retries == 0

@@ -316,3 +316,36 @@ def test_duplicate_pipeline_names_point_at_the_pipeline_key(project_env, demo_te
     for path, error in report.errors.items():
         (issue,) = error.issues
         assert Path(path).read_text().splitlines()[issue.line - 1].startswith("pipeline:")
+
+
+# --------------------------------------------------------------------------- monitoring and retraining
+
+
+def test_retrain_on_drift_needs_monitoring(project_env, demo_data, write_spec):
+    demo_data["monitoring"] = {"enabled": False}
+    demo_data["retrain_on"] = ["drift"]
+    path = write_spec(demo_data)
+    err = load_error(path)
+    assert "monitoring.enabled is false" in str(err)
+    (issue,) = err.issues
+    assert path.read_text().splitlines()[issue.line - 1].startswith(("retrain_on:", "monitoring:"))
+
+
+def test_repeated_retrain_trigger_is_an_error(project_env, demo_data, write_spec):
+    demo_data["retrain_on"] = ["drift", "new_data", "drift"]
+    assert "lists ['drift'] more than once" in str(load_error(write_spec(demo_data)))
+
+
+def test_unknown_drift_method_and_bad_share_are_reported_with_lines(project_env, demo_text, write_spec):
+    text = replace_once(demo_text, "drift_share: 0.15", "drift_share: 1.5\n    methods: {dest: jensen}")
+    path = write_spec(text)
+    err = load_error(path)
+    share = only_issue(err, "monitoring.drift.drift_share")
+    assert share.line == line_of(text, "drift_share: 1.5")
+    method = only_issue(err, "monitoring.drift.methods.dest")
+    assert "jensenshannon" in method.message + (method.hint or "")
+
+
+def test_negative_cooldown_is_an_error(project_env, demo_data, write_spec):
+    demo_data["retrain_cooldown_minutes"] = -5
+    assert "retrain_cooldown_minutes" in str(load_error(write_spec(demo_data)))

@@ -69,7 +69,20 @@ def _wait_for_files(step: Step, plan: PipelinePlan) -> BaseOperator:
 
 
 @renderer(
-    "land", "validate", "publish", "check_batches", "build_features", "train", "evaluate", "gate", "promote", "deploy"
+    "land",
+    "validate",
+    "publish",
+    "check_batches",
+    "check_trigger",
+    "build_features",
+    "train",
+    "evaluate",
+    "gate",
+    "promote",
+    "deploy",
+    "compute_drift",
+    "publish_drift",
+    "check_drift",
 )
 def _python_step(step: Step, plan: PipelinePlan) -> BaseOperator:
     from airflow.providers.standard.operators.python import PythonOperator
@@ -77,7 +90,7 @@ def _python_step(step: Step, plan: PipelinePlan) -> BaseOperator:
     op_kwargs: dict[str, Any] = {"spec_path": plan.spec_path}
     if step.kind == "land":
         op_kwargs["landing_glob"] = _landing_glob(plan)
-    if step.kind == "publish":
+    if step.kind in ("publish", "publish_drift"):
         op_kwargs["asset_uri"] = step.outlets[0]
     return PythonOperator(python_callable=getattr(tasks, step.kind), op_kwargs=op_kwargs, **_common(step, plan))
 
@@ -121,17 +134,22 @@ def _landing_glob(plan: PipelinePlan) -> str:
 
 
 def render_schedule(schedule: Schedule) -> Any:
-    """Airflow ``schedule`` for a plan's schedule (cron, assets, both, or None)."""
+    """Airflow ``schedule`` for a plan's schedule (cron, assets, both, or None).
+
+    Several assets mean *any* of them (``Asset | Asset``; a plain list would wait for all).
+    Events that arrive while a run is queued or running are collapsed by Airflow into one
+    next run (one queue row per asset; the DAG has ``max_active_runs=1``).
+    """
     assets = [Asset(uri) for uri in schedule.assets]
-    if schedule.cron and assets:
+    condition: Any = None
+    for asset in assets:
+        condition = asset if condition is None else condition | asset
+    if schedule.cron and condition is not None:
         from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
 
-        return AssetOrTimeSchedule(
-            timetable=CronTriggerTimetable(schedule.cron, timezone="UTC"),
-            assets=assets[0] if len(assets) == 1 else assets,
-        )  # type: ignore[arg-type]
-    if assets:
-        return assets
+        return AssetOrTimeSchedule(timetable=CronTriggerTimetable(schedule.cron, timezone="UTC"), assets=condition)
+    if condition is not None:
+        return condition
     return schedule.cron
 
 

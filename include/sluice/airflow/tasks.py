@@ -159,3 +159,90 @@ def deploy(spec_path: str, **context: Any) -> dict[str, Any]:
     state = deploy_local(loaded, store, promoted["version"], smoke_rows(trained["holdout_path"], trained["features"]))
     log.info("serving v%s at %s (%s)", state["version"], state["url"], "new" if state["changed"] else "unchanged")
     return state
+
+
+def _triggering_events(context: dict[str, Any]) -> list[dict[str, Any]]:
+    """Asset events that started this run: ``[{"uri": ..., "extra": {...}}]``."""
+    found = []
+    for asset, events in (context.get("triggering_asset_events") or {}).items():
+        uri = getattr(asset, "uri", str(asset))
+        for event in events:
+            found.append({"uri": uri, "extra": dict(getattr(event, "extra", None) or {})})
+    return found
+
+
+def check_trigger(spec_path: str, **context: Any) -> dict[str, Any]:
+    """Log what started the train run; skip it (cooldown, no new data) per the spec."""
+    from sluice.plan.build import batches_asset, drift_asset
+    from sluice.steps.retrain import check_trigger as decide
+    from sluice.steps.retrain import triggers_of
+
+    loaded, store = _open(spec_path)
+    name = loaded.spec.pipeline
+    events = _triggering_events(context)
+    run_type = str(getattr(context["dag_run"], "run_type", "manual")).lower().rsplit(".", 1)[-1]
+    triggers = triggers_of(run_type, [e["uri"] for e in events], batches_asset(name), drift_asset(name))
+    decision = decide(loaded, store, triggers, events, context["run_id"])
+    for event in events:
+        log.info("started by asset event %s %s", event["uri"], event["extra"])
+    if not decision.proceed:
+        log.info("retrain skipped: %s", decision.reason)
+        raise AirflowSkipException(f"retrain skipped: {decision.reason}")
+    log.info("retraining: %s", decision.reason)
+    return decision.to_dict()
+
+
+def compute_drift(spec_path: str, **context: Any) -> dict[str, Any]:
+    """Drift of the new batches against the champion's training data (Evidently)."""
+    from sluice.steps.monitor import monitor_batches
+
+    loaded, store = _open(spec_path)
+    announced = [b for e in _triggering_events(context) for b in e["extra"].get("batches", [])]
+    result = monitor_batches(loaded, store, announced, context["dag"].dag_id, context["run_id"])
+    log.info("%s: %s", result.status, result.summary())
+    for c in result.columns:
+        log.info(
+            "  %-20s %-32s score %.4f threshold %s%s",
+            c["column"],
+            c["method"],
+            c["score"],
+            c["threshold"],
+            "  DRIFT" if c["drifted"] else "",
+        )
+    return result.to_dict()
+
+
+def _drift_extra(result: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "drift_share": result["drift_share"],
+        "threshold": result["threshold"],
+        "drifted_columns": [c["column"] for c in result["columns"] if c["drifted"]],
+        "columns": {c["column"]: {"method": c["method"], "score": c["score"]} for c in result["columns"]},
+        "batches": result["batches"],
+        "champion_version": result["champion_version"],
+        "report_path": result["report_path"],
+        "mlflow_run_id": result["mlflow_run_id"],
+    }
+
+
+def publish_drift(spec_path: str, asset_uri: str, **context: Any) -> dict[str, Any]:
+    """Emit the drift asset event, carrying the numbers; skip when the batch did not drift."""
+    from airflow.sdk import Asset
+
+    result = _pull(context, "compute_drift")
+    if not result["drift_detected"]:
+        raise AirflowSkipException(f"no drift: {result.get('reason') or result['status']}")
+    extra = _drift_extra(result)
+    context["outlet_events"][Asset(asset_uri)].extra = extra
+    log.info("announcing drift on %s: %s", asset_uri, extra)
+    return extra
+
+
+def check_drift(spec_path: str, **context: Any) -> dict[str, Any]:
+    """Fail (without retries) when the batch drifted beyond the spec's threshold, with the numbers."""
+    from sluice.steps.monitor import DriftResult
+
+    result = DriftResult(**_pull(context, "compute_drift"))
+    if result.drift_detected:
+        raise AirflowFailException(f"data drift in {context['dag'].dag_id.rsplit('__', 1)[0]}: {result.summary()}")
+    return {"drift_detected": False, "drift_share": result.drift_share}

@@ -13,8 +13,13 @@ def batches_asset(pipeline: str) -> str:
     return f"sluice://{pipeline}/batches"
 
 
+def drift_asset(pipeline: str) -> str:
+    """URI of the asset announcing drift of new batches against the champion's data."""
+    return f"sluice://{pipeline}/drift"
+
+
 def build_plan(loaded: LoadedSpec) -> PipelinePlan:
-    """Compile a spec into its DAGs (``<pipeline>__ingest``, ``<pipeline>__train``).
+    """Compile a spec into its DAGs (``<pipeline>__ingest``, ``__train`` and ``__monitor``).
 
     Args:
         loaded: A validated spec.
@@ -87,7 +92,11 @@ def build_plan(loaded: LoadedSpec) -> PipelinePlan:
                 config={"timeout_hours": spec.evaluation.approval_timeout_hours},
             ),
         )
-    assets = (batches_asset(name),) if "new_data" in spec.retrain_on else ()
+    assets = tuple(
+        uri
+        for trigger, uri in (("new_data", batches_asset(name)), ("drift", drift_asset(name)))
+        if trigger in spec.retrain_on
+    )
     cron = spec.retrain_schedule if "schedule" in spec.retrain_on else None
     train = DagPlan(
         dag_id=f"{name}__train",
@@ -97,8 +106,14 @@ def build_plan(loaded: LoadedSpec) -> PipelinePlan:
         description=f"{name}: features, train, gate against the champion, promote, deploy",
         steps=(
             Step(
+                "check_trigger",
+                "check_trigger",
+                doc="Say what started the run; skip it (cooldown, no new data since the last retrain).",
+            ),
+            Step(
                 "build_features",
                 "build_features",
+                upstream=("check_trigger",),
                 pool=SPARK_POOL,
                 doc="PySpark feature job over every accepted batch.",
             ),
@@ -127,9 +142,10 @@ def build_plan(loaded: LoadedSpec) -> PipelinePlan:
             _deploy_step(loaded),
         ),
     )
-    return PipelinePlan(
-        pipeline=name, spec_path=str(loaded.path), dags=(ingest, train), alert_emails=tuple(spec.alerts.email)
-    )
+    dags: tuple[DagPlan, ...] = (ingest, train)
+    if spec.monitoring.enabled:
+        dags += (_monitor_dag(loaded, tags),)
+    return PipelinePlan(pipeline=name, spec_path=str(loaded.path), dags=dags, alert_emails=tuple(spec.alerts.email))
 
 
 def _deploy_step(loaded: LoadedSpec) -> Step:
@@ -161,4 +177,38 @@ def _deploy_step(loaded: LoadedSpec) -> Step:
         upstream=("promote",),
         doc=f"Serve the champion ({spec.deployment.target}).",
         alert="deploy",
+    )
+
+
+def _monitor_dag(loaded: LoadedSpec, tags: tuple[str, ...]) -> DagPlan:
+    name = loaded.spec.pipeline
+    drift = loaded.spec.monitoring.drift
+    return DagPlan(
+        dag_id=f"{name}__monitor",
+        role="monitor",
+        schedule=Schedule(assets=(batches_asset(name),)),
+        tags=(*tags, "monitor"),
+        description=f"{name}: drift of each new batch against the champion's training data (Evidently)",
+        steps=(
+            Step(
+                "compute_drift",
+                "compute_drift",
+                doc="Evidently drift report of the new batches vs the champion's reference data.",
+            ),
+            Step(
+                "publish_drift",
+                "publish_drift",
+                upstream=("compute_drift",),
+                outlets=(drift_asset(name),),
+                doc=f"Announce drift (asset event with the numbers); skipped when share < {drift.drift_share}.",
+            ),
+            Step(
+                "check_drift",
+                "check_drift",
+                upstream=("compute_drift",),
+                retries=0,
+                doc="Fail the run, with the numbers and the report path, when the batch drifted.",
+                alert="drift",
+            ),
+        ),
     )

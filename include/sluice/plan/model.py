@@ -12,7 +12,7 @@ class Schedule:
 
     Attributes:
         cron: A cron expression or preset ('@continuous'), or None.
-        assets: Asset URIs whose events start a run (any of them).
+        assets: Asset URIs whose events start a run (an event of any one of them is enough).
     """
 
     cron: str | None = None
@@ -21,7 +21,8 @@ class Schedule:
     def describe(self) -> str:
         """Human text for ``sluice plan``."""
         parts = [self.cron] if self.cron else []
-        parts += [f"asset {a}" for a in self.assets]
+        if self.assets:
+            parts.append(" | ".join(f"asset {a}" for a in self.assets))
         return " or ".join(parts) if parts else "manual (airflow dags trigger)"
 
 
@@ -58,7 +59,7 @@ class DagPlan:
     """One DAG of a pipeline."""
 
     dag_id: str
-    role: Literal["ingest", "train"]
+    role: Literal["ingest", "train", "monitor"]
     schedule: Schedule
     steps: tuple[Step, ...]
     tags: tuple[str, ...]

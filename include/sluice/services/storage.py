@@ -9,7 +9,8 @@ Layout under ``<storage.root>/<pipeline>/``::
                       /clean.parquet     accepted rows (what training reads)
                       /quarantine.parquet rows that failed a row-level check, with the reasons
     features/<key>/features.parquet      output of the feature job for a set of batches
-    runs/<airflow run id>/...            per train run: holdout, decision record
+    runs/<airflow run id>/...            per train run: trigger.json, holdout, decision record
+    monitor/<airflow run id>/            per monitor run: report.html (Evidently), drift.json
     deploy/current.json                  what is served where (local target)
 """
 
@@ -126,6 +127,10 @@ class PipelineStore:
     def run_dir(self, run_id: str) -> Path:
         """Folder of one train run's files."""
         return self.base / "runs" / safe_name(run_id)
+
+    def monitor_dir(self, run_id: str) -> Path:
+        """Folder of one monitor run's drift report and result."""
+        return self.base / "monitor" / safe_name(run_id)
 
     @property
     def deploy_dir(self) -> Path:

@@ -386,6 +386,82 @@ class Deployment(StrictModel):
         return self
 
 
+DriftMethod = Literal[
+    "wasserstein",
+    "jensenshannon",
+    "ks",
+    "chisquare",
+    "z",
+    "psi",
+    "kl_div",
+    "hellinger",
+    "anderson",
+    "cramer_von_mises",
+    "mannw",
+    "ed",
+    "es",
+    "t_test",
+    "TVD",
+    "g_test",
+    "fisher_exact",
+    "empirical_mmd",
+]
+
+
+class Drift(StrictModel):
+    """How <pipeline>__monitor compares a new batch with the champion's training data (Evidently)."""
+
+    drift_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description=(
+            "Share of the compared columns that must drift for the batch to count as drifted "
+            "(Evidently's dataset drift: drifted columns / columns >= drift_share)."
+        ),
+    )
+    sample_size: int = Field(
+        5000,
+        ge=100,
+        description=(
+            "Rows drawn (seeded, without replacement) from the reference and from the new data "
+            "before comparing; a side with fewer rows is used whole."
+        ),
+    )
+    seed: int = Field(42, description="Seed of the sampling, so a re-run gives the same numbers.")
+    columns: list[str] | None = Field(
+        None,
+        min_length=1,
+        description=(
+            "Batch columns to compare. Default: the batch columns the champion reads (its features "
+            "that are raw batch columns), or every shared column when it reads none directly."
+        ),
+    )
+    methods: dict[str, DriftMethod] = Field(
+        default_factory=dict,
+        description=(
+            "Drift method per column (Evidently stattest names). Default: Evidently's choice by "
+            "type and size: above 1000 reference rows Wasserstein distance (numbers) and "
+            "Jensen-Shannon distance (categories), else K-S and chi-square/Z p-values."
+        ),
+    )
+    threshold: float | None = Field(
+        None,
+        gt=0,
+        description=(
+            "Per-column threshold for every column. Default: the method's own (0.1 for the "
+            "distances, 0.05 for the p-value tests). Distances drift at or above it, p-values below it."
+        ),
+    )
+
+
+class Monitoring(StrictModel):
+    """The <pipeline>__monitor DAG: drift of every new batch against the champion's data."""
+
+    enabled: bool = Field(True, description="Build <pipeline>__monitor (runs on every new validated batch).")
+    drift: Drift = Field(default_factory=Drift, description="Drift settings.")  # type: ignore[arg-type]
+
+
 class Storage(StrictModel):
     """Where sluice keeps batches, features and run files."""
 
@@ -407,14 +483,40 @@ class PipelineSpec(StrictModel):
     training: Training = Field(description="What is learnt, from which columns.")
     evaluation: Evaluation = Field(description="The metric and the promotion gate.")
     deployment: Deployment = Field(default_factory=Deployment, description="Where the champion is served.")  # type: ignore[arg-type]
-    retrain_on: list[Literal["new_data", "schedule"]] = Field(
+    monitoring: Monitoring = Field(
+        default_factory=Monitoring,  # type: ignore[arg-type]
+        description="Drift monitoring of new batches against the champion's training data.",
+    )
+    retrain_on: list[Literal["new_data", "drift", "schedule"]] = Field(
         default=["new_data"],
-        description="What starts <pipeline>__train besides 'airflow dags trigger'.",
+        description=(
+            "What starts <pipeline>__train besides 'airflow dags trigger': new_data (asset "
+            "sluice://<pipeline>/batches), drift (asset sluice://<pipeline>/drift), schedule "
+            "(retrain_schedule); several mean any of them."
+        ),
     )
     retrain_schedule: str | None = Field(None, description="Cron used when retrain_on has 'schedule'.")
+    retrain_cooldown_minutes: int = Field(
+        0,
+        ge=0,
+        description=(
+            "An automatic retrain within this many minutes of the last one is skipped "
+            "(logged); manual triggers are not held back."
+        ),
+    )
+
+    @field_validator("retrain_on")
+    @classmethod
+    def _no_repeats(cls, value: list[str]) -> list[str]:
+        repeated = sorted({v for v in value if value.count(v) > 1})
+        if repeated:
+            raise ValueError(f"retrain_on lists {repeated} more than once")
+        return value
 
     @model_validator(mode="after")
     def _schedule_needs_cron(self) -> PipelineSpec:
+        if "drift" in self.retrain_on and not self.monitoring.enabled:
+            raise ValueError("retrain_on has 'drift' but monitoring.enabled is false: nothing would detect drift")
         if "schedule" in self.retrain_on and not self.retrain_schedule:
             raise ValueError("retrain_on has 'schedule': set retrain_schedule (a cron, e.g. '0 3 * * *')")
         if self.retrain_schedule and "schedule" not in self.retrain_on:

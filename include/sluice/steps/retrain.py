@@ -1,0 +1,170 @@
+"""Should this train run retrain? Say what started it, and hold back bursts and repeats.
+
+Airflow collapses asset events that arrive while a train run is queued or running into one
+next run; this step is the second half of "a burst gives one retrain": that next run is
+skipped when it would train on exactly the data the last retrain used, when it falls inside
+the spec's cooldown, or when it was started by drift alone and no labelled data arrived
+since the champion was trained (a retrain would only reproduce the champion).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sluice.services.storage import PipelineStore, read_json, write_json_atomic
+from sluice.spec.loader import LoadedSpec
+
+TRIGGER_FILE = "trigger.json"
+
+
+@dataclass
+class TriggerDecision:
+    """Why a train run trains or not (``runs/<run>/trigger.json`` and the XCom).
+
+    Attributes:
+        proceed: False when the run is skipped.
+        triggers: What started the run: 'manual', 'schedule', 'new_data', 'drift'.
+        reason: One line for the log and the demo summary.
+        batches: Accepted batch ids when the decision was taken (what a retrain reads).
+        champion_version: The champion at that time, or None.
+        events: Asset events that started the run (uri and extra).
+        airflow_run_id: The train run.
+        decided_at: Epoch seconds.
+    """
+
+    proceed: bool
+    triggers: list[str]
+    reason: str
+    batches: list[str]
+    champion_version: str | None
+    events: list[dict[str, Any]] = field(default_factory=list)
+    airflow_run_id: str = ""
+    decided_at: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return asdict(self)
+
+
+def last_retrain(store: PipelineStore, except_run: str) -> dict[str, Any] | None:
+    """The latest recorded decision that went on to train, other than ``except_run``'s."""
+    runs = store.base / "runs"
+    found = []
+    for path in runs.glob(f"*/{TRIGGER_FILE}") if runs.is_dir() else []:
+        record = read_json(path)
+        if record.get("proceed") and record.get("airflow_run_id") != except_run:
+            found.append(record)
+    return max(found, key=lambda r: r["decided_at"]) if found else None
+
+
+def decide(
+    triggers: list[str],
+    accepted: list[str],
+    champion_batches: list[str] | None,
+    champion_version: str | None,
+    previous: dict[str, Any] | None,
+    cooldown_minutes: int,
+    now: float,
+) -> tuple[bool, str]:
+    """The rules, as a pure function.
+
+    Args:
+        triggers: What started the run ('manual', 'schedule', 'new_data', 'drift').
+        accepted: Accepted batch ids now.
+        champion_batches: Batches the champion was trained on, or None without a champion.
+        champion_version: Champion version for the messages.
+        previous: The last decision that trained (see :func:`last_retrain`), or None.
+        cooldown_minutes: The spec's ``retrain_cooldown_minutes``.
+        now: Epoch seconds.
+
+    Returns:
+        (proceed, reason).
+    """
+    what = " + ".join(triggers)
+    if "manual" in triggers:
+        return True, "triggered by hand (airflow dags trigger): cooldown and data checks do not apply"
+    if not accepted:
+        return False, f"started by {what} but no batch has been accepted yet: nothing to train on"
+    if previous is not None and cooldown_minutes:
+        age = now - float(previous["decided_at"])
+        if age < cooldown_minutes * 60:
+            return False, (
+                f"started by {what} within the cooldown: last retrain {age / 60:.1f} min ago "
+                f"(run {previous['airflow_run_id']}), retrain_cooldown_minutes is {cooldown_minutes}"
+            )
+    asset_only = set(triggers) <= {"new_data", "drift"}
+    if asset_only and previous is not None and sorted(previous.get("batches", [])) == sorted(accepted):
+        return False, (
+            f"started by {what} but run {previous['airflow_run_id']} already retrained on exactly these "
+            f"{len(accepted)} batch(es): no new data since"
+        )
+    if set(triggers) == {"drift"} and champion_batches is not None:
+        new = [b for b in accepted if b not in set(champion_batches)]
+        if not new:
+            return False, (
+                f"retraining on drift skipped: no new labelled data since champion v{champion_version} was "
+                f"trained (it used all {len(accepted)} accepted batch(es)); a retrain would reproduce it"
+            )
+        return True, f"drift, with {len(new)} batch(es) the champion v{champion_version} was not trained on"
+    return True, f"started by {what}"
+
+
+def triggers_of(run_type: str, asset_uris: list[str], batches_uri: str, drift_uri: str) -> list[str]:
+    """Name what started a run from its Airflow run type and triggering asset URIs."""
+    if run_type in ("manual", "backfill"):
+        return ["manual"]
+    if run_type == "scheduled":
+        return ["schedule"]
+    found = []
+    if batches_uri in asset_uris:
+        found.append("new_data")
+    if drift_uri in asset_uris:
+        found.append("drift")
+    return found or ["manual"]
+
+
+def check_trigger(
+    loaded: LoadedSpec,
+    store: PipelineStore,
+    triggers: list[str],
+    events: list[dict[str, Any]],
+    airflow_run_id: str,
+) -> TriggerDecision:
+    """Decide and record whether this train run retrains; a retry returns the recorded decision."""
+    from sluice.services import tracking
+
+    path = store.run_dir(airflow_run_id) / TRIGGER_FILE
+    if path.exists():
+        return TriggerDecision(**read_json(path))
+    spec = loaded.spec
+    client = tracking.configure(loaded.project_dir)
+    champ = tracking.champion(client, spec.pipeline)
+    champion_batches = None
+    if champ is not None:
+        tag = client.get_run(str(champ.run_id)).data.tags.get("sluice.batches", "")
+        champion_batches = [b for b in tag.split(",") if b]
+    accepted = [r["batch_id"] for r in store.accepted_batches()]
+    now = time.time()
+    proceed, reason = decide(
+        triggers,
+        accepted,
+        champion_batches,
+        str(champ.version) if champ else None,
+        last_retrain(store, airflow_run_id),
+        spec.retrain_cooldown_minutes,
+        now,
+    )
+    decision = TriggerDecision(
+        proceed=proceed,
+        triggers=triggers,
+        reason=reason,
+        batches=accepted,
+        champion_version=str(champ.version) if champ else None,
+        events=events,
+        airflow_run_id=airflow_run_id,
+        decided_at=now,
+    )
+    write_json_atomic(path, decision.to_dict())
+    return decision
