@@ -130,3 +130,19 @@ def test_pipeline_name_prefixes_dag_ids_and_asset(tmp_path):
     publish = next(s for s in dag(plan, "ingest").steps if s.task_id == "publish")
     assert publish.outlets == ("sluice://taxi_fares/batches",)
     assert dag(plan, "train").schedule.assets == ("sluice://taxi_fares/batches",)
+
+
+def test_s3_source_waits_on_the_bucket_prefix_through_its_connection(tmp_path):
+    source = {"uri": "s3://landing-zone/flights", "pattern": "*.parquet", "conn_id": "minio"}
+    ingest = dag(plan_for(tmp_path, source=source), "ingest")
+    wait = {s.task_id: s for s in ingest.steps}["wait_for_files"]
+
+    assert wait.config["source"] == "s3"
+    assert (wait.config["bucket"], wait.config["prefix"], wait.config["pattern"]) == (
+        "landing-zone",
+        "flights",
+        "*.parquet",
+    )
+    assert wait.config["conn_id"] == "minio"
+    assert "glob" not in wait.config
+    assert [s.task_id for s in ingest.steps][:2] == ["wait_for_files", "land"]
