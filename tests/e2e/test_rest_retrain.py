@@ -1,0 +1,70 @@
+"""An outside monitor starts a retrain through Airflow's REST API (apache-airflow-client).
+
+Real API server, scheduler, DAG processor and triggerer (``airflow standalone``) for a
+scratch copy of the project; the monitor logs in with SimpleAuthManager's JWT endpoint
+and posts an asset event on ``sluice://<pipeline>/batches``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sluice.airflow.standalone import Standalone, isolated_env
+from tests.e2e.test_demo import _scratch_project, processes_of
+
+pytestmark = pytest.mark.e2e
+PIPELINE = "flights_delay"
+ASSET = f"sluice://{PIPELINE}/batches"
+
+
+@pytest.fixture()
+def airflow_api(tmp_path: Path) -> Iterator[Standalone]:
+    """Airflow standalone for a scratch project; nothing is left running afterwards."""
+    project = _scratch_project(tmp_path / "rest-project")
+    try:
+        with Standalone(project, isolated_env(project)) as airflow:
+            yield airflow
+    finally:
+        for pid in processes_of(project):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert processes_of(project) == {}
+
+
+def test_rest_posted_asset_event_starts_a_retrain(airflow_api: Standalone) -> None:
+    import airflow_client.client as af
+    from airflow_client.client.exceptions import NotFoundException
+
+    train = f"{PIPELINE}__train"
+    with airflow_api.client() as api:
+        dags, assets, runs = af.DAGApi(api), af.AssetApi(api), af.DagRunApi(api)
+
+        def registered() -> bool:
+            try:
+                return dags.get_dag(train).dag_id == train
+            except NotFoundException:
+                return False
+
+        airflow_api.wait_for(registered, 300, "the DAG processor to register the train DAG", every=3)
+        # Events that arrive while a DAG is paused start nothing: unpause first.
+        assert dags.patch_dag(train, af.DAGPatchBody(is_paused=False)).is_paused is False
+        (asset,) = [a for a in assets.get_assets(uri_pattern=ASSET).assets if a.uri == ASSET]
+
+        event = assets.create_asset_event(
+            af.CreateAssetEventsBody(asset_id=asset.id, extra={"reason": "drift", "source": "outside-monitor"})
+        )
+        assert event.uri == ASSET and event.extra["source"] == "outside-monitor"
+
+        def asset_run() -> af.DAGRunResponse | None:
+            found = runs.get_dag_runs(train).dag_runs
+            return next((r for r in found if r.run_type == af.DagRunType.ASSET_TRIGGERED), None)
+
+        run = airflow_api.wait_for(asset_run, 180, "the scheduler to create an asset-triggered train run", every=2)
+        consumed = runs.get_upstream_asset_events(train, run.dag_run_id).asset_events
+        assert [(e.uri, e.extra.get("source")) for e in consumed] == [(ASSET, "outside-monitor")]
