@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from sluice.airflow.standalone import isolated_env
 from tests.conftest import REPO, free_port
 
 pytestmark = pytest.mark.e2e
@@ -59,13 +60,7 @@ def project(tmp_path: Path) -> Iterator[Path]:
 
 def test_demo_ingests_trains_gates_and_deploys_under_the_scheduler(project: Path) -> None:
     # The scratch project gets its own Airflow home, MLflow store and API port.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "SLUICE_", "MLFLOW_TRACKING"))}
-    env.update(
-        SLUICE_PROJECT_DIR=str(project),
-        AIRFLOW__API__PORT=str(free_port()),
-        AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(free_port()),
-        AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=str(free_port()),
-    )
+    env = isolated_env(project)
     subprocess.run(
         [sys.executable, "-m", "sluice.cli", "bootstrap"],
         cwd=project,
