@@ -3,8 +3,9 @@
 For a local folder and for S3 (a moto server in this process), drop a batch file while
 the ingest DAG's sensor is deferred, and measure from the moment the file is complete
 to the moment the ``land`` task starts (its TaskInstance ``start_date``). Each sample is
-split into detection (file landed -> sensor done: the trigger's poll) and hand-off
-(sensor done -> ``land`` started: scheduler and task-process start-up).
+split into "sensed" (file landed -> sensor task finished: the trigger's poll wait, the
+trigger event reaching the scheduler, and a worker resuming the sensor) and "to_land"
+(sensor finished -> ``land`` started: the scheduler queues ``land``, a worker starts it).
 
 The drop happens at a random phase of the poll cycle, so detection averages half a poll.
 """
@@ -98,7 +99,7 @@ def _measure(airflow: Standalone, api: Any, pipeline: str, target: Path | str, s
         sensor, land = airflow.wait_for(land_started, 300, f"{dag_id}: land to start", every=0.2)
         started, sensed = _ts(land.start_date), _ts(sensor.end_date)
         assert started is not None and sensed is not None
-        rows.append({"latency": started - landed, "detection": sensed - landed, "handoff": started - sensed})
+        rows.append({"latency": started - landed, "sensed": sensed - landed, "to_land": started - sensed})
         print(f"  {pipeline} sample {n + 1}: {rows[-1]['latency']:.2f}s", flush=True)
 
         def run_finished(run_id: str = waiting.dag_run_id) -> bool:
@@ -127,8 +128,8 @@ def _summary(rows: list[dict[str, float]], poll: int) -> dict[str, Any]:
         "baseline_seconds": float(poll),
         "ratio": median / poll,
         "max_seconds": max(lat),
-        "detection_median_seconds": statistics.median(r["detection"] for r in rows),
-        "handoff_median_seconds": statistics.median(r["handoff"] for r in rows),
+        "sensed_median_seconds": statistics.median(r["sensed"] for r in rows),
+        "to_land_median_seconds": statistics.median(r["to_land"] for r in rows),
         "samples": rows,
     }
 

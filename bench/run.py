@@ -87,10 +87,10 @@ def main() -> int:
             f"{name:<15}{r['sluice_seconds']:>9.3f}s{r['baseline_seconds']:>9.3f}s{r['ratio']:>8.2f}"
             f"{TARGETS[name]:>8.1f}  {'ok' if ok else 'MISSED'}"
         )
-        if "detection_median_seconds" in r:
+        if "sensed_median_seconds" in r:
             print(
-                f"{'':<15}median detection {r['detection_median_seconds']:.2f}s + hand-off "
-                f"{r['handoff_median_seconds']:.2f}s; max {r['max_seconds']:.2f}s over {len(r['samples'])} drops"
+                f"{'':<15}median landed->sensor done {r['sensed_median_seconds']:.2f}s, sensor done->land "
+                f"{r['to_land_median_seconds']:.2f}s; max {r['max_seconds']:.2f}s over {len(r['samples'])} drops"
             )
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
