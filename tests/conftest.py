@@ -109,3 +109,60 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project
         pid = int(read_json(state)["pid"])
         if "sluice.cli serve" in processes.cmdline(pid):
             processes.stop_group(pid)
+
+
+class S3Server:
+    """A moto S3 server on a free local port, with one bucket, reachable as ``aws_default``."""
+
+    bucket = "landing"
+
+    def __init__(self, endpoint: str) -> None:
+        import boto3
+
+        self.endpoint = endpoint
+        self.client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="us-east-1",
+        )
+        self.client.create_bucket(Bucket=self.bucket)
+
+    @property
+    def connection(self) -> dict[str, Any]:
+        """The Airflow connection (``AIRFLOW_CONN_*`` JSON form) that reaches this server."""
+        return {
+            "conn_type": "aws",
+            "login": "testing",
+            "password": "testing",
+            "extra": {"endpoint_url": self.endpoint, "region_name": "us-east-1"},
+        }
+
+    def keys(self, prefix: str = "") -> list[str]:
+        """Every key under ``prefix``, sorted."""
+        listed = self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix)
+        return sorted(o["Key"] for o in listed.get("Contents", []))
+
+
+@pytest.fixture()
+def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
+    """A real S3 API (moto in server mode) for the test; ``aws_default`` points at it."""
+    import json
+
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        import requests
+
+        # moto keeps its state per process, not per server: start every test from nothing.
+        requests.post(f"http://127.0.0.1:{port}/moto-api/reset", timeout=30).raise_for_status()
+        s3 = S3Server(f"http://127.0.0.1:{port}")
+        monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(s3.connection))
+        monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        yield s3
+    finally:
+        server.stop()

@@ -24,25 +24,17 @@ def scratch_project(root: Path) -> Path:
     return root
 
 
-def standalone_env(project: Path, base: dict[str, str], fast: bool = False) -> dict[str, str]:
-    """Environment for a standalone serving ``project``: its own ports; ``fast`` polls more often."""
-    from sluice.airflow.home import embedded_env
+def session_env(project: Path) -> dict[str, str]:
+    """A standalone for ``project`` on the test session's own Airflow database and DAG folder.
 
-    env = dict(base)
-    env.update(
-        SLUICE_PROJECT_DIR=str(project),
-        AIRFLOW__API__PORT=str(free_port()),
-        AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(free_port()),
-        AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=str(free_port()),
-    )
-    env.pop("AIRFLOW__CORE__EXECUTION_API_SERVER_URL", None)  # follows the new API port
-    if fast:
-        env.update(
-            AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="5",
-            AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL="5",
-            AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME="0.5",
-        )
-    return embedded_env(project, base=env)
+    The test process can then read the runs the scheduler makes; ports are free ones and the
+    DAG processor and scheduler poll fast.
+    """
+    from sluice.airflow.standalone import isolated_env
+
+    session = ("AIRFLOW_HOME", "AIRFLOW__CORE__DAGS_FOLDER", "AIRFLOW__CORE__LOAD_EXAMPLES", "AIRFLOW_CONN_")
+    keep = {k: v for k, v in os.environ.items() if k.startswith(session)}
+    return isolated_env(project, extra=keep, fast=True)
 
 
 def processes_of(project: Path) -> dict[int, str]:

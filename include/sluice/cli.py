@@ -1,4 +1,4 @@
-"""``sluice`` command line: lint, schema, plan, serve, deployer, status, stop."""
+"""``sluice`` command line: lint, schema, plan, serve, deployer, status, stop, trigger-retrain."""
 
 from __future__ import annotations
 
@@ -232,6 +232,42 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_trigger_retrain(args: argparse.Namespace) -> int:
+    """Post a drift event on a pipeline's drift asset through Airflow's REST API."""
+    import os
+
+    from sluice.plan.build import drift_asset
+    from sluice.services.airflow_api import login, post_asset_event
+
+    token = args.token or os.environ.get("AIRFLOW_API_TOKEN")
+    password = args.password or os.environ.get("AIRFLOW_API_PASSWORD")
+    if not token and not password:
+        print("give --token (or AIRFLOW_API_TOKEN) or --password (or AIRFLOW_API_PASSWORD)", file=sys.stderr)
+        return 2
+    import requests
+    from airflow_client.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    extra = {"reason": args.reason, "source": "sluice trigger-retrain"}
+    try:
+        token = token or login(args.api_url, args.username, str(password))
+        event = post_asset_event(args.api_url, token, drift_asset(args.pipeline), extra)
+    except (RuntimeError, LookupError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (requests.RequestException, HTTPError) as exc:
+        print(f"error: cannot reach the Airflow API at {args.api_url}: {exc}", file=sys.stderr)
+        return 1
+    except ApiException as exc:
+        print(f"error: the Airflow API answered HTTP {exc.status}: {exc.reason} {exc.body or ''}", file=sys.stderr)
+        return 1
+    print(
+        f"asset event {event['id']} on {event['uri']}: {args.pipeline}__train runs if it is unpaused and "
+        "its retrain_on has 'drift'"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(prog="sluice", description="Declarative ML pipelines on Apache Airflow 3.")
@@ -274,6 +310,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_env)
     p = sub.add_parser("bootstrap", help="prepare the Airflow home: db migrate, airflow_settings.yaml")
     p.set_defaults(func=cmd_bootstrap)
+    p = sub.add_parser(
+        "trigger-retrain", help="start <pipeline>__train from outside: post an asset event via the REST API"
+    )
+    p.add_argument("--api-url", required=True, help="Airflow API server, e.g. http://localhost:8080")
+    p.add_argument("--pipeline", required=True)
+    p.add_argument("--reason", default="external", help="why (kept in the event's extra)")
+    p.add_argument("--username", default="admin")
+    p.add_argument("--password", help="default: $AIRFLOW_API_PASSWORD")
+    p.add_argument("--token", help="a JWT instead of user and password (default: $AIRFLOW_API_TOKEN)")
+    p.set_defaults(func=cmd_trigger_retrain)
     p = sub.add_parser("status", help="batches and deployment of a pipeline")
     p.add_argument("spec")
     p.set_defaults(func=cmd_status)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.standalone import processes_of, scratch_project, standalone_env
+from sluice.airflow.standalone import isolated_env
+from tests.standalone import processes_of, scratch_project
 
 pytestmark = pytest.mark.e2e
 
@@ -30,10 +31,7 @@ def project(tmp_path: Path) -> Iterator[Path]:
 
 def test_demo_ingests_monitors_retrains_on_drift_gates_and_deploys(project: Path) -> None:
     # The scratch project gets its own Airflow home, MLflow store and API port.
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "SLUICE_", "MLFLOW_TRACKING"))}
-    env = standalone_env(project, base)
-    for key in ("AIRFLOW_HOME", "AIRFLOW__CORE__DAGS_FOLDER", "MLFLOW_TRACKING_URI", "AIRFLOW__CORE__PLUGINS_FOLDER"):
-        env.pop(key)  # let the demo derive them from the scratch project
+    env = isolated_env(project)
     subprocess.run(
         [sys.executable, "-m", "sluice.cli", "bootstrap"],
         cwd=project,

@@ -19,7 +19,7 @@ import pytest
 from sluice.services.storage import PipelineStore, read_json
 from tests.conftest import Project
 from tests.integration.conftest import small_spec
-from tests.standalone import processes_of, standalone_env
+from tests.standalone import processes_of, session_env
 
 pytestmark = pytest.mark.integration
 PIPELINE = "retrain_burst"
@@ -35,7 +35,7 @@ def scheduler(tmp_path_factory: pytest.TempPathFactory, airflow_db: Path) -> Ite
 
     project = Project(tmp_path_factory.mktemp("sched") / "project", Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"]))
     small_spec(project, name=PIPELINE)
-    env = standalone_env(project.root, dict(os.environ), fast=True)
+    env = session_env(project.root)
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{project.root / '.sluice' / 'mlflow.db'}"
     log_file = project.root / "standalone.log"
     server = standalone.start(env, log_file, project.root)

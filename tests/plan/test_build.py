@@ -200,3 +200,19 @@ def test_kubernetes_target_makes_deploy_a_deployer_pod_step(tmp_path):
 def test_local_target_keeps_the_local_deploy_step(tmp_path):
     deploy = next(s for s in dag(plan_for(tmp_path), "train").steps if s.task_id == "deploy")
     assert (deploy.kind, deploy.alert) == ("deploy", "deploy")
+
+
+def test_s3_source_waits_on_the_bucket_prefix_through_its_connection(tmp_path):
+    source = {"uri": "s3://landing-zone/flights", "pattern": "*.parquet", "conn_id": "minio"}
+    ingest = dag(plan_for(tmp_path, source=source), "ingest")
+    wait = {s.task_id: s for s in ingest.steps}["wait_for_files"]
+
+    assert wait.config["source"] == "s3"
+    assert (wait.config["bucket"], wait.config["prefix"], wait.config["pattern"]) == (
+        "landing-zone",
+        "flights",
+        "*.parquet",
+    )
+    assert wait.config["conn_id"] == "minio"
+    assert "glob" not in wait.config
+    assert [s.task_id for s in ingest.steps][:2] == ["wait_for_files", "land"]

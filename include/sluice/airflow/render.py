@@ -55,17 +55,32 @@ def _common(step: Step, plan: PipelinePlan) -> dict[str, Any]:
 
 @renderer("wait_for_files")
 def _wait_for_files(step: Step, plan: PipelinePlan) -> BaseOperator:
+    # Both sensors defer: the wait runs as a trigger in the triggerer, holding no worker slot.
+    config = step.config
+    waiting = {
+        "deferrable": True,
+        "poke_interval": config["poll_seconds"],
+        "timeout": config["timeout_seconds"],
+        "soft_fail": True,
+    }
+    if config["source"] == "s3":
+        from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
+
+        from sluice.services.landing import key_regex
+
+        # A regex, not wildcard_match: fnmatch's '*' crosses '/', so 'prefix/*.parquet'
+        # would match the archived 'prefix/_processed/x.parquet' and wake forever.
+        return S3KeySensor(
+            bucket_name=config["bucket"],
+            bucket_key=key_regex(config["prefix"], config["pattern"]),
+            use_regex=True,
+            aws_conn_id=config["conn_id"],
+            **waiting,
+            **_common(step, plan),
+        )
     from airflow.providers.standard.sensors.filesystem import FileSensor
 
-    return FileSensor(
-        filepath=step.config["glob"],
-        fs_conn_id="fs_default",
-        deferrable=True,
-        poke_interval=step.config["poll_seconds"],
-        timeout=step.config["timeout_seconds"],
-        soft_fail=True,
-        **_common(step, plan),
-    )
+    return FileSensor(filepath=config["glob"], fs_conn_id="fs_default", **waiting, **_common(step, plan))
 
 
 @renderer(
@@ -89,7 +104,7 @@ def _python_step(step: Step, plan: PipelinePlan) -> BaseOperator:
 
     op_kwargs: dict[str, Any] = {"spec_path": plan.spec_path}
     if step.kind == "land":
-        op_kwargs["landing_glob"] = _landing_glob(plan)
+        op_kwargs["landing"] = _landing(plan)
     if step.kind in ("publish", "publish_drift"):
         op_kwargs["asset_uri"] = step.outlets[0]
     return PythonOperator(python_callable=getattr(tasks, step.kind), op_kwargs=op_kwargs, **_common(step, plan))
@@ -125,11 +140,12 @@ def _deploy_kubernetes(step: Step, plan: PipelinePlan) -> BaseOperator:
     )
 
 
-def _landing_glob(plan: PipelinePlan) -> str:
+def _landing(plan: PipelinePlan) -> dict[str, Any]:
     for dag in plan.dags:
         for step in dag.steps:
             if step.kind == "wait_for_files":
-                return str(step.config["glob"])
+                keys = ("source", "glob", "bucket", "prefix", "pattern", "conn_id")
+                return {k: step.config[k] for k in keys if k in step.config}
     raise ValueError(f"plan of {plan.pipeline} has no wait_for_files step")
 
 

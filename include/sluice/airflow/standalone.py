@@ -1,24 +1,65 @@
 """Drive a real ``airflow standalone`` (scheduler, DAG processor, triggerer, API server).
 
-Used by the demo and by the scheduler tests. Airflow reads its configuration when first
-imported, so every Airflow import here happens inside a function, after the caller has put
-the right environment in ``os.environ``.
+Used by the demo, the scheduler and end-to-end tests and the latency bench. Each project
+gets its own Airflow home and free ports (:func:`isolated_env`); everything starts in one
+process group so it stops together. Airflow reads its configuration when first imported,
+so every Airflow import here happens inside a function, after the caller has put the right
+environment in ``os.environ``.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
+from types import TracebackType
 from typing import Any, TypeVar
 
+from sluice.airflow.home import embedded_env
 from sluice.services import processes
 
 T = TypeVar("T")
 TERMINAL = {"success", "failed"}
+# Variables of the caller that must not leak into a scratch project's Airflow.
+PRIVATE_PREFIXES = ("AIRFLOW", "SLUICE_", "MLFLOW_TRACKING")
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def isolated_env(project: Path, extra: dict[str, str] | None = None, fast: bool = False) -> dict[str, str]:
+    """Environment for a project's own Airflow: its home, its DAGs, free API and log ports.
+
+    Args:
+        project: The project root (``dags/``, ``airflow_settings.yaml``...).
+        extra: Settings that win over the defaults (connections, intervals...).
+        fast: Poll DAG files and the scheduler loop more often (tests).
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(PRIVATE_PREFIXES)}
+    env.update(
+        SLUICE_PROJECT_DIR=str(project),
+        AIRFLOW__API__PORT=str(free_port()),
+        AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(free_port()),
+        AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=str(free_port()),
+    )
+    if fast:
+        env.update(
+            AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="5",
+            AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL="5",
+            AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME="0.5",
+        )
+    env.update(extra or {})
+    return embedded_env(project, env)
 
 
 def start(env: dict[str, str], log_file: Path, cwd: Path) -> subprocess.Popen[bytes]:
@@ -105,3 +146,89 @@ def emit_asset_events(uri: str, extras: list[dict[str, Any]]) -> None:
         asset = session.query(AssetModel).filter(AssetModel.uri == uri).one()
         for extra in extras:
             asset_manager.register_asset_change(asset=asset, extra=extra, source_is_api=True, session=session)
+
+
+class Standalone:
+    """A running ``airflow standalone`` for one project, reached through its REST API.
+
+    Use as a context manager: bootstraps the home, starts Airflow, waits for the API;
+    on exit stops the whole process group.
+    """
+
+    def __init__(self, project: Path, env: dict[str, str]) -> None:
+        """Prepare (but do not start) Airflow for ``project`` with ``env`` (see :func:`isolated_env`)."""
+        self.project = project
+        self.env = env
+        self.home = Path(env["AIRFLOW_HOME"])
+        self.api_url = f"http://localhost:{env['AIRFLOW__API__PORT']}"
+        self.log_file = self.home / "standalone.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Standalone:
+        """Bootstrap, start and wait until the API answers."""
+        subprocess.run(
+            [sys.executable, "-m", "sluice.cli", "bootstrap"],
+            cwd=self.project,
+            env=self.env,
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+        self.proc = start(self.env, self.log_file, self.project)
+        try:
+            self.wait_for(self._healthy, 300, "the API server")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        """Stop every Airflow process."""
+        self.stop()
+
+    def stop(self) -> None:
+        """SIGTERM the process group, SIGKILL what is left after a grace period."""
+        if self.proc is not None:
+            stop(self.proc)
+            self.proc = None
+
+    def _healthy(self) -> bool:
+        import requests
+
+        try:
+            return requests.get(f"{self.api_url}/api/v2/monitor/health", timeout=5).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def wait_for(self, predicate: Callable[[], T | None], timeout: float, what: str, every: float = 1.0) -> T:
+        """Poll ``predicate`` until it returns something truthy; fail fast if Airflow died."""
+        try:
+            return wait_for(predicate, timeout, what, self.proc, interval=every)
+        except (RuntimeError, TimeoutError) as exc:
+            raise type(exc)(f"{exc}; see {self.log_file}") from None
+
+    def admin_password(self) -> str:
+        """The generated password of ``admin`` (SimpleAuthManager writes it on first start)."""
+        path = self.home / "simple_auth_manager_passwords.json.generated"
+        self.wait_for(path.exists, 60, str(path))
+        return str(json.loads(path.read_text())["admin"])
+
+    def token(self) -> str:
+        """A JWT for the API: ``POST /auth/token`` with the admin's user name and password."""
+        import requests
+
+        resp = requests.post(
+            f"{self.api_url}/auth/token",
+            json={"username": "admin", "password": self.admin_password()},
+            timeout=30,
+        )
+        resp.raise_for_status()
+        return str(resp.json()["access_token"])
+
+    def client(self) -> Any:
+        """An ``airflow_client.client.ApiClient`` logged in as admin."""
+        import airflow_client.client as af
+
+        return af.ApiClient(af.Configuration(host=self.api_url, access_token=self.token()))

@@ -8,10 +8,12 @@ run time, never when the DAG file is parsed.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from sluice.services.landing import Inbox, LocalInbox, S3Inbox
 from sluice.services.storage import PipelineStore
 from sluice.spec.loader import LoadedSpec, load_spec
 
@@ -27,12 +29,27 @@ def _pull(context: dict[str, Any], task_id: str) -> Any:
     return context["ti"].xcom_pull(task_ids=task_id)
 
 
-def land(spec_path: str, landing_glob: str, **context: Any) -> dict[str, Any]:
+def inbox_for(landing: dict[str, Any]) -> Inbox:
+    """The landing zone a ``land`` task reads, from the plan's landing settings.
+
+    For S3 the boto3 client comes from the amazon provider's hook, so endpoint, keys and
+    region are whatever the Airflow connection says.
+    """
+    if landing["source"] == "s3":
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        client = S3Hook(aws_conn_id=landing["conn_id"]).get_conn()
+        return S3Inbox(client, landing["bucket"], landing["prefix"], landing["pattern"])
+    glob = Path(landing["glob"])
+    return LocalInbox(glob.parent, glob.name)
+
+
+def land(spec_path: str, landing: dict[str, Any], **context: Any) -> dict[str, Any]:
     """Land new files (see :func:`sluice.steps.ingest.land_new_files`)."""
     from sluice.steps.ingest import land_new_files
 
     _, store = _open(spec_path)
-    result = land_new_files(landing_glob, store, context["run_id"])
+    result = land_new_files(inbox_for(landing), store, context["run_id"])
     for name, batch_id in result.duplicates.items():
         log.info("%s has the content of batch %s, already landed: nothing to do", name, batch_id)
     log.info("landed %d new batch(es): %s", len(result.new), result.new)

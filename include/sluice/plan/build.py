@@ -18,6 +18,25 @@ def drift_asset(pipeline: str) -> str:
     return f"sluice://{pipeline}/drift"
 
 
+def landing_config(loaded: LoadedSpec) -> dict[str, str]:
+    """Where the ingest DAG looks for new files, as plain settings for the renderer.
+
+    A local folder gives ``{"source": "local", "glob": "/abs/folder/<pattern>"}``; an S3
+    prefix gives ``{"source": "s3", "bucket", "prefix", "pattern", "conn_id"}``.
+    """
+    source = loaded.spec.source
+    if source.is_s3:
+        bucket, prefix = source.s3_location()
+        return {
+            "source": "s3",
+            "bucket": bucket,
+            "prefix": prefix,
+            "pattern": source.pattern,
+            "conn_id": source.aws_conn_id,
+        }
+    return {"source": "local", "glob": f"{loaded.resolve(source.uri)}/{source.pattern}"}
+
+
 def build_plan(loaded: LoadedSpec) -> PipelinePlan:
     """Compile a spec into its DAGs (``<pipeline>__ingest``, ``__train`` and ``__monitor``).
 
@@ -30,7 +49,6 @@ def build_plan(loaded: LoadedSpec) -> PipelinePlan:
     spec = loaded.spec
     name = spec.pipeline
     tags = ("sluice", f"pipeline:{name}", *spec.tags)
-    landing = str(loaded.resolve(spec.source.uri))
     detect = spec.source.detect
 
     ingest = DagPlan(
@@ -45,7 +63,7 @@ def build_plan(loaded: LoadedSpec) -> PipelinePlan:
                 "wait_for_files",
                 doc="Deferred wait (no worker slot) until a batch file lands.",
                 config={
-                    "glob": f"{landing}/{spec.source.pattern}",
+                    **landing_config(loaded),
                     "poll_seconds": detect.poll_seconds,
                     "timeout_seconds": detect.timeout_seconds,
                 },

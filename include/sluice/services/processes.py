@@ -50,7 +50,9 @@ def stop_group(pid: int, grace_seconds: float = 15.0) -> None:
     try:
         pgid = os.getpgid(pid)
     except ProcessLookupError:
-        return
+        # The leader is gone (already reaped) but its group may live on: `start` made the
+        # group with the leader's pid as its id.
+        pgid = pid
     try:
         os.killpg(pgid, signal.SIGTERM)
     except ProcessLookupError:

@@ -44,18 +44,63 @@ class Detect(StrictModel):
     )
 
 
+S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
 class Source(StrictModel):
     """Where new batches land."""
 
-    uri: str = Field(description="Landing folder; relative paths are resolved against the project root.")
-    pattern: str = Field("*.parquet", description="Glob of batch files inside the landing folder.")
+    uri: str = Field(
+        description=(
+            "Landing folder: a local path (relative paths resolve against the project root) or "
+            "'s3://bucket/prefix' (an S3 or S3-compatible bucket, read through the Airflow connection conn_id)."
+        )
+    )
+    pattern: str = Field(
+        "*.parquet",
+        description="Glob of batch files directly in the landing folder (sub-folders like '_processed/' never match).",
+    )
     format: Literal["parquet", "csv"] = Field("parquet", description="File format of a batch.")
+    conn_id: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Airflow connection (type aws) used for an s3:// uri; default 'aws_default'.",
+    )
     detect: Detect = Field(default_factory=Detect, description="How new files are noticed.")  # type: ignore[arg-type]
+
+    @property
+    def is_s3(self) -> bool:
+        """Whether the landing folder is an S3 prefix."""
+        return self.uri.startswith("s3://")
+
+    @property
+    def aws_conn_id(self) -> str:
+        """The Airflow connection an s3:// source is read with."""
+        return self.conn_id or "aws_default"
+
+    def s3_location(self) -> tuple[str, str]:
+        """``(bucket, prefix)`` of an s3:// uri; the prefix has no leading or trailing '/'."""
+        bucket, _, prefix = self.uri.removeprefix("s3://").partition("/")
+        return bucket, prefix.strip("/")
 
     @model_validator(mode="after")
     def _pattern_matches_format(self) -> Source:
         if "/" in self.pattern:
             raise ValueError("pattern must name files inside the landing folder, without '/'")
+        scheme, sep, _ = self.uri.partition("://")
+        if sep and scheme != "s3":
+            raise ValueError(f"uri scheme '{scheme}://' is not supported: use a local folder or s3://bucket/prefix")
+        if self.is_s3:
+            bucket, prefix = self.s3_location()
+            if not S3_BUCKET.match(bucket):
+                raise ValueError(
+                    f"uri '{self.uri}' does not name a valid S3 bucket ('{bucket}'): "
+                    "write s3://bucket/prefix with a 3-63 character lower-case bucket name"
+                )
+            if "//" in prefix or any(c in prefix for c in "*?["):
+                raise ValueError(f"uri '{self.uri}': the prefix must be a plain folder; put wildcards in pattern")
+        elif self.conn_id is not None:
+            raise ValueError("conn_id applies only to an s3:// uri; remove it for a local landing folder")
         return self
 
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import glob
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from sluice.services.landing import PROCESSED, Inbox, LocalInbox
 from sluice.services.storage import PipelineStore, atomic_dir, sha256_file, write_json_atomic
 
-PROCESSED = "_processed"
+__all__ = ["PROCESSED", "LandResult", "batch_id_for", "land_new_files", "pending_batches"]
 
 
 @dataclass
@@ -38,54 +37,54 @@ def batch_id_for(sha256: str) -> str:
     return sha256[:16]
 
 
-def land_new_files(landing_glob: str, store: PipelineStore, run_id: str) -> LandResult:
-    """Copy every file matching ``landing_glob`` into the raw zone, then archive it.
+def land_new_files(inbox: Inbox | str, store: PipelineStore, run_id: str) -> LandResult:
+    """Copy every file waiting in ``inbox`` into the raw zone, then archive it.
 
     The copy is built in a temporary folder and renamed into place, so a crash leaves no
     half batch. A file whose content is already in the raw zone lands nothing (same
-    content, same batch id) and is only archived, so re-ingesting is a no-op.
+    content, same batch id) and is only archived, so re-ingesting is a no-op, and so is a
+    retry after a crash between landing and archiving.
 
     Args:
-        landing_glob: Absolute glob of batch files (``.../landing/flights/*.parquet``).
+        inbox: The landing zone (local folder or S3 prefix); a string is read as the
+            absolute glob of a local folder (``.../landing/flights/*.parquet``).
         store: The pipeline's storage.
         run_id: Airflow run id, recorded as lineage.
 
     Returns:
         What was landed, skipped and archived.
     """
+    if isinstance(inbox, str):
+        inbox = LocalInbox(Path(inbox).parent, Path(inbox).name)
     result = LandResult()
-    for name in sorted(glob.glob(landing_glob)):
-        path = Path(name)
-        if not path.is_file():
-            continue
-        digest = sha256_file(path)
-        batch_id = batch_id_for(digest)
-        final = store.batch_dir(batch_id)
-        if (final / "batch.json").exists():
-            result.duplicates[path.name] = batch_id
-        else:
-            with atomic_dir(final) as tmp:
-                shutil.copy2(path, tmp / f"source{path.suffix}")
-                write_json_atomic(
-                    tmp / "batch.json",
-                    {
-                        "batch_id": batch_id,
-                        "sha256": digest,
-                        "source_file": path.name,
-                        "source_suffix": path.suffix,
-                        "size_bytes": path.stat().st_size,
-                        "landed_at": time.time(),
-                        "landed_by_run": run_id,
-                        "status": "landed",
-                    },
-                )
-            result.new.append(batch_id)
-        archive = path.parent / PROCESSED / path.name
-        archive.parent.mkdir(exist_ok=True)
-        if archive.exists():
-            archive = archive.with_name(f"{path.stem}.{batch_id}{path.suffix}")
-        os.replace(path, archive)
-        result.archived.append(path.name)
+    for item in inbox.waiting():
+        suffix = Path(item.name).suffix
+        with inbox.local_copy(item, store.base / ".incoming") as path:
+            digest = sha256_file(path)
+            batch_id = batch_id_for(digest)
+            final = store.batch_dir(batch_id)
+            if (final / "batch.json").exists():
+                result.duplicates[item.name] = batch_id
+            else:
+                with atomic_dir(final) as tmp:
+                    shutil.copy2(path, tmp / f"source{suffix}")
+                    write_json_atomic(
+                        tmp / "batch.json",
+                        {
+                            "batch_id": batch_id,
+                            "sha256": digest,
+                            "source_file": item.name,
+                            "source_uri": item.location,
+                            "source_suffix": suffix,
+                            "size_bytes": item.size,
+                            "landed_at": time.time(),
+                            "landed_by_run": run_id,
+                            "status": "landed",
+                        },
+                    )
+                result.new.append(batch_id)
+        inbox.archive(item, batch_id)
+        result.archived.append(item.name)
     return result
 
 
