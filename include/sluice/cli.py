@@ -131,8 +131,14 @@ def _print_manifests(spec_path: str, version: str, previous: str, rbac_only: boo
     return 0
 
 
+class DeployerTerminated(Exception):
+    """SIGTERM reached the deployer; raised where it waits so the rollback runs."""
+
+
 def cmd_deployer(args: argparse.Namespace) -> int:
     """The deployer pod's entrypoint: roll a model version out to Kubernetes."""
+    import signal
+
     from sluice.spec.models import KubernetesDeployment
     from sluice.steps.deploy_kubernetes import KubernetesDeployFailed, deploy_kubernetes
 
@@ -141,6 +147,11 @@ def cmd_deployer(args: argparse.Namespace) -> int:
     def log(line: str) -> None:
         print(f"sluice deployer: {line}", flush=True)
 
+    def terminated(signum: int, frame: object) -> None:
+        # The pod is being deleted (task killed or cleared): stop waiting and roll back.
+        raise DeployerTerminated(f"received signal {signum} during the deploy")
+
+    signal.signal(signal.SIGTERM, terminated)
     try:
         result = deploy_kubernetes(
             args.pipeline, cfg, args.version, args.previous_version or None, args.run_id, log=log

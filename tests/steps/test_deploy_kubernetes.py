@@ -114,3 +114,37 @@ def test_an_unreachable_api_changes_nothing_and_restores_the_alias(env: Any, tmp
     with pytest.raises(KubernetesDeployFailed, match=r"cannot read deployment ml/flights-delay.*@champion is v1"):
         deploy_kubernetes(MODEL, cfg, "2", "1", "run-2", api=k8s.connect(str(dead)), poll_seconds=0.3)
     assert champion(client) == "1"
+
+
+def test_a_deployer_terminated_mid_rollout_rolls_back_and_restores_the_alias(env: Any, tmp_path: Path) -> None:
+    """SIGTERM (the pod deleted because the task was killed) during the wait: roll back, then exit 1."""
+    import os
+    import signal
+    import subprocess
+
+    cluster, kubelet, client, cfg = env
+    api = k8s.connect(str(cluster.kubeconfig))
+    assert deploy_kubernetes(MODEL, cfg, "1", None, "run-1", api=api, poll_seconds=0.3).changed
+    client.set_registered_model_alias(MODEL, "champion", "2")
+    kubelet.unready_versions.add("2")
+    slow = cfg.model_copy(update={"rollout_timeout_seconds": 600})
+    args = ["deployer", "--pipeline", MODEL, "--version", "2", "--previous-version", "1", "--run-id", "run-2"]
+    proc = subprocess.Popen(
+        [str(venv_bin() / "sluice"), *args, "--settings", slow.model_dump_json()],
+        env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "HOME": str(tmp_path)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if "1 of 2 new replicas updated" in line:  # v2 is rolling out and will never be ready
+            proc.send_signal(signal.SIGTERM)
+            break
+    out = "".join(lines) + proc.stdout.read()
+    assert proc.wait(120) == 1, out
+    assert "received signal 15" in out and "rolled back to v1" in out
+    assert k8s.served_version(k8s.read(api, "Deployment", "ml", "flights-delay")) == "1"
+    assert champion(client) == "1"

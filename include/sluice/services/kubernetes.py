@@ -345,6 +345,8 @@ def deployer_pod(pipeline: str, cfg: KubernetesDeployment, version: str, previou
     spec: dict[str, Any] = {
         "serviceAccountName": cfg.service_account,
         "restartPolicy": "Never",
+        # Deleted mid-rollout, the deployer rolls back on SIGTERM: give it time to do so.
+        "terminationGracePeriodSeconds": 120,
         "securityContext": restricted_pod_security(DEPLOYER_UID, 0),
         "containers": [
             {
@@ -494,10 +496,13 @@ def wait_for_rollout(
     """
     deadline = time.monotonic() + timeout
     last = ""
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
     while True:
         try:
             dep = read(api, "Deployment", namespace, name)
-        except Exception as exc:
+        except (ApiException, HTTPError, OSError) as exc:
             # A blip of the API server (5xx, connection reset) is not a failed rollout:
             # keep polling until the deadline; anything else (403, 401) is final.
             status = getattr(exc, "status", None)
