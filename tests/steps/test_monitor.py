@@ -104,3 +104,23 @@ def test_report_html_is_written(flights: pd.DataFrame, tmp_path: Path) -> None:
     html = path.read_text()
     assert "carrier" in html and len(html) > 10_000
     json.dumps([r.__dict__ for r in results])  # JSON-able for drift.json and the XCom
+
+
+def test_new_batches_are_the_announced_and_never_monitored_ones_minus_the_reference(tmp_path: Path) -> None:
+    from sluice.services.storage import PipelineStore, write_json_atomic
+    from sluice.steps.monitor import batches_to_monitor
+
+    store = PipelineStore(tmp_path, "p")
+    records = {
+        "jan": {"status": "accepted", "monitored_by": None},
+        "feb": {"status": "accepted", "monitored_by": "run-1"},
+        "mar": {"status": "rejected"},
+        "apr": {"status": "accepted"},
+        "may": {"status": "accepted"},
+    }
+    for i, (batch_id, record) in enumerate(records.items()):
+        write_json_atomic(store.batch_dir(batch_id) / "batch.json", {"batch_id": batch_id, "landed_at": i, **record})
+
+    assert batches_to_monitor(store, ["may"], ["jan"]) == ["may", "apr"]
+    assert batches_to_monitor(store, ["feb", "mar"], ["jan"]) == ["feb", "apr", "may"], "rejected rows never count"
+    assert batches_to_monitor(store, [], ["jan", "apr", "may"]) == []

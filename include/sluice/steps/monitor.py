@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from sluice.services.storage import PipelineStore, read_json, write_json_atomic
@@ -363,8 +362,3 @@ def monitor_batches(
     for batch_id in batches:
         store.update_batch_record(batch_id, monitored_by=airflow_run_id, drift_share=share)
     return result
-
-
-def result_path(store: PipelineStore, airflow_run_id: str) -> Path:
-    """Where :func:`monitor_batches` writes its result."""
-    return store.monitor_dir(airflow_run_id) / "drift.json"
