@@ -100,7 +100,10 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project
     """A fresh project with its own MLflow store; any model server it starts is stopped."""
     proj = Project(tmp_path / "project", Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"]))
     monkeypatch.setenv("SLUICE_PROJECT_DIR", str(proj.root))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{proj.root / '.sluice' / 'mlflow.db'}")
+    store = f"sqlite:///{proj.root / '.sluice' / 'mlflow.db'}"
+    # mlflow.set_registry_uri() exports MLFLOW_REGISTRY_URI: pin both so nothing outlives the test.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", store)
     yield proj
     from sluice.services import processes
     from sluice.services.storage import read_json

@@ -27,7 +27,7 @@ from sluice.services import processes
 T = TypeVar("T")
 TERMINAL = {"success", "failed"}
 # Variables of the caller that must not leak into a scratch project's Airflow.
-PRIVATE_PREFIXES = ("AIRFLOW", "SLUICE_", "MLFLOW_TRACKING")
+PRIVATE_PREFIXES = ("AIRFLOW", "SLUICE_", "MLFLOW_TRACKING", "MLFLOW_REGISTRY")
 
 
 def free_port() -> int:

@@ -83,7 +83,10 @@ def deploy_local(
     ready = store.deploy_dir / f"server-v{version}-{stamp}.ready"
     log = store.deploy_dir / f"server-v{version}-{stamp}.log"
     model_uri = f"models:/{name}/{version}"
-    env = dict(os.environ, MLFLOW_TRACKING_URI=tracking_uri(loaded.project_dir))
+    uri = tracking_uri(loaded.project_dir)
+    # The registry is the tracking store (as in tracking.configure); a registry URI inherited
+    # from elsewhere would make the server look for the model in another store.
+    env = dict(os.environ, MLFLOW_TRACKING_URI=uri, MLFLOW_REGISTRY_URI=uri)
     cmd = [
         sys.executable,
         "-m",
