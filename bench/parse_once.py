@@ -9,5 +9,5 @@ started = time.perf_counter()
 bag = DagBag(dag_folder=sys.argv[1])
 elapsed = time.perf_counter() - started
 assert not bag.import_errors, bag.import_errors
-assert len(bag.dags) == 2, sorted(bag.dags)
+assert len(bag.dags) == 3, sorted(bag.dags)  # ingest, train, monitor
 print(elapsed)

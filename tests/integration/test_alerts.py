@@ -26,6 +26,7 @@ def test_gate_failure_emails_the_numbers_and_smtp_down_changes_nothing(
     smtp_server: MailCatcher,
     monkeypatch: pytest.MonkeyPatch,
     capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     from demo.producer import drop_month
     from sluice.services.storage import read_json
@@ -65,8 +66,12 @@ def test_gate_failure_emails_the_numbers_and_smtp_down_changes_nothing(
     # SMTP down: the gate still fails, the champion stays, and the log says the email was not sent.
     monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", smtp_conn(free_port()))
     capfd.readouterr()
+    caplog.clear()
     state, tasks = run_dag(build_dags(project)["flights_delay__train"])
-    task_log = capfd.readouterr().out  # Airflow's task log goes to stdout under dag.test()
+    # Under dag.test() the task log reaches stdout (structlog) or, once another test has set up
+    # logging in this process, the logging handlers: read both.
+    captured = capfd.readouterr()
+    task_log = captured.out + captured.err + caplog.text
     assert state == "failed" and tasks["gate"] == "failed"
     assert tasks["promote"] == "upstream_failed"
     assert _champion(project) == "1"
