@@ -45,6 +45,8 @@ class Detect(StrictModel):
 
 
 S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+#: Column types a source schema may declare (``sluice infer-schema`` writes them).
+ColumnType = Literal["string", "int", "float", "bool", "timestamp", "date"]
 
 
 class Source(StrictModel):
@@ -67,6 +69,13 @@ class Source(StrictModel):
         description="Airflow connection (type aws) used for an s3:// uri; default 'aws_default'.",
     )
     detect: Detect = Field(default_factory=Detect, description="How new files are noticed.")  # type: ignore[arg-type]
+    columns: dict[str, ColumnType] | None = Field(
+        None,
+        description=(
+            "Declared schema of a batch: column name -> type (string, int, float, bool, timestamp, date). "
+            "Every batch is checked against it; 'sluice infer-schema FILE' writes it from a sample file."
+        ),
+    )
 
     @property
     def is_s3(self) -> bool:
