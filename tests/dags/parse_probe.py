@@ -40,6 +40,7 @@ print(
                     "schedule": type(dag.timetable).__name__,
                     "max_active_runs": dag.max_active_runs,
                     "catchup": dag.catchup,
+                    "description": dag.description,
                 }
                 for dag_id, dag in bag.dags.items()
             },
