@@ -95,12 +95,29 @@ class Project:
         return path
 
 
+@pytest.fixture(scope="session")
+def mlflow_store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty, migrated MLflow SQLite store, made once (a migration takes ~10 s here)."""
+    from sluice.services.tracking import init_store
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    init_store(f"sqlite:///{path}")
+    return path
+
+
+def fresh_mlflow_store(template: Path, folder: Path) -> str:
+    """Copy the migrated template into ``folder``; return its URI (what bootstrap would make)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(template, folder / "mlflow.db")
+    return f"sqlite:///{folder / 'mlflow.db'}"
+
+
 @pytest.fixture()
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project]:
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_store_template: Path) -> Iterator[Project]:
     """A fresh project with its own MLflow store; any model server it starts is stopped."""
     proj = Project(tmp_path / "project", Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"]))
     monkeypatch.setenv("SLUICE_PROJECT_DIR", str(proj.root))
-    store = f"sqlite:///{proj.root / '.sluice' / 'mlflow.db'}"
+    store = fresh_mlflow_store(mlflow_store_template, proj.root / ".sluice")
     # mlflow.set_registry_uri() exports MLFLOW_REGISTRY_URI: pin both so nothing outlives the test.
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", store)

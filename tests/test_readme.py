@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from sluice.spec.reference import markdown_reference
-from tests.conftest import REPO
+from tests.conftest import REPO, fresh_mlflow_store
 
 README = (REPO / "README.md").read_text()
 
@@ -53,7 +53,9 @@ def test_tutorial_spec_lints_and_plans(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 @pytest.mark.integration
-def test_tutorial_pipeline_builds_features_and_trains(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tutorial_pipeline_builds_features_and_trains(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_store_template: Path
+) -> None:
     from demo.producer import month_frame
     from sluice.services.storage import PipelineStore
     from sluice.spec.loader import load_spec
@@ -65,7 +67,7 @@ def test_tutorial_pipeline_builds_features_and_trains(tmp_path: Path, monkeypatc
 
     root = tutorial_project(tmp_path)
     monkeypatch.setenv("SLUICE_PROJECT_DIR", str(root))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", fresh_mlflow_store(mlflow_store_template, root))
     loaded = load_spec(root / "dags" / "departure_delay.pipeline.yaml")
     store = PipelineStore(loaded.resolve(loaded.spec.storage.root), "departure_delay")
     landing = loaded.resolve(loaded.spec.source.uri)

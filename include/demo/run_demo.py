@@ -30,6 +30,10 @@ from sluice.airflow.home import airflow, embedded_env  # noqa: E402
 PIPELINE = "flights_delay"
 SPEC = PROJECT / "dags" / f"{PIPELINE}.pipeline.yaml"
 SUMMARY = PROJECT / ".sluice" / "demo-summary.json"
+#: The demo's own MLflow store (runs, registry, artifacts): resetting it never touches the
+#: project's `.sluice/mlflow.db`, which the user's own pipelines share.
+DEMO_STORE = PROJECT / ".sluice" / "demo"
+DEMO_TRACKING_URI = f"sqlite:///{DEMO_STORE / 'mlflow.db'}"
 
 
 def log(msg: str) -> None:
@@ -38,19 +42,22 @@ def log(msg: str) -> None:
 
 
 def reset_state(env: dict[str, str]) -> None:
-    """Start from a clean slate so the demo shows a first champion, every time."""
+    """Start from a clean slate so the demo shows a first champion, every time.
+
+    Only the demo's own state goes: its landing folder, its pipeline's storage and its
+    MLflow store (``.sluice/demo/``); the project's MLflow store is never touched.
+    """
+    from sluice.services.storage import PipelineStore
+    from sluice.services.tracking import init_store
     from sluice.spec.loader import load_spec
+    from sluice.steps.deploy import stop_local
 
     loaded = load_spec(SPEC)
     targets = [
         loaded.resolve(loaded.spec.source.uri),
         loaded.resolve(loaded.spec.storage.root) / PIPELINE,
-        PROJECT / ".sluice" / "mlflow.db",
-        PROJECT / ".sluice" / "mlartifacts" / PIPELINE,
+        DEMO_STORE,
     ]
-    from sluice.services.storage import PipelineStore
-    from sluice.steps.deploy import stop_local
-
     stop_local(PipelineStore(loaded.resolve(loaded.spec.storage.root), PIPELINE))
     for target in targets:
         if target.is_dir():
@@ -58,6 +65,7 @@ def reset_state(env: dict[str, str]) -> None:
         elif target.exists():
             target.unlink()
     log("clean slate: removed " + ", ".join(str(t.relative_to(PROJECT)) for t in targets))
+    log(init_store(env["MLFLOW_TRACKING_URI"]))
 
 
 def batch_outcome(store: Any, file_name: str) -> dict[str, Any] | None:
@@ -143,7 +151,7 @@ def play_month(
 
 def run_demo(months: list[int], bad_rows_month: int, keep: bool) -> int:
     """Drive the demo; return the exit code."""
-    env = embedded_env(PROJECT)
+    env = embedded_env(PROJECT, {**os.environ, "MLFLOW_TRACKING_URI": DEMO_TRACKING_URI})
     os.environ.update(env)
     from demo.producer import write_reference
     from sluice.services.storage import PipelineStore, write_json_atomic
@@ -257,7 +265,7 @@ def print_summary(
     print("\nWhere to look:")
     print("  Airflow UI:  make airflow        -> http://localhost:8080")
     print("               user admin, password in .airflow/simple_auth_manager_passwords.json.generated")
-    print("  MLflow UI:   make mlflow-ui      -> http://localhost:5000 (experiment and model 'flights_delay')")
+    print("  MLflow UI:   make demo-mlflow-ui -> http://localhost:5000 (the demo's store, .sluice/demo/mlflow.db)")
     print(f"  Batches:     uv run sluice status dags/{PIPELINE}.pipeline.yaml")
     print("=" * width)
     print("demo: OK" if ok else "demo: FAILED (see above)")

@@ -229,13 +229,16 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 
 def cmd_bootstrap(args: argparse.Namespace) -> int:
-    """Migrate the Airflow database and apply airflow_settings.yaml."""
-    from sluice.airflow.home import bootstrap
+    """Migrate the Airflow database and the MLflow store, apply airflow_settings.yaml."""
+    from sluice.airflow.home import bootstrap, embedded_env
+    from sluice.services.tracking import init_store
     from sluice.spec.schema import json_schema
 
     project = _project_dir()
     for line in bootstrap(project):
         print(f"bootstrap: {line}")
+    # Created and migrated here, once: tasks that did it concurrently broke the store for good.
+    print(f"bootstrap: {init_store(embedded_env(project)['MLFLOW_TRACKING_URI'])}")
     schema = project / ".sluice" / "pipeline.schema.json"
     schema.parent.mkdir(parents=True, exist_ok=True)
     schema.write_text(json.dumps(json_schema(), indent=2) + "\n")
@@ -319,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("env", help="print export lines for the embedded Airflow, MLflow and sluice")
     p.add_argument("--all", action="store_true", help="also print values already set")
     p.set_defaults(func=cmd_env)
-    p = sub.add_parser("bootstrap", help="prepare the Airflow home: db migrate, airflow_settings.yaml")
+    p = sub.add_parser("bootstrap", help="prepare the Airflow home and the MLflow store (migrate both)")
     p.set_defaults(func=cmd_bootstrap)
     p = sub.add_parser(
         "trigger-retrain", help="start <pipeline>__train from outside: post an asset event via the REST API"

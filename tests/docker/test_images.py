@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import REPO
+from tests.conftest import REPO, fresh_mlflow_store
 
 from sluice.services import kubernetes as k8s
 
@@ -133,7 +133,9 @@ def serving_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.mark.integration
-def test_the_serving_install_serves_a_registered_model(serving_env: Path, tmp_path: Path) -> None:
+def test_the_serving_install_serves_a_registered_model(
+    serving_env: Path, tmp_path: Path, mlflow_store_template: Path
+) -> None:
     """``sluice serve`` from the serving-group install loads ``models:/name/1`` and answers predictions."""
     import mlflow
     import pandas as pd
@@ -143,7 +145,7 @@ def test_the_serving_install_serves_a_registered_model(serving_env: Path, tmp_pa
     from sluice.services import tracking
     from sluice.steps.deploy import http_json
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = fresh_mlflow_store(mlflow_store_template, tmp_path)
     client = tracking.configure_uri(uri)
     experiment = client.create_experiment("serving", artifact_location=(tmp_path / "artifacts").as_uri())
     x = pd.DataFrame({"distance": [100.0, 2000.0, 150.0, 2500.0], "dep_hour": [6.0, 20.0, 7.0, 21.0]})

@@ -40,6 +40,12 @@ def test_demo_ingests_monitors_retrains_on_drift_gates_and_deploys(project: Path
         capture_output=True,
         timeout=300,
     )
+    # The project's own store (bootstrap made it) holds a user's pipeline: the demo must not touch it.
+    from mlflow.tracking import MlflowClient
+
+    user_store = f"sqlite:///{project / '.sluice' / 'mlflow.db'}"
+    users = MlflowClient(tracking_uri=user_store, registry_uri=user_store)
+    user_run = users.create_run(users.create_experiment("users_own_pipeline")).info.run_id
     # January (first champion, by hand), February (40 bad rows, no drift), May (drift).
     cmd = [sys.executable, str(project / "include" / "demo" / "run_demo.py"), "--months", "1,2,5"]
     demo = subprocess.Popen(cmd, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -72,3 +78,11 @@ def test_demo_ingests_monitors_retrains_on_drift_gates_and_deploys(project: Path
     assert may["deployed"] == ("2" if may["decision"]["verdict"] == "pass" else None)
     assert Path(may["drift"]["report_path"]).exists()
     assert processes_of(project) == {}, "the demo leaves no process behind"
+
+    assert users.get_run(user_run).info.experiment_id, "the user's MLflow history survived the demo"
+    assert not users.search_registered_models(), "the demo registered nothing in the project's store"
+    demo_store = f"sqlite:///{project / '.sluice' / 'demo' / 'mlflow.db'}"
+    champion = MlflowClient(tracking_uri=demo_store, registry_uri=demo_store).get_model_version_by_alias(
+        "flights_delay", "champion"
+    )
+    assert champion.version == (may["deployed"] or "1")

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from sluice.services.storage import PipelineStore, read_json
-from tests.conftest import Project
+from tests.conftest import Project, fresh_mlflow_store
 from tests.integration.conftest import small_spec
 from tests.standalone import processes_of, session_env
 
@@ -28,7 +28,9 @@ DRIFT_URI = f"sluice://{PIPELINE}/drift"
 
 
 @pytest.fixture(scope="module")
-def scheduler(tmp_path_factory: pytest.TempPathFactory, airflow_db: Path) -> Iterator[dict[str, Any]]:
+def scheduler(
+    tmp_path_factory: pytest.TempPathFactory, airflow_db: Path, mlflow_store_template: Path
+) -> Iterator[dict[str, Any]]:
     """A project with one pipeline (retrain_on: [drift]) served by a running standalone."""
     from sluice.airflow import standalone
     from sluice.airflow.home import airflow
@@ -36,7 +38,7 @@ def scheduler(tmp_path_factory: pytest.TempPathFactory, airflow_db: Path) -> Ite
     project = Project(tmp_path_factory.mktemp("sched") / "project", Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"]))
     small_spec(project, name=PIPELINE)
     env = session_env(project.root)
-    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{project.root / '.sluice' / 'mlflow.db'}"
+    env["MLFLOW_TRACKING_URI"] = fresh_mlflow_store(mlflow_store_template, project.root / ".sluice")
     log_file = project.root / "standalone.log"
     server = standalone.start(env, log_file, project.root)
     try:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.conftest import fresh_mlflow_store
 from tests.kube import Cluster, Kubelet, venv_bin
 
 from sluice.services import kubernetes as k8s
@@ -18,10 +19,10 @@ MODEL = "flights_delay"
 
 
 @pytest.fixture()
-def env(tmp_path: Path) -> Iterator[tuple[Cluster, Kubelet, Any, KubernetesDeployment]]:
+def env(tmp_path: Path, mlflow_store_template: Path) -> Iterator[tuple[Cluster, Kubelet, Any, KubernetesDeployment]]:
     from sluice.services import tracking
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = fresh_mlflow_store(mlflow_store_template, tmp_path)
     client = tracking.configure_uri(uri)
     client.create_registered_model(MODEL)
     for _ in range(3):

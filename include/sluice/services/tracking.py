@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,9 +14,93 @@ if TYPE_CHECKING:
 CHAMPION = "champion"
 
 
+class TrackingStoreError(RuntimeError):
+    """The MLflow store cannot be used as it is; the message says how to recover."""
+
+
 def tracking_uri(project_dir: Path) -> str:
     """``MLFLOW_TRACKING_URI`` if set, else a SQLite store inside the project."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_dir / '.sluice' / 'mlflow.db'}"
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI, None for any other store."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
+
+
+def _sqlite_tables(path: Path) -> set[str]:
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60)) as db:
+        return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def init_store(uri: str) -> str:
+    """Create or migrate the MLflow store at ``uri``, once, before any task uses it.
+
+    ``sluice bootstrap`` calls this. Tasks never create or migrate a store (see
+    :func:`check_store`): two tasks migrating one SQLite file at once broke it for good.
+    A migration interrupted earlier leaves Alembic's ``_alembic_tmp_*`` scratch tables,
+    which are dropped before migrating again. The SQLite file is switched to WAL so that
+    readers never block the one writer.
+
+    Returns:
+        What was done, for the bootstrap log.
+    """
+    path = sqlite_path(uri)
+    if path is None:
+        return f"MLflow store {uri}: not SQLite, migrated by its operator (`mlflow db upgrade`)"
+    import sqlite3
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.closing(sqlite3.connect(path, timeout=60)) as db:
+        db.execute("PRAGMA journal_mode=WAL")
+        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        scratch = [t for t in tables if t.startswith("_alembic_tmp_")]
+        for table in scratch:
+            db.execute(f'DROP TABLE "{table}"')
+        db.commit()
+    from mlflow.exceptions import MlflowException
+    from mlflow.store.db.utils import _safe_initialize_tables, _upgrade_db, _verify_schema, create_sqlalchemy_engine
+
+    engine = create_sqlalchemy_engine(f"sqlite:///{path}")
+    try:
+        _safe_initialize_tables(engine)
+        try:
+            _verify_schema(engine)
+        except MlflowException:
+            _upgrade_db(engine)
+    finally:
+        engine.dispose()
+    dropped = f" (dropped {', '.join(scratch)} of an interrupted migration)" if scratch else ""
+    return f"MLflow store {path}: ready{dropped}"
+
+
+def check_store(uri: str) -> None:
+    """Refuse a SQLite store that ``sluice bootstrap`` has not prepared, or a broken one.
+
+    MLflow would otherwise create and migrate the file from inside a task.
+
+    Raises:
+        TrackingStoreError: With the recovery step.
+    """
+    path = sqlite_path(uri)
+    if path is None:
+        return
+    fix = "run `make setup` (or `uv run sluice bootstrap`) with the same MLFLOW_TRACKING_URI"
+    if not path.is_file():
+        raise TrackingStoreError(f"the MLflow store {path} does not exist: {fix}; tasks never create it")
+    tables = _sqlite_tables(path)
+    if "alembic_version" not in tables:
+        raise TrackingStoreError(f"the MLflow store {path} is not initialised: {fix}")
+    scratch = sorted(t for t in tables if t.startswith("_alembic_tmp_"))
+    if scratch:
+        raise TrackingStoreError(
+            f"the MLflow store {path} holds {', '.join(scratch)} from an interrupted migration: stop Airflow, "
+            f"copy the file as a backup, then {fix}; it drops them and finishes the migration"
+        )
 
 
 def configure(project_dir: Path) -> MlflowClient:
@@ -26,13 +111,16 @@ def configure(project_dir: Path) -> MlflowClient:
 
 
 def configure_uri(uri: str) -> MlflowClient:
-    """Point MLflow at the store ``uri`` and return a client (the deployer pod has no project dir)."""
+    """Point MLflow at the store ``uri`` and return a client (the deployer pod has no project dir).
+
+    Raises:
+        TrackingStoreError: A SQLite store that is missing, not initialised or broken.
+    """
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    check_store(uri)
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -41,15 +129,18 @@ def configure_uri(uri: str) -> MlflowClient:
 def ensure_experiment(client: MlflowClient, name: str, project_dir: Path) -> str:
     """Return the id of experiment ``name``, creating it on first use.
 
-    With the local SQLite store artifacts go under ``.sluice/mlartifacts`` (MLflow would
+    With a SQLite store, artifacts go to ``mlartifacts/`` beside the database file (MLflow would
     otherwise write to ``./mlruns`` relative to whatever folder the worker runs in).
     """
     existing = client.get_experiment_by_name(name)
     if existing is not None:
         return str(existing.experiment_id)
     location = None
-    if tracking_uri(project_dir).startswith("sqlite:///"):
-        location = (project_dir / ".sluice" / "mlartifacts" / name).as_uri()
+    store = sqlite_path(tracking_uri(project_dir))
+    if store is not None:
+        # Artifacts live beside the database they belong to, so a second store (the demo's)
+        # never mixes its artifacts with the project's.
+        location = (store.parent / "mlartifacts" / name).as_uri()
     try:
         return str(client.create_experiment(name, artifact_location=location))
     except Exception:  # a concurrent creator won the race
