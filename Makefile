@@ -13,7 +13,7 @@ export UV_PYTHON := $(PYTHON)
 export SLUICE_PROJECT_DIR := $(CURDIR)
 RUN := $(UV) run --frozen
 
-.PHONY: help setup demo test test-unit test-integration test-e2e lint airflow mlflow-ui bench clean
+.PHONY: help setup demo demo-mlflow-ui test test-unit test-integration test-e2e lint airflow mlflow-ui bench clean
 
 help:
 	@echo "make demo | test | test-unit | test-integration | test-e2e | lint | airflow | mlflow-ui | bench | clean"
@@ -55,6 +55,10 @@ airflow: setup
 
 mlflow-ui: .venv/.synced
 	eval "$$($(RUN) sluice env)" && exec $(RUN) mlflow ui --backend-store-uri "$$MLFLOW_TRACKING_URI" --port 5000
+
+# The demo's own MLflow store (make demo never touches .sluice/mlflow.db).
+demo-mlflow-ui: .venv/.synced
+	exec $(RUN) mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/.sluice/demo/mlflow.db" --port 5000
 
 bench: setup
 	$(RUN) python bench/run.py
