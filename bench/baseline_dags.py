@@ -40,8 +40,10 @@ with DAG("flights_delay__ingest", schedule="@continuous", **common) as ingest:
     land = PythonOperator(task_id="land", python_callable=_noop)
     validate = PythonOperator(task_id="validate", python_callable=_noop)
     publish = PythonOperator(task_id="publish", python_callable=_noop, outlets=[batches])
+    confirm = PythonOperator(task_id="confirm_published", python_callable=_noop)
     check = PythonOperator(task_id="check_batches", python_callable=_noop, on_failure_callback=[_alert("validation")])
     wait >> land >> validate >> [publish, check]
+    publish >> confirm
 
 with DAG("flights_delay__train", schedule=drift, **common) as train:
     _chain(

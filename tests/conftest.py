@@ -122,13 +122,19 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_store_templa
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", store)
     yield proj
-    from sluice.services import processes
-    from sluice.services.storage import read_json
+    stop_model_servers(proj.root)
 
-    for state in proj.root.glob("data/sluice/*/deploy/current.json"):
-        pid = int(read_json(state)["pid"])
-        if "sluice.cli serve" in processes.cmdline(pid):
-            processes.stop_group(pid)
+
+def stop_model_servers(project_root: Path) -> None:
+    """Stop every model server started for ``project_root``, recorded or orphaned."""
+    import psutil
+
+    from sluice.services import processes
+
+    for proc in psutil.process_iter(["pid", "cmdline", "cwd"]):
+        cmd = proc.info["cmdline"] or []
+        if "sluice.cli" in cmd and "serve" in cmd and proc.info["cwd"] == str(project_root):
+            processes.stop_group(proc.info["pid"])
 
 
 class S3Server:

@@ -89,6 +89,7 @@ def test_plan_prints_dag_ids_and_task_ids(capsys):
         "land",
         "validate",
         "publish",
+        "confirm_published",
         "check_batches",
         "build_features",
         "train",

@@ -58,7 +58,8 @@ def reset_state(env: dict[str, str]) -> None:
         loaded.resolve(loaded.spec.storage.root) / PIPELINE,
         DEMO_STORE,
     ]
-    stop_local(PipelineStore(loaded.resolve(loaded.spec.storage.root), PIPELINE))
+    local = loaded.spec.deployment.local
+    stop_local(PipelineStore(loaded.resolve(loaded.spec.storage.root), PIPELINE), local.host, local.port)
     for target in targets:
         if target.is_dir():
             shutil.rmtree(target)
@@ -196,7 +197,7 @@ def run_demo(months: list[int], bad_rows_month: int, keep: bool) -> int:
     write_json_atomic(SUMMARY, {"months": rows, "deployed": deployed, "seconds": elapsed})
     ok = print_summary(rows, deployed, elapsed, months) and return_code == 0
     if not keep:
-        stop_local(store)
+        stop_local(store, loaded.spec.deployment.local.host, loaded.spec.deployment.local.port)
         log("model server stopped (run with --keep to leave it serving)")
     return 0 if ok else 1
 

@@ -182,7 +182,7 @@ def _store_for(spec_path: str):  # type: ignore[no-untyped-def]
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Batches, champion and deployment of a pipeline."""
-    from sluice.steps.deploy import current_deployment
+    from sluice.steps.deploy import current_deployment, local_serving
 
     loaded, store = _store_for(args.spec)
     print(f"pipeline {loaded.spec.pipeline}")
@@ -193,8 +193,13 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"  batch {batch_id}  {r.get('source_file', ''):<28} {r.get('status', ''):<9} {drift:<17} "
             f"{r.get('reason', '')}"
         )
-    dep = current_deployment(store)
-    print(f"  deployed: v{dep['version']} at {dep['url']} (pid {dep['pid']})" if dep else "  deployed: nothing")
+    if loaded.spec.deployment.target == "local":
+        cfg = loaded.spec.deployment.local
+        for line in local_serving(store, cfg.host, cfg.port).describe():
+            print(f"  {line}")
+    else:
+        dep = current_deployment(store)
+        print(f"  deployed: v{dep['version']} at {dep['url']}" if dep else "  deployed: nothing")
     return 0
 
 
@@ -202,8 +207,13 @@ def cmd_stop(args: argparse.Namespace) -> int:
     """Stop the local model server of a pipeline."""
     from sluice.steps.deploy import stop_local
 
-    _, store = _store_for(args.spec)
-    print("stopped" if stop_local(store) else "no local model server running")
+    loaded, store = _store_for(args.spec)
+    cfg = loaded.spec.deployment.local
+    stopped = stop_local(store, cfg.host, cfg.port)
+    for server in stopped:
+        print(f"stopped model server pid {server.pid} (v{server.version}) on {server.host}:{server.port}")
+    if not stopped:
+        print(f"no local model server running on {cfg.host}:{cfg.port}")
     return 0
 
 

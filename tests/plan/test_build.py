@@ -77,6 +77,7 @@ def test_ingest_publishes_the_batches_asset_and_waits_on_the_landing_glob():
     assert steps["publish"].outlets == ("sluice://flights_delay/batches",)
     assert [s.task_id for s in ingest.steps if s.outlets] == ["publish"]
     assert steps["publish"].upstream == ("validate",)
+    assert steps["confirm_published"].upstream == ("publish",), "batches are marked only after the event exists"
     assert steps["check_batches"].retries == 0
     wait = steps["wait_for_files"].config
     assert wait["glob"] == f"{PROJECT_DIR}/data/landing/flights/*.parquet"

@@ -87,6 +87,7 @@ def _wait_for_files(step: Step, plan: PipelinePlan) -> BaseOperator:
     "land",
     "validate",
     "publish",
+    "confirm_published",
     "check_batches",
     "check_trigger",
     "build_features",

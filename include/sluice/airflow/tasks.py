@@ -13,6 +13,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from sluice.services import faults
 from sluice.services.landing import Inbox, LocalInbox, S3Inbox
 from sluice.services.storage import PipelineStore
 from sluice.spec.loader import LoadedSpec, load_spec
@@ -71,7 +72,14 @@ def validate(spec_path: str, **context: Any) -> dict[str, Any]:
 
 
 def publish(spec_path: str, asset_uri: str, **context: Any) -> dict[str, Any]:
-    """Emit one asset event for accepted batches not yet announced; skip when there are none."""
+    """Emit one asset event for accepted batches not yet announced; skip when there are none.
+
+    Nothing is marked here: Airflow commits the event only when this task succeeds, so a
+    batch marked now and a task killed before success would be an announcement lost for
+    good. ``confirm_published`` marks them once the event exists; until then every run
+    (or retry) announces them again (at least once; the monitor and ``check_trigger`` skip
+    batches they have already seen).
+    """
     from airflow.sdk import Asset
 
     _, store = _open(spec_path)
@@ -84,10 +92,19 @@ def publish(spec_path: str, asset_uri: str, **context: Any) -> dict[str, Any]:
         "quarantined": sum(int(r.get("quarantined", 0)) for r in fresh),
     }
     context["outlet_events"][Asset(asset_uri)].extra = extra
-    for r in fresh:
-        store.update_batch_record(r["batch_id"], published=True, published_by_run=context["run_id"])
     log.info("announcing %s on %s", extra, asset_uri)
+    faults.point("publish.event_set")
     return extra
+
+
+def confirm_published(spec_path: str, **context: Any) -> dict[str, Any]:
+    """Mark the batches ``publish`` announced, now that Airflow has committed its event."""
+    _, store = _open(spec_path)
+    announced = _pull(context, "publish")
+    for batch_id in announced["batches"]:
+        store.update_batch_record(batch_id, published=True, published_by_run=context["run_id"])
+    log.info("marked published: %s", announced["batches"])
+    return {"published": announced["batches"]}
 
 
 def check_batches(spec_path: str, **context: Any) -> dict[str, Any]:

@@ -88,6 +88,12 @@ def build_plan(loaded: LoadedSpec) -> PipelinePlan:
                 doc="Announce accepted batches (asset event); skipped when none.",
             ),
             Step(
+                "confirm_published",
+                "confirm_published",
+                upstream=("publish",),
+                doc="Mark the announced batches published, once Airflow has committed the asset event.",
+            ),
+            Step(
                 "check_batches",
                 "check_batches",
                 upstream=("validate",),

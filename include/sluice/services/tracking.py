@@ -150,6 +150,26 @@ def ensure_experiment(client: MlflowClient, name: str, project_dir: Path) -> str
         return str(found.experiment_id)
 
 
+def close_abandoned_runs(client: MlflowClient, experiment_id: str, role: str, airflow_run_id: str) -> list[str]:
+    """Mark ``KILLED`` the runs of ``role`` that a killed task left ``RUNNING``.
+
+    Called before a task starts its own run. Every sluice DAG has ``max_active_runs=1``, so
+    when a task of role ``role`` starts, no other task of that role in the pipeline is alive:
+    any run of the role still ``RUNNING`` was left by a killed process (this run's earlier
+    try, or an earlier Airflow run that failed for good).
+
+    Returns:
+        The ids of the runs closed.
+    """
+    abandoned = client.search_runs(
+        [experiment_id], filter_string=f"tags.`sluice.role` = '{role}' and attributes.status = 'RUNNING'"
+    )
+    for run in abandoned:
+        client.set_tag(run.info.run_id, "sluice.abandoned_by", f"its task was killed; closed by {airflow_run_id}")
+        client.set_terminated(run.info.run_id, "KILLED")
+    return [run.info.run_id for run in abandoned]
+
+
 def champion(client: MlflowClient, model_name: str) -> ModelVersion | None:
     """The version behind ``models:/<name>@champion``, or None when there is none yet."""
     from mlflow.exceptions import MlflowException

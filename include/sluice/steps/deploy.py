@@ -8,9 +8,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass, field
 from typing import Any
 
-from sluice.services import processes
+from sluice.services import faults, processes
 from sluice.services.storage import PipelineStore, read_json, write_json_atomic
 from sluice.spec.loader import LoadedSpec
 
@@ -41,14 +42,132 @@ def current_deployment(store: PipelineStore) -> dict[str, Any] | None:
     return dict(read_json(path)) if path.exists() else None
 
 
-def _healthy(state: dict[str, Any]) -> bool:
+@dataclass(frozen=True)
+class ServerProcess:
+    """A ``sluice serve`` process found on this machine.
+
+    Attributes:
+        pid: Process id (leader of its own process group).
+        pipeline: ``--pipeline`` it was started with.
+        version: ``--version`` it serves.
+        host: Interface of its public port.
+        port: Its public (shared) port.
+    """
+
+    pid: int
+    pipeline: str
+    version: str
+    host: str
+    port: int
+
+
+def _arg(cmd: list[str], flag: str) -> str:
+    return cmd[cmd.index(flag) + 1] if flag in cmd[:-1] else ""
+
+
+def servers_on(host: str, port: int) -> list[ServerProcess]:
+    """Every ``sluice serve`` process bound (or binding) to ``host:port``, recorded or not.
+
+    Found from the process table, not from records: a deploy killed after it started a
+    server has no record of it, and this still finds it.
+    """
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
+        cmd = proc.info["cmdline"] or []
+        if proc.info["status"] == psutil.STATUS_ZOMBIE or "sluice.cli" not in cmd or "serve" not in cmd:
+            continue
+        if _arg(cmd, "--port") == str(port) and _arg(cmd, "--host") == host:
+            found.append(ServerProcess(proc.info["pid"], _arg(cmd, "--pipeline"), _arg(cmd, "--version"), host, port))
+    return sorted(found, key=lambda s: s.pid)
+
+
+def reconcile_local(host: str, port: int, keep: set[int], log: Any = None) -> list[ServerProcess]:
+    """Stop every model server on ``host:port`` whose pid is not in ``keep``.
+
+    Returns:
+        The servers stopped (orphans of a crashed deploy, or retired ones).
+    """
+    stopped = []
+    for server in servers_on(host, port):
+        if server.pid in keep:
+            continue
+        processes.stop_group(server.pid)
+        stopped.append(server)
+        if log is not None:
+            log(f"stopped model server pid {server.pid} (v{server.version}) on {host}:{port}: no record owns it")
+    return stopped
+
+
+def _answering_version(state: dict[str, Any]) -> str | None:
+    """The version the recorded process says it serves (on its private port), or None."""
     if not processes.alive(int(state["pid"])):
-        return False
+        return None
     try:
-        status, _ = http_json(f"http://{state['host']}:{state['admin_port']}/ping", timeout=3)
+        status, body = http_json(f"http://{state['host']}:{state['admin_port']}/sluice/info", timeout=3)
     except OSError:
-        return False
-    return status == 200
+        return None
+    return str(body.get("version")) if status == 200 and isinstance(body, dict) else None
+
+
+def _healthy(state: dict[str, Any]) -> bool:
+    return _answering_version(state) == str(state["version"])
+
+
+@dataclass(frozen=True)
+class LocalServing:
+    """What is really served on a local target's port, checked, not just read from the record.
+
+    Attributes:
+        recorded: ``deploy/current.json``, or None.
+        answering: The version the recorded process answers with (None: dead or silent).
+        unrecorded: Servers on the port that no record owns.
+    """
+
+    recorded: dict[str, Any] | None
+    answering: str | None
+    unrecorded: list[ServerProcess] = field(default_factory=list)
+
+    @property
+    def healthy(self) -> bool:
+        """The recorded version answers and nothing else holds the port."""
+        return self.recorded is not None and self.answering == str(self.recorded["version"]) and not self.unrecorded
+
+    def describe(self) -> list[str]:
+        """Lines for ``sluice status``."""
+        lines = []
+        dep = self.recorded
+        if dep is None:
+            lines.append("deployed: nothing")
+        elif self.answering == str(dep["version"]):
+            lines.append(
+                f"deployed: v{dep['version']} at {dep['url']} (pid {dep['pid']}, answering as v{self.answering})"
+            )
+        elif self.answering is None:
+            lines.append(
+                f"deployed: NOT SERVING: the record says v{dep['version']} (pid {dep['pid']}) but that process "
+                "is gone or does not answer; re-run the deploy task"
+            )
+        else:
+            lines.append(
+                f"deployed: WRONG VERSION: the record says v{dep['version']} but pid {dep['pid']} answers as "
+                f"v{self.answering}; re-run the deploy task"
+            )
+        lines += [
+            f"unrecorded model server: pid {s.pid} serves v{s.version} on {s.host}:{s.port} "
+            "(left by a crashed deploy; the next deploy or `sluice stop` stops it)"
+            for s in self.unrecorded
+        ]
+        return lines
+
+
+def local_serving(store: PipelineStore, host: str, port: int) -> LocalServing:
+    """Check what the local target really serves on ``host:port`` (nothing is changed)."""
+    recorded = current_deployment(store)
+    answering = _answering_version(recorded) if recorded else None
+    owned = {int(recorded["pid"])} if recorded else set()
+    return LocalServing(recorded, answering, [s for s in servers_on(host, port) if s.pid not in owned])
 
 
 def deploy_local(
@@ -75,6 +194,10 @@ def deploy_local(
     cfg = loaded.spec.deployment.local
     name = loaded.spec.pipeline
     old = current_deployment(store)
+    old_alive = bool(old) and processes.alive(int(old["pid"]))  # type: ignore[index]
+    # A deploy killed after it started a server left it on the port with no record: stop it
+    # (and any other stray) before anything else, keeping only what the record says serves.
+    reconcile_local(cfg.host, cfg.port, keep={int(old["pid"])} if old and old_alive else set())
     if old and str(old["version"]) == str(version) and _healthy(old):
         return old | {"changed": False, "previous_version": old["version"]}
 
@@ -106,6 +229,7 @@ def deploy_local(
         str(version),
     ]
     proc = processes.start(cmd, log, env=env, cwd=loaded.project_dir)
+    faults.point("deploy.server_started")
     try:
         admin_port = _wait_ready(proc.pid, cfg.host, ready, cfg.health_timeout_seconds, log)
         base = f"http://{cfg.host}:{admin_port}"
@@ -115,6 +239,7 @@ def deploy_local(
     except BaseException:
         processes.stop_group(proc.pid)
         raise
+    faults.point("deploy.server_ready")
     state = {
         "pipeline": name,
         "version": str(version),
@@ -130,8 +255,9 @@ def deploy_local(
     }
     write_json_atomic(store.deploy_dir / "current.json", state)
     write_json_atomic(store.deploy_dir / "history" / f"{stamp}-v{version}.json", state)
-    if old and int(old["pid"]) != proc.pid and "sluice.cli serve" in processes.cmdline(int(old["pid"])):
-        processes.stop_group(int(old["pid"]))
+    faults.point("deploy.recorded")
+    # Retire the old server and anything else on the port: only the recorded one remains.
+    reconcile_local(cfg.host, cfg.port, keep={proc.pid})
     return state | {"changed": True, "previous_version": old["version"] if old else None}
 
 
@@ -153,12 +279,20 @@ def _wait_ready(pid: int, host: str, ready_file: Any, timeout: float, log: Any) 
     raise DeployFailed(f"model server not healthy after {timeout}s; log {log}")
 
 
-def stop_local(store: PipelineStore) -> bool:
-    """Stop the local model server of a pipeline. Returns whether one was running."""
+def stop_local(store: PipelineStore, host: str | None = None, port: int | None = None) -> list[ServerProcess]:
+    """Stop every model server of a pipeline's local target, recorded or not.
+
+    Args:
+        store: The pipeline's storage (``deploy/current.json``).
+        host: Interface of the public port (default: the record's).
+        port: The public port (default: the record's).
+
+    Returns:
+        The servers stopped (empty when none ran).
+    """
     state = current_deployment(store)
-    if not state or not processes.alive(int(state["pid"])):
-        return False
-    if "sluice.cli serve" in processes.cmdline(int(state["pid"])):
-        processes.stop_group(int(state["pid"]))
-        return True
-    return False
+    host = host or (str(state["host"]) if state else None)
+    port = port or (int(state["port"]) if state else None)
+    if host is None or port is None:
+        return []
+    return reconcile_local(host, port, keep=set())

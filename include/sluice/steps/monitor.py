@@ -344,6 +344,7 @@ def monitor_batches(
         "sluice.airflow_run_id": airflow_run_id,
         "sluice.drift.verdict": "drift" if detected else "no drift",
     }
+    tracking.close_abandoned_runs(client, experiment_id, "monitor", airflow_run_id)
     now_ms = int(time.time() * 1000)
     step = len(client.get_metric_history(champ_run_id, "drift_share"))
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"monitor {airflow_run_id}", tags=tags) as run:

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from sluice.services import faults
 from sluice.services.storage import PipelineStore, write_json_atomic
 from sluice.spec.loader import LoadedSpec
 from sluice.spec.models import Split
 from sluice.steps.features import FeatureResult
 from sluice.steps.lineage import git_commit
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -175,6 +179,8 @@ def train_candidate(
             meta.get("sluice.features", "").split(","),
         )
 
+    for closed in tracking.close_abandoned_runs(client, experiment_id, "candidate", airflow_run_id):
+        log.warning("closed MLflow run %s as KILLED: a killed train task left it RUNNING", closed)
     df = pd.read_parquet(features.path)
     target = spec.training.target
     if target not in df.columns:
@@ -206,6 +212,7 @@ def train_candidate(
         "sluice.features": ",".join(columns),
     }
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"candidate {airflow_run_id}", tags=lineage) as run:
+        faults.point("train.run_started")
         mlflow.log_params(
             {
                 "model": spec.training.model,
@@ -242,6 +249,7 @@ def train_candidate(
             skops_trusted_types=library_types(estimator),
         )
         run_id = run.info.run_id
+    faults.point("train.run_finished")
     write_json_atomic(
         run_dir / "train.json", {"mlflow_run_id": run_id, "split": split_text, f"holdout_{metric}": holdout_score}
     )

@@ -1,0 +1,76 @@
+"""``publish`` killed (SIGKILL) before Airflow committed its asset event: the batch is announced later.
+
+Before: ``publish`` marked batches published, then Airflow committed the event when the task
+succeeded; a kill in between left a month marked published that no event ever carried.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from sluice.services.storage import PipelineStore
+from tests.conftest import Project
+from tests.integration.conftest import build_dags, run_dag
+
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
+
+INGEST = textwrap.dedent(
+    """
+    import sys
+    from sluice.airflow.loader import build_all
+    build_all(sys.argv[1])["flights_delay__ingest"].test()
+    """
+)
+
+
+def _events(uri: str) -> list[dict[str, object]]:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = (
+            session.query(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .filter(AssetModel.uri == uri)
+        )
+        return [dict(e.extra or {}) for e in rows]
+
+
+def test_a_publish_killed_before_its_event_is_committed_announces_the_batch_on_the_next_run(
+    flights_project: Project,
+) -> None:
+    from demo.producer import drop_month
+
+    project = flights_project
+    store = PipelineStore(project.root / "data" / "sluice", "flights_delay")
+    uri = "sluice://flights_delay/batches"
+    content = drop_month(project.landing, 1, sample=2000).read_bytes()
+    done = subprocess.run(
+        [sys.executable, "-c", INGEST, str(project.dags)],
+        env=dict(os.environ, SLUICE_FAULT_POINT="publish.event_set"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == -9, done.stderr[-3000:]
+    (batch,) = store.batch_ids()
+    record = store.batch_record(batch)
+    assert record["status"] == "accepted" and not record.get("published"), "not marked before the event exists"
+    assert not any(batch in e.get("batches", []) for e in _events(uri)), "the killed task committed no event"
+
+    # The next ingest run (woken by the same content under another name: no new batch)
+    # announces the stranded batch, then marks it.
+    (project.landing / "again.parquet").write_bytes(content)
+    state, tasks = run_dag(build_dags(project)["flights_delay__ingest"])
+    assert state == "success" and tasks["publish"] == "success" and tasks["confirm_published"] == "success"
+    assert [e["batches"] for e in _events(uri)] == [[batch]], "announced exactly once"
+    assert store.batch_record(batch)["published"] is True
+    (project.landing / "once_more.parquet").write_bytes(content)
+    state, tasks = run_dag(build_dags(project)["flights_delay__ingest"])
+    assert tasks["publish"] == "skipped" and len(_events(uri)) == 1, "and never again"
