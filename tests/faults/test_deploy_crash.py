@@ -79,12 +79,13 @@ def test_a_deploy_killed_at_any_point_leaves_one_recorded_server_after_the_retry
     loaded = load_spec(spec)
     cfg = loaded.spec.deployment.local
     store = PipelineStore(project.root / "data" / "sluice", "flights_delay")
-    trained = read_json(next((store.base / "runs").glob("*/train.json")))
-    smoke = smoke_rows(trained["holdout_path"], trained["features"])
+    decision = read_json(next((store.base / "runs").glob("*/decision.json")))
+    run_id = decision["candidate"]["run_id"]
+    run = tracking.configure(project.root).get_run(run_id)
+    smoke = smoke_rows(decision["holdout"]["path"], run.data.tags["sluice.features"].split(","))
     url = f"http://{cfg.host}:{cfg.port}"
-    tracking.configure(project.root)
     for _ in range(2):  # versions 2 and 3 of the same run
-        mlflow.register_model(f"runs:/{trained['mlflow_run_id']}/model", "flights_delay")
+        mlflow.register_model(f"runs:/{run_id}/model", "flights_delay")
 
     # Killed after the new server passed its checks, before the record: an orphan v2 shares the port.
     v1 = current_deployment(store)
