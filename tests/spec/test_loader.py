@@ -313,9 +313,15 @@ def test_duplicate_pipeline_names_point_at_the_pipeline_key(project_env, demo_te
     write_spec(commented, name="a")
     write_spec(commented, name="b")
     report = load_folder(tmp_path)
+    assert len(report.errors) == 2
     for path, error in report.errors.items():
-        (issue,) = error.issues
-        assert Path(path).read_text().splitlines()[issue.line - 1].startswith("pipeline:")
+        # Copies clash on landing folder and serving port too; each clash points at its own key.
+        by_where = {i.where: i for i in error.issues}
+        assert set(by_where) == {"pipeline", "source.uri", "deployment.local.port"}
+        lines = Path(path).read_text().splitlines()
+        assert lines[by_where["pipeline"].line - 1].startswith("pipeline:")
+        assert lines[by_where["source.uri"].line - 1].strip().startswith("uri:")
+        assert lines[by_where["deployment.local.port"].line - 1].strip().startswith("local: {port")
 
 
 # --------------------------------------------------------------------------- monitoring and retraining
