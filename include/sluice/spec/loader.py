@@ -119,7 +119,7 @@ class _SpecLoader(yaml.SafeLoader):
     ``ConstructorError`` at that value's position.
     """
 
-    yaml_implicit_resolvers = {
+    yaml_implicit_resolvers = {  # noqa: RUF012 - PyYAML's own class-level table, filtered
         first: [(tag, rx) for tag, rx in resolvers if tag in _PLAIN_TAGS]
         for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
     }
@@ -140,7 +140,7 @@ class _SpecLoader(yaml.SafeLoader):
                 mark,
             )
 
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         if self.check_event(AliasEvent):
             event = self.peek_event()
             if event.anchor in self._open:
@@ -150,7 +150,7 @@ class _SpecLoader(yaml.SafeLoader):
                     event.start_mark,
                 )
             self._grow(self._sizes.get(str(event.anchor), 1), event.start_mark)
-            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+            return super().compose_node(parent, index)
         event = self.peek_event()
         anchor = getattr(event, "anchor", None)
         self._depth += 1
@@ -170,7 +170,7 @@ class _SpecLoader(yaml.SafeLoader):
                 self._open.discard(anchor)
         if anchor is not None:
             self._sizes[anchor] = self._count - start + 1
-        return node  # type: ignore[no-any-return]
+        return node
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         try:
@@ -484,9 +484,7 @@ def _compose(text: str, shown: str) -> tuple[yaml.Node | None, _SpecLoader]:
             ]
         ) from None
     except (yaml.YAMLError, RecursionError) as exc:
-        raise SpecError(
-            [_issue(shown, None, "", f"YAML error: {exc}", "check the file is plain YAML text")]
-        ) from None
+        raise SpecError([_issue(shown, None, "", f"YAML error: {exc}", "check the file is plain YAML text")]) from None
     finally:
         loader.dispose()
 

@@ -100,7 +100,9 @@ class Detect(StrictModel):
         3600,
         ge=10,
         le=7 * 24 * 3600,
-        description="A wait longer than this ends the ingest run as skipped; the next run waits again (at most a week).",
+        description=(
+            "A wait longer than this ends the ingest run as skipped; the next run waits again (at most a week)."
+        ),
     )
     schedule: str = Field(
         "@continuous",
@@ -510,7 +512,8 @@ def parse_quantity(quantity: str) -> float:
     return float(match.group(1)) * _QUANTITY_SUFFIX[match.group(2) or ""]
 
 
-_IMAGE_DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?)"
+_IMAGE_HOST_PART = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
+_IMAGE_DOMAIN = rf"(?:{_IMAGE_HOST_PART}(?:\.{_IMAGE_HOST_PART})*(?::[0-9]+)?)"
 _IMAGE_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 #: An image reference as the distribution spec defines it (``[registry/]path[:tag][@digest]``).
 IMAGE_REFERENCE = re.compile(
@@ -542,7 +545,7 @@ class Resources(StrictModel):
         for kind in ("cpu", "memory"):
             request, limit = getattr(self.requests, kind), getattr(self.limits, kind)
             if parse_quantity(limit) <= 0:
-                raise rule(f"limits.{kind} is {limit}: nothing could run", f"set limits.{kind} above 0", f"limits.{kind}")
+                raise rule(f"limits.{kind} is {limit}: nothing could run", "set it above 0", f"limits.{kind}")
             if parse_quantity(limit) < parse_quantity(request):
                 raise rule(
                     f"limits.{kind} ({limit}) is below requests.{kind} ({request}): Kubernetes rejects the pod",
