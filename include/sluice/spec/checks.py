@@ -14,6 +14,7 @@ import difflib
 import importlib
 import inspect
 import pkgutil
+import re
 import warnings
 from typing import Any
 
@@ -132,9 +133,11 @@ def check_model(loaded: LoadedSpec) -> list[SpecIssue]:
                 # scikit-learn checks parameter values only in fit(); ask it now.
                 validate()
     except Exception as exc:  # any error constructing user code is a spec problem
+        named = re.search(r"'(\w+)' parameter", str(exc))
+        where = f"training.params.{named.group(1)}" if named and named.group(1) in training.params else "training.params"
         return [
             loaded.issue(
-                "training.params",
+                where,
                 f"{cls.__name__}(**params) is refused: {exc}",
                 "fix the parameter values (see the class's documentation)",
             )

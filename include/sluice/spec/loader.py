@@ -213,8 +213,13 @@ def _positions(
             _positions(item, (*loc, i), out, dups, bad_tags)
 
 
-def _model_at(data: Any, loc: Loc) -> Any:
-    """The model (or other annotation) that sits at ``loc`` in the data, or None."""
+def model_at(data: Any, loc: Loc) -> Any:
+    """The model (or other annotation) that sits at ``loc`` in spec data, or None.
+
+    Args:
+        data: The spec as plain data (as YAML gives it); picks the expectation model by 'type'.
+        loc: Keys and list indexes from the root.
+    """
     model: Any = PipelineSpec
     node = data
     for part in loc:
@@ -236,7 +241,7 @@ def _model_at(data: Any, loc: Loc) -> Any:
 
 def _model_fields_at(data: Any, loc: Loc) -> list[str]:
     """Field names of the model that sits at ``loc`` in the data (for 'did you mean')."""
-    model = _model_at(data, loc)
+    model = model_at(data, loc)
     if isinstance(model, type) and issubclass(model, BaseModel):
         return list(model.model_fields)
     return []
@@ -247,7 +252,7 @@ def _description_at(data: Any, loc: Loc) -> str:
     for cut in range(len(loc), 0, -1):
         if isinstance(loc[cut - 1], int):
             continue
-        model = _model_at(data, loc[: cut - 1])
+        model = model_at(data, loc[: cut - 1])
         if isinstance(model, type) and issubclass(model, BaseModel):
             info = model.model_fields.get(str(loc[cut - 1]))
             if info is not None and info.description:
@@ -312,6 +317,18 @@ _TYPE_HINTS = {
 }
 
 
+def _item_at(data: Any, loc: Loc) -> Any:
+    node = data
+    for part in loc:
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            return None
+    return node
+
+
 def _hint_for(err: dict[str, Any], data: Any, loc: Loc) -> str:
     kind = err["type"]
     ctx = err.get("ctx") or {}
@@ -333,6 +350,14 @@ def _hint_for(err: dict[str, Any], data: Any, loc: Loc) -> str:
         options = [o.strip(" '") for o in expected.replace(" or ", ",").split(",")]
         close = difflib.get_close_matches(value, options, n=1, cutoff=0.6)
         return f"did you mean '{close[0]}'?" if close else f"use one of {expected}"
+    if kind == "union_tag_not_found":
+        keys = list(_item_at(data, loc)) if isinstance(_item_at(data, loc), dict) else []
+        close = difflib.get_close_matches("type", [str(k) for k in keys], n=1, cutoff=0.6)
+        if close:
+            return f"did you mean 'type'? (found '{close[0]}')"
+        return "add 'type' (one of not_null, between, in_set, matches_regex, column_exists, row_count_between)"
+    if kind == "invalid_key":
+        return "keys are names: rename it or quote it if it is meant as text"
     if kind == "union_tag_invalid":
         options = [o.strip(" '") for o in str(ctx.get("expected_tags", "")).split(",")]
         close = difflib.get_close_matches(str(ctx.get("tag", "")), options, n=1, cutoff=0.6)
@@ -562,21 +587,37 @@ def _load_spec(path: Path, shown: str) -> LoadedSpec:
 def _validation_issue(shown: str, err: dict[str, Any], data: Any, marks: dict[Loc, yaml.Mark]) -> SpecIssue:
     loc = _data_loc(data, tuple(err["loc"]))
     ctx = err.get("ctx") or {}
-    if err["type"] == "sluice_rule" and ctx.get("where"):
-        loc = (*loc, *str(ctx["where"]).split("."))
-        mark = None
-    else:
+    kind = err["type"]
+    mark: yaml.Mark | None = None
+    message = err["msg"].removeprefix("Value error, ")
+    if kind == "sluice_rule" and ctx.get("where"):
+        loc = (*loc, *(int(p) if p.isdigit() else p for p in str(ctx["where"]).split(".")))
+    elif kind == "value_error":
+        # A rule over several keys: point at the first key its message names.
         mark = _named_mark(err["msg"], loc, marks)
+    elif kind == "union_tag_invalid":
+        loc = (*loc, "type")
+        message = f"unknown type '{ctx.get('tag')}'"
+    elif kind == "union_tag_not_found":
+        message = "a check needs a 'type'"
+    elif kind == "invalid_key":
+        message = f"key {loc[-1]!r} is not a name"
+        mark = next((m for k, m in marks.items() if len(k) == len(loc) and _same_key(k[-1], loc[-1])), None)
+    elif kind == "extra_forbidden":
+        message = f"unknown key '{loc[-1]}'"
     for cut in range(len(loc), -1, -1):
         if mark is not None:
             break
         mark = marks.get(loc[:cut])
-    message = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        message = f"unknown key '{loc[-1]}'"
-    elif err["type"] == "union_tag_invalid":
-        message = f"unknown type '{ctx.get('tag')}'"
     return _issue(shown, mark, ".".join(map(str, loc)), message, _hint_for(err, data, loc))
+
+
+def _same_key(written: str | int, parsed: Any) -> bool:
+    """Whether a key as written in YAML is the key value pydantic reports."""
+    try:
+        return bool(yaml.safe_load(str(written)) == parsed)
+    except yaml.YAMLError:
+        return False
 
 
 def _job_functions(source: str) -> dict[str, ast.AST]:

@@ -219,9 +219,9 @@ class Between(_Expectation):
     @model_validator(mode="after")
     def _bounds(self) -> Between:
         if self.min is None and self.max is None:
-            raise ValueError("between needs at least one of min or max")
+            raise rule("between needs at least one of min or max", "add min, max or both")
         if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+            raise rule(f"min ({self.min}) is greater than max ({self.max})", "swap them", "min")
         return self
 
 
@@ -326,13 +326,13 @@ class Features(StrictModel):
     @classmethod
     def _no_reserved_input(cls, value: dict[str, SparkInput]) -> dict[str, SparkInput]:
         if "batches" in value:
-            raise ValueError("'batches' is reserved: it is always the validated batch rows")
+            raise rule("'batches' is reserved: it is always the validated batch rows", "name the input differently", "batches")
         return value
 
     @model_validator(mode="after")
     def _master_for_cluster(self) -> Features:
         if self.engine == "cluster" and not self.master:
-            raise ValueError("engine 'cluster' needs master (e.g. spark://host:7077)")
+            raise rule("engine 'cluster' needs master", "add master: spark://host:7077, or use engine: local", "engine")
         return self
 
 
@@ -387,9 +387,13 @@ class Training(StrictModel):
     @model_validator(mode="after")
     def _target_is_not_a_feature(self) -> Training:
         if self.target in self.drop:
-            raise ValueError("training.drop must not contain the target")
+            raise rule("training.drop must not contain the target", f"remove '{self.target}' from drop", "drop")
         if self.features is not None and self.target in self.features:
-            raise ValueError(f"training.features must not contain the target '{self.target}' (it would leak the label)")
+            raise rule(
+                f"training.features must not contain the target '{self.target}' (it would leak the label)",
+                f"remove '{self.target}' from features",
+                "features",
+            )
         return self
 
 
@@ -455,9 +459,9 @@ class Evaluation(StrictModel):
     def _gate_matches_metric(self) -> Evaluation:
         higher = HIGHER_IS_BETTER[self.metric]
         if higher and self.gate.max is not None:
-            raise ValueError(f"{self.metric} is higher-is-better: use gate.min, not gate.max")
+            raise rule(f"{self.metric} is higher-is-better: use gate.min, not gate.max", "rename max to min", "gate.max")
         if not higher and self.gate.min is not None:
-            raise ValueError(f"{self.metric} is lower-is-better: use gate.max, not gate.min")
+            raise rule(f"{self.metric} is lower-is-better: use gate.max, not gate.min", "rename min to max", "gate.min")
         low, high = METRIC_RANGE[self.metric]
         span = f"[{low:g}, {high:g}]".replace("inf", "∞")
         for key, value in (("min", self.gate.min), ("max", self.gate.max)):
@@ -803,7 +807,7 @@ class PipelineSpec(StrictModel):
     def _no_repeats(cls, value: list[str]) -> list[str]:
         repeated = sorted({v for v in value if value.count(v) > 1})
         if repeated:
-            raise ValueError(f"retrain_on lists {repeated} more than once")
+            raise rule(f"retrain_on lists {repeated} more than once", "list each trigger once")
         return value
 
     @field_validator("retrain_schedule")
@@ -846,7 +850,7 @@ class PipelineSpec(StrictModel):
             column = getattr(check, "column", None)
             if column is not None and column not in declared:
                 raise rule(
-                    f"validation.expectations.{i}: column '{column}' is not in source.columns",
+                    f"column '{column}' is not in source.columns",
                     _did_you_mean(column, list(declared)) or hint,
                     f"validation.expectations.{i}.column",
                 )
@@ -855,7 +859,7 @@ class PipelineSpec(StrictModel):
             if column not in declared:
                 where = "columns" if column in (drift.columns or []) else f"methods.{column}"
                 raise rule(
-                    f"monitoring.drift: column '{column}' is not in source.columns",
+                    f"column '{column}' is not in source.columns",
                     _did_you_mean(column, list(declared)) or hint,
                     f"monitoring.drift.{where}",
                 )
@@ -864,9 +868,21 @@ class PipelineSpec(StrictModel):
     @model_validator(mode="after")
     def _schedule_needs_cron(self) -> PipelineSpec:
         if "drift" in self.retrain_on and not self.monitoring.enabled:
-            raise ValueError("retrain_on has 'drift' but monitoring.enabled is false: nothing would detect drift")
+            raise rule(
+                "retrain_on has 'drift' but monitoring.enabled is false: nothing would detect drift",
+                "enable monitoring or retrain on new_data or a schedule",
+                "retrain_on",
+            )
         if "schedule" in self.retrain_on and not self.retrain_schedule:
-            raise ValueError("retrain_on has 'schedule': set retrain_schedule (a cron, e.g. '0 3 * * *')")
+            raise rule(
+                "retrain_on has 'schedule' but there is no retrain_schedule",
+                "set retrain_schedule to a cron, e.g. '0 3 * * *'",
+                "retrain_on",
+            )
         if self.retrain_schedule and "schedule" not in self.retrain_on:
-            raise ValueError("retrain_schedule is set but retrain_on lacks 'schedule'")
+            raise rule(
+                "retrain_schedule is set but retrain_on lacks 'schedule'",
+                "add schedule to retrain_on, or remove retrain_schedule",
+                "retrain_schedule",
+            )
         return self
