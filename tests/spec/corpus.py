@@ -325,13 +325,43 @@ def rule_cases() -> list[BadSpec]:
         _edit("job_missing_file", job, job.replace("flights.py", "nope.py"), "not found", "job:"),
         _edit("job_not_python_path", job, "job: include/features/flights.py", "path/to/file.py:function", "job:"),
         # model class, imported at lint time
-        _edit("model_module_typo", model, model.replace("ensemble", "ensembel"), "sklearn.ensemble", "model:", needs_import=True),
-        _edit("model_class_typo", model, model.replace("Classifier", "Clasifier"), "did you mean", "model:", needs_import=True),
-        _edit("model_missing_package", model, "model: nosuchpkg.models.Model", "not found", "model:", needs_import=True),
-        _edit("model_not_estimator", model, "model: collections.OrderedDict", "not an estimator", "model:", needs_import=True),
+        _edit(
+            "model_module_typo",
+            model,
+            model.replace("ensemble", "ensembel"),
+            "sklearn.ensemble",
+            "model:",
+            needs_import=True,
+        ),
+        _edit(
+            "model_class_typo",
+            model,
+            model.replace("Classifier", "Clasifier"),
+            "did you mean",
+            "model:",
+            needs_import=True,
+        ),
+        _edit(
+            "model_missing_package", model, "model: nosuchpkg.models.Model", "not found", "model:", needs_import=True
+        ),
+        _edit(
+            "model_not_estimator",
+            model,
+            "model: collections.OrderedDict",
+            "not an estimator",
+            "model:",
+            needs_import=True,
+        ),
         _edit("model_not_class", model, "model: os.path.join", "not a class", "model:", needs_import=True),
         _edit("model_bad_path", model, "model: HistGradientBoostingClassifier", "import path", "model:"),
-        _edit("param_unknown", params, params.replace("max_iter", "max_iters"), "did you mean 'max_iter'", "params:", needs_import=True),
+        _edit(
+            "param_unknown",
+            params,
+            params.replace("max_iter", "max_iters"),
+            "did you mean 'max_iter'",
+            "params:",
+            needs_import=True,
+        ),
         _edit("param_bad_value", params, params.replace("200", "-3"), "max_iter", "params:", needs_import=True),
         _edit("param_nan", params, params.replace("0.1", ".nan"), "finite", "params:"),
         # metric and task
@@ -361,75 +391,232 @@ def rule_cases() -> list[BadSpec]:
         _edit("gate_min_above_one", gate, "gate: {min: 5}", "no model can meet it", "gate:"),
         _edit("gate_min_nan", gate, "gate: {min: .nan}", "finite", "gate:"),
         _edit("gate_min_inf", gate, "gate: {min: .inf}", "finite", "gate:"),
-        _edit("gate_regression_wide", gate, "gate: {min: 0.6, max_regression_vs_champion: 2}", "every candidate", "gate:"),
+        _edit(
+            "gate_regression_wide", gate, "gate: {min: 0.6, max_regression_vs_champion: 2}", "every candidate", "gate:"
+        ),
         _edit("gate_max_on_higher", gate, "gate: {max: 0.9}", "use gate.min", "gate:"),
         # numbers that overflow
-        _edit("approval_timeout_huge", gate, gate + "\n  approval: manual\n  approval_timeout_hours: 1e12", "approval_timeout_hours", "approval_timeout_hours"),
-        _edit("detect_timeout_huge", detect, "detect: {poll_seconds: 5, timeout_seconds: 1e15}", "timeout_seconds", "detect:"),
-        _edit("detect_poll_huge", detect, "detect: {poll_seconds: 99999999999, timeout_seconds: 3600}", "poll_seconds", "detect:"),
-        _edit("detect_poll_above_timeout", detect, "detect: {poll_seconds: 600, timeout_seconds: 60}", "poll_seconds", "detect:"),
+        _edit(
+            "approval_timeout_huge",
+            gate,
+            gate + "\n  approval: manual\n  approval_timeout_hours: 1e12",
+            "approval_timeout_hours",
+            "approval_timeout_hours",
+        ),
+        _edit(
+            "detect_timeout_huge",
+            detect,
+            "detect: {poll_seconds: 5, timeout_seconds: 1e15}",
+            "timeout_seconds",
+            "detect:",
+        ),
+        _edit(
+            "detect_poll_huge",
+            detect,
+            "detect: {poll_seconds: 99999999999, timeout_seconds: 3600}",
+            "poll_seconds",
+            "detect:",
+        ),
+        _edit(
+            "detect_poll_above_timeout",
+            detect,
+            "detect: {poll_seconds: 600, timeout_seconds: 60}",
+            "poll_seconds",
+            "detect:",
+        ),
         _edit("sample_size_huge", "sample_size: 5000", "sample_size: 1e13", "sample_size", "sample_size"),
         _edit("seed_huge", "seed: 42", "seed: 99999999999999999999", "seed", "seed:"),
-        _edit("cooldown_huge", "retrain_cooldown_minutes: 0", "retrain_cooldown_minutes: 1e18", "retrain_cooldown", "retrain_cooldown"),
-        _edit("row_count_huge", "    - {type: column_exists, column: arr_delay}", "    - {type: row_count_between, min: 1, max: 1e40}", "max", "row_count_between"),
+        _edit(
+            "cooldown_huge",
+            "retrain_cooldown_minutes: 0",
+            "retrain_cooldown_minutes: 1e18",
+            "retrain_cooldown",
+            "retrain_cooldown",
+        ),
+        _edit(
+            "row_count_huge",
+            "    - {type: column_exists, column: arr_delay}",
+            "    - {type: row_count_between, min: 1, max: 1e40}",
+            "max",
+            "row_count_between",
+        ),
         # cron
-        _edit("cron_words", detect, "detect: {poll_seconds: 5, schedule: every 5 minutes}", "not '@continuous' or a valid cron", "detect:"),
+        _edit(
+            "cron_words",
+            detect,
+            "detect: {poll_seconds: 5, schedule: every 5 minutes}",
+            "not '@continuous' or a valid cron",
+            "detect:",
+        ),
         _edit("cron_bad_preset", detect, "detect: {poll_seconds: 5, schedule: '@hourlyy'}", "valid cron", "detect:"),
         _edit("cron_minute_61", detect, "detect: {poll_seconds: 5, schedule: '61 * * * *'}", "valid cron", "detect:"),
         _edit("cron_never", detect, "detect: {poll_seconds: 5, schedule: '0 0 30 2 *'}", "valid cron", "detect:"),
         _edit("cron_empty", detect, "detect: {poll_seconds: 5, schedule: ''}", "valid cron", "detect:"),
-        _edit("retrain_cron_words", "retrain_on: [drift]", "retrain_on: [drift, schedule]\nretrain_schedule: every 5 minutes", "retrain_schedule", "retrain_schedule"),
-        _edit("retrain_cron_bad_preset", "retrain_on: [drift]", "retrain_on: [schedule]\nretrain_schedule: '@hourlyy'", "retrain_schedule", "retrain_schedule"),
-        _edit("retrain_cron_61", "retrain_on: [drift]", "retrain_on: [schedule]\nretrain_schedule: '61 * * * *'", "retrain_schedule", "retrain_schedule"),
-        _edit("retrain_cron_continuous", "retrain_on: [drift]", "retrain_on: [schedule]\nretrain_schedule: '@continuous'", "retrain_schedule", "retrain_schedule"),
+        _edit(
+            "retrain_cron_words",
+            "retrain_on: [drift]",
+            "retrain_on: [drift, schedule]\nretrain_schedule: every 5 minutes",
+            "retrain_schedule",
+            "retrain_schedule",
+        ),
+        _edit(
+            "retrain_cron_bad_preset",
+            "retrain_on: [drift]",
+            "retrain_on: [schedule]\nretrain_schedule: '@hourlyy'",
+            "retrain_schedule",
+            "retrain_schedule",
+        ),
+        _edit(
+            "retrain_cron_61",
+            "retrain_on: [drift]",
+            "retrain_on: [schedule]\nretrain_schedule: '61 * * * *'",
+            "retrain_schedule",
+            "retrain_schedule",
+        ),
+        _edit(
+            "retrain_cron_continuous",
+            "retrain_on: [drift]",
+            "retrain_on: [schedule]\nretrain_schedule: '@continuous'",
+            "retrain_schedule",
+            "retrain_schedule",
+        ),
         # checks
-        _edit("regex_invalid", "    - {type: not_null, column: carrier}", "    - {type: matches_regex, column: carrier, regex: '[A-Z'}", "does not compile", "matches_regex"),
-        _edit("row_count_min_above_max", "    - {type: column_exists, column: arr_delay}", "    - {type: row_count_between, min: 10, max: 5}", "greater than max", "row_count_between"),
-        _edit("row_count_no_bounds", "    - {type: column_exists, column: arr_delay}", "    - {type: row_count_between}", "at least one", "row_count_between"),
+        _edit(
+            "regex_invalid",
+            "    - {type: not_null, column: carrier}",
+            "    - {type: matches_regex, column: carrier, regex: '[A-Z'}",
+            "does not compile",
+            "matches_regex",
+        ),
+        _edit(
+            "row_count_min_above_max",
+            "    - {type: column_exists, column: arr_delay}",
+            "    - {type: row_count_between, min: 10, max: 5}",
+            "greater than max",
+            "row_count_between",
+        ),
+        _edit(
+            "row_count_no_bounds",
+            "    - {type: column_exists, column: arr_delay}",
+            "    - {type: row_count_between}",
+            "at least one",
+            "row_count_between",
+        ),
         _edit("between_min_above_max", "min: 1, max: 5000", "min: 5000, max: 1", "greater than max", "min: 5000"),
         _edit("in_set_empty", "values: [EWR, JFK, LGA]", "values: []", "values", "values: []"),
         # columns against the declared schema
         BadSpec(
             "check_column_undeclared",
-            base_text().replace(pattern, pattern + "\n" + columns.rstrip("\n")).replace("column: carrier}", "column: carier}"),
+            base_text()
+            .replace(pattern, pattern + "\n" + columns.rstrip("\n"))
+            .replace("column: carrier}", "column: carier}"),
             "did you mean 'carrier'",
             needle_line(base_text(), "column: carrier}") + 1,
         ),
         BadSpec(
             "drift_column_undeclared",
-            base_text().replace(pattern, pattern + "\n" + columns.rstrip("\n")).replace("carrier, origin, dest", "carrier, origin, destination"),
+            base_text()
+            .replace(pattern, pattern + "\n" + columns.rstrip("\n"))
+            .replace("carrier, origin, dest", "carrier, origin, destination"),
             "'destination' is not in source.columns",
             needle_line(base_text(), "columns: [sched_dep_time") + 1,
         ),
         # images and resources
         _edit("image_blank", local, k8s.format(image="''", extra=""), "image", "image:"),
         _edit("image_spaces", local, k8s.format(image="' '", extra=""), "not an image reference", "image:"),
-        _edit("image_uppercase", local, k8s.format(image="GHCR.io/Acme/Sluice:1", extra=""), "not an image reference", "image:"),
-        _edit("image_two_tags", local, k8s.format(image="acme/sluice:1:2", extra=""), "not an image reference", "image:"),
-        _edit("image_shell", local, k8s.format(image="'acme/sluice; rm -rf /'", extra=""), "not an image reference", "image:"),
+        _edit(
+            "image_uppercase",
+            local,
+            k8s.format(image="GHCR.io/Acme/Sluice:1", extra=""),
+            "not an image reference",
+            "image:",
+        ),
+        _edit(
+            "image_two_tags", local, k8s.format(image="acme/sluice:1:2", extra=""), "not an image reference", "image:"
+        ),
+        _edit(
+            "image_shell",
+            local,
+            k8s.format(image="'acme/sluice; rm -rf /'", extra=""),
+            "not an image reference",
+            "image:",
+        ),
         _edit(
             "limits_below_requests",
             local,
-            k8s.format(image="acme/sluice:1", extra="    resources:\n      requests: {cpu: '2', memory: 1Gi}\n      limits: {cpu: 500m, memory: 2Gi}\n"),
+            k8s.format(
+                image="acme/sluice:1",
+                extra=(
+                    "    resources:\n      requests: {cpu: '2', memory: 1Gi}\n      limits: {cpu: 500m, memory: 2Gi}\n"
+                ),
+            ),
             "limits.cpu (500m) is below requests.cpu (2)",
             "limits: {cpu: 500m",
         ),
         _edit(
             "memory_limit_below_request",
             local,
-            k8s.format(image="acme/sluice:1", extra="    resources:\n      requests: {cpu: 250m, memory: 2Gi}\n      limits: {cpu: '1', memory: 512Mi}\n"),
+            k8s.format(
+                image="acme/sluice:1",
+                extra=(
+                    "    resources:\n      requests: {cpu: 250m, memory: 2Gi}\n"
+                    "      limits: {cpu: '1', memory: 512Mi}\n"
+                ),
+            ),
             "limits.memory",
             "limits: {cpu: '1'",
         ),
         # storage and landing
         _edit("storage_empty", "alerts:\n", "storage: {root: ''}\nalerts:\n", "storage.root is empty", "storage:"),
-        _edit("storage_outside_project", "alerts:\n", "storage: {root: ../../..}\nalerts:\n", "leaves the project", "storage:"),
-        _edit("storage_s3", "alerts:\n", "storage: {root: 's3://bucket/sluice'}\nalerts:\n", "not supported yet (issue 11)", "storage:"),
-        _edit("storage_gs", "alerts:\n", "storage: {root: 'gs://bucket/sluice'}\nalerts:\n", "not supported yet", "storage:"),
-        _edit("landing_inside_storage", "uri: data/landing/corpus_case", "uri: data/sluice/landing", "inside storage.root", "uri: data/sluice"),
-        _edit("storage_inside_landing", "alerts:\n", "storage: {root: data/landing/corpus_case/store}\nalerts:\n", "inside the landing folder", "storage:"),
-        _edit("landing_is_storage", "alerts:\n", "storage: {root: data/landing/corpus_case}\nalerts:\n", "inside storage.root", "uri: data/landing"),
-        _edit("storage_is_project", "alerts:\n", "storage: {root: .}\nalerts:\n", "inside storage.root", "uri: data/landing"),
+        _edit(
+            "storage_outside_project",
+            "alerts:\n",
+            "storage: {root: ../../..}\nalerts:\n",
+            "leaves the project",
+            "storage:",
+        ),
+        _edit(
+            "storage_s3",
+            "alerts:\n",
+            "storage: {root: 's3://bucket/sluice'}\nalerts:\n",
+            "not supported yet (issue 11)",
+            "storage:",
+        ),
+        _edit(
+            "storage_gs",
+            "alerts:\n",
+            "storage: {root: 'gs://bucket/sluice'}\nalerts:\n",
+            "not supported yet",
+            "storage:",
+        ),
+        _edit(
+            "landing_inside_storage",
+            "uri: data/landing/corpus_case",
+            "uri: data/sluice/landing",
+            "inside storage.root",
+            "uri: data/sluice",
+        ),
+        _edit(
+            "storage_inside_landing",
+            "alerts:\n",
+            "storage: {root: data/landing/corpus_case/store}\nalerts:\n",
+            "inside the landing folder",
+            "storage:",
+        ),
+        _edit(
+            "landing_is_storage",
+            "alerts:\n",
+            "storage: {root: data/landing/corpus_case}\nalerts:\n",
+            "inside storage.root",
+            "uri: data/landing",
+        ),
+        _edit(
+            "storage_is_project",
+            "alerts:\n",
+            "storage: {root: .}\nalerts:\n",
+            "inside storage.root",
+            "uri: data/landing",
+        ),
         # pattern and format
         _edit("pattern_star", pattern, '  pattern: "*"', "matches every file", "pattern:"),
         _edit("pattern_empty", pattern, '  pattern: ""', "matches every file", "pattern:"),
@@ -442,13 +629,33 @@ def rule_cases() -> list[BadSpec]:
         # other rules
         _edit("pipeline_bad_name", "pipeline: corpus_case", "pipeline: Corpus-Case", "lower-case", "pipeline:"),
         _edit("pipeline_path_name", "pipeline: corpus_case", "pipeline: ../../x", "lower-case", "pipeline:"),
-        _edit("retrain_on_repeated", "retrain_on: [drift]", "retrain_on: [drift, drift]", "more than once", "retrain_on"),
-        _edit("retrain_schedule_without_on", "retrain_on: [drift]", "retrain_on: [drift]\nretrain_schedule: '0 3 * * *'", "retrain_on lacks", "retrain_schedule"),
-        _edit("drift_without_monitoring", "monitoring:\n", "monitoring:\n  enabled: false\n", "monitoring.enabled is false", "retrain_on"),
+        _edit(
+            "retrain_on_repeated", "retrain_on: [drift]", "retrain_on: [drift, drift]", "more than once", "retrain_on"
+        ),
+        _edit(
+            "retrain_schedule_without_on",
+            "retrain_on: [drift]",
+            "retrain_on: [drift]\nretrain_schedule: '0 3 * * *'",
+            "retrain_on lacks",
+            "retrain_schedule",
+        ),
+        _edit(
+            "drift_without_monitoring",
+            "monitoring:\n",
+            "monitoring:\n  enabled: false\n",
+            "monitoring.enabled is false",
+            "retrain_on",
+        ),
         _edit("target_dropped", "drop: [month]", "drop: [month, is_delayed]", "must not contain the target", None),
         _edit("email_invalid", "email: [ml-oncall@example.com]", "email: [not-an-email]", "email", "email:"),
         _edit("cluster_without_master", "  engine: local", "  engine: cluster", "needs master", "engine:"),
-        _edit("drift_method_typo", "    seed: 42", "    seed: 42\n    methods: {distance: wasserstien}", "wasserstein", "methods:"),
+        _edit(
+            "drift_method_typo",
+            "    seed: 42",
+            "    seed: 42\n    methods: {distance: wasserstien}",
+            "wasserstein",
+            "methods:",
+        ),
     ]
     return cases
 

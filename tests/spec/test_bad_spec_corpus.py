@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.spec.corpus import DEMO_SPEC, PROJECT_DIR, BadSpec, bad_specs, clashing_specs
 
 from sluice.cli import main
-from tests.spec.corpus import DEMO_SPEC, PROJECT_DIR, BadSpec, bad_specs, clashing_specs
 
 CASES = bad_specs()
 CLASHES = clashing_specs()
@@ -112,7 +112,9 @@ def test_bad_spec_through_the_real_command(name: str, tmp_path: Path) -> None:
     sluice = [sys.executable, "-m", "sluice.cli"]
 
     started = time.monotonic()
-    lint = subprocess.run([*sluice, "lint", str(path), str(DEMO_SPEC)], env=env, capture_output=True, text=True, timeout=120)
+    lint = subprocess.run(
+        [*sluice, "lint", str(path), str(DEMO_SPEC)], env=env, capture_output=True, text=True, timeout=120
+    )
     took = time.monotonic() - started
 
     assert lint.returncode == 1

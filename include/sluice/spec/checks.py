@@ -134,7 +134,9 @@ def check_model(loaded: LoadedSpec) -> list[SpecIssue]:
                 validate()
     except Exception as exc:  # any error constructing user code is a spec problem
         named = re.search(r"'(\w+)' parameter", str(exc))
-        where = f"training.params.{named.group(1)}" if named and named.group(1) in training.params else "training.params"
+        where = (
+            f"training.params.{named.group(1)}" if named and named.group(1) in training.params else "training.params"
+        )
         return [
             loaded.issue(
                 where,

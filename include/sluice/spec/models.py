@@ -326,7 +326,9 @@ class Features(StrictModel):
     @classmethod
     def _no_reserved_input(cls, value: dict[str, SparkInput]) -> dict[str, SparkInput]:
         if "batches" in value:
-            raise rule("'batches' is reserved: it is always the validated batch rows", "name the input differently", "batches")
+            raise rule(
+                "'batches' is reserved: it is always the validated batch rows", "name the input differently", "batches"
+            )
         return value
 
     @model_validator(mode="after")
@@ -459,7 +461,9 @@ class Evaluation(StrictModel):
     def _gate_matches_metric(self) -> Evaluation:
         higher = HIGHER_IS_BETTER[self.metric]
         if higher and self.gate.max is not None:
-            raise rule(f"{self.metric} is higher-is-better: use gate.min, not gate.max", "rename max to min", "gate.max")
+            raise rule(
+                f"{self.metric} is higher-is-better: use gate.min, not gate.max", "rename max to min", "gate.max"
+            )
         if not higher and self.gate.min is not None:
             raise rule(f"{self.metric} is lower-is-better: use gate.max, not gate.min", "rename min to max", "gate.min")
         low, high = METRIC_RANGE[self.metric]
