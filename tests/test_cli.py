@@ -222,3 +222,13 @@ def test_deployer_refuses_a_version_that_is_not_digits(capsys):
     with pytest.raises(SystemExit):
         main(["deployer", "--pipeline", "p", "--version", "1;x", "--run-id", "r", "--settings", "{}"])
     assert "is not a model version" in capsys.readouterr().err
+
+
+def test_model_problems_name_the_spec_as_given(capsys, tmp_path, monkeypatch):
+    (tmp_path / "m.pipeline.yaml").write_text(DEMO_SPEC.read_text().replace("ensemble.Hist", "ensembel.Hist"))
+    monkeypatch.chdir(tmp_path)
+
+    assert main(["lint", "m.pipeline.yaml"]) == 1
+    assert capsys.readouterr().err.startswith("m.pipeline.yaml:")
+    assert main(["plan", "m.pipeline.yaml"]) == 1
+    assert capsys.readouterr().err.startswith("m.pipeline.yaml:")

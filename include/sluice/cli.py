@@ -34,9 +34,10 @@ def cmd_lint(args: argparse.Namespace) -> int:
         print("no *.pipeline.yaml files found in " + ", ".join(args.paths), file=sys.stderr)
         return 1
     report = load_files(files)
+    shown = {f.resolve(): str(f) for f in reversed(files)}
     ok = []
     for loaded in report.specs:
-        issues = [] if args.no_import else _import_checks(loaded)
+        issues = [] if args.no_import else _import_checks(loaded, shown.get(loaded.path, str(loaded.path)))
         if issues:
             report.errors[str(loaded.path)] = SpecError(issues)
         else:
@@ -48,11 +49,13 @@ def cmd_lint(args: argparse.Namespace) -> int:
     return 1 if report.errors else 0
 
 
-def _import_checks(loaded: LoadedSpec) -> list:  # type: ignore[type-arg]
-    """The lint checks that import the model class (never run by the DAG file)."""
+def _import_checks(loaded: LoadedSpec, shown: str) -> list:  # type: ignore[type-arg]
+    """The lint checks that import the model class (never run by the DAG file), naming ``shown``."""
+    import dataclasses
+
     from sluice.spec.checks import lint_checks
 
-    return lint_checks(loaded)
+    return [dataclasses.replace(issue, file=shown) for issue in lint_checks(loaded)]
 
 
 def _load_or_report(spec_path: str, deep: bool = False) -> LoadedSpec | None:
@@ -66,7 +69,7 @@ def _load_or_report(spec_path: str, deep: bool = False) -> LoadedSpec | None:
 
     try:
         loaded = load_spec(spec_path)
-        issues = _import_checks(loaded) if deep else []
+        issues = _import_checks(loaded, spec_path) if deep else []
     except SpecError as exc:
         print(exc, file=sys.stderr)
         return None
@@ -143,7 +146,6 @@ def _print_manifests(loaded: LoadedSpec, version: str, previous: str, rbac_only:
             "deployment.target",
             f"deployment.target is '{spec.deployment.target}': there are no manifests",
             "--manifests shows what a 'kubernetes' target applies",
-            file=str(Path(loaded.path)),
         )
         print(issue, file=sys.stderr)
         return 1
