@@ -617,6 +617,14 @@ def rule_cases() -> list[BadSpec]:
             "inside storage.root",
             "uri: data/landing",
         ),
+        _edit(
+            "input_s3",
+            "weather: {uri: data/reference/weather.parquet}",
+            "weather: {uri: 's3://bucket/weather.parquet'}",
+            "not supported yet (issue 11)",
+            "weather:",
+        ),
+        _edit("input_empty", "weather: {uri: data/reference/weather.parquet}", "weather: {uri: ''}", "empty", "weather:"),
         # pattern and format
         _edit("pattern_star", pattern, '  pattern: "*"', "matches every file", "pattern:"),
         _edit("pattern_empty", pattern, '  pattern: ""', "matches every file", "pattern:"),

@@ -304,6 +304,20 @@ class SparkInput(StrictModel):
     uri: str = Field(description="File or folder; relative paths resolve against the project root.")
     format: Literal["parquet", "csv"] = Field("parquet", description="File format.")
 
+    @field_validator("uri")
+    @classmethod
+    def _local_path(cls, value: str) -> str:
+        if not value.strip():
+            raise rule("uri is empty", "name a file or folder, e.g. data/reference/weather.parquet")
+        scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", value)
+        if scheme:
+            # It would be joined onto the project root as a local folder named '<scheme>:'.
+            raise rule(
+                f"uri '{value}': {scheme.group(1)}:// inputs are not supported yet ({OBJECT_STORAGE_ISSUE})",
+                "copy the table into the project (e.g. data/reference/) and name that path",
+            )
+        return value
+
 
 class Features(StrictModel):
     """The PySpark feature job."""
