@@ -624,7 +624,7 @@ def rule_cases() -> list[BadSpec]:
             "not supported yet (issue 11)",
             "weather:",
         ),
-        _edit("input_empty", "weather: {uri: data/reference/weather.parquet}", "weather: {uri: ''}", "empty", "weather:"),
+        _edit("input_empty", "weather: {uri: data/reference/weather.parquet}", "weather: {uri: ''}", "empty", None),
         # pattern and format
         _edit("pattern_star", pattern, '  pattern: "*"', "matches every file", "pattern:"),
         _edit("pattern_empty", pattern, '  pattern: ""', "matches every file", "pattern:"),
