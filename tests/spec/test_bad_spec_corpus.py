@@ -121,7 +121,9 @@ def test_bad_spec_through_the_real_command(name: str, tmp_path: Path) -> None:
     assert_reported(case, path, lint.stdout, lint.stderr)
     assert f"ok  {DEMO_SPEC}  (flights_delay)" in lint.stdout
     assert took < 60, f"lint took {took:.1f} s"
-    commands = [["plan", str(path)]] + ([] if case.needs_import else [["status", str(path)]])
+    # plan imports scikit-learn in a fresh process (seconds on a busy machine): two cases are enough.
+    commands = [["plan", str(path)]] if name in ("cron_bad_preset", "model_class_typo") else []
+    commands += [] if case.needs_import else [["status", str(path)]]
     for argv in commands:
         run = subprocess.run([*sluice, *argv], env=env, capture_output=True, text=True, timeout=120)
         assert run.returncode == 1, argv
