@@ -43,9 +43,11 @@ def _project(root: Path, poll_seconds: int, endpoint: str) -> tuple[Path, dict[s
         shutil.copy(ROOT / name, root / name)
     base = yaml.safe_load((ROOT / "dags" / "flights_delay.pipeline.yaml").read_text())
     drops: dict[str, Path | str] = {"lat_local": root / "landing", "lat_s3": f"s3://{BUCKET}/in"}
-    for name, uri in drops.items():
+    for i, (name, uri) in enumerate(drops.items()):
         spec = dict(base, pipeline=name)
         spec["source"] = {"uri": str(uri), "pattern": "*.parquet", "detect": {"poll_seconds": poll_seconds}}
+        # Two pipelines on one serving port are a spec error (sluice lint compares specs).
+        spec["deployment"] = {"target": "local", "local": {"port": 5055 + i}}
         (root / "dags" / f"{name}.pipeline.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     return root, drops
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import jsonschema
@@ -135,3 +136,100 @@ def test_schema_output_file_is_valid_json_schema(tmp_path, capsys):
 def test_schema_without_output_prints_json(capsys):
     assert main(["schema"]) == 0
     assert json.loads(capsys.readouterr().out)["title"] == "sluice pipeline spec"
+
+
+# --------------------------------------------------------------------------- every command that reads a spec
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["status"], ["stop"], ["plan"], ["plan", "--manifests"], ["plan", "--json"]],
+    ids=["status", "stop", "plan", "manifests", "json"],
+)
+def test_commands_report_a_broken_spec_as_file_line_hint(argv, capsys, bad_spec):
+    path, line = bad_spec
+
+    assert main([*argv, str(path)]) == 1
+
+    out, err = capsys.readouterr()
+    assert f"{path}:{line}:" in err
+    assert "did you mean 'pattern'" in err
+    assert "Traceback" not in out + err
+
+
+@pytest.mark.parametrize("command", ["status", "stop", "plan", "lint"])
+def test_commands_report_a_missing_spec_without_a_traceback(command, capsys, tmp_path):
+    missing = tmp_path / "absent.pipeline.yaml"
+
+    assert main([command, str(missing)]) == 1
+
+    out, err = capsys.readouterr()
+    assert f"{missing}: cannot read file" in err
+    assert "Traceback" not in out + err
+
+
+def test_plan_fails_on_a_cron_airflow_would_reject(capsys, tmp_path):
+    text = DEMO_SPEC.read_text().replace("detect: {poll_seconds: 5,", "detect: {schedule: '@hourlyy', poll_seconds: 5,")
+    path = tmp_path / "cron.pipeline.yaml"
+    path.write_text(text)
+
+    assert main(["plan", str(path)]) == 1
+
+    err = capsys.readouterr().err
+    assert f"{path}:11:" in err
+    assert "source.detect.schedule" in err
+    assert "hint:" in err
+
+
+def test_plan_and_lint_import_the_model_class_but_lint_no_import_does_not(capsys, tmp_path):
+    text = DEMO_SPEC.read_text().replace("HistGradientBoostingClassifier", "HistGradientBoostingClasifier")
+    path = tmp_path / "model.pipeline.yaml"
+    path.write_text(text)
+
+    assert main(["plan", str(path)]) == 1
+    assert "did you mean 'HistGradientBoostingClassifier'" in capsys.readouterr().err
+    assert main(["lint", str(path)]) == 1
+    assert "did you mean 'HistGradientBoostingClassifier'" in capsys.readouterr().err
+    assert main(["lint", "--no-import", str(path)]) == 0
+    assert "ok" in capsys.readouterr().out
+
+
+def test_manifests_of_a_local_target_name_the_key(capsys):
+    assert main(["plan", "--manifests", str(DEMO_SPEC)]) == 1
+    err = capsys.readouterr().err
+    assert "deployment.target is 'local': there are no manifests" in err
+    assert re.search(r"flights_delay\.pipeline\.yaml:\d+:\d+: ", err)
+
+
+@pytest.mark.parametrize("value", ["1; rm -rf /", "x", "-1", "0", "1.5", " 1", "$(id)"])
+def test_model_versions_are_digits_only(value, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["plan", str(DEMO_SPEC), "--manifests", "--model-version", value])
+    assert info.value.code == 2
+    assert "is not a model version" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["plan", str(DEMO_SPEC), "--manifests", "--previous-version", value])
+
+
+@pytest.mark.parametrize("value", ["../../x", "Flights", "a b", "", "x" * 64, "1abc", "a-b"])
+def test_trigger_retrain_refuses_a_pipeline_that_is_not_a_name(value, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["trigger-retrain", "--api-url", "http://127.0.0.1:9", "--token", "t", "--pipeline", value])
+    assert info.value.code == 2
+    assert "is not a pipeline name" in capsys.readouterr().err
+
+
+def test_deployer_refuses_a_version_that_is_not_digits(capsys):
+    with pytest.raises(SystemExit):
+        main(["deployer", "--pipeline", "p", "--version", "1;x", "--run-id", "r", "--settings", "{}"])
+    assert "is not a model version" in capsys.readouterr().err
+
+
+def test_model_problems_name_the_spec_as_given(capsys, tmp_path, monkeypatch):
+    (tmp_path / "m.pipeline.yaml").write_text(DEMO_SPEC.read_text().replace("ensemble.Hist", "ensembel.Hist"))
+    monkeypatch.chdir(tmp_path)
+
+    assert main(["lint", "m.pipeline.yaml"]) == 1
+    assert capsys.readouterr().err.startswith("m.pipeline.yaml:")
+    assert main(["plan", "m.pipeline.yaml"]) == 1
+    assert capsys.readouterr().err.startswith("m.pipeline.yaml:")

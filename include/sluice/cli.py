@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sluice.spec.errors import SpecError
+
+if TYPE_CHECKING:
+    from sluice.spec.loader import LoadedSpec
 
 
 def _spec_files(paths: list[str]) -> list[Path]:
@@ -29,11 +34,49 @@ def cmd_lint(args: argparse.Namespace) -> int:
         print("no *.pipeline.yaml files found in " + ", ".join(args.paths), file=sys.stderr)
         return 1
     report = load_files(files)
+    shown = {f.resolve(): str(f) for f in reversed(files)}
+    ok = []
+    for loaded in report.specs:
+        issues = [] if args.no_import else _import_checks(loaded, shown.get(loaded.path, str(loaded.path)))
+        if issues:
+            report.errors[str(loaded.path)] = SpecError(issues)
+        else:
+            ok.append(loaded)
     for error in report.errors.values():
         print(error, file=sys.stderr)
-    for loaded in report.specs:
+    for loaded in ok:
         print(f"ok  {loaded.path}  ({loaded.spec.pipeline})")
     return 1 if report.errors else 0
+
+
+def _import_checks(loaded: LoadedSpec, shown: str) -> list:  # type: ignore[type-arg]
+    """The lint checks that import the model class (never run by the DAG file), naming ``shown``."""
+    import dataclasses
+
+    from sluice.spec.checks import lint_checks
+
+    return [dataclasses.replace(issue, file=shown) for issue in lint_checks(loaded)]
+
+
+def _load_or_report(spec_path: str, deep: bool = False) -> LoadedSpec | None:
+    """Load a spec for a command; on any spec problem print it (file:line: hint) and return None.
+
+    Args:
+        spec_path: The spec file named on the command line.
+        deep: Also run the checks that import the model class (``plan``).
+    """
+    from sluice.spec.loader import load_spec
+
+    try:
+        loaded = load_spec(spec_path)
+        issues = _import_checks(loaded, spec_path) if deep else []
+    except SpecError as exc:
+        print(exc, file=sys.stderr)
+        return None
+    if issues:
+        print(SpecError(issues), file=sys.stderr)
+        return None
+    return loaded
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -60,15 +103,13 @@ def cmd_reference(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     """Print the DAGs and tasks a spec compiles to."""
     from sluice.plan import build_plan
-    from sluice.spec.loader import load_spec
 
-    try:
-        plan = build_plan(load_spec(args.spec))
-    except SpecError as exc:
-        print(exc, file=sys.stderr)
+    loaded = _load_or_report(args.spec, deep=True)
+    if loaded is None:
         return 1
+    plan = build_plan(loaded)
     if args.manifests:
-        return _print_manifests(plan.spec_path, args.model_version, args.previous_version, args.rbac)
+        return _print_manifests(loaded, args.model_version, args.previous_version, args.rbac)
     if args.json:
         from dataclasses import asdict
 
@@ -92,17 +133,21 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_manifests(spec_path: str, version: str, previous: str, rbac_only: bool = False) -> int:
+def _print_manifests(loaded: LoadedSpec, version: str, previous: str, rbac_only: bool = False) -> int:
     """Print, as multi-document YAML, every object the kubernetes deploy creates."""
     import yaml
 
     from sluice.services import kubernetes as k8s
-    from sluice.spec.loader import load_spec
 
-    spec = load_spec(spec_path).spec
+    spec = loaded.spec
     cfg = spec.deployment.kubernetes
     if spec.deployment.target != "kubernetes" or cfg is None:
-        print(f"{spec_path}: deployment.target is '{spec.deployment.target}': there are no manifests", file=sys.stderr)
+        issue = loaded.issue(
+            "deployment.target",
+            f"deployment.target is '{spec.deployment.target}': there are no manifests",
+            "--manifests shows what a 'kubernetes' target applies",
+        )
+        print(issue, file=sys.stderr)
         return 1
     name = spec.pipeline
     run_id = "manual__plan"
@@ -173,10 +218,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _store_for(spec_path: str):  # type: ignore[no-untyped-def]
+    """The spec and its pipeline store, or ``(None, None)`` after printing the spec's problems."""
     from sluice.services.storage import PipelineStore
-    from sluice.spec.loader import load_spec
 
-    loaded = load_spec(spec_path)
+    loaded = _load_or_report(spec_path)
+    if loaded is None:
+        return None, None
     return loaded, PipelineStore(loaded.resolve(loaded.spec.storage.root), loaded.spec.pipeline)
 
 
@@ -185,6 +232,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     from sluice.steps.deploy import current_deployment, local_serving
 
     loaded, store = _store_for(args.spec)
+    if loaded is None:
+        return 1
     print(f"pipeline {loaded.spec.pipeline}")
     for batch_id in store.batch_ids():
         r = store.batch_record(batch_id)
@@ -208,6 +257,8 @@ def cmd_stop(args: argparse.Namespace) -> int:
     from sluice.steps.deploy import stop_local
 
     loaded, store = _store_for(args.spec)
+    if loaded is None:
+        return 1
     cfg = loaded.spec.deployment.local
     stopped = stop_local(store, cfg.host, cfg.port)
     for server in stopped:
@@ -292,12 +343,40 @@ def cmd_trigger_retrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_version(value: str) -> str:
+    """A registered model version: digits only (it ends up in names, labels and commands)."""
+    if not re.fullmatch(r"[1-9][0-9]{0,9}", value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a model version (a positive whole number, e.g. 3)")
+    return value
+
+
+def _previous_version(value: str) -> str:
+    """A previous model version, or '' for none."""
+    return value if value == "" else _model_version(value)
+
+
+def _pipeline_name(value: str) -> str:
+    """A pipeline name as a spec's ``pipeline:`` allows it."""
+    from sluice.spec.models import IDENTIFIER
+
+    if not re.fullmatch(IDENTIFIER, value):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a pipeline name (lower-case letters, digits and '_', starting with a letter)"
+        )
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(prog="sluice", description="Declarative ML pipelines on Apache Airflow 3.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("lint", help="validate specs (files or folders); exit 1 on any error")
     p.add_argument("paths", nargs="+")
+    p.add_argument(
+        "--no-import",
+        action="store_true",
+        help="skip the checks that import the model class (fast; what the DAG processor checks)",
+    )
     p.set_defaults(func=cmd_lint)
     p = sub.add_parser("schema", help="print the JSON Schema of a spec")
     p.add_argument("-o", "--output")
@@ -311,13 +390,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--manifests", action="store_true", help="print every Kubernetes manifest the deploy would apply (YAML)"
     )
     p.add_argument("--rbac", action="store_true", help="with --manifests: only the RBAC objects (to kubectl apply)")
-    p.add_argument("--model-version", default="1", help="model version shown in --manifests (default 1)")
-    p.add_argument("--previous-version", default="", help="previous champion shown in --manifests")
+    p.add_argument(
+        "--model-version", default="1", type=_model_version, help="model version shown in --manifests (default 1)"
+    )
+    p.add_argument(
+        "--previous-version", default="", type=_previous_version, help="previous champion shown in --manifests"
+    )
     p.set_defaults(func=cmd_plan)
     p = sub.add_parser("deployer", help="deploy a model version to Kubernetes (the deployer pod's entrypoint)")
-    p.add_argument("--pipeline", required=True)
-    p.add_argument("--version", required=True, help="registered model version to serve")
-    p.add_argument("--previous-version", default="", help="champion before this promotion ('' if none)")
+    p.add_argument("--pipeline", required=True, type=_pipeline_name)
+    p.add_argument("--version", required=True, type=_model_version, help="registered model version to serve")
+    p.add_argument(
+        "--previous-version", default="", type=_previous_version, help="champion before this promotion ('' if none)"
+    )
     p.add_argument("--run-id", required=True, help="Airflow run id, recorded on the objects")
     p.add_argument("--settings", required=True, help="the spec's deployment.kubernetes as JSON")
     p.set_defaults(func=cmd_deployer)
@@ -338,7 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
         "trigger-retrain", help="start <pipeline>__train from outside: post an asset event via the REST API"
     )
     p.add_argument("--api-url", required=True, help="Airflow API server, e.g. http://localhost:8080")
-    p.add_argument("--pipeline", required=True)
+    p.add_argument("--pipeline", required=True, type=_pipeline_name)
     p.add_argument("--reason", default="external", help="why (kept in the event's extra)")
     p.add_argument("--username", default="admin")
     p.add_argument("--password", help="default: $AIRFLOW_API_PASSWORD")

@@ -111,7 +111,7 @@ def test_unknown_expectation_type_hints_the_closest_type(project_env, demo_text,
     text = replace_once(demo_text, "{type: not_null, column: carrier}", "{type: not_nul, column: carrier}")
     path = write_spec(text)
 
-    issue = only_issue(load_error(path), "validation.expectations.1")
+    issue = only_issue(load_error(path), "validation.expectations.1.type")
 
     assert issue.line == line_of(text, "not_nul,")
     assert "not_nul" in issue.message
@@ -186,10 +186,10 @@ def test_every_error_in_a_file_is_reported(project_env, demo_text, write_spec):
     err = load_error(path)
 
     by_where = {i.where: i for i in err.issues}
-    assert set(by_where) >= {"source.patern", "validation.on_failure", "validation.expectations.1"}
+    assert set(by_where) >= {"source.patern", "validation.on_failure", "validation.expectations.1.type"}
     assert by_where["source.patern"].line == line_of(text, "patern:")
     assert by_where["validation.on_failure"].line == line_of(text, "on_failure:")
-    assert by_where["validation.expectations.1"].line == line_of(text, "not_nul,")
+    assert by_where["validation.expectations.1.type"].line == line_of(text, "not_nul,")
     rendered = str(err).splitlines()
     assert len(rendered) == len(err.issues) >= 3
 
@@ -313,9 +313,15 @@ def test_duplicate_pipeline_names_point_at_the_pipeline_key(project_env, demo_te
     write_spec(commented, name="a")
     write_spec(commented, name="b")
     report = load_folder(tmp_path)
+    assert len(report.errors) == 2
     for path, error in report.errors.items():
-        (issue,) = error.issues
-        assert Path(path).read_text().splitlines()[issue.line - 1].startswith("pipeline:")
+        # Copies clash on landing folder and serving port too; each clash points at its own key.
+        by_where = {i.where: i for i in error.issues}
+        assert set(by_where) == {"pipeline", "source.uri", "deployment.local.port"}
+        lines = Path(path).read_text().splitlines()
+        assert lines[by_where["pipeline"].line - 1].startswith("pipeline:")
+        assert lines[by_where["source.uri"].line - 1].strip().startswith("uri:")
+        assert lines[by_where["deployment.local.port"].line - 1].strip().startswith("local: {port")
 
 
 # --------------------------------------------------------------------------- monitoring and retraining

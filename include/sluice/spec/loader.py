@@ -1,25 +1,48 @@
-"""Load pipeline specs from YAML, reporting every error with file, line and a hint."""
+"""Load pipeline specs from YAML, reporting every error with file, line and a hint.
+
+A spec is read once: bytes (bounded size, UTF-8 only, no control characters), composed into
+YAML nodes (bounded nesting and alias expansion, no recursive alias), checked for duplicate
+keys and for tags outside plain YAML, then constructed from those same nodes and validated
+by the pydantic models. Whatever a file holds, the result is a spec or a :class:`SpecError`
+whose issues name file, line and a hint, never a traceback.
+"""
 
 from __future__ import annotations
 
+import ast
 import difflib
 import hashlib
 import json
 import os
+import re
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from yaml.constructor import ConstructorError
+from yaml.events import AliasEvent
 
 from sluice.spec.errors import SpecError, SpecIssue
 from sluice.spec.models import PipelineSpec
 
 SPEC_SUFFIX = ".pipeline.yaml"
+#: Largest spec file read (a real spec is a few KiB).
+MAX_SPEC_BYTES = 1024 * 1024
+#: Most YAML nodes a spec may expand to, counting every use of an alias in full.
+MAX_NODES = 20_000
+#: Deepest nesting of mappings and lists.
+MAX_DEPTH = 50
 Loc = tuple[str | int, ...]
+
+_PLAIN_TAGS = frozenset(
+    f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "seq", "map", "merge")
+)
+# What YAML 1.1 forbids in a stream (PyYAML's Reader.NON_PRINTABLE).
+_NON_PRINTABLE = re.compile("[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 @dataclass(frozen=True)
@@ -30,16 +53,28 @@ class LoadedSpec:
         spec: The validated model.
         path: Absolute path of the YAML file.
         project_dir: Root that relative paths in the spec resolve against.
+        positions: ``(line, column)`` (1-based) of every key, by dotted location
+            (``"deployment.local.port"``); for messages about a valid spec.
     """
 
     spec: PipelineSpec
     path: Path
     project_dir: Path
+    positions: dict[str, tuple[int, int]] = field(default_factory=dict, compare=False, repr=False)
 
     def resolve(self, relative: str) -> Path:
         """Resolve a path from the spec against the project root."""
         p = Path(relative)
         return p if p.is_absolute() else (self.project_dir / p)
+
+    def issue(self, where: str, message: str, hint: str = "", file: str | None = None) -> SpecIssue:
+        """A problem at ``where`` (dotted), placed at that key or the nearest written parent."""
+        parts = where.split(".") if where else []
+        for cut in range(len(parts), 0, -1):
+            pos = self.positions.get(".".join(parts[:cut]))
+            if pos is not None:
+                return SpecIssue(file or str(self.path), pos[0], pos[1], where, message, hint)
+        return SpecIssue(file or str(self.path), pipeline_line(self.path), 1, where, message, hint)
 
     @property
     def spec_hash(self) -> str:
@@ -63,29 +98,128 @@ def find_project_dir(spec_path: Path) -> Path:
     return spec_path.resolve().parent
 
 
-class _LineLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (PyYAML keeps the last one silently)."""
+class _Refused(Exception):
+    """A document the loader will not build (too big, too deep, a recursive alias)."""
+
+    def __init__(self, message: str, hint: str, mark: yaml.Mark | None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.mark = mark
 
 
-def _positions(node: yaml.Node, loc: Loc, out: dict[Loc, yaml.Mark], dups: list[tuple[Loc, yaml.Mark]]) -> None:
+class _SpecLoader(yaml.SafeLoader):
+    """SafeLoader that bounds what a document may expand to.
+
+    Dates stay strings (no implicit timestamps), every node counts toward
+    :data:`MAX_NODES` each time it is used (an alias counts its whole subtree, so an alias
+    bomb is refused while composing, before anything is built), nesting is bounded by
+    :data:`MAX_DEPTH`, and an alias to a node that is still open (a recursive alias) is
+    refused. A value a constructor cannot convert (``!!float abc``) becomes a
+    ``ConstructorError`` at that value's position.
+    """
+
+    yaml_implicit_resolvers = {  # noqa: RUF012 - PyYAML's own class-level table, filtered
+        first: [(tag, rx) for tag, rx in resolvers if tag in _PLAIN_TAGS]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._count = 0
+        self._depth = 0
+        self._open: set[str] = set()
+        self._sizes: dict[str, int] = {}
+
+    def _grow(self, by: int, mark: yaml.Mark) -> None:
+        self._count += by
+        if self._count > MAX_NODES:
+            raise _Refused(
+                f"the document expands to more than {MAX_NODES:,} values (aliases count in full)",
+                "a spec is small: remove repeated aliases (*name) of large anchors",
+                mark,
+            )
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.check_event(AliasEvent):
+            event = self.peek_event()
+            if event.anchor in self._open:
+                raise _Refused(
+                    f"alias *{event.anchor} refers to a node that contains it (a recursive alias)",
+                    f"a spec cannot contain itself: replace *{event.anchor} with the value it should have",
+                    event.start_mark,
+                )
+            self._grow(self._sizes.get(str(event.anchor), 1), event.start_mark)
+            return super().compose_node(parent, index)
+        event = self.peek_event()
+        anchor = getattr(event, "anchor", None)
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise _Refused(
+                f"values nested more than {MAX_DEPTH} levels deep", "a spec nests a few levels", event.start_mark
+            )
+        self._grow(1, event.start_mark)
+        start = self._count
+        if anchor is not None:
+            self._open.add(anchor)
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+            if anchor is not None:
+                self._open.discard(anchor)
+        if anchor is not None:
+            self._sizes[anchor] = self._count - start + 1
+        return node
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except yaml.YAMLError:
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+            tag = node.tag.removeprefix("tag:yaml.org,2002:")
+            raise ConstructorError(None, None, f"cannot read {node.value!r} as {tag}: {exc}", node.start_mark) from None
+
+
+def _positions(
+    node: yaml.Node, loc: Loc, out: dict[Loc, yaml.Mark], dups: list[tuple[Loc, yaml.Mark]], bad_tags: list[yaml.Node]
+) -> None:
+    """Record where every key is, and collect repeated keys and tags outside plain YAML.
+
+    The composer has bounded the expanded size and refused cycles, so this walk ends.
+    """
+    if node.tag not in _PLAIN_TAGS:
+        bad_tags.append(node)
     out.setdefault(loc, node.start_mark)
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key_node, value_node in node.value:
+            if key_node.tag not in _PLAIN_TAGS:
+                bad_tags.append(key_node)
+            if not isinstance(key_node, yaml.ScalarNode):
+                continue  # the constructor reports an unhashable key at its position
             key = str(key_node.value)
+            if key == "<<" and key_node.tag.endswith(":merge"):
+                continue
             if key in seen:
                 dups.append(((*loc, key), key_node.start_mark))
             seen.add(key)
             out[(*loc, key)] = key_node.start_mark
-            _positions(value_node, (*loc, key), out, dups)
+            _positions(value_node, (*loc, key), out, dups, bad_tags)
             out[(*loc, key)] = key_node.start_mark
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _positions(item, (*loc, i), out, dups)
+            _positions(item, (*loc, i), out, dups, bad_tags)
 
 
-def _model_fields_at(data: Any, loc: Loc) -> list[str]:
-    """Field names of the model that sits at ``loc`` in the data (for 'did you mean')."""
+def model_at(data: Any, loc: Loc) -> Any:
+    """The model (or other annotation) that sits at ``loc`` in spec data, or None.
+
+    Args:
+        data: The spec as plain data (as YAML gives it); picks the expectation model by 'type'.
+        loc: Keys and list indexes from the root.
+    """
     model: Any = PipelineSpec
     node = data
     for part in loc:
@@ -95,15 +229,36 @@ def _model_fields_at(data: Any, loc: Loc) -> list[str]:
             continue
         if isinstance(model, type) and issubclass(model, BaseModel):
             if part not in model.model_fields:
-                return []
+                return None
             model = model.model_fields[part].annotation
         elif typing.get_origin(model) is dict:
             model = typing.get_args(model)[1]
+        else:
+            return None
         node = node.get(part) if isinstance(node, dict) else None
-    model = _unwrap(model, node)
+    return _unwrap(model, node)
+
+
+def _model_fields_at(data: Any, loc: Loc) -> list[str]:
+    """Field names of the model that sits at ``loc`` in the data (for 'did you mean')."""
+    model = model_at(data, loc)
     if isinstance(model, type) and issubclass(model, BaseModel):
         return list(model.model_fields)
     return []
+
+
+def _description_at(data: Any, loc: Loc) -> str:
+    """The reference description of the field at ``loc`` (the fallback hint)."""
+    for cut in range(len(loc), 0, -1):
+        if isinstance(loc[cut - 1], int):
+            continue
+        model = model_at(data, loc[: cut - 1])
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            info = model.model_fields.get(str(loc[cut - 1]))
+            if info is not None and info.description:
+                name = str(loc[cut - 1])
+                return f"{name}: {info.description[0].lower()}{info.description[1:]}"
+    return ""
 
 
 def _unwrap(annotation: Any, node: Any) -> Any:
@@ -145,8 +300,40 @@ def _data_loc(data: Any, loc: Loc) -> Loc:
     return tuple(out)
 
 
+_TYPE_HINTS = {
+    "int_parsing": "write a whole number",
+    "int_type": "write a whole number",
+    "int_from_float": "write a whole number",
+    "float_parsing": "write a number",
+    "float_type": "write a number",
+    "finite_number": "write a finite number (not .nan or .inf)",
+    "bool_parsing": "write true or false",
+    "bool_type": "write true or false",
+    "string_type": "write a string (quote it if YAML reads it as something else)",
+    "list_type": "write a list: [a, b] or one '- item' per line",
+    "dict_type": "write a mapping: {key: value} or one 'key: value' per line",
+    "model_type": "write a mapping: {key: value} or one 'key: value' per line",
+    "model_attributes_type": "write a mapping: {key: value} or one 'key: value' per line",
+}
+
+
+def _item_at(data: Any, loc: Loc) -> Any:
+    node = data
+    for part in loc:
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            return None
+    return node
+
+
 def _hint_for(err: dict[str, Any], data: Any, loc: Loc) -> str:
     kind = err["type"]
+    ctx = err.get("ctx") or {}
+    if kind == "sluice_rule":
+        return str(ctx.get("hint", ""))
     if kind == "extra_forbidden":
         key = str(loc[-1])
         allowed = _model_fields_at(data, loc[:-1])
@@ -155,15 +342,23 @@ def _hint_for(err: dict[str, Any], data: Any, loc: Loc) -> str:
             return f"did you mean '{close[0]}'?"
         return f"allowed keys here: {', '.join(sorted(allowed))}" if allowed else "remove this key"
     if kind == "missing":
-        return f"add '{loc[-1]}'"
+        description = _description_at(data, loc)
+        return f"add '{loc[-1]}'" + (f" ({description})" if description else "")
     if kind == "literal_error":
-        expected = err.get("ctx", {}).get("expected", "")
+        expected = ctx.get("expected", "")
         value = str(err.get("input", ""))
         options = [o.strip(" '") for o in expected.replace(" or ", ",").split(",")]
         close = difflib.get_close_matches(value, options, n=1, cutoff=0.6)
         return f"did you mean '{close[0]}'?" if close else f"use one of {expected}"
+    if kind == "union_tag_not_found":
+        keys = list(_item_at(data, loc)) if isinstance(_item_at(data, loc), dict) else []
+        close = difflib.get_close_matches("type", [str(k) for k in keys], n=1, cutoff=0.6)
+        if close:
+            return f"did you mean 'type'? (found '{close[0]}')"
+        return "add 'type' (one of not_null, between, in_set, matches_regex, column_exists, row_count_between)"
+    if kind == "invalid_key":
+        return "keys are names: rename it or quote it if it is meant as text"
     if kind == "union_tag_invalid":
-        ctx = err.get("ctx", {})
         options = [o.strip(" '") for o in str(ctx.get("expected_tags", "")).split(",")]
         close = difflib.get_close_matches(str(ctx.get("tag", "")), options, n=1, cutoff=0.6)
         return f"did you mean '{close[0]}'?" if close else f"use one of {', '.join(options)}"
@@ -171,7 +366,12 @@ def _hint_for(err: dict[str, Any], data: Any, loc: Loc) -> str:
         return "use lower-case letters, digits and '_', starting with a letter"
     if kind == "string_pattern_mismatch" and loc and loc[-1] == "job":
         return "write it as 'path/to/file.py:function'"
-    return ""
+    if kind == "string_pattern_mismatch" and loc and loc[-1] == "model":
+        return "write the import path of the class, e.g. sklearn.ensemble.RandomForestClassifier"
+    description = _description_at(data, loc)
+    general = _TYPE_HINTS.get(kind, "")
+    hint = "; ".join(h for h in (general, description) if h)
+    return hint or "see the spec reference ('sluice reference') for this section"
 
 
 def _named_mark(message: str, loc: Loc, marks: dict[Loc, yaml.Mark]) -> yaml.Mark | None:
@@ -187,12 +387,131 @@ def _named_mark(message: str, loc: Loc, marks: dict[Loc, yaml.Mark]) -> yaml.Mar
 def pipeline_line(path: Path) -> int:
     """Line of the ``pipeline:`` key in a spec file (1 when it cannot be found)."""
     try:
-        for number, line in enumerate(path.read_text().splitlines(), start=1):
-            if line.startswith("pipeline:"):
+        with path.open("rb") as f:
+            head = f.read(MAX_SPEC_BYTES)
+        for number, line in enumerate(head.splitlines(), start=1):
+            if line.startswith(b"pipeline:"):
                 return number
     except OSError:
         pass
     return 1
+
+
+def _issue(shown: str, mark: yaml.Mark | None, where: str, message: str, hint: str) -> SpecIssue:
+    return SpecIssue(shown, mark.line + 1 if mark else 1, mark.column + 1 if mark else None, where, message, hint)
+
+
+def _line_col(data: bytes | str, offset: int) -> tuple[int, int]:
+    before = data[:offset]
+    newline: Any = b"\n" if isinstance(before, bytes) else "\n"
+    line = before.count(newline) + 1
+    return line, offset - (before.rfind(newline) + 1) + 1
+
+
+def _read_text(path: Path, shown: str) -> str:
+    """The file as text: at most :data:`MAX_SPEC_BYTES`, UTF-8, no control characters."""
+    try:
+        with path.open("rb") as f:
+            raw = f.read(MAX_SPEC_BYTES + 1)
+    except OSError as exc:
+        raise SpecError(
+            [SpecIssue(shown, None, None, "", f"cannot read file: {exc.strerror or exc}", "check the path")]
+        ) from None
+    if len(raw) > MAX_SPEC_BYTES:
+        raise SpecError(
+            [
+                SpecIssue(
+                    shown,
+                    1,
+                    None,
+                    "",
+                    f"file is larger than {MAX_SPEC_BYTES // 1024} KiB",
+                    "a spec is a few KiB of YAML: is this the right file?",
+                )
+            ]
+        )
+    for bom, name in (
+        (b"\xff\xfe\x00\x00", "UTF-32"),
+        (b"\x00\x00\xfe\xff", "UTF-32"),
+        (b"\xff\xfe", "UTF-16"),
+        (b"\xfe\xff", "UTF-16"),
+    ):
+        if raw.startswith(bom):
+            raise SpecError(
+                [SpecIssue(shown, 1, 1, "", f"file is {name} encoded", "save it as UTF-8 (e.g. iconv -t UTF-8)")]
+            )
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        line, col = _line_col(raw, nul)
+        raise SpecError(
+            [
+                SpecIssue(
+                    shown,
+                    line,
+                    col,
+                    "",
+                    "file contains NUL bytes: it is binary or UTF-16 without a byte-order mark",
+                    "save it as UTF-8 text",
+                )
+            ]
+        )
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line, col = _line_col(raw, exc.start)
+        raise SpecError(
+            [
+                SpecIssue(
+                    shown,
+                    line,
+                    col,
+                    "",
+                    f"byte 0x{raw[exc.start]:02x} is not UTF-8 (the file looks like Latin-1 or another 8-bit encoding)",
+                    "save the file as UTF-8 (e.g. iconv -f latin1 -t UTF-8)",
+                )
+            ]
+        ) from None
+    bad = _NON_PRINTABLE.search(text)
+    if bad:
+        line, col = _line_col(text, bad.start())
+        raise SpecError(
+            [
+                SpecIssue(
+                    shown,
+                    line,
+                    col,
+                    "",
+                    f"control character U+{ord(bad.group()):04X} is not allowed in YAML",
+                    "delete it (it is often pasted invisibly); write it as an escape in a double-quoted string",
+                )
+            ]
+        )
+    return text
+
+
+def _compose(text: str, shown: str) -> tuple[yaml.Node | None, _SpecLoader]:
+    loader = _SpecLoader(text)
+    try:
+        return loader.get_single_node(), loader
+    except _Refused as exc:
+        raise SpecError([_issue(shown, exc.mark, "", exc.message, exc.hint)]) from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        raise SpecError(
+            [
+                _issue(
+                    shown,
+                    mark,
+                    "",
+                    f"YAML syntax error: {exc.problem or exc}",
+                    "check indentation and quoting on this line or the one above",
+                )
+            ]
+        ) from None
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise SpecError([_issue(shown, None, "", f"YAML error: {exc}", "check the file is plain YAML text")]) from None
+    finally:
+        loader.dispose()
 
 
 def load_spec(path: str | Path) -> LoadedSpec:
@@ -210,94 +529,192 @@ def load_spec(path: str | Path) -> LoadedSpec:
     path = Path(path)
     shown = str(path)
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise SpecError([SpecIssue(shown, None, None, "", f"cannot read file: {exc.strerror}")]) from None
-    try:
-        root = yaml.compose(text, Loader=_LineLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
+        return _load_spec(path, shown)
+    except SpecError:
+        raise
+    except (RecursionError, MemoryError) as exc:
         raise SpecError(
-            [
-                SpecIssue(
-                    shown,
-                    mark.line + 1 if mark else None,
-                    mark.column + 1 if mark else None,
-                    "",
-                    f"YAML syntax error: {exc.problem or exc}",
-                    "check indentation and quoting on this line or the one above",
-                )
-            ]
+            [SpecIssue(shown, 1, None, "", f"spec too complex to load ({type(exc).__name__})", "simplify the file")]
         ) from None
+
+
+def _load_spec(path: Path, shown: str) -> LoadedSpec:
+    text = _read_text(path, shown)
+    root, loader = _compose(text, shown)
     if root is None or not isinstance(root, yaml.MappingNode):
         raise SpecError(
             [SpecIssue(shown, 1, None, "", "a spec must be a YAML mapping", "start with 'pipeline: <name>'")]
         )
     marks: dict[Loc, yaml.Mark] = {}
     dups: list[tuple[Loc, yaml.Mark]] = []
-    _positions(root, (), marks, dups)
+    bad_tags: list[yaml.Node] = []
+    _positions(root, (), marks, dups, bad_tags)
     issues = [
-        SpecIssue(
-            shown,
-            m.line + 1,
-            m.column + 1,
-            ".".join(map(str, loc)),
-            "key appears twice",
-            "keep one; YAML would silently use the last",
-        )
+        _issue(shown, m, ".".join(map(str, loc)), "key appears twice", "keep one; YAML would silently use the last")
         for loc, m in dups
     ]
-    data = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
+    issues += [
+        _issue(
+            shown,
+            node.start_mark,
+            "",
+            f"tag '{node.tag.replace('tag:yaml.org,2002:', '!!')}' is not allowed in a spec",
+            "remove the tag: a spec holds plain strings, numbers, booleans, lists and mappings",
+        )
+        for node in bad_tags
+    ]
+    if issues:
+        raise SpecError(issues)
+    try:
+        data = loader.construct_document(root)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        raise SpecError(
+            [_issue(shown, mark, "", f"YAML error: {exc.problem or exc}", "write a plain value here")]
+        ) from None
     try:
         spec = PipelineSpec.model_validate(data)
     except ValidationError as exc:
-        for err in exc.errors():
-            loc = _data_loc(data, tuple(err["loc"]))
-            mark = _named_mark(err["msg"], loc, marks)
-            for cut in range(len(loc), -1, -1):
-                if mark is not None:
-                    break
-                mark = marks.get(loc[:cut])
-            message = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                message = f"unknown key '{loc[-1]}'"
-            elif err["type"] == "union_tag_invalid":
-                message = f"unknown type '{err.get('ctx', {}).get('tag')}'"
-            issues.append(
-                SpecIssue(
-                    shown,
-                    mark.line + 1 if mark else None,
-                    mark.column + 1 if mark else None,
-                    ".".join(map(str, loc)),
-                    message,
-                    _hint_for(dict(err), data, loc),
-                )
-            )
-        raise SpecError(issues) from None
-    if issues:
-        raise SpecError(issues)
-    loaded = LoadedSpec(spec=spec, path=path.resolve(), project_dir=find_project_dir(path))
-    _check_files(loaded, marks, shown)
+        raise SpecError([_validation_issue(shown, dict(err), data, marks) for err in exc.errors()]) from None
+    positions = {".".join(map(str, loc)): (m.line + 1, m.column + 1) for loc, m in marks.items() if loc}
+    loaded = LoadedSpec(spec=spec, path=path.resolve(), project_dir=find_project_dir(path), positions=positions)
+    problems = [*_check_feature_job(loaded, shown), *_check_locations(loaded, shown)]
+    if problems:
+        raise SpecError(problems)
     return loaded
 
 
-def _check_files(loaded: LoadedSpec, marks: dict[Loc, yaml.Mark], shown: str) -> None:
-    """Catch references to files that do not exist before a run does."""
-    job_file = loaded.spec.features.job.split(":", 1)[0]
-    if not loaded.resolve(job_file).is_file():
-        m = marks.get(("features", "job"))
-        raise SpecError(
-            [
-                SpecIssue(
+def _validation_issue(shown: str, err: dict[str, Any], data: Any, marks: dict[Loc, yaml.Mark]) -> SpecIssue:
+    loc = _data_loc(data, tuple(err["loc"]))
+    ctx = err.get("ctx") or {}
+    kind = err["type"]
+    mark: yaml.Mark | None = None
+    message = err["msg"].removeprefix("Value error, ")
+    if kind == "sluice_rule" and ctx.get("where"):
+        loc = (*loc, *(int(p) if p.isdigit() else p for p in str(ctx["where"]).split(".")))
+    elif kind == "value_error":
+        # A rule over several keys: point at the first key its message names.
+        mark = _named_mark(err["msg"], loc, marks)
+    elif kind == "union_tag_invalid":
+        loc = (*loc, "type")
+        message = f"unknown type '{ctx.get('tag')}'"
+    elif kind == "union_tag_not_found":
+        message = "a check needs a 'type'"
+    elif kind == "invalid_key":
+        message = f"key {loc[-1]!r} is not a name"
+        mark = next((m for k, m in marks.items() if len(k) == len(loc) and _same_key(k[-1], loc[-1])), None)
+    elif kind == "extra_forbidden":
+        message = f"unknown key '{loc[-1]}'"
+    for cut in range(len(loc), -1, -1):
+        if mark is not None:
+            break
+        mark = marks.get(loc[:cut])
+    return _issue(shown, mark, ".".join(map(str, loc)), message, _hint_for(err, data, loc))
+
+
+def _same_key(written: str | int, parsed: Any) -> bool:
+    """Whether a key as written in YAML is the key value pydantic reports."""
+    try:
+        return bool(yaml.safe_load(str(written)) == parsed)
+    except yaml.YAMLError:
+        return False
+
+
+def _job_functions(source: str) -> dict[str, ast.AST]:
+    """Top-level names a module defines or imports, by name."""
+    names: dict[str, ast.AST] = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names[node.name] = node
+        elif isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    names[target.id] = node
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names[node.target.id] = node
+        elif isinstance(node, ast.ImportFrom | ast.Import):
+            for alias in node.names:
+                names[alias.asname or alias.name.split(".")[0]] = node
+    return names
+
+
+def _check_feature_job(loaded: LoadedSpec, shown: str) -> list[SpecIssue]:
+    """The feature job file exists and defines the function, read with ``ast`` (never imported)."""
+    job_file, _, function = loaded.spec.features.job.partition(":")
+    where = "features.job"
+    target = loaded.resolve(job_file)
+    if not target.is_file():
+        return [
+            loaded.issue(
+                where,
+                f"feature job file '{job_file}' not found under {loaded.project_dir}",
+                "paths are relative to the project root",
+                shown,
+            )
+        ]
+    try:
+        source = target.read_bytes()
+        if len(source) > 10 * MAX_SPEC_BYTES:
+            return []
+        names = _job_functions(source.decode("utf-8"))
+    except SyntaxError as exc:
+        return [
+            loaded.issue(
+                where,
+                f"feature job file '{job_file}' has a Python syntax error at line {exc.lineno}: {exc.msg}",
+                f"fix {job_file}",
+                shown,
+            )
+        ]
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return [loaded.issue(where, f"cannot read feature job file '{job_file}': {exc}", "save it as UTF-8", shown)]
+    node = names.get(function)
+    if node is None:
+        functions = [n for n, v in names.items() if isinstance(v, ast.FunctionDef)]
+        close = difflib.get_close_matches(function, functions, n=1, cutoff=0.6)
+        hint = f"did you mean '{close[0]}'?" if close else f"functions defined there: {', '.join(functions) or 'none'}"
+        return [loaded.issue(where, f"'{job_file}' defines no function '{function}'", hint, shown)]
+    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+        args = node.args
+        positional = len(args.posonlyargs) + len(args.args)
+        if args.vararg is None and positional < 2:
+            return [
+                loaded.issue(
+                    where,
+                    f"'{function}' in '{job_file}' takes {positional} argument(s); it is called with (spark, inputs)",
+                    f"define it as 'def {function}(spark, inputs):'",
                     shown,
-                    m.line + 1 if m else None,
-                    m.column + 1 if m else None,
-                    "features.job",
-                    f"feature job file '{job_file}' not found under {loaded.project_dir}",
-                    "paths are relative to the project root",
                 )
             ]
-        )
+    return []
+
+
+def _check_locations(loaded: LoadedSpec, shown: str) -> list[SpecIssue]:
+    """Storage and landing folders, resolved against the project: neither may hold the other."""
+    spec = loaded.spec
+    if spec.source.is_s3:
+        return []
+    storage = Path(os.path.normpath(loaded.resolve(spec.storage.root)))
+    landing = Path(os.path.normpath(loaded.resolve(spec.source.uri)))
+    if landing == storage or landing.is_relative_to(storage):
+        return [
+            loaded.issue(
+                "source.uri",
+                f"landing folder '{spec.source.uri}' is inside storage.root '{spec.storage.root}'",
+                "keep the landing folder (where producers write) apart from sluice's storage",
+                shown,
+            )
+        ]
+    if storage.is_relative_to(landing):
+        return [
+            loaded.issue(
+                "storage.root",
+                f"storage.root '{spec.storage.root}' is inside the landing folder '{spec.source.uri}'",
+                "keep sluice's storage apart from the landing folder (where producers write)",
+                shown,
+            )
+        ]
+    return []
 
 
 @dataclass
@@ -311,35 +728,78 @@ class LoadReport:
 def load_folder(folder: str | Path) -> LoadReport:
     """Load every ``*.pipeline.yaml`` in ``folder``; one bad spec never hides the others.
 
-    Two specs naming the same pipeline are both rejected, since neither can be said to win.
+    Specs that clash (the same pipeline name, landing folder or local serving port) are all
+    rejected, since none of them can be said to win.
     """
     return load_files(sorted(Path(folder).glob(f"*{SPEC_SUFFIX}")))
 
 
+def _landing_key(loaded: LoadedSpec) -> str:
+    source = loaded.spec.source
+    if source.is_s3:
+        bucket, prefix = source.s3_location()
+        return f"s3://{bucket}/{prefix}"
+    return os.path.normpath(loaded.resolve(source.uri))
+
+
+def _clashes(loaded: list[tuple[Path, LoadedSpec]]) -> dict[Path, list[SpecIssue]]:
+    """Issues for specs that share what must be theirs alone."""
+    rules: list[tuple[str, str, str, typing.Callable[[LoadedSpec], str | None]]] = [
+        ("pipeline", "pipeline '{}'", "pipeline names must be unique", lambda s: s.spec.pipeline),
+        (
+            "source.uri",
+            "landing folder '{}'",
+            "give each pipeline its own landing folder: a batch must belong to one pipeline",
+            _landing_key,
+        ),
+        (
+            "deployment.local.port",
+            "local serving port {}",
+            "give each pipeline its own deployment.local.port",
+            lambda s: str(s.spec.deployment.local.port) if s.spec.deployment.target == "local" else None,
+        ),
+    ]
+    out: dict[Path, list[SpecIssue]] = {}
+    for where, what, hint, key_of in rules:
+        groups: dict[str, list[tuple[Path, LoadedSpec]]] = {}
+        for path, spec in loaded:
+            key = key_of(spec)
+            if key is not None:
+                groups.setdefault(key, []).append((path, spec))
+        for key, group in groups.items():
+            if len(group) < 2:
+                continue
+            files = ", ".join(p.name for p, _ in group)
+            for path, spec in group:
+                message = f"{what.format(key)} is used by several specs: {files}"
+                issue = spec.issue(where, message, hint, file=str(path))
+                if where == "pipeline":
+                    issue = SpecIssue(str(path), pipeline_line(path), 1, where, message, hint)
+                out.setdefault(path, []).append(issue)
+    return out
+
+
 def load_files(paths: list[Path]) -> LoadReport:
-    """Load the given spec files; errors are keyed by each path as given."""
+    """Load the given spec files; errors are keyed by each path as given.
+
+    A file that cannot be loaded never stops the others. Specs that clash with each other
+    (see :func:`load_folder`) are all reported.
+    """
     report = LoadReport(specs=[], errors={})
-    by_name: dict[str, list[tuple[Path, LoadedSpec]]] = {}
+    good: list[tuple[Path, LoadedSpec]] = []
+    seen: set[Path] = set()
     for path in paths:
+        if path.resolve() in seen:
+            continue  # the same file named twice (a folder and a file in it) is one spec
+        seen.add(path.resolve())
         try:
-            loaded = load_spec(path)
+            good.append((path, load_spec(path)))
         except SpecError as exc:
             report.errors[str(path)] = exc
-            continue
-        by_name.setdefault(loaded.spec.pipeline, []).append((path, loaded))
-    for name, group in by_name.items():
-        if len(group) == 1:
-            report.specs.append(group[0][1])
-            continue
-        files = ", ".join(p.name for p, _ in group)
-        for p, _ in group:
-            issue = SpecIssue(
-                str(p),
-                pipeline_line(p),
-                1,
-                "pipeline",
-                f"pipeline '{name}' is defined in several files: {files}",
-                "pipeline names must be unique",
-            )
-            report.errors[str(p)] = SpecError([issue])
+    clashes = _clashes(good)
+    for path, loaded in good:
+        if path in clashes:
+            report.errors[str(path)] = SpecError(clashes[path])
+        else:
+            report.specs.append(loaded)
     return report

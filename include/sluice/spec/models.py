@@ -7,18 +7,81 @@ error with a hint, never a silently ignored setting.
 
 from __future__ import annotations
 
+import math
+import posixpath
 import re
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 IDENTIFIER = r"^[a-z][a-z0-9_]{0,62}$"
+#: Seeds reach numpy, whose seeds are unsigned 32-bit.
+MAX_SEED = 2**32 - 1
+#: Issue that brings object storage (s3://) for storage.root.
+OBJECT_STORAGE_ISSUE = "issue 11"
+
+
+def rule(message: str, hint: str, where: str | None = None) -> PydanticCustomError:
+    """A spec rule broken: the message, how to fix it, and optionally the key it is about.
+
+    Args:
+        message: What is wrong.
+        hint: How to fix it (the loader shows it as the issue's hint).
+        where: Dotted key below the model that raised it (``"source.pattern"``), so the
+            loader points at that key's line rather than at the model's.
+    """
+    return PydanticCustomError("sluice_rule", "{message}", {"message": message, "hint": hint, "where": where or ""})
+
+
+def _did_you_mean(word: str, options: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else ""
 
 
 class StrictModel(BaseModel):
-    """Base for every spec model: unknown keys are errors."""
+    """Base for every spec model: unknown keys are errors; NaN and infinity are never numbers."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+#: Airflow's cron aliases (``airflow.sdk.definitions.timetables._cron.CRON_PRESETS``), copied so
+#: the spec layer never imports Airflow; a test checks they agree.
+CRON_PRESETS: dict[str, str] = {
+    "@hourly": "0 * * * *",
+    "@daily": "0 0 * * *",
+    "@weekly": "0 0 * * 0",
+    "@monthly": "0 0 1 * *",
+    "@quarterly": "0 0 1 */3 *",
+    "@yearly": "0 0 1 1 *",
+}
+
+
+def cron_problem(expression: str) -> str | None:
+    """Why Airflow would refuse ``expression`` as a cron schedule, or None if it is fine.
+
+    Airflow maps its presets, then hands the expression to croniter (what
+    ``CronTriggerTimetable.validate`` does); a date that never comes (``0 0 30 2 *``) passes
+    that check but fails the scheduler later, so the next fire time is computed too.
+    """
+    from croniter import croniter
+
+    resolved = CRON_PRESETS.get(expression.strip(), expression.strip())
+    if not resolved or len(expression) > 200:
+        return "empty or overlong cron expression"
+    try:
+        croniter(resolved, datetime(2026, 1, 1, tzinfo=UTC)).get_next(datetime)
+    except Exception as exc:  # croniter raises several kinds (bad cron, bad date, value errors)
+        return str(exc) or type(exc).__name__
+    return None
+
+
+CRON_HINT = "write 5 cron fields 'minute hour day month weekday' (e.g. '*/5 * * * *') or one of " + ", ".join(
+    CRON_PRESETS
+)
 
 
 class Alerts(StrictModel):
@@ -36,12 +99,35 @@ class Detect(StrictModel):
     timeout_seconds: int = Field(
         3600,
         ge=10,
-        description="A wait longer than this ends the ingest run as skipped; the next run waits again.",
+        le=7 * 24 * 3600,
+        description=(
+            "A wait longer than this ends the ingest run as skipped; the next run waits again (at most a week)."
+        ),
     )
     schedule: str = Field(
         "@continuous",
         description="Ingest DAG schedule: '@continuous' (always one run waiting for files) or a cron.",
     )
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule_is_cron(cls, value: str) -> str:
+        if value in ("@continuous", "@once"):
+            return value
+        problem = cron_problem(value)
+        if problem:
+            raise rule(f"schedule '{value}' is not '@continuous' or a valid cron: {problem}", CRON_HINT)
+        return value
+
+    @model_validator(mode="after")
+    def _poll_within_timeout(self) -> Detect:
+        if self.poll_seconds > self.timeout_seconds:
+            raise rule(
+                f"poll_seconds ({self.poll_seconds}) is longer than timeout_seconds ({self.timeout_seconds})",
+                "poll more often than the wait times out",
+                "poll_seconds",
+            )
+        return self
 
 
 S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -133,9 +219,9 @@ class Between(_Expectation):
     @model_validator(mode="after")
     def _bounds(self) -> Between:
         if self.min is None and self.max is None:
-            raise ValueError("between needs at least one of min or max")
+            raise rule("between needs at least one of min or max", "add min, max or both")
         if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+            raise rule(f"min ({self.min}) is greater than max ({self.max})", "swap them", "min")
         return self
 
 
@@ -152,6 +238,17 @@ class MatchesRegex(_Expectation):
     type: Literal["matches_regex"] = Field(description="Expectation type.")
     regex: str = Field(description="Python regular expression each value must match.")
 
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise rule(
+                f"regex {value!r} does not compile: {exc}", "check brackets, parentheses and escapes (quote it in YAML)"
+            ) from None
+        return value
+
 
 class ColumnExists(_Expectation):
     """The column must exist (batch-level: failing it always rejects the batch)."""
@@ -163,8 +260,16 @@ class RowCountBetween(StrictModel):
     """The batch must have between min and max rows (batch-level)."""
 
     type: Literal["row_count_between"] = Field(description="Expectation type.")
-    min: int | None = Field(None, ge=0, description="Fewest rows a batch may have.")
-    max: int | None = Field(None, ge=0, description="Most rows a batch may have.")
+    min: int | None = Field(None, ge=0, le=10**12, description="Fewest rows a batch may have.")
+    max: int | None = Field(None, ge=0, le=10**12, description="Most rows a batch may have.")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> RowCountBetween:
+        if self.min is None and self.max is None:
+            raise rule("row_count_between needs at least one of min or max", "add min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise rule(f"min ({self.min}) is greater than max ({self.max})", "swap them", "min")
+        return self
 
 
 Expectation = Annotated[
@@ -199,6 +304,20 @@ class SparkInput(StrictModel):
     uri: str = Field(description="File or folder; relative paths resolve against the project root.")
     format: Literal["parquet", "csv"] = Field("parquet", description="File format.")
 
+    @field_validator("uri")
+    @classmethod
+    def _local_path(cls, value: str) -> str:
+        if not value.strip():
+            raise rule("uri is empty", "name a file or folder, e.g. data/reference/weather.parquet")
+        scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", value)
+        if scheme:
+            # It would be joined onto the project root as a local folder named '<scheme>:'.
+            raise rule(
+                f"uri '{value}': {scheme.group(1)}:// inputs are not supported yet ({OBJECT_STORAGE_ISSUE})",
+                "copy the table into the project (e.g. data/reference/) and name that path",
+            )
+        return value
+
 
 class Features(StrictModel):
     """The PySpark feature job."""
@@ -221,13 +340,15 @@ class Features(StrictModel):
     @classmethod
     def _no_reserved_input(cls, value: dict[str, SparkInput]) -> dict[str, SparkInput]:
         if "batches" in value:
-            raise ValueError("'batches' is reserved: it is always the validated batch rows")
+            raise rule(
+                "'batches' is reserved: it is always the validated batch rows", "name the input differently", "batches"
+            )
         return value
 
     @model_validator(mode="after")
     def _master_for_cluster(self) -> Features:
         if self.engine == "cluster" and not self.master:
-            raise ValueError("engine 'cluster' needs master (e.g. spark://host:7077)")
+            raise rule("engine 'cluster' needs master", "add master: spark://host:7077, or use engine: local", "engine")
         return self
 
 
@@ -244,7 +365,7 @@ class Split(StrictModel):
         lt=1,
         description="Holdout share for a random split, and the fallback while only one value of 'by' exists.",
     )
-    seed: int = Field(42, description="Seed of the random split.")
+    seed: int = Field(42, ge=0, le=MAX_SEED, description="Seed of the random split.")
 
 
 class Training(StrictModel):
@@ -262,12 +383,33 @@ class Training(StrictModel):
     drop: list[str] = Field(default_factory=list, description="Columns never used as features.")
     split: Split = Field(default_factory=Split, description="How the holdout is chosen.")  # type: ignore[arg-type]
 
+    @field_validator("params")
+    @classmethod
+    def _finite_params(cls, value: dict[str, Any]) -> dict[str, Any]:
+        def bad(v: Any) -> bool:
+            if isinstance(v, float):
+                return not math.isfinite(v)
+            if isinstance(v, dict):
+                return any(bad(x) for x in v.values())
+            if isinstance(v, list):
+                return any(bad(x) for x in v)
+            return False
+
+        for key, v in value.items():
+            if bad(v):
+                raise rule(f"params.{key} is not a finite number", "write a finite number (not .nan or .inf)", key)
+        return value
+
     @model_validator(mode="after")
     def _target_is_not_a_feature(self) -> Training:
         if self.target in self.drop:
-            raise ValueError("training.drop must not contain the target")
+            raise rule("training.drop must not contain the target", f"remove '{self.target}' from drop", "drop")
         if self.features is not None and self.target in self.features:
-            raise ValueError(f"training.features must not contain the target '{self.target}' (it would leak the label)")
+            raise rule(
+                f"training.features must not contain the target '{self.target}' (it would leak the label)",
+                f"remove '{self.target}' from features",
+                "features",
+            )
         return self
 
 
@@ -282,6 +424,17 @@ HIGHER_IS_BETTER = {
     "rmse": False,
     "mae": False,
 }
+#: Metrics of a classifier and of a regressor (``sluice lint`` checks the model class's kind).
+CLASSIFICATION_METRICS = frozenset({"roc_auc", "accuracy", "f1", "precision", "recall", "log_loss"})
+REGRESSION_METRICS = frozenset({"r2", "rmse", "mae"})
+#: Range each metric can take; a gate outside it can never be met (or always is).
+METRIC_RANGE: dict[str, tuple[float, float]] = {
+    **{m: (0.0, 1.0) for m in ("roc_auc", "accuracy", "f1", "precision", "recall")},
+    "log_loss": (0.0, math.inf),
+    "r2": (-math.inf, 1.0),
+    "rmse": (0.0, math.inf),
+    "mae": (0.0, math.inf),
+}
 
 
 class Gate(StrictModel):
@@ -290,7 +443,7 @@ class Gate(StrictModel):
     min: float | None = Field(None, description="Floor for higher-is-better metrics.")
     max: float | None = Field(None, description="Ceiling for lower-is-better metrics.")
     max_regression_vs_champion: float = Field(
-        0.0, ge=0, description="How much worse than the champion, on the same holdout, still passes."
+        0.0, ge=0, le=1e9, description="How much worse than the champion, on the same holdout, still passes."
     )
 
 
@@ -311,16 +464,39 @@ class Evaluation(StrictModel):
     approval_timeout_hours: float = Field(
         24,
         gt=0,
-        description="With approval 'manual': hours to wait for a response; then the approve task fails, champion kept.",
+        le=24 * 30,
+        description=(
+            "With approval 'manual': hours to wait for a response (at most 720, 30 days); then the approve "
+            "task fails, champion kept."
+        ),
     )
 
     @model_validator(mode="after")
     def _gate_matches_metric(self) -> Evaluation:
         higher = HIGHER_IS_BETTER[self.metric]
         if higher and self.gate.max is not None:
-            raise ValueError(f"{self.metric} is higher-is-better: use gate.min, not gate.max")
+            raise rule(
+                f"{self.metric} is higher-is-better: use gate.min, not gate.max", "rename max to min", "gate.max"
+            )
         if not higher and self.gate.min is not None:
-            raise ValueError(f"{self.metric} is lower-is-better: use gate.max, not gate.min")
+            raise rule(f"{self.metric} is lower-is-better: use gate.max, not gate.min", "rename min to max", "gate.min")
+        low, high = METRIC_RANGE[self.metric]
+        span = f"[{low:g}, {high:g}]".replace("inf", "∞")
+        for key, value in (("min", self.gate.min), ("max", self.gate.max)):
+            if value is not None and not low <= value <= high:
+                raise rule(
+                    f"gate.{key} {value:g} is outside the range of {self.metric} {span}: "
+                    + ("no model can meet it" if (key == "min") == (value > high) else "every model meets it"),
+                    f"choose a threshold within {span}",
+                    f"gate.{key}",
+                )
+        if high - low < math.inf and self.gate.max_regression_vs_champion > high - low:
+            raise rule(
+                f"gate.max_regression_vs_champion {self.gate.max_regression_vs_champion:g} is wider than "
+                f"the whole range of {self.metric} {span}: every candidate passes",
+                "allow a small regression such as 0.01",
+                "gate.max_regression_vs_champion",
+            )
         return self
 
 
@@ -329,11 +505,43 @@ class LocalDeployment(StrictModel):
 
     host: str = Field("127.0.0.1", description="Interface the model server listens on.")
     port: int = Field(5055, ge=1, le=65535, description="Stable port of the model server (kept across deploys).")
-    health_timeout_seconds: int = Field(120, ge=5, description="How long a new server may take to become healthy.")
+    health_timeout_seconds: int = Field(
+        120, ge=5, le=3600, description="How long a new server may take to become healthy."
+    )
 
 
 K8S_NAME = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 K8S_QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$"
+_QUANTITY_SUFFIX = {
+    "": 1.0,
+    "m": 1e-3,
+    "k": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "Ki": 2.0**10,
+    "Mi": 2.0**20,
+    "Gi": 2.0**30,
+    "Ti": 2.0**40,
+}
+
+
+def parse_quantity(quantity: str) -> float:
+    """A Kubernetes quantity (``250m``, ``1``, ``512Mi``) as a number of units."""
+    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)(m|Ki|Mi|Gi|Ti|k|M|G|T)?", quantity)
+    if not match:
+        raise ValueError(f"'{quantity}' is not a Kubernetes quantity")
+    return float(match.group(1)) * _QUANTITY_SUFFIX[match.group(2) or ""]
+
+
+_IMAGE_HOST_PART = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
+_IMAGE_DOMAIN = rf"(?:{_IMAGE_HOST_PART}(?:\.{_IMAGE_HOST_PART})*(?::[0-9]+)?)"
+_IMAGE_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+#: An image reference as the distribution spec defines it (``[registry/]path[:tag][@digest]``).
+IMAGE_REFERENCE = re.compile(
+    rf"(?:{_IMAGE_DOMAIN}/)?{_IMAGE_COMPONENT}(?:/{_IMAGE_COMPONENT})*"
+    r"(?::[\w][\w.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?"
+)
 
 
 class ResourceList(StrictModel):
@@ -353,6 +561,20 @@ class Resources(StrictModel):
     limits: ResourceList = Field(
         default_factory=lambda: ResourceList(cpu="1", memory="1Gi"), description="The most the container may use."
     )
+
+    @model_validator(mode="after")
+    def _limits_cover_requests(self) -> Resources:
+        for kind in ("cpu", "memory"):
+            request, limit = getattr(self.requests, kind), getattr(self.limits, kind)
+            if parse_quantity(limit) <= 0:
+                raise rule(f"limits.{kind} is {limit}: nothing could run", "set it above 0", f"limits.{kind}")
+            if parse_quantity(limit) < parse_quantity(request):
+                raise rule(
+                    f"limits.{kind} ({limit}) is below requests.{kind} ({request}): Kubernetes rejects the pod",
+                    f"raise limits.{kind} to at least {request} or lower the request",
+                    f"limits.{kind}",
+                )
+        return self
 
 
 class KubernetesDeployment(StrictModel):
@@ -403,6 +625,16 @@ class KubernetesDeployment(StrictModel):
         600, ge=5, le=7200, description="How long a rollout may take before it is rolled back."
     )
     labels: dict[str, str] = Field(default_factory=dict, description="Extra labels on every object and pod.")
+
+    @field_validator("image", "serving_image")
+    @classmethod
+    def _image_reference(cls, value: str) -> str:
+        if value != value.strip() or not IMAGE_REFERENCE.fullmatch(value) or len(value) > 512:
+            raise rule(
+                f"'{value}' is not an image reference",
+                "write [registry/]repository[:tag][@sha256:digest] in lower case, e.g. ghcr.io/acme/sluice:1.4.0",
+            )
+        return value
 
     @field_validator("labels")
     @classmethod
@@ -477,12 +709,13 @@ class Drift(StrictModel):
     sample_size: int = Field(
         5000,
         ge=100,
+        le=10_000_000,
         description=(
             "Rows drawn (seeded, without replacement) from the reference and from the new data "
             "before comparing; a side with fewer rows is used whole."
         ),
     )
-    seed: int = Field(42, description="Seed of the sampling, so a re-run gives the same numbers.")
+    seed: int = Field(42, ge=0, le=MAX_SEED, description="Seed of the sampling, so a re-run gives the same numbers.")
     columns: list[str] | None = Field(
         None,
         min_length=1,
@@ -502,6 +735,7 @@ class Drift(StrictModel):
     threshold: float | None = Field(
         None,
         gt=0,
+        le=100,
         description=(
             "Per-column threshold for every column. Default: the method's own (0.1 for the "
             "distances, 0.05 for the p-value tests). Distances drift at or above it, p-values below it."
@@ -519,7 +753,33 @@ class Monitoring(StrictModel):
 class Storage(StrictModel):
     """Where sluice keeps batches, features and run files."""
 
-    root: str = Field("data/sluice", description="Relative paths resolve against the project root.")
+    root: str = Field(
+        "data/sluice",
+        description=(
+            "Local folder; relative paths resolve against the project root and must stay inside it. "
+            f"Object storage (s3://) is not supported yet ({OBJECT_STORAGE_ISSUE})."
+        ),
+    )
+
+    @field_validator("root")
+    @classmethod
+    def _local_folder(cls, value: str) -> str:
+        if not value.strip():
+            raise rule("storage.root is empty", "name a folder, e.g. data/sluice (the default)")
+        scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", value)
+        if scheme:
+            raise rule(
+                f"storage.root '{value}': {scheme.group(1)}:// storage is not supported yet ({OBJECT_STORAGE_ISSUE})",
+                "use a local folder such as data/sluice until object storage lands",
+            )
+        if not value.startswith("/"):
+            normal = posixpath.normpath(value)
+            if normal == ".." or normal.startswith("../"):
+                raise rule(
+                    f"storage.root '{value}' leaves the project folder",
+                    "use a folder inside the project (e.g. data/sluice) or an absolute path",
+                )
+        return value
 
 
 class PipelineSpec(StrictModel):
@@ -553,6 +813,7 @@ class PipelineSpec(StrictModel):
     retrain_cooldown_minutes: int = Field(
         0,
         ge=0,
+        le=366 * 24 * 60,
         description=(
             "An automatic retrain within this many minutes of the last one is skipped "
             "(logged); manual triggers are not held back."
@@ -564,15 +825,82 @@ class PipelineSpec(StrictModel):
     def _no_repeats(cls, value: list[str]) -> list[str]:
         repeated = sorted({v for v in value if value.count(v) > 1})
         if repeated:
-            raise ValueError(f"retrain_on lists {repeated} more than once")
+            raise rule(f"retrain_on lists {repeated} more than once", "list each trigger once")
         return value
+
+    @field_validator("retrain_schedule")
+    @classmethod
+    def _retrain_schedule_is_cron(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        problem = cron_problem(value)
+        if problem:
+            raise rule(f"retrain_schedule '{value}' is not a valid cron: {problem}", CRON_HINT)
+        return value
+
+    @model_validator(mode="after")
+    def _pattern_fits_format(self) -> PipelineSpec:
+        pattern, fmt = self.source.pattern, self.source.format
+        if not pattern.strip() or not pattern.strip("*?[]!."):
+            raise rule(
+                f"source.pattern '{pattern}' matches every file (temporary and partial ones too)",
+                f"match the batch files only, e.g. '*.{fmt}'",
+                "source.pattern",
+            )
+        if not pattern.lower().endswith(f".{fmt}"):
+            raise rule(
+                f"source.pattern '{pattern}' does not end in '.{fmt}' but source.format is '{fmt}'",
+                f"end the pattern with '.{fmt}' or set source.format to the files' format",
+                "source.pattern",
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _columns_in_declared_schema(self) -> PipelineSpec:
+        # Only columns that must exist in the raw batch are checked: checks and drift read the
+        # batch as it lands. target, split.by, features and drop name the feature job's output,
+        # which is only known once the job has run.
+        declared = self.source.columns
+        if declared is None:
+            return self
+        hint = f"declared in source.columns: {', '.join(declared) or 'none'}"
+        for i, check in enumerate(self.validation.expectations):
+            column = getattr(check, "column", None)
+            if column is not None and column not in declared:
+                raise rule(
+                    f"column '{column}' is not in source.columns",
+                    _did_you_mean(column, list(declared)) or hint,
+                    f"validation.expectations.{i}.column",
+                )
+        drift = self.monitoring.drift
+        for column in [*(drift.columns or []), *drift.methods]:
+            if column not in declared:
+                where = "columns" if column in (drift.columns or []) else f"methods.{column}"
+                raise rule(
+                    f"column '{column}' is not in source.columns",
+                    _did_you_mean(column, list(declared)) or hint,
+                    f"monitoring.drift.{where}",
+                )
+        return self
 
     @model_validator(mode="after")
     def _schedule_needs_cron(self) -> PipelineSpec:
         if "drift" in self.retrain_on and not self.monitoring.enabled:
-            raise ValueError("retrain_on has 'drift' but monitoring.enabled is false: nothing would detect drift")
+            raise rule(
+                "retrain_on has 'drift' but monitoring.enabled is false: nothing would detect drift",
+                "enable monitoring or retrain on new_data or a schedule",
+                "retrain_on",
+            )
         if "schedule" in self.retrain_on and not self.retrain_schedule:
-            raise ValueError("retrain_on has 'schedule': set retrain_schedule (a cron, e.g. '0 3 * * *')")
+            raise rule(
+                "retrain_on has 'schedule' but there is no retrain_schedule",
+                "set retrain_schedule to a cron, e.g. '0 3 * * *'",
+                "retrain_on",
+            )
         if self.retrain_schedule and "schedule" not in self.retrain_on:
-            raise ValueError("retrain_schedule is set but retrain_on lacks 'schedule'")
+            raise rule(
+                "retrain_schedule is set but retrain_on lacks 'schedule'",
+                "add schedule to retrain_on, or remove retrain_schedule",
+                "retrain_schedule",
+            )
         return self
