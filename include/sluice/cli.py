@@ -192,7 +192,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         drift = f"drift share {r['drift_share']:.2f}" if r.get("drift_share") is not None else ""
         print(
             f"  batch {batch_id}  {printable(str(r.get('source_file', ''))):<28} {r.get('status', ''):<9} {drift:<17} "
-            f"{r.get('reason', '')}" + (f" (reuses the name of {', '.join(r['replaces_name_of'])})" if r.get("replaces_name_of") else "")
+            f"{r.get('reason', '')}"
+            + (f" (reuses the name of {', '.join(r['replaces_name_of'])})" if r.get("replaces_name_of") else "")
         )
     dep = current_deployment(store)
     print(f"  deployed: v{dep['version']} at {dep['url']} (pid {dep['pid']})" if dep else "  deployed: nothing")

@@ -111,7 +111,13 @@ CASES = [
     Case("zero_rows", "parquet", lambda: parquet(good().iloc[:0]), "rejected", "empty batch", rows=0),
     Case("wrong_delimiter", "csv", lambda: csv(good(1), sep=";"), "rejected", "declared column 'carrier' is missing"),
     Case("wrong_encoding", "csv", latin1, "rejected", "not UTF-8 text", rows=0),
-    Case("missing_columns", "parquet", lambda: parquet(good(2).drop(columns=["arr_delay"])), "rejected", "'arr_delay' is missing"),
+    Case(
+        "missing_columns",
+        "parquet",
+        lambda: parquet(good(2).drop(columns=["arr_delay"])),
+        "rejected",
+        "'arr_delay' is missing",
+    ),
     Case("extra_columns", "parquet", lambda: parquet(good(2).assign(surprise="x")), "accepted", "all checks passed"),
     Case(
         "numeric_as_string",
@@ -120,15 +126,55 @@ CASES = [
         "rejected",
         "column 'distance': declared int, arrives as string",
     ),
-    Case("renamed_checked_column", "parquet", lambda: parquet(good(2).rename(columns={"origin": "from"})), "rejected", "'origin' is missing"),
-    Case("bad_1pct", "parquet", lambda: parquet(bad_rows(0.01)), "accepted", "20 of 2000 rows quarantined", quarantined=20, row_reasons=frozenset({"between:distance"})),
-    Case("bad_30pct", "parquet", lambda: parquet(bad_rows(0.30)), "rejected", "quarantine rate 30.00% exceeds", quarantined=600, row_reasons=frozenset({"between:distance"})),
-    Case("bad_100pct", "parquet", lambda: parquet(bad_rows(1.0)), "rejected", "quarantine rate 100.00% exceeds", quarantined=ROWS, row_reasons=frozenset({"between:distance"})),
-    Case("csv_unparseable_cells", "csv", csv_with_unparseable_cells, "accepted", "10 of 2000 rows quarantined", quarantined=10, row_reasons=frozenset({"type:distance"})),
+    Case(
+        "renamed_checked_column",
+        "parquet",
+        lambda: parquet(good(2).rename(columns={"origin": "from"})),
+        "rejected",
+        "'origin' is missing",
+    ),
+    Case(
+        "bad_1pct",
+        "parquet",
+        lambda: parquet(bad_rows(0.01)),
+        "accepted",
+        "20 of 2000 rows quarantined",
+        quarantined=20,
+        row_reasons=frozenset({"between:distance"}),
+    ),
+    Case(
+        "bad_30pct",
+        "parquet",
+        lambda: parquet(bad_rows(0.30)),
+        "rejected",
+        "quarantine rate 30.00% exceeds",
+        quarantined=600,
+        row_reasons=frozenset({"between:distance"}),
+    ),
+    Case(
+        "bad_100pct",
+        "parquet",
+        lambda: parquet(bad_rows(1.0)),
+        "rejected",
+        "quarantine rate 100.00% exceeds",
+        quarantined=ROWS,
+        row_reasons=frozenset({"between:distance"}),
+    ),
+    Case(
+        "csv_unparseable_cells",
+        "csv",
+        csv_with_unparseable_cells,
+        "accepted",
+        "10 of 2000 rows quarantined",
+        quarantined=10,
+        row_reasons=frozenset({"type:distance"}),
+    ),
     Case("ints_with_nulls_as_float", "parquet", ints_with_nulls, "accepted", "all checks passed"),
     # GX skips nulls in in_set, so an all-null checked column passes; it is still written as string.
     Case("all_null_column", "parquet", lambda: parquet(good(7).assign(origin=None)), "accepted", "all checks passed"),
-    Case("truncated_parquet", "parquet", lambda: parquet(good(8))[:-300], "rejected", "unreadable parquet file", rows=0),
+    Case(
+        "truncated_parquet", "parquet", lambda: parquet(good(8))[:-300], "rejected", "unreadable parquet file", rows=0
+    ),
 ]
 
 
@@ -192,7 +238,9 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         writer.release.set()
         assert writer.finished.wait(10)
 
-    mid = land_new_files(LocalInbox(landing, "*.csv", settle_seconds=1, sleep=producer_writes_during_settle), store, "run-mid")
+    mid = land_new_files(
+        LocalInbox(landing, "*.csv", settle_seconds=1, sleep=producer_writes_during_settle), store, "run-mid"
+    )
     outcomes["half_written_during_write"] = mid
     outcomes["half_written"] = _land_and_validate(landing, store, "half_written", "csv")
     # And the next good batch after all of that goes through.
@@ -265,7 +313,6 @@ def test_corpus_size_is_what_the_readme_reports() -> None:
     assert f"{len(CASES) + 1} bad-data cases" in readme, "update the count in the README's test table"
 
 
-
 def test_ingest_dag_rejects_drifted_batches_and_keeps_going(flights_project: Any) -> None:
     """The real ingest DAG (dag.test) with the demo's declared schema: drift is rejected, later months pass."""
     from demo.producer import drop_month, month_frame
@@ -291,4 +338,7 @@ def test_ingest_dag_rejects_drifted_batches_and_keeps_going(flights_project: Any
     drop_month(project.landing, 4, sample=1000)
     state, tasks = run_dag(dags["flights_delay__ingest"])
     assert state == "success" and tasks["publish"] == "success"
-    assert [r["source_file"] for r in store.accepted_batches()] == ["flights_2013-01.parquet", "flights_2013-04.parquet"]
+    assert [r["source_file"] for r in store.accepted_batches()] == [
+        "flights_2013-01.parquet",
+        "flights_2013-04.parquet",
+    ]

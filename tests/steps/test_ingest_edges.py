@@ -30,7 +30,9 @@ def store(tmp_path: Path) -> PipelineStore:
 
 
 def frame(rows: int, seed: int = 0) -> pd.DataFrame:
-    return pd.DataFrame({"id": range(seed, seed + rows), "carrier": ["UA", "AA", "DL"] * (rows // 3) + ["UA"] * (rows % 3)})
+    return pd.DataFrame(
+        {"id": range(seed, seed + rows), "carrier": ["UA", "AA", "DL"] * (rows // 3) + ["UA"] * (rows % 3)}
+    )
 
 
 class ControlledWriter(threading.Thread):

@@ -37,7 +37,12 @@ class InboxTrigger(BaseTrigger):
         """Class path and arguments, for the triggerer."""
         return (
             "sluice.airflow.sensors.InboxTrigger",
-            {"folder": self.folder, "pattern": self.pattern, "marker": self.marker, "poke_interval": self.poke_interval},
+            {
+                "folder": self.folder,
+                "pattern": self.pattern,
+                "marker": self.marker,
+                "poke_interval": self.poke_interval,
+            },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:

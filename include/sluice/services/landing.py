@@ -149,13 +149,18 @@ def select(entries: Iterable[Entry], pattern: str, marker: str | None) -> tuple[
             scan.refused[e.name] = "a folder (e.g. a Spark output folder): land its part files as single files"
         elif e.kind != "file":
             scan.refused[e.name] = "not a regular file"
-        elif marker and is_per_file_marker(marker) and marker_for(marker, e.name) not in names:
-            scan.waiting_for_marker.append(e.name)
-        elif marker and not is_per_file_marker(marker) and (folder_marker is None or e.mtime > folder_marker.mtime):
+        elif marker and not _marked(e, marker, names, folder_marker):
             scan.waiting_for_marker.append(e.name)
         else:
             candidates.append(e)
     return candidates, scan
+
+
+def _marked(entry: Entry, marker: str, names: set[str], folder_marker: Entry | None) -> bool:
+    """Whether ``entry`` is marked complete: its own marker exists, or it predates the folder marker."""
+    if is_per_file_marker(marker):
+        return marker_for(marker, entry.name) in names
+    return folder_marker is not None and entry.mtime <= folder_marker.mtime
 
 
 def local_entries(folder: Path) -> list[Entry]:

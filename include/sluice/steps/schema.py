@@ -77,9 +77,8 @@ def read_frame(path: Path, fmt: str, columns: Mapping[str, str] | None = None) -
 
     if fmt == "parquet":
         return pd.read_parquet(path)
-    text_columns = {c: "string" for c, kind in (columns or {}).items() if kind in ("string", "timestamp", "date")}
-    frame = pd.read_csv(path, dtype=text_columns or None, keep_default_na=True)
-    return frame
+    text: Any = {c: "string" for c, kind in (columns or {}).items() if kind in ("string", "timestamp", "date")}
+    return pd.read_csv(path, dtype=text or None)
 
 
 def _sample(values: Any) -> str:
@@ -112,6 +111,11 @@ def _kind_of(series: pd.Series) -> str:
         "datetime64": "datetime",
         "date": "date",
     }.get(inferred, "mixed")
+
+
+def _with_none(series: Any) -> Any:
+    """``series`` as Python objects with None for every null (what Arrow takes as null)."""
+    return series.astype("object").where(series.notna(), None)
 
 
 def _whole(series: pd.Series) -> pd.Series:
@@ -162,10 +166,10 @@ def conform(frame: pd.DataFrame, columns: Mapping[str, str], fmt: str) -> Confor
             if have != "string":
                 out.mismatched[name] = f"declared string, arrives as {have} (e.g. {_sample(raw.dropna())})"
                 continue
-            value = raw.astype("object").where(raw.notna(), None)
+            value = _with_none(raw)
         elif kind == "bool":
             if have == "bool":
-                value = raw.astype("object").where(raw.notna(), None)
+                value = _with_none(raw)
             elif fmt == "csv" and have in ("string", "mixed"):
                 lowered = raw.astype("string").str.strip().str.lower()
                 value = lowered.map({"true": True, "false": False}).astype("object")
@@ -214,7 +218,7 @@ def to_arrow(frame: pd.DataFrame, columns: Mapping[str, str]) -> pa.Table:
             stamps = pa.array(pd.to_datetime(s), from_pandas=True)
             arrays.append(stamps.cast(target, safe=False))
         else:
-            arrays.append(pa.array(s.astype("object").where(s.notna(), None), type=target, from_pandas=True))
+            arrays.append(pa.array(_with_none(s), type=target, from_pandas=True))
     return pa.Table.from_arrays(arrays, names=list(columns))
 
 

@@ -52,7 +52,8 @@ def _unreadable(path: Path, fmt: str, exc: Exception) -> str:
     if path.stat().st_size == 0:
         return f"empty file (0 bytes): not a {fmt} batch"
     if isinstance(exc, UnicodeDecodeError):
-        return f"unreadable {fmt} file: not UTF-8 text (byte {exc.object[exc.start : exc.start + 1]!r} at offset {exc.start})"
+        byte = exc.object[exc.start : exc.start + 1]
+        return f"unreadable {fmt} file: not UTF-8 text (byte {byte!r} at offset {exc.start})"
     return f"unreadable {fmt} file: {type(exc).__name__}: {exc}"
 
 
@@ -117,11 +118,14 @@ def validate_batch(
         if problems:
             have = ", ".join(map(str, raw.columns))
             reason = "schema drift: " + "; ".join(problems) + f" (the batch has: {have})"
-            return _finish(store, BatchOutcome(batch_id, "rejected", reason, rows=rows), report_path, {"schema": schema})
+            return _finish(
+                store, BatchOutcome(batch_id, "rejected", reason, rows=rows), report_path, {"schema": schema}
+            )
         df, bad_cells = conformed.frame, conformed.bad_rows
-    absent = [e for e in validation.expectations if getattr(e, "column", None) is not None and e.column not in df]
+    checked = [(e.type, str(getattr(e, "column", ""))) for e in validation.expectations if hasattr(e, "column")]
+    absent = [(kind, column) for kind, column in checked if column not in df]
     if absent:
-        named = "; ".join(f"check {e.type} on column '{getattr(e, 'column', '')}'" for e in absent)
+        named = "; ".join(f"check {kind} on column '{column}'" for kind, column in absent)
         reason = f"checked column missing from the batch: {named} (the batch has: {', '.join(map(str, df.columns))})"
         return _finish(store, BatchOutcome(batch_id, "rejected", reason, rows=rows), report_path, {"schema": schema})
 
