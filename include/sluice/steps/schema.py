@@ -225,18 +225,16 @@ def to_arrow(frame: pd.DataFrame, columns: Mapping[str, str]) -> pa.Table:
 def infer_columns(frame: pd.DataFrame) -> dict[str, str]:
     """Declared column types for a sample batch (what ``sluice infer-schema`` prints).
 
-    A float column whose values are all whole numbers and that has nulls is inferred as
-    ``int``: that is how pandas stores an int column with missing values. A column with no
-    non-null value is inferred as ``string`` (check it by hand).
+    The file's own types are kept: a float column stays ``float`` even when its values
+    are whole numbers with nulls (an int column as pandas stores it), so ``clean.parquet``
+    keeps the types batches had before a schema was declared and old and new batches
+    still read together. Declare such a column ``int`` by hand if that is what it is:
+    whole floats and nulls pass as ``int``. A column with no non-null value is inferred
+    as ``string`` (check it by hand).
     """
-    import pandas as pd
-
     out: dict[str, str] = {}
     for name in frame.columns:
-        s = frame[name]
-        have = _kind_of(s)
-        if have == "float" and s.isna().any() and pd.api.types.is_float_dtype(s) and bool(_whole(s).all()):
-            have = "int"
+        have = _kind_of(frame[name])
         out[str(name)] = {"datetime": "timestamp", "empty": "string", "mixed": "string"}.get(have, have)
     return out
 
