@@ -268,3 +268,16 @@ def test_status_prints_one_line_per_batch_even_with_a_newline_in_a_name(tmp_path
     assert len(batches) == 3
     assert any("evil\\nname.parquet" in line for line in batches)
     assert sum("reuses the name of" in line for line in batches) == 1
+
+
+@pytest.mark.parametrize(
+    ("marker", "message"),
+    [("done/{name}", "without '/'"), ("{nme}.done", "placeholders"), ("{name}", "names the file itself")],
+)
+def test_a_bad_marker_is_a_spec_error(marker: str, message: str) -> None:
+    from pydantic import ValidationError
+
+    from sluice.spec.models import Detect
+
+    with pytest.raises(ValidationError, match=message):
+        Detect(marker=marker)
