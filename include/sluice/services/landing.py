@@ -18,7 +18,7 @@ import shutil
 import stat
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
@@ -419,17 +419,6 @@ class S3Inbox:
         body = self.client.get_object(Bucket=self.bucket, Key=self._key(item.name), **extra)["Body"]
         with target.open("wb") as fh:
             shutil.copyfileobj(body, fh, 1 << 20)
-
-    @contextlib.contextmanager
-    def local_copy(self, item: InboxFile, scratch: Path) -> Iterator[Path]:
-        """Download to a temporary file under ``scratch``; removed afterwards."""
-        scratch.mkdir(parents=True, exist_ok=True)
-        tmp = scratch / f".download-{uuid.uuid4().hex}{PurePosixPath(item.name).suffix}"
-        try:
-            self.fetch(item, tmp)
-            yield tmp
-        finally:
-            tmp.unlink(missing_ok=True)
 
     def _etag(self, key: str) -> str | None:
         from botocore.exceptions import ClientError

@@ -125,7 +125,10 @@ def validate_batch(
     checked = [(e.type, str(getattr(e, "column", ""))) for e in validation.expectations if hasattr(e, "column")]
     absent = [(kind, column) for kind, column in checked if column not in df]
     if absent:
-        named = "; ".join(f"check {kind} on column '{column}'" for kind, column in absent)
+        named = "; ".join(
+            f"check {kind} on column '{column}'" + (" (not in source.columns: dropped)" if column in raw else "")
+            for kind, column in absent
+        )
         reason = f"checked column missing from the batch: {named} (the batch has: {', '.join(map(str, df.columns))})"
         return _finish(store, BatchOutcome(batch_id, "rejected", reason, rows=rows), report_path, {"schema": schema})
 
