@@ -229,6 +229,7 @@ def _store_for(spec_path: str):  # type: ignore[no-untyped-def]
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Batches, champion and deployment of a pipeline."""
+    from sluice.services.landing import printable
     from sluice.steps.deploy import current_deployment, local_serving
 
     loaded, store = _store_for(args.spec)
@@ -239,8 +240,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         r = store.batch_record(batch_id)
         drift = f"drift share {r['drift_share']:.2f}" if r.get("drift_share") is not None else ""
         print(
-            f"  batch {batch_id}  {r.get('source_file', ''):<28} {r.get('status', ''):<9} {drift:<17} "
+            f"  batch {batch_id}  {printable(str(r.get('source_file', ''))):<28} {r.get('status', ''):<9} {drift:<17} "
             f"{r.get('reason', '')}"
+            + (f" (reuses the name of {', '.join(r['replaces_name_of'])})" if r.get("replaces_name_of") else "")
         )
     if loaded.spec.deployment.target == "local":
         cfg = loaded.spec.deployment.local
@@ -249,6 +251,43 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         dep = current_deployment(store)
         print(f"  deployed: v{dep['version']} at {dep['url']}" if dep else "  deployed: nothing")
+    return 0
+
+
+def cmd_infer_schema(args: argparse.Namespace) -> int:
+    """Print the declared schema (``columns:``) of a sample file, or write it into a spec."""
+    from sluice.steps.schema import columns_yaml, infer_file, write_columns
+
+    sample = Path(args.file)
+    try:
+        columns = infer_file(sample)
+    except Exception as exc:  # a reader error: say which file and why, no traceback
+        print(f"{sample}: cannot read it as {sample.suffix.lstrip('.') or 'parquet'}: {exc}", file=sys.stderr)
+        return 1
+    if not args.write:
+        print(columns_yaml(columns), end="")
+        return 0
+    if not args.spec:
+        print("--write needs --spec SPEC", file=sys.stderr)
+        return 2
+    from sluice.spec.loader import load_spec
+
+    spec_path = Path(args.spec)
+    try:
+        updated = write_columns(spec_path.read_text(), columns)
+    except (OSError, ValueError) as exc:
+        print(f"{spec_path}: {exc}", file=sys.stderr)
+        return 1
+    tmp = spec_path.with_name(f".{spec_path.name}.infer-schema.tmp")
+    tmp.write_text(updated)
+    try:
+        load_spec(tmp)
+    except SpecError as exc:
+        tmp.unlink()
+        print(f"{spec_path}: not written, the result would not load:\n{exc}", file=sys.stderr)
+        return 1
+    tmp.replace(spec_path)
+    print(f"{spec_path}: source.columns set to the {len(columns)} columns of {sample}")
     return 0
 
 
@@ -432,6 +471,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="batches and deployment of a pipeline")
     p.add_argument("spec")
     p.set_defaults(func=cmd_status)
+    p = sub.add_parser("infer-schema", help="print the columns: of a parquet/CSV file, or write them into a spec")
+    p.add_argument("file")
+    p.add_argument("--spec", help="the spec to write source.columns into (with --write)")
+    p.add_argument("--write", action="store_true", help="write into --spec instead of printing")
+    p.set_defaults(func=cmd_infer_schema)
     p = sub.add_parser("stop", help="stop a pipeline's local model server")
     p.add_argument("spec")
     p.set_defaults(func=cmd_stop)

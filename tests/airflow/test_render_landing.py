@@ -56,6 +56,6 @@ def test_s3_source_renders_a_deferrable_s3_key_sensor_and_passes_the_inbox_to_la
 def test_local_source_renders_a_deferrable_file_sensor(tmp_path: Path) -> None:
     ingest = _ingest(tmp_path, {"uri": str(tmp_path / "in"), "pattern": "*.csv", "format": "csv"})
     sensor = ingest.get_task("wait_for_files")
-    assert type(sensor).__name__ == "FileSensor" and sensor.deferrable
+    assert type(sensor).__name__ == "InboxFileSensor" and sensor.deferrable
     assert sensor.filepath == f"{tmp_path}/in/*.csv"
     assert ingest.get_task("land").op_kwargs["landing"] == {"source": "local", "glob": f"{tmp_path}/in/*.csv"}

@@ -45,7 +45,12 @@ def small_spec(project: Project, name: str = "flights_delay", **training: Any) -
     train = dict(base["training"]) | training
     return project.write_spec(
         name,
-        source={"uri": str(project.landing), "pattern": "*.parquet", "detect": {"poll_seconds": 1}},
+        source={
+            "uri": str(project.landing),
+            "pattern": "*.parquet",
+            "detect": {"poll_seconds": 1},
+            "columns": base["source"].get("columns"),
+        },
         features=base["features"] | {"conf": {"spark.sql.shuffle.partitions": "2"}},
         training=train,
         evaluation={"metric": "roc_auc", "gate": {"min": 0.55, "max_regression_vs_champion": 0.01}},

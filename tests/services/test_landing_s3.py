@@ -64,3 +64,33 @@ def test_retry_after_copy_without_delete_is_safe(s3: S3Server, tmp_path: Path) -
     retry = land_new_files(inbox, store, "run1-retry")
     assert retry.new == [] and retry.duplicates == {"feb.csv": batch}
     assert s3.keys("in/") == ["in/_processed/feb.csv"], "no second archive copy, the original is gone"
+
+
+def test_temporary_names_and_markers_on_s3(s3: S3Server, tmp_path: Path) -> None:
+    import re
+
+    from sluice.services.landing import key_regex
+
+    for key in ("in/.a.csv", "in/b.csv.part", "in/_SUCCESS", "in/c.csv", "in/d.csv"):
+        _put(s3, key, key.encode())
+    _put(s3, "in/c.csv.done", b"")
+    inbox = S3Inbox(s3.client, s3.bucket, "in", "*", marker="{name}.done")
+    scan = inbox.scan()
+    assert [f.name for f in scan.ready] == ["c.csv"]
+    assert scan.waiting_for_marker == ["d.csv"] and scan.ignored == [".a.csv", "_SUCCESS", "b.csv.part"]
+    # The sensor's regex never matches what the lister ignores.
+    assert [k for k in s3.keys("in/") if re.match(key_regex("in", "*"), k)] == ["in/c.csv", "in/c.csv.done", "in/d.csv"]
+    store = PipelineStore(tmp_path / "sluice", "p")
+    assert land_new_files(inbox, store, "run").archived == ["c.csv"]
+    assert "in/_processed/c.csv" in s3.keys("in/")
+    assert "in/c.csv.done" not in s3.keys("in/"), "the marker goes with its file"
+
+
+def test_an_object_overwritten_after_listing_is_not_archived(s3: S3Server, tmp_path: Path) -> None:
+    _put(s3, "in/a.csv", b"x,y\n1,2\n")
+    inbox = S3Inbox(s3.client, s3.bucket, "in", "*.csv")
+    (item,) = inbox.waiting()
+    _put(s3, "in/a.csv", b"x,y\n1,2\n3,4\n")  # the producer overwrites it
+    assert inbox.archive(item, "0123456789abcdef") is None
+    assert s3.keys("in/") == ["in/a.csv"], "left for the next run, not archived unread"
+    assert not inbox.unchanged(item)

@@ -78,9 +78,11 @@ def _wait_for_files(step: Step, plan: PipelinePlan) -> BaseOperator:
             **waiting,
             **_common(step, plan),
         )
-    from airflow.providers.standard.sensors.filesystem import FileSensor
+    from sluice.airflow.sensors import InboxFileSensor
 
-    return FileSensor(filepath=config["glob"], fs_conn_id="fs_default", **waiting, **_common(step, plan))
+    folder, _, pattern = config["glob"].rpartition("/")
+    marker = config.get("marker")
+    return InboxFileSensor(folder=folder, pattern=pattern, marker=marker, **waiting, **_common(step, plan))
 
 
 @renderer(

@@ -30,7 +30,7 @@ def _pull(context: dict[str, Any], task_id: str) -> Any:
     return context["ti"].xcom_pull(task_ids=task_id)
 
 
-def inbox_for(landing: dict[str, Any]) -> Inbox:
+def inbox_for(landing: dict[str, Any], settle_seconds: float = 0.0, marker: str | None = None) -> Inbox:
     """The landing zone a ``land`` task reads, from the plan's landing settings.
 
     For S3 the boto3 client comes from the amazon provider's hook, so endpoint, keys and
@@ -40,19 +40,21 @@ def inbox_for(landing: dict[str, Any]) -> Inbox:
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
         client = S3Hook(aws_conn_id=landing["conn_id"]).get_conn()
-        return S3Inbox(client, landing["bucket"], landing["prefix"], landing["pattern"])
+        return S3Inbox(client, landing["bucket"], landing["prefix"], landing["pattern"], marker=marker)
     glob = Path(landing["glob"])
-    return LocalInbox(glob.parent, glob.name)
+    return LocalInbox(glob.parent, glob.name, settle_seconds=settle_seconds, marker=marker)
 
 
 def land(spec_path: str, landing: dict[str, Any], **context: Any) -> dict[str, Any]:
-    """Land new files (see :func:`sluice.steps.ingest.land_new_files`)."""
+    """Land new complete files (see :func:`sluice.steps.ingest.land_new_files`)."""
+    from sluice.services.landing import printable
     from sluice.steps.ingest import land_new_files
 
-    _, store = _open(spec_path)
-    result = land_new_files(inbox_for(landing), store, context["run_id"])
+    loaded, store = _open(spec_path)
+    detect = loaded.spec.source.detect
+    result = land_new_files(inbox_for(landing, detect.settle_seconds, detect.marker), store, context["run_id"])
     for name, batch_id in result.duplicates.items():
-        log.info("%s has the content of batch %s, already landed: nothing to do", name, batch_id)
+        log.info("%s has the content of batch %s, already landed: nothing to do", printable(name), batch_id)
     log.info("landed %d new batch(es): %s", len(result.new), result.new)
     return result.to_dict()
 
@@ -63,9 +65,10 @@ def validate(spec_path: str, **context: Any) -> dict[str, Any]:
     from sluice.steps.validate import validate_batch
 
     loaded, store = _open(spec_path)
+    source = loaded.spec.source
     outcomes = []
     for batch_id in pending_batches(store):
-        outcome = validate_batch(store, batch_id, loaded.spec.validation, loaded.spec.source.format)
+        outcome = validate_batch(store, batch_id, loaded.spec.validation, source.format, columns=source.columns)
         log.info("batch %s: %s (%s) report: %s", batch_id, outcome.status, outcome.reason, outcome.report)
         outcomes.append(outcome.to_dict())
     return {"outcomes": outcomes}

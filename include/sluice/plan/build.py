@@ -66,6 +66,7 @@ def build_plan(loaded: LoadedSpec) -> PipelinePlan:
                     **landing_config(loaded),
                     "poll_seconds": detect.poll_seconds,
                     "timeout_seconds": detect.timeout_seconds,
+                    **({"marker": detect.marker} if detect.marker else {}),
                 },
             ),
             Step(

@@ -12,16 +12,39 @@ makes from the pipeline's connection.
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import re
+import shutil
+import stat
+import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
 PROCESSED = "_processed"
+#: Where folders and symlinks that match the pattern are moved, once, so nothing loops on them.
+REJECTED = "_rejected"
+#: Longest file name (bytes) on Linux filesystems (``NAME_MAX``); archive names stay within it.
+NAME_MAX = 255
+#: Name endings of files still being written by common tools (never landed, never wake the sensor).
+TEMPORARY_SUFFIXES = (".tmp", ".temp", ".part", ".partial", ".crdownload", ".download", ".filepart", ".swp", "~")
+
+
+def is_temporary(name: str) -> bool:
+    """Whether ``name`` is hidden or temporary, and so never a batch.
+
+    Hidden names (``.x``), names starting with ``_`` (``_SUCCESS``, ``_processed``, Spark's
+    ``_temporary``) and the endings in :data:`TEMPORARY_SUFFIXES` are what producers
+    write to before renaming a finished file into place.
+    """
+    return name.startswith((".", "_")) or name.lower().endswith(TEMPORARY_SUFFIXES)
+
+
+def printable(name: str) -> str:
+    """``name`` with control characters escaped (``a\\nb``), safe for one log or status line."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in name)
 
 
 @dataclass(frozen=True)
@@ -32,26 +55,164 @@ class InboxFile:
         name: File name without folder (``flights_2013-01.parquet``).
         location: Where it is, for logs and lineage (a path or ``s3://bucket/key``).
         size: Size in bytes.
+        version: What changes when the content changes: ``<size>:<mtime_ns>`` for a local
+            file, the ETag for an S3 object. Compared again before landing and archiving.
+        mtime: Modification time (seconds since the epoch).
     """
 
     name: str
     location: str
     size: int
+    version: str = ""
+    mtime: float = 0.0
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One name directly in the inbox, as listed (before any filtering)."""
+
+    name: str
+    kind: str  # "file", "dir", "link" (a symlink, never followed) or "other"
+    size: int = 0
+    mtime: float = 0.0
+    version: str = ""
+
+
+@dataclass
+class Scan:
+    """What one look at the inbox found.
+
+    Attributes:
+        ready: Complete files to land, by name.
+        ignored: Hidden or temporary names (see :func:`is_temporary`), markers excluded.
+        unsettled: Matching files whose size or mtime changed during the settle time.
+        waiting_for_marker: Matching files whose completion marker is not there yet.
+        refused: ``{name: why}`` for matching folders and symlinks (moved to ``_rejected/``).
+    """
+
+    ready: list[InboxFile] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+    unsettled: list[str] = field(default_factory=list)
+    waiting_for_marker: list[str] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)
+
+
+def marker_for(marker: str, name: str) -> str:
+    """The per-file marker name of ``name`` (``{name}.done`` -> ``x.parquet.done``)."""
+    return marker.format(name=name, stem=PurePosixPath(name).stem)
+
+
+def is_per_file_marker(marker: str) -> bool:
+    """Whether ``marker`` names one marker per file (has ``{name}`` or ``{stem}``) or one per folder."""
+    return "{" in marker
+
+
+def select(entries: Iterable[Entry], pattern: str, marker: str | None) -> tuple[list[Entry], Scan]:
+    """Split listed entries into candidates (complete as far as names and markers tell) and the rest.
+
+    The sensor's trigger and the ``land`` task both use this, so they agree on what is
+    waiting: only regular files whose names match ``pattern``, are not temporary, and
+    (with a marker) are marked complete.
+
+    Args:
+        entries: Every name directly in the inbox.
+        pattern: File-name glob of batch files.
+        marker: ``detect.marker`` of the spec, or None.
+
+    Returns:
+        Candidate files, and a scan with ``ignored``, ``waiting_for_marker`` and ``refused``
+        filled in (``refused`` lists matching folders and symlinks; nothing is moved here).
+    """
+    listed = list(entries)
+    match = re.compile(glob_to_regex(pattern) + r"\Z", re.DOTALL)
+    names = {e.name for e in listed}
+    markers: set[str] = set()
+    folder_marker: Entry | None = None
+    if marker and is_per_file_marker(marker):
+        markers = {marker_for(marker, e.name) for e in listed} & names
+    elif marker:
+        folder_marker = next((e for e in listed if e.name == marker and e.kind == "file"), None)
+        markers = {marker}
+    scan = Scan()
+    candidates = []
+    for e in sorted(listed, key=lambda e: e.name):
+        if e.name in (PROCESSED, REJECTED) or e.name in markers:
+            continue
+        if is_temporary(e.name):
+            scan.ignored.append(e.name)
+            continue
+        if not match.match(e.name):
+            continue
+        if e.kind == "link":
+            scan.refused[e.name] = "a symbolic link (never followed: it could point outside the landing folder)"
+        elif e.kind == "dir":
+            scan.refused[e.name] = "a folder (e.g. a Spark output folder): land its part files as single files"
+        elif e.kind != "file":
+            scan.refused[e.name] = "not a regular file"
+        elif marker and not _marked(e, marker, names, folder_marker):
+            scan.waiting_for_marker.append(e.name)
+        else:
+            candidates.append(e)
+    return candidates, scan
+
+
+def _marked(entry: Entry, marker: str, names: set[str], folder_marker: Entry | None) -> bool:
+    """Whether ``entry`` is marked complete: its own marker exists, or it predates the folder marker."""
+    if is_per_file_marker(marker):
+        return marker_for(marker, entry.name) in names
+    return folder_marker is not None and entry.mtime <= folder_marker.mtime
+
+
+def local_entries(folder: Path) -> list[Entry]:
+    """Every name directly in ``folder`` with its kind, size and mtime; symlinks are not followed."""
+    found = []
+    try:
+        listing = list(os.scandir(folder))
+    except FileNotFoundError:
+        return []
+    for d in listing:
+        try:
+            st = d.stat(follow_symlinks=False)
+        except FileNotFoundError:  # renamed away between listing and stat
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            kind = "link"
+        elif stat.S_ISDIR(st.st_mode):
+            kind = "dir"
+        elif stat.S_ISREG(st.st_mode):
+            kind = "file"
+        else:
+            kind = "other"
+        found.append(Entry(d.name, kind, st.st_size, st.st_mtime, f"{st.st_size}:{st.st_mtime_ns}"))
+    return found
+
+
+def ready_names(folder: Path, pattern: str, marker: str | None = None) -> list[str]:
+    """Names of files the next ``land`` would consider (no settle wait): what the sensor waits for."""
+    return [e.name for e in select(local_entries(folder), pattern, marker)[0]]
 
 
 class Inbox(Protocol):
     """A landing zone the ingest step reads from."""
 
-    def waiting(self) -> list[InboxFile]:
-        """Files matching the pattern directly in the inbox, by name."""
+    def scan(self) -> Scan:
+        """Look for complete files (waiting the settle time where the store needs it)."""
         ...
 
-    def local_copy(self, item: InboxFile, scratch: Path) -> contextlib.AbstractContextManager[Path]:
-        """A readable local file with ``item``'s content, valid inside the ``with`` block."""
+    def fetch(self, item: InboxFile, target: Path) -> None:
+        """Write a private copy of ``item`` to the local file ``target``."""
         ...
 
-    def archive(self, item: InboxFile, batch_id: str) -> str:
-        """Move ``item`` to ``_processed/`` (idempotent); return where it went."""
+    def unchanged(self, item: InboxFile) -> bool:
+        """Whether ``item`` still has the content it had when listed."""
+        ...
+
+    def archive(self, item: InboxFile, batch_id: str) -> str | None:
+        """Move ``item`` to ``_processed/`` (idempotent); return where it went.
+
+        Returns None, leaving the file in place for the next run, when its content
+        changed since it was listed.
+        """
         ...
 
 
@@ -80,50 +241,135 @@ def glob_to_regex(pattern: str) -> str:
 
 
 def key_regex(prefix: str, pattern: str) -> str:
-    """Anchored regex for S3 keys of ``pattern`` directly under ``prefix`` (no sub-folders)."""
+    """Anchored regex for S3 keys of ``pattern`` directly under ``prefix`` (no sub-folders, no temporary names)."""
     folder = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
-    return "^" + re.escape(folder) + glob_to_regex(pattern) + r"\Z"
+    # The same names the lister ignores (is_temporary) never match, so sensor and lister agree.
+    temporary = "|".join(re.escape(s) for s in TEMPORARY_SUFFIXES)
+    skip = rf"(?![._])(?!(?s:.*)(?i:{temporary})\Z)"
+    return "^" + re.escape(folder) + skip + glob_to_regex(pattern) + r"\Z"
 
 
-def _archive_name(name: str, batch_id: str) -> str:
-    """Name used when ``_processed/<name>`` is already taken by other content."""
+def _bounded(name: str, limit: int = NAME_MAX) -> str:
+    """``name`` cut to at most ``limit`` UTF-8 bytes without splitting a character."""
+    return name.encode()[:limit].decode("utf-8", "ignore")
+
+
+def archive_name(name: str, batch_id: str) -> str:
+    """Name used when ``_processed/<name>`` is already taken by other content.
+
+    ``<stem>.<batch id><suffix>``, with the stem shortened so the name stays within
+    NAME_MAX (255 bytes): a 248-byte name reused with new content must still archive.
+    """
     p = PurePosixPath(name)
-    return f"{p.stem}.{batch_id}{p.suffix}"
+    tail = f".{batch_id}{p.suffix}"
+    if len(tail.encode()) > NAME_MAX // 2:  # a "suffix" that long is not an extension
+        tail, stem = f".{batch_id}", name
+    else:
+        stem = p.stem
+    return _bounded(stem, NAME_MAX - len(tail.encode())) + tail
+
+
+def _aside_name(name: str) -> str:
+    return _bounded(name, NAME_MAX - 9) + "." + uuid.uuid4().hex[:8]
 
 
 class LocalInbox:
     """A folder on the local filesystem."""
 
-    def __init__(self, folder: Path, pattern: str) -> None:
-        """Files matching ``pattern`` in ``folder``."""
+    def __init__(
+        self,
+        folder: Path,
+        pattern: str,
+        settle_seconds: float = 0.0,
+        marker: str | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        """Files matching ``pattern`` in ``folder``.
+
+        Args:
+            folder: The landing folder.
+            pattern: File-name glob of batch files.
+            settle_seconds: Time between the two looks: a file is complete only when its
+                size and mtime are the same in both (0: one look).
+            marker: ``detect.marker`` (``{name}.done`` per file, or a folder marker like ``_SUCCESS``).
+            sleep: How to wait the settle time (a seam for tests that write during it).
+        """
         self.folder = Path(folder)
         self.pattern = pattern
+        self.settle_seconds = settle_seconds
+        self.marker = marker
+        self._sleep = sleep
+
+    def _look(self) -> tuple[list[Entry], Scan]:
+        return select(local_entries(self.folder), self.pattern, self.marker)
+
+    def scan(self) -> Scan:
+        """Complete files: matched in two looks ``settle_seconds`` apart with the same size and mtime.
+
+        Matching folders and symlinks are moved to ``_rejected/`` (the link itself, never
+        its target), so they are reported once and never looked at again.
+        """
+        first, scan = self._look()
+        if self.settle_seconds > 0 and first:
+            self._sleep(self.settle_seconds)
+            second = {e.name: e for e in self._look()[0]}
+            stable = [e for e in first if (s := second.get(e.name)) is not None and s.version == e.version]
+            scan.unsettled = [e.name for e in first if e not in stable and e.name in second]
+            first = stable
+        for name in scan.refused:
+            self._move_aside(name)
+        scan.ready = [InboxFile(e.name, str(self.folder / e.name), e.size, e.version, e.mtime) for e in first]
+        return scan
 
     def waiting(self) -> list[InboxFile]:
-        """Regular files matching the pattern, by name."""
-        found = [Path(p) for p in glob.glob(str(self.folder / self.pattern))]
-        return [InboxFile(p.name, str(p), p.stat().st_size) for p in sorted(found) if p.is_file()]
+        """Complete files matching the pattern, by name (see :meth:`scan`)."""
+        return self.scan().ready
 
-    @contextlib.contextmanager
-    def local_copy(self, item: InboxFile, scratch: Path) -> Iterator[Path]:
-        """The file itself: it is already local."""
-        yield Path(item.location)
+    def _move_aside(self, name: str) -> None:
+        aside = self.folder / REJECTED
+        aside.mkdir(exist_ok=True)
+        target = aside / name
+        if target.exists() or target.is_symlink():
+            target = aside / _aside_name(name)
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(self.folder / name, target)
 
-    def archive(self, item: InboxFile, batch_id: str) -> str:
-        """Rename into ``_processed/`` (atomic on one filesystem)."""
+    def fetch(self, item: InboxFile, target: Path) -> None:
+        """Copy the file's bytes (never through a symlink: the listing refused those)."""
+        shutil.copyfile(item.location, target, follow_symlinks=False)
+
+    def unchanged(self, item: InboxFile) -> bool:
+        """Same size and mtime (nanoseconds) as when listed, and still a regular file."""
+        try:
+            st = os.lstat(item.location)
+        except FileNotFoundError:
+            return False
+        return stat.S_ISREG(st.st_mode) and f"{st.st_size}:{st.st_mtime_ns}" == item.version
+
+    def archive(self, item: InboxFile, batch_id: str) -> str | None:
+        """Rename into ``_processed/`` (atomic on one filesystem); None if the file changed since listed."""
         path = Path(item.location)
+        if item.version and not self.unchanged(item):
+            return None
         target = path.parent / PROCESSED / path.name
         target.parent.mkdir(exist_ok=True)
         if target.exists():
-            target = target.with_name(_archive_name(path.name, batch_id))
+            target = target.with_name(archive_name(path.name, batch_id))
         os.replace(path, target)
+        if self.marker and is_per_file_marker(self.marker):
+            (path.parent / marker_for(self.marker, path.name)).unlink(missing_ok=True)
         return str(target)
 
 
 class S3Inbox:
-    """A prefix in an S3 (or S3-compatible) bucket, read with a boto3 S3 client."""
+    """A prefix in an S3 (or S3-compatible) bucket, read with a boto3 S3 client.
 
-    def __init__(self, client: Any, bucket: str, prefix: str, pattern: str) -> None:
+    No settle time: an S3 object becomes visible only once its upload is complete (a
+    multipart upload too), so listed objects are whole. Temporary names and markers are
+    handled as in a local folder; the ETag stands for the content.
+    """
+
+    def __init__(self, client: Any, bucket: str, prefix: str, pattern: str, marker: str | None = None) -> None:
         """Objects matching ``pattern`` directly under ``s3://bucket/prefix/``.
 
         Args:
@@ -131,12 +377,13 @@ class S3Inbox:
             bucket: Bucket name.
             prefix: Folder inside the bucket ("" for the bucket root).
             pattern: File-name glob.
+            marker: ``detect.marker`` of the spec, or None.
         """
         self.client = client
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.pattern = pattern
-        self._match = re.compile(key_regex(self.prefix, pattern))
+        self.marker = marker
 
     def _key(self, name: str, *folders: str) -> str:
         return "/".join(p for p in (self.prefix, *folders, name) if p)
@@ -144,29 +391,34 @@ class S3Inbox:
     def _uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
 
-    def waiting(self) -> list[InboxFile]:
-        """Objects matching the pattern directly under the prefix, by key."""
+    def scan(self) -> Scan:
+        """Objects directly under the prefix that match, are not temporary and are marked (if asked)."""
         folder = f"{self.prefix}/" if self.prefix else ""
-        found = []
+        entries = []
         # Delimiter '/' keeps _processed/ and other sub-folders out of the listing.
         pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=folder, Delimiter="/")
         for page in pages:
             for obj in page.get("Contents", []):
-                if self._match.match(obj["Key"]):
-                    name = obj["Key"].rsplit("/", 1)[-1]
-                    found.append(InboxFile(name, self._uri(obj["Key"]), int(obj["Size"])))
-        return sorted(found, key=lambda f: f.name)
+                name = obj["Key"][len(folder) :]
+                if name:
+                    mtime = obj["LastModified"].timestamp()
+                    entries.append(Entry(name, "file", int(obj["Size"]), mtime, str(obj["ETag"])))
+        candidates, scan = select(entries, self.pattern, self.marker)
+        # Sub-folders are not listed as entries (the delimiter folds them), so nothing is refused.
+        scan.ready = [InboxFile(e.name, self._uri(self._key(e.name)), e.size, e.version, e.mtime) for e in candidates]
+        return scan
 
-    @contextlib.contextmanager
-    def local_copy(self, item: InboxFile, scratch: Path) -> Iterator[Path]:
-        """Download to a temporary file under ``scratch``; removed afterwards."""
-        scratch.mkdir(parents=True, exist_ok=True)
-        tmp = scratch / f".download-{uuid.uuid4().hex}{PurePosixPath(item.name).suffix}"
-        try:
-            self.client.download_file(self.bucket, self._key(item.name), str(tmp))
-            yield tmp
-        finally:
-            tmp.unlink(missing_ok=True)
+    def waiting(self) -> list[InboxFile]:
+        """Objects matching the pattern directly under the prefix, by key (see :meth:`scan`)."""
+        return self.scan().ready
+
+    def fetch(self, item: InboxFile, target: Path) -> None:
+        """Download the object, refusing any other content than the one listed (``IfMatch``)."""
+        # get_object, not download_file: the transfer manager does not accept IfMatch.
+        extra = {"IfMatch": item.version} if item.version else {}
+        body = self.client.get_object(Bucket=self.bucket, Key=self._key(item.name), **extra)["Body"]
+        with target.open("wb") as fh:
+            shutil.copyfileobj(body, fh, 1 << 20)
 
     def _etag(self, key: str) -> str | None:
         from botocore.exceptions import ClientError
@@ -178,21 +430,35 @@ class S3Inbox:
                 return None
             raise
 
-    def archive(self, item: InboxFile, batch_id: str) -> str:
+    def unchanged(self, item: InboxFile) -> bool:
+        """Same ETag as when listed."""
+        return self._etag(self._key(item.name)) == item.version
+
+    def archive(self, item: InboxFile, batch_id: str) -> str | None:
         """Copy to ``_processed/`` then delete the original (S3 has no rename).
 
         A crash between copy and delete leaves both; the next run lands nothing new
         (same content hash), finds the same object already archived and only deletes
-        the original, so the retry is safe.
+        the original, so the retry is safe. An object overwritten since it was listed
+        (other ETag) is left for the next run.
         """
         source = self._key(item.name)
+        current = self._etag(source)
+        if item.version and current != item.version:
+            return None
         target = self._key(item.name, PROCESSED)
         archived = self._etag(target)
-        if archived is not None and archived != self._etag(source):
+        if archived is not None and archived != current:
             # The name was used before for other content: keep both, this one under a content-derived name.
-            target = self._key(_archive_name(item.name, batch_id), PROCESSED)
+            target = self._key(archive_name(item.name, batch_id), PROCESSED)
             archived = self._etag(target)
         if archived is None:
-            self.client.copy_object(Bucket=self.bucket, Key=target, CopySource={"Bucket": self.bucket, "Key": source})
+            copy: dict[str, Any] = {"Bucket": self.bucket, "Key": target}
+            copy["CopySource"] = {"Bucket": self.bucket, "Key": source}
+            if current:
+                copy["CopySourceIfMatch"] = current
+            self.client.copy_object(**copy)
         self.client.delete_object(Bucket=self.bucket, Key=source)
+        if self.marker and is_per_file_marker(self.marker):
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(marker_for(self.marker, item.name)))
         return self._uri(target)

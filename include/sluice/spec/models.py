@@ -108,6 +108,42 @@ class Detect(StrictModel):
         "@continuous",
         description="Ingest DAG schedule: '@continuous' (always one run waiting for files) or a cron.",
     )
+    settle_seconds: float = Field(
+        3,
+        ge=0,
+        le=600,
+        description=(
+            "A local file is landed only if its size and mtime are the same in two looks this many seconds "
+            "apart (0: one look). S3 objects are whole once visible and need no settle time."
+        ),
+    )
+    marker: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description=(
+            "Completion marker. With '{name}' or '{stem}' (e.g. '{name}.done'): a file is landed only once its "
+            "marker exists; the marker is removed when the file is archived. Without (e.g. '_SUCCESS'): one "
+            "marker for the folder; files modified before the marker's mtime are landed, later ones wait."
+        ),
+    )
+
+    @field_validator("marker")
+    @classmethod
+    def _marker_is_a_name(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if "/" in value:
+            raise ValueError("marker must be a file name in the landing folder, without '/'")
+        try:
+            sample = value.format(name="x.parquet", stem="x")
+        except (KeyError, IndexError, ValueError):
+            raise ValueError(
+                f"marker '{value}': the only placeholders are {{name}} and {{stem}} (e.g. '{{name}}.done')"
+            ) from None
+        if sample in ("x.parquet", "x"):
+            raise ValueError(f"marker '{value}' names the file itself: add a suffix, e.g. '{{name}}.done'")
+        return value
 
     @field_validator("schedule")
     @classmethod

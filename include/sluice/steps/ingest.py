@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-import shutil
+import logging
+import os
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from sluice.services.landing import PROCESSED, Inbox, LocalInbox
+from sluice.services.landing import PROCESSED, Inbox, LocalInbox, printable
 from sluice.services.storage import PipelineStore, atomic_dir, sha256_file, write_json_atomic
 
 __all__ = ["PROCESSED", "LandResult", "batch_id_for", "land_new_files", "pending_batches"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -21,15 +25,31 @@ class LandResult:
         new: Ids of batches landed by this pass.
         duplicates: ``{file name: batch id}`` for files whose content was already landed.
         archived: Landing files moved to ``_processed/``.
+        ignored: Hidden or temporary names in the landing folder (never landed).
+        unsettled: Files still being written (size or mtime changed during the settle time).
+        waiting_for_marker: Files whose completion marker is not there yet.
+        changed: Files whose content changed while being landed: left for the next run.
+        refused: ``{name: why}``: matching folders and symlinks, moved to ``_rejected/``.
+        replaced_names: ``{new batch id: [earlier batch ids]}`` for a name reused with new content.
     """
 
     new: list[str] = field(default_factory=list)
     duplicates: dict[str, str] = field(default_factory=dict)
     archived: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+    unsettled: list[str] = field(default_factory=list)
+    waiting_for_marker: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)
+    replaced_names: dict[str, list[str]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         """JSON-able form (for XCom)."""
         return asdict(self)
+
+
+class _ContentChanged(Exception):
+    """The landing file changed between listing and the end of its copy."""
 
 
 def batch_id_for(sha256: str) -> str:
@@ -37,54 +57,106 @@ def batch_id_for(sha256: str) -> str:
     return sha256[:16]
 
 
-def land_new_files(inbox: Inbox | str, store: PipelineStore, run_id: str) -> LandResult:
-    """Copy every file waiting in ``inbox`` into the raw zone, then archive it.
+def _names_in_use(store: PipelineStore) -> dict[str, list[str]]:
+    """``{source file name: [batch ids]}`` of every landed batch."""
+    names: dict[str, list[str]] = {}
+    for batch_id in store.batch_ids():
+        names.setdefault(str(store.batch_record(batch_id).get("source_file", "")), []).append(batch_id)
+    return names
 
-    The copy is built in a temporary folder and renamed into place, so a crash leaves no
-    half batch. A file whose content is already in the raw zone lands nothing (same
-    content, same batch id) and is only archived, so re-ingesting is a no-op, and so is a
-    retry after a crash between landing and archiving.
+
+def land_new_files(inbox: Inbox | str, store: PipelineStore, run_id: str) -> LandResult:
+    """Copy every complete file waiting in ``inbox`` into the raw zone, then archive it.
+
+    Each file is copied to a private scratch file, the copy is hashed, and the copy is
+    landed only if the landing file still has the size and mtime (S3: ETag) it had when
+    listed; otherwise it is left for the next run. The batch folder is built under a
+    temporary name and renamed into place, so a crash leaves no half batch. A file whose
+    content is already in the raw zone lands nothing (same content, same batch id) and is
+    only archived, so re-ingesting is a no-op, and so is a retry after a crash between
+    landing and archiving. Archiving re-checks the file first: content that changed after
+    it was hashed is never archived unread.
 
     Args:
         inbox: The landing zone (local folder or S3 prefix); a string is read as the
-            absolute glob of a local folder (``.../landing/flights/*.parquet``).
+            absolute glob of a local folder (``.../landing/flights/*.parquet``), one look.
         store: The pipeline's storage.
         run_id: Airflow run id, recorded as lineage.
 
     Returns:
-        What was landed, skipped and archived.
+        What was landed, skipped, left and archived.
     """
     if isinstance(inbox, str):
         inbox = LocalInbox(Path(inbox).parent, Path(inbox).name)
-    result = LandResult()
-    for item in inbox.waiting():
+    scan = inbox.scan()
+    result = LandResult(
+        ignored=scan.ignored,
+        unsettled=scan.unsettled,
+        waiting_for_marker=scan.waiting_for_marker,
+        refused=scan.refused,
+    )
+    if scan.ignored:
+        shown = ", ".join(printable(n) for n in scan.ignored[:5]) + (", ..." if len(scan.ignored) > 5 else "")
+        log.info("ignored %d hidden or temporary file(s) in the landing folder: %s", len(scan.ignored), shown)
+    for name in scan.unsettled:
+        log.info("%s is still being written (size or mtime changed): left for the next run", printable(name))
+    for name in scan.waiting_for_marker:
+        log.info("%s has no completion marker yet: left for the next run", printable(name))
+    for name, why in scan.refused.items():
+        log.warning("%s is %s: moved to _rejected/, not landed", printable(name), why)
+    names = _names_in_use(store) if scan.ready else {}
+    scratch = store.base / ".incoming"
+    for item in scan.ready:
         suffix = Path(item.name).suffix
-        with inbox.local_copy(item, store.base / ".incoming") as path:
-            digest = sha256_file(path)
+        scratch.mkdir(parents=True, exist_ok=True)
+        copy = scratch / f".copy-{uuid.uuid4().hex}"
+        try:
+            inbox.fetch(item, copy)
+            digest = sha256_file(copy)
+            if not inbox.unchanged(item):
+                raise _ContentChanged
             batch_id = batch_id_for(digest)
             final = store.batch_dir(batch_id)
             if (final / "batch.json").exists():
                 result.duplicates[item.name] = batch_id
             else:
-                with atomic_dir(final) as tmp:
-                    shutil.copy2(path, tmp / f"source{suffix}")
-                    write_json_atomic(
-                        tmp / "batch.json",
-                        {
-                            "batch_id": batch_id,
-                            "sha256": digest,
-                            "source_file": item.name,
-                            "source_uri": item.location,
-                            "source_suffix": suffix,
-                            "size_bytes": item.size,
-                            "landed_at": time.time(),
-                            "landed_by_run": run_id,
-                            "status": "landed",
-                        },
+                record: dict[str, object] = {
+                    "batch_id": batch_id,
+                    "sha256": digest,
+                    "source_file": item.name,
+                    "source_uri": item.location,
+                    "source_suffix": suffix,
+                    "size_bytes": item.size,
+                    "landed_at": time.time(),
+                    "landed_by_run": run_id,
+                    "status": "landed",
+                }
+                earlier = [b for b in names.get(item.name, []) if b != batch_id]
+                if earlier:
+                    record["replaces_name_of"] = earlier
+                    result.replaced_names[batch_id] = earlier
+                    log.warning(
+                        "%s was landed before with other content (batch %s): landing the new content as batch %s",
+                        printable(item.name),
+                        ", ".join(earlier),
+                        batch_id,
                     )
+                with atomic_dir(final) as tmp:
+                    os.replace(copy, tmp / f"source{suffix}")
+                    write_json_atomic(tmp / "batch.json", record)
+                names.setdefault(item.name, []).append(batch_id)
                 result.new.append(batch_id)
-        inbox.archive(item, batch_id)
-        result.archived.append(item.name)
+        except _ContentChanged:
+            log.warning("%s changed while it was being landed: left for the next run", printable(item.name))
+            result.changed.append(item.name)
+            continue
+        finally:
+            copy.unlink(missing_ok=True)
+        if inbox.archive(item, batch_id) is None:
+            log.warning("%s changed after it was hashed: not archived, left for the next run", printable(item.name))
+            result.changed.append(item.name)
+        else:
+            result.archived.append(item.name)
     return result
 
 

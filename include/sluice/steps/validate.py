@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,23 +41,45 @@ class BatchOutcome:
         return asdict(self)
 
 
-def read_batch(path: Path, fmt: str) -> Any:
-    """Read a batch file with pandas."""
-    import pandas as pd
+def read_batch(path: Path, fmt: str, columns: Mapping[str, str] | None = None) -> Any:
+    """Read a batch file with pandas (CSV columns declared as text are read as text)."""
+    from sluice.steps.schema import read_frame
 
-    return pd.read_parquet(path) if fmt == "parquet" else pd.read_csv(path)
+    return read_frame(path, fmt, columns)
 
 
-def validate_batch(store: PipelineStore, batch_id: str, validation: Validation, fmt: str) -> BatchOutcome:
+def _unreadable(path: Path, fmt: str, exc: Exception) -> str:
+    if path.stat().st_size == 0:
+        return f"empty file (0 bytes): not a {fmt} batch"
+    if isinstance(exc, UnicodeDecodeError):
+        byte = exc.object[exc.start : exc.start + 1]
+        return f"unreadable {fmt} file: not UTF-8 text (byte {byte!r} at offset {exc.start})"
+    return f"unreadable {fmt} file: {type(exc).__name__}: {exc}"
+
+
+def validate_batch(
+    store: PipelineStore,
+    batch_id: str,
+    validation: Validation,
+    fmt: str,
+    columns: Mapping[str, str] | None = None,
+) -> BatchOutcome:
     """Validate one landed batch and write its outcome beside it.
 
-    Idempotent: a batch that already has an outcome returns it unchanged.
+    Batch-level rejections, in order: unreadable file, no rows, a declared column
+    missing or of another kind (see :mod:`sluice.steps.schema`), a check on a column the
+    batch does not have. Then the spec's checks run with Great Expectations; cells that
+    do not parse as their declared type fail their rows like a row-level check
+    (``type:<column>``), and are quarantined even with ``on_failure: warn`` since they
+    cannot be stored as declared. Idempotent: a batch that already has an outcome
+    returns it unchanged.
 
     Args:
         store: The pipeline's storage.
         batch_id: A batch in the raw zone.
         validation: The spec's validation section.
         fmt: ``parquet`` or ``csv``.
+        columns: The declared schema (``source.columns``), or None for none.
 
     Returns:
         The outcome; ``batch.json`` carries the same status.
@@ -68,71 +91,115 @@ def validate_batch(store: PipelineStore, batch_id: str, validation: Validation, 
     record = store.batch_record(batch_id)
     source = folder / f"source{record.get('source_suffix', '.' + fmt)}"
     try:
-        df = read_batch(source, fmt)
+        raw = read_batch(source, fmt, columns)
     except Exception as exc:  # any reader error means the file is unusable as a whole
-        outcome = BatchOutcome(batch_id, "rejected", f"unreadable {fmt} file: {type(exc).__name__}: {exc}")
-        return _finish(store, outcome, report_path, {})
+        return _finish(store, BatchOutcome(batch_id, "rejected", _unreadable(source, fmt, exc)), report_path, {})
+    rows = len(raw)
+    if rows == 0:
+        reason = f"empty batch: the file has no rows (columns: {', '.join(map(str, raw.columns)) or 'none'})"
+        return _finish(store, BatchOutcome(batch_id, "rejected", reason), report_path, {})
+
+    schema: dict[str, Any] = {}
+    df = raw
+    bad_cells: dict[str, list[Any]] = {}
+    if columns:
+        from sluice.steps.schema import conform
+
+        conformed = conform(raw, columns, fmt)
+        schema = {
+            "declared": dict(columns),
+            "missing": conformed.missing,
+            "extra_dropped": conformed.extra,
+            "mismatched": conformed.mismatched,
+            "unparsed_cells": {c: len(i) for c, i in conformed.bad_rows.items()},
+        }
+        problems = [f"declared column '{c}' is missing" for c in conformed.missing]
+        problems += [f"column '{c}': {why}" for c, why in conformed.mismatched.items()]
+        if problems:
+            have = ", ".join(map(str, raw.columns))
+            reason = "schema drift: " + "; ".join(problems) + f" (the batch has: {have})"
+            return _finish(
+                store, BatchOutcome(batch_id, "rejected", reason, rows=rows), report_path, {"schema": schema}
+            )
+        df, bad_cells = conformed.frame, conformed.bad_rows
+    checked = [(e.type, str(getattr(e, "column", ""))) for e in validation.expectations if hasattr(e, "column")]
+    absent = [(kind, column) for kind, column in checked if column not in df]
+    if absent:
+        named = "; ".join(
+            f"check {kind} on column '{column}'" + (" (not in source.columns: dropped)" if column in raw else "")
+            for kind, column in absent
+        )
+        reason = f"checked column missing from the batch: {named} (the batch has: {', '.join(map(str, df.columns))})"
+        return _finish(store, BatchOutcome(batch_id, "rejected", reason, rows=rows), report_path, {"schema": schema})
 
     from sluice.services.gx import run_expectations
 
     checks, gx_result = run_expectations(df, list(validation.expectations))
     write_json_atomic(folder / "gx_result.json", gx_result)
-    rows = len(df)
     failed = [c for c in checks if not c.success]
-    failed_text = [_describe(c) for c in failed]
+    type_failures = {f"type:{c}": idx for c, idx in bad_cells.items()}
+    failed_text = [_describe(c) for c in failed] + [f"{k}: {len(v)} rows" for k, v in type_failures.items()]
     outcome = BatchOutcome(batch_id, "accepted", "all checks passed", rows=rows, failed_checks=failed_text)
-    clean = df
-    if failed:
-        mode = validation.on_failure
-        batch_level = [c for c in failed if not c.row_level]
-        if mode == "warn":
-            outcome.reason = f"{len(failed)} check(s) failed; on_failure=warn keeps every row"
-        elif mode == "fail":
-            outcome.status, outcome.reason = "rejected", f"{len(failed)} check(s) failed and on_failure=fail"
-        elif batch_level:
+    mode = validation.on_failure
+    batch_level = [c for c in failed if not c.row_level]
+    reasons: dict[Any, list[str]] = {}
+    for name, idx in type_failures.items():
+        for i in idx:
+            reasons.setdefault(i, []).append(name)
+    if failed or type_failures:
+        n_failed = len(failed) + len(type_failures)
+        if mode == "fail":
+            outcome.status, outcome.reason = "rejected", f"{n_failed} check(s) failed and on_failure=fail"
+        elif batch_level and mode == "quarantine":
             outcome.status = "rejected"
             outcome.reason = "batch-level check failed: " + "; ".join(_describe(c) for c in batch_level)
         else:
-            clean, quarantine = _split_rows(df, failed)
-            outcome.quarantined = len(quarantine)
-            outcome.quarantine_rate = round(len(quarantine) / rows, 6) if rows else 0.0
-            quarantine.to_parquet(folder / "quarantine.parquet", index=False)
+            if mode == "quarantine":
+                for check in failed:
+                    for i in check.unexpected_index:
+                        reasons.setdefault(i, []).append(f"{check.check}:{check.column}")
+            outcome.quarantined = len(reasons)
+            outcome.quarantine_rate = round(len(reasons) / rows, 6)
+            if mode == "warn":
+                outcome.reason = f"{len(failed)} check(s) failed; on_failure=warn keeps every row"
+                if reasons:
+                    outcome.reason += f" but the {len(reasons)} with cells not of their declared type"
             if outcome.quarantine_rate > validation.max_quarantine_rate:
                 outcome.status = "rejected"
                 outcome.reason = (
                     f"quarantine rate {outcome.quarantine_rate:.2%} exceeds "
                     f"max_quarantine_rate {validation.max_quarantine_rate:.2%}"
                 )
-            else:
+            elif mode == "quarantine":
                 outcome.reason = (
                     f"{outcome.quarantined} of {rows} rows quarantined "
                     f"({outcome.quarantine_rate:.2%} <= {validation.max_quarantine_rate:.2%})"
                 )
+    clean = df
+    if reasons:
+        bad = df.index.isin(list(reasons))
+        quarantine = raw[bad].copy()
+        quarantine["_sluice_failed_checks"] = [",".join(reasons[i]) for i in quarantine.index]
+        quarantine.astype({c: "string" for c in quarantine.columns if quarantine[c].dtype == object}).to_parquet(
+            folder / "quarantine.parquet", index=False
+        )
+        clean = df[~bad]
     if outcome.status == "accepted":
-        clean.to_parquet(folder / "clean.parquet", index=False)
-    return _finish(
-        store,
-        outcome,
-        report_path,
-        {"checks": [asdict(c) | {"unexpected_index": len(c.unexpected_index)} for c in checks]},
-    )
+        if columns:
+            import pyarrow.parquet as pq
+
+            from sluice.steps.schema import to_arrow
+
+            pq.write_table(to_arrow(clean, columns), folder / "clean.parquet")
+        else:
+            clean.to_parquet(folder / "clean.parquet", index=False)
+    extra = {"checks": [asdict(c) | {"unexpected_index": len(c.unexpected_index)} for c in checks]}
+    return _finish(store, outcome, report_path, extra | ({"schema": schema} if schema else {}))
 
 
 def _describe(check: Any) -> str:
     name = f"{check.check} {check.column or ''}".strip()
     return f"{name}: {check.unexpected_count} rows" if check.row_level else f"{name}: observed {check.observed}"
-
-
-def _split_rows(df: Any, failed: list[Any]) -> tuple[Any, Any]:
-    """Split ``df`` into passing rows and failing rows tagged with the checks they failed."""
-    reasons: dict[Any, list[str]] = {}
-    for check in failed:
-        for idx in check.unexpected_index:
-            reasons.setdefault(idx, []).append(f"{check.check}:{check.column}")
-    bad = df.index.isin(list(reasons))
-    quarantine = df[bad].copy()
-    quarantine["_sluice_failed_checks"] = [",".join(reasons[i]) for i in quarantine.index]
-    return df[~bad], quarantine
 
 
 def _finish(store: PipelineStore, outcome: BatchOutcome, report_path: Path, extra: dict[str, Any]) -> BatchOutcome:

@@ -1,0 +1,89 @@
+"""The wait for a local landing folder: a FileSensor that agrees with the ``land`` task.
+
+Airflow's FileSensor fires on any glob match, a folder with files inside included, so a
+Spark-style ``x.parquet/`` folder, an abandoned ``x.parquet.tmp`` under ``pattern: "*"``
+or the ``_processed/`` archive itself woke it for ever while ``land`` landed nothing. This
+one asks :func:`sluice.services.landing.ready_names`, the lister ``land`` uses: only
+regular files that match, are not temporary and carry their marker (if the spec asks
+for one). Everything else about the sensor (deferral, timeout, soft fail) is FileSensor's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from airflow.providers.standard.sensors.filesystem import FileSensor
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from sluice.services.landing import local_entries, ready_names, select
+
+
+class InboxTrigger(BaseTrigger):
+    """Fires once a file the lister would land has kept its size and mtime across two polls."""
+
+    def __init__(self, folder: str, pattern: str, marker: str | None = None, poke_interval: float = 5.0) -> None:
+        """Watch ``folder`` for files matching ``pattern`` (see :func:`ready_names`)."""
+        super().__init__()
+        self.folder = folder
+        self.pattern = pattern
+        self.marker = marker
+        self.poke_interval = poke_interval
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        """Class path and arguments, for the triggerer."""
+        return (
+            "sluice.airflow.sensors.InboxTrigger",
+            {
+                "folder": self.folder,
+                "pattern": self.pattern,
+                "marker": self.marker,
+                "poke_interval": self.poke_interval,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Poll until a candidate is unchanged since the previous poll."""
+        seen: dict[str, str] = {}
+        while True:
+            entries = await asyncio.to_thread(local_entries, Path(self.folder))
+            now = {e.name: e.version for e in select(entries, self.pattern, self.marker)[0]}
+            if any(seen.get(name) == version for name, version in now.items()):
+                yield TriggerEvent(True)
+                return
+            seen = now
+            await asyncio.sleep(self.poke_interval)
+
+
+class InboxFileSensor(FileSensor):
+    """FileSensor on a landing folder that sees only what ``land`` would land."""
+
+    template_fields = ("filepath", "fs_conn_id", "pattern")
+
+    def __init__(self, *, folder: str, pattern: str, marker: str | None = None, **kwargs: Any) -> None:
+        """Wait for files matching ``pattern`` in ``folder`` (``marker``: the spec's ``detect.marker``)."""
+        super().__init__(filepath=f"{folder.rstrip('/')}/{pattern}", **kwargs)
+        self.folder = folder
+        self.pattern = pattern
+        self.marker = marker
+
+    def poke(self, context: Any) -> bool:
+        """Whether the landing folder holds a file ``land`` would consider."""
+        names = ready_names(Path(self.folder), self.pattern, self.marker)
+        if names:
+            self.log.info("found %d file(s) to land, first %r", len(names), names[0])
+        return bool(names)
+
+    def execute(self, context: Any) -> None:
+        """Poke once; if nothing is there, defer to :class:`InboxTrigger`."""
+        if not self.deferrable:
+            super().execute(context=context)
+        elif not self.poke(context=context):
+            self.defer(
+                timeout=datetime.timedelta(seconds=self.timeout),
+                trigger=InboxTrigger(self.folder, self.pattern, self.marker, self.poke_interval),
+                method_name="execute_complete",
+            )
