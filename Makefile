@@ -49,12 +49,15 @@ test-integration: setup
 test-e2e: setup
 	$(RUN) pytest -m e2e
 
-# The Airflow UI on the embedded default (scheduler, DAG processor, triggerer, API server).
+# The Airflow UI on the embedded default (scheduler, DAG processor, triggerer, API server) on
+# $SLUICE_AIRFLOW_PORT (8080). A supervisor stops every component on Ctrl-C or SIGTERM.
 airflow: setup
-	eval "$$($(RUN) sluice env)" && exec $(RUN) airflow standalone
+	$(RUN) sluice airflow
 
+# The MLflow UI of the embedded store on $SLUICE_MLFLOW_UI_PORT (5000).
 mlflow-ui: .venv/.synced
-	eval "$$($(RUN) sluice env)" && exec $(RUN) mlflow ui --backend-store-uri "$$MLFLOW_TRACKING_URI" --port 5000
+	env="$$($(RUN) sluice env --check-free SLUICE_MLFLOW_UI_PORT)" && eval "$$env" && \
+	exec $(RUN) mlflow ui --backend-store-uri "$$MLFLOW_TRACKING_URI" --port "$$SLUICE_MLFLOW_UI_PORT"
 
 bench: setup
 	$(RUN) python bench/run.py
