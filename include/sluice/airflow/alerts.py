@@ -19,11 +19,12 @@ import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from email.message import Message
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from functools import cached_property
 from html.parser import HTMLParser
-from typing import Any
+from typing import Any, cast
 
 from airflow.providers.smtp.hooks.smtp import SmtpHook
 from airflow.providers.smtp.notifications.smtp import SmtpNotifier
@@ -517,7 +518,8 @@ class _AlternativeSmtpHook(SmtpHook):
     def _build_mime_message(self, *args: Any, **kwargs: Any) -> tuple[MIMEMultipart, list[str]]:
         msg, recipients = super()._build_mime_message(*args, **kwargs)
         # In multipart/alternative the last part is the preferred one: text first, HTML last.
-        msg.get_payload().insert(0, MIMEText(self.text, "plain", kwargs.get("mime_charset", "utf-8")))
+        parts = cast("list[Message]", msg.get_payload())
+        msg.set_payload([MIMEText(self.text, "plain", kwargs.get("mime_charset", "utf-8")), *parts])
         return msg, recipients
 
 
