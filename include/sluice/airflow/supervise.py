@@ -31,6 +31,10 @@ STANDALONE_PORTS = (
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
 def _descendants(pid: int) -> list[Any]:
     import psutil
 
@@ -69,7 +73,7 @@ def stop_all(proc: subprocess.Popen[bytes], grace_seconds: float, known: list[An
 def run_standalone(
     project_dir: Path,
     grace_seconds: float = 20.0,
-    say: Callable[[str], None] = print,
+    say: Callable[[str], None] | None = None,
     env: dict[str, str] | None = None,
 ) -> int:
     """Run ``airflow standalone`` for the project until it exits or this process is told to stop.
@@ -80,7 +84,8 @@ def run_standalone(
     Args:
         project_dir: The project (its ``.airflow`` home and ``dags/``).
         grace_seconds: Time the components get to stop before SIGKILL.
-        say: Where the supervisor's own messages go.
+        say: Where the supervisor's own messages go (default: stdout, flushed at once so they
+            stay in order with Airflow's output).
         env: The environment to start with (default: :func:`embedded_env` of the project).
 
     Returns:
@@ -89,6 +94,8 @@ def run_standalone(
     Raises:
         PortError: A port of :data:`STANDALONE_PORTS` is in use or not a port.
     """
+    if say is None:
+        say = _say
     env = embedded_env(project_dir) if env is None else env
     check_ports_free(STANDALONE_PORTS, env)
     received: list[int] = []
