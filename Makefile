@@ -6,17 +6,18 @@ SHELL := /bin/bash
 
 PYTHON ?= python3.11
 UV_VERSION ?= 0.13.8
-UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
+UV_ON_PATH := $(shell command -v uv 2>/dev/null)
+UV := $(or $(UV_ON_PATH),$(CURDIR)/.tools/bin/uv)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
 # The embedded Airflow home lives in the project; `uv run sluice env` prints the rest.
 export SLUICE_PROJECT_DIR := $(CURDIR)
 RUN := $(UV) run --frozen
 
-.PHONY: help setup demo demo-mlflow-ui test test-unit test-integration test-e2e lint airflow mlflow-ui bench clean
+.PHONY: help setup uv-path demo demo-mlflow-ui test test-unit test-integration test-e2e lint airflow mlflow-ui bench clean
 
 help:
-	@echo "make demo | test | test-unit | test-integration | test-e2e | lint | airflow | mlflow-ui | bench | clean"
+	@echo "make demo | test | test-unit | test-integration | test-e2e | lint | airflow | mlflow-ui | bench | clean | uv-path | demo-mlflow-ui"
 
 $(CURDIR)/.tools/bin/uv:
 	$(PYTHON) -m venv $(CURDIR)/.tools
@@ -28,6 +29,19 @@ $(CURDIR)/.tools/bin/uv:
 
 setup: .venv/.synced
 	$(RUN) sluice bootstrap
+	@$(MAKE) --no-print-directory uv-path
+
+# Where uv is, and how to call it for the README's `uv run ...` commands. When make installed
+# it, .tools/path/ holds uv alone (.tools/bin also has the tools' own python and pip).
+uv-path: | $(UV)
+ifeq ($(UV_ON_PATH),)
+	@mkdir -p .tools/path && ln -sf ../bin/uv .tools/path/uv && ln -sf ../bin/uvx .tools/path/uvx
+	@echo "uv: $(UV) (installed here by make; it is not on your PATH)."
+	@echo "For the README's 'uv run ...' commands, put it on PATH in your shell:"
+	@echo '  export PATH="$(CURDIR)/.tools/path:$$PATH"'
+else
+	@echo "uv: $(UV_ON_PATH)"
+endif
 
 demo: setup
 	$(RUN) python include/demo/run_demo.py $(DEMO_ARGS)
@@ -49,16 +63,20 @@ test-integration: setup
 test-e2e: setup
 	$(RUN) pytest -m e2e
 
-# The Airflow UI on the embedded default (scheduler, DAG processor, triggerer, API server).
+# The Airflow UI on the embedded default (scheduler, DAG processor, triggerer, API server) on
+# $SLUICE_AIRFLOW_PORT (8080). A supervisor stops every component on Ctrl-C or SIGTERM.
 airflow: setup
-	eval "$$($(RUN) sluice env)" && exec $(RUN) airflow standalone
+	$(RUN) sluice airflow
 
+# The MLflow UI of the embedded store on $SLUICE_MLFLOW_UI_PORT (5000).
 mlflow-ui: .venv/.synced
-	eval "$$($(RUN) sluice env)" && exec $(RUN) mlflow ui --backend-store-uri "$$MLFLOW_TRACKING_URI" --port 5000
+	env="$$($(RUN) sluice env --check-free SLUICE_MLFLOW_UI_PORT)" && eval "$$env" && \
+	exec $(RUN) mlflow ui --backend-store-uri "$$MLFLOW_TRACKING_URI" --port "$$SLUICE_MLFLOW_UI_PORT"
 
-# The demo's own MLflow store (make demo never touches .sluice/mlflow.db).
+# The demo's own MLflow store (make demo never touches .sluice/mlflow.db), same port setting.
 demo-mlflow-ui: .venv/.synced
-	exec $(RUN) mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/.sluice/demo/mlflow.db" --port 5000
+	env="$$($(RUN) sluice env --check-free SLUICE_MLFLOW_UI_PORT)" && eval "$$env" && \
+	exec $(RUN) mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/.sluice/demo/mlflow.db" --port "$$SLUICE_MLFLOW_UI_PORT"
 
 bench: setup
 	$(RUN) python bench/run.py

@@ -314,18 +314,39 @@ def _project_dir() -> Path:
 
 
 def cmd_env(args: argparse.Namespace) -> int:
-    """Print ``export`` lines for the embedded Airflow (``eval "$(sluice env)"``)."""
+    """Print ``export`` lines for the embedded Airflow (``eval "$(sluice env)"``).
+
+    With ``--check-free SETTING``, first fail (exit 2, nothing printed) when the port that
+    setting names is taken, so ``make mlflow-ui`` stops with a clear message.
+    """
     import os
     import shlex
 
-    from sluice.airflow.home import embedded_env
+    from sluice.airflow.home import PortError, check_ports_free, embedded_env
 
-    env = embedded_env(_project_dir())
+    try:
+        env = embedded_env(_project_dir())
+        check_ports_free(args.check_free or (), env)
+    except PortError as exc:
+        print(f"sluice: {exc}", file=sys.stderr)
+        return 2
     for key in sorted(env):
         wanted = key.startswith(("AIRFLOW", "SLUICE_", "MLFLOW_", "GX_")) or key == "PATH"
         if wanted and (os.environ.get(key) != env[key] or args.all):
             print(f"export {key}={shlex.quote(env[key])}")
     return 0
+
+
+def cmd_airflow(args: argparse.Namespace) -> int:
+    """Run ``airflow standalone`` under a supervisor that stops every component on Ctrl-C."""
+    from sluice.airflow.home import PortError
+    from sluice.airflow.supervise import run_standalone
+
+    try:
+        return run_standalone(_project_dir(), grace_seconds=args.grace)
+    except PortError as exc:
+        print(f"sluice: cannot start Airflow: {exc}", file=sys.stderr)
+        return 2
 
 
 def cmd_bootstrap(args: argparse.Namespace) -> int:
@@ -455,7 +476,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
     p = sub.add_parser("env", help="print export lines for the embedded Airflow, MLflow and sluice")
     p.add_argument("--all", action="store_true", help="also print values already set")
+    p.add_argument(
+        "--check-free",
+        action="append",
+        metavar="SETTING",
+        help="fail if the port of this setting (e.g. SLUICE_MLFLOW_UI_PORT) is in use; repeatable",
+    )
     p.set_defaults(func=cmd_env)
+    p = sub.add_parser(
+        "airflow", help="run the embedded Airflow (airflow standalone); Ctrl-C or SIGTERM stops all of it"
+    )
+    p.add_argument("--grace", type=float, default=20.0, help="seconds to stop before SIGKILL (default 20)")
+    p.set_defaults(func=cmd_airflow)
     p = sub.add_parser("bootstrap", help="prepare the Airflow home and the MLflow store (migrate both)")
     p.set_defaults(func=cmd_bootstrap)
     p = sub.add_parser(

@@ -182,3 +182,54 @@ def test_report_links_exist_only_inside_the_pipeline_storage(tmp_path: Path) -> 
     )
     assert report_url("p", base, tmp_path / "elsewhere.json", "http://af:8080") is None
     assert report_url("p", base, base / ".." / "q" / "x.json", "http://af:8080") is None
+
+
+def _part(msg: Any, content_type: str) -> str:
+    parts = [p for p in msg.walk() if p.get_content_type() == content_type]
+    assert len(parts) == 1, f"{content_type}: {len(parts)} parts"
+    return str(parts[0].get_content())
+
+
+def test_gate_email_arrives_with_a_plain_text_part_that_has_the_same_numbers(smtp_server: MailCatcher) -> None:
+    ti = SyntheticTI("flights_delay__train", "gate", {"evaluate": DECISION})
+
+    AlertNotifier(alert="gate", pipeline="flights_delay", to=["ml-oncall@example.com"])(
+        {"ti": ti, "exception": RuntimeError("gate failed")}
+    )
+
+    (msg,) = smtp_server.wait_for(1)
+    assert msg.get_content_type() == "multipart/alternative"
+    # Text first, HTML last: a mail client shows the last alternative it can render.
+    assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"]
+    text, body = _part(msg, "text/plain"), _part(msg, "text/html")
+    assert "<" not in text.replace("<http", "")  # no markup in the text part, only link targets
+    for fact in ("0.6192", "0.6350", "-0.0158", "0.6500", "0.0050", "2800 rows", "champion v1", "cand123"):
+        assert fact in text and fact in body, fact
+    assert "candidate | 0.6192 (MLflow run cand123)" in text
+    assert "FAILED | vs_champion | candidate 0.6192 >= champion 0.6350 - 0.005" in text
+    assert "candidate needed | ≥ 0.6300 (champion − allowed regression)" in text
+    assert f"Airflow task log: {ti.log_url}" in text
+    assert "http://localhost:5000/#/runs/cand123" in text
+
+
+def test_validation_email_text_lists_each_rejected_batch_on_one_line() -> None:
+    validate = {
+        "outcomes": [
+            {
+                "batch_id": "bbb",
+                "status": "rejected",
+                "reason": "quarantine rate 5.00% above 2.00%",
+                "rows": 3000,
+                "quarantined": 150,
+                "quarantine_rate": 0.05,
+                "failed_checks": ["between distance: 150 rows", "not_null carrier: 3 rows"],
+                "report": "/r/bbb/validation.json",
+            }
+        ]
+    }
+    text = compose(_facts("validation", validate, max_quarantine_rate=0.02)).text
+    assert (
+        "bbb | quarantine rate 5.00% above 2.00% | 3000 | 150 (5.00%; max 2.00%) | "
+        "between distance: 150 rows; not_null carrier: 3 rows | /r/bbb/validation.json"
+    ) in text
+    assert "Validation failed for flights_delay\n===" in text

@@ -1,7 +1,9 @@
 """Alert emails: what failed, why (with the numbers), and where to look.
 
 Two halves. The formatting functions (``format_*``, :func:`compose`) are pure: plain dicts in,
-an :class:`AlertEmail` out, unit-testable without Airflow. :class:`AlertNotifier` is the
+an :class:`AlertEmail` out, unit-testable without Airflow. Each email is sent as
+``multipart/alternative``: a plain-text part (derived from the HTML by :func:`html_to_text`, so
+both say the same) for text-only mail clients and pagers, then the HTML part. :class:`AlertNotifier` is the
 Airflow glue: a task-level ``on_failure_callback`` that gathers the facts from the failed
 task's context (XCom of the upstream steps, the exception, the spec), composes the email and
 sends it through the SMTP provider's :class:`SmtpNotifier` (connection ``smtp_default``).
@@ -14,10 +16,17 @@ from __future__ import annotations
 
 import html
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from email.message import Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from functools import cached_property
+from html.parser import HTMLParser
+from typing import Any, cast
 
+from airflow.providers.smtp.hooks.smtp import SmtpHook
 from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 
 log = logging.getLogger(__name__)
@@ -69,6 +78,99 @@ class AlertEmail:
 
     subject: str
     html: str
+
+    @property
+    def text(self) -> str:
+        """The plain-text alternative of :attr:`html`: the same facts, tables as ``a | b`` rows."""
+        return html_to_text(self.html)
+
+
+class _TextWriter(HTMLParser):
+    """Renders the small HTML subset the alert emails use as readable plain text."""
+
+    BLOCKS = frozenset({"p", "ul", "table", "tr", "pre", "h2", "h3", "body"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.lines: list[str] = []
+        self.line = ""
+        self.cells: list[str] | None = None
+        self.href: str | None = None
+        self.link_text = ""
+        self.pre = False
+        self.heading: str | None = None
+
+    def _flush(self) -> None:
+        text = self.line if self.pre else re.sub(r"\s+", " ", self.line).strip()
+        if text:
+            self.lines.append(text)
+        self.line = ""
+
+    def _blank(self) -> None:
+        self._flush()
+        if self.lines and self.lines[-1] != "":
+            self.lines.append("")
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self.BLOCKS and tag != "tr":
+            self._blank()
+        if tag == "tr":
+            self._flush()
+            self.cells = []
+        elif tag in ("td", "th"):
+            self.line = ""
+        elif tag == "li":
+            self._flush()
+            self.line = "- "
+        elif tag == "br":
+            self.line += "\n" if self.pre else "; "
+        elif tag == "pre":
+            self.pre = True
+        elif tag in ("h2", "h3"):
+            self.heading = tag
+        elif tag == "a":
+            self.href = dict(attrs).get("href")
+            self.link_text = ""
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self.cells is not None:
+            self.cells.append(re.sub(r"\s+", " ", self.line).strip())
+            self.line = ""
+        elif tag == "tr" and self.cells is not None:
+            self.line = " | ".join(self.cells)
+            self.cells = None
+            self._flush()
+        elif tag == "a":
+            if self.href and self.href != self.link_text.strip():
+                self.line += f" <{self.href}>"
+            self.href = None
+        elif tag in ("h2", "h3"):
+            title = re.sub(r"\s+", " ", self.line).strip()
+            self.line = ""
+            self.lines += [title, ("=" if tag == "h2" else "-") * len(title)]
+            self.heading = None
+            self._blank()
+        elif tag in self.BLOCKS:
+            self._flush()
+            self.pre = False
+            self._blank()
+
+    def handle_data(self, data: str) -> None:
+        self.line += data
+        if self.href is not None:
+            self.link_text += data
+
+    def text(self) -> str:
+        self._flush()
+        return "\n".join(self.lines).strip() + "\n"
+
+
+def html_to_text(body: str) -> str:
+    """Plain text of an alert email's HTML: headings underlined, table rows as ``a | b``, link targets kept."""
+    writer = _TextWriter()
+    writer.feed(body)
+    writer.close()
+    return writer.text()
 
 
 def _num(value: Any, digits: int = 4) -> str:
@@ -401,6 +503,39 @@ def gather_facts(kind: str, pipeline: str, spec_path: str | None, context: Any) 
     return facts
 
 
+class _AlternativeSmtpHook(SmtpHook):
+    """The provider's SMTP hook, sending a plain-text part before its HTML part.
+
+    The provider (smtp 3.2) only builds a ``text/html`` part and has no parameter for a text
+    one, so the text part is added to the message it builds; connection handling (TLS, login,
+    retries, sender) stays the provider's.
+    """
+
+    def __init__(self, text: str, smtp_conn_id: str, auth_type: str = "basic") -> None:
+        super().__init__(smtp_conn_id=smtp_conn_id, auth_type=auth_type)
+        self.text = text
+
+    def _build_mime_message(self, *args: Any, **kwargs: Any) -> tuple[MIMEMultipart, list[str]]:
+        msg, recipients = super()._build_mime_message(*args, **kwargs)
+        # In multipart/alternative the last part is the preferred one: text first, HTML last.
+        parts = cast("list[Message]", msg.get_payload())
+        msg.set_payload([MIMEText(self.text, "plain", kwargs.get("mime_charset", "utf-8")), *parts])
+        return msg, recipients
+
+
+class _TwoPartNotifier(SmtpNotifier):
+    """:class:`SmtpNotifier` for one composed email, sent as text and HTML alternatives."""
+
+    def __init__(self, *, text: str, **kwargs: Any) -> None:
+        super().__init__(mime_subtype="alternative", **kwargs)
+        self.text = text
+
+    @cached_property
+    def hook(self) -> SmtpHook:
+        """The SMTP hook that adds the plain-text part."""
+        return _AlternativeSmtpHook(self.text, smtp_conn_id=self.smtp_conn_id, auth_type=self.auth_type)
+
+
 class AlertNotifier(SmtpNotifier):
     """Task-level failure callback that emails a sluice alert through the SMTP provider.
 
@@ -439,10 +574,11 @@ class AlertNotifier(SmtpNotifier):
         try:
             email = compose(gather_facts(self.alert, self.pipeline, self.spec_path, context))
             # A fresh notifier per email: this one is shared by every run of the task.
-            SmtpNotifier(
+            _TwoPartNotifier(
                 to=self.to,
                 subject=email.subject,
                 html_content=email.html,
+                text=email.text,
                 smtp_conn_id=self.smtp_conn_id,
                 custom_headers={"X-Sluice-Alert": self.alert, "X-Sluice-Pipeline": self.pipeline},
             ).notify(context)

@@ -5,13 +5,73 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+#: Every port sluice starts something on locally: setting (environment variable) -> default.
+#: ``SLUICE_AIRFLOW_PORT`` becomes Airflow's ``AIRFLOW__API__PORT`` (which wins when set);
+#: the log-server ports are Airflow's own settings. The README's configuration table lists these.
+PORTS: dict[str, int] = {
+    "SLUICE_AIRFLOW_PORT": 8080,
+    "SLUICE_MLFLOW_UI_PORT": 5000,
+    "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": 8793,
+    "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": 8794,
+}
+
+
+class PortError(ValueError):
+    """A port setting that is not a port, or a port another process already holds."""
+
+
+def port_setting(name: str, env: Mapping[str, str] | None = None) -> int:
+    """The port a setting of :data:`PORTS` names, from ``env`` (default: ``os.environ``) or its default.
+
+    Raises:
+        PortError: The value is not a number between 1 and 65535.
+    """
+    source = os.environ if env is None else env
+    raw = source.get(name) or ""
+    if name == "SLUICE_AIRFLOW_PORT":
+        raw = source.get("AIRFLOW__API__PORT") or raw
+    raw = raw.strip() or str(PORTS[name])
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise PortError(f"{name}={raw!r} is not a TCP port (1-65535)")
+    return int(raw)
+
+
+def port_in_use(port: int) -> bool:
+    """Whether binding ``port`` on all interfaces fails because something else holds it."""
+    with socket.socket() as s:
+        # Lingering TIME_WAIT connections of a stopped server must not count as in use.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("0.0.0.0", port))  # noqa: S104 - servers here listen on all interfaces
+        except OSError:
+            return True
+    return False
+
+
+def check_ports_free(names: Iterable[str], env: Mapping[str, str] | None = None) -> None:
+    """Fail before starting a server when one of its ports is taken, naming the setting to change.
+
+    Raises:
+        PortError: A port is in use (or a setting is not a port).
+    """
+    for name in names:
+        port = port_setting(name, env)
+        if port_in_use(port):
+            raise PortError(
+                f"port {port} ({name}) is already in use by another process: stop that process "
+                f"(`ss -ltnp 'sport = :{port}'` shows it) or choose another port by setting {name}, "
+                f"e.g. `{name}={port + 1}` in front of the command"
+            )
 
 
 def embedded_env(project_dir: Path, base: dict[str, str] | None = None) -> dict[str, str]:
@@ -19,8 +79,12 @@ def embedded_env(project_dir: Path, base: dict[str, str] | None = None) -> dict[
 
     Values already present in ``base`` (default: ``os.environ``) win, so the same code runs
     the production shape when those are set (PostgreSQL, Celery, an MLflow server).
+
+    Raises:
+        PortError: A port setting of :data:`PORTS` is not a port.
     """
     env = dict(os.environ if base is None else base)
+    ports = {name: str(port_setting(name, env)) for name in PORTS}
     defaults = {
         "AIRFLOW_HOME": str(project_dir / ".airflow"),
         "AIRFLOW__CORE__DAGS_FOLDER": str(project_dir / "dags"),
@@ -33,7 +97,8 @@ def embedded_env(project_dir: Path, base: dict[str, str] | None = None) -> dict[
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "15",
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
-        "AIRFLOW__API__PORT": "8080",
+        **ports,
+        "AIRFLOW__API__PORT": ports["SLUICE_AIRFLOW_PORT"],
         "SLUICE_PROJECT_DIR": str(project_dir),
         "MLFLOW_TRACKING_URI": f"sqlite:///{project_dir / '.sluice' / 'mlflow.db'}",
         "MLFLOW_DISABLE_TELEMETRY": "true",
@@ -43,6 +108,7 @@ def embedded_env(project_dir: Path, base: dict[str, str] | None = None) -> dict[
     }
     for key, value in defaults.items():
         env.setdefault(key, value)
+    env.update(ports)  # normalised, and SLUICE_AIRFLOW_PORT agrees with AIRFLOW__API__PORT
     # Task processes reach the API server here; it must follow the API port.
     env.setdefault(
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL", f"http://localhost:{env['AIRFLOW__API__PORT']}/execution/"

@@ -183,7 +183,7 @@ def render_dag(plan: PipelinePlan, dag_plan: DagPlan) -> DAG:
         max_active_runs=dag_plan.max_active_runs,
         tags=list(dag_plan.tags),
         doc_md=f"Built by sluice from `{plan.spec_path}`.\n\n{dag_plan.description}",
-        default_args={"owner": "sluice"},
+        default_args={"owner": plan.owner},
         # Only what the loader returns is registered: a `with dag:` block would otherwise
         # register a half-built DAG even when its pipeline failed to compile.
         auto_register=False,

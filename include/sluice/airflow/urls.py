@@ -1,7 +1,8 @@
 """Where things are seen: URLs of Airflow runs, MLflow runs and sluice reports.
 
-Pure functions plus two lookups of configuration (Airflow's ``[api] base_url`` and
-``SLUICE_MLFLOW_UI_URL``); shared by the alert emails and the task links in the UI.
+Pure functions plus two lookups of configuration (Airflow's ``[api] base_url``, else
+``localhost`` on ``[api] port``; ``SLUICE_MLFLOW_UI_URL``, else ``localhost`` on
+``SLUICE_MLFLOW_UI_PORT``); shared by the alert emails and the task links in the UI.
 """
 
 from __future__ import annotations
@@ -17,15 +18,24 @@ PLUGIN_PREFIX = "/sluice"
 
 
 def airflow_base_url() -> str:
-    """Airflow's ``[api] base_url`` (what users type to reach the UI), without a trailing slash."""
+    """Airflow's ``[api] base_url`` (what users type to reach the UI), without a trailing slash.
+
+    Unset, it is ``http://localhost:<[api] port>``: the embedded Airflow's own address.
+    """
     from airflow.configuration import conf
 
-    return str(conf.get("api", "base_url", fallback=DEFAULT_AIRFLOW_UI) or DEFAULT_AIRFLOW_UI).rstrip("/")
+    base = conf.get("api", "base_url", fallback=None)
+    if not base:
+        base = f"http://localhost:{conf.get('api', 'port', fallback='8080')}"
+    return str(base).rstrip("/")
 
 
 def mlflow_ui_url() -> str:
-    """``SLUICE_MLFLOW_UI_URL`` (the MLflow UI users reach), default ``http://localhost:5000``."""
-    return (os.environ.get("SLUICE_MLFLOW_UI_URL") or DEFAULT_MLFLOW_UI).rstrip("/")
+    """``SLUICE_MLFLOW_UI_URL`` (the MLflow UI users reach), else ``localhost`` on ``SLUICE_MLFLOW_UI_PORT``."""
+    from sluice.airflow.home import port_setting
+
+    url = os.environ.get("SLUICE_MLFLOW_UI_URL") or f"http://localhost:{port_setting('SLUICE_MLFLOW_UI_PORT')}"
+    return url.rstrip("/")
 
 
 def mlflow_run_url(run_id: str, base: str | None = None) -> str:

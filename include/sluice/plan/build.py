@@ -170,7 +170,13 @@ def build_plan(loaded: LoadedSpec) -> PipelinePlan:
     dags: tuple[DagPlan, ...] = (ingest, train)
     if spec.monitoring.enabled:
         dags += (_monitor_dag(loaded, tags),)
-    return PipelinePlan(pipeline=name, spec_path=str(loaded.path), dags=dags, alert_emails=tuple(spec.alerts.email))
+    return PipelinePlan(
+        pipeline=name,
+        spec_path=str(loaded.path),
+        dags=dags,
+        alert_emails=tuple(spec.alerts.email),
+        owner=spec.owner,
+    )
 
 
 def _deploy_step(loaded: LoadedSpec) -> Step:

@@ -76,9 +76,11 @@ class PipelinePlan:
         spec_path: The spec file the plan was compiled from.
         dags: The DAGs.
         alert_emails: Recipients of the alert emails of steps with an ``alert``.
+        owner: The spec's ``owner`` (the team shown as owner of every DAG).
     """
 
     pipeline: str
     spec_path: str
     dags: tuple[DagPlan, ...]
     alert_emails: tuple[str, ...] = ()
+    owner: str = "sluice"

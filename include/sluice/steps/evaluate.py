@@ -8,7 +8,7 @@ from typing import Any
 
 from sluice.services.storage import PipelineStore, read_json, write_json_atomic
 from sluice.spec.loader import LoadedSpec
-from sluice.steps.train import TrainResult, prepare, read_holdout
+from sluice.steps.train import TrainResult, prepare, quiet_skops_module_scan, read_holdout
 
 
 class GateFailed(RuntimeError):
@@ -61,7 +61,8 @@ def evaluate_candidate(
     holdout = read_holdout(trained.holdout_path)
     y = holdout[target].to_numpy()
 
-    candidate = mlflow.sklearn.load_model(f"runs:/{trained.mlflow_run_id}/model")
+    with quiet_skops_module_scan():
+        candidate = mlflow.sklearn.load_model(f"runs:/{trained.mlflow_run_id}/model")
     cand_score = score(candidate, prepare(holdout, _champion_columns(candidate) or trained.features), y, metric)
 
     champ = tracking.champion(client, spec.pipeline)
@@ -78,7 +79,8 @@ def evaluate_candidate(
             Check("champion", True, "no champion yet: the first model that passes the floor becomes champion")
         )
     else:
-        champ_model = mlflow.sklearn.load_model(f"models:/{spec.pipeline}/{champ.version}")
+        with quiet_skops_module_scan():
+            champ_model = mlflow.sklearn.load_model(f"models:/{spec.pipeline}/{champ.version}")
         columns = _champion_columns(champ_model)
         missing = [c for c in columns if c not in holdout.columns]
         champion_info = {"version": str(champ.version), "run_id": champ.run_id, "score": None}

@@ -5,6 +5,9 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -122,15 +125,34 @@ def make_estimator(model_path: str, params: dict[str, Any], X: Any) -> Any:
 TRUSTED_MODULES = ("sklearn.", "numpy.", "scipy.")
 
 
+@contextmanager
+def quiet_skops_module_scan() -> Iterator[None]:
+    """Silence the Airflow deprecation warnings skops triggers when imported, saving or loading.
+
+    To name the module of an object without ``__module__`` (SciPy ufuncs), skops calls
+    ``getattr(module, name)`` on every loaded module; in a task process that includes Airflow's
+    deprecated shim modules (``airflow.utils.trigger_rule``, ``airflow.utils.timezone``, ...),
+    which warn on any attribute. On its first import skops does this for each of ~230 SciPy
+    ufuncs: ~1,160 ``DeprecatedImportWarning`` lines per task log around the useful ones.
+    Only those warnings, raised from skops' scan, are ignored; import skops inside this block.
+    """
+    with warnings.catch_warnings():
+        # DeprecatedImportWarning subclasses FutureWarning; matching the category by its base
+        # keeps Airflow out of the steps layer.
+        warnings.filterwarnings("ignore", message=r"The `airflow\.", category=FutureWarning, module=r"skops\.io\.")
+        yield
+
+
 def library_types(estimator: Any) -> list[str]:
     """Types skops must be told to trust, limited to scikit-learn, NumPy and SciPy.
 
     The model was fitted by this very task, so its library types are known; a class from
     anywhere else is left untrusted and saving fails with MLflow's explicit error.
     """
-    import skops.io
+    with quiet_skops_module_scan():
+        import skops.io
 
-    found = skops.io.get_untrusted_types(data=skops.io.dumps(estimator))
+        found = skops.io.get_untrusted_types(data=skops.io.dumps(estimator))
     return [t for t in found if t.startswith(TRUSTED_MODULES)]
 
 
@@ -240,14 +262,16 @@ def train_candidate(
             "lineage.json",
         )
         sample = X_train.head(5)
-        mlflow.sklearn.log_model(
-            estimator,
-            name="model",
-            signature=infer_signature(sample, estimator.predict(sample)),
-            input_example=sample,
-            pip_requirements=mlflow.sklearn.get_default_pip_requirements(),
-            skops_trusted_types=library_types(estimator),
-        )
+        trusted = library_types(estimator)
+        with quiet_skops_module_scan():
+            mlflow.sklearn.log_model(
+                estimator,
+                name="model",
+                signature=infer_signature(sample, estimator.predict(sample)),
+                input_example=sample,
+                pip_requirements=mlflow.sklearn.get_default_pip_requirements(),
+                skops_trusted_types=trusted,
+            )
         run_id = run.info.run_id
     faults.point("train.run_finished")
     write_json_atomic(
