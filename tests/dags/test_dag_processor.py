@@ -31,10 +31,14 @@ STATE = textwrap.dedent(
     import json
     from airflow.models import DagModel, DagRun
     from airflow.models.errors import ParseImportError
+    from airflow.models.serialized_dag import SerializedDagModel
     from airflow.utils.session import create_session
     with create_session() as s:
         needing, _ = DagModel.dags_needing_dagruns(s)
+        docs = {m.dag_id: m.data["dag"].get("doc_md") or "" for m in s.query(SerializedDagModel)
+                if m.dag_id.endswith("__spec_error")}
         print(json.dumps({
+            "docs": docs,
             "dags": {d.dag_id: {"stale": bool(d.is_stale), "import_errors": bool(d.has_import_errors),
                                 "description": d.description or "", "tags": sorted(t.name for t in d.tags)}
                      for d in s.query(DagModel)},
@@ -63,7 +67,7 @@ EMIT = textwrap.dedent(
 class Home:
     """A fresh Airflow home whose DAG folder is a copy of ``dags/`` plus broken specs."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, processor_timeout: int = 120) -> None:
         self.dags = root / "dags"
         self.dags.mkdir(parents=True)
         shutil.copy(REPO / "dags" / "load_pipelines.py", self.dags)
@@ -76,6 +80,7 @@ class Home:
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": "1",
             "SLUICE_PROJECT_DIR": str(REPO),
+            "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": str(processor_timeout),
         }
 
     def run(self, *args: str, timeout: int = 300) -> str:
@@ -124,10 +129,45 @@ def test_broken_specs_leave_the_other_pipeline_scheduled_by_the_real_dag_process
     assert f"typo.pipeline.yaml:{_line_of(typo, 'patern')}:" in typo_dag["description"]
     assert "did you mean 'pattern'?" in typo_dag["description"]
     assert "syntax.pipeline.yaml:" in state["dags"]["syntax__spec_error"]["description"]
-    assert "cron_one__ingest (schedule: @hourlyy" in state["dags"]["cron__spec_error"]["description"]
+    cron = home.dags / "cron.pipeline.yaml"
+    assert f"cron.pipeline.yaml:{_line_of(cron, '@hourlyy')}:" in state["dags"]["cron__spec_error"]["description"]
 
     # The scheduler still creates runs of the healthy pipeline: a drift event starts its train DAG.
     home.run("-c", EMIT, "flights_delay__train", "sluice://flights_delay/drift")
     assert "flights_delay__train" in home.state()["needing_runs"]
     home.airflow("scheduler", "--num-runs", "2")
     assert "flights_delay__train asset_triggered" in home.state()["runs"]
+
+
+def test_every_bad_spec_of_the_corpus_shows_in_airflow_with_its_file_and_line_and_hides_nothing(
+    tmp_path: Path,
+) -> None:
+    from tests.spec.corpus import bad_specs
+
+    home = Home(tmp_path, processor_timeout=900)
+    # The cases only the model-import checks catch are valid to the DAG processor by design.
+    cases = [case for case in bad_specs() if not case.needs_import]
+    for case in cases:
+        case.write(home.dags)
+    home.airflow("db", "migrate")
+    home.airflow("dag-processor", "--num-runs", "1")
+
+    state = home.state()
+    assert state["import_errors"] == {}
+    for role in ("ingest", "train", "monitor"):
+        assert state["dags"][f"flights_delay__{role}"] | {"description": ""} == {
+            "stale": False,
+            "import_errors": False,
+            "description": "",
+            "tags": state["dags"][f"flights_delay__{role}"]["tags"],
+        }
+    assert not any(d.startswith("corpus_case") for d in state["dags"]), "no half-built pipeline"
+    missing = [c.name for c in cases if f"{c.name}__spec_error" not in state["dags"]]
+    assert missing == [], f"{len(missing)} broken specs left no trace in Airflow: {missing[:10]}"
+    wrong = []
+    for case in cases:
+        doc = state["docs"][f"{case.name}__spec_error"]
+        where = f"{case.name}.pipeline.yaml:{case.line}:" if case.line else f"{case.name}.pipeline.yaml"
+        if where not in doc or case.fragment not in doc or "Traceback" in doc:
+            wrong.append((case.name, where, case.fragment, doc[:300]))
+    assert wrong == [], f"{len(wrong)} of {len(cases)}: {wrong[:5]}"

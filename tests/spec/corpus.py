@@ -30,7 +30,7 @@ from sluice.spec.loader import MAX_NODES, MAX_SPEC_BYTES, model_at
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 DEMO_SPEC = PROJECT_DIR / "dags" / "flights_delay.pipeline.yaml"
 #: Keys whose children are names the user chooses (never misspelt, only mistyped).
-FREE_FORM = {("features", "inputs"), ("training", "params"), ("monitoring", "drift", "methods")}
+FREE_FORM = {("features", "inputs"), ("training", "params"), ("monitoring", "drift", "methods"), ("source", "columns")}
 
 
 @dataclass(frozen=True)
@@ -250,6 +250,15 @@ def _alias_bomb() -> str:
     for i in range(1, 9):
         lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]")
     return "\n".join(lines) + "\n"
+
+
+def _with_columns(name: str, columns: str, pattern: str, edit: tuple[str, str], fragment: str, needle: str) -> BadSpec:
+    """A case that needs ``source.columns`` declared: added after ``pattern`` unless the base has it."""
+    text = base_text()
+    if "\n  columns:" not in text:
+        text = text.replace(pattern, pattern + "\n" + columns.rstrip("\n"))
+    text = text.replace(*edit)
+    return BadSpec(name, text, fragment, needle_line(text, needle))
 
 
 def yaml_cases() -> list[BadSpec]:
@@ -505,21 +514,22 @@ def rule_cases() -> list[BadSpec]:
         _edit("between_min_above_max", "min: 1, max: 5000", "min: 5000, max: 1", "greater than max", "min: 5000"),
         _edit("in_set_empty", "values: [EWR, JFK, LGA]", "values: []", "values", "values: []"),
         # columns against the declared schema
-        BadSpec(
+        # The shipped spec declares source.columns already; older bases did not.
+        _with_columns(
             "check_column_undeclared",
-            base_text()
-            .replace(pattern, pattern + "\n" + columns.rstrip("\n"))
-            .replace("column: carrier}", "column: carier}"),
+            columns,
+            pattern,
+            ("column: carrier}", "column: carier}"),
             "did you mean 'carrier'",
-            needle_line(base_text(), "column: carrier}") + 1,
+            "column: carier}",
         ),
-        BadSpec(
+        _with_columns(
             "drift_column_undeclared",
-            base_text()
-            .replace(pattern, pattern + "\n" + columns.rstrip("\n"))
-            .replace("carrier, origin, dest", "carrier, origin, destination"),
+            columns,
+            pattern,
+            ("carrier, origin, dest", "carrier, origin, destination"),
             "'destination' is not in source.columns",
-            needle_line(base_text(), "columns: [sched_dep_time") + 1,
+            "columns: [sched_dep_time",
         ),
         # images and resources
         _edit("image_blank", local, k8s.format(image="''", extra=""), "image", "image:"),

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sluice.services import faults
 from sluice.services.storage import PipelineStore, write_json_atomic
 from sluice.spec.models import Validation
 
@@ -87,7 +88,12 @@ def validate_batch(
     folder = store.batch_dir(batch_id)
     report_path = folder / "validation.json"
     if report_path.exists():
-        return BatchOutcome(**{k: v for k, v in _read(report_path).items() if k in BatchOutcome.__dataclass_fields__})
+        done = BatchOutcome(**{k: v for k, v in _read(report_path).items() if k in BatchOutcome.__dataclass_fields__})
+        if store.batch_record(batch_id).get("status") == "landed":
+            # Killed between the report and batch.json: finish the commit, or the batch
+            # would look validated to this step and unvalidated to everyone else for ever.
+            _commit_status(store, done)
+        return done
     record = store.batch_record(batch_id)
     source = folder / f"source{record.get('source_suffix', '.' + fmt)}"
     try:
@@ -204,7 +210,15 @@ def _describe(check: Any) -> str:
 
 def _finish(store: PipelineStore, outcome: BatchOutcome, report_path: Path, extra: dict[str, Any]) -> BatchOutcome:
     outcome.report = str(report_path)
+    faults.point("validate.before_report")
     write_json_atomic(report_path, outcome.to_dict() | extra | {"validated_at": time.time()})
+    faults.point("validate.report_written")
+    _commit_status(store, outcome)
+    return outcome
+
+
+def _commit_status(store: PipelineStore, outcome: BatchOutcome) -> None:
+    """``batch.json`` takes the outcome: the write that makes a batch usable (or not) for readers."""
     store.update_batch_record(
         outcome.batch_id,
         status=outcome.status,
@@ -212,7 +226,6 @@ def _finish(store: PipelineStore, outcome: BatchOutcome, report_path: Path, extr
         rows=outcome.rows,
         quarantined=outcome.quarantined,
     )
-    return outcome
 
 
 def _read(path: Path) -> dict[str, Any]:

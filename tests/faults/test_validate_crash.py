@@ -1,0 +1,73 @@
+"""``validate`` killed (SIGKILL) between its writes: the retry commits the batch, none is stranded.
+
+Before: a kill between ``validation.json`` and ``batch.json`` left the batch "landed" for
+ever; later runs found the report, logged "accepted", and ``publish`` never announced it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from sluice.services.storage import PipelineStore
+from tests.conftest import Project
+
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
+
+# The validate task's work (every landed batch without an outcome), in a process of its own.
+# Run from a file, not `python -c`: pyspark 4.3's pyspark.sql.connect (imported by Great
+# Expectations) takes a __main__ without __file__ for a doctest run and calls sys.exit(0).
+VALIDATE = textwrap.dedent(
+    """
+    import sys
+    from sluice.services.storage import PipelineStore
+    from sluice.spec.loader import load_spec
+    from sluice.steps.ingest import pending_batches
+    from sluice.steps.validate import validate_batch
+    loaded = load_spec(sys.argv[1])
+    store = PipelineStore(loaded.resolve(loaded.spec.storage.root), loaded.spec.pipeline)
+    for batch in pending_batches(store):
+        validate_batch(store, batch, loaded.spec.validation, "parquet", loaded.spec.source.columns)
+    """
+)
+
+
+@pytest.mark.parametrize("point", ["validate.before_report", "validate.report_written"])
+def test_a_validate_killed_between_its_writes_is_finished_by_the_retry(flights_project: Project, point: str) -> None:
+    from demo.producer import drop_month
+    from sluice.spec.loader import load_spec
+    from sluice.steps.ingest import land_new_files, pending_batches
+    from sluice.steps.validate import validate_batch
+
+    project = flights_project
+    spec = project.dags / "flights_delay.pipeline.yaml"
+    loaded = load_spec(spec)
+    store = PipelineStore(project.root / "data" / "sluice", "flights_delay")
+    drop_month(project.landing, 1, bad_rows=10, sample=2000)
+    (batch,) = land_new_files(str(project.landing / "*.parquet"), store, "ingest-1").new
+    script = project.root / "validate_task.py"
+    script.write_text(VALIDATE)
+    done = subprocess.run(
+        [sys.executable, str(script), str(spec)],
+        env=dict(os.environ, SLUICE_FAULT_POINT=point),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == -9, done.stderr[-3000:]
+    assert store.batch_record(batch)["status"] == "landed", "killed before batch.json took the outcome"
+    assert Path(store.batch_dir(batch) / "validation.json").exists() == (point == "validate.report_written")
+
+    # The retry (the next validate of any run) sees it pending and commits it.
+    assert pending_batches(store) == [batch]
+    outcome = validate_batch(store, batch, loaded.spec.validation, "parquet", loaded.spec.source.columns)
+    record = store.batch_record(batch)
+    assert (outcome.status, record["status"]) == ("accepted", "accepted")
+    assert (outcome.quarantined, record["quarantined"], record["rows"]) == (10, 10, 2000)
+    assert pending_batches(store) == [] and [r["batch_id"] for r in store.accepted_batches()] == [batch]
