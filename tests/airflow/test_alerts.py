@@ -99,7 +99,7 @@ def test_validation_email_names_each_rejected_batch_with_quarantine_rate_and_rep
 
 def test_missing_facts_fall_back_to_the_error() -> None:
     mail = compose(_facts("gate", None))
-    assert mail.subject == "[sluice] flights_delay: gate failed (gate)"
+    assert mail.subject == "[sluice] flights_delay: gate failed: boom"
     assert "<pre>boom</pre>" in mail.html
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import html
 import logging
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -403,10 +404,34 @@ def format_drift(facts: AlertFacts) -> AlertEmail:
     return AlertEmail(subject, _page(f"Drift detected for {facts.pipeline}", sections, facts, todo))
 
 
+#: What to do when a step fails for a reason that is not a finding about the data or model.
+NEXT_STEPS = {
+    "land": "Check that the landing folder (or bucket) and the pipeline's storage are reachable and writable "
+    "(disk space, permissions, credentials). Files stay in the landing folder until they land: nothing is lost. "
+    "Clear the task, or wait for the next run, once storage works.",
+    "validate": "The batch stays landed without an outcome and is validated by the next run; clear this task to "
+    "validate it now once the cause (storage, memory) is fixed.",
+    "publish": "No event was sent; the accepted batches stay unannounced and the next run announces them. "
+    "Check the Airflow API server and metadata database.",
+    "confirm_published": "The event was sent but the batches are not marked: the next run announces them again "
+    "(consumers skip batches they already used). Check the pipeline's storage.",
+    "check_trigger": "Check MLflow and the pipeline's storage; the run trained nothing.",
+    "build_features": "Read the Spark error in the task log: the feature job, an input table, or the Spark cluster.",
+    "train": "Read the task log: MLflow (tracking server or store) or the model's fit. An MLflow run left open "
+    "is closed as KILLED by the next try. The champion is untouched.",
+    "evaluate": "Check MLflow (the champion must load) and the holdout file; the champion is untouched.",
+    "promote": "Check the MLflow registry; the champion alias has not moved unless the log says so.",
+    "compute_drift": "Check MLflow (the champion's run) and the pipeline's storage; drift was not measured.",
+    "publish_drift": "The drift event was not sent; re-run the monitor DAG.",
+    "approve": "Nobody answered in time: the champion is kept. Re-run the train DAG to ask again.",
+}
+
+
 def format_generic(facts: AlertFacts) -> AlertEmail:
-    """Any other failure: the task and the error."""
-    subject = f"{SUBJECT_PREFIX} {facts.pipeline}: {facts.task_id} failed ({facts.kind})"
-    todo = "Read the task log in Airflow; fix the cause and clear the task to retry."
+    """Any other failure (storage, MLflow, Spark, a bug): the task, the error and what to do."""
+    first = facts.error.strip().splitlines()[0][:120] if facts.error.strip() else "see the task log"
+    subject = f"{SUBJECT_PREFIX} {facts.pipeline}: {facts.task_id} failed: {first}"
+    todo = _e(NEXT_STEPS.get(facts.task_id, "Read the task log in Airflow; fix the cause and clear the task to retry."))
     return AlertEmail(subject, _page(f"{facts.task_id} failed for {facts.pipeline}", [], facts, todo))
 
 
@@ -536,6 +561,38 @@ class _TwoPartNotifier(SmtpNotifier):
         return _AlternativeSmtpHook(self.text, smtp_conn_id=self.smtp_conn_id, auth_type=self.auth_type)
 
 
+def repeat_window_minutes() -> float:
+    """``SLUICE_ALERT_REPEAT_MINUTES`` (default 60): how long the same failure is not re-sent."""
+    return float(os.environ.get("SLUICE_ALERT_REPEAT_MINUTES", "60"))
+
+
+def _repeated(facts: AlertFacts) -> bool:
+    """Whether this failure (task and error) was alerted within the repeat window.
+
+    A continuous ingest DAG whose storage is down fails every run; one email an hour says it,
+    sixty do not. The last alert is kept in an Airflow Variable, so every worker sees it.
+    Any trouble reading or writing it sends the email.
+    """
+    import hashlib
+    import json
+    import time
+
+    try:
+        from airflow.sdk import Variable
+
+        key = f"sluice_alert__{facts.pipeline}__{facts.task_id}"
+        first = facts.error.strip().splitlines()[0] if facts.error.strip() else ""
+        signature = hashlib.sha256(first.encode()).hexdigest()[:16]
+        last = json.loads(Variable.get(key, default="{}") or "{}")
+        now = time.time()
+        if last.get("signature") == signature and now - float(last.get("at", 0)) < repeat_window_minutes() * 60:
+            return True
+        Variable.set(key, json.dumps({"signature": signature, "at": now, "error": first[:200]}))
+    except Exception as exc:  # never lose an alert to the bookkeeping
+        log.warning("alert: cannot check for a repeated failure (%s); sending", exc)
+    return False
+
+
 class AlertNotifier(SmtpNotifier):
     """Task-level failure callback that emails a sluice alert through the SMTP provider.
 
@@ -545,7 +602,7 @@ class AlertNotifier(SmtpNotifier):
     ``alert email not sent: ...`` and swallowed: an alert must never change a task's outcome.
 
     Args:
-        alert: Alert kind ('validation', 'gate', 'deploy', 'drift').
+        alert: Alert kind ('validation', 'gate', 'deploy', 'drift', or 'failure' for any other step).
         pipeline: Pipeline name.
         to: Recipients (the spec's ``alerts.email``).
         spec_path: The spec file, to find report paths.
@@ -572,7 +629,11 @@ class AlertNotifier(SmtpNotifier):
     def notify(self, context: Any) -> None:
         """Compose and send the email; log (never raise) when that fails."""
         try:
-            email = compose(gather_facts(self.alert, self.pipeline, self.spec_path, context))
+            facts = gather_facts(self.alert, self.pipeline, self.spec_path, context)
+            if self.alert == "failure" and _repeated(facts):
+                log.info("alert email not sent: the same failure of %s was alerted recently", facts.task_id)
+                return
+            email = compose(facts)
             # A fresh notifier per email: this one is shared by every run of the task.
             _TwoPartNotifier(
                 to=self.to,

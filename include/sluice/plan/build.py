@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from sluice.plan.model import DagPlan, PipelinePlan, Schedule, Step
 from sluice.spec.loader import LoadedSpec
 
 SPARK_POOL = "sluice_spark"
+#: Alert kind of every step without a more specific one: an infrastructure failure a person
+#: must see (storage, MLflow, Spark, a bug), with the error and the next step.
+FAILURE_ALERT = "failure"
+#: Steps that never alert: the sensor's wait ends as skipped, never as a failure.
+SILENT_STEPS = frozenset({"wait_for_files"})
 
 
 def batches_asset(pipeline: str) -> str:
@@ -170,6 +177,7 @@ def build_plan(loaded: LoadedSpec) -> PipelinePlan:
     dags: tuple[DagPlan, ...] = (ingest, train)
     if spec.monitoring.enabled:
         dags += (_monitor_dag(loaded, tags),)
+    dags = tuple(_with_failure_alerts(d) for d in dags)
     return PipelinePlan(
         pipeline=name,
         spec_path=str(loaded.path),
@@ -177,6 +185,14 @@ def build_plan(loaded: LoadedSpec) -> PipelinePlan:
         alert_emails=tuple(spec.alerts.email),
         owner=spec.owner,
     )
+
+
+def _with_failure_alerts(dag: DagPlan) -> DagPlan:
+    """Give every step that has no alert of its own the generic failure alert."""
+    steps = tuple(
+        s if s.alert or s.kind in SILENT_STEPS else dataclasses.replace(s, alert=FAILURE_ALERT) for s in dag.steps
+    )
+    return dataclasses.replace(dag, steps=steps)
 
 
 def _deploy_step(loaded: LoadedSpec) -> Step:
