@@ -217,3 +217,21 @@ def test_s3_source_waits_on_the_bucket_prefix_through_its_connection(tmp_path):
     assert wait.config["conn_id"] == "minio"
     assert "glob" not in wait.config
     assert [s.task_id for s in ingest.steps][:2] == ["wait_for_files", "land"]
+
+
+def test_every_step_has_a_time_limit_and_an_alert_so_a_hang_fails_and_tells_someone() -> None:
+    from sluice.airflow.render import render_pipeline
+    from sluice.plan.build import TIMEOUT_MINUTES
+
+    loaded = load_spec(DEMO_SPEC)
+    plan = build_plan(loaded)
+    for dag in plan.dags:
+        for step in dag.steps:
+            if step.kind in {"wait_for_files", "approve"}:
+                continue  # their own timeouts: the sensor's timeout_seconds, approval_timeout_hours
+            assert step.timeout_minutes, step.task_id
+            assert step.alert, step.task_id
+    deploy = next(s for d in plan.dags for s in d.steps if s.task_id == "deploy")
+    assert deploy.timeout_minutes == loaded.spec.deployment.local.health_timeout_seconds / 60 + 10
+    ops = {t.task_id: t for d in render_pipeline(plan) for t in d.tasks}
+    assert ops["train"].execution_timeout.total_seconds() == TIMEOUT_MINUTES["train"] * 60

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -73,3 +74,24 @@ def test_a_store_left_half_migrated_is_refused_with_the_fix_and_bootstrap_repair
         tracking.configure_uri(uri)
     assert "dropped _alembic_tmp_latest_metrics" in tracking.init_store(uri)
     tracking.configure_uri(uri).search_experiments()
+
+
+def test_a_tracking_server_that_never_answers_fails_the_call_instead_of_hanging(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import socket
+
+    from mlflow.exceptions import MlflowException
+
+    for key in tracking.HTTP_LIMITS:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")  # the shipped limits, shortened for the test
+    # Accepts connections (the kernel's backlog) and never reads or answers: a hung server.
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(16)
+        uri = f"http://127.0.0.1:{hung.getsockname()[1]}"
+        client = tracking.configure_uri(uri)
+        with pytest.raises(MlflowException, match=r"(?i)timed? ?out|max retries"):
+            client.search_experiments()
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == tracking.HTTP_LIMITS["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]

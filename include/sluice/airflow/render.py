@@ -39,6 +39,8 @@ def _common(step: Step, plan: PipelinePlan) -> dict[str, Any]:
     }
     if step.pool:
         kwargs["pool"] = step.pool
+    if step.timeout_minutes:
+        kwargs["execution_timeout"] = timedelta(minutes=step.timeout_minutes)
     if step.alert and plan.alert_emails:
         # Task-level on purpose: a DAG-level notifier breaks under dag.test() (apache/airflow#64649).
         from sluice.airflow.alerts import AlertNotifier

@@ -13,6 +13,25 @@ SPARK_POOL = "sluice_spark"
 FAILURE_ALERT = "failure"
 #: Steps that never alert: the sensor's wait ends as skipped, never as a failure.
 SILENT_STEPS = frozenset({"wait_for_files"})
+#: Longest a try of each step may run: a store or server that stops answering fails the try
+#: (and the retry, and then the alert) instead of holding a worker for ever. Generous on
+#: purpose: they catch hangs, not slow days.
+TIMEOUT_MINUTES = {
+    "land": 60,
+    "validate": 120,
+    "publish": 10,
+    "confirm_published": 10,
+    "check_batches": 5,
+    "check_trigger": 15,
+    "build_features": 240,
+    "train": 360,
+    "evaluate": 60,
+    "gate": 5,
+    "promote": 15,
+    "compute_drift": 60,
+    "publish_drift": 10,
+    "check_drift": 5,
+}
 
 
 def batches_asset(pipeline: str) -> str:
@@ -177,7 +196,7 @@ def build_plan(loaded: LoadedSpec) -> PipelinePlan:
     dags: tuple[DagPlan, ...] = (ingest, train)
     if spec.monitoring.enabled:
         dags += (_monitor_dag(loaded, tags),)
-    dags = tuple(_with_failure_alerts(d) for d in dags)
+    dags = tuple(_with_defaults(d) for d in dags)
     return PipelinePlan(
         pipeline=name,
         spec_path=str(loaded.path),
@@ -187,12 +206,14 @@ def build_plan(loaded: LoadedSpec) -> PipelinePlan:
     )
 
 
-def _with_failure_alerts(dag: DagPlan) -> DagPlan:
-    """Give every step that has no alert of its own the generic failure alert."""
-    steps = tuple(
-        s if s.alert or s.kind in SILENT_STEPS else dataclasses.replace(s, alert=FAILURE_ALERT) for s in dag.steps
-    )
-    return dataclasses.replace(dag, steps=steps)
+def _with_defaults(dag: DagPlan) -> DagPlan:
+    """Give every step the generic failure alert (unless it has its own) and its time limit."""
+    steps = []
+    for step in dag.steps:
+        alert = step.alert or (None if step.kind in SILENT_STEPS else FAILURE_ALERT)
+        timeout = step.timeout_minutes or TIMEOUT_MINUTES.get(step.kind)
+        steps.append(dataclasses.replace(step, alert=alert, timeout_minutes=timeout))
+    return dataclasses.replace(dag, steps=tuple(steps))
 
 
 def _deploy_step(loaded: LoadedSpec) -> Step:
@@ -217,6 +238,8 @@ def _deploy_step(loaded: LoadedSpec) -> Step:
                 "version_from": "promote",
             },
             alert="deploy",
+            # The rollout's own limit, plus pulling the deployer image and rolling back.
+            timeout_minutes=k8s.rollout_timeout_seconds / 60 + 15,
         )
     return Step(
         "deploy",
@@ -224,6 +247,7 @@ def _deploy_step(loaded: LoadedSpec) -> Step:
         upstream=("promote",),
         doc=f"Serve the champion ({spec.deployment.target}).",
         alert="deploy",
+        timeout_minutes=spec.deployment.local.health_timeout_seconds / 60 + 10,
     )
 
 

@@ -40,7 +40,9 @@ class Step:
         doc: One line shown in the Airflow UI.
         config: Renderer-specific settings.
         alert: Alert kind sent by email when this step fails ('validation', 'gate',
-            'deploy', 'drift'), or None for no alert.
+            'deploy', 'drift', 'failure'), or None for no alert.
+        timeout_minutes: Longest a try may run before Airflow fails it (then retried), or
+            None for no limit (sensors and approvals have timeouts of their own).
     """
 
     task_id: str
@@ -52,6 +54,7 @@ class Step:
     doc: str = ""
     config: dict[str, Any] = field(default_factory=dict)
     alert: str | None = None
+    timeout_minutes: float | None = None
 
 
 @dataclass(frozen=True)
