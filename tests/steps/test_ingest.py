@@ -194,3 +194,38 @@ def test_half_landed_batches_are_invisible(store):
 
     assert store.batch_ids() == []
     assert pending_batches(store) == []
+
+
+def test_temporaries_of_killed_writers_are_removed_once_stale_and_nothing_else(tmp_path: Path) -> None:
+    import os
+    import time
+
+    from sluice.services.storage import STALE_AFTER_SECONDS, clean_stale_temporaries
+
+    base = tmp_path / "flights_delay"
+    batch = base / "batches" / "b1"
+    batch.mkdir(parents=True)
+    (batch / "batch.json").write_text("{}")
+    (batch / "clean.parquet").write_bytes(b"PAR1")
+    stale = [
+        base / "batches" / ".tmp-b2-1234abcd",  # a land killed inside atomic_dir
+        batch / ".batch.json.0f0f.tmp",  # a write_json_atomic killed before its rename
+        base / ".incoming" / ".copy-5678",  # a land killed while copying
+        base / "features" / ".tmp-key-9999",  # a feature build killed mid-write
+    ]
+    fresh = base / "batches" / ".tmp-b3-live"  # a writer at work right now
+    for path in [*stale, fresh]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.name.startswith(".tmp-"):
+            path.mkdir()
+            (path / "source.parquet").write_bytes(b"x" * 1000)
+        else:
+            path.write_bytes(b"x" * 1000)
+    old = time.time() - STALE_AFTER_SECONDS - 60
+    for path in stale:
+        os.utime(path, (old, old))
+
+    removed = clean_stale_temporaries(base)
+    assert sorted(removed) == sorted(stale)
+    assert not any(p.exists() for p in stale)
+    assert fresh.exists() and (batch / "batch.json").exists() and (batch / "clean.parquet").exists()

@@ -74,6 +74,49 @@ def atomic_dir(final: Path) -> Iterator[Path]:
         raise
 
 
+#: A temporary older than this belongs to a dead writer: every task's time limit is shorter.
+STALE_AFTER_SECONDS = 24 * 3600
+
+
+def _is_temporary(path: Path) -> bool:
+    """What the writers here leave while they work: ``.tmp-*`` folders, ``.*.tmp`` files,
+    and the scratch copies in ``.incoming/``."""
+    name = path.name
+    if path.parent.name == ".incoming" and name.startswith("."):
+        return True
+    return (name.startswith(".tmp-") and path.is_dir()) or (name.startswith(".") and name.endswith(".tmp"))
+
+
+def clean_stale_temporaries(base: Path, older_than: float = STALE_AFTER_SECONDS) -> list[Path]:
+    """Remove temporaries under ``base`` that no live writer can own any more.
+
+    A writer killed mid-way (``kill -9``, a lost worker) leaves its temporary behind: nothing
+    reads it, but it holds disk (a land of a 1M-row file: ~17 MB). Only temporaries whose
+    last change is older than ``older_than`` seconds go; committed files are never touched.
+
+    Returns:
+        What was removed.
+    """
+    import time
+
+    if not base.is_dir():
+        return []
+    cutoff = time.time() - older_than
+    removed = []
+    for path in sorted(base.rglob(".*")):
+        try:
+            if not _is_temporary(path) or path.lstat().st_mtime >= cutoff:
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except FileNotFoundError:
+            continue  # inside a folder removed just before
+        removed.append(path)
+    return removed
+
+
 def safe_name(text: str) -> str:
     """Make an Airflow run id (with ':' and '+') safe as a folder name."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
