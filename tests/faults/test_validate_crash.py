@@ -71,3 +71,25 @@ def test_a_validate_killed_between_its_writes_is_finished_by_the_retry(flights_p
     assert (outcome.status, record["status"]) == ("accepted", "accepted")
     assert (outcome.quarantined, record["quarantined"], record["rows"]) == (10, 10, 2000)
     assert pending_batches(store) == [] and [r["batch_id"] for r in store.accepted_batches()] == [batch]
+
+
+def test_a_batch_stranded_by_a_failed_run_is_finished_by_the_next_run_without_a_new_file(
+    flights_project: Project,
+) -> None:
+    from demo.producer import drop_month
+    from sluice.steps.ingest import land_new_files
+    from tests.integration.conftest import build_dags, run_dag
+
+    project = flights_project
+    store = PipelineStore(project.root / "data" / "sluice", "flights_delay")
+    drop_month(project.landing, 1, sample=2000)
+    # What a run whose validate failed for good (say, storage was down) leaves: a landed batch.
+    (batch,) = land_new_files(str(project.landing / "*.parquet"), store, "failed-run").new
+    assert store.batch_record(batch)["status"] == "landed"
+
+    # The next continuous run: no new file arrives, yet its sensor ends the wait at once.
+    state, tasks = run_dag(build_dags(project)["flights_delay__ingest"])
+    assert state == "success", tasks
+    assert tasks["wait_for_files"] == "success" and tasks["publish"] == "success"
+    record = store.batch_record(batch)
+    assert record["status"] == "accepted" and record["published"] is True

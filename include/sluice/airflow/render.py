@@ -84,7 +84,9 @@ def _wait_for_files(step: Step, plan: PipelinePlan) -> BaseOperator:
 
     folder, _, pattern = config["glob"].rpartition("/")
     marker = config.get("marker")
-    return InboxFileSensor(folder=folder, pattern=pattern, marker=marker, **waiting, **_common(step, plan))
+    return InboxFileSensor(
+        folder=folder, pattern=pattern, marker=marker, state=config.get("state"), **waiting, **_common(step, plan)
+    )
 
 
 @renderer(

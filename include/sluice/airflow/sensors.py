@@ -63,19 +63,41 @@ class InboxFileSensor(FileSensor):
 
     template_fields = ("filepath", "fs_conn_id", "pattern")
 
-    def __init__(self, *, folder: str, pattern: str, marker: str | None = None, **kwargs: Any) -> None:
-        """Wait for files matching ``pattern`` in ``folder`` (``marker``: the spec's ``detect.marker``)."""
+    def __init__(
+        self, *, folder: str, pattern: str, marker: str | None = None, state: str | None = None, **kwargs: Any
+    ) -> None:
+        """Wait for files matching ``pattern`` in ``folder``.
+
+        Args:
+            folder: The landing folder.
+            pattern: The spec's ``source.pattern``.
+            marker: The spec's ``detect.marker``.
+            state: The pipeline's storage folder (``<storage.root>/<pipeline>``): batches a
+                failed run stranded there end the wait at once, so the run finishes them.
+            **kwargs: FileSensor's.
+        """
         super().__init__(filepath=f"{folder.rstrip('/')}/{pattern}", **kwargs)
         self.folder = folder
         self.pattern = pattern
         self.marker = marker
+        self.state = state
 
     def poke(self, context: Any) -> bool:
-        """Whether the landing folder holds a file ``land`` would consider."""
+        """Whether the landing folder holds a file ``land`` would consider, or a batch is stranded."""
         names = ready_names(Path(self.folder), self.pattern, self.marker)
         if names:
             self.log.info("found %d file(s) to land, first %r", len(names), names[0])
-        return bool(names)
+            return True
+        if self.state:
+            from sluice.services.storage import PipelineStore
+            from sluice.steps.ingest import unfinished_batches
+
+            state = Path(self.state)
+            stranded = unfinished_batches(PipelineStore(state.parent, state.name))
+            if stranded:
+                self.log.info("finishing %d batch(es) a failed run left behind: %s", len(stranded), stranded)
+                return True
+        return False
 
     def execute(self, context: Any) -> None:
         """Poke once; if nothing is there, defer to :class:`InboxTrigger`."""

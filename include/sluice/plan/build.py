@@ -93,6 +93,10 @@ def build_plan(loaded: LoadedSpec) -> PipelinePlan:
                     "poll_seconds": detect.poll_seconds,
                     "timeout_seconds": detect.timeout_seconds,
                     **({"marker": detect.marker} if detect.marker else {}),
+                    # Where the pipeline's batches are, so a batch stranded by a failed run
+                    # (landed but not validated, or accepted but not announced) wakes the
+                    # next run by itself instead of waiting for an unrelated new file.
+                    **({} if spec.source.is_s3 else {"state": str(loaded.resolve(spec.storage.root) / name)}),
                 },
             ),
             Step(

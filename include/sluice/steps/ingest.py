@@ -12,7 +12,7 @@ from pathlib import Path
 from sluice.services.landing import PROCESSED, Inbox, LocalInbox, printable
 from sluice.services.storage import PipelineStore, atomic_dir, sha256_file, write_json_atomic
 
-__all__ = ["PROCESSED", "LandResult", "batch_id_for", "land_new_files", "pending_batches"]
+__all__ = ["PROCESSED", "LandResult", "batch_id_for", "land_new_files", "pending_batches", "unfinished_batches"]
 
 log = logging.getLogger(__name__)
 
@@ -163,3 +163,15 @@ def land_new_files(inbox: Inbox | str, store: PipelineStore, run_id: str) -> Lan
 def pending_batches(store: PipelineStore) -> list[str]:
     """Landed batches that have no validation outcome yet (oldest first)."""
     return [b for b in store.batch_ids() if store.batch_record(b).get("status") == "landed"]
+
+
+def unfinished_batches(store: PipelineStore) -> list[str]:
+    """Batches a failed or killed run left half-way: landed but not validated, or accepted but
+    not announced (oldest first). The next ingest run finishes them."""
+    out = []
+    for batch_id in store.batch_ids():
+        record = store.batch_record(batch_id)
+        status = record.get("status")
+        if status == "landed" or (status == "accepted" and not record.get("published")):
+            out.append(batch_id)
+    return out
