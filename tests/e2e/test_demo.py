@@ -85,4 +85,4 @@ def test_demo_ingests_monitors_retrains_on_drift_gates_and_deploys(project: Path
     champion = MlflowClient(tracking_uri=demo_store, registry_uri=demo_store).get_model_version_by_alias(
         "flights_delay", "champion"
     )
-    assert champion.version == (may["deployed"] or "1")
+    assert str(champion.version) == (may["deployed"] or "1")
