@@ -144,23 +144,30 @@ def test_infer_schema_prints_columns_yaml(tmp_path: Path, capsys: pytest.Capture
 
 
 def test_infer_schema_writes_into_the_spec_keeping_comments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from demo.producer import month_frame
+
     project = tmp_path / "proj"
     (project / "dags").mkdir(parents=True)
     shutil.copytree(REPO / "include" / "features", project / "include" / "features")
     spec = project / "dags" / "flights_delay.pipeline.yaml"
-    spec.write_text((REPO / "dags" / "flights_delay.pipeline.yaml").read_text())
-    before = spec.read_text()
+    shipped = (REPO / "dags" / "flights_delay.pipeline.yaml").read_text()
+    declared = re.compile(
+        r"^\s+columns:$|^\s{4}\w+: (string|int|float|bool|timestamp|date)$|^\s+# Declared batch schema"
+    )
+    # The demo spec without its declared schema, as a user has it before running the command.
+    before = "\n".join(line for line in shipped.splitlines() if not declared.match(line)) + "\n"
+    spec.write_text(before)
     monkeypatch.setenv("SLUICE_PROJECT_DIR", str(project))
-    flights().to_csv(tmp_path / "s.csv", index=False)
+    # The demo's own month files: its columns are what the shipped spec declares.
+    month_frame(1, sample=60).to_parquet(tmp_path / "s.parquet", index=False)
 
-    assert main(["infer-schema", str(tmp_path / "s.csv"), "--spec", str(spec), "--write"]) == 0
+    assert main(["infer-schema", str(tmp_path / "s.parquet"), "--spec", str(spec), "--write"]) == 0
     after = spec.read_text()
-    assert yaml.safe_load(after)["source"]["columns"] == COLUMNS
-    declared = re.compile(r"^\s+columns:|^\s{4}\w+: (string|int|float|bool|timestamp|date)$")
-    kept = [line for line in before.splitlines() if line.strip() and not declared.match(line)]
+    assert yaml.safe_load(after)["source"]["columns"] == yaml.safe_load(shipped)["source"]["columns"]
+    kept = [line for line in before.splitlines() if line.strip()]
     assert all(line in after.splitlines() for line in kept), "every other line, comments included, is kept"
     # Writing again replaces the block instead of adding a second one.
-    assert main(["infer-schema", str(tmp_path / "s.csv"), "--spec", str(spec), "--write"]) == 0
+    assert main(["infer-schema", str(tmp_path / "s.parquet"), "--spec", str(spec), "--write"]) == 0
     assert spec.read_text() == after
 
 
