@@ -250,7 +250,7 @@ def test_status_prints_one_line_per_batch_even_with_a_newline_in_a_name(tmp_path
     (root / "include" / "features").mkdir(parents=True)
     (root / "include" / "features" / "flights.py").write_text((repo / "include/features/flights.py").read_text())
     spec = yaml.safe_load((repo / "dags" / "flights_delay.pipeline.yaml").read_text())
-    spec["source"] = {"uri": "in", "pattern": "*"}
+    spec["source"] = {"uri": "in", "pattern": "*.parquet"}
     spec_path = root / "dags" / "flights_delay.pipeline.yaml"
     spec_path.write_text(yaml.safe_dump(spec))
     monkeypatch.setenv("SLUICE_PROJECT_DIR", str(root))
