@@ -338,7 +338,7 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 
 def cmd_airflow(args: argparse.Namespace) -> int:
-    """Run ``airflow standalone`` under a supervisor that stops every component on Ctrl-C."""
+    """Run the embedded Airflow under a supervisor that stops every component on Ctrl-C."""
     from sluice.airflow.home import PortError
     from sluice.airflow.supervise import run_standalone
 
@@ -483,9 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="fail if the port of this setting (e.g. SLUICE_MLFLOW_UI_PORT) is in use; repeatable",
     )
     p.set_defaults(func=cmd_env)
-    p = sub.add_parser(
-        "airflow", help="run the embedded Airflow (airflow standalone); Ctrl-C or SIGTERM stops all of it"
-    )
+    p = sub.add_parser("airflow", help="run the embedded Airflow (API server first); Ctrl-C or SIGTERM stops all of it")
     p.add_argument("--grace", type=float, default=20.0, help="seconds to stop before SIGKILL (default 20)")
     p.set_defaults(func=cmd_airflow)
     p = sub.add_parser("bootstrap", help="prepare the Airflow home and the MLflow store (migrate both)")

@@ -136,4 +136,4 @@ def test_sluice_airflow_refuses_to_start_on_a_taken_port(taken_port: int, tmp_pa
     out = _run([sys.executable, "-m", "sluice.cli", "airflow"], {"SLUICE_AIRFLOW_PORT": str(taken_port)})
     assert out.returncode == 2, out.stdout + out.stderr
     assert f"cannot start Airflow: port {taken_port} (SLUICE_AIRFLOW_PORT) is already in use" in out.stderr
-    assert "airflow standalone (pid" not in out.stdout
+    assert "sluice: airflow (pid" not in out.stdout

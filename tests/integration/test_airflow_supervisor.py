@@ -118,7 +118,7 @@ def test_a_signal_to_sluice_airflow_stops_every_component(
         assert not _up(api_url)
         assert not [port for port in ports if port_in_use(port)]
         text = log_path.read_text()
-        assert f"{signal.Signals(signum).name}: stopping airflow standalone" in text
+        assert f"{signal.Signals(signum).name}: stopping airflow and its components" in text
         assert "sluice: airflow stopped" in text
     finally:
         if sup.poll() is None:

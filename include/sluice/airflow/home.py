@@ -97,6 +97,11 @@ def embedded_env(project_dir: Path, base: dict[str, str] | None = None) -> dict[
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "15",
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+        # After a crash of the whole machine or Airflow, a task that was running is found dead
+        # (no heartbeat) and retried in 2 minutes, not Airflow's 5; orphans of a dead
+        # scheduler are reset every minute. Task heartbeats come every few seconds.
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "120",
+        "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "60",
         **ports,
         "AIRFLOW__API__PORT": ports["SLUICE_AIRFLOW_PORT"],
         "SLUICE_PROJECT_DIR": str(project_dir),

@@ -1,4 +1,4 @@
-"""Drive a real ``airflow standalone`` (scheduler, DAG processor, triggerer, API server).
+"""Drive the real embedded Airflow (API server, then scheduler, DAG processor, triggerer).
 
 Used by the demo, the scheduler and end-to-end tests and the latency bench. Each project
 gets its own Airflow home and free ports (:func:`isolated_env`); everything starts in one
@@ -62,9 +62,13 @@ def isolated_env(project: Path, extra: dict[str, str] | None = None, fast: bool 
     return embedded_env(project, env)
 
 
+#: The embedded Airflow launcher (:mod:`sluice.airflow.embedded`): API server first.
+EMBEDDED = ("-m", "sluice.airflow.embedded")
+
+
 def start(env: dict[str, str], log_file: Path, cwd: Path) -> subprocess.Popen[bytes]:
-    """Start ``airflow standalone`` in its own process group (stop it with :func:`stop`)."""
-    return processes.start([sys.executable, "-m", "airflow", "standalone"], log_file, env=env, cwd=cwd)
+    """Start the embedded Airflow in its own process group (stop it with :func:`stop`)."""
+    return processes.start([sys.executable, *EMBEDDED], log_file, env=env, cwd=cwd)
 
 
 def stop(server: subprocess.Popen[bytes]) -> None:
@@ -88,7 +92,7 @@ def wait_for(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server is not None and server.poll() is not None:
-            raise RuntimeError(f"airflow standalone exited (code {server.returncode}); see its log")
+            raise RuntimeError(f"the embedded Airflow exited (code {server.returncode}); see its log")
         value = predicate()
         if value:
             return value

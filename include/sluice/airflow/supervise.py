@@ -1,8 +1,8 @@
-"""``sluice airflow``: run ``airflow standalone`` so that stopping it stops all of it.
+"""``sluice airflow``: run the embedded Airflow so that stopping it stops all of it.
 
-``airflow standalone`` starts the scheduler, DAG processor, triggerer and API server as
-subprocesses, and killing (or Ctrl-C on) the standalone process alone leaves them running
-(the scheduler even ignores SIGTERM). So the supervisor starts the standalone in its own
+The launcher (:mod:`sluice.airflow.embedded`) starts the API server, then the scheduler, DAG
+processor and triggerer as subprocesses; killing one process alone would leave the others
+running (the scheduler even ignores SIGTERM). So the supervisor starts the launcher in its own
 process group, and on SIGINT, SIGTERM or SIGHUP stops the whole group (SIGTERM, then SIGKILL
 after a grace period) plus any descendant that left the group, and waits until none is left.
 """
@@ -20,9 +20,10 @@ from types import FrameType
 from typing import Any
 
 from sluice.airflow.home import check_ports_free, embedded_env
+from sluice.airflow.standalone import EMBEDDED
 from sluice.services import processes
 
-#: The ports ``airflow standalone`` opens (API server, worker and triggerer log servers).
+#: The ports the embedded Airflow opens (API server, worker and triggerer log servers).
 STANDALONE_PORTS = (
     "SLUICE_AIRFLOW_PORT",
     "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT",
@@ -76,7 +77,7 @@ def run_standalone(
     say: Callable[[str], None] | None = None,
     env: dict[str, str] | None = None,
 ) -> int:
-    """Run ``airflow standalone`` for the project until it exits or this process is told to stop.
+    """Run the embedded Airflow for the project until it exits or this process is told to stop.
 
     Output goes to this process's terminal. The ports are checked first, so a port held by
     another process is a clear error instead of a component dying later in the output.
@@ -89,7 +90,7 @@ def run_standalone(
         env: The environment to start with (default: :func:`embedded_env` of the project).
 
     Returns:
-        The standalone's exit code, or 128 + the signal number when stopped by a signal.
+        The launcher's exit code, or 128 + the signal number when stopped by a signal.
 
     Raises:
         PortError: A port of :data:`STANDALONE_PORTS` is in use or not a port.
@@ -106,7 +107,7 @@ def run_standalone(
     previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "airflow", "standalone"],
+            [sys.executable, *EMBEDDED],
             env=env,
             cwd=project_dir,
             stdin=subprocess.DEVNULL,
@@ -114,7 +115,7 @@ def run_standalone(
             start_new_session=True,
         )
         say(
-            f"sluice: airflow standalone (pid {proc.pid}) on http://localhost:{env['AIRFLOW__API__PORT']}; "
+            f"sluice: airflow (pid {proc.pid}) on http://localhost:{env['AIRFLOW__API__PORT']}; "
             "Ctrl-C stops all of its processes"
         )
         known: list[Any] = []
@@ -123,12 +124,12 @@ def run_standalone(
             time.sleep(0.5)
         if received:
             name = signal.Signals(received[0]).name
-            say(f"sluice: {name}: stopping airflow standalone and its components (up to {grace_seconds:.0f}s)")
+            say(f"sluice: {name}: stopping airflow and its components (up to {grace_seconds:.0f}s)")
         stop_all(proc, grace_seconds, known)
         if received:
             say("sluice: airflow stopped")
             return 128 + received[0]
-        say(f"sluice: airflow standalone exited with code {proc.returncode}")
+        say(f"sluice: airflow exited with code {proc.returncode}")
         return int(proc.returncode or 0)
     finally:
         for s, handler in previous.items():
