@@ -6,12 +6,12 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sluice.spec.models import ROW_LEVEL_EXPECTATIONS
+from sluice.spec.expectations import lookup
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from sluice.spec.models import Expectation
+    from sluice.spec.expectations import Expectation
 
 
 @dataclass
@@ -28,20 +28,11 @@ class CheckResult:
 
 
 def _gx_expectation(exp: Expectation) -> Any:
+    """The Great Expectations expectation the registry declares for ``exp`` (no fallback)."""
     import great_expectations as gx
 
-    e: Any = gx.expectations
-    if exp.type == "not_null":
-        return e.ExpectColumnValuesToNotBeNull(column=exp.column)
-    if exp.type == "between":
-        return e.ExpectColumnValuesToBeBetween(column=exp.column, min_value=exp.min, max_value=exp.max)
-    if exp.type == "in_set":
-        return e.ExpectColumnValuesToBeInSet(column=exp.column, value_set=list(exp.values))
-    if exp.type == "matches_regex":
-        return e.ExpectColumnValuesToMatchRegex(column=exp.column, regex=exp.regex)
-    if exp.type == "column_exists":
-        return e.ExpectColumnToExist(column=exp.column)
-    return e.ExpectTableRowCountToBeBetween(min_value=exp.min, max_value=exp.max)
+    cls = getattr(gx.expectations, lookup(exp.type).gx_name)
+    return cls(**exp.gx_kwargs())
 
 
 def run_expectations(df: pd.DataFrame, expectations: list[Expectation]) -> tuple[list[CheckResult], dict[str, Any]]:
@@ -76,9 +67,9 @@ def run_expectations(df: pd.DataFrame, expectations: list[Expectation]) -> tuple
         checks.append(
             CheckResult(
                 check=exp.type,
-                column=getattr(exp, "column", None),
+                column=exp.target,
                 success=bool(res.success),
-                row_level=exp.type in ROW_LEVEL_EXPECTATIONS,
+                row_level=lookup(exp.type).row_level,
                 unexpected_count=int(result.get("unexpected_count") or 0),
                 observed=result.get("observed_value"),
             )

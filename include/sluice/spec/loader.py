@@ -27,6 +27,7 @@ from yaml.constructor import ConstructorError
 from yaml.events import AliasEvent
 
 from sluice.spec.errors import SpecError, SpecIssue
+from sluice.spec.expectations import type_names
 from sluice.spec.models import PipelineSpec
 
 SPEC_SUFFIX = ".pipeline.yaml"
@@ -355,7 +356,7 @@ def _hint_for(err: dict[str, Any], data: Any, loc: Loc) -> str:
         close = difflib.get_close_matches("type", [str(k) for k in keys], n=1, cutoff=0.6)
         if close:
             return f"did you mean 'type'? (found '{close[0]}')"
-        return "add 'type' (one of not_null, between, in_set, matches_regex, column_exists, row_count_between)"
+        return f"add 'type' (one of {', '.join(type_names())})"
     if kind == "invalid_key":
         return "keys are names: rename it or quote it if it is meant as text"
     if kind == "union_tag_invalid":

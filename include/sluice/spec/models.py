@@ -13,8 +13,11 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import Field, field_validator, model_validator
+
+from sluice.spec.base import StrictModel, rule
+from sluice.spec.expectations import ROW_LEVEL_EXPECTATIONS as ROW_LEVEL_EXPECTATIONS
+from sluice.spec.expectations import Expectation
 
 IDENTIFIER = r"^[a-z][a-z0-9_]{0,62}$"
 #: Seeds reach numpy, whose seeds are unsigned 32-bit.
@@ -23,29 +26,11 @@ MAX_SEED = 2**32 - 1
 OBJECT_STORAGE_ISSUE = "issue 11"
 
 
-def rule(message: str, hint: str, where: str | None = None) -> PydanticCustomError:
-    """A spec rule broken: the message, how to fix it, and optionally the key it is about.
-
-    Args:
-        message: What is wrong.
-        hint: How to fix it (the loader shows it as the issue's hint).
-        where: Dotted key below the model that raised it (``"source.pattern"``), so the
-            loader points at that key's line rather than at the model's.
-    """
-    return PydanticCustomError("sluice_rule", "{message}", {"message": message, "hint": hint, "where": where or ""})
-
-
 def _did_you_mean(word: str, options: list[str]) -> str:
     import difflib
 
     close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else ""
-
-
-class StrictModel(BaseModel):
-    """Base for every spec model: unknown keys are errors; NaN and infinity are never numbers."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 #: Airflow's cron aliases (``airflow.sdk.definitions.timetables._cron.CRON_PRESETS``), copied so
@@ -233,86 +218,6 @@ class Source(StrictModel):
         elif self.conn_id is not None:
             raise ValueError("conn_id applies only to an s3:// uri; remove it for a local landing folder")
         return self
-
-
-class _Expectation(StrictModel):
-    column: str = Field(description="Column the expectation applies to.")
-
-
-class NotNull(_Expectation):
-    """Column values must not be null (row-level)."""
-
-    type: Literal["not_null"] = Field(description="Expectation type.")
-
-
-class Between(_Expectation):
-    """Column values within [min, max]; nulls are not checked (row-level)."""
-
-    type: Literal["between"] = Field(description="Expectation type.")
-    min: float | None = Field(None, description="Smallest allowed value (inclusive).")
-    max: float | None = Field(None, description="Largest allowed value (inclusive).")
-
-    @model_validator(mode="after")
-    def _bounds(self) -> Between:
-        if self.min is None and self.max is None:
-            raise rule("between needs at least one of min or max", "add min, max or both")
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise rule(f"min ({self.min}) is greater than max ({self.max})", "swap them", "min")
-        return self
-
-
-class InSet(_Expectation):
-    """Column values must be one of ``values`` (row-level)."""
-
-    type: Literal["in_set"] = Field(description="Expectation type.")
-    values: list[str | int | float] = Field(min_length=1, description="The allowed values.")
-
-
-class MatchesRegex(_Expectation):
-    """Column values must match ``regex`` (row-level)."""
-
-    type: Literal["matches_regex"] = Field(description="Expectation type.")
-    regex: str = Field(description="Python regular expression each value must match.")
-
-    @field_validator("regex")
-    @classmethod
-    def _compiles(cls, value: str) -> str:
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise rule(
-                f"regex {value!r} does not compile: {exc}", "check brackets, parentheses and escapes (quote it in YAML)"
-            ) from None
-        return value
-
-
-class ColumnExists(_Expectation):
-    """The column must exist (batch-level: failing it always rejects the batch)."""
-
-    type: Literal["column_exists"] = Field(description="Expectation type.")
-
-
-class RowCountBetween(StrictModel):
-    """The batch must have between min and max rows (batch-level)."""
-
-    type: Literal["row_count_between"] = Field(description="Expectation type.")
-    min: int | None = Field(None, ge=0, le=10**12, description="Fewest rows a batch may have.")
-    max: int | None = Field(None, ge=0, le=10**12, description="Most rows a batch may have.")
-
-    @model_validator(mode="after")
-    def _bounds(self) -> RowCountBetween:
-        if self.min is None and self.max is None:
-            raise rule("row_count_between needs at least one of min or max", "add min, max or both")
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise rule(f"min ({self.min}) is greater than max ({self.max})", "swap them", "min")
-        return self
-
-
-Expectation = Annotated[
-    NotNull | Between | InSet | MatchesRegex | ColumnExists | RowCountBetween,
-    Field(discriminator="type"),
-]
-ROW_LEVEL_EXPECTATIONS = frozenset({"not_null", "between", "in_set", "matches_regex"})
 
 
 class Validation(StrictModel):
