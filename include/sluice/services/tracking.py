@@ -156,24 +156,29 @@ def check_server(uri: str) -> None:
 
 
 def configure(project_dir: Path) -> MlflowClient:
-    """Point MLflow at the right store and return a client."""
+    """Point MLflow at the right store and return a client (what every step calls first).
+
+    Raises:
+        TrackingStoreError: A SQLite store that is missing, not initialised or broken, or a
+            tracking server that does not answer (see :func:`check_server`).
+    """
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    return configure_uri(tracking_uri(project_dir))
+    client = configure_uri(tracking_uri(project_dir))
+    check_server(tracking_uri(project_dir))
+    return client
 
 
 def configure_uri(uri: str) -> MlflowClient:
     """Point MLflow at the store ``uri`` and return a client (the deployer pod has no project dir).
 
     Raises:
-        TrackingStoreError: A SQLite store that is missing, not initialised or broken, or a
-            tracking server that does not answer.
+        TrackingStoreError: A SQLite store that is missing, not initialised or broken.
     """
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     for key, value in HTTP_LIMITS.items():
         os.environ.setdefault(key, value)
     check_store(uri)
-    check_server(uri)
     import mlflow
     from mlflow.tracking import MlflowClient
 
