@@ -445,7 +445,7 @@ def test_storage_read_only_for_all_attempts_fails_with_an_alert_and_the_files_ke
 
     assert sorted(p.name for p in project.landing.glob("*.parquet")) == waiting, "no file lost"
     storage.up()
-    assert PipelineStore(storage.root, MODEL).batch_ids() == []
+    assert list(storage.root.iterdir()) == [], "no batch, no temporary"
 
 
 # --- SMTP --------------------------------------------------------------------------------------------
