@@ -587,10 +587,30 @@ def _repeated(facts: AlertFacts) -> bool:
         now = time.time()
         if last.get("signature") == signature and now - float(last.get("at", 0)) < repeat_window_minutes() * 60:
             return True
-        Variable.set(key, json.dumps({"signature": signature, "at": now, "error": first[:200]}))
     except Exception as exc:  # never lose an alert to the bookkeeping
         log.warning("alert: cannot check for a repeated failure (%s); sending", exc)
     return False
+
+
+def _remember(facts: AlertFacts) -> None:
+    """Record that this failure was alerted, once the email is sent.
+
+    Recorded only after a send: an email lost to an SMTP outage must not silence the same
+    failure for the whole repeat window.
+    """
+    import hashlib
+    import json
+    import time
+
+    try:
+        from airflow.sdk import Variable
+
+        first = facts.error.strip().splitlines()[0] if facts.error.strip() else ""
+        signature = hashlib.sha256(first.encode()).hexdigest()[:16]
+        record = {"signature": signature, "at": time.time(), "error": first[:200]}
+        Variable.set(f"sluice_alert__{facts.pipeline}__{facts.task_id}", json.dumps(record))
+    except Exception as exc:  # the email went out; only the de-duplication is lost
+        log.warning("alert: cannot record the alert sent (%s); the next failure alerts again", exc)
 
 
 class AlertNotifier(SmtpNotifier):
@@ -643,6 +663,8 @@ class AlertNotifier(SmtpNotifier):
                 smtp_conn_id=self.smtp_conn_id,
                 custom_headers={"X-Sluice-Alert": self.alert, "X-Sluice-Pipeline": self.pipeline},
             ).notify(context)
+            if self.alert == "failure":
+                _remember(facts)
         except Exception as exc:  # an alert must not change the task's outcome
             log.error(
                 "alert email not sent: %s alert for %s to %s via connection %s: %s: %s",

@@ -117,6 +117,10 @@ def clean_stale_temporaries(base: Path, older_than: float = STALE_AFTER_SECONDS)
     return removed
 
 
+class StorageUnavailable(OSError):
+    """The pipeline's storage cannot be written; the message names it and the fix."""
+
+
 def safe_name(text: str) -> str:
     """Make an Airflow run id (with ':' and '+') safe as a folder name."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
@@ -133,6 +137,29 @@ class PipelineStore:
     def base(self) -> Path:
         """``<root>/<pipeline>``."""
         return self.root / self.pipeline
+
+    def check_writable(self) -> None:
+        """Create and remove a small file under :attr:`base`, so a step fails before its first write.
+
+        Root ignores permission bits, so only a real write tells: a read-only mount, a full
+        disk, a lost network share or missing permissions all fail here with one message.
+
+        Raises:
+            StorageUnavailable: With the path, the system's reason and the fix (an ``OSError``
+                with the same errno).
+        """
+        probe = self.base / f".write-check-{uuid.uuid4().hex}.tmp"
+        try:
+            self.base.mkdir(parents=True, exist_ok=True)
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        except OSError as exc:
+            raise StorageUnavailable(
+                exc.errno,
+                f"the pipeline's storage {self.base} is not writable ({exc.strerror or exc}): "
+                "free space, fix its permissions or mount it read-write (check credentials for a network "
+                "share), then clear the task; nothing was written",
+            ) from exc
 
     def batch_dir(self, batch_id: str) -> Path:
         """Folder of one batch."""

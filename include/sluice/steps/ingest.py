@@ -104,6 +104,8 @@ def land_new_files(inbox: Inbox | str, store: PipelineStore, run_id: str) -> Lan
         log.info("%s has no completion marker yet: left for the next run", printable(name))
     for name, why in scan.refused.items():
         log.warning("%s is %s: moved to _rejected/, not landed", printable(name), why)
+    if scan.ready:
+        store.check_writable()  # one clear error before the first write, files left in landing
     names = _names_in_use(store) if scan.ready else {}
     scratch = store.base / ".incoming"
     for item in scan.ready:
