@@ -30,19 +30,12 @@ def start(
 
 def alive(pid: int) -> bool:
     """Whether a process with ``pid`` exists (zombies count as gone)."""
+    import psutil
+
     try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(") ", 1)[1][0] != "Z"
-    except (FileNotFoundError, IndexError):
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
         return False
-
-
-def cmdline(pid: int) -> str:
-    """The command line of ``pid``, or "" when it is gone."""
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
 
 
 def stop_group(pid: int, grace_seconds: float = 15.0) -> None:

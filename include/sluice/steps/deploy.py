@@ -6,8 +6,6 @@ import json
 import os
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,19 +19,18 @@ class DeployFailed(RuntimeError):
 
 
 def http_json(url: str, payload: Any = None, timeout: float = 10.0) -> tuple[int, Any]:
-    """GET (or POST ``payload`` as JSON) and return status and decoded body."""
+    """GET (or POST ``payload`` as JSON) and return status and decoded body (JSON or text).
+
+    Raises:
+        OSError: Nothing answered (requests' connection errors and timeouts are OSErrors).
+    """
+    import requests
+
     if not url.startswith("http://"):
         raise ValueError(f"only http:// URLs are used here, got {url}")
-    data = json.dumps(payload).encode() if payload is not None else None
-    req = urllib.request.Request(  # noqa: S310 - http only, checked above
-        url, data=data, headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
-            body = resp.read().decode()
-            return resp.status, json.loads(body) if body.strip().startswith(("{", "[")) else body
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode(errors="replace")
+    resp = requests.request("GET" if payload is None else "POST", url, json=payload, timeout=timeout)
+    body = resp.text
+    return resp.status_code, resp.json() if body.strip().startswith(("{", "[")) else body
 
 
 def current_deployment(store: PipelineStore) -> dict[str, Any] | None:
