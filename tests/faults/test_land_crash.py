@@ -76,6 +76,7 @@ def test_a_land_killed_between_its_writes_lands_each_file_once_on_retry(flights_
     state, tasks = run_dag(build_dags(project)["flights_delay__ingest"])
     assert state == "success", tasks
     records = [store.batch_record(b) for b in store.batch_ids()]
-    assert [(r["batch_id"], r["status"], r.get("published")) for r in records] == [(b, "accepted", True) for b in landed]
+    outcomes = [(r["batch_id"], r["status"], r.get("published")) for r in records]
+    assert outcomes == [(b, "accepted", True) for b in landed]
     assert sorted(r["source_file"] for r in records) == [f"flights_2013-0{m}.parquet" for m in (1, 2, 3)]
     assert sorted(p.name for p in project.landing.glob("*.parquet")) == []

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from sluice.services.storage import PipelineStore, read_json
+from sluice.services.storage import read_json
 from tests.conftest import Project
+from tests.faults.conftest import accepted_batch
 from tests.faults.kill import kill_script
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
@@ -29,23 +30,14 @@ PROMOTE = """
 
 
 def test_a_promote_killed_between_its_writes_is_finished_once_by_the_retry(flights_project: Project) -> None:
-    from demo.producer import drop_month
     from sluice.services import tracking
-    from sluice.spec.loader import load_spec
     from sluice.steps.evaluate import evaluate_candidate
     from sluice.steps.features import build_features
-    from sluice.steps.ingest import land_new_files
     from sluice.steps.promote import PREVIOUS_TAG, promote
     from sluice.steps.train import train_candidate
-    from sluice.steps.validate import validate_batch
 
     project = flights_project
-    spec = project.dags / "flights_delay.pipeline.yaml"
-    loaded = load_spec(spec)
-    store = PipelineStore(project.root / "data" / "sluice", "flights_delay")
-    drop_month(project.landing, 1, sample=2000)
-    (batch,) = land_new_files(str(project.landing / "*.parquet"), store, "ingest-1").new
-    assert validate_batch(store, batch, loaded.spec.validation, "parquet").status == "accepted"
+    spec, loaded, store, _ = accepted_batch(project)
     features = build_features(loaded, store)
     client = tracking.configure(project.root)
 
