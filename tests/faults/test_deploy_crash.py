@@ -9,9 +9,6 @@ removed it.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +16,13 @@ import pytest
 
 from sluice.services.storage import PipelineStore, read_json
 from tests.conftest import Project
+from tests.faults.kill import kill_script
 from tests.integration.conftest import build_dags, run_dag
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 # The deploy task's work, in a process of its own that the fault point kills.
-DEPLOY = textwrap.dedent(
-    """
+DEPLOY = """
     import json, sys
     from sluice.services.storage import PipelineStore
     from sluice.spec.loader import load_spec
@@ -34,22 +31,10 @@ DEPLOY = textwrap.dedent(
     store = PipelineStore(loaded.resolve(loaded.spec.storage.root), loaded.spec.pipeline)
     deploy_local(loaded, store, sys.argv[2], json.loads(sys.argv[3]))
     """
-)
 
 
-def _crashed_deploy(spec: Path, version: str, smoke: list[dict[str, Any]], point: str) -> None:
-    import os
-
-    env = dict(os.environ, SLUICE_FAULT_POINT=point)
-    done = subprocess.run(
-        [sys.executable, "-c", DEPLOY, str(spec), version, json.dumps(smoke)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == -9, f"the deploy should have been killed at {point}: {done.stderr[-2000:]}"
+def _crashed_deploy(project: Project, spec: Path, version: str, smoke: list[dict[str, Any]], point: str) -> None:
+    kill_script(point, project.root, DEPLOY, str(spec), version, json.dumps(smoke), timeout=300)
 
 
 def _answers(url: str, n: int = 20) -> set[str]:
@@ -90,7 +75,7 @@ def test_a_deploy_killed_at_any_point_leaves_one_recorded_server_after_the_retry
     # Killed after the new server passed its checks, before the record: an orphan v2 shares the port.
     v1 = current_deployment(store)
     assert v1 is not None and v1["version"] == "1"
-    _crashed_deploy(spec, "2", smoke, "deploy.server_ready")
+    _crashed_deploy(project, spec, "2", smoke, "deploy.server_ready")
     seen = local_serving(store, cfg.host, cfg.port)
     assert [s.version for s in seen.unrecorded] == ["2"] and seen.answering == "1" and not seen.healthy
     assert "unrecorded model server" in "\n".join(seen.describe())
@@ -101,7 +86,7 @@ def test_a_deploy_killed_at_any_point_leaves_one_recorded_server_after_the_retry
     assert not processes.alive(int(v1["pid"]))
 
     # Killed after the record, before the old server was retired: the retry is a no-op but for v2.
-    _crashed_deploy(spec, "3", smoke, "deploy.recorded")
+    _crashed_deploy(project, spec, "3", smoke, "deploy.recorded")
     seen = local_serving(store, cfg.host, cfg.port)
     assert seen.recorded is not None and seen.recorded["version"] == "3" and seen.answering == "3"
     assert [s.version for s in seen.unrecorded] == ["2"]
@@ -111,12 +96,12 @@ def test_a_deploy_killed_at_any_point_leaves_one_recorded_server_after_the_retry
     assert local_serving(store, cfg.host, cfg.port).healthy
 
     # Killed before the server was ready: the retry still ends with exactly one server.
-    _crashed_deploy(spec, "2", smoke, "deploy.server_started")
+    _crashed_deploy(project, spec, "2", smoke, "deploy.server_started")
     deploy_local(loaded, store, "2", smoke)
     assert [s.version for s in servers_on(cfg.host, cfg.port)] == ["2"] and _answers(url) == {"2"}
 
     # `sluice stop` stops what runs, recorded or not; status then tells the truth.
-    _crashed_deploy(spec, "3", smoke, "deploy.server_ready")
+    _crashed_deploy(project, spec, "3", smoke, "deploy.server_ready")
     assert len(servers_on(cfg.host, cfg.port)) == 2
     assert sluice(["stop", str(spec)]) == 0
     assert servers_on(cfg.host, cfg.port) == []

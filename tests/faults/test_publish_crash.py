@@ -6,14 +6,13 @@ succeeded; a kill in between left a month marked published that no event ever ca
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 
 import pytest
 
 from sluice.services.storage import PipelineStore
 from tests.conftest import Project
+from tests.faults.kill import run_killed
 from tests.integration.conftest import build_dags, run_dag
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
@@ -43,15 +42,7 @@ def test_a_publish_killed_before_its_event_is_committed_announces_the_batch_on_t
     content = drop_month(project.landing, 1, sample=2000).read_bytes()
     # The session's Airflow database holds other tests' events on the same asset: count from here.
     earlier = len(_events(uri))
-    done = subprocess.run(
-        [sys.executable, "-m", "airflow", "dags", "test", "flights_delay__ingest"],
-        env=dict(os.environ, SLUICE_FAULT_POINT="publish.event_set"),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == -9, done.stdout[-6000:] + done.stderr[-3000:]
+    run_killed("publish.event_set", [sys.executable, "-m", "airflow", "dags", "test", "flights_delay__ingest"])
     (batch,) = store.batch_ids()
     record = store.batch_record(batch)
     assert record["status"] == "accepted" and not record.get("published"), "not marked before the event exists"

@@ -6,60 +6,39 @@ Before: a killed train left its MLflow run ``RUNNING`` forever and the retry ope
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 
 import pytest
 
-from sluice.services.storage import PipelineStore
 from tests.conftest import Project
+from tests.faults.conftest import accepted_batch
+from tests.faults.kill import kill_script
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
-TRAIN = textwrap.dedent(
-    """
+# The train task's work, in a process of its own.
+TRAIN = """
     import json, sys
-    from sluice.services.storage import PipelineStore
     from sluice.spec.loader import load_spec
+    from sluice.services.storage import PipelineStore
     from sluice.steps.features import FeatureResult
     from sluice.steps.train import train_candidate
     loaded = load_spec(sys.argv[1])
     store = PipelineStore(loaded.resolve(loaded.spec.storage.root), loaded.spec.pipeline)
     train_candidate(loaded, store, FeatureResult(**json.loads(sys.argv[2])), "flights_delay__train", sys.argv[3])
     """
-)
 
 
 def test_a_killed_train_leaves_no_running_mlflow_run_and_the_retry_trains_once(flights_project: Project) -> None:
-    from demo.producer import drop_month
     from sluice.services import tracking
-    from sluice.spec.loader import load_spec
     from sluice.steps.features import build_features
-    from sluice.steps.ingest import land_new_files
     from sluice.steps.train import train_candidate
-    from sluice.steps.validate import validate_batch
 
     project = flights_project
-    spec = project.dags / "flights_delay.pipeline.yaml"
-    loaded = load_spec(spec)
-    store = PipelineStore(project.root / "data" / "sluice", "flights_delay")
-    drop_month(project.landing, 1, sample=3000)
-    (batch,) = land_new_files(str(project.landing / "*.parquet"), store, "ingest-1").new
-    assert validate_batch(store, batch, loaded.spec.validation, "parquet").status == "accepted"
+    spec, loaded, store, _ = accepted_batch(project, sample=3000)
     features = build_features(loaded, store)
 
     def crash(point: str, run_id: str) -> None:
-        done = subprocess.run(
-            [sys.executable, "-c", TRAIN, str(spec), json.dumps(features.to_dict()), run_id],
-            env=dict(os.environ, SLUICE_FAULT_POINT=point),
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        assert done.returncode == -9, done.stderr[-2000:]
+        kill_script(point, project.root, TRAIN, str(spec), json.dumps(features.to_dict()), run_id)
 
     client = tracking.configure(project.root)
     experiment = client.get_experiment_by_name("flights_delay")

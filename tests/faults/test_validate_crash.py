@@ -6,24 +6,18 @@ ever; later runs found the report, logged "accepted", and ``publish`` never anno
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from sluice.services.storage import PipelineStore
 from tests.conftest import Project
+from tests.faults.kill import kill_script
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 # The validate task's work (every landed batch without an outcome), in a process of its own.
-# Run from a file, not `python -c`: pyspark 4.3's pyspark.sql.connect (imported by Great
-# Expectations) takes a __main__ without __file__ for a doctest run and calls sys.exit(0).
-VALIDATE = textwrap.dedent(
-    """
+VALIDATE = """
     import sys
     from sluice.services.storage import PipelineStore
     from sluice.spec.loader import load_spec
@@ -34,7 +28,6 @@ VALIDATE = textwrap.dedent(
     for batch in pending_batches(store):
         validate_batch(store, batch, loaded.spec.validation, "parquet", loaded.spec.source.columns)
     """
-)
 
 
 @pytest.mark.parametrize("point", ["validate.before_report", "validate.report_written"])
@@ -50,17 +43,7 @@ def test_a_validate_killed_between_its_writes_is_finished_by_the_retry(flights_p
     store = PipelineStore(project.root / "data" / "sluice", "flights_delay")
     drop_month(project.landing, 1, bad_rows=10, sample=2000)
     (batch,) = land_new_files(str(project.landing / "*.parquet"), store, "ingest-1").new
-    script = project.root / "validate_task.py"
-    script.write_text(VALIDATE)
-    done = subprocess.run(
-        [sys.executable, str(script), str(spec)],
-        env=dict(os.environ, SLUICE_FAULT_POINT=point),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == -9, done.stderr[-3000:]
+    kill_script(point, project.root, VALIDATE, str(spec))
     assert store.batch_record(batch)["status"] == "landed", "killed before batch.json took the outcome"
     assert Path(store.batch_dir(batch) / "validation.json").exists() == (point == "validate.report_written")
 

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from sluice.services import faults
 from sluice.services.storage import PipelineStore, atomic_dir, read_json, sha256_file, write_json_atomic
 from sluice.spec.loader import LoadedSpec
 
@@ -113,8 +114,12 @@ def build_features(loaded: LoadedSpec, store: PipelineStore) -> FeatureResult:
         frames[name] = reader.parquet(str(path)) if fmt == "parquet" else reader.csv(str(path))
     func = load_job(spec.job, loaded)
     table = func(spark, frames)
+    # The table and its meta.json are built under a temporary name and renamed into place
+    # together: a reader (and the cache check above) sees a whole table or none.
     with atomic_dir(out) as tmp:
         table.write.parquet(str(tmp / "features.parquet"))
+        faults.point("features.table_written")
         rows = spark.read.parquet(str(tmp / "features.parquet")).count()
         write_json_atomic(tmp / "meta.json", key_material | {"rows": rows, "columns": table.columns})
+        faults.point("features.meta_written")
     return FeatureResult(str(out / "features.parquet"), key, batches, job_hash, rows)

@@ -9,6 +9,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from sluice.services import faults
 from sluice.services.landing import PROCESSED, Inbox, LocalInbox, printable
 from sluice.services.storage import PipelineStore, atomic_dir, sha256_file, write_json_atomic
 
@@ -118,6 +119,7 @@ def land_new_files(inbox: Inbox | str, store: PipelineStore, run_id: str) -> Lan
             if not inbox.unchanged(item):
                 raise _ContentChanged
             batch_id = batch_id_for(digest)
+            faults.point("land.copied")
             final = store.batch_dir(batch_id)
             if (final / "batch.json").exists():
                 result.duplicates[item.name] = batch_id
@@ -146,6 +148,8 @@ def land_new_files(inbox: Inbox | str, store: PipelineStore, run_id: str) -> Lan
                 with atomic_dir(final) as tmp:
                     os.replace(copy, tmp / f"source{suffix}")
                     write_json_atomic(tmp / "batch.json", record)
+                    faults.point("land.batch_built")
+                faults.point("land.batch_committed")
                 names.setdefault(item.name, []).append(batch_id)
                 result.new.append(batch_id)
         except _ContentChanged:

@@ -6,7 +6,11 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from sluice.services import faults
 from sluice.spec.loader import LoadedSpec
+
+#: Version tag naming the champion a promotion replaced ('' for none), set before the alias moves.
+PREVIOUS_TAG = "sluice.previous_champion"
 
 
 class StaleDecision(RuntimeError):
@@ -37,7 +41,10 @@ def promote(loaded: LoadedSpec, decision: dict[str, Any]) -> PromoteResult:
 
     The alias is re-read first: if it already names this version, nothing changes (a retry
     is a no-op); if it moved since the gate compared against it, promotion stops rather
-    than overwrite a champion the gate never saw.
+    than overwrite a champion the gate never saw. The champion being replaced is tagged on
+    the new version before the alias moves, so a retry after a kill between the alias and
+    the task's result still reports it as ``previous`` (the Kubernetes deploy rolls back to
+    it), not the new version.
     """
     import mlflow
 
@@ -51,7 +58,10 @@ def promote(loaded: LoadedSpec, decision: dict[str, Any]) -> PromoteResult:
     current = tracking.champion(client, name)
     version = tracking.version_for_run(client, name, run_id)
     if current is not None and version is not None and str(current.version) == str(version.version):
-        return PromoteResult(str(version.version), str(current.version), changed=False)
+        # Unknown (no tag) is None, never this version: a rollback to "previous" must not
+        # land on the version being rolled back.
+        previous = (version.tags or {}).get(PREVIOUS_TAG) or None
+        return PromoteResult(str(version.version), previous, changed=False)
     compared = (decision.get("champion") or {}).get("version")
     current_version = str(current.version) if current is not None else None
     if current_version != compared:
@@ -61,12 +71,16 @@ def promote(loaded: LoadedSpec, decision: dict[str, Any]) -> PromoteResult:
         )
     if version is None:
         version = mlflow.register_model(f"runs:/{run_id}/model", name, await_registration_for=300)
+        faults.point("promote.registered")
     for key, value in {
+        PREVIOUS_TAG: current_version or "",
         "sluice.gate.verdict": decision["verdict"],
         f"sluice.gate.{decision['metric']}": f"{decision['candidate']['score']:.6f}",
         "sluice.airflow_run_id": decision["airflow_run_id"],
         "sluice.promoted_at": str(time.time()),
     }.items():
         client.set_model_version_tag(name, str(version.version), key, value)
+    faults.point("promote.tagged")
     client.set_registered_model_alias(name, tracking.CHAMPION, str(version.version))
+    faults.point("promote.alias_set")
     return PromoteResult(str(version.version), current_version, changed=True)
