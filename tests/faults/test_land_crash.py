@@ -80,3 +80,50 @@ def test_a_land_killed_between_its_writes_lands_each_file_once_on_retry(flights_
     assert outcomes == [(b, "accepted", True) for b in landed]
     assert sorted(r["source_file"] for r in records) == [f"flights_2013-0{m}.parquet" for m in (1, 2, 3)]
     assert sorted(p.name for p in project.landing.glob("*.parquet")) == []
+
+
+def test_a_land_killed_after_archiving_never_takes_its_stale_marker_for_a_new_upload(
+    flights_project: Project,
+) -> None:
+    """Killed between archiving a file and deleting its per-file marker (``land.archived``).
+
+    Before: the marker stayed beside the landing folder's next file of the same name, so an
+    upload still being written counted as complete and was landed half-written.
+    """
+    import os
+
+    from demo.producer import drop_month
+    from sluice.services.landing import LocalInbox
+    from sluice.steps.ingest import land_new_files
+
+    project = flights_project
+    spec = project.dags / "flights_delay.pipeline.yaml"
+    store = PipelineStore(project.root / "data" / "sluice", "flights_delay")
+    dropped = drop_month(project.landing, 1, sample=1000)
+    marker = dropped.with_name(dropped.name + ".done")
+    marker.touch()
+    script = LAND.replace(
+        "land_new_files(sys.argv[2], store",
+        "from sluice.services.landing import LocalInbox\n"
+        "    from pathlib import Path\n"
+        "    land_new_files(LocalInbox(Path(sys.argv[2]), '*.parquet', marker='{name}.done'), store",
+    )
+    kill_script("land.archived", project.root, script, str(spec), str(project.landing))
+    assert not dropped.exists() and marker.exists(), "killed between the archive and the marker's removal"
+    (first,) = store.batch_ids()
+
+    # The producer starts the next upload under the same name; its marker is not there yet.
+    content = dropped.parent / "_processed" / dropped.name
+    dropped.write_bytes(content.read_bytes()[: content.stat().st_size // 2])
+    os.utime(marker, (dropped.stat().st_mtime - 60, dropped.stat().st_mtime - 60))
+    inbox = LocalInbox(project.landing, "*.parquet", marker="{name}.done")
+    waiting = land_new_files(inbox, store, "retry-run")
+    assert waiting.new == [] and waiting.waiting_for_marker == [dropped.name], "a stale marker marks nothing"
+    assert store.batch_ids() == [first]
+
+    # Upload finished, marker written: it lands (as the same content, once).
+    dropped.write_bytes(content.read_bytes())
+    marker.touch()
+    done = land_new_files(inbox, store, "next-run")
+    assert done.archived == [dropped.name] and not marker.exists()
+    assert store.batch_ids() == [first]

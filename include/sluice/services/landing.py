@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
+from sluice.services import faults
+
 PROCESSED = "_processed"
 #: Where folders and symlinks that match the pattern are moved, once, so nothing loops on them.
 REJECTED = "_rejected"
@@ -126,6 +128,7 @@ def select(entries: Iterable[Entry], pattern: str, marker: str | None) -> tuple[
     listed = list(entries)
     match = re.compile(glob_to_regex(pattern) + r"\Z", re.DOTALL)
     names = {e.name for e in listed}
+    by_name = {e.name: e for e in listed}
     markers: set[str] = set()
     folder_marker: Entry | None = None
     if marker and is_per_file_marker(marker):
@@ -149,17 +152,23 @@ def select(entries: Iterable[Entry], pattern: str, marker: str | None) -> tuple[
             scan.refused[e.name] = "a folder (e.g. a Spark output folder): land its part files as single files"
         elif e.kind != "file":
             scan.refused[e.name] = "not a regular file"
-        elif marker and not _marked(e, marker, names, folder_marker):
+        elif marker and not _marked(e, marker, by_name, folder_marker):
             scan.waiting_for_marker.append(e.name)
         else:
             candidates.append(e)
     return candidates, scan
 
 
-def _marked(entry: Entry, marker: str, names: set[str], folder_marker: Entry | None) -> bool:
-    """Whether ``entry`` is marked complete: its own marker exists, or it predates the folder marker."""
+def _marked(entry: Entry, marker: str, by_name: dict[str, Entry], folder_marker: Entry | None) -> bool:
+    """Whether ``entry`` is marked complete: its own marker, no older than it, exists; or it predates the folder marker.
+
+    A per-file marker older than its file was left by an earlier upload under the same name
+    (``land`` killed between archiving that file and deleting its marker): it does not mark
+    this upload, which waits for its own marker as the producer contract says.
+    """
     if is_per_file_marker(marker):
-        return marker_for(marker, entry.name) in names
+        own = by_name.get(marker_for(marker, entry.name))
+        return own is not None and own.mtime >= entry.mtime
     return folder_marker is not None and entry.mtime <= folder_marker.mtime
 
 
@@ -356,6 +365,7 @@ class LocalInbox:
         if target.exists():
             target = target.with_name(archive_name(path.name, batch_id))
         os.replace(path, target)
+        faults.point("land.archived")
         if self.marker and is_per_file_marker(self.marker):
             (path.parent / marker_for(self.marker, path.name)).unlink(missing_ok=True)
         return str(target)
@@ -459,6 +469,7 @@ class S3Inbox:
                 copy["CopySourceIfMatch"] = current
             self.client.copy_object(**copy)
         self.client.delete_object(Bucket=self.bucket, Key=source)
+        faults.point("land.archived")
         if self.marker and is_per_file_marker(self.marker):
             self.client.delete_object(Bucket=self.bucket, Key=self._key(marker_for(self.marker, item.name)))
         return self._uri(target)
