@@ -273,8 +273,12 @@ def log_model_run(model: str) -> str:
     import mlflow.sklearn
     from sklearn.linear_model import LogisticRegression
 
-    mlflow.set_experiment(model)
-    with mlflow.start_run() as run:
+    # Not mlflow.set_experiment(): its process-wide "active experiment" would outlive this test
+    # and make later tests' start_run(run_id=...) on other stores refuse their own runs.
+    client = mlflow.MlflowClient()
+    found = client.get_experiment_by_name(model)
+    experiment = found.experiment_id if found else client.create_experiment(model)
+    with mlflow.start_run(experiment_id=experiment) as run:
         fitted = LogisticRegression().fit([[0.0], [1.0], [0.0], [1.0]], [0, 1, 0, 1])
         mlflow.sklearn.log_model(fitted, name="model", pip_requirements=["scikit-learn"])
     return str(run.info.run_id)
