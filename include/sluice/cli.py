@@ -439,6 +439,24 @@ def _pipeline_name(value: str) -> str:
     return value
 
 
+def _add_plan(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """The ``plan`` subcommand and its options."""
+    p = sub.add_parser("plan", help="show the DAGs and tasks a spec builds (no Airflow needed)")
+    p.add_argument("spec")
+    p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--manifests", action="store_true", help="print every Kubernetes manifest the deploy would apply (YAML)"
+    )
+    p.add_argument("--rbac", action="store_true", help="with --manifests: only the RBAC objects (to kubectl apply)")
+    p.add_argument(
+        "--model-version", default="1", type=_model_version, help="model version shown in --manifests (default 1)"
+    )
+    p.add_argument(
+        "--previous-version", default="", type=_previous_version, help="previous champion shown in --manifests"
+    )
+    p.set_defaults(func=cmd_plan)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(prog="sluice", description="Declarative ML pipelines on Apache Airflow 3.")
@@ -456,20 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_schema)
     p = sub.add_parser("reference", help="print the spec reference as Markdown")
     p.set_defaults(func=cmd_reference)
-    p = sub.add_parser("plan", help="show the DAGs and tasks a spec builds (no Airflow needed)")
-    p.add_argument("spec")
-    p.add_argument("--json", action="store_true")
-    p.add_argument(
-        "--manifests", action="store_true", help="print every Kubernetes manifest the deploy would apply (YAML)"
-    )
-    p.add_argument("--rbac", action="store_true", help="with --manifests: only the RBAC objects (to kubectl apply)")
-    p.add_argument(
-        "--model-version", default="1", type=_model_version, help="model version shown in --manifests (default 1)"
-    )
-    p.add_argument(
-        "--previous-version", default="", type=_previous_version, help="previous champion shown in --manifests"
-    )
-    p.set_defaults(func=cmd_plan)
+    _add_plan(sub)
     p = sub.add_parser("deployer", help="deploy a model version to Kubernetes (the deployer pod's entrypoint)")
     p.add_argument("--pipeline", required=True, type=_pipeline_name)
     p.add_argument("--version", required=True, type=_model_version, help="registered model version to serve")
