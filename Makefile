@@ -46,10 +46,12 @@ endif
 demo: setup
 	$(RUN) python include/demo/run_demo.py $(DEMO_ARGS)
 
+# ruff, mypy, then the layer contracts of [tool.importlinter] in pyproject.toml (under 1 s: no cache).
 lint: .venv/.synced
 	$(RUN) ruff check include dags plugins tests bench
 	$(RUN) ruff format --check include dags plugins tests bench
 	$(RUN) mypy
+	PYTHONPATH=include $(RUN) lint-imports --no-cache --no-logo
 
 test: setup lint
 	$(RUN) pytest

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import jsonschema
+import pandas as pd
 import pytest
 import yaml
 
-from sluice.cli import main
+from sluice.cli import build_parser, main
+from sluice.spec.errors import SpecError, SpecIssue
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 DEMO_SPEC = PROJECT_DIR / "dags" / "flights_delay.pipeline.yaml"
@@ -233,3 +239,87 @@ def test_model_problems_name_the_spec_as_given(capsys, tmp_path, monkeypatch):
     assert capsys.readouterr().err.startswith("m.pipeline.yaml:")
     assert main(["plan", "m.pipeline.yaml"]) == 1
     assert capsys.readouterr().err.startswith("m.pipeline.yaml:")
+
+
+# --------------------------------------------------------------------------- one way to show a broken spec
+
+#: How each subcommand that takes a spec path is called with it ({spec} and {sample} filled in).
+SPEC_COMMANDS = {
+    "lint": ["lint", "{spec}"],
+    "plan": ["plan", "{spec}"],
+    "plan --json": ["plan", "--json", "{spec}"],
+    "plan --manifests": ["plan", "--manifests", "{spec}"],
+    "status": ["status", "{spec}"],
+    "stop": ["stop", "{spec}"],
+    "infer-schema --write": ["infer-schema", "{sample}", "--write", "--spec", "{spec}"],
+}
+
+
+def _takes_a_spec(action: argparse.Action) -> bool:
+    return action.dest in {"spec", "paths"}
+
+
+def test_every_subcommand_that_takes_a_spec_is_checked_below():
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    taking = {name for name, parser in sub.choices.items() if any(_takes_a_spec(a) for a in parser._actions)}
+
+    assert taking == {argv[0] for argv in SPEC_COMMANDS.values()}
+
+
+def _argv(name: str, spec: Path, sample: Path) -> list[str]:
+    return [part.format(spec=spec, sample=sample) for part in SPEC_COMMANDS[name]]
+
+
+@pytest.fixture
+def sample(tmp_path: Path) -> Path:
+    path = tmp_path / "sample.parquet"
+    pd.DataFrame({"carrier": ["AA", "UA"], "distance": [100.0, 200.0]}).to_parquet(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("name", list(SPEC_COMMANDS))
+def test_every_spec_command_prints_a_broken_spec_as_file_line_and_exits_1(name, capsys, bad_spec, sample):
+    path, line = bad_spec
+    before = path.read_text()
+
+    assert main(_argv(name, path, sample)) == 1
+
+    out, err = capsys.readouterr()
+    assert f"{path}:{line}:3: source.patern: unknown key 'patern' (hint: did you mean 'pattern'?)" in err
+    assert "Traceback" not in out + err
+    assert ".tmp" not in err, "named after the spec the user gave, not a temporary file"
+    assert path.read_text() == before, "a broken spec is never rewritten"
+    assert list(path.parent.glob(".*.tmp")) == []
+
+
+@pytest.mark.parametrize("name", ["plan --manifests", "status", "infer-schema --write"])
+def test_the_real_command_prints_a_broken_spec_without_a_traceback(name, bad_spec, sample):
+    path, line = bad_spec
+    env = dict(os.environ, PYTHONPATH=str(PROJECT_DIR / "include"), SLUICE_PROJECT_DIR=str(PROJECT_DIR))
+
+    done = subprocess.run(
+        [sys.executable, "-m", "sluice.cli", *_argv(name, path, sample)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+
+    assert done.returncode == 1
+    assert f"{path}:{line}:3: source.patern: unknown key 'patern'" in done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_a_spec_error_raised_deep_inside_a_command_is_printed_the_same_way(capsys, monkeypatch):
+    issue = SpecIssue("x.pipeline.yaml", 7, 3, "training.params", "bad value", "use a number")
+
+    def broken_plan(loaded: object) -> None:
+        raise SpecError([issue])
+
+    monkeypatch.setattr("sluice.plan.build_plan", broken_plan)
+
+    assert main(["plan", str(DEMO_SPEC)]) == 1
+
+    out, err = capsys.readouterr()
+    assert err == "x.pipeline.yaml:7:3: training.params: bad value (hint: use a number)\n"
+    assert out == ""

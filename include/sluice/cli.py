@@ -43,7 +43,7 @@ def cmd_lint(args: argparse.Namespace) -> int:
         else:
             ok.append(loaded)
     for error in report.errors.values():
-        print(error, file=sys.stderr)
+        _report_spec_error(error)
     for loaded in ok:
         print(f"ok  {loaded.path}  ({loaded.spec.pipeline})")
     return 1 if report.errors else 0
@@ -56,6 +56,16 @@ def _import_checks(loaded: LoadedSpec, shown: str) -> list:  # type: ignore[type
     from sluice.spec.checks import lint_checks
 
     return [dataclasses.replace(issue, file=shown) for issue in lint_checks(loaded)]
+
+
+def _report_spec_error(error: SpecError) -> int:
+    """Print every issue of ``error`` as ``file:line:column: where: message (hint: ...)``; return 1.
+
+    The one way every command shows a spec that does not load: :func:`main` sends any
+    :class:`SpecError` a command raises here, so none ends in a traceback.
+    """
+    print(error, file=sys.stderr)
+    return 1
 
 
 def _load_or_report(spec_path: str, deep: bool = False) -> LoadedSpec | None:
@@ -71,10 +81,10 @@ def _load_or_report(spec_path: str, deep: bool = False) -> LoadedSpec | None:
         loaded = load_spec(spec_path)
         issues = _import_checks(loaded, spec_path) if deep else []
     except SpecError as exc:
-        print(exc, file=sys.stderr)
+        _report_spec_error(exc)
         return None
     if issues:
-        print(SpecError(issues), file=sys.stderr)
+        _report_spec_error(SpecError(issues))
         return None
     return loaded
 
@@ -270,6 +280,8 @@ def cmd_infer_schema(args: argparse.Namespace) -> int:
     if not args.spec:
         print("--write needs --spec SPEC", file=sys.stderr)
         return 2
+    import dataclasses
+
     from sluice.spec.loader import load_spec
 
     spec_path = Path(args.spec)
@@ -284,8 +296,9 @@ def cmd_infer_schema(args: argparse.Namespace) -> int:
         load_spec(tmp)
     except SpecError as exc:
         tmp.unlink()
-        print(f"{spec_path}: not written, the result would not load:\n{exc}", file=sys.stderr)
-        return 1
+        print(f"{spec_path}: not written, the result would not load:", file=sys.stderr)
+        # Named after the spec, not the temporary file the user never sees.
+        raise SpecError([dataclasses.replace(issue, file=str(spec_path)) for issue in exc.issues]) from None
     tmp.replace(spec_path)
     print(f"{spec_path}: source.columns set to the {len(columns)} columns of {sample}")
     return 0
@@ -426,6 +439,24 @@ def _pipeline_name(value: str) -> str:
     return value
 
 
+def _add_plan(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """The ``plan`` subcommand and its options."""
+    p = sub.add_parser("plan", help="show the DAGs and tasks a spec builds (no Airflow needed)")
+    p.add_argument("spec")
+    p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--manifests", action="store_true", help="print every Kubernetes manifest the deploy would apply (YAML)"
+    )
+    p.add_argument("--rbac", action="store_true", help="with --manifests: only the RBAC objects (to kubectl apply)")
+    p.add_argument(
+        "--model-version", default="1", type=_model_version, help="model version shown in --manifests (default 1)"
+    )
+    p.add_argument(
+        "--previous-version", default="", type=_previous_version, help="previous champion shown in --manifests"
+    )
+    p.set_defaults(func=cmd_plan)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(prog="sluice", description="Declarative ML pipelines on Apache Airflow 3.")
@@ -443,20 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_schema)
     p = sub.add_parser("reference", help="print the spec reference as Markdown")
     p.set_defaults(func=cmd_reference)
-    p = sub.add_parser("plan", help="show the DAGs and tasks a spec builds (no Airflow needed)")
-    p.add_argument("spec")
-    p.add_argument("--json", action="store_true")
-    p.add_argument(
-        "--manifests", action="store_true", help="print every Kubernetes manifest the deploy would apply (YAML)"
-    )
-    p.add_argument("--rbac", action="store_true", help="with --manifests: only the RBAC objects (to kubectl apply)")
-    p.add_argument(
-        "--model-version", default="1", type=_model_version, help="model version shown in --manifests (default 1)"
-    )
-    p.add_argument(
-        "--previous-version", default="", type=_previous_version, help="previous champion shown in --manifests"
-    )
-    p.set_defaults(func=cmd_plan)
+    _add_plan(sub)
     p = sub.add_parser("deployer", help="deploy a model version to Kubernetes (the deployer pod's entrypoint)")
     p.add_argument("--pipeline", required=True, type=_pipeline_name)
     p.add_argument("--version", required=True, type=_model_version, help="registered model version to serve")
@@ -515,7 +533,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``sluice`` console script."""
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except SpecError as exc:
+        return _report_spec_error(exc)
 
 
 if __name__ == "__main__":

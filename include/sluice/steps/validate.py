@@ -146,41 +146,70 @@ def validate_batch(
     type_failures = {f"type:{c}": idx for c, idx in bad_cells.items()}
     failed_text = [_describe(c) for c in failed] + [f"{k}: {len(v)} rows" for k, v in type_failures.items()]
     outcome = BatchOutcome(batch_id, "accepted", "all checks passed", rows=rows, failed_checks=failed_text)
+    reasons = _judge(outcome, failed, type_failures, validation)
+    _write_rows(folder, outcome, raw, df, reasons, columns)
+    extra = {"checks": [asdict(c) | {"unexpected_index": len(c.unexpected_index)} for c in checks]}
+    return _finish(store, outcome, report_path, extra | ({"schema": schema} if schema else {}))
+
+
+def _judge(
+    outcome: BatchOutcome, failed: list[Any], type_failures: dict[str, list[Any]], validation: Validation
+) -> dict[Any, list[str]]:
+    """Set the outcome's status, reason and quarantine numbers from the failed checks.
+
+    Returns:
+        The rows to quarantine (index -> names of the checks each failed).
+    """
+    rows = outcome.rows
     mode = validation.on_failure
     batch_level = [c for c in failed if not c.row_level]
     reasons: dict[Any, list[str]] = {}
     for name, idx in type_failures.items():
         for i in idx:
             reasons.setdefault(i, []).append(name)
-    if failed or type_failures:
-        n_failed = len(failed) + len(type_failures)
-        if mode == "fail":
-            outcome.status, outcome.reason = "rejected", f"{n_failed} check(s) failed and on_failure=fail"
-        elif batch_level and mode == "quarantine":
-            outcome.status = "rejected"
-            outcome.reason = "batch-level check failed: " + "; ".join(_describe(c) for c in batch_level)
-        else:
-            if mode == "quarantine":
-                for check in failed:
-                    for i in check.unexpected_index:
-                        reasons.setdefault(i, []).append(f"{check.check}:{check.column}")
-            outcome.quarantined = len(reasons)
-            outcome.quarantine_rate = round(len(reasons) / rows, 6)
-            if mode == "warn":
-                outcome.reason = f"{len(failed)} check(s) failed; on_failure=warn keeps every row"
-                if reasons:
-                    outcome.reason += f" but the {len(reasons)} with cells not of their declared type"
-            if outcome.quarantine_rate > validation.max_quarantine_rate:
-                outcome.status = "rejected"
-                outcome.reason = (
-                    f"quarantine rate {outcome.quarantine_rate:.2%} exceeds "
-                    f"max_quarantine_rate {validation.max_quarantine_rate:.2%}"
-                )
-            elif mode == "quarantine":
-                outcome.reason = (
-                    f"{outcome.quarantined} of {rows} rows quarantined "
-                    f"({outcome.quarantine_rate:.2%} <= {validation.max_quarantine_rate:.2%})"
-                )
+    if not (failed or type_failures):
+        return reasons
+    n_failed = len(failed) + len(type_failures)
+    if mode == "fail":
+        outcome.status, outcome.reason = "rejected", f"{n_failed} check(s) failed and on_failure=fail"
+        return reasons
+    if batch_level and mode == "quarantine":
+        outcome.status = "rejected"
+        outcome.reason = "batch-level check failed: " + "; ".join(_describe(c) for c in batch_level)
+        return reasons
+    if mode == "quarantine":
+        for check in failed:
+            for i in check.unexpected_index:
+                reasons.setdefault(i, []).append(f"{check.check}:{check.column}")
+    outcome.quarantined = len(reasons)
+    outcome.quarantine_rate = round(len(reasons) / rows, 6)
+    if mode == "warn":
+        outcome.reason = f"{len(failed)} check(s) failed; on_failure=warn keeps every row"
+        if reasons:
+            outcome.reason += f" but the {len(reasons)} with cells not of their declared type"
+    if outcome.quarantine_rate > validation.max_quarantine_rate:
+        outcome.status = "rejected"
+        outcome.reason = (
+            f"quarantine rate {outcome.quarantine_rate:.2%} exceeds "
+            f"max_quarantine_rate {validation.max_quarantine_rate:.2%}"
+        )
+    elif mode == "quarantine":
+        outcome.reason = (
+            f"{outcome.quarantined} of {rows} rows quarantined "
+            f"({outcome.quarantine_rate:.2%} <= {validation.max_quarantine_rate:.2%})"
+        )
+    return reasons
+
+
+def _write_rows(
+    folder: Path,
+    outcome: BatchOutcome,
+    raw: Any,
+    df: Any,
+    reasons: dict[Any, list[str]],
+    columns: Mapping[str, str] | None,
+) -> None:
+    """Write the quarantined rows (as read, with the checks they failed) and, if accepted, the clean ones."""
     clean = df
     if reasons:
         bad = df.index.isin(list(reasons))
@@ -199,8 +228,6 @@ def validate_batch(
             pq.write_table(to_arrow(clean, columns), folder / "clean.parquet")
         else:
             clean.to_parquet(folder / "clean.parquet", index=False)
-    extra = {"checks": [asdict(c) | {"unexpected_index": len(c.unexpected_index)} for c in checks]}
-    return _finish(store, outcome, report_path, extra | ({"schema": schema} if schema else {}))
 
 
 def _describe(check: Any) -> str:
