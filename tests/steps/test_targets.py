@@ -6,12 +6,12 @@ import dataclasses
 from typing import Any
 
 import pytest
+from tests.conftest import DEMO_SPEC
 
 from sluice.cli import main
 from sluice.spec.loader import LoadedSpec, load_spec
 from sluice.steps import targets
 from sluice.steps.targets import Served, target_for
-from tests.conftest import DEMO_SPEC
 
 
 class FloppyTarget:
@@ -66,8 +66,6 @@ def test_plan_describes_the_local_target_and_an_unknown_target_names_the_known_o
     assert "    target local: a `sluice serve` process on http://" in capsys.readouterr().out
 
     loaded = load_spec(DEMO_SPEC)
-    spec = loaded.spec.model_copy(
-        update={"deployment": loaded.spec.deployment.model_copy(update={"target": "floppy"})}
-    )
+    spec = loaded.spec.model_copy(update={"deployment": loaded.spec.deployment.model_copy(update={"target": "floppy"})})
     with pytest.raises(KeyError, match="no deploy target 'floppy' \\(known: kubernetes, local\\)"):
         target_for(dataclasses.replace(loaded, spec=spec))
