@@ -140,6 +140,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
             )
             print(f"    - {step.task_id:<15} retries={step.retries}{after}{extra}")
             print(f"        {step.doc}")
+    from sluice.steps.targets import target_for
+
+    print("\n  deployment")
+    for line in target_for(loaded).describe():
+        print(f"    {line}")
     return 0
 
 
@@ -240,7 +245,7 @@ def _store_for(spec_path: str):  # type: ignore[no-untyped-def]
 def cmd_status(args: argparse.Namespace) -> int:
     """Batches, champion and deployment of a pipeline."""
     from sluice.services.landing import printable
-    from sluice.steps.deploy import current_deployment, local_serving
+    from sluice.steps.targets import target_for
 
     loaded, store = _store_for(args.spec)
     if loaded is None:
@@ -254,13 +259,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"{r.get('reason', '')}"
             + (f" (reuses the name of {', '.join(r['replaces_name_of'])})" if r.get("replaces_name_of") else "")
         )
-    if loaded.spec.deployment.target == "local":
-        cfg = loaded.spec.deployment.local
-        for line in local_serving(store, cfg.host, cfg.port).describe():
-            print(f"  {line}")
-    else:
-        dep = current_deployment(store)
-        print(f"  deployed: v{dep['version']} at {dep['url']}" if dep else "  deployed: nothing")
+    for line in target_for(loaded).served().lines:
+        print(f"  {line}")
     return 0
 
 

@@ -338,12 +338,15 @@ def format_deploy(facts: AlertFacts) -> AlertEmail:
     promoted = facts.data or {}
     version = promoted.get("version")
     serving = facts.extra.get("serving") or {}
-    still = (
-        f"v{serving['version']} keeps serving at {serving.get('url', '?')}"
-        if serving.get("version")
-        else "nothing was being served before"
-    )
-    subject = f"{SUBJECT_PREFIX} {facts.pipeline}: deploy of v{version or '?'} failed; {still}"
+    short = None
+    if serving.get("unknown"):
+        short = "what is served is unknown"
+        still = f"{short}: {serving['unknown']}"
+    elif serving.get("version"):
+        still = f"v{serving['version']} keeps serving at {serving.get('url', '?')}"
+    else:
+        still = "nothing was being served before"
+    subject = f"{SUBJECT_PREFIX} {facts.pipeline}: deploy of v{version or '?'} failed; {short or still}"
     rows = [
         ["version to deploy", f"v{_e(version)}" if version else "unknown"],
         ["previous champion", f"v{_e(promoted['previous'])}" if promoted.get("previous") else "none"],
@@ -516,10 +519,13 @@ def gather_facts(kind: str, pipeline: str, spec_path: str | None, context: Any) 
             facts.links.append(Link("MLflow run (model being deployed)", urls.mlflow_run_url(cand)))
         if loaded is not None:
             facts.extra["target"] = loaded.spec.deployment.target
-        if store_base is not None:
-            from sluice.steps.deploy import current_deployment
+        if loaded is not None:
+            from sluice.steps.targets import target_for
 
-            facts.extra["serving"] = current_deployment(store) or {}
+            # The target answers from its own source of truth (the cluster for kubernetes);
+            # no probe of a local process here: the record is what the failed deploy left.
+            facts.extra["serving"] = target_for(loaded).served(probe=False).facts()
+        if store_base is not None:
             facts.links.append(Link("Deploy folder (server logs)", None, str(store.deploy_dir)))
     elif kind == "drift":
         if data.get("mlflow_run_id"):
