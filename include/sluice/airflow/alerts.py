@@ -518,9 +518,9 @@ def gather_facts(kind: str, pipeline: str, spec_path: str | None, context: Any) 
         if cand:
             facts.links.append(Link("MLflow run (model being deployed)", urls.mlflow_run_url(cand)))
         if loaded is not None:
-            facts.extra["target"] = loaded.spec.deployment.target
-        if loaded is not None:
             from sluice.steps.targets import target_for
+
+            facts.extra["target"] = loaded.spec.deployment.target
 
             # The target answers from its own source of truth (the cluster for kubernetes);
             # no probe of a local process here: the record is what the failed deploy left.
