@@ -34,6 +34,9 @@ ANNOTATION_APPLIED = "sluice.io/last-applied"
 SERVING_UID = 10001
 DEPLOYER_UID = 50000  # the official Airflow image's "airflow" user
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
+#: (connect, read) seconds for every call to the Kubernetes API: an API server that does not
+#: answer fails the call (and `sluice status` says UNKNOWN) instead of hanging it.
+REQUEST_TIMEOUT = (10, 30)
 
 
 class RolloutFailed(RuntimeError):
@@ -406,7 +409,7 @@ def read(api: ApiClient, kind: str, namespace: str, name: str) -> dict[str, Any]
         "Service": client.CoreV1Api(api).read_namespaced_service,
     }
     try:
-        obj = calls[kind](name, namespace, _preload_content=False)
+        obj = calls[kind](name, namespace, _preload_content=False, _request_timeout=REQUEST_TIMEOUT)
     except ApiException as exc:
         if exc.status == 404:
             return None
@@ -437,6 +440,7 @@ def apply(api: ApiClient, manifest: dict[str, Any]) -> dict[str, Any]:
         force=True,
         _content_type=APPLY_CONTENT_TYPE,
         _preload_content=False,
+        _request_timeout=REQUEST_TIMEOUT,
     )
     return dict(json.loads(resp.data))
 
@@ -447,7 +451,9 @@ def delete_deployment(api: ApiClient, namespace: str, name: str) -> None:
     from kubernetes.client.exceptions import ApiException
 
     try:
-        client.AppsV1Api(api).delete_namespaced_deployment(name, namespace, propagation_policy="Foreground")
+        client.AppsV1Api(api).delete_namespaced_deployment(
+            name, namespace, propagation_policy="Foreground", _request_timeout=REQUEST_TIMEOUT
+        )
     except ApiException as exc:
         if exc.status != 404:
             raise
