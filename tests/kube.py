@@ -426,3 +426,20 @@ def kubernetes_spec(tracking_uri: str = "http://mlflow.mlops.svc:5000", **settin
         },
     }
     return spec
+
+
+def dead_kubeconfig(folder: Path) -> Path:
+    """A kubeconfig whose API server is a free port where nothing listens (a cluster that is down)."""
+    from tests.conftest import free_port
+
+    path = folder / "dead-kubeconfig"
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{free_port()}"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+        "current-context": "c",
+    }
+    path.write_text(json.dumps(config))
+    return path

@@ -6,7 +6,6 @@ goes through the target to the real deployer code and a real MLflow registry.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,8 +16,8 @@ import yaml
 
 from sluice.airflow.alerts import AlertEmail, compose, gather_facts
 from sluice.cli import main
-from tests.conftest import Project, free_port
-from tests.kube import Cluster, Kubelet, kubernetes_spec, venv_bin
+from tests.conftest import Project
+from tests.kube import Cluster, Kubelet, dead_kubeconfig, kubernetes_spec, venv_bin
 
 pytestmark = pytest.mark.integration
 URL = "http://flights-delay.ml-serving.svc:8080"
@@ -93,19 +92,7 @@ def test_status_and_deploy_alert_name_the_version_the_cluster_serves(
 def test_an_unreachable_cluster_is_said_not_taken_for_nothing_served(
     spec: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    dead = tmp_path / "dead-kubeconfig"
-    dead.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{free_port()}"}}],
-                "users": [{"name": "u", "user": {"token": "t"}}],
-                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
-                "current-context": "c",
-            }
-        )
-    )
+    dead = dead_kubeconfig(tmp_path)
     monkeypatch.setenv("KUBECONFIG", str(dead))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
 

@@ -93,24 +93,11 @@ def test_an_alias_moved_by_someone_else_is_left_alone(env: Any) -> None:
 
 
 def test_an_unreachable_api_changes_nothing_and_restores_the_alias(env: Any, tmp_path: Path) -> None:
-    import json
 
-    from tests.conftest import free_port
+    from tests.kube import dead_kubeconfig
 
     _, _, client, cfg = env
-    dead = tmp_path / "dead-kubeconfig"
-    dead.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{free_port()}"}}],
-                "users": [{"name": "u", "user": {"token": "t"}}],
-                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
-                "current-context": "c",
-            }
-        )
-    )
+    dead = dead_kubeconfig(tmp_path)
     client.set_registered_model_alias(MODEL, "champion", "2")  # promote moved it from v1
     with pytest.raises(KubernetesDeployFailed, match=r"cannot read deployment ml/flights-delay.*@champion is v1"):
         deploy_kubernetes(MODEL, cfg, "2", "1", "run-2", api=k8s.connect(str(dead)), poll_seconds=0.3)
