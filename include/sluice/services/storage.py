@@ -1,188 +1,381 @@
-"""Where a pipeline keeps its files, and how they are written without half states.
+"""One interface for all of a pipeline's state: batches, reports, feature tables, run and
+decision records, deploy records.
+
+Everything that reads or writes pipeline state (steps, the DAG renderer's sensors, the CLI,
+the reports plugin, alerts) goes through a :class:`PipelineStore`, built once per pipeline
+from the spec by :func:`open_store`. Names inside a pipeline are ``/``-separated *keys*
+(``batches/<id>/batch.json``); a backend maps them to where the bytes live. No ``Path`` of
+pipeline state crosses this interface: engines that read or write files themselves
+(pandas, pyarrow, Spark) get a *location* string (a local path or a URI).
 
 Layout under ``<storage.root>/<pipeline>/``::
 
     batches/<batch_id>/source.<ext>      the file as it landed (raw zone, immutable)
-                      /batch.json        status and lineage of the batch
+                      /batch.json        status and lineage of the batch (its commit marker)
                       /validation.json   sluice's summary of the checks
                       /gx_result.json    the Great Expectations result, as GX wrote it
                       /clean.parquet     accepted rows (what training reads)
                       /quarantine.parquet rows that failed a row-level check, with the reasons
-    features/<key>/features.parquet      output of the feature job for a set of batches
+    features/<key>/features.parquet      output of the feature job (meta.json: its commit marker)
     runs/<airflow run id>/...            per train run: trigger.json, holdout, decision record
     monitor/<airflow run id>/            per monitor run: report.html (Evidently), drift.json
     deploy/current.json                  what is served where (local target)
+
+Guarantees every backend keeps:
+
+- :meth:`StorageBackend.write_bytes` (and so :meth:`PipelineStore.write_json`) is atomic per
+  key: a reader sees the old content or the new, never a torn one.
+- :meth:`StorageBackend.stage` builds a folder that readers see whole or not at all: the
+  local backend builds it under a temporary name and renames it; an object store writes
+  every file first and the folder's commit marker last (readers go by the marker).
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
-import os
 import re
-import shutil
-import uuid
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from sluice.services.storage_local import (
+    STALE_AFTER_SECONDS,
+    LocalBackend,
+    StorageUnavailable,
+    atomic_dir,
+    clean_stale_temporaries,
+    read_json,
+    sha256_file,
+    write_json_atomic,
+)
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's content."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+if TYPE_CHECKING:
+    from sluice.spec.loader import LoadedSpec
 
+__all__ = [
+    "STALE_AFTER_SECONDS",
+    "LocalBackend",
+    "PipelineStore",
+    "Staging",
+    "StorageBackend",
+    "StorageUnavailable",
+    "atomic_dir",
+    "backend_for",
+    "clean_stale_temporaries",
+    "open_store",
+    "read_json",
+    "safe_name",
+    "sha256_file",
+    "write_json_atomic",
+]
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON so readers see the old file or the new one, never a torn one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
-
-
-def read_json(path: Path) -> Any:
-    """Read a JSON file written by :func:`write_json_atomic`."""
-    return json.loads(path.read_text())
-
-
-@contextlib.contextmanager
-def atomic_dir(final: Path) -> Iterator[Path]:
-    """Build a directory under a temporary name and rename it into place when done.
-
-    A crash leaves only a ``.tmp-*`` folder, which readers ignore; if ``final`` appeared
-    meanwhile (a concurrent writer of the same content), the new copy is discarded.
-    """
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        yield tmp
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not final.exists():
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-#: A temporary older than this belongs to a dead writer: every task's time limit is shorter.
-STALE_AFTER_SECONDS = 24 * 3600
-
-
-def _is_temporary(path: Path) -> bool:
-    """What the writers here leave while they work: ``.tmp-*`` folders, ``.*.tmp`` files,
-    and the scratch copies in ``.incoming/``."""
-    name = path.name
-    if path.parent.name == ".incoming" and name.startswith("."):
-        return True
-    return (name.startswith(".tmp-") and path.is_dir()) or (name.startswith(".") and name.endswith(".tmp"))
-
-
-def clean_stale_temporaries(base: Path, older_than: float = STALE_AFTER_SECONDS) -> list[Path]:
-    """Remove temporaries under ``base`` that no live writer can own any more.
-
-    A writer killed mid-way (``kill -9``, a lost worker) leaves its temporary behind: nothing
-    reads it, but it holds disk (a land of a 1M-row file: ~17 MB). Only temporaries whose
-    last change is older than ``older_than`` seconds go; committed files are never touched.
-
-    Returns:
-        What was removed.
-    """
-    import time
-
-    if not base.is_dir():
-        return []
-    cutoff = time.time() - older_than
-    removed = []
-    for path in sorted(base.rglob(".*")):
-        try:
-            if not _is_temporary(path) or path.lstat().st_mtime >= cutoff:
-                continue
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-            else:
-                path.unlink()
-        except FileNotFoundError:
-            continue  # inside a folder removed just before
-        removed.append(path)
-    return removed
-
-
-class StorageUnavailable(OSError):
-    """The pipeline's storage cannot be written; the message names it and the fix."""
+#: The file whose presence commits a batch folder.
+BATCH_RECORD = "batch.json"
+#: The file whose presence commits a feature table folder.
+FEATURES_META = "meta.json"
 
 
 def safe_name(text: str) -> str:
-    """Make an Airflow run id (with ':' and '+') safe as a folder name."""
+    """Make an Airflow run id (with ':' and '+') safe as one key segment."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
 
 
-@dataclass(frozen=True)
-class PipelineStore:
-    """Paths of one pipeline's files."""
+def join(*parts: str) -> str:
+    """Join key segments with ``/`` (empty segments dropped)."""
+    return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
 
-    root: Path
+
+@runtime_checkable
+class Staging(Protocol):
+    """A folder being built by :meth:`StorageBackend.stage`; nothing in it is visible yet."""
+
+    @property
+    def location(self) -> str:
+        """Where an engine (Spark, pyarrow) may write files of the folder directly."""
+        ...
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        """Write one file of the folder."""
+        ...
+
+    def put_file(self, local: Path, name: str) -> None:
+        """Move (or upload) the local file ``local`` into the folder as ``name``."""
+        ...
+
+
+@runtime_checkable
+class StorageBackend(Protocol):
+    """Where one pipeline's keys live. Keys are relative to the pipeline's folder."""
+
+    def describe(self, key: str = "") -> str:
+        """Where ``key`` is, for messages and logs (a path or a URI)."""
+        ...
+
+    def location(self, key: str) -> str:
+        """What pandas, pyarrow or Spark should open to read or write ``key``."""
+        ...
+
+    def exists(self, key: str) -> bool:
+        """Whether ``key`` is a file or a folder."""
+        ...
+
+    def is_folder(self, key: str) -> bool:
+        """Whether ``key`` is a folder (has keys below it)."""
+        ...
+
+    def ls(self, prefix: str) -> list[str]:
+        """Names directly under ``prefix``, sorted; folders end with ``/``; hidden names
+        (temporaries) are left out."""
+        ...
+
+    def read_bytes(self, key: str) -> bytes:
+        """The content of ``key``; ``FileNotFoundError`` when it is not there."""
+        ...
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        """Replace ``key`` atomically with ``data``."""
+        ...
+
+    def put_file(self, local: Path, key: str) -> None:
+        """Move (or upload) a finished local file to ``key`` atomically."""
+        ...
+
+    def modified(self, key: str) -> float | None:
+        """Last change of ``key`` (seconds since the epoch), or ``None`` when absent."""
+        ...
+
+    def remove(self, key: str) -> None:
+        """Delete ``key`` (a file, or a folder with everything below it); absent is fine."""
+        ...
+
+    def stage(self, key: str, marker: str) -> AbstractContextManager[Staging]:
+        """Build folder ``key``; on a clean exit it becomes visible as a whole.
+
+        ``marker`` is the file written last (an object store's commit); when ``key`` was
+        committed meanwhile by a concurrent writer of the same content, the new copy is
+        dropped. On an error nothing becomes visible.
+        """
+        ...
+
+    def check_writable(self) -> None:
+        """Write and delete a probe, so a step fails before its first real write.
+
+        Raises:
+            StorageUnavailable: With where, why and the fix.
+        """
+        ...
+
+    def clean_stale(self, older_than: float = STALE_AFTER_SECONDS) -> list[str]:
+        """Remove temporaries left by writers killed mid-way; return what went."""
+        ...
+
+    def scratch(self, name: str) -> Path:
+        """A local working folder on this machine (never pipeline state others read)."""
+        ...
+
+
+def backend_for(root: str | Path, pipeline: str, project_dir: Path | None = None) -> StorageBackend:
+    """The backend for a ``storage.root``: a local folder (relative to the project) today.
+
+    Raises:
+        ValueError: For a root with a scheme no backend serves.
+    """
+    text = str(root)
+    if "://" in text:
+        scheme = text.split("://", 1)[0]
+        if scheme == "memory":
+            from sluice.services.storage_fsspec import FsspecBackend
+
+            return FsspecBackend.for_url(join(text, pipeline))
+        raise ValueError(f"storage.root {text!r}: no storage backend for {scheme}:// (use a local folder)")
+    path = Path(text)
+    if project_dir is not None and not path.is_absolute():
+        path = project_dir / path
+    return LocalBackend(path / pipeline)
+
+
+@dataclass(frozen=True, init=False)
+class PipelineStore:
+    """One pipeline's state: the key layout above over a :class:`StorageBackend`.
+
+    ``PipelineStore(root, pipeline)`` opens the backend for ``root`` (a local folder, or a
+    ``backend=`` given directly); :func:`open_store` builds it from a spec.
+    """
+
     pipeline: str
+    backend: StorageBackend
+
+    def __init__(self, root: str | Path | None, pipeline: str, backend: StorageBackend | None = None) -> None:
+        if backend is None:
+            if root is None:
+                raise ValueError("PipelineStore needs a root or a backend")
+            backend = backend_for(root, pipeline)
+        object.__setattr__(self, "pipeline", pipeline)
+        object.__setattr__(self, "backend", backend)
+
+    # --- keys -----------------------------------------------------------------------------
+
+    @staticmethod
+    def batch_key(batch_id: str, name: str = "") -> str:
+        """Key of a batch's folder, or of ``name`` inside it."""
+        return join("batches", batch_id, name)
+
+    @staticmethod
+    def features_key(key: str, name: str = "") -> str:
+        """Key of a feature table's folder, or of ``name`` inside it."""
+        return join("features", key, name)
+
+    @staticmethod
+    def run_key(run_id: str, name: str = "") -> str:
+        """Key of a train run's folder (any Airflow run id), or of ``name`` inside it."""
+        return join("runs", safe_name(run_id), name)
+
+    @staticmethod
+    def monitor_key(run_id: str, name: str = "") -> str:
+        """Key of a monitor run's folder, or of ``name`` inside it."""
+        return join("monitor", safe_name(run_id), name)
+
+    @staticmethod
+    def deploy_key(name: str = "") -> str:
+        """Key of the deploy records' folder, or of ``name`` inside it."""
+        return join("deploy", name)
+
+    # --- access ---------------------------------------------------------------------------
+
+    def describe(self, key: str = "") -> str:
+        """Where ``key`` is, for messages."""
+        return self.backend.describe(key)
+
+    def location(self, key: str) -> str:
+        """What an engine opens to read or write ``key``."""
+        return self.backend.location(key)
+
+    def exists(self, key: str) -> bool:
+        """Whether ``key`` exists."""
+        return self.backend.exists(key)
+
+    def ls(self, prefix: str) -> list[str]:
+        """Names directly under ``prefix`` (folders end with ``/``)."""
+        return self.backend.ls(prefix)
+
+    def read_bytes(self, key: str) -> bytes:
+        """The bytes of ``key``."""
+        return self.backend.read_bytes(key)
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        """Replace ``key`` atomically."""
+        self.backend.write_bytes(key, data)
+
+    def read_json(self, key: str) -> Any:
+        """The JSON document at ``key``."""
+        return json.loads(self.backend.read_bytes(key))
+
+    def read_json_or_none(self, key: str) -> Any:
+        """The JSON document at ``key``, or ``None`` when there is none."""
+        try:
+            return self.read_json(key)
+        except FileNotFoundError:
+            return None
+
+    def write_json(self, key: str, data: Any) -> None:
+        """Write a JSON document atomically (readers see the old one or the new one)."""
+        self.backend.write_bytes(key, encode_json(data))
+
+    def put_file(self, local: Path, key: str) -> None:
+        """Move a finished local file to ``key``."""
+        self.backend.put_file(local, key)
+
+    def stage(self, key: str, marker: str) -> AbstractContextManager[Staging]:
+        """Build a folder that readers see whole or not at all (see :meth:`StorageBackend.stage`)."""
+        return self.backend.stage(key, marker)
+
+    def remove(self, key: str) -> None:
+        """Delete ``key`` and everything below it."""
+        self.backend.remove(key)
+
+    def modified(self, key: str) -> float | None:
+        """Last change of ``key``, or ``None``."""
+        return self.backend.modified(key)
+
+    def check_writable(self) -> None:
+        """Fail early, with the fix, when the storage cannot be written."""
+        self.backend.check_writable()
+
+    def clean_stale(self, older_than: float = STALE_AFTER_SECONDS) -> list[str]:
+        """Remove temporaries of dead writers."""
+        return self.backend.clean_stale(older_than)
+
+    def scratch(self, name: str) -> Path:
+        """A local working folder (see :meth:`StorageBackend.scratch`)."""
+        return self.backend.scratch(name)
+
+    # --- local paths (being removed: callers move to keys) ----------------------------------
 
     @property
     def base(self) -> Path:
-        """``<root>/<pipeline>``."""
-        return self.root / self.pipeline
+        """The local folder of the pipeline (local backend only)."""
+        return self._local().base
 
-    def check_writable(self) -> None:
-        """Create and remove a small file under :attr:`base`, so a step fails before its first write.
+    @property
+    def root(self) -> Path:
+        """The local ``storage.root`` folder (local backend only)."""
+        return self.base.parent
 
-        Root ignores permission bits, so only a real write tells: a read-only mount, a full
-        disk, a lost network share or missing permissions all fail here with one message.
-
-        Raises:
-            StorageUnavailable: With the path, the system's reason and the fix (an ``OSError``
-                with the same errno).
-        """
-        probe = self.base / f".write-check-{uuid.uuid4().hex}.tmp"
-        try:
-            self.base.mkdir(parents=True, exist_ok=True)
-            probe.write_bytes(b"ok")
-            probe.unlink()
-        except OSError as exc:
-            raise StorageUnavailable(
-                exc.errno,
-                f"the pipeline's storage {self.base} is not writable ({exc.strerror or exc}): "
-                "free space, fix its permissions or mount it read-write (check credentials for a network "
-                "share), then clear the task; nothing was written",
-            ) from exc
+    def _local(self) -> LocalBackend:
+        if not isinstance(self.backend, LocalBackend):
+            raise TypeError(f"{self.describe()} is not a local folder")
+        return self.backend
 
     def batch_dir(self, batch_id: str) -> Path:
-        """Folder of one batch."""
-        return self.base / "batches" / batch_id
+        """Local folder of a batch."""
+        return self.base / self.batch_key(batch_id)
+
+    def features_dir(self, key: str) -> Path:
+        """Local folder of a feature table."""
+        return self.base / self.features_key(key)
+
+    def run_dir(self, run_id: str) -> Path:
+        """Local folder of a train run."""
+        return self.base / self.run_key(run_id)
+
+    def monitor_dir(self, run_id: str) -> Path:
+        """Local folder of a monitor run."""
+        return self.base / self.monitor_key(run_id)
+
+    @property
+    def deploy_dir(self) -> Path:
+        """Local folder of deploy records."""
+        return self.base / "deploy"
+
+    # --- batches --------------------------------------------------------------------------
 
     def batch_ids(self) -> list[str]:
-        """Ids of every fully landed batch, oldest first."""
-        folder = self.base / "batches"
-        if not folder.is_dir():
-            return []
-        found = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
-        found = [p for p in found if (p / "batch.json").exists()]
-        return [p.name for p in sorted(found, key=lambda p: (read_json(p / "batch.json")["landed_at"], p.name))]
+        """Ids of every fully landed batch (its ``batch.json`` committed), oldest first."""
+        records = []
+        for name in self.ls("batches"):
+            if not name.endswith("/"):
+                continue
+            batch_id = name.rstrip("/")
+            record = self.read_json_or_none(self.batch_key(batch_id, BATCH_RECORD))
+            if record is not None:
+                records.append((record["landed_at"], batch_id))
+        return [batch_id for _, batch_id in sorted(records)]
 
     def batch_record(self, batch_id: str) -> dict[str, Any]:
         """The ``batch.json`` of a batch."""
-        return dict(read_json(self.batch_dir(batch_id) / "batch.json"))
+        return dict(self.read_json(self.batch_key(batch_id, BATCH_RECORD)))
+
+    def has_batch(self, batch_id: str) -> bool:
+        """Whether the batch is committed."""
+        return self.exists(self.batch_key(batch_id, BATCH_RECORD))
 
     def update_batch_record(self, batch_id: str, **changes: Any) -> dict[str, Any]:
         """Merge ``changes`` into ``batch.json`` atomically and return the result."""
         record = self.batch_record(batch_id)
         record.update(changes)
-        write_json_atomic(self.batch_dir(batch_id) / "batch.json", record)
+        self.write_json(self.batch_key(batch_id, BATCH_RECORD), record)
         return record
 
     def accepted_batches(self) -> list[dict[str, Any]]:
@@ -190,19 +383,27 @@ class PipelineStore:
         records = [self.batch_record(b) for b in self.batch_ids()]
         return [r for r in records if r.get("status") == "accepted"]
 
-    def features_dir(self, key: str) -> Path:
-        """Folder of one feature table."""
-        return self.base / "features" / key
 
-    def run_dir(self, run_id: str) -> Path:
-        """Folder of one train run's files."""
-        return self.base / "runs" / safe_name(run_id)
+def encode_json(data: Any) -> bytes:
+    """The bytes every JSON record of a pipeline is written as (sorted keys, indented)."""
+    return json.dumps(data, indent=2, sort_keys=True, default=str).encode()
 
-    def monitor_dir(self, run_id: str) -> Path:
-        """Folder of one monitor run's drift report and result."""
-        return self.base / "monitor" / safe_name(run_id)
 
-    @property
-    def deploy_dir(self) -> Path:
-        """Folder of local deployment state."""
-        return self.base / "deploy"
+def open_store(loaded: LoadedSpec) -> PipelineStore:
+    """The pipeline's store, from its spec's ``storage`` section.
+
+    Raises:
+        ValueError: When no backend serves the root (the spec check names it first).
+    """
+    spec = loaded.spec
+    return PipelineStore(None, spec.pipeline, backend_for(spec.storage.root, spec.pipeline, loaded.project_dir))
+
+
+def iter_keys(store: PipelineStore, prefix: str) -> Iterator[str]:
+    """Every file key under ``prefix``, depth first, sorted."""
+    for name in store.ls(prefix):
+        key = join(prefix, name)
+        if name.endswith("/"):
+            yield from iter_keys(store, key)
+        else:
+            yield key

@@ -1,0 +1,136 @@
+"""The storage interface's promises, on every backend: the local folder and an fsspec object
+store (``memory://``, the same code path ``s3://`` takes through s3fs)."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import fsspec
+import pytest
+
+from sluice.services.storage import PipelineStore, StorageBackend, backend_for, iter_keys
+from sluice.services.storage_fsspec import FsspecBackend
+from sluice.services.storage_local import LocalBackend
+
+
+@pytest.fixture(params=["local", "memory"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PipelineStore]:
+    if request.param == "local":
+        yield PipelineStore(tmp_path / "storage", "p")
+        return
+    root = f"memory://sluice-test-{uuid.uuid4().hex[:8]}"
+    yield PipelineStore(root, "p")
+    memory = fsspec.filesystem("memory")
+    if memory.exists(root):
+        memory.rm(root, recursive=True)
+    assert not memory.find(root)
+
+
+def land(store: PipelineStore, batch_id: str, landed_at: float, content: bytes = b"rows") -> None:
+    with store.stage(store.batch_key(batch_id), "batch.json") as staging:
+        staging.write_bytes("source.csv", content)
+        staging.write_bytes("batch.json", b'{"batch_id": "%s", "landed_at": %f}' % (batch_id.encode(), landed_at))
+
+
+def test_backends_satisfy_the_interface(store: PipelineStore) -> None:
+    assert isinstance(store.backend, StorageBackend)
+
+
+def test_json_round_trip_and_replace(store: PipelineStore) -> None:
+    key = store.run_key("manual__2026-01-01T00:00:00+00:00", "decision.json")
+    assert key == "runs/manual__2026-01-01T00_00_00_00_00/decision.json"
+    assert store.read_json_or_none(key) is None
+    store.write_json(key, {"verdict": "pass"})
+    store.write_json(key, {"verdict": "fail"})
+    assert store.read_json(key) == {"verdict": "fail"}
+    assert store.ls(store.run_key("manual__2026-01-01T00:00:00+00:00")) == ["decision.json"]
+
+
+def test_staged_folder_appears_whole_and_batches_list_in_landing_order(store: PipelineStore) -> None:
+    land(store, "b2", 2.0)
+    land(store, "b1", 1.0)
+    assert store.batch_ids() == ["b1", "b2"]
+    assert store.read_bytes(store.batch_key("b1", "source.csv")) == b"rows"
+    assert sorted(iter_keys(store, "batches")) == [
+        "batches/b1/batch.json",
+        "batches/b1/source.csv",
+        "batches/b2/batch.json",
+        "batches/b2/source.csv",
+    ]
+
+
+def test_a_writer_that_fails_mid_folder_leaves_nothing_a_reader_sees(store: PipelineStore) -> None:
+    with pytest.raises(RuntimeError), store.stage(store.batch_key("b1"), "batch.json") as staging:
+        staging.write_bytes("source.csv", b"half")
+        raise RuntimeError("killed")
+    assert store.batch_ids() == []
+    assert store.ls("batches") == []  # the temporary is hidden and was removed
+
+
+def test_a_second_writer_of_a_committed_folder_changes_nothing(store: PipelineStore) -> None:
+    land(store, "b1", 1.0, b"first")
+    land(store, "b1", 5.0, b"second")
+    assert store.read_bytes(store.batch_key("b1", "source.csv")) == b"first"
+    assert store.batch_record("b1")["landed_at"] == 1.0
+
+
+def test_keys_cannot_escape_the_pipeline(store: PipelineStore) -> None:
+    with pytest.raises(ValueError, match="not a key"):
+        store.read_bytes("../other/batches/b1/batch.json")
+
+
+def test_put_file_moves_a_local_file_in(store: PipelineStore, tmp_path: Path) -> None:
+    local = tmp_path / "holdout.parquet"
+    local.write_bytes(b"PAR1")
+    store.put_file(local, store.run_key("r", "holdout.parquet"))
+    assert not local.exists()
+    assert store.read_bytes("runs/r/holdout.parquet") == b"PAR1"
+    assert store.modified("runs/r/holdout.parquet") is not None
+    store.remove("runs/r")
+    assert not store.exists("runs/r/holdout.parquet")
+
+
+def test_stale_temporaries_of_dead_writers_are_cleaned_and_fresh_ones_kept(store: PipelineStore) -> None:
+    store.write_bytes("batches/.tmp-b1-dead/source.csv", b"x")
+    assert store.clean_stale(older_than=3600) == []
+    time.sleep(0.05)
+    removed = store.clean_stale(older_than=0.01)
+    assert len(removed) == 1 and "tmp-b1-dead" in removed[0]
+    store.check_writable()
+
+
+def test_object_store_commits_the_marker_last(tmp_path: Path) -> None:
+    """Killed after the data objects but before the marker: readers see no batch."""
+    backend = FsspecBackend.for_url(f"memory://sluice-test-{uuid.uuid4().hex[:8]}/p")
+    store = PipelineStore(None, "p", backend=backend)
+    copied: list[str] = []
+    real_copy = backend.fs.copy
+
+    def copy_then_die(source: str, target: str) -> None:
+        if target.endswith("batch.json"):
+            raise KeyboardInterrupt("killed before the marker")
+        copied.append(target)
+        real_copy(source, target)
+
+    backend.fs.copy = copy_then_die
+    with pytest.raises(KeyboardInterrupt):
+        land(store, "b1", 1.0)
+    assert copied and copied[0].endswith("batches/b1/source.csv")
+    assert store.batch_ids() == []  # the data object exists, the batch does not
+    backend.fs.copy = real_copy
+    land(store, "b1", 1.0)  # the retry finishes the job
+    assert store.batch_ids() == ["b1"]
+
+
+def test_the_root_picks_the_backend(tmp_path: Path) -> None:
+    assert backend_for("storage", "p", project_dir=tmp_path) == LocalBackend(tmp_path / "storage" / "p")
+    assert isinstance(backend_for("memory://bucket/prefix", "p"), FsspecBackend)
+    with pytest.raises(ValueError, match="no storage backend for gopher://"):
+        backend_for("gopher://x", "p")
+    local = LocalBackend(tmp_path / "s" / "p")
+    local.write_bytes("runs/r/a.json", b"{}")
+    assert [n for n in os.listdir(tmp_path / "s" / "p" / "runs" / "r")] == ["a.json"]
