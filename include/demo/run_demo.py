@@ -47,7 +47,7 @@ def reset_state(env: dict[str, str]) -> None:
     Only the demo's own state goes: its landing folder, its pipeline's storage and its
     MLflow store (``.sluice/demo/``); the project's MLflow store is never touched.
     """
-    from sluice.services.storage import PipelineStore
+    from sluice.services.storage import open_store
     from sluice.services.tracking import init_store
     from sluice.spec.loader import load_spec
     from sluice.steps.deploy import stop_local
@@ -59,7 +59,7 @@ def reset_state(env: dict[str, str]) -> None:
         DEMO_STORE,
     ]
     local = loaded.spec.deployment.local
-    stop_local(PipelineStore(loaded.resolve(loaded.spec.storage.root), PIPELINE), local.host, local.port)
+    stop_local(open_store(loaded), local.host, local.port)
     for target in targets:
         if target.is_dir():
             shutil.rmtree(target)
@@ -155,13 +155,13 @@ def run_demo(months: list[int], bad_rows_month: int, keep: bool) -> int:
     env = embedded_env(PROJECT, {**os.environ, "MLFLOW_TRACKING_URI": DEMO_TRACKING_URI})
     os.environ.update(env)
     from demo.producer import write_reference
-    from sluice.services.storage import PipelineStore, write_json_atomic
+    from sluice.services.storage import open_store, write_json_atomic
     from sluice.spec.loader import load_spec
     from sluice.steps.deploy import current_deployment, stop_local
 
     reset_state(env)
     loaded = load_spec(SPEC)
-    store = PipelineStore(loaded.resolve(loaded.spec.storage.root), PIPELINE)
+    store = open_store(loaded)
     landing = loaded.resolve(loaded.spec.source.uri)
     write_reference(PROJECT / "data" / "reference")
     log("reference tables (weather, planes, airports, airlines) written to data/reference")

@@ -234,12 +234,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _store_for(spec_path: str):  # type: ignore[no-untyped-def]
     """The spec and its pipeline store, or ``(None, None)`` after printing the spec's problems."""
-    from sluice.services.storage import PipelineStore
+    from sluice.services.storage import open_store
 
     loaded = _load_or_report(spec_path)
     if loaded is None:
         return None, None
-    return loaded, PipelineStore(loaded.resolve(loaded.spec.storage.root), loaded.spec.pipeline)
+    return loaded, open_store(loaded)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

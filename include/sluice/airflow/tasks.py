@@ -15,7 +15,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from sluice.services import faults
 from sluice.services.landing import Inbox, LocalInbox, S3Inbox
-from sluice.services.storage import PipelineStore
+from sluice.services.storage import PipelineStore, open_store
 from sluice.spec.loader import LoadedSpec, load_spec
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 def _open(spec_path: str) -> tuple[LoadedSpec, PipelineStore]:
     loaded = load_spec(spec_path)
-    return loaded, PipelineStore(loaded.resolve(loaded.spec.storage.root), loaded.spec.pipeline)
+    return loaded, open_store(loaded)
 
 
 def _pull(context: dict[str, Any], task_id: str) -> Any:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sluice.services import kubernetes as k8s
-from sluice.services.storage import PipelineStore
+from sluice.services.storage import open_store
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -108,7 +108,7 @@ class LocalTarget:
         """Build the target of a loaded spec."""
         self.loaded = loaded
         self.cfg = loaded.spec.deployment.local
-        self.store = PipelineStore(loaded.resolve(loaded.spec.storage.root), loaded.spec.pipeline)
+        self.store = open_store(loaded)
 
     def describe(self) -> list[str]:
         """Lines for ``sluice plan``."""
@@ -116,7 +116,7 @@ class LocalTarget:
             f"target local: a `sluice serve` process on http://{self.cfg.host}:{self.cfg.port}/invocations",
             f"health and smoke prediction within {self.cfg.health_timeout_seconds}s before the switch; "
             "on failure the previous server keeps serving",
-            f"record: {self.store.deploy_dir / 'current.json'}",
+            f"record: {self.store.describe(self.store.deploy_key('current.json'))}",
         ]
 
     def served(self, probe: bool = True) -> Served:
