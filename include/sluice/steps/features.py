@@ -10,8 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from sluice.services import faults
-from sluice.services.storage import PipelineStore, atomic_dir, read_json, sha256_file, write_json_atomic
+from sluice.services.storage import FEATURES_META, PipelineStore, encode_json, sha256_file
 from sluice.spec.loader import LoadedSpec
+
+#: The feature table inside its folder.
+TABLE = "features.parquet"
 
 
 class NoDataError(RuntimeError):
@@ -97,16 +100,16 @@ def build_features(loaded: LoadedSpec, store: PipelineStore) -> FeatureResult:
         "inputs": {n: _fingerprint(p) for n, p in inputs.items()},
     }
     key = hashlib.sha256(json.dumps(key_material, sort_keys=True).encode()).hexdigest()[:16]
-    out = store.features_dir(key)
-    if (out / "meta.json").exists():
-        meta = read_json(out / "meta.json")
-        return FeatureResult(str(out / "features.parquet"), key, batches, job_hash, int(meta["rows"]), cached=True)
+    table_location = store.location(store.features_key(key, TABLE))
+    meta = store.read_json_or_none(store.features_key(key, FEATURES_META))
+    if meta is not None:
+        return FeatureResult(table_location, key, batches, job_hash, int(meta["rows"]), cached=True)
 
     from sluice.services.spark import spark_session
 
     master = spec.master if spec.engine == "cluster" else None
     spark = spark_session(f"sluice-{loaded.spec.pipeline}-features", master=master, conf=dict(spec.conf))
-    clean = [str(store.batch_dir(b) / "clean.parquet") for b in batches]
+    clean = [store.location(store.batch_key(b, "clean.parquet")) for b in batches]
     frames = {"batches": spark.read.option("mergeSchema", "true").parquet(*clean)}
     for name, path in inputs.items():
         fmt = spec.inputs[name].format
@@ -114,12 +117,13 @@ def build_features(loaded: LoadedSpec, store: PipelineStore) -> FeatureResult:
         frames[name] = reader.parquet(str(path)) if fmt == "parquet" else reader.csv(str(path))
     func = load_job(spec.job, loaded)
     table = func(spark, frames)
-    # The table and its meta.json are built under a temporary name and renamed into place
-    # together: a reader (and the cache check above) sees a whole table or none.
-    with atomic_dir(out) as tmp:
-        table.write.parquet(str(tmp / "features.parquet"))
+    # The table and its meta.json are staged and committed together (meta.json last): a
+    # reader (and the cache check above) sees a whole table or none.
+    with store.stage(store.features_key(key), FEATURES_META) as staging:
+        staged_table = f"{staging.location}/{TABLE}"
+        table.write.parquet(staged_table)
         faults.point("features.table_written")
-        rows = spark.read.parquet(str(tmp / "features.parquet")).count()
-        write_json_atomic(tmp / "meta.json", key_material | {"rows": rows, "columns": table.columns})
+        rows = spark.read.parquet(staged_table).count()
+        staging.write_bytes(FEATURES_META, encode_json(key_material | {"rows": rows, "columns": table.columns}))
         faults.point("features.meta_written")
-    return FeatureResult(str(out / "features.parquet"), key, batches, job_hash, rows)
+    return FeatureResult(table_location, key, batches, job_hash, rows)

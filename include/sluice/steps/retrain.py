@@ -13,7 +13,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sluice.services.storage import PipelineStore, read_json, write_json_atomic
+from sluice.services.storage import PipelineStore
 from sluice.spec.loader import LoadedSpec
 
 TRIGGER_FILE = "trigger.json"
@@ -50,11 +50,10 @@ class TriggerDecision:
 
 def last_retrain(store: PipelineStore, except_run: str) -> dict[str, Any] | None:
     """The latest recorded decision that went on to train, other than ``except_run``'s."""
-    runs = store.base / "runs"
     found = []
-    for path in runs.glob(f"*/{TRIGGER_FILE}") if runs.is_dir() else []:
-        record = read_json(path)
-        if record.get("proceed") and record.get("airflow_run_id") != except_run:
+    for name in store.ls("runs"):
+        record = store.read_json_or_none(store.run_key(name.rstrip("/"), TRIGGER_FILE)) if name.endswith("/") else None
+        if record and record.get("proceed") and record.get("airflow_run_id") != except_run:
             found.append(record)
     return max(found, key=lambda r: r["decided_at"]) if found else None
 
@@ -135,9 +134,10 @@ def check_trigger(
     """Decide and record whether this train run retrains; a retry returns the recorded decision."""
     from sluice.services import tracking
 
-    path = store.run_dir(airflow_run_id) / TRIGGER_FILE
-    if path.exists():
-        return TriggerDecision(**read_json(path))
+    key = store.run_key(airflow_run_id, TRIGGER_FILE)
+    recorded = store.read_json_or_none(key)
+    if recorded is not None:
+        return TriggerDecision(**recorded)
     spec = loaded.spec
     client = tracking.configure(loaded.project_dir)
     champ = tracking.champion(client, spec.pipeline)
@@ -166,5 +166,5 @@ def check_trigger(
         airflow_run_id=airflow_run_id,
         decided_at=now,
     )
-    write_json_atomic(path, decision.to_dict())
+    store.write_json(key, decision.to_dict())
     return decision
