@@ -48,11 +48,10 @@ def inbox_for(landing: dict[str, Any], settle_seconds: float = 0.0, marker: str 
 def land(spec_path: str, landing: dict[str, Any], **context: Any) -> dict[str, Any]:
     """Land new complete files (see :func:`sluice.steps.ingest.land_new_files`)."""
     from sluice.services.landing import printable
-    from sluice.services.storage import clean_stale_temporaries
     from sluice.steps.ingest import land_new_files
 
     loaded, store = _open(spec_path)
-    for stale in clean_stale_temporaries(store.base):
+    for stale in store.clean_stale():
         log.info("removed a temporary left by a killed writer: %s", stale)
     detect = loaded.spec.source.detect
     result = land_new_files(inbox_for(landing, detect.settle_seconds, detect.marker), store, context["run_id"])
