@@ -95,7 +95,6 @@ def play_month(
 ) -> dict[str, Any]:
     """Drop one month and follow it: ingest, monitor, (retrain), gate, deploy."""
     from demo.producer import drop_month
-    from sluice.services.storage import read_json
     from sluice.steps.deploy import current_deployment
 
     dropped_at = time.time()
@@ -117,8 +116,7 @@ def play_month(
     monitor = standalone.wait_for(
         lambda: finished_run(f"{PIPELINE}__monitor", dropped_at), 600, f"the monitor run for month {month}", server
     )
-    drift_file = store.monitor_dir(monitor["run_id"]) / "drift.json"
-    drift = read_json(drift_file) if drift_file.exists() else None
+    drift = store.read_json_or_none(store.monitor_key(monitor["run_id"], "drift.json"))
     row["drift"] = drift
     log(f"month {month:02d}: monitor {monitor['state']}: " + (drift["reason"] if drift else "no drift result"))
 
@@ -134,11 +132,9 @@ def play_month(
     train = standalone.wait_for(
         lambda: finished_run(f"{PIPELINE}__train", since), 900, f"the train run for month {month}", server
     )
-    trigger_file = store.run_dir(train["run_id"]) / "trigger.json"
-    decision_file = store.run_dir(train["run_id"]) / "decision.json"
-    row["trigger"] = read_json(trigger_file) if trigger_file.exists() else None
+    row["trigger"] = store.read_json_or_none(store.run_key(train["run_id"], "trigger.json"))
     row["run"] = train
-    row["decision"] = read_json(decision_file) if decision_file.exists() else None
+    row["decision"] = store.read_json_or_none(store.run_key(train["run_id"], "decision.json"))
     deployed = current_deployment(store)
     if deployed and train["tasks"].get("deploy") == "success":
         row["deployed"] = deployed["version"]
