@@ -134,3 +134,27 @@ def test_the_root_picks_the_backend(tmp_path: Path) -> None:
     local = LocalBackend(tmp_path / "s" / "p")
     local.write_bytes("runs/r/a.json", b"{}")
     assert [n for n in os.listdir(tmp_path / "s" / "p" / "runs" / "r")] == ["a.json"]
+
+
+def test_open_write_replaces_whole_or_not_at_all(store: PipelineStore) -> None:
+    key = store.batch_key("b1", "clean.parquet")
+    with store.open_write(key) as fh:
+        fh.write(b"PAR1 whole")
+    with pytest.raises(RuntimeError), store.open_write(key) as fh:
+        fh.write(b"PAR1 torn")
+        raise RuntimeError("killed mid-write")
+    with store.open_read(key) as fh:
+        assert fh.read() == b"PAR1 whole"
+    assert store.size(key) == len(b"PAR1 whole")
+    assert store.ls(store.batch_key("b1")) == ["clean.parquet"]
+
+
+def test_pandas_reads_and_writes_through_the_store(store: PipelineStore) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame({"dep_delay": [1.0, None, 3.0], "carrier": ["UA", "AA", None]})
+    key = store.batch_key("b1", "clean.parquet")
+    with store.open_write(key) as fh:
+        frame.to_parquet(fh, index=False)
+    with store.open_read(key) as fh:
+        assert pd.read_parquet(fh).equals(frame)

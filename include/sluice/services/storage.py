@@ -38,7 +38,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, runtime_checkable
 
 from sluice.services.storage_local import (
     STALE_AFTER_SECONDS,
@@ -136,6 +136,19 @@ class StorageBackend(Protocol):
 
     def write_bytes(self, key: str, data: bytes) -> None:
         """Replace ``key`` atomically with ``data``."""
+        ...
+
+    def open_read(self, key: str) -> BinaryIO:
+        """A binary file object reading ``key`` (close it, or use ``with``)."""
+        ...
+
+    def open_write(self, key: str) -> AbstractContextManager[BinaryIO]:
+        """A binary file object whose content replaces ``key`` atomically on a clean exit
+        (nothing changes when the block raises)."""
+        ...
+
+    def size(self, key: str) -> int:
+        """Size of ``key`` in bytes; ``FileNotFoundError`` when it is not there."""
         ...
 
     def put_file(self, local: Path, key: str) -> None:
@@ -267,6 +280,18 @@ class PipelineStore:
     def write_bytes(self, key: str, data: bytes) -> None:
         """Replace ``key`` atomically."""
         self.backend.write_bytes(key, data)
+
+    def open_read(self, key: str) -> BinaryIO:
+        """A binary file object reading ``key``."""
+        return self.backend.open_read(key)
+
+    def open_write(self, key: str) -> AbstractContextManager[BinaryIO]:
+        """A file object whose content replaces ``key`` atomically when the block ends cleanly."""
+        return self.backend.open_write(key)
+
+    def size(self, key: str) -> int:
+        """Size of ``key`` in bytes."""
+        return self.backend.size(key)
 
     def read_json(self, key: str) -> Any:
         """The JSON document at ``key``."""

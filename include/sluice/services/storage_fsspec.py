@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from sluice.services.storage_local import STALE_AFTER_SECONDS, StorageUnavailable
 
@@ -117,6 +117,26 @@ class FsspecBackend:
     def write_bytes(self, key: str, data: bytes) -> None:
         """Put one object (the store replaces it atomically)."""
         self.fs.pipe_file(self._path(key), data)
+
+    def open_read(self, key: str) -> BinaryIO:
+        """A file object reading the object (ranged reads on an object store)."""
+        return self.fs.open(self._path(key), "rb")  # type: ignore[no-any-return]
+
+    @contextlib.contextmanager
+    def open_write(self, key: str) -> Iterator[BinaryIO]:
+        """A local temporary file, uploaded as ``key`` in one put when the block ends cleanly.
+
+        fsspec's own writable files commit on close even when the block raised, which would
+        publish a torn object; a local spool never does.
+        """
+        with tempfile.NamedTemporaryFile(prefix=".sluice-upload-", suffix=".tmp") as fh:
+            yield fh  # type: ignore[misc]
+            fh.flush()
+            self.fs.put_file(fh.name, self._path(key))
+
+    def size(self, key: str) -> int:
+        """Size of the object in bytes."""
+        return int(self.fs.size(self._path(key)))
 
     def put_file(self, local: Path, key: str) -> None:
         """Upload a finished local file, then delete it."""

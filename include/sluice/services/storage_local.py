@@ -16,7 +16,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -190,6 +190,27 @@ class LocalBackend:
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
         tmp.write_bytes(data)
         os.replace(tmp, path)
+
+    def open_read(self, key: str) -> BinaryIO:
+        """The file of ``key``, open for reading."""
+        return self._path(key).open("rb")
+
+    @contextlib.contextmanager
+    def open_write(self, key: str) -> Iterator[BinaryIO]:
+        """A hidden temporary beside ``key``, renamed over it when the block ends cleanly."""
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            with tmp.open("wb") as fh:
+                yield fh
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def size(self, key: str) -> int:
+        """Size of the file in bytes."""
+        return self._path(key).stat().st_size
 
     def put_file(self, local: Path, key: str) -> None:
         """Move a finished local file to ``key`` (a rename when on the same filesystem)."""
