@@ -18,6 +18,7 @@ from sluice.services.storage import PipelineStore, read_json
 from tests.conftest import Project
 from tests.faults.kill import kill_script
 from tests.integration.conftest import build_dags, run_dag
+from tests.storage import local
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -64,7 +65,7 @@ def test_a_deploy_killed_at_any_point_leaves_one_recorded_server_after_the_retry
     loaded = load_spec(spec)
     cfg = loaded.spec.deployment.local
     store = PipelineStore(project.root / "data" / "sluice", "flights_delay")
-    decision = read_json(next((store.base / "runs").glob("*/decision.json")))
+    decision = read_json(next((local(store) / "runs").glob("*/decision.json")))
     run_id = decision["candidate"]["run_id"]
     run = tracking.configure(project.root).get_run(run_id)
     smoke = smoke_rows(decision["holdout"]["path"], run.data.tags["sluice.features"].split(","))

@@ -16,6 +16,7 @@ from sluice.services.storage import PipelineStore, read_json
 from tests.conftest import Project
 from tests.faults.conftest import accepted_batch
 from tests.faults.kill import kill_script, survivors
+from tests.storage import local
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -33,7 +34,7 @@ FEATURES = """
 
 def _tables(store: PipelineStore) -> list[str]:
     """Feature tables a reader can see (committed folders, not temporaries)."""
-    folder = store.base / "features"
+    folder = local(store) / "features"
     return sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) if folder.is_dir() else []
 
 
@@ -53,8 +54,8 @@ def test_a_build_features_killed_between_its_writes_leaves_no_half_table(flights
         tag = kill_script(point, project.root, FEATURES, str(spec))
         assert survivors(tag) == [], f"{point}: the killed driver's Spark JVM must die with it"
         assert _tables(store) == [], f"{point}: a half-written table is invisible"
-        assert len(list((store.base / "features").glob(".tmp-*"))) == len(left) + 1, f"{point}: temporary left"
-        left = list((store.base / "features").glob(".tmp-*"))
+        assert len(list((local(store) / "features").glob(".tmp-*"))) == len(left) + 1, f"{point}: temporary left"
+        left = list((local(store) / "features").glob(".tmp-*"))
     # (A kill after the rename needs no point of its own: the table is committed, and the
     # retry reuses it through the cache, as every second run does.)
 
@@ -63,7 +64,7 @@ def test_a_build_features_killed_between_its_writes_leaves_no_half_table(flights
     assert _tables(store) == [result.key] and result.batches == {batch: store.batch_record(batch)["sha256"]}
     table = pd.read_parquet(result.path)
     meta = read_json(Path(result.path).parent / "meta.json")
-    clean = pd.read_parquet(store.batch_dir(batch) / "clean.parquet")
+    clean = pd.read_parquet(local(store, store.batch_key(batch)) / "clean.parquet")
     # The whole table: every accepted flight with a known arrival delay, once.
     assert len(table) == result.rows == meta["rows"] == int(clean["arr_delay"].notna().sum()) > 0
     assert list(table.columns) == meta["columns"] and "is_delayed" in meta["columns"]
@@ -71,5 +72,5 @@ def test_a_build_features_killed_between_its_writes_leaves_no_half_table(flights
     assert again.cached and (again.key, again.rows) == (result.key, result.rows), "and the next run reuses it"
 
     # The killed writers' temporaries are what the stale-temporary clean-up removes.
-    assert sorted(clean_stale_temporaries(store.base / "features", older_than=0)) == sorted(left)
-    assert list((store.base / "features").glob(".*")) == []
+    assert sorted(clean_stale_temporaries(local(store) / "features", older_than=0)) == sorted(left)
+    assert list((local(store) / "features").glob(".*")) == []

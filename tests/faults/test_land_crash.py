@@ -16,6 +16,7 @@ from sluice.services.storage import PipelineStore
 from tests.conftest import Project
 from tests.faults.kill import kill_script
 from tests.integration.conftest import build_dags, run_dag
+from tests.storage import local
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -33,7 +34,7 @@ LAND = """
 
 def _leftovers(store: PipelineStore) -> list[Path]:
     """Temporaries under the pipeline folder (what a killed writer can leave)."""
-    return sorted(p for p in store.base.rglob(".*") if p.name.startswith((".copy-", ".tmp-")))
+    return sorted(p for p in local(store).rglob(".*") if p.name.startswith((".copy-", ".tmp-")))
 
 
 def test_a_land_killed_between_its_writes_lands_each_file_once_on_retry(flights_project: Project) -> None:
@@ -70,7 +71,7 @@ def test_a_land_killed_between_its_writes_lands_each_file_once_on_retry(flights_
 
     # The killed writers' temporaries are what the stale-temporary clean-up removes.
     left = _leftovers(store)
-    assert sorted(clean_stale_temporaries(store.base, older_than=0)) == left and _leftovers(store) == []
+    assert sorted(clean_stale_temporaries(local(store), older_than=0)) == left and _leftovers(store) == []
 
     # The next ingest run validates and announces every batch: none lost, doubled or stranded.
     state, tasks = run_dag(build_dags(project)["flights_delay__ingest"])

@@ -31,6 +31,7 @@ from sluice.services.storage import PipelineStore, StorageUnavailable, write_jso
 from tests.conftest import Project, free_port, fresh_mlflow_store
 from tests.integration.conftest import run_dag, small_spec
 from tests.smtp_server import MailCatcher, body_text, smtp_conn
+from tests.storage import local
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -299,7 +300,7 @@ class Champion:
         self.client = tracking.configure(project.root)
         v1 = mlflow.register_model(f"runs:/{log_model_run(model)}/model", model)
         self.client.set_registered_model_alias(model, tracking.CHAMPION, str(v1.version))
-        self.deployed = PipelineStore(project.root / "data" / "sluice", model).deploy_dir / "current.json"
+        self.deployed = local(PipelineStore(project.root / "data" / "sluice", model), "deploy") / "current.json"
         write_json_atomic(self.deployed, {"version": str(v1.version), "pid": 0, "port": 0})
         self.deployed_bytes = self.deployed.read_bytes()
         self.decision = {
@@ -417,7 +418,7 @@ def test_storage_read_only_for_one_attempt_the_retry_lands_the_files_once(projec
         land_new_files(inbox, store, "ingest-1")
     measured("storage read-only, one land attempt", time.monotonic() - start)
     assert str(failed.value).startswith(
-        f"[Errno 30] the pipeline's storage {store.base} is not writable (Read-only file system): "
+        f"[Errno 30] the pipeline's storage {local(store)} is not writable (Read-only file system): "
     )
     assert "mount it read-write" in str(failed.value)
     assert sorted(p.name for p in project.landing.glob("*.parquet")) == waiting, "the files wait in landing"

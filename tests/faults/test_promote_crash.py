@@ -16,6 +16,7 @@ from sluice.services.storage import read_json
 from tests.conftest import Project
 from tests.faults.conftest import accepted_batch
 from tests.faults.kill import kill_script
+from tests.storage import local
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -49,8 +50,8 @@ def test_a_promote_killed_between_its_writes_is_finished_once_by_the_retry(fligh
 
     def kill(point: str, run: str) -> str:
         """Kill a promote of ``run``'s decision at ``point``; return the registered version."""
-        kill_script(point, project.root, PROMOTE, str(spec), str(store.run_dir(run) / "decision.json"))
-        run_id = read_json(store.run_dir(run) / "decision.json")["candidate"]["run_id"]
+        kill_script(point, project.root, PROMOTE, str(spec), str(local(store, store.run_key(run)) / "decision.json"))
+        run_id = read_json(local(store, store.run_key(run)) / "decision.json")["candidate"]["run_id"]
         versions = client.search_model_versions(f"name='flights_delay' and run_id='{run_id}'")
         assert len(versions) == 1, f"{point}: registered once, whatever was killed before"
         return str(versions[0].version)
@@ -63,7 +64,7 @@ def test_a_promote_killed_between_its_writes_is_finished_once_by_the_retry(fligh
         """@champion, the version's tags and this run's decision record name the same candidate."""
         found = tracking.champion(client, "flights_delay")
         assert found is not None and str(found.version) == version
-        recorded = read_json(store.run_dir(run) / "decision.json")
+        recorded = read_json(local(store, store.run_key(run)) / "decision.json")
         assert found.run_id == recorded["candidate"]["run_id"] and recorded["verdict"] == "pass"
         assert found.tags[PREVIOUS_TAG] == (previous or "")
         assert promote(loaded, recorded).changed is False, "a further retry changes nothing"

@@ -13,6 +13,7 @@ import pytest
 from sluice.services.storage import PipelineStore
 from tests.conftest import Project
 from tests.faults.kill import kill_script
+from tests.storage import local
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -45,7 +46,9 @@ def test_a_validate_killed_between_its_writes_is_finished_by_the_retry(flights_p
     (batch,) = land_new_files(str(project.landing / "*.parquet"), store, "ingest-1").new
     kill_script(point, project.root, VALIDATE, str(spec))
     assert store.batch_record(batch)["status"] == "landed", "killed before batch.json took the outcome"
-    assert Path(store.batch_dir(batch) / "validation.json").exists() == (point == "validate.report_written")
+    assert Path(local(store, store.batch_key(batch)) / "validation.json").exists() == (
+        point == "validate.report_written"
+    )
 
     # The retry (the next validate of any run) sees it pending and commits it.
     assert pending_batches(store) == [batch]

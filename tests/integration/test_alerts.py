@@ -8,6 +8,7 @@ from sluice.services.storage import PipelineStore
 from tests.conftest import Project, free_port
 from tests.integration.conftest import build_dags, run_dag, small_spec
 from tests.smtp_server import MailCatcher, body_text, smtp_conn
+from tests.storage import local
 
 pytestmark = pytest.mark.integration
 SAMPLE = 3000
@@ -51,7 +52,7 @@ def test_gate_failure_emails_the_numbers_and_smtp_down_changes_nothing(
     assert subject.startswith("[sluice] flights_delay: gate failed, candidate roc_auc 0.")
     assert subject.endswith("; champion v1 kept") and "vs champion v1 0." in subject
     body = body_text(msg)
-    records = [read_json(p) for p in (_store(project).base / "runs").glob("*/decision.json")]
+    records = [read_json(p) for p in (local(_store(project)) / "runs").glob("*/decision.json")]
     (decision,) = [d for d in records if d["verdict"] == "fail"]
     assert f"{decision['candidate']['score']:.4f}" in body
     assert f"{decision['champion']['score']:.4f}" in body
@@ -97,7 +98,7 @@ def test_rejected_batch_emails_the_quarantine_rate_and_report(
     )
     body = body_text(msg)
     (batch_id,) = _store(project).batch_ids()
-    report = _store(project).batch_dir(batch_id) / "validation.json"
+    report = local(_store(project), _store(project).batch_key(batch_id)) / "validation.json"
     assert batch_id in body
     assert "150 (5.00%; max 2.00%)" in body
     assert "quarantine rate 5.00% exceeds max_quarantine_rate 2.00%" in body

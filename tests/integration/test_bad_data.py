@@ -24,6 +24,7 @@ from sluice.services.storage import PipelineStore, read_json
 from sluice.spec.models import Validation
 from sluice.steps.ingest import land_new_files
 from sluice.steps.validate import validate_batch
+from tests.storage import local
 
 pytestmark = pytest.mark.integration
 ROWS = 2000
@@ -192,7 +193,7 @@ def _land_and_validate(landing: Path, store: PipelineStore, name: str, fmt: str)
     result = land_new_files(LocalInbox(landing, f"*.{fmt}", settle_seconds=0), store, f"run-{name}")
     (batch,) = result.new
     validate_batch(store, batch, VALIDATION, fmt, columns=COLUMNS)
-    folder = store.batch_dir(batch)
+    folder = local(store, store.batch_key(batch))
     return Outcome(batch, store.batch_record(batch), read_json(folder / "validation.json"), folder)
 
 
@@ -287,12 +288,12 @@ def test_the_next_good_batch_goes_through_and_training_reads_only_accepted_batch
     expected = {c.name for c in CASES if c.status == "accepted"} | {"half_written", "next_good"}
     assert accepted == {outcomes[n].batch for n in expected}
     # Every accepted batch has the same parquet schema: a reader never has to merge two.
-    schemas = {str(pq.read_schema(store.batch_dir(b) / "clean.parquet")) for b in accepted}
+    schemas = {str(pq.read_schema(local(store, store.batch_key(b)) / "clean.parquet")) for b in accepted}
     assert len(schemas) == 1, schemas
     assert all(store.batch_record(b)["status"] == "accepted" for b in accepted)
     rejected = [o.batch for n, o in outcomes.items() if isinstance(o, Outcome) and o.record["status"] == "rejected"]
     assert len(rejected) == sum(c.status == "rejected" for c in CASES)
-    assert not any((store.batch_dir(b) / "clean.parquet").exists() for b in rejected)
+    assert not any((local(store, store.batch_key(b)) / "clean.parquet").exists() for b in rejected)
 
 
 def test_spark_reads_every_accepted_batch_together(corpus: dict[str, Any]) -> None:
@@ -300,7 +301,7 @@ def test_spark_reads_every_accepted_batch_together(corpus: dict[str, Any]) -> No
     from sluice.services.spark import spark_session
 
     store: PipelineStore = corpus["store"]
-    files = [str(store.batch_dir(r["batch_id"]) / "clean.parquet") for r in store.accepted_batches()]
+    files = [str(local(store, store.batch_key(r["batch_id"])) / "clean.parquet") for r in store.accepted_batches()]
     spark = spark_session("sluice-bad-data", conf={"spark.sql.shuffle.partitions": "2"})
     frame = spark.read.option("mergeSchema", "true").parquet(*files)
     expected = sum(len(pd.read_parquet(f)) for f in files)

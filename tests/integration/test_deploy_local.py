@@ -10,6 +10,7 @@ import pytest
 from sluice.services.storage import PipelineStore, read_json
 from tests.conftest import Project
 from tests.integration.conftest import build_dags, run_dag
+from tests.storage import local
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +32,7 @@ def test_promote_and_deploy_retries_are_no_ops_and_switches_drop_nothing(flights
     assert run_dag(dags["flights_delay__train"])[0] == "success"
     loaded = load_spec(project.dags / "flights_delay.pipeline.yaml")
     store = PipelineStore(project.root / "data" / "sluice", "flights_delay")
-    (decision_file,) = (store.base / "runs").glob("*/decision.json")
+    (decision_file,) = (local(store) / "runs").glob("*/decision.json")
     decision = read_json(decision_file)
 
     # promote retried after success: same version, nothing moves
@@ -40,7 +41,7 @@ def test_promote_and_deploy_retries_are_no_ops_and_switches_drop_nothing(flights
 
     first = current_deployment(store)
     assert first is not None
-    trained = read_json(next((store.base / "runs").glob("*/train.json")))
+    trained = read_json(next((local(store) / "runs").glob("*/train.json")))
     assert trained["mlflow_run_id"] == decision["candidate"]["run_id"]
     run = tracking.configure(project.root).get_run(trained["mlflow_run_id"])
     smoke = smoke_rows(decision["holdout"]["path"], run.data.tags["sluice.features"].split(","))

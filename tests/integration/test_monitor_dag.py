@@ -10,6 +10,7 @@ import pytest
 from sluice.services.storage import PipelineStore, read_json
 from tests.conftest import Project
 from tests.integration.conftest import build_dags, run_dag
+from tests.storage import local
 
 pytestmark = pytest.mark.integration
 SAMPLE = 3000
@@ -107,7 +108,7 @@ def test_a_december_batch_drifts_from_the_january_champion(flights_project: Proj
     # Files under the pipeline storage.
     report = result["report_path"]
     assert report.endswith("report.html") and "dest" in Path(report).read_text()
-    assert read_json(store.monitor_dir(_run_id()) / "drift.json")["drift_share"] == result["drift_share"]
+    assert read_json(local(store, store.monitor_key(_run_id())) / "drift.json")["drift_share"] == result["drift_share"]
     assert store.batch_record(december)["monitored_by"] == _run_id()
 
     # The asset event carries the numbers.

@@ -7,6 +7,7 @@ import pytest
 from sluice.services.storage import PipelineStore, read_json
 from tests.conftest import Project
 from tests.integration.conftest import build_dags, run_dag, small_spec
+from tests.storage import local
 
 pytestmark = pytest.mark.integration
 SAMPLE = 3000
@@ -131,10 +132,10 @@ def test_corrupt_file_and_bad_rows_get_the_outcomes_the_spec_asks_for(flights_pr
     (accepted,) = store.batch_ids()
     record = store.batch_record(accepted)
     assert record["status"] == "accepted" and record["quarantined"] == 30
-    quarantine = pd.read_parquet(store.batch_dir(accepted) / "quarantine.parquet")
+    quarantine = pd.read_parquet(local(store, store.batch_key(accepted)) / "quarantine.parquet")
     assert len(quarantine) == 30 and (quarantine["distance"] < 1).all()
     assert set(quarantine["_sluice_failed_checks"]) == {"between:distance"}
-    assert len(pd.read_parquet(store.batch_dir(accepted) / "clean.parquet")) == SAMPLE - 30
+    assert len(pd.read_parquet(local(store, store.batch_key(accepted)) / "clean.parquet")) == SAMPLE - 30
 
     # 5% bad rows: over the limit, the whole batch is rejected and the run fails.
     drop_month(project.landing, 2, bad_rows=150, sample=SAMPLE)

@@ -11,6 +11,7 @@ import pytest
 from sluice.services.storage import PipelineStore
 from tests.conftest import Project, S3Server
 from tests.integration.conftest import build_dags, run_dag
+from tests.storage import local
 
 pytestmark = pytest.mark.integration
 SAMPLE = 3000
@@ -59,7 +60,7 @@ def test_s3_batch_lands_validates_publishes_and_repeats_add_nothing(
     record = store.batch_record(batch)
     assert record["status"] == "accepted" and record["published"] is True
     assert record["source_uri"] == f"s3://{s3.bucket}/flights/in/{month.name}"
-    assert (store.batch_dir(batch) / "source.parquet").read_bytes() == month.read_bytes()
+    assert (local(store, store.batch_key(batch)) / "source.parquet").read_bytes() == month.read_bytes()
     assert s3.keys("flights/in/") == [
         f"flights/in/_processed/{month.name}",
         "flights/in/notes/readme.parquet",

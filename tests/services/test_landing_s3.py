@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from tests.conftest import S3Server
+from tests.storage import local
 
 from sluice.services.landing import S3Inbox
 from sluice.services.storage import PipelineStore
@@ -32,11 +33,11 @@ def test_lands_archives_and_drops_repeated_content(s3: S3Server, tmp_path: Path)
 
     first = land_new_files(inbox, store, "run1")
     (batch,) = first.new
-    assert (store.batch_dir(batch) / "source.csv").read_bytes() == b"a,b\n1,2\n"
+    assert (local(store, store.batch_key(batch)) / "source.csv").read_bytes() == b"a,b\n1,2\n"
     record = store.batch_record(batch)
     assert record["source_uri"] == "s3://landing/in/jan.csv" and record["size_bytes"] == 8
     assert s3.keys("in/") == ["in/_processed/jan.csv"]
-    assert not list((store.base / ".incoming").iterdir()), "downloads are removed"
+    assert not list((local(store) / ".incoming").iterdir()), "downloads are removed"
 
     # Same content under another name: no new batch, archived all the same.
     _put(s3, "in/jan-again.csv", b"a,b\n1,2\n")

@@ -11,6 +11,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from tests.storage import local
 
 from sluice.cli import main
 from sluice.services.storage import PipelineStore, read_json
@@ -98,7 +99,7 @@ def test_missing_declared_column_rejects_with_the_column_named(tmp_path: Path) -
     out = validate_batch(store, batch, Validation(), "parquet", columns=COLUMNS)
     assert out.status == "rejected"
     assert "declared column 'carrier' is missing" in out.reason
-    report = read_json(store.batch_dir(batch) / "validation.json")
+    report = read_json(local(store, store.batch_key(batch)) / "validation.json")
     assert report["schema"]["missing"] == ["carrier"] and report["schema"]["extra_dropped"] == ["airline"]
 
 
@@ -123,7 +124,7 @@ def test_an_empty_batch_is_rejected_with_a_reason(tmp_path: Path, kind: str) -> 
     fmt = "csv" if kind.endswith("csv") else "parquet"
     out = validate_batch(store, batch, Validation(), fmt, columns=COLUMNS)
     assert out.status == "rejected" and "empty" in out.reason
-    assert not (store.batch_dir(batch) / "clean.parquet").exists()
+    assert not (local(store, store.batch_key(batch)) / "clean.parquet").exists()
 
 
 def test_infer_schema_prints_columns_yaml(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from tests.storage import local
 
 from sluice.services.storage import PipelineStore, atomic_dir, read_json, sha256_file
 from sluice.steps.ingest import PROCESSED, batch_id_for, land_new_files, pending_batches
@@ -49,8 +50,8 @@ def test_land_copies_file_into_batch_folder_with_record(landing, store):
     assert result.new == [batch_id]
     assert result.duplicates == {}
     assert result.archived == ["flights_2013_01.parquet"]
-    folder = store.batch_dir(batch_id)
-    assert folder == store.root / "flights_delay" / "batches" / batch_id
+    folder = local(store, store.batch_key(batch_id))
+    assert folder == local(store).parent / "flights_delay" / "batches" / batch_id
     pd.testing.assert_frame_equal(pd.read_parquet(folder / "source.parquet"), original)
     record = read_json(folder / "batch.json")
     assert record["sha256"] == digest
@@ -134,7 +135,7 @@ def test_only_files_matching_the_glob_are_landed(landing, store):
 
 
 def test_failure_inside_atomic_dir_leaves_no_batch_and_no_tmp(store):
-    final = store.batch_dir("deadbeefdeadbeef")
+    final = local(store, store.batch_key("deadbeefdeadbeef"))
 
     with pytest.raises(RuntimeError, match="disk on fire"), atomic_dir(final) as tmp:
         (tmp / "source.parquet").write_bytes(b"half a file")
@@ -147,7 +148,7 @@ def test_failure_inside_atomic_dir_leaves_no_batch_and_no_tmp(store):
 
 
 def test_atomic_dir_renames_into_place_on_success(store):
-    final = store.batch_dir("cafebabecafebabe")
+    final = local(store, store.batch_key("cafebabecafebabe"))
 
     with atomic_dir(final) as tmp:
         assert tmp != final
@@ -160,7 +161,7 @@ def test_atomic_dir_renames_into_place_on_success(store):
 
 
 def test_atomic_dir_discards_copy_when_final_appeared_meanwhile(store):
-    final = store.batch_dir("0123456789abcdef")
+    final = local(store, store.batch_key("0123456789abcdef"))
 
     with atomic_dir(final) as tmp:
         (tmp / "mine.txt").write_text("second writer")
@@ -189,8 +190,8 @@ def test_pending_batches_lists_landed_not_validated(landing, store):
 
 def test_half_landed_batches_are_invisible(store):
     # A crash mid-copy leaves a .tmp-* folder and maybe a folder without batch.json.
-    (store.base / "batches" / ".tmp-abc-12345678").mkdir(parents=True)
-    (store.base / "batches" / "no_record").mkdir()
+    (local(store) / "batches" / ".tmp-abc-12345678").mkdir(parents=True)
+    (local(store) / "batches" / "no_record").mkdir()
 
     assert store.batch_ids() == []
     assert pending_batches(store) == []

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from tests.storage import local
 
 from sluice.services.landing import NAME_MAX, PROCESSED, REJECTED, InboxFile, LocalInbox, ready_names
 from sluice.services.storage import PipelineStore, read_json
@@ -90,7 +91,7 @@ def test_a_file_still_being_written_is_left_alone_then_landed_whole(landing, sto
     writer.join(10)
     done = land_new_files(LocalInbox(landing, f"*.{fmt}", settle_seconds=2, sleep=lambda _: None), store, "run2")
     (batch,) = done.new
-    landed = store.batch_dir(batch) / f"source.{fmt}"
+    landed = local(store, store.batch_key(batch)) / f"source.{fmt}"
     got = pd.read_csv(landed) if fmt == "csv" else pd.read_parquet(landed)
     assert len(got) == 3000, "every row of the finished file lands"
     assert (landing / PROCESSED / f"jan.{fmt}").read_bytes() == buf.getvalue()
@@ -132,7 +133,7 @@ def test_content_changed_after_hashing_is_never_archived_unread(landing, store, 
     # The new content is still there and lands on the next run, as a new batch.
     second = land_new_files(LocalInbox(landing, "*.parquet"), store, "run2")
     assert len(second.new) == 1 and second.archived == ["a.parquet"]
-    assert len(pd.read_parquet(store.batch_dir(second.new[0]) / "source.parquet")) == 10
+    assert len(pd.read_parquet(local(store, store.batch_key(second.new[0])) / "source.parquet")) == 10
 
 
 def test_temporary_and_hidden_names_are_ignored_and_counted(landing, store, caplog):
@@ -233,7 +234,7 @@ def test_same_name_with_new_content_lands_with_a_warning_and_a_record(landing, s
         result = land_new_files(LocalInbox(landing, "*.parquet"), store, "run2")
 
     (second,) = result.new
-    assert read_json(store.batch_dir(second) / "batch.json")["replaces_name_of"] == [first]
+    assert read_json(local(store, store.batch_key(second)) / "batch.json")["replaces_name_of"] == [first]
     assert result.replaced_names == {second: [first]}
     assert f"daily.parquet was landed before with other content (batch {first})" in caplog.text
     assert "replaces_name_of" not in store.batch_record(first)

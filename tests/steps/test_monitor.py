@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from tests.storage import local
 
 from sluice.spec.models import Drift
 from sluice.steps.monitor import compare, sample, select_columns
@@ -119,7 +120,9 @@ def test_new_batches_are_the_announced_and_never_monitored_ones_minus_the_refere
         "may": {"status": "accepted"},
     }
     for i, (batch_id, record) in enumerate(records.items()):
-        write_json_atomic(store.batch_dir(batch_id) / "batch.json", {"batch_id": batch_id, "landed_at": i, **record})
+        write_json_atomic(
+            local(store, store.batch_key(batch_id)) / "batch.json", {"batch_id": batch_id, "landed_at": i, **record}
+        )
 
     assert batches_to_monitor(store, ["may"], ["jan"]) == ["may", "apr"]
     assert batches_to_monitor(store, ["feb", "mar"], ["jan"]) == ["feb", "apr", "may"], "rejected rows never count"
