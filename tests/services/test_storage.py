@@ -1,5 +1,5 @@
-"""The storage interface's promises, on every backend: the local folder and an fsspec object
-store (``memory://``, the same code path ``s3://`` takes through s3fs)."""
+"""The storage interface's promises, on every backend: the local folder, an fsspec object
+store in memory, and S3 through s3fs against a real S3 server process."""
 
 from __future__ import annotations
 
@@ -11,16 +11,29 @@ from pathlib import Path
 
 import fsspec
 import pytest
+from tests.object_store import ObjectStore, s3_server_process
 
 from sluice.services.storage import PipelineStore, StorageBackend, backend_for, iter_keys
 from sluice.services.storage_fsspec import FsspecBackend
 from sluice.services.storage_local import LocalBackend
 
 
-@pytest.fixture(params=["local", "memory"])
+@pytest.fixture(scope="module")
+def s3_server() -> Iterator[ObjectStore]:
+    with s3_server_process() as server:
+        server.create_bucket("sluice")
+        yield server
+
+
+@pytest.fixture(params=["local", "memory", "s3"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PipelineStore]:
     if request.param == "local":
         yield PipelineStore(tmp_path / "storage", "p")
+        return
+    if request.param == "s3":
+        server = request.getfixturevalue("s3_server")
+        backend = backend_for(f"s3://sluice/{uuid.uuid4().hex[:8]}", "p", options=server.fsspec_options)
+        yield PipelineStore(None, "p", backend=backend)
         return
     root = f"memory://sluice-test-{uuid.uuid4().hex[:8]}"
     yield PipelineStore(root, "p")
@@ -103,10 +116,11 @@ def test_stale_temporaries_of_dead_writers_are_cleaned_and_fresh_ones_kept(store
     store.check_writable()
 
 
-def test_object_store_commits_the_marker_last(tmp_path: Path) -> None:
+@pytest.mark.parametrize("store", ["memory", "s3"], indirect=True)
+def test_object_store_commits_the_marker_last(store: PipelineStore) -> None:
     """Killed after the data objects but before the marker: readers see no batch."""
-    backend = FsspecBackend.for_url(f"memory://sluice-test-{uuid.uuid4().hex[:8]}/p")
-    store = PipelineStore(None, "p", backend=backend)
+    backend = store.backend
+    assert isinstance(backend, FsspecBackend)
     copied: list[str] = []
     real_copy = backend.fs.copy
 
@@ -120,6 +134,7 @@ def test_object_store_commits_the_marker_last(tmp_path: Path) -> None:
     with pytest.raises(KeyboardInterrupt):
         land(store, "b1", 1.0)
     assert copied and copied[0].endswith("batches/b1/source.csv")
+    assert store.exists(store.batch_key("b1", "source.csv"))
     assert store.batch_ids() == []  # the data object exists, the batch does not
     backend.fs.copy = real_copy
     land(store, "b1", 1.0)  # the retry finishes the job

@@ -189,8 +189,23 @@ class StorageBackend(Protocol):
         ...
 
 
-def backend_for(root: str | Path, pipeline: str, project_dir: Path | None = None) -> StorageBackend:
-    """The backend for a ``storage.root``: a local folder (relative to the project) today.
+#: Schemes served by :class:`~sluice.services.storage_fsspec.FsspecBackend`.
+OBJECT_STORE_SCHEMES = ("s3", "memory")
+
+
+def backend_for(
+    root: str | Path, pipeline: str, project_dir: Path | None = None, options: dict[str, Any] | None = None
+) -> StorageBackend:
+    """The backend for a ``storage.root``: a local folder (relative to the project) or an
+    object store URL (``s3://bucket/prefix``).
+
+    Args:
+        root: The spec's ``storage.root``.
+        pipeline: The pipeline, the folder (or prefix) under the root.
+        project_dir: What a relative local root is relative to.
+        options: For an object store, the fsspec filesystem's options (credentials,
+            ``client_kwargs={"endpoint_url": ...}``), which the Airflow layer reads from the
+            spec's connection.
 
     Raises:
         ValueError: For a root with a scheme no backend serves.
@@ -198,11 +213,12 @@ def backend_for(root: str | Path, pipeline: str, project_dir: Path | None = None
     text = str(root)
     if "://" in text:
         scheme = text.split("://", 1)[0]
-        if scheme == "memory":
-            from sluice.services.storage_fsspec import FsspecBackend
+        if scheme not in OBJECT_STORE_SCHEMES:
+            raise ValueError(f"storage.root {text!r}: no storage backend for {scheme}:// (use a local folder or s3://)")
+        from sluice.services.storage_fsspec import FsspecBackend
 
-            return FsspecBackend.for_url(join(text, pipeline))
-        raise ValueError(f"storage.root {text!r}: no storage backend for {scheme}:// (use a local folder)")
+        extra: dict[str, Any] = {"use_listings_cache": False} if scheme == "s3" else {}
+        return FsspecBackend.for_url(join(text, pipeline), **(extra | (options or {})))
     path = Path(text)
     if project_dir is not None and not path.is_absolute():
         path = project_dir / path
@@ -414,14 +430,19 @@ def encode_json(data: Any) -> bytes:
     return json.dumps(data, indent=2, sort_keys=True, default=str).encode()
 
 
-def open_store(loaded: LoadedSpec) -> PipelineStore:
+def open_store(loaded: LoadedSpec, options: dict[str, Any] | None = None) -> PipelineStore:
     """The pipeline's store, from its spec's ``storage`` section.
+
+    Args:
+        loaded: The spec.
+        options: An object store's filesystem options (see :func:`backend_for`).
 
     Raises:
         ValueError: When no backend serves the root (the spec check names it first).
     """
     spec = loaded.spec
-    return PipelineStore(None, spec.pipeline, backend_for(spec.storage.root, spec.pipeline, loaded.project_dir))
+    backend = backend_for(spec.storage.root, spec.pipeline, loaded.project_dir, options)
+    return PipelineStore(None, spec.pipeline, backend)
 
 
 def iter_keys(store: PipelineStore, prefix: str) -> Iterator[str]:
