@@ -79,5 +79,5 @@ def test_tutorial_pipeline_builds_features_and_trains(
     assert features.rows > 1500
     trained = train_candidate(loaded, store, features, "departure_delay__train", "tutorial-run")
     decision = evaluate_candidate(loaded, store, trained, "tutorial-run")
-    assert decision["verdict"] == "pass", decision["reason"]
+    assert decision.verdict == "pass", decision.reason
     shutil.rmtree(root / "data", ignore_errors=True)

@@ -201,6 +201,7 @@ def cmd_deployer(args: argparse.Namespace) -> int:
 
     from sluice.spec.models import KubernetesDeployment
     from sluice.steps.deploy_kubernetes import KubernetesDeployFailed, deploy_kubernetes
+    from sluice.steps.records import encode
 
     cfg = KubernetesDeployment.model_validate_json(args.settings)
 
@@ -219,7 +220,7 @@ def cmd_deployer(args: argparse.Namespace) -> int:
     except KubernetesDeployFailed as exc:
         log(f"FAILED: {exc}")
         return 1
-    log(f"result: {json.dumps(result.to_dict())}")
+    log(f"result: {json.dumps(encode(result))}")
     return 0
 
 

@@ -82,7 +82,7 @@ def test_a_deploy_killed_at_any_point_leaves_one_recorded_server_after_the_retry
     assert "unrecorded model server" in "\n".join(seen.describe())
     # The retry stops the orphan, starts v2, retires v1: one server, one version on the port.
     second = deploy_local(loaded, store, "2", smoke)
-    assert [(s.pid, s.version) for s in servers_on(cfg.host, cfg.port)] == [(second["pid"], "2")]
+    assert [(s.pid, s.version) for s in servers_on(cfg.host, cfg.port)] == [(second.pid, "2")]
     assert _answers(url) == {"2"}
     assert not processes.alive(int(v1["pid"]))
 
@@ -92,7 +92,7 @@ def test_a_deploy_killed_at_any_point_leaves_one_recorded_server_after_the_retry
     assert seen.recorded is not None and seen.recorded["version"] == "3" and seen.answering == "3"
     assert [s.version for s in seen.unrecorded] == ["2"]
     third = deploy_local(loaded, store, "3", smoke)
-    assert third["changed"] is False
+    assert third.changed is False
     assert [s.version for s in servers_on(cfg.host, cfg.port)] == ["3"] and _answers(url) == {"3"}
     assert local_serving(store, cfg.host, cfg.port).healthy
 

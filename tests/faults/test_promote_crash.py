@@ -8,8 +8,6 @@ was the version being rolled out.
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from sluice.services.storage import read_json
@@ -26,7 +24,8 @@ PROMOTE = """
     from pathlib import Path
     from sluice.spec.loader import load_spec
     from sluice.steps.promote import promote
-    promote(load_spec(sys.argv[1]), json.loads(Path(sys.argv[2]).read_text()))
+    from sluice.steps.records import GateDecision, decode
+    promote(load_spec(sys.argv[1]), decode(GateDecision, json.loads(Path(sys.argv[2]).read_text())))
     """
 
 
@@ -35,6 +34,7 @@ def test_a_promote_killed_between_its_writes_is_finished_once_by_the_retry(fligh
     from sluice.steps.evaluate import evaluate_candidate
     from sluice.steps.features import build_features
     from sluice.steps.promote import PREVIOUS_TAG, promote
+    from sluice.steps.records import GateDecision, decode
     from sluice.steps.train import train_candidate
 
     project = flights_project
@@ -42,10 +42,10 @@ def test_a_promote_killed_between_its_writes_is_finished_once_by_the_retry(fligh
     features = build_features(loaded, store)
     client = tracking.configure(project.root)
 
-    def decide(run: str) -> dict[str, Any]:
+    def decide(run: str) -> GateDecision:
         trained = train_candidate(loaded, store, features, "flights_delay__train", run)
         decision = evaluate_candidate(loaded, store, trained, run)
-        assert decision["verdict"] == "pass", decision["reason"]
+        assert decision.verdict == "pass", decision.reason
         return decision
 
     def kill(point: str, run: str) -> str:
@@ -67,7 +67,7 @@ def test_a_promote_killed_between_its_writes_is_finished_once_by_the_retry(fligh
         recorded = read_json(local(store, store.run_key(run)) / "decision.json")
         assert found.run_id == recorded["candidate"]["run_id"] and recorded["verdict"] == "pass"
         assert found.tags[PREVIOUS_TAG] == (previous or "")
-        assert promote(loaded, recorded).changed is False, "a further retry changes nothing"
+        assert promote(loaded, decode(GateDecision, recorded)).changed is False, "a further retry changes nothing"
 
     # The first promotion, killed after registering, then (its retry) after tagging: no alias yet.
     first = decide("run-1")

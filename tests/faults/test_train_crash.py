@@ -31,6 +31,7 @@ TRAIN = """
 def test_a_killed_train_leaves_no_running_mlflow_run_and_the_retry_trains_once(flights_project: Project) -> None:
     from sluice.services import tracking
     from sluice.steps.features import build_features
+    from sluice.steps.records import encode
     from sluice.steps.train import train_candidate
 
     project = flights_project
@@ -38,7 +39,7 @@ def test_a_killed_train_leaves_no_running_mlflow_run_and_the_retry_trains_once(f
     features = build_features(loaded, store)
 
     def crash(point: str, run_id: str) -> None:
-        kill_script(point, project.root, TRAIN, str(spec), json.dumps(features.to_dict()), run_id)
+        kill_script(point, project.root, TRAIN, str(spec), json.dumps(encode(features)), run_id)
 
     client = tracking.configure(project.root)
     experiment = client.get_experiment_by_name("flights_delay")

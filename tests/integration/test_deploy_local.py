@@ -23,6 +23,7 @@ def test_promote_and_deploy_retries_are_no_ops_and_switches_drop_nothing(flights
     from sluice.spec.loader import load_spec
     from sluice.steps.deploy import DeployFailed, current_deployment, deploy_local, http_json
     from sluice.steps.promote import StaleDecision, promote
+    from sluice.steps.records import ChampionScore, GateDecision, ScoredRun, decode, encode
     from sluice.steps.train import smoke_rows
 
     project = flights_project
@@ -36,7 +37,7 @@ def test_promote_and_deploy_retries_are_no_ops_and_switches_drop_nothing(flights
     decision = read_json(decision_file)
 
     # promote retried after success: same version, nothing moves
-    again = promote(loaded, decision)
+    again = promote(loaded, decode(GateDecision, decision))
     assert (again.version, again.changed) == ("1", False)
 
     first = current_deployment(store)
@@ -46,7 +47,7 @@ def test_promote_and_deploy_retries_are_no_ops_and_switches_drop_nothing(flights
     run = tracking.configure(project.root).get_run(trained["mlflow_run_id"])
     smoke = smoke_rows(decision["holdout"]["path"], run.data.tags["sluice.features"].split(","))
     same = deploy_local(loaded, store, "1", smoke)
-    assert same["changed"] is False and same["pid"] == first["pid"]
+    assert same.changed is False and same.pid == first["pid"]
 
     # A second version of the same model, deployed while a client keeps calling the public port.
     client = tracking.configure(project.root)
@@ -76,7 +77,7 @@ def test_promote_and_deploy_retries_are_no_ops_and_switches_drop_nothing(flights
     finally:
         stop.set()
         poller.join()
-    assert second["changed"] is True and second["previous_version"] == "1"
+    assert second.changed is True and second.previous_version == "1"
     assert errors == [], "no request may fail while the server is replaced"
     assert versions == {"1", "2"}
     assert not processes.alive(int(first["pid"])), "the old server stops once the new one is healthy"
@@ -85,14 +86,18 @@ def test_promote_and_deploy_retries_are_no_ops_and_switches_drop_nothing(flights
     # A deploy that cannot become healthy leaves the serving version alone.
     with pytest.raises(DeployFailed):
         deploy_local(loaded, store, "99", smoke)
-    assert current_deployment(store) == {k: v for k, v in second.items() if k not in {"changed", "previous_version"}}
+    assert current_deployment(store) == encode(second.deployment())
     assert http_json(f"{url}/sluice/info")[1]["version"] == "2"
 
     # A decision made against v1 cannot promote once the champion has moved.
     client.set_registered_model_alias("flights_delay", "champion", "2")
-    stale = dict(decision, candidate=dict(decision["candidate"]))
-    stale["champion"] = {"version": "1", "run_id": "x", "score": 0.5}
+    stale = decode(GateDecision, decision).model_copy(
+        update={
+            "champion": ChampionScore(version="1", run_id="x", score=0.5),
+            "candidate": ScoredRun(run_id="not-registered-yet", score=0.9),
+        }
+    )
     with pytest.raises(StaleDecision):
-        promote(loaded, stale | {"candidate": {"run_id": "not-registered-yet", "score": 0.9}})
+        promote(loaded, stale)
     assert str(client.get_model_version_by_alias("flights_delay", "champion").version) == "2"
     assert len(client.search_model_versions("name='flights_delay'")) == 2, "a stale decision registers nothing"

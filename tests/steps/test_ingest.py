@@ -11,6 +11,7 @@ from tests.storage import local
 
 from sluice.services.storage import PipelineStore, atomic_dir, read_json, sha256_file
 from sluice.steps.ingest import PROCESSED, batch_id_for, land_new_files, pending_batches
+from sluice.steps.records import encode
 
 
 @pytest.fixture
@@ -69,7 +70,7 @@ def test_land_copies_file_into_batch_folder_with_record(landing, store):
 def test_land_result_is_json_able(landing, store):
     write_batch(landing, "a.parquet", 1)
     result = land_new_files(str(landing / "*.parquet"), store, "run")
-    as_dict = result.to_dict()
+    as_dict = encode(result)
     assert {"new", "duplicates", "archived", "ignored", "unsettled", "changed", "refused"} <= set(as_dict)
     assert json.loads(json.dumps(as_dict))["new"] == result.new
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sluice.steps.records import Trigger, TriggerDecision
 from sluice.steps.retrain import decide, triggers_of
 
 BATCHES = "sluice://p/batches"
@@ -9,8 +10,16 @@ DRIFT = "sluice://p/drift"
 NOW = 1_000_000.0
 
 
-def previous(batches: list[str], minutes_ago: float, run: str = "earlier") -> dict[str, object]:
-    return {"batches": batches, "decided_at": NOW - minutes_ago * 60, "airflow_run_id": run, "proceed": True}
+def previous(batches: list[str], minutes_ago: float, run: str = "earlier") -> TriggerDecision:
+    return TriggerDecision(
+        proceed=True,
+        triggers=[Trigger.NEW_DATA],
+        reason="started by new_data",
+        batches=batches,
+        champion_version=None,
+        airflow_run_id=run,
+        decided_at=NOW - minutes_ago * 60,
+    )
 
 
 def test_triggers_are_named_from_run_type_and_assets() -> None:

@@ -11,6 +11,7 @@ import pytest
 from sluice.spec.loader import LoadedSpec
 from sluice.spec.models import PipelineSpec, Split
 from sluice.steps.evaluate import GateFailed, enforce_gate
+from sluice.steps.records import GateDecision, decode
 from sluice.steps.train import feature_columns, split_holdout
 
 
@@ -135,8 +136,24 @@ def test_drop_must_not_contain_the_target():
 # --------------------------------------------------------------------------- enforce_gate
 
 
-def decision(verdict: str, reason: str) -> dict[str, Any]:
-    return {"pipeline": "flights_delay", "verdict": verdict, "reason": reason}
+def decision(verdict: str, reason: str) -> GateDecision:
+    return decode(
+        GateDecision,
+        {
+            "pipeline": "flights_delay",
+            "verdict": verdict,
+            "reason": reason,
+            "metric": "roc_auc",
+            "higher_is_better": True,
+            "thresholds": {"min": 0.65, "max": None, "max_regression_vs_champion": 0.0},
+            "candidate": {"run_id": "r1", "score": 0.6},
+            "champion": None,
+            "holdout": {"path": "/tmp/holdout.parquet", "rows": 10, "split": "random 20% holdout (seed 42)"},
+            "checks": [{"name": "floor", "passed": verdict == "pass", "detail": reason}],
+            "airflow_run_id": "manual__1",
+            "decided_at": 0.0,
+        },
+    )
 
 
 def test_gate_fail_raises_with_the_reason():

@@ -9,16 +9,33 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from sluice.plan.task_ids import TaskId
 from sluice.services import faults
 from sluice.services.landing import Inbox, LocalInbox, S3Inbox
 from sluice.services.storage import PipelineStore, open_store
 from sluice.spec.loader import LoadedSpec, load_spec
+from sluice.steps.records import (
+    AssetEvent,
+    BatchAnnouncement,
+    BatchStatus,
+    DriftResult,
+    FeatureResult,
+    GateDecision,
+    PromoteResult,
+    Record,
+    TrainResult,
+    ValidationOutcomes,
+    decode,
+    encode,
+)
 
 log = logging.getLogger(__name__)
+
+R = TypeVar("R", bound=Record)
 
 
 def _open(spec_path: str) -> tuple[LoadedSpec, PipelineStore]:
@@ -26,8 +43,16 @@ def _open(spec_path: str) -> tuple[LoadedSpec, PipelineStore]:
     return loaded, open_store(loaded)
 
 
-def _pull(context: dict[str, Any], task_id: str) -> Any:
-    return context["ti"].xcom_pull(task_ids=task_id)
+def _pull(context: dict[str, Any], task: TaskId, record: type[R]) -> R:
+    """The ``task``'s XCom return value in this run, decoded as ``record``.
+
+    Raises:
+        AirflowFailException: ``task`` left no value (it was skipped or never ran).
+    """
+    value = context["ti"].xcom_pull(task_ids=str(task))
+    if value is None:
+        raise AirflowFailException(f"task {task} left no {record.__name__} in this run")
+    return decode(record, value)
 
 
 def inbox_for(landing: dict[str, Any], settle_seconds: float = 0.0, marker: str | None = None) -> Inbox:
@@ -58,7 +83,7 @@ def land(spec_path: str, landing: dict[str, Any], **context: Any) -> dict[str, A
     for name, batch_id in result.duplicates.items():
         log.info("%s has the content of batch %s, already landed: nothing to do", printable(name), batch_id)
     log.info("landed %d new batch(es): %s", len(result.new), result.new)
-    return result.to_dict()
+    return encode(result)
 
 
 def validate(spec_path: str, **context: Any) -> dict[str, Any]:
@@ -72,8 +97,8 @@ def validate(spec_path: str, **context: Any) -> dict[str, Any]:
     for batch_id in pending_batches(store):
         outcome = validate_batch(store, batch_id, loaded.spec.validation, source.format, columns=source.columns)
         log.info("batch %s: %s (%s) report: %s", batch_id, outcome.status, outcome.reason, outcome.report)
-        outcomes.append(outcome.to_dict())
-    return {"outcomes": outcomes}
+        outcomes.append(outcome)
+    return encode(ValidationOutcomes(outcomes=outcomes))
 
 
 def publish(spec_path: str, asset_uri: str, **context: Any) -> dict[str, Any]:
@@ -91,11 +116,13 @@ def publish(spec_path: str, asset_uri: str, **context: Any) -> dict[str, Any]:
     fresh = [r for r in store.accepted_batches() if not r.get("published")]
     if not fresh:
         raise AirflowSkipException("no newly accepted batch: nothing to announce")
-    extra = {
-        "batches": [r["batch_id"] for r in fresh],
-        "rows": sum(int(r.get("rows", 0)) for r in fresh),
-        "quarantined": sum(int(r.get("quarantined", 0)) for r in fresh),
-    }
+    extra = encode(
+        BatchAnnouncement(
+            batches=[r["batch_id"] for r in fresh],
+            rows=sum(int(r.get("rows", 0)) for r in fresh),
+            quarantined=sum(int(r.get("quarantined", 0)) for r in fresh),
+        )
+    )
     context["outlet_events"][Asset(asset_uri)].extra = extra
     log.info("announcing %s on %s", extra, asset_uri)
     faults.point("publish.event_set")
@@ -105,21 +132,22 @@ def publish(spec_path: str, asset_uri: str, **context: Any) -> dict[str, Any]:
 def confirm_published(spec_path: str, **context: Any) -> dict[str, Any]:
     """Mark the batches ``publish`` announced, now that Airflow has committed its event."""
     _, store = _open(spec_path)
-    announced = _pull(context, "publish")
-    for batch_id in announced["batches"]:
+    announced = _pull(context, TaskId.PUBLISH, BatchAnnouncement)
+    for batch_id in announced.batches:
         store.update_batch_record(batch_id, published=True, published_by_run=context["run_id"])
-    log.info("marked published: %s", announced["batches"])
-    return {"published": announced["batches"]}
+    log.info("marked published: %s", announced.batches)
+    return {"published": announced.batches}
 
 
 def check_batches(spec_path: str, **context: Any) -> dict[str, Any]:
     """Fail the run, naming each rejected batch, its reason and its report."""
-    result = _pull(context, "validate") or {"outcomes": []}
-    rejected = [o for o in result["outcomes"] if o["status"] != "accepted"]
+    found = context["ti"].xcom_pull(task_ids=str(TaskId.VALIDATE))
+    result = decode(ValidationOutcomes, found) if found is not None else ValidationOutcomes()
+    rejected = [o for o in result.outcomes if o.status != BatchStatus.ACCEPTED]
     if rejected:
-        lines = [f"batch {o['batch_id']}: {o['reason']} (report: {o['report']})" for o in rejected]
+        lines = [f"batch {o.batch_id}: {o.reason} (report: {o.report})" for o in rejected]
         raise AirflowFailException(f"{len(rejected)} batch(es) rejected:\n" + "\n".join(lines))
-    return {"checked": len(result["outcomes"])}
+    return {"checked": len(result.outcomes)}
 
 
 def build_features(spec_path: str, **context: Any) -> dict[str, Any]:
@@ -139,42 +167,40 @@ def build_features(spec_path: str, **context: Any) -> dict[str, Any]:
         len(result.batches),
         " (reused)" if result.cached else "",
     )
-    return result.to_dict()
+    return encode(result)
 
 
 def train(spec_path: str, **context: Any) -> dict[str, Any]:
     """Train the candidate and log it to MLflow."""
-    from sluice.steps.features import FeatureResult
     from sluice.steps.train import train_candidate
 
     loaded, store = _open(spec_path)
-    features = FeatureResult(**_pull(context, "build_features"))
+    features = _pull(context, TaskId.BUILD_FEATURES, FeatureResult)
     result = train_candidate(loaded, store, features, context["dag"].dag_id, context["run_id"])
     log.info("candidate run %s (%s)", result.mlflow_run_id, result.split)
-    return result.to_dict()
+    return encode(result)
 
 
 def evaluate(spec_path: str, **context: Any) -> dict[str, Any]:
     """Score candidate and champion on the same holdout; write the decision record."""
     from sluice.steps.evaluate import evaluate_candidate
-    from sluice.steps.train import TrainResult
 
     loaded, store = _open(spec_path)
-    decision = evaluate_candidate(loaded, store, TrainResult(**_pull(context, "train")), context["run_id"])
-    log.info("gate verdict %s: %s", decision["verdict"], decision["reason"])
-    return decision
+    decision = evaluate_candidate(loaded, store, _pull(context, TaskId.TRAIN, TrainResult), context["run_id"])
+    log.info("gate verdict %s: %s", decision.verdict, decision.reason)
+    return encode(decision)
 
 
 def gate(spec_path: str, **context: Any) -> dict[str, Any]:
     """Fail (without retries) when the verdict is not pass."""
     from sluice.steps.evaluate import GateFailed, enforce_gate
 
-    decision = _pull(context, "evaluate")
+    decision = _pull(context, TaskId.EVALUATE, GateDecision)
     try:
         enforce_gate(decision)
     except GateFailed as exc:
         raise AirflowFailException(str(exc)) from None
-    return {"verdict": decision["verdict"]}
+    return {"verdict": str(decision.verdict)}
 
 
 def promote(spec_path: str, **context: Any) -> dict[str, Any]:
@@ -182,9 +208,9 @@ def promote(spec_path: str, **context: Any) -> dict[str, Any]:
     from sluice.steps.promote import promote as run
 
     loaded, _ = _open(spec_path)
-    result = run(loaded, _pull(context, "evaluate"))
+    result = run(loaded, _pull(context, TaskId.EVALUATE, GateDecision))
     log.info("champion: v%s (was v%s)%s", result.version, result.previous, "" if result.changed else " unchanged")
-    return result.to_dict()
+    return encode(result)
 
 
 def deploy(spec_path: str, **context: Any) -> dict[str, Any]:
@@ -193,20 +219,20 @@ def deploy(spec_path: str, **context: Any) -> dict[str, Any]:
     from sluice.steps.train import smoke_rows
 
     loaded, store = _open(spec_path)
-    promoted = _pull(context, "promote")
-    trained = _pull(context, "train")
-    state = deploy_local(loaded, store, promoted["version"], smoke_rows(trained["holdout_path"], trained["features"]))
-    log.info("serving v%s at %s (%s)", state["version"], state["url"], "new" if state["changed"] else "unchanged")
-    return state
+    promoted = _pull(context, TaskId.PROMOTE, PromoteResult)
+    trained = _pull(context, TaskId.TRAIN, TrainResult)
+    state = deploy_local(loaded, store, promoted.version, smoke_rows(trained.holdout_path, trained.features))
+    log.info("serving v%s at %s (%s)", state.version, state.url, "new" if state.changed else "unchanged")
+    return encode(state)
 
 
-def _triggering_events(context: dict[str, Any]) -> list[dict[str, Any]]:
-    """Asset events that started this run: ``[{"uri": ..., "extra": {...}}]``."""
+def _triggering_events(context: dict[str, Any]) -> list[AssetEvent]:
+    """Asset events that started this run."""
     found = []
     for asset, events in (context.get("triggering_asset_events") or {}).items():
         uri = getattr(asset, "uri", str(asset))
         for event in events:
-            found.append({"uri": uri, "extra": dict(getattr(event, "extra", None) or {})})
+            found.append(AssetEvent(uri=uri, extra=dict(getattr(event, "extra", None) or {})))
     return found
 
 
@@ -220,15 +246,15 @@ def check_trigger(spec_path: str, **context: Any) -> dict[str, Any]:
     name = loaded.spec.pipeline
     events = _triggering_events(context)
     run_type = str(getattr(context["dag_run"], "run_type", "manual")).lower().rsplit(".", 1)[-1]
-    triggers = triggers_of(run_type, [e["uri"] for e in events], batches_asset(name), drift_asset(name))
+    triggers = triggers_of(run_type, [e.uri for e in events], batches_asset(name), drift_asset(name))
     decision = decide(loaded, store, triggers, events, context["run_id"])
     for event in events:
-        log.info("started by asset event %s %s", event["uri"], event["extra"])
+        log.info("started by asset event %s %s", event.uri, event.extra)
     if not decision.proceed:
         log.info("retrain skipped: %s", decision.reason)
         raise AirflowSkipException(f"retrain skipped: {decision.reason}")
     log.info("retraining: %s", decision.reason)
-    return decision.to_dict()
+    return encode(decision)
 
 
 def compute_drift(spec_path: str, **context: Any) -> dict[str, Any]:
@@ -236,31 +262,31 @@ def compute_drift(spec_path: str, **context: Any) -> dict[str, Any]:
     from sluice.steps.monitor import monitor_batches
 
     loaded, store = _open(spec_path)
-    announced = [b for e in _triggering_events(context) for b in e["extra"].get("batches", [])]
+    announced = [b for e in _triggering_events(context) for b in e.extra.get("batches", [])]
     result = monitor_batches(loaded, store, announced, context["dag"].dag_id, context["run_id"])
     log.info("%s: %s", result.status, result.summary())
     for c in result.columns:
         log.info(
             "  %-20s %-32s score %.4f threshold %s%s",
-            c["column"],
-            c["method"],
-            c["score"],
-            c["threshold"],
-            "  DRIFT" if c["drifted"] else "",
+            c.column,
+            c.method,
+            c.score,
+            c.threshold,
+            "  DRIFT" if c.drifted else "",
         )
-    return result.to_dict()
+    return encode(result)
 
 
-def _drift_extra(result: dict[str, Any]) -> dict[str, Any]:
+def _drift_extra(result: DriftResult) -> dict[str, Any]:
     return {
-        "drift_share": result["drift_share"],
-        "threshold": result["threshold"],
-        "drifted_columns": [c["column"] for c in result["columns"] if c["drifted"]],
-        "columns": {c["column"]: {"method": c["method"], "score": c["score"]} for c in result["columns"]},
-        "batches": result["batches"],
-        "champion_version": result["champion_version"],
-        "report_path": result["report_path"],
-        "mlflow_run_id": result["mlflow_run_id"],
+        "drift_share": result.drift_share,
+        "threshold": result.threshold,
+        "drifted_columns": [c.column for c in result.drifted_columns()],
+        "columns": {c.column: {"method": c.method, "score": c.score} for c in result.columns},
+        "batches": result.batches,
+        "champion_version": result.champion_version,
+        "report_path": result.report_path,
+        "mlflow_run_id": result.mlflow_run_id,
     }
 
 
@@ -268,9 +294,9 @@ def publish_drift(spec_path: str, asset_uri: str, **context: Any) -> dict[str, A
     """Emit the drift asset event, carrying the numbers; skip when the batch did not drift."""
     from airflow.sdk import Asset
 
-    result = _pull(context, "compute_drift")
-    if not result["drift_detected"]:
-        raise AirflowSkipException(f"no drift: {result.get('reason') or result['status']}")
+    result = _pull(context, TaskId.COMPUTE_DRIFT, DriftResult)
+    if not result.drift_detected:
+        raise AirflowSkipException(f"no drift: {result.reason or result.status}")
     extra = _drift_extra(result)
     context["outlet_events"][Asset(asset_uri)].extra = extra
     log.info("announcing drift on %s: %s", asset_uri, extra)
@@ -279,9 +305,7 @@ def publish_drift(spec_path: str, asset_uri: str, **context: Any) -> dict[str, A
 
 def check_drift(spec_path: str, **context: Any) -> dict[str, Any]:
     """Fail (without retries) when the batch drifted beyond the spec's threshold, with the numbers."""
-    from sluice.steps.monitor import DriftResult
-
-    result = DriftResult(**_pull(context, "compute_drift"))
+    result = _pull(context, TaskId.COMPUTE_DRIFT, DriftResult)
     if result.drift_detected:
         raise AirflowFailException(f"data drift in {context['dag'].dag_id.rsplit('__', 1)[0]}: {result.summary()}")
     return {"drift_detected": False, "drift_share": result.drift_share}

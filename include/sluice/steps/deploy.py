@@ -7,11 +7,13 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sluice.services import faults, processes
 from sluice.services.storage import PipelineStore, read_json, write_json_atomic
 from sluice.spec.loader import LoadedSpec
+from sluice.steps.records import LocalDeployment, LocalDeployResult, SmokeCheck, decode, encode
 
 
 class DeployFailed(RuntimeError):
@@ -34,9 +36,15 @@ def http_json(url: str, payload: Any = None, timeout: float = 10.0) -> tuple[int
 
 
 def current_deployment(store: PipelineStore) -> dict[str, Any] | None:
-    """The record of what is served now, or None."""
+    """The record of what is served now as JSON (``deploy/current.json``), or None."""
     path = store.deploy_dir / "current.json"
     return dict(read_json(path)) if path.exists() else None
+
+
+def recorded_deployment(store: PipelineStore) -> LocalDeployment | None:
+    """The record of what is served now, typed, or None."""
+    found = current_deployment(store)
+    return decode(LocalDeployment, found) if found is not None else None
 
 
 @dataclass(frozen=True)
@@ -97,19 +105,19 @@ def reconcile_local(host: str, port: int, keep: set[int], log: Any = None) -> li
     return stopped
 
 
-def _answering_version(state: dict[str, Any]) -> str | None:
+def _answering_version(state: LocalDeployment) -> str | None:
     """The version the recorded process says it serves (on its private port), or None."""
-    if not processes.alive(int(state["pid"])):
+    if not processes.alive(state.pid):
         return None
     try:
-        status, body = http_json(f"http://{state['host']}:{state['admin_port']}/sluice/info", timeout=3)
+        status, body = http_json(f"http://{state.host}:{state.admin_port}/sluice/info", timeout=3)
     except OSError:
         return None
     return str(body.get("version")) if status == 200 and isinstance(body, dict) else None
 
 
-def _healthy(state: dict[str, Any]) -> bool:
-    return _answering_version(state) == str(state["version"])
+def _healthy(state: LocalDeployment) -> bool:
+    return _answering_version(state) == state.version
 
 
 @dataclass(frozen=True)
@@ -161,15 +169,16 @@ class LocalServing:
 
 def local_serving(store: PipelineStore, host: str, port: int) -> LocalServing:
     """Check what the local target really serves on ``host:port`` (nothing is changed)."""
-    recorded = current_deployment(store)
+    recorded = recorded_deployment(store)
     answering = _answering_version(recorded) if recorded else None
-    owned = {int(recorded["pid"])} if recorded else set()
-    return LocalServing(recorded, answering, [s for s in servers_on(host, port) if s.pid not in owned])
+    owned = {recorded.pid} if recorded else set()
+    found = [s for s in servers_on(host, port) if s.pid not in owned]
+    return LocalServing(encode(recorded) if recorded else None, answering, found)
 
 
 def deploy_local(
     loaded: LoadedSpec, store: PipelineStore, version: str, smoke_rows: list[dict[str, Any]]
-) -> dict[str, Any]:
+) -> LocalDeployResult:
     """Start a server for ``models:/<pipeline>/<version>``, check it, then retire the old one.
 
     Order matters: the new process binds the shared port, passes a health check and a smoke
@@ -186,34 +195,36 @@ def deploy_local(
     Returns:
         The deployment record, with ``changed`` and ``previous_version``.
     """
-    from sluice.services.tracking import tracking_uri
-
     cfg = loaded.spec.deployment.local
-    name = loaded.spec.pipeline
-    old = current_deployment(store)
-    old_alive = bool(old) and processes.alive(int(old["pid"]))  # type: ignore[index]
+    version = str(version)
+    old = recorded_deployment(store)
+    old_alive = old is not None and processes.alive(old.pid)
     # A deploy killed after it started a server left it on the port with no record: stop it
     # (and any other stray) before anything else, keeping only what the record says serves.
-    reconcile_local(cfg.host, cfg.port, keep={int(old["pid"])} if old and old_alive else set())
-    if old and str(old["version"]) == str(version) and _healthy(old):
-        return old | {"changed": False, "previous_version": old["version"]}
+    reconcile_local(cfg.host, cfg.port, keep={old.pid} if old and old_alive else set())
+    if old and old.version == version and _healthy(old):
+        return LocalDeployResult(**dict(old), changed=False, previous_version=old.version)
 
     store.deploy_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S")
-    ready = store.deploy_dir / f"server-v{version}-{stamp}.ready"
-    log = store.deploy_dir / f"server-v{version}-{stamp}.log"
-    model_uri = f"models:/{name}/{version}"
-    uri = tracking_uri(loaded.project_dir)
-    # The registry is the tracking store (as in tracking.configure); a registry URI inherited
-    # from elsewhere would make the server look for the model in another store.
-    env = dict(os.environ, MLFLOW_TRACKING_URI=uri, MLFLOW_REGISTRY_URI=uri)
-    cmd = [
+    state = _start_checked_server(loaded, store, version, stamp, smoke_rows)
+    write_json_atomic(store.deploy_dir / "current.json", encode(state))
+    write_json_atomic(store.deploy_dir / "history" / f"{stamp}-v{version}.json", encode(state))
+    faults.point("deploy.recorded")
+    # Retire the old server and anything else on the port: only the recorded one remains.
+    reconcile_local(cfg.host, cfg.port, keep={state.pid})
+    return LocalDeployResult(**dict(state), changed=True, previous_version=old.version if old else None)
+
+
+def _server_command(loaded: LoadedSpec, version: str, ready: Path) -> list[str]:
+    cfg = loaded.spec.deployment.local
+    return [
         sys.executable,
         "-m",
         "sluice.cli",
         "serve",
         "--model-uri",
-        model_uri,
+        f"models:/{loaded.spec.pipeline}/{version}",
         "--host",
         cfg.host,
         "--port",
@@ -221,11 +232,26 @@ def deploy_local(
         "--ready-file",
         str(ready),
         "--pipeline",
-        name,
+        loaded.spec.pipeline,
         "--version",
-        str(version),
+        version,
     ]
-    proc = processes.start(cmd, log, env=env, cwd=loaded.project_dir)
+
+
+def _start_checked_server(
+    loaded: LoadedSpec, store: PipelineStore, version: str, stamp: str, smoke_rows: list[dict[str, Any]]
+) -> LocalDeployment:
+    """Start the new server and wait for its health and smoke checks; stop it if they fail."""
+    from sluice.services.tracking import tracking_uri
+
+    cfg = loaded.spec.deployment.local
+    ready = store.deploy_dir / f"server-v{version}-{stamp}.ready"
+    log = store.deploy_dir / f"server-v{version}-{stamp}.log"
+    uri = tracking_uri(loaded.project_dir)
+    # The registry is the tracking store (as in tracking.configure); a registry URI inherited
+    # from elsewhere would make the server look for the model in another store.
+    env = dict(os.environ, MLFLOW_TRACKING_URI=uri, MLFLOW_REGISTRY_URI=uri)
+    proc = processes.start(_server_command(loaded, version, ready), log, env=env, cwd=loaded.project_dir)
     faults.point("deploy.server_started")
     try:
         admin_port = _wait_ready(proc.pid, cfg.host, ready, cfg.health_timeout_seconds, log)
@@ -237,25 +263,19 @@ def deploy_local(
         processes.stop_group(proc.pid)
         raise
     faults.point("deploy.server_ready")
-    state = {
-        "pipeline": name,
-        "version": str(version),
-        "model_uri": model_uri,
-        "pid": proc.pid,
-        "host": cfg.host,
-        "port": cfg.port,
-        "admin_port": admin_port,
-        "url": f"http://{cfg.host}:{cfg.port}/invocations",
-        "log": str(log),
-        "started_at": time.time(),
-        "smoke": {"rows": len(smoke_rows), "predictions": body["predictions"][:5]},
-    }
-    write_json_atomic(store.deploy_dir / "current.json", state)
-    write_json_atomic(store.deploy_dir / "history" / f"{stamp}-v{version}.json", state)
-    faults.point("deploy.recorded")
-    # Retire the old server and anything else on the port: only the recorded one remains.
-    reconcile_local(cfg.host, cfg.port, keep={proc.pid})
-    return state | {"changed": True, "previous_version": old["version"] if old else None}
+    return LocalDeployment(
+        pipeline=loaded.spec.pipeline,
+        version=version,
+        model_uri=f"models:/{loaded.spec.pipeline}/{version}",
+        pid=proc.pid,
+        host=cfg.host,
+        port=cfg.port,
+        admin_port=admin_port,
+        url=f"http://{cfg.host}:{cfg.port}/invocations",
+        log=str(log),
+        started_at=time.time(),
+        smoke=SmokeCheck(rows=len(smoke_rows), predictions=body["predictions"][:5]),
+    )
 
 
 def _wait_ready(pid: int, host: str, ready_file: Any, timeout: float, log: Any) -> int:
@@ -287,9 +307,9 @@ def stop_local(store: PipelineStore, host: str | None = None, port: int | None =
     Returns:
         The servers stopped (empty when none ran).
     """
-    state = current_deployment(store)
-    host = host or (str(state["host"]) if state else None)
-    port = port or (int(state["port"]) if state else None)
+    state = recorded_deployment(store)
+    host = host or (state.host if state else None)
+    port = port or (state.port if state else None)
     if host is None or port is None:
         return []
     return reconcile_local(host, port, keep=set())

@@ -19,10 +19,10 @@ the cluster serves.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from sluice.services import kubernetes as k8s
+from sluice.steps.records import KubernetesDeployResult as KubernetesDeployResult
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -32,29 +32,6 @@ if TYPE_CHECKING:
 
 class KubernetesDeployFailed(RuntimeError):
     """The rollout failed; the previous version was restored (see the message)."""
-
-
-@dataclass
-class KubernetesDeployResult:
-    """Outcome of a successful deploy.
-
-    Attributes:
-        version: Model version the Deployment serves now.
-        previous_version: Version it served before (None on the first deploy).
-        changed: False when the version was already rolled out (nothing was written).
-        deployment: ``namespace/name`` of the Deployment.
-        service: In-cluster URL of the model server.
-    """
-
-    version: str
-    previous_version: str | None
-    changed: bool
-    deployment: str
-    service: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form."""
-        return asdict(self)
 
 
 def _set_champion(pipeline: str, tracking_uri: str, want: str | None, only_if: set[str | None], log: Any) -> str | None:
@@ -126,16 +103,42 @@ def deploy_kubernetes(
             f"cannot read deployment {where} ({exc!r}); nothing was changed; {_alias_note(now)}"
         ) from exc
     served = k8s.served_version(live)
-
-    if live is not None and served == version and k8s.rollout_state(live).done:
+    changed = not (live is not None and served == version and k8s.rollout_state(live).done)
+    if not changed:
         if k8s.read(api, "Service", ns, name) is None:
             k8s.apply(api, k8s.service_manifest(pipeline, cfg))
             log(f"service {where} was missing: re-created")
         log(f"deployment {where} already serves v{version}, rolled out: nothing to do")
         _set_champion(pipeline, cfg.mlflow_tracking_uri, version, {previous_champion, served}, log)
-        return KubernetesDeployResult(version, served, False, where, url)
+    else:
+        log(f"deploying models:/{pipeline}/{version} to {where} (serving now: v{served})")
+        _roll_out(api, pipeline, cfg, version, previous_champion, run_id, live, poll_seconds, log)
+        # After a rollback and a successful retry, the alias the rollback restored moves forward again.
+        _set_champion(pipeline, cfg.mlflow_tracking_uri, version, {previous_champion, served, None}, log)
+        log(f"deployment {where} serves v{version} ({url})")
+    return KubernetesDeployResult(
+        version=version, previous_version=served, changed=changed, deployment=where, service=url
+    )
 
-    log(f"deploying models:/{pipeline}/{version} to {where} (serving now: v{served})")
+
+def _roll_out(
+    api: ApiClient,
+    pipeline: str,
+    cfg: KubernetesDeployment,
+    version: str,
+    previous_champion: str | None,
+    run_id: str,
+    live: dict[str, Any] | None,
+    poll_seconds: float,
+    log: Callable[[str], None],
+) -> None:
+    """Apply Service and Deployment and wait; on failure restore what served before and raise.
+
+    Raises:
+        KubernetesDeployFailed: the rollout failed; the previous version was restored.
+    """
+    name, ns = k8s.object_name(pipeline), cfg.namespace
+    where = f"{ns}/{name}"
     try:
         k8s.apply(api, k8s.service_manifest(pipeline, cfg))
         k8s.apply(api, k8s.deployment_manifest(pipeline, cfg, version, run_id))
@@ -149,15 +152,11 @@ def deploy_kubernetes(
             restored = _roll_back(api, cfg, ns, name, live, poll_seconds, log)
         except Exception as again:
             restored = f"the rollback failed too ({again!r}): check {where} by hand"
-        back_to = previous_champion if previous_champion else served
+        back_to = previous_champion if previous_champion else k8s.served_version(live)
         now = _set_champion(pipeline, cfg.mlflow_tracking_uri, back_to, {version}, log)
         raise KubernetesDeployFailed(
             f"rollout of models:/{pipeline}/{version} to {where} failed ({reason}); {restored}; {_alias_note(now)}"
         ) from None
-    # After a rollback and a successful retry, the alias the rollback restored moves forward again.
-    _set_champion(pipeline, cfg.mlflow_tracking_uri, version, {previous_champion, served, None}, log)
-    log(f"deployment {where} serves v{version} ({url})")
-    return KubernetesDeployResult(version, served, True, where, url)
 
 
 def _alias_note(now: str | None) -> str:

@@ -3,25 +3,27 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from sluice.services.storage import PipelineStore, read_json, write_json_atomic
 from sluice.spec.loader import LoadedSpec
-from sluice.steps.train import TrainResult, prepare, quiet_skops_module_scan, read_holdout
+from sluice.steps.records import (
+    ChampionScore,
+    GateDecision,
+    GateThresholds,
+    GateVerdict,
+    HoldoutInfo,
+    ScoredRun,
+    TrainResult,
+    decode,
+    encode,
+)
+from sluice.steps.records import Check as Check
+from sluice.steps.train import prepare, quiet_skops_module_scan, read_holdout
 
 
 class GateFailed(RuntimeError):
     """The candidate did not pass the gate; the champion stays."""
-
-
-@dataclass
-class Check:
-    """One condition of the gate."""
-
-    name: str
-    passed: bool
-    detail: str
 
 
 def _champion_columns(model: Any) -> list[str]:
@@ -31,7 +33,7 @@ def _champion_columns(model: Any) -> list[str]:
 
 def evaluate_candidate(
     loaded: LoadedSpec, store: PipelineStore, trained: TrainResult, airflow_run_id: str
-) -> dict[str, Any]:
+) -> GateDecision:
     """Score the candidate and the current champion on the candidate's holdout; decide.
 
     With no champion yet, only the absolute floor applies. A champion that cannot be
@@ -41,7 +43,6 @@ def evaluate_candidate(
     Returns:
         The decision record (also written to the run folder and the MLflow run).
     """
-    import mlflow
     import mlflow.sklearn
 
     from sluice.services import tracking
@@ -50,88 +51,112 @@ def evaluate_candidate(
     spec = loaded.spec
     record_path = store.run_dir(airflow_run_id) / "decision.json"
     if record_path.exists():
-        existing = read_json(record_path)
-        if existing["candidate"]["run_id"] == trained.mlflow_run_id:
-            return dict(existing)
+        existing = decode(GateDecision, read_json(record_path))
+        if existing.candidate.run_id == trained.mlflow_run_id:
+            return existing
     client = tracking.configure(loaded.project_dir)
     metric = spec.evaluation.metric
     gate = spec.evaluation.gate
-    higher = higher_is_better(metric)
-    target = spec.training.target
     holdout = read_holdout(trained.holdout_path)
-    y = holdout[target].to_numpy()
+    y = holdout[spec.training.target].to_numpy()
 
     with quiet_skops_module_scan():
         candidate = mlflow.sklearn.load_model(f"runs:/{trained.mlflow_run_id}/model")
     cand_score = score(candidate, prepare(holdout, _champion_columns(candidate) or trained.features), y, metric)
-
-    champ = tracking.champion(client, spec.pipeline)
-    champion_info: dict[str, Any] | None = None
-    checks: list[Check] = []
-    if gate.min is not None:
-        checks.append(Check("floor", cand_score >= gate.min, f"candidate {metric} {cand_score:.4f} >= min {gate.min}"))
-    if gate.max is not None:
-        checks.append(
-            Check("ceiling", cand_score <= gate.max, f"candidate {metric} {cand_score:.4f} <= max {gate.max}")
-        )
-    if champ is None:
-        checks.append(
-            Check("champion", True, "no champion yet: the first model that passes the floor becomes champion")
-        )
-    else:
-        with quiet_skops_module_scan():
-            champ_model = mlflow.sklearn.load_model(f"models:/{spec.pipeline}/{champ.version}")
-        columns = _champion_columns(champ_model)
-        missing = [c for c in columns if c not in holdout.columns]
-        champion_info = {"version": str(champ.version), "run_id": champ.run_id, "score": None}
-        if missing:
-            checks.append(
-                Check(
-                    "champion",
-                    False,
-                    f"champion v{champ.version} cannot be scored on this holdout: missing columns {missing}",
-                )
-            )
-        else:
-            champ_score = score(champ_model, prepare(holdout, columns), y, metric)
-            champion_info["score"] = champ_score
-            allowed = gate.max_regression_vs_champion
-            if higher:
-                ok = cand_score >= champ_score - allowed
-                detail = f"candidate {cand_score:.4f} >= champion {champ_score:.4f} - {allowed}"
-            else:
-                ok = cand_score <= champ_score + allowed
-                detail = f"candidate {cand_score:.4f} <= champion {champ_score:.4f} + {allowed}"
-            checks.append(Check("vs_champion", ok, detail))
+    checks = _bound_checks(cand_score, metric, gate.min, gate.max)
+    champion, check = _versus_champion(loaded, tracking.champion(client, spec.pipeline), holdout, y, cand_score)
+    checks.append(check)
     failed = [c for c in checks if not c.passed]
-    verdict = "fail" if failed else "pass"
-    reason = "; ".join(("FAILED " if not c.passed else "") + c.detail for c in (failed or checks))
-    record: dict[str, Any] = {
-        "pipeline": spec.pipeline,
-        "verdict": verdict,
-        "reason": reason,
-        "metric": metric,
-        "higher_is_better": higher,
-        "thresholds": {"min": gate.min, "max": gate.max, "max_regression_vs_champion": gate.max_regression_vs_champion},
-        "candidate": {"run_id": trained.mlflow_run_id, "score": cand_score},
-        "champion": champion_info,
-        "holdout": {"path": trained.holdout_path, "rows": len(holdout), "split": trained.split},
-        "checks": [c.__dict__ for c in checks],
-        "airflow_run_id": airflow_run_id,
-        "decided_at": time.time(),
-    }
-    with mlflow.start_run(run_id=trained.mlflow_run_id):
-        mlflow.log_metric(f"gate_candidate_{metric}", cand_score)
-        if champion_info and champion_info["score"] is not None:
-            mlflow.log_metric(f"gate_champion_{metric}", champion_info["score"])
-        mlflow.set_tag("sluice.gate.verdict", verdict)
-        mlflow.set_tag("sluice.gate.reason", reason[:5000])
-        mlflow.log_dict(record, "gate/decision.json")
-    write_json_atomic(record_path, record)
-    return record
+    decision = GateDecision(
+        pipeline=spec.pipeline,
+        verdict=GateVerdict.FAIL if failed else GateVerdict.PASS,
+        reason="; ".join(("FAILED " if not c.passed else "") + c.detail for c in (failed or checks)),
+        metric=metric,
+        higher_is_better=higher_is_better(metric),
+        thresholds=GateThresholds(
+            min=gate.min, max=gate.max, max_regression_vs_champion=gate.max_regression_vs_champion
+        ),
+        candidate=ScoredRun(run_id=trained.mlflow_run_id, score=cand_score),
+        champion=champion,
+        holdout=HoldoutInfo(path=trained.holdout_path, rows=len(holdout), split=trained.split),
+        checks=checks,
+        airflow_run_id=airflow_run_id,
+        decided_at=time.time(),
+    )
+    _log_decision(decision, trained.mlflow_run_id)
+    write_json_atomic(record_path, encode(decision))
+    return decision
 
 
-def enforce_gate(decision: dict[str, Any]) -> None:
+def _bound_checks(cand_score: float, metric: str, floor: float | None, ceiling: float | None) -> list[Check]:
+    """The absolute bounds of the gate (``gate.min``, ``gate.max``) that the spec sets."""
+    checks = []
+    if floor is not None:
+        checks.append(
+            Check(
+                name="floor", passed=cand_score >= floor, detail=f"candidate {metric} {cand_score:.4f} >= min {floor}"
+            )
+        )
+    if ceiling is not None:
+        checks.append(
+            Check(
+                name="ceiling",
+                passed=cand_score <= ceiling,
+                detail=f"candidate {metric} {cand_score:.4f} <= max {ceiling}",
+            )
+        )
+    return checks
+
+
+def _versus_champion(
+    loaded: LoadedSpec, champ: Any, holdout: Any, y: Any, cand_score: float
+) -> tuple[ChampionScore | None, Check]:
+    """Score the champion on the candidate's holdout and compare (a champion that cannot be scored fails)."""
+    import mlflow.sklearn
+
+    from sluice.steps.metrics import higher_is_better, score
+
+    if champ is None:
+        detail = "no champion yet: the first model that passes the floor becomes champion"
+        return None, Check(name="champion", passed=True, detail=detail)
+    spec = loaded.spec
+    metric = spec.evaluation.metric
+    with quiet_skops_module_scan():
+        champ_model = mlflow.sklearn.load_model(f"models:/{spec.pipeline}/{champ.version}")
+    columns = _champion_columns(champ_model)
+    missing = [c for c in columns if c not in holdout.columns]
+    if missing:
+        detail = f"champion v{champ.version} cannot be scored on this holdout: missing columns {missing}"
+        return ChampionScore(version=str(champ.version), run_id=champ.run_id), Check(
+            name="champion", passed=False, detail=detail
+        )
+    champ_score = score(champ_model, prepare(holdout, columns), y, metric)
+    allowed = spec.evaluation.gate.max_regression_vs_champion
+    if higher_is_better(metric):
+        ok = cand_score >= champ_score - allowed
+        detail = f"candidate {cand_score:.4f} >= champion {champ_score:.4f} - {allowed}"
+    else:
+        ok = cand_score <= champ_score + allowed
+        detail = f"candidate {cand_score:.4f} <= champion {champ_score:.4f} + {allowed}"
+    champion = ChampionScore(version=str(champ.version), run_id=champ.run_id, score=champ_score)
+    return champion, Check(name="vs_champion", passed=ok, detail=detail)
+
+
+def _log_decision(decision: GateDecision, run_id: str) -> None:
+    """The gate's numbers, verdict and record on the candidate's MLflow run."""
+    import mlflow
+
+    metric = decision.metric
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_metric(f"gate_candidate_{metric}", decision.candidate.score)
+        if decision.champion and decision.champion.score is not None:
+            mlflow.log_metric(f"gate_champion_{metric}", decision.champion.score)
+        mlflow.set_tag("sluice.gate.verdict", str(decision.verdict))
+        mlflow.set_tag("sluice.gate.reason", decision.reason[:5000])
+        mlflow.log_dict(encode(decision), "gate/decision.json")
+
+
+def enforce_gate(decision: GateDecision) -> None:
     """Raise :class:`GateFailed` with the numbers when the verdict is ``fail``."""
-    if decision["verdict"] != "pass":
-        raise GateFailed(f"gate failed for {decision['pipeline']}: {decision['reason']}; champion kept")
+    if decision.verdict != GateVerdict.PASS:
+        raise GateFailed(f"gate failed for {decision.pipeline}: {decision.reason}; champion kept")

@@ -5,45 +5,19 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from sluice.services import faults
-from sluice.services.storage import FEATURES_META, PipelineStore, encode_json, sha256_file
+from sluice.services.storage import PipelineStore, atomic_dir, read_json, sha256_file, write_json_atomic
 from sluice.spec.loader import LoadedSpec
+from sluice.steps.records import FeatureResult
 
-#: The feature table inside its folder.
-TABLE = "features.parquet"
+__all__ = ["FeatureResult", "NoDataError", "build_features", "load_job"]
 
 
 class NoDataError(RuntimeError):
     """Raised when there is nothing to train on yet."""
-
-
-@dataclass
-class FeatureResult:
-    """A feature table and what it was built from.
-
-    Attributes:
-        path: Parquet folder of the table.
-        key: Content key (batches + job + inputs); the same key is never built twice.
-        batches: ``{batch_id: sha256}`` of the batches read, oldest first.
-        job_hash: SHA-256 (16 hex) of the feature job file.
-        rows: Rows in the table.
-        cached: True when an earlier run had built the same table.
-    """
-
-    path: str
-    key: str
-    batches: dict[str, str]
-    job_hash: str
-    rows: int
-    cached: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form."""
-        return asdict(self)
 
 
 def _fingerprint(path: Path) -> str:
@@ -100,16 +74,37 @@ def build_features(loaded: LoadedSpec, store: PipelineStore) -> FeatureResult:
         "inputs": {n: _fingerprint(p) for n, p in inputs.items()},
     }
     key = hashlib.sha256(json.dumps(key_material, sort_keys=True).encode()).hexdigest()[:16]
-    table_location = store.location(store.features_key(key, TABLE))
-    meta = store.read_json_or_none(store.features_key(key, FEATURES_META))
-    if meta is not None:
-        return FeatureResult(table_location, key, batches, job_hash, int(meta["rows"]), cached=True)
+    out = store.features_dir(key)
+    if (out / "meta.json").exists():
+        meta = read_json(out / "meta.json")
+        return FeatureResult(
+            path=str(out / "features.parquet"),
+            key=key,
+            batches=batches,
+            job_hash=job_hash,
+            rows=int(meta["rows"]),
+            cached=True,
+        )
 
+    rows = _build_table(loaded, store, list(batches), inputs, out, key_material)
+    return FeatureResult(path=str(out / "features.parquet"), key=key, batches=batches, job_hash=job_hash, rows=rows)
+
+
+def _build_table(
+    loaded: LoadedSpec,
+    store: PipelineStore,
+    batch_ids: list[str],
+    inputs: dict[str, Path],
+    out: Path,
+    key_material: dict[str, Any],
+) -> int:
+    """Run the feature job with Spark and write the table and its ``meta.json`` into ``out``; return its rows."""
     from sluice.services.spark import spark_session
 
+    spec = loaded.spec.features
     master = spec.master if spec.engine == "cluster" else None
     spark = spark_session(f"sluice-{loaded.spec.pipeline}-features", master=master, conf=dict(spec.conf))
-    clean = [store.location(store.batch_key(b, "clean.parquet")) for b in batches]
+    clean = [str(store.batch_dir(b) / "clean.parquet") for b in batch_ids]
     frames = {"batches": spark.read.option("mergeSchema", "true").parquet(*clean)}
     for name, path in inputs.items():
         fmt = spec.inputs[name].format
@@ -117,13 +112,12 @@ def build_features(loaded: LoadedSpec, store: PipelineStore) -> FeatureResult:
         frames[name] = reader.parquet(str(path)) if fmt == "parquet" else reader.csv(str(path))
     func = load_job(spec.job, loaded)
     table = func(spark, frames)
-    # The table and its meta.json are staged and committed together (meta.json last): a
-    # reader (and the cache check above) sees a whole table or none.
-    with store.stage(store.features_key(key), FEATURES_META) as staging:
-        staged_table = f"{staging.location}/{TABLE}"
-        table.write.parquet(staged_table)
+    # The table and its meta.json are built under a temporary name and renamed into place
+    # together: a reader (and the cache check above) sees a whole table or none.
+    with atomic_dir(out) as tmp:
+        table.write.parquet(str(tmp / "features.parquet"))
         faults.point("features.table_written")
-        rows = spark.read.parquet(staged_table).count()
-        staging.write_bytes(FEATURES_META, encode_json(key_material | {"rows": rows, "columns": table.columns}))
+        rows: int = spark.read.parquet(str(tmp / "features.parquet")).count()
+        write_json_atomic(tmp / "meta.json", key_material | {"rows": rows, "columns": table.columns})
         faults.point("features.meta_written")
-    return FeatureResult(table_location, key, batches, job_hash, rows)
+    return rows

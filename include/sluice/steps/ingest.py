@@ -6,47 +6,16 @@ import logging
 import os
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from sluice.services import faults
-from sluice.services.landing import PROCESSED, Inbox, LocalInbox, printable
+from sluice.services.landing import PROCESSED, Inbox, InboxFile, LocalInbox, Scan, printable
 from sluice.services.storage import PipelineStore, atomic_dir, sha256_file, write_json_atomic
+from sluice.steps.records import BatchStatus, LandResult
 
 __all__ = ["PROCESSED", "LandResult", "batch_id_for", "land_new_files", "pending_batches", "unfinished_batches"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class LandResult:
-    """What one landing pass did.
-
-    Attributes:
-        new: Ids of batches landed by this pass.
-        duplicates: ``{file name: batch id}`` for files whose content was already landed.
-        archived: Landing files moved to ``_processed/``.
-        ignored: Hidden or temporary names in the landing folder (never landed).
-        unsettled: Files still being written (size or mtime changed during the settle time).
-        waiting_for_marker: Files whose completion marker is not there yet.
-        changed: Files whose content changed while being landed: left for the next run.
-        refused: ``{name: why}``: matching folders and symlinks, moved to ``_rejected/``.
-        replaced_names: ``{new batch id: [earlier batch ids]}`` for a name reused with new content.
-    """
-
-    new: list[str] = field(default_factory=list)
-    duplicates: dict[str, str] = field(default_factory=dict)
-    archived: list[str] = field(default_factory=list)
-    ignored: list[str] = field(default_factory=list)
-    unsettled: list[str] = field(default_factory=list)
-    waiting_for_marker: list[str] = field(default_factory=list)
-    changed: list[str] = field(default_factory=list)
-    refused: dict[str, str] = field(default_factory=dict)
-    replaced_names: dict[str, list[str]] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, object]:
-        """JSON-able form (for XCom)."""
-        return asdict(self)
 
 
 class _ContentChanged(Exception):
@@ -96,6 +65,27 @@ def land_new_files(inbox: Inbox | str, store: PipelineStore, run_id: str) -> Lan
         waiting_for_marker=scan.waiting_for_marker,
         refused=scan.refused,
     )
+    _log_scan(scan)
+    if scan.ready:
+        store.check_writable()  # one clear error before the first write, files left in landing
+    names = _names_in_use(store) if scan.ready else {}
+    for item in scan.ready:
+        try:
+            batch_id = _land_one(inbox, item, store, run_id, names, result)
+        except _ContentChanged:
+            log.warning("%s changed while it was being landed: left for the next run", printable(item.name))
+            result.changed.append(item.name)
+            continue
+        if inbox.archive(item, batch_id) is None:
+            log.warning("%s changed after it was hashed: not archived, left for the next run", printable(item.name))
+            result.changed.append(item.name)
+        else:
+            result.archived.append(item.name)
+    return result
+
+
+def _log_scan(scan: Scan) -> None:
+    """Say why each file the scan found is not landed now."""
     if scan.ignored:
         shown = ", ".join(printable(n) for n in scan.ignored[:5]) + (", ..." if len(scan.ignored) > 5 else "")
         log.info("ignored %d hidden or temporary file(s) in the landing folder: %s", len(scan.ignored), shown)
@@ -105,70 +95,67 @@ def land_new_files(inbox: Inbox | str, store: PipelineStore, run_id: str) -> Lan
         log.info("%s has no completion marker yet: left for the next run", printable(name))
     for name, why in scan.refused.items():
         log.warning("%s is %s: moved to _rejected/, not landed", printable(name), why)
-    if scan.ready:
-        store.check_writable()  # one clear error before the first write, files left in landing
-    names = _names_in_use(store) if scan.ready else {}
+
+
+def _land_one(
+    inbox: Inbox, item: InboxFile, store: PipelineStore, run_id: str, names: dict[str, list[str]], result: LandResult
+) -> str:
+    """Fetch, hash and (unless its content is already there) land one file; return its batch id.
+
+    Raises:
+        _ContentChanged: The landing file changed while it was fetched.
+    """
+    suffix = Path(item.name).suffix
     scratch = store.base / ".incoming"
-    for item in scan.ready:
-        suffix = Path(item.name).suffix
-        scratch.mkdir(parents=True, exist_ok=True)
-        copy = scratch / f".copy-{uuid.uuid4().hex}"
-        try:
-            inbox.fetch(item, copy)
-            digest = sha256_file(copy)
-            if not inbox.unchanged(item):
-                raise _ContentChanged
-            batch_id = batch_id_for(digest)
-            faults.point("land.copied")
-            final = store.batch_dir(batch_id)
-            if (final / "batch.json").exists():
-                result.duplicates[item.name] = batch_id
-            else:
-                record: dict[str, object] = {
-                    "batch_id": batch_id,
-                    "sha256": digest,
-                    "source_file": item.name,
-                    "source_uri": item.location,
-                    "source_suffix": suffix,
-                    "size_bytes": item.size,
-                    "landed_at": time.time(),
-                    "landed_by_run": run_id,
-                    "status": "landed",
-                }
-                earlier = [b for b in names.get(item.name, []) if b != batch_id]
-                if earlier:
-                    record["replaces_name_of"] = earlier
-                    result.replaced_names[batch_id] = earlier
-                    log.warning(
-                        "%s was landed before with other content (batch %s): landing the new content as batch %s",
-                        printable(item.name),
-                        ", ".join(earlier),
-                        batch_id,
-                    )
-                with atomic_dir(final) as tmp:
-                    os.replace(copy, tmp / f"source{suffix}")
-                    write_json_atomic(tmp / "batch.json", record)
-                    faults.point("land.batch_built")
-                faults.point("land.batch_committed")
-                names.setdefault(item.name, []).append(batch_id)
-                result.new.append(batch_id)
-        except _ContentChanged:
-            log.warning("%s changed while it was being landed: left for the next run", printable(item.name))
-            result.changed.append(item.name)
-            continue
-        finally:
-            copy.unlink(missing_ok=True)
-        if inbox.archive(item, batch_id) is None:
-            log.warning("%s changed after it was hashed: not archived, left for the next run", printable(item.name))
-            result.changed.append(item.name)
-        else:
-            result.archived.append(item.name)
-    return result
+    scratch.mkdir(parents=True, exist_ok=True)
+    copy = scratch / f".copy-{uuid.uuid4().hex}"
+    try:
+        inbox.fetch(item, copy)
+        digest = sha256_file(copy)
+        if not inbox.unchanged(item):
+            raise _ContentChanged
+        batch_id = batch_id_for(digest)
+        faults.point("land.copied")
+        final = store.batch_dir(batch_id)
+        if (final / "batch.json").exists():
+            result.duplicates[item.name] = batch_id
+            return batch_id
+        record: dict[str, object] = {
+            "batch_id": batch_id,
+            "sha256": digest,
+            "source_file": item.name,
+            "source_uri": item.location,
+            "source_suffix": suffix,
+            "size_bytes": item.size,
+            "landed_at": time.time(),
+            "landed_by_run": run_id,
+            "status": str(BatchStatus.LANDED),
+        }
+        earlier = [b for b in names.get(item.name, []) if b != batch_id]
+        if earlier:
+            record["replaces_name_of"] = earlier
+            result.replaced_names[batch_id] = earlier
+            log.warning(
+                "%s was landed before with other content (batch %s): landing the new content as batch %s",
+                printable(item.name),
+                ", ".join(earlier),
+                batch_id,
+            )
+        with atomic_dir(final) as tmp:
+            os.replace(copy, tmp / f"source{suffix}")
+            write_json_atomic(tmp / "batch.json", record)
+            faults.point("land.batch_built")
+        faults.point("land.batch_committed")
+        names.setdefault(item.name, []).append(batch_id)
+        result.new.append(batch_id)
+        return batch_id
+    finally:
+        copy.unlink(missing_ok=True)
 
 
 def pending_batches(store: PipelineStore) -> list[str]:
     """Landed batches that have no validation outcome yet (oldest first)."""
-    return [b for b in store.batch_ids() if store.batch_record(b).get("status") == "landed"]
+    return [b for b in store.batch_ids() if store.batch_record(b).get("status") == BatchStatus.LANDED]
 
 
 def unfinished_batches(store: PipelineStore) -> list[str]:
@@ -178,6 +165,6 @@ def unfinished_batches(store: PipelineStore) -> list[str]:
     for batch_id in store.batch_ids():
         record = store.batch_record(batch_id)
         status = record.get("status")
-        if status == "landed" or (status == "accepted" and not record.get("published")):
+        if status == BatchStatus.LANDED or (status == BatchStatus.ACCEPTED and not record.get("published")):
             out.append(batch_id)
     return out

@@ -3,90 +3,22 @@
 Reference: the clean rows of the batches the champion was trained on (tag ``sluice.batches``
 of its MLflow run). Current: the clean rows of the newly accepted batches. Both are sampled
 (seeded, ``monitoring.drift.sample_size`` rows each) so a month of data and a year of data
-cost the same, and a re-run gives the same numbers.
+cost the same, and a re-run gives the same numbers. The Evidently report itself is built in
+:mod:`sluice.services.drift`; this step chooses what to compare, records and logs it.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sluice.services.storage import PipelineStore, read_json, write_json_atomic
 from sluice.spec.loader import LoadedSpec
 from sluice.spec.models import Drift
+from sluice.steps.records import ColumnDrift, DriftStatus, decode, encode
+from sluice.steps.records import DriftResult as DriftResult
 
-
-@dataclass
-class ColumnDrift:
-    """Drift of one column.
-
-    Attributes:
-        column: Batch column.
-        method: Evidently's method (e.g. 'Wasserstein distance (normed)', 'K-S p_value').
-        score: Distance, or p-value for the statistical tests.
-        threshold: Distances drift at or above it; p-values below it.
-        drifted: Evidently's verdict for the column.
-    """
-
-    column: str
-    method: str
-    score: float
-    threshold: float
-    drifted: bool
-
-
-@dataclass
-class DriftResult:
-    """What one monitor run found (the ``compute_drift`` XCom and ``drift.json``).
-
-    Attributes:
-        status: 'compared', 'no_reference' (no champion yet) or 'no_new_batches'.
-        drift_share: Share of compared columns that drifted (None when nothing was compared).
-        threshold: The spec's ``drift_share``: the batch drifted when the share reaches it.
-        drift_detected: Whether the batch drifted.
-        columns: Per-column numbers.
-        report_path: Evidently HTML report, or None.
-        mlflow_run_id: The monitoring run in the pipeline's experiment, or None.
-        batches: Batch ids compared (current data).
-        champion_version: Registered version whose training data is the reference, or None.
-        reference_batches: Batch ids of the reference data.
-        rows: Rows compared per side after sampling: ``{"reference": n, "current": n}``.
-        sample_size: Sampling size used per side.
-        seed: Sampling seed.
-        reason: One line for the log.
-    """
-
-    status: str
-    drift_share: float | None
-    threshold: float
-    drift_detected: bool
-    columns: list[dict[str, Any]]
-    report_path: str | None
-    mlflow_run_id: str | None
-    batches: list[str]
-    champion_version: str | None
-    reference_batches: list[str] = field(default_factory=list)
-    rows: dict[str, int] = field(default_factory=dict)
-    sample_size: int = 0
-    seed: int = 0
-    reason: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form."""
-        return asdict(self)
-
-    def summary(self) -> str:
-        """One line with the numbers (used by the log, the failure message and the asset event)."""
-        if self.status != "compared":
-            return self.reason
-        drifted = [c for c in self.columns if c["drifted"]]
-        cols = ", ".join(f"{c['column']} {c['method']} {c['score']:.3f} (threshold {c['threshold']})" for c in drifted)
-        return (
-            f"drift share {self.drift_share:.3f} {'>=' if self.drift_detected else '<'} threshold {self.threshold} "
-            f"({len(drifted)}/{len(self.columns)} columns drifted{': ' + cols if cols else ''}); "
-            f"batches {', '.join(self.batches)} vs champion v{self.champion_version}'s data; report {self.report_path}"
-        )
+__all__ = ["ColumnDrift", "DriftResult", "batches_to_monitor", "compare", "monitor_batches", "sample", "select_columns"]
 
 
 def sample(df: Any, size: int, seed: int) -> Any:
@@ -126,84 +58,6 @@ def select_columns(
     return shared
 
 
-def drift_report(reference: Any, current: Any, columns: list[str], drift: Drift) -> tuple[list[ColumnDrift], Any]:
-    """Run Evidently's ``DataDriftPreset`` on the given columns.
-
-    Numbers (not booleans) are numerical columns, everything else categorical. A column that
-    is empty on either side cannot be compared and is left out (and so counts for nothing).
-
-    Returns:
-        Per-column results and the Evidently snapshot (for ``save_html``).
-    """
-    import warnings
-
-    import pandas as pd
-    from evidently import DataDefinition, Dataset, Report
-    from evidently.presets import DataDriftPreset
-
-    usable = [c for c in columns if reference[c].notna().any() and current[c].notna().any()]
-    if not usable:
-        raise ValueError(f"none of the columns {columns} has values on both sides: nothing to compare")
-    numerical = [
-        c
-        for c in usable
-        if pd.api.types.is_numeric_dtype(reference[c])
-        and pd.api.types.is_numeric_dtype(current[c])
-        and not pd.api.types.is_bool_dtype(reference[c])
-    ]
-    categorical = [c for c in usable if c not in numerical]
-    ref, cur = reference[usable].copy(), current[usable].copy()
-    for col in categorical:  # one representation on both sides (e.g. int codes vs strings)
-        ref[col] = ref[col].astype("string")
-        cur[col] = cur[col].astype("string")
-    for col in numerical:
-        ref[col] = ref[col].astype("float64")
-        cur[col] = cur[col].astype("float64")
-    definition = DataDefinition(numerical_columns=numerical, categorical_columns=categorical)
-    preset = DataDriftPreset(
-        columns=usable,
-        drift_share=drift.drift_share,
-        per_column_method={c: m for c, m in drift.methods.items() if c in usable} or None,
-        threshold=drift.threshold,
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # scipy/pandas chatter about tiny categories
-        snapshot = Report([preset], include_tests=True).run(
-            Dataset.from_pandas(cur, data_definition=definition),
-            Dataset.from_pandas(ref, data_definition=definition),
-        )
-    data = snapshot.dict()
-    verdicts = {
-        t["metric_config"]["params"].get("column"): t["status"] == "FAIL"
-        for t in data["tests"]
-        if t["metric_config"]["params"].get("type", "").endswith("ValueDrift")
-    }
-    results = []
-    for metric in data["metrics"]:
-        config = metric["config"]
-        if not config.get("type", "").endswith("ValueDrift"):
-            continue
-        column = config["column"]
-        results.append(
-            ColumnDrift(
-                column=column,
-                method=_display_name(str(config["method"])),
-                score=float(metric["value"]),
-                threshold=float(config["threshold"]),
-                drifted=bool(verdicts[column]),
-            )
-        )
-    return results, snapshot
-
-
-def _display_name(method: str) -> str:
-    """Evidently's display name for a method given by name ('ks' -> 'K-S p_value')."""
-    from evidently.legacy.calculations.stattests import registry
-
-    by_type = registry._registered_stat_tests.get(method)
-    return next(iter(by_type.values())).display_name if by_type else method
-
-
 def compare(
     reference: Any, current: Any, drift: Drift, champion_features: list[str] | None = None
 ) -> tuple[list[ColumnDrift], float, bool, Any]:
@@ -212,10 +66,16 @@ def compare(
     Returns:
         Per-column results, drift share, verdict (share >= ``drift.drift_share``), snapshot.
     """
+    from sluice.services.drift import drift_report
+
     columns = select_columns(reference, current, drift.columns, champion_features)
     ref = sample(reference, drift.sample_size, drift.seed)
     cur = sample(current, drift.sample_size, drift.seed)
-    results, snapshot = drift_report(ref, cur, columns, drift)
+    scores, snapshot = drift_report(ref, cur, columns, drift)
+    results = [
+        ColumnDrift(column=c.column, method=c.method, score=c.score, threshold=c.threshold, drifted=c.drifted)
+        for c in scores
+    ]
     share = sum(r.drifted for r in results) / len(results)
     return results, share, share >= drift.drift_share, snapshot
 
@@ -256,8 +116,6 @@ def monitor_batches(
     per monitored batch set, so the champion's page plots drift over its life. A retry of
     the same Airflow run returns the recorded result.
     """
-    import mlflow
-
     from sluice.services import tracking
 
     spec = loaded.spec
@@ -265,52 +123,15 @@ def monitor_batches(
     out_dir = store.monitor_dir(airflow_run_id)
     result_path = out_dir / "drift.json"
     if result_path.exists():
-        return DriftResult(**read_json(result_path))
+        return decode(DriftResult, read_json(result_path))
 
     client = tracking.configure(loaded.project_dir)
     champ = tracking.champion(client, spec.pipeline)
-    base: dict[str, Any] = {"threshold": drift.drift_share, "sample_size": drift.sample_size, "seed": drift.seed}
-    if champ is None:
-        batches = batches_to_monitor(store, announced, [])
-        result = DriftResult(
-            status="no_reference",
-            drift_share=None,
-            drift_detected=False,
-            columns=[],
-            report_path=None,
-            mlflow_run_id=None,
-            batches=batches,
-            champion_version=None,
-            reason=f"no champion of {spec.pipeline} yet: no reference data, drift not computed",
-            **base,
-        )
-        write_json_atomic(result_path, result.to_dict())
-        return result
-    champ_run_id = str(champ.run_id)
-    champ_run = client.get_run(champ_run_id)
-    reference_batches = [b for b in champ_run.data.tags.get("sluice.batches", "").split(",") if b]
+    champ_run = client.get_run(str(champ.run_id)) if champ is not None else None
+    reference_batches = [b for b in champ_run.data.tags.get("sluice.batches", "").split(",") if b] if champ_run else []
     batches = batches_to_monitor(store, announced, reference_batches)
-    if not batches or not reference_batches:
-        reason = (
-            f"champion v{champ.version} has no sluice.batches tag: no reference data"
-            if not reference_batches
-            else "no accepted batch that the champion was not trained on: nothing new to compare"
-        )
-        result = DriftResult(
-            status="no_reference" if not reference_batches else "no_new_batches",
-            drift_share=None,
-            drift_detected=False,
-            columns=[],
-            report_path=None,
-            mlflow_run_id=None,
-            batches=batches,
-            champion_version=str(champ.version),
-            reference_batches=reference_batches,
-            reason=reason,
-            **base,
-        )
-        write_json_atomic(result_path, result.to_dict())
-        return result
+    if champ is None or champ_run is None or not batches or not reference_batches:
+        return _record(_not_compared(spec.pipeline, champ, batches, reference_batches, drift), result_path)
 
     reference = read_clean(store, reference_batches)
     current = read_clean(store, batches)
@@ -320,29 +141,83 @@ def monitor_batches(
     report_path = out_dir / "report.html"
     snapshot.save_html(str(report_path))
     result = DriftResult(
-        status="compared",
+        status=DriftStatus.COMPARED,
         drift_share=share,
         drift_detected=detected,
-        columns=[asdict(c) for c in columns],
+        columns=columns,
         report_path=str(report_path),
         mlflow_run_id=None,
         batches=batches,
         champion_version=str(champ.version),
         reference_batches=reference_batches,
         rows={"reference": min(len(reference), drift.sample_size), "current": min(len(current), drift.sample_size)},
-        **base,
+        threshold=drift.drift_share,
+        sample_size=drift.sample_size,
+        seed=drift.seed,
     )
+    result = _log_monitor_run(loaded, client, result, str(champ.run_id), dag_id, airflow_run_id)
+    _record(result, result_path)
+    for batch_id in batches:
+        store.update_batch_record(batch_id, monitored_by=airflow_run_id, drift_share=share)
+    return result
+
+
+def _not_compared(pipeline: str, champ: Any, batches: list[str], reference: list[str], drift: Drift) -> DriftResult:
+    """The result of a run with nothing to compare: no champion, no reference data, or no new batch."""
+    if champ is None:
+        status, why = DriftStatus.NO_REFERENCE, f"no champion of {pipeline} yet: no reference data, drift not computed"
+    elif not reference:
+        status, why = (
+            DriftStatus.NO_REFERENCE,
+            f"champion v{champ.version} has no sluice.batches tag: no reference data",
+        )
+    else:
+        status = DriftStatus.NO_NEW_BATCHES
+        why = "no accepted batch that the champion was not trained on: nothing new to compare"
+    return DriftResult(
+        status=status,
+        drift_share=None,
+        threshold=drift.drift_share,
+        sample_size=drift.sample_size,
+        seed=drift.seed,
+        drift_detected=False,
+        columns=[],
+        report_path=None,
+        mlflow_run_id=None,
+        batches=batches,
+        champion_version=str(champ.version) if champ is not None else None,
+        reference_batches=reference,
+        reason=why,
+    )
+
+
+def _record(result: DriftResult, path: Any) -> DriftResult:
+    write_json_atomic(path, encode(result))
+    return result
+
+
+def _log_monitor_run(
+    loaded: LoadedSpec, client: Any, result: DriftResult, champ_run_id: str, dag_id: str, airflow_run_id: str
+) -> DriftResult:
+    """Log the monitor run and the champion's ``drift_share`` point; return the result with its run id."""
+    import mlflow
+
+    from sluice.services import tracking
+
+    spec = loaded.spec
+    drift = spec.monitoring.drift
+    share = result.drift_share or 0.0
     experiment_id = tracking.ensure_experiment(client, spec.pipeline, loaded.project_dir)
     tags = {
         "sluice.pipeline": spec.pipeline,
         "sluice.role": "monitor",
-        "sluice.champion_version": str(champ.version),
+        "sluice.champion_version": str(result.champion_version),
         "sluice.champion_run_id": champ_run_id,
-        "sluice.batches": ",".join(batches),
-        "sluice.reference_batches": ",".join(reference_batches),
+        "sluice.batches": ",".join(result.batches),
+        "sluice.reference_batches": ",".join(result.reference_batches),
         "sluice.airflow_dag_id": dag_id,
         "sluice.airflow_run_id": airflow_run_id,
-        "sluice.drift.verdict": "drift" if detected else "no drift",
+        "sluice.drift.verdict": "drift" if result.drift_detected else "no drift",
     }
     tracking.close_abandoned_runs(client, experiment_id, "monitor", airflow_run_id)
     now_ms = int(time.time() * 1000)
@@ -350,16 +225,13 @@ def monitor_batches(
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"monitor {airflow_run_id}", tags=tags) as run:
         mlflow.log_params({"drift_share_threshold": drift.drift_share, "sample_size": drift.sample_size})
         mlflow.log_metric("drift_share", share, step=step, timestamp=now_ms)
-        mlflow.log_metric("drifted_columns", sum(c.drifted for c in columns), step=step, timestamp=now_ms)
-        for c in columns:
+        mlflow.log_metric("drifted_columns", len(result.drifted_columns()), step=step, timestamp=now_ms)
+        for c in result.columns:
             mlflow.log_metric(f"drift.{c.column}", c.score, step=step, timestamp=now_ms)
-        result.mlflow_run_id = run.info.run_id
-        result.reason = result.summary()
-        mlflow.log_artifact(str(report_path))
-        mlflow.log_dict(result.to_dict(), "drift.json")
+        result = result.model_copy(update={"mlflow_run_id": run.info.run_id})
+        result = result.model_copy(update={"reason": result.summary()})
+        mlflow.log_artifact(str(result.report_path))
+        mlflow.log_dict(encode(result), "drift.json")
     # The champion's own run gets the series: one point per monitored batch set.
     client.log_metric(champ_run_id, "drift_share", share, timestamp=now_ms, step=step)
-    write_json_atomic(result_path, result.to_dict())
-    for batch_id in batches:
-        store.update_batch_record(batch_id, monitored_by=airflow_run_id, drift_share=share)
     return result

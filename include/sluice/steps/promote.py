@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
-from typing import Any
 
 from sluice.services import faults
 from sluice.spec.loader import LoadedSpec
+from sluice.steps.records import GateDecision, GateVerdict
+from sluice.steps.records import PromoteResult as PromoteResult
 
 #: Version tag naming the champion a promotion replaced ('' for none), set before the alias moves.
 PREVIOUS_TAG = "sluice.previous_champion"
@@ -17,26 +17,7 @@ class StaleDecision(RuntimeError):
     """The champion changed between evaluation and promotion; the decision no longer holds."""
 
 
-@dataclass
-class PromoteResult:
-    """Outcome of a promotion.
-
-    Attributes:
-        version: Registered model version now behind ``@champion``.
-        previous: Version that was champion before, or None.
-        changed: False when the alias already pointed here (a retry).
-    """
-
-    version: str
-    previous: str | None
-    changed: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form."""
-        return asdict(self)
-
-
-def promote(loaded: LoadedSpec, decision: dict[str, Any]) -> PromoteResult:
+def promote(loaded: LoadedSpec, decision: GateDecision) -> PromoteResult:
     """Register the candidate (once) and point ``@champion`` at it.
 
     The alias is re-read first: if it already names this version, nothing changes (a retry
@@ -50,10 +31,10 @@ def promote(loaded: LoadedSpec, decision: dict[str, Any]) -> PromoteResult:
 
     from sluice.services import tracking
 
-    if decision["verdict"] != "pass":
+    if decision.verdict != GateVerdict.PASS:
         raise ValueError("promote called with a failed gate decision")
     name = loaded.spec.pipeline
-    run_id = decision["candidate"]["run_id"]
+    run_id = decision.candidate.run_id
     client = tracking.configure(loaded.project_dir)
     current = tracking.champion(client, name)
     version = tracking.version_for_run(client, name, run_id)
@@ -61,8 +42,8 @@ def promote(loaded: LoadedSpec, decision: dict[str, Any]) -> PromoteResult:
         # Unknown (no tag) is None, never this version: a rollback to "previous" must not
         # land on the version being rolled back.
         previous = (version.tags or {}).get(PREVIOUS_TAG) or None
-        return PromoteResult(str(version.version), previous, changed=False)
-    compared = (decision.get("champion") or {}).get("version")
+        return PromoteResult(version=str(version.version), previous=previous, changed=False)
+    compared = decision.champion.version if decision.champion else None
     current_version = str(current.version) if current is not None else None
     if current_version != compared:
         raise StaleDecision(
@@ -74,13 +55,13 @@ def promote(loaded: LoadedSpec, decision: dict[str, Any]) -> PromoteResult:
         faults.point("promote.registered")
     for key, value in {
         PREVIOUS_TAG: current_version or "",
-        "sluice.gate.verdict": decision["verdict"],
-        f"sluice.gate.{decision['metric']}": f"{decision['candidate']['score']:.6f}",
-        "sluice.airflow_run_id": decision["airflow_run_id"],
+        "sluice.gate.verdict": str(decision.verdict),
+        f"sluice.gate.{decision.metric}": f"{decision.candidate.score:.6f}",
+        "sluice.airflow_run_id": decision.airflow_run_id,
         "sluice.promoted_at": str(time.time()),
     }.items():
         client.set_model_version_tag(name, str(version.version), key, value)
     faults.point("promote.tagged")
     client.set_registered_model_alias(name, tracking.CHAMPION, str(version.version))
     faults.point("promote.alias_set")
-    return PromoteResult(str(version.version), current_version, changed=True)
+    return PromoteResult(version=str(version.version), previous=current_version, changed=True)

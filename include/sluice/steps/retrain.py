@@ -10,60 +10,32 @@ since the champion was trained (a retrain would only reproduce the champion).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any
 
-from sluice.services.storage import PipelineStore
+from sluice.services.storage import PipelineStore, read_json, write_json_atomic
 from sluice.spec.loader import LoadedSpec
+from sluice.steps.records import AssetEvent, Trigger, decode, encode
+from sluice.steps.records import TriggerDecision as TriggerDecision
 
 TRIGGER_FILE = "trigger.json"
 
 
-@dataclass
-class TriggerDecision:
-    """Why a train run trains or not (``runs/<run>/trigger.json`` and the XCom).
-
-    Attributes:
-        proceed: False when the run is skipped.
-        triggers: What started the run: 'manual', 'schedule', 'new_data', 'drift'.
-        reason: One line for the log and the demo summary.
-        batches: Accepted batch ids when the decision was taken (what a retrain reads).
-        champion_version: The champion at that time, or None.
-        events: Asset events that started the run (uri and extra).
-        airflow_run_id: The train run.
-        decided_at: Epoch seconds.
-    """
-
-    proceed: bool
-    triggers: list[str]
-    reason: str
-    batches: list[str]
-    champion_version: str | None
-    events: list[dict[str, Any]] = field(default_factory=list)
-    airflow_run_id: str = ""
-    decided_at: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form."""
-        return asdict(self)
-
-
-def last_retrain(store: PipelineStore, except_run: str) -> dict[str, Any] | None:
+def last_retrain(store: PipelineStore, except_run: str) -> TriggerDecision | None:
     """The latest recorded decision that went on to train, other than ``except_run``'s."""
+    runs = store.base / "runs"
     found = []
-    for name in store.ls("runs"):
-        record = store.read_json_or_none(store.run_key(name.rstrip("/"), TRIGGER_FILE)) if name.endswith("/") else None
-        if record and record.get("proceed") and record.get("airflow_run_id") != except_run:
+    for path in runs.glob(f"*/{TRIGGER_FILE}") if runs.is_dir() else []:
+        record = decode(TriggerDecision, read_json(path))
+        if record.proceed and record.airflow_run_id != except_run:
             found.append(record)
-    return max(found, key=lambda r: r["decided_at"]) if found else None
+    return max(found, key=lambda r: r.decided_at) if found else None
 
 
 def decide(
-    triggers: list[str],
+    triggers: list[Trigger],
     accepted: list[str],
     champion_batches: list[str] | None,
     champion_version: str | None,
-    previous: dict[str, Any] | None,
+    previous: TriggerDecision | None,
     cooldown_minutes: int,
     now: float,
 ) -> tuple[bool, str]:
@@ -82,24 +54,24 @@ def decide(
         (proceed, reason).
     """
     what = " + ".join(triggers)
-    if "manual" in triggers:
+    if Trigger.MANUAL in triggers:
         return True, "triggered by hand (airflow dags trigger): cooldown and data checks do not apply"
     if not accepted:
         return False, f"started by {what} but no batch has been accepted yet: nothing to train on"
     if previous is not None and cooldown_minutes:
-        age = now - float(previous["decided_at"])
+        age = now - previous.decided_at
         if age < cooldown_minutes * 60:
             return False, (
                 f"started by {what} within the cooldown: last retrain {age / 60:.1f} min ago "
-                f"(run {previous['airflow_run_id']}), retrain_cooldown_minutes is {cooldown_minutes}"
+                f"(run {previous.airflow_run_id}), retrain_cooldown_minutes is {cooldown_minutes}"
             )
-    asset_only = set(triggers) <= {"new_data", "drift"}
-    if asset_only and previous is not None and sorted(previous.get("batches", [])) == sorted(accepted):
+    asset_only = set(triggers) <= {Trigger.NEW_DATA, Trigger.DRIFT}
+    if asset_only and previous is not None and sorted(previous.batches) == sorted(accepted):
         return False, (
-            f"started by {what} but run {previous['airflow_run_id']} already retrained on exactly these "
+            f"started by {what} but run {previous.airflow_run_id} already retrained on exactly these "
             f"{len(accepted)} batch(es): no new data since"
         )
-    if set(triggers) == {"drift"} and champion_batches is not None:
+    if set(triggers) == {Trigger.DRIFT} and champion_batches is not None:
         new = [b for b in accepted if b not in set(champion_batches)]
         if not new:
             return False, (
@@ -110,34 +82,33 @@ def decide(
     return True, f"started by {what}"
 
 
-def triggers_of(run_type: str, asset_uris: list[str], batches_uri: str, drift_uri: str) -> list[str]:
+def triggers_of(run_type: str, asset_uris: list[str], batches_uri: str, drift_uri: str) -> list[Trigger]:
     """Name what started a run from its Airflow run type and triggering asset URIs."""
     if run_type in ("manual", "backfill"):
-        return ["manual"]
+        return [Trigger.MANUAL]
     if run_type == "scheduled":
-        return ["schedule"]
+        return [Trigger.SCHEDULE]
     found = []
     if batches_uri in asset_uris:
-        found.append("new_data")
+        found.append(Trigger.NEW_DATA)
     if drift_uri in asset_uris:
-        found.append("drift")
-    return found or ["manual"]
+        found.append(Trigger.DRIFT)
+    return found or [Trigger.MANUAL]
 
 
 def check_trigger(
     loaded: LoadedSpec,
     store: PipelineStore,
-    triggers: list[str],
-    events: list[dict[str, Any]],
+    triggers: list[Trigger],
+    events: list[AssetEvent],
     airflow_run_id: str,
 ) -> TriggerDecision:
     """Decide and record whether this train run retrains; a retry returns the recorded decision."""
     from sluice.services import tracking
 
-    key = store.run_key(airflow_run_id, TRIGGER_FILE)
-    recorded = store.read_json_or_none(key)
-    if recorded is not None:
-        return TriggerDecision(**recorded)
+    path = store.run_dir(airflow_run_id) / TRIGGER_FILE
+    if path.exists():
+        return decode(TriggerDecision, read_json(path))
     spec = loaded.spec
     client = tracking.configure(loaded.project_dir)
     champ = tracking.champion(client, spec.pipeline)
@@ -166,5 +137,5 @@ def check_trigger(
         airflow_run_id=airflow_run_id,
         decided_at=now,
     )
-    store.write_json(key, decision.to_dict())
+    write_json_atomic(path, encode(decision))
     return decision

@@ -145,53 +145,64 @@ def conform(frame: pd.DataFrame, columns: Mapping[str, str], fmt: str) -> Confor
         if name in out.missing:
             continue
         raw = frame[name]
-        have = _kind_of(raw)
-        bad = pd.Series(False, index=raw.index)
-        if have == "empty":
-            value = pd.Series([None] * len(raw), index=raw.index, dtype="object")
-        elif kind in NUMERIC:
-            if have in ("int", "float"):
-                value = pd.to_numeric(raw)
-            elif fmt == "csv" and have in ("string", "mixed"):
-                value = pd.to_numeric(raw, errors="coerce")
-                bad = raw.notna() & value.isna()
-            else:
-                out.mismatched[name] = f"declared {kind}, arrives as {have} (e.g. {_sample(raw.dropna())})"
-                continue
-            if kind == "int":
-                fraction = ~_whole(value)
-                bad |= fraction
-                value = value.where(~fraction)
-        elif kind == "string":
-            if have != "string":
-                out.mismatched[name] = f"declared string, arrives as {have} (e.g. {_sample(raw.dropna())})"
-                continue
-            value = _with_none(raw)
-        elif kind == "bool":
-            if have == "bool":
-                value = _with_none(raw)
-            elif fmt == "csv" and have in ("string", "mixed"):
-                lowered = raw.astype("string").str.strip().str.lower()
-                value = lowered.map({"true": True, "false": False}).astype("object")
-                bad = raw.notna() & value.isna()
-            else:
-                out.mismatched[name] = f"declared bool, arrives as {have} (e.g. {_sample(raw.dropna())})"
-                continue
-        else:  # timestamp, date
-            if have in ("datetime", "date"):
-                value = pd.to_datetime(raw, utc=True).dt.tz_convert(None)
-            elif fmt == "csv" and have in ("string", "mixed"):
-                value = pd.to_datetime(raw, errors="coerce", utc=True, format="ISO8601").dt.tz_convert(None)
-                bad = raw.notna() & value.isna()
-            else:
-                out.mismatched[name] = f"declared {kind}, arrives as {have} (e.g. {_sample(raw.dropna())})"
-                continue
+        cast = _cast(raw, kind, fmt)
+        if isinstance(cast, str):
+            out.mismatched[name] = cast
+            continue
+        value, bad = cast
         if bad.any():
             out.bad_rows[name] = list(raw.index[bad])
             value = value.where(~bad)
         typed[name] = value
     out.frame = pd.DataFrame(typed, index=frame.index)
     return out
+
+
+def _cast(raw: pd.Series, kind: str, fmt: str) -> tuple[Any, Any] | str:
+    """One column cast to its declared ``kind``.
+
+    Returns:
+        The cast values and the mask of cells that did not parse, or why the column does
+        not fit at all (its kind differs, and a CSV string column cannot be parsed as it).
+    """
+    import pandas as pd
+
+    have = _kind_of(raw)
+    bad = pd.Series(False, index=raw.index)
+    parse = fmt == "csv" and have in ("string", "mixed")
+    mismatch = f"declared {kind}, arrives as {have} (e.g. {_sample(raw.dropna())})"
+    if have == "empty":
+        return pd.Series([None] * len(raw), index=raw.index, dtype="object"), bad
+    if kind in NUMERIC:
+        if have in ("int", "float"):
+            value = pd.to_numeric(raw)
+        elif parse:
+            value = pd.to_numeric(raw, errors="coerce")
+            bad = raw.notna() & value.isna()
+        else:
+            return mismatch
+        if kind == "int":
+            fraction = ~_whole(value)
+            bad |= fraction
+            value = value.where(~fraction)
+        return value, bad
+    if kind == "string":
+        return (_with_none(raw), bad) if have == "string" else mismatch
+    if kind == "bool":
+        if have == "bool":
+            return _with_none(raw), bad
+        if not parse:
+            return mismatch
+        lowered = raw.astype("string").str.strip().str.lower()
+        value = lowered.map({"true": True, "false": False}).astype("object")
+        return value, raw.notna() & value.isna()
+    # timestamp, date
+    if have in ("datetime", "date"):
+        return pd.to_datetime(raw, utc=True).dt.tz_convert(None), bad
+    if not parse:
+        return mismatch
+    value = pd.to_datetime(raw, errors="coerce", utc=True, format="ISO8601").dt.tz_convert(None)
+    return value, raw.notna() & value.isna()
 
 
 def to_arrow(frame: pd.DataFrame, columns: Mapping[str, str]) -> pa.Table:

@@ -143,8 +143,9 @@ class LocalTarget:
     ) -> dict[str, Any]:
         """:func:`sluice.steps.deploy.deploy_local` (the old server serves until the new one is checked)."""
         from sluice.steps.deploy import deploy_local
+        from sluice.steps.records import encode
 
-        return deploy_local(self.loaded, self.store, version, smoke_rows)
+        return encode(deploy_local(self.loaded, self.store, version, smoke_rows))
 
     def stop(self) -> list[str]:
         """:func:`sluice.steps.deploy.stop_local`: every server on the port, recorded or not."""

@@ -8,7 +8,7 @@ import logging
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,35 +16,11 @@ from sluice.services import faults
 from sluice.services.storage import PipelineStore, write_json_atomic
 from sluice.spec.loader import LoadedSpec
 from sluice.spec.models import Split
-from sluice.steps.features import FeatureResult
 from sluice.steps.lineage import git_commit
+from sluice.steps.records import FeatureResult, encode
+from sluice.steps.records import TrainResult as TrainResult
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainResult:
-    """A trained candidate.
-
-    Attributes:
-        mlflow_run_id: The MLflow run holding the model.
-        holdout_path: Parquet of the holdout rows (candidate and champion are scored on it).
-        split: How the holdout was chosen, in words.
-        train_rows: Rows used for fitting.
-        holdout_rows: Rows held out.
-        features: Columns the model reads.
-    """
-
-    mlflow_run_id: str
-    holdout_path: str
-    split: str
-    train_rows: int
-    holdout_rows: int
-    features: list[str]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form."""
-        return asdict(self)
 
 
 def split_holdout(df: Any, split: Split) -> tuple[Any, Any, str]:
@@ -166,6 +142,20 @@ def find_finished_run(client: Any, experiment_id: str, airflow_run_id: str) -> A
     return runs[0] if runs else None
 
 
+@dataclass(frozen=True)
+class _Fitted:
+    """A fitted candidate and the rows it was fitted and scored on (inside this module only)."""
+
+    estimator: Any
+    X_train: Any
+    y_train: Any
+    holdout: Any
+    holdout_rows: int
+    holdout_score: float
+    split: str
+    columns: list[str]
+
+
 def train_candidate(
     loaded: LoadedSpec, store: PipelineStore, features: FeatureResult, dag_id: str, airflow_run_id: str
 ) -> TrainResult:
@@ -176,13 +166,7 @@ def train_candidate(
     Airflow dag/run id) and each batch's validation report and Great Expectations result
     (artifacts ``validation/<batch>/``). A retry of the same Airflow run returns the finished run.
     """
-    import mlflow
-    import mlflow.sklearn
-    import pandas as pd
-    from mlflow.models import infer_signature
-
     from sluice.services import tracking
-    from sluice.steps.metrics import score
 
     spec = loaded.spec
     client = tracking.configure(loaded.project_dir)
@@ -191,34 +175,13 @@ def train_candidate(
     holdout_path = run_dir / "holdout.parquet"
     previous = find_finished_run(client, experiment_id, airflow_run_id)
     if previous is not None and holdout_path.exists():
-        meta = previous.data.tags
-        return TrainResult(
-            previous.info.run_id,
-            str(holdout_path),
-            meta.get("sluice.split", ""),
-            int(previous.data.params.get("train_rows", 0)),
-            int(previous.data.params.get("holdout_rows", 0)),
-            meta.get("sluice.features", "").split(","),
-        )
+        return _reused(previous, holdout_path)
 
     for closed in tracking.close_abandoned_runs(client, experiment_id, "candidate", airflow_run_id):
         log.warning("closed MLflow run %s as KILLED: a killed train task left it RUNNING", closed)
-    df = pd.read_parquet(features.path)
-    target = spec.training.target
-    if target not in df.columns:
-        raise KeyError(f"training.target '{target}' is not a column of the feature table: {list(df.columns)}")
-    df = df[df[target].notna()].reset_index(drop=True)
-    train_df, holdout_df, split_text = split_holdout(df, spec.training.split)
-    columns = feature_columns(df, loaded)
-    X_train, y_train = prepare(train_df, columns), train_df[target].to_numpy()
-    X_hold, y_hold = prepare(holdout_df, columns), holdout_df[target].to_numpy()
-    estimator = make_estimator(spec.training.model, spec.training.params, X_train)
-    estimator.fit(X_train, y_train)
-    metric = spec.evaluation.metric
-    holdout_score = score(estimator, X_hold, y_hold, metric)
-
+    fitted = _fit(loaded, features)
     run_dir.mkdir(parents=True, exist_ok=True)
-    holdout_df.to_parquet(holdout_path, index=False)
+    fitted.holdout.to_parquet(holdout_path, index=False)
     lineage = {
         "sluice.pipeline": spec.pipeline,
         "sluice.role": "candidate",
@@ -230,22 +193,93 @@ def train_candidate(
         "sluice.features_key": features.key,
         "sluice.airflow_dag_id": dag_id,
         "sluice.airflow_run_id": airflow_run_id,
-        "sluice.split": split_text,
-        "sluice.features": ",".join(columns),
+        "sluice.split": fitted.split,
+        "sluice.features": ",".join(fitted.columns),
     }
+    run_id = _log_candidate(loaded, store, features, fitted, experiment_id, airflow_run_id, lineage)
+    faults.point("train.run_finished")
+    metric = spec.evaluation.metric
+    write_json_atomic(
+        run_dir / "train.json",
+        {"mlflow_run_id": run_id, "split": fitted.split, f"holdout_{metric}": fitted.holdout_score},
+    )
+    return TrainResult(
+        mlflow_run_id=run_id,
+        holdout_path=str(holdout_path),
+        split=fitted.split,
+        train_rows=len(fitted.X_train),
+        holdout_rows=fitted.holdout_rows,
+        features=fitted.columns,
+    )
+
+
+def _reused(previous: Any, holdout_path: Path) -> TrainResult:
+    """The result of a finished run of this Airflow run (a retry after it finished)."""
+    meta = previous.data.tags
+    return TrainResult(
+        mlflow_run_id=previous.info.run_id,
+        holdout_path=str(holdout_path),
+        split=meta.get("sluice.split", ""),
+        train_rows=int(previous.data.params.get("train_rows", 0)),
+        holdout_rows=int(previous.data.params.get("holdout_rows", 0)),
+        features=meta.get("sluice.features", "").split(","),
+    )
+
+
+def _fit(loaded: LoadedSpec, features: FeatureResult) -> _Fitted:
+    """Read the feature table, split it, fit the spec's model and score it on the holdout."""
+    import pandas as pd
+
+    from sluice.steps.metrics import score
+
+    spec = loaded.spec
+    df = pd.read_parquet(features.path)
+    target = spec.training.target
+    if target not in df.columns:
+        raise KeyError(f"training.target '{target}' is not a column of the feature table: {list(df.columns)}")
+    df = df[df[target].notna()].reset_index(drop=True)
+    train_df, holdout_df, split_text = split_holdout(df, spec.training.split)
+    columns = feature_columns(df, loaded)
+    X_train, y_train = prepare(train_df, columns), train_df[target].to_numpy()
+    X_hold, y_hold = prepare(holdout_df, columns), holdout_df[target].to_numpy()
+    estimator = make_estimator(spec.training.model, spec.training.params, X_train)
+    estimator.fit(X_train, y_train)
+    holdout_score = score(estimator, X_hold, y_hold, spec.evaluation.metric)
+    return _Fitted(estimator, X_train, y_train, holdout_df, len(X_hold), holdout_score, split_text, columns)
+
+
+def _log_candidate(
+    loaded: LoadedSpec,
+    store: PipelineStore,
+    features: FeatureResult,
+    fitted: _Fitted,
+    experiment_id: str,
+    airflow_run_id: str,
+    lineage: dict[str, str],
+) -> str:
+    """Log the candidate's params, metrics, validation reports, lineage and model; return the run id."""
+    import mlflow
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    from sluice.steps.metrics import score
+
+    spec = loaded.spec
+    metric = spec.evaluation.metric
+    estimator = fitted.estimator
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"candidate {airflow_run_id}", tags=lineage) as run:
         faults.point("train.run_started")
         mlflow.log_params(
             {
                 "model": spec.training.model,
                 **{f"param.{k}": v for k, v in spec.training.params.items()},
-                "train_rows": len(X_train),
-                "holdout_rows": len(X_hold),
-                "n_features": len(columns),
+                "train_rows": len(fitted.X_train),
+                "holdout_rows": fitted.holdout_rows,
+                "n_features": len(fitted.columns),
             }
         )
-        mlflow.log_metric(f"holdout_{metric}", holdout_score)
-        mlflow.log_metric(f"train_{metric}", score(estimator, X_train, y_train, metric))
+        mlflow.log_metric(f"holdout_{metric}", fitted.holdout_score)
+        mlflow.log_metric(f"train_{metric}", score(estimator, fitted.X_train, fitted.y_train, metric))
         for batch_id in features.batches:
             # The data version of a model includes what validation said about each batch.
             for report in ("validation.json", "gx_result.json"):
@@ -255,13 +289,13 @@ def train_candidate(
         mlflow.log_dict(
             {
                 "batches": features.batches,
-                "features": features.to_dict(),
+                "features": encode(features),
                 "spec": spec.model_dump(mode="json"),
                 "tags": lineage,
             },
             "lineage.json",
         )
-        sample = X_train.head(5)
+        sample = fitted.X_train.head(5)
         trusted = library_types(estimator)
         with quiet_skops_module_scan():
             mlflow.sklearn.log_model(
@@ -272,12 +306,7 @@ def train_candidate(
                 pip_requirements=mlflow.sklearn.get_default_pip_requirements(),
                 skops_trusted_types=trusted,
             )
-        run_id = run.info.run_id
-    faults.point("train.run_finished")
-    write_json_atomic(
-        run_dir / "train.json", {"mlflow_run_id": run_id, "split": split_text, f"holdout_{metric}": holdout_score}
-    )
-    return TrainResult(run_id, str(holdout_path), split_text, len(X_train), len(X_hold), columns)
+        return str(run.info.run_id)
 
 
 def read_holdout(path: str | Path) -> Any:

@@ -4,42 +4,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from sluice.services import faults
 from sluice.services.storage import PipelineStore, write_json_atomic
 from sluice.spec.models import Validation
+from sluice.steps.records import BatchOutcome, BatchStatus, decode, encode
 
-
-@dataclass
-class BatchOutcome:
-    """The verdict on one batch.
-
-    Attributes:
-        batch_id: The batch.
-        status: ``accepted`` (rows go to training) or ``rejected`` (nothing does).
-        reason: Why, in one sentence with the numbers.
-        rows: Rows in the file (0 when unreadable).
-        quarantined: Rows written to ``quarantine.parquet``.
-        quarantine_rate: quarantined / rows.
-        failed_checks: ``"<check> <column>: <n> rows"`` for each failed check.
-        report: Path of ``validation.json``.
-    """
-
-    batch_id: str
-    status: str
-    reason: str
-    rows: int = 0
-    quarantined: int = 0
-    quarantine_rate: float = 0.0
-    failed_checks: list[str] = field(default_factory=list)
-    report: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form."""
-        return asdict(self)
+__all__ = ["BatchOutcome", "read_batch", "validate_batch"]
 
 
 def read_batch(path: Path, fmt: str, columns: Mapping[str, str] | None = None) -> Any:
@@ -88,117 +62,166 @@ def validate_batch(
     folder = store.batch_dir(batch_id)
     report_path = folder / "validation.json"
     if report_path.exists():
-        done = BatchOutcome(**{k: v for k, v in _read(report_path).items() if k in BatchOutcome.__dataclass_fields__})
-        if store.batch_record(batch_id).get("status") == "landed":
-            # Killed between the report and batch.json: finish the commit, or the batch
-            # would look validated to this step and unvalidated to everyone else for ever.
-            _commit_status(store, done)
-        return done
+        return _recorded_outcome(store, batch_id, report_path)
     record = store.batch_record(batch_id)
     source = folder / f"source{record.get('source_suffix', '.' + fmt)}"
     try:
         raw = read_batch(source, fmt, columns)
     except Exception as exc:  # any reader error means the file is unusable as a whole
-        return _finish(store, BatchOutcome(batch_id, "rejected", _unreadable(source, fmt, exc)), report_path, {})
+        return _finish(store, _rejected(batch_id, _unreadable(source, fmt, exc)), report_path, {})
     rows = len(raw)
     if rows == 0:
         reason = f"empty batch: the file has no rows (columns: {', '.join(map(str, raw.columns)) or 'none'})"
-        return _finish(store, BatchOutcome(batch_id, "rejected", reason), report_path, {})
+        return _finish(store, _rejected(batch_id, reason), report_path, {})
+    df, bad_cells, schema, problem = _conform(raw, columns, fmt)
+    if problem is None:
+        problem = _absent_checked_columns(raw, df, validation)
+    if problem is not None:
+        return _finish(store, _rejected(batch_id, problem, rows), report_path, {"schema": schema})
+    return _run_checks(store, batch_id, report_path, raw, df, bad_cells, schema, validation, columns)
 
-    schema: dict[str, Any] = {}
-    df = raw
-    bad_cells: dict[str, list[Any]] = {}
-    if columns:
-        from sluice.steps.schema import conform
 
-        conformed = conform(raw, columns, fmt)
-        schema = {
-            "declared": dict(columns),
-            "missing": conformed.missing,
-            "extra_dropped": conformed.extra,
-            "mismatched": conformed.mismatched,
-            "unparsed_cells": {c: len(i) for c, i in conformed.bad_rows.items()},
-        }
-        problems = [f"declared column '{c}' is missing" for c in conformed.missing]
-        problems += [f"column '{c}': {why}" for c, why in conformed.mismatched.items()]
-        if problems:
-            have = ", ".join(map(str, raw.columns))
-            reason = "schema drift: " + "; ".join(problems) + f" (the batch has: {have})"
-            return _finish(
-                store, BatchOutcome(batch_id, "rejected", reason, rows=rows), report_path, {"schema": schema}
-            )
-        df, bad_cells = conformed.frame, conformed.bad_rows
+def _rejected(batch_id: str, reason: str, rows: int = 0) -> BatchOutcome:
+    return BatchOutcome(batch_id=batch_id, status=BatchStatus.REJECTED, reason=reason, rows=rows)
+
+
+def _recorded_outcome(store: PipelineStore, batch_id: str, report_path: Path) -> BatchOutcome:
+    """The outcome a run before this one wrote (``validation.json`` carries more than the outcome)."""
+    report = _read(report_path)
+    done = decode(BatchOutcome, {k: v for k, v in report.items() if k in BatchOutcome.model_fields})
+    if store.batch_record(batch_id).get("status") == BatchStatus.LANDED:
+        # Killed between the report and batch.json: finish the commit, or the batch
+        # would look validated to this step and unvalidated to everyone else for ever.
+        _commit_status(store, done)
+    return done
+
+
+def _conform(
+    raw: Any, columns: Mapping[str, str] | None, fmt: str
+) -> tuple[Any, dict[str, list[Any]], dict[str, Any], str | None]:
+    """Conform the rows to the declared schema.
+
+    Returns:
+        The conformed rows, the unparsed cells by column, the schema report, and the
+        schema-drift reason when the batch must be rejected (else None).
+    """
+    if not columns:
+        return raw, {}, {}, None
+    from sluice.steps.schema import conform
+
+    conformed = conform(raw, columns, fmt)
+    schema = {
+        "declared": dict(columns),
+        "missing": conformed.missing,
+        "extra_dropped": conformed.extra,
+        "mismatched": conformed.mismatched,
+        "unparsed_cells": {c: len(i) for c, i in conformed.bad_rows.items()},
+    }
+    problems = [f"declared column '{c}' is missing" for c in conformed.missing]
+    problems += [f"column '{c}': {why}" for c, why in conformed.mismatched.items()]
+    if problems:
+        have = ", ".join(map(str, raw.columns))
+        return raw, {}, schema, "schema drift: " + "; ".join(problems) + f" (the batch has: {have})"
+    return conformed.frame, conformed.bad_rows, schema, None
+
+
+def _absent_checked_columns(raw: Any, df: Any, validation: Validation) -> str | None:
+    """The reason to reject a batch that lacks a column a check reads, or None."""
     checked = [(e.type, str(getattr(e, "column", ""))) for e in validation.expectations if hasattr(e, "column")]
     absent = [(kind, column) for kind, column in checked if column not in df]
-    if absent:
-        named = "; ".join(
-            f"check {kind} on column '{column}'" + (" (not in source.columns: dropped)" if column in raw else "")
-            for kind, column in absent
-        )
-        reason = f"checked column missing from the batch: {named} (the batch has: {', '.join(map(str, df.columns))})"
-        return _finish(store, BatchOutcome(batch_id, "rejected", reason, rows=rows), report_path, {"schema": schema})
+    if not absent:
+        return None
+    named = "; ".join(
+        f"check {kind} on column '{column}'" + (" (not in source.columns: dropped)" if column in raw else "")
+        for kind, column in absent
+    )
+    return f"checked column missing from the batch: {named} (the batch has: {', '.join(map(str, df.columns))})"
 
+
+def _run_checks(
+    store: PipelineStore,
+    batch_id: str,
+    report_path: Path,
+    raw: Any,
+    df: Any,
+    bad_cells: dict[str, list[Any]],
+    schema: dict[str, Any],
+    validation: Validation,
+    columns: Mapping[str, str] | None,
+) -> BatchOutcome:
+    """Run the spec's checks with Great Expectations, judge, write the rows and the outcome."""
     from sluice.services.gx import run_expectations
 
+    folder = report_path.parent
     checks, gx_result = run_expectations(df, list(validation.expectations))
     write_json_atomic(folder / "gx_result.json", gx_result)
     failed = [c for c in checks if not c.success]
     type_failures = {f"type:{c}": idx for c, idx in bad_cells.items()}
     failed_text = [_describe(c) for c in failed] + [f"{k}: {len(v)} rows" for k, v in type_failures.items()]
-    outcome = BatchOutcome(batch_id, "accepted", "all checks passed", rows=rows, failed_checks=failed_text)
-    reasons = _judge(outcome, failed, type_failures, validation)
+    outcome = BatchOutcome(
+        batch_id=batch_id,
+        status=BatchStatus.ACCEPTED,
+        reason="all checks passed",
+        rows=len(raw),
+        failed_checks=failed_text,
+    )
+    outcome, reasons = _judge(outcome, failed, type_failures, validation)
     _write_rows(folder, outcome, raw, df, reasons, columns)
     extra = {"checks": [asdict(c) | {"unexpected_index": len(c.unexpected_index)} for c in checks]}
     return _finish(store, outcome, report_path, extra | ({"schema": schema} if schema else {}))
 
 
-def _judge(
-    outcome: BatchOutcome, failed: list[Any], type_failures: dict[str, list[Any]], validation: Validation
-) -> dict[Any, list[str]]:
-    """Set the outcome's status, reason and quarantine numbers from the failed checks.
-
-    Returns:
-        The rows to quarantine (index -> names of the checks each failed).
-    """
-    rows = outcome.rows
-    mode = validation.on_failure
-    batch_level = [c for c in failed if not c.row_level]
+def _row_reasons(failed: list[Any], type_failures: dict[str, list[Any]], mode: str) -> dict[Any, list[str]]:
+    """Index -> names of the checks each row failed: cells not of their type always, row checks on quarantine."""
     reasons: dict[Any, list[str]] = {}
     for name, idx in type_failures.items():
         for i in idx:
             reasons.setdefault(i, []).append(name)
-    if not (failed or type_failures):
-        return reasons
-    n_failed = len(failed) + len(type_failures)
-    if mode == "fail":
-        outcome.status, outcome.reason = "rejected", f"{n_failed} check(s) failed and on_failure=fail"
-        return reasons
-    if batch_level and mode == "quarantine":
-        outcome.status = "rejected"
-        outcome.reason = "batch-level check failed: " + "; ".join(_describe(c) for c in batch_level)
-        return reasons
     if mode == "quarantine":
         for check in failed:
             for i in check.unexpected_index:
                 reasons.setdefault(i, []).append(f"{check.check}:{check.column}")
-    outcome.quarantined = len(reasons)
-    outcome.quarantine_rate = round(len(reasons) / rows, 6)
-    if mode == "warn":
-        outcome.reason = f"{len(failed)} check(s) failed; on_failure=warn keeps every row"
-        if reasons:
-            outcome.reason += f" but the {len(reasons)} with cells not of their declared type"
-    if outcome.quarantine_rate > validation.max_quarantine_rate:
-        outcome.status = "rejected"
-        outcome.reason = (
-            f"quarantine rate {outcome.quarantine_rate:.2%} exceeds "
-            f"max_quarantine_rate {validation.max_quarantine_rate:.2%}"
-        )
-    elif mode == "quarantine":
-        outcome.reason = (
-            f"{outcome.quarantined} of {rows} rows quarantined "
-            f"({outcome.quarantine_rate:.2%} <= {validation.max_quarantine_rate:.2%})"
-        )
     return reasons
+
+
+def _judge(
+    outcome: BatchOutcome, failed: list[Any], type_failures: dict[str, list[Any]], validation: Validation
+) -> tuple[BatchOutcome, dict[Any, list[str]]]:
+    """The outcome's status, reason and quarantine numbers from the failed checks.
+
+    Returns:
+        The judged outcome, and the rows to quarantine (index -> names of the checks each failed).
+    """
+    rows = outcome.rows
+    mode = validation.on_failure
+    batch_level = [c for c in failed if not c.row_level]
+    if not (failed or type_failures):
+        return outcome, {}
+    if mode == "fail":
+        n_failed = len(failed) + len(type_failures)
+        reason = f"{n_failed} check(s) failed and on_failure=fail"
+        return outcome.model_copy(update={"status": BatchStatus.REJECTED, "reason": reason}), _row_reasons(
+            [], type_failures, mode
+        )
+    if batch_level and mode == "quarantine":
+        reason = "batch-level check failed: " + "; ".join(_describe(c) for c in batch_level)
+        return outcome.model_copy(update={"status": BatchStatus.REJECTED, "reason": reason}), _row_reasons(
+            [], type_failures, mode
+        )
+    reasons = _row_reasons(failed, type_failures, mode)
+    rate = round(len(reasons) / rows, 6)
+    status, why = outcome.status, outcome.reason
+    if mode == "warn":
+        why = f"{len(failed)} check(s) failed; on_failure=warn keeps every row"
+        if reasons:
+            why += f" but the {len(reasons)} with cells not of their declared type"
+    if rate > validation.max_quarantine_rate:
+        status = BatchStatus.REJECTED
+        why = f"quarantine rate {rate:.2%} exceeds max_quarantine_rate {validation.max_quarantine_rate:.2%}"
+    elif mode == "quarantine":
+        why = f"{len(reasons)} of {rows} rows quarantined ({rate:.2%} <= {validation.max_quarantine_rate:.2%})"
+    judged = {"status": status, "reason": why, "quarantined": len(reasons), "quarantine_rate": rate}
+    return outcome.model_copy(update=judged), reasons
 
 
 def _write_rows(
@@ -219,7 +242,7 @@ def _write_rows(
             folder / "quarantine.parquet", index=False
         )
         clean = df[~bad]
-    if outcome.status == "accepted":
+    if outcome.status == BatchStatus.ACCEPTED:
         if columns:
             import pyarrow.parquet as pq
 
@@ -236,9 +259,9 @@ def _describe(check: Any) -> str:
 
 
 def _finish(store: PipelineStore, outcome: BatchOutcome, report_path: Path, extra: dict[str, Any]) -> BatchOutcome:
-    outcome.report = str(report_path)
+    outcome = outcome.model_copy(update={"report": str(report_path)})
     faults.point("validate.before_report")
-    write_json_atomic(report_path, outcome.to_dict() | extra | {"validated_at": time.time()})
+    write_json_atomic(report_path, encode(outcome) | extra | {"validated_at": time.time()})
     faults.point("validate.report_written")
     _commit_status(store, outcome)
     return outcome

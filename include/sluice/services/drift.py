@@ -1,0 +1,124 @@
+"""The Evidently 0.7 adapter: run a data-drift report and read its per-column results.
+
+Evidently is imported inside the functions: the DAG file is parsed every few seconds and
+must stay light.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sluice.spec.models import Drift
+
+
+@dataclass(frozen=True)
+class ColumnScore:
+    """Evidently's numbers for one column.
+
+    Attributes:
+        column: Batch column.
+        method: Evidently's display name of the method (e.g. 'K-S p_value').
+        score: Distance, or p-value for the statistical tests.
+        threshold: Distances drift at or above it; p-values below it.
+        drifted: Evidently's verdict for the column.
+    """
+
+    column: str
+    method: str
+    score: float
+    threshold: float
+    drifted: bool
+
+
+def _typed_sides(reference: Any, current: Any, columns: list[str]) -> tuple[Any, Any, list[str], list[str]]:
+    """Both sides with one representation per column: numbers as float64, everything else as strings.
+
+    Returns:
+        Reference, current, numerical columns, categorical columns.
+    """
+    import pandas as pd
+
+    numerical = [
+        c
+        for c in columns
+        if pd.api.types.is_numeric_dtype(reference[c])
+        and pd.api.types.is_numeric_dtype(current[c])
+        and not pd.api.types.is_bool_dtype(reference[c])
+    ]
+    categorical = [c for c in columns if c not in numerical]
+    ref, cur = reference[columns].copy(), current[columns].copy()
+    for col in categorical:  # one representation on both sides (e.g. int codes vs strings)
+        ref[col] = ref[col].astype("string")
+        cur[col] = cur[col].astype("string")
+    for col in numerical:
+        ref[col] = ref[col].astype("float64")
+        cur[col] = cur[col].astype("float64")
+    return ref, cur, numerical, categorical
+
+
+def drift_report(reference: Any, current: Any, columns: list[str], drift: Drift) -> tuple[list[ColumnScore], Any]:
+    """Run Evidently's ``DataDriftPreset`` on the given columns.
+
+    Numbers (not booleans) are numerical columns, everything else categorical. A column that
+    is empty on either side cannot be compared and is left out (and so counts for nothing).
+
+    Returns:
+        Per-column results and the Evidently snapshot (for ``save_html``).
+    """
+    import warnings
+
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    usable = [c for c in columns if reference[c].notna().any() and current[c].notna().any()]
+    if not usable:
+        raise ValueError(f"none of the columns {columns} has values on both sides: nothing to compare")
+    ref, cur, numerical, categorical = _typed_sides(reference, current, usable)
+    definition = DataDefinition(numerical_columns=numerical, categorical_columns=categorical)
+    preset = DataDriftPreset(
+        columns=usable,
+        drift_share=drift.drift_share,
+        per_column_method={c: m for c, m in drift.methods.items() if c in usable} or None,
+        threshold=drift.threshold,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scipy/pandas chatter about tiny categories
+        snapshot = Report([preset], include_tests=True).run(
+            Dataset.from_pandas(cur, data_definition=definition),
+            Dataset.from_pandas(ref, data_definition=definition),
+        )
+    return column_scores(snapshot.dict()), snapshot
+
+
+def column_scores(data: dict[str, Any]) -> list[ColumnScore]:
+    """The per-column results of a snapshot's ``dict()``: metric values, and verdicts from its tests."""
+    verdicts = {
+        t["metric_config"]["params"].get("column"): t["status"] == "FAIL"
+        for t in data["tests"]
+        if t["metric_config"]["params"].get("type", "").endswith("ValueDrift")
+    }
+    results = []
+    for metric in data["metrics"]:
+        config = metric["config"]
+        if not config.get("type", "").endswith("ValueDrift"):
+            continue
+        column = config["column"]
+        results.append(
+            ColumnScore(
+                column=column,
+                method=_display_name(str(config["method"])),
+                score=float(metric["value"]),
+                threshold=float(config["threshold"]),
+                drifted=bool(verdicts[column]),
+            )
+        )
+    return results
+
+
+def _display_name(method: str) -> str:
+    """Evidently's display name for a method given by name ('ks' -> 'K-S p_value')."""
+    from evidently.legacy.calculations.stattests import registry
+
+    by_type = registry._registered_stat_tests.get(method)
+    return next(iter(by_type.values())).display_name if by_type else method

@@ -1,0 +1,500 @@
+"""The typed records the steps exchange, and the one codec that turns them into JSON and back.
+
+Every record is a frozen pydantic model that refuses unknown fields: a typo in a key fails
+where the record is built or decoded, not three tasks later. Verdicts and statuses are
+``StrEnum``s, so they compare equal to the strings written by older runs and an unknown
+value is refused by :func:`decode` with the field and the allowed values.
+
+The same codec serves the XCom return values (Airflow 3 stores JSON, so tasks return
+``encode(record)``) and the files the steps write (``decision.json``, ``trigger.json``,
+``drift.json``, ``validation.json``, ``deploy/current.json``). Field names are those of
+the files written before these types existed, so files from older runs still decode.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+__all__ = [
+    "AssetEvent",
+    "BatchAnnouncement",
+    "BatchOutcome",
+    "BatchStatus",
+    "ChampionScore",
+    "Check",
+    "ColumnDrift",
+    "DriftResult",
+    "DriftStatus",
+    "FeatureResult",
+    "GateDecision",
+    "GateThresholds",
+    "GateVerdict",
+    "HoldoutInfo",
+    "KubernetesDeployResult",
+    "LandResult",
+    "LocalDeployResult",
+    "LocalDeployment",
+    "PromoteResult",
+    "Record",
+    "RecordError",
+    "ScoredRun",
+    "SmokeCheck",
+    "TrainResult",
+    "Trigger",
+    "TriggerDecision",
+    "ValidationOutcomes",
+    "decode",
+    "encode",
+]
+
+
+class Record(BaseModel):
+    """Base of every step record: frozen, and unknown fields are an error."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+R = TypeVar("R", bound=Record)
+
+
+class RecordError(ValueError):
+    """A JSON value does not decode to the record type it should be (names the fields and why)."""
+
+
+def encode(record: Record) -> dict[str, Any]:
+    """The JSON-safe form of ``record`` (enums as their strings), for XCom and for files."""
+    return record.model_dump(mode="json")
+
+
+def decode(cls: type[R], data: Any) -> R:
+    """Rebuild a ``cls`` record from its JSON form (as written by :func:`encode` or by older runs).
+
+    Raises:
+        RecordError: A field is missing, unknown, or has a value the type refuses (an unknown
+            status or verdict string is named with the allowed values).
+    """
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or '(record)'}: {e['msg']} (got {e.get('input')!r})"
+            for e in exc.errors(include_url=False)
+        )
+        raise RecordError(f"not a valid {cls.__name__} record: {problems}") from None
+
+
+# --------------------------------------------------------------------------- statuses
+
+
+class BatchStatus(StrEnum):
+    """Where a batch stands: landed (not validated yet), then accepted or rejected."""
+
+    LANDED = "landed"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+
+
+class GateVerdict(StrEnum):
+    """The gate's verdict on a candidate."""
+
+    PASS = "pass"  # noqa: S105 -- a verdict, not a password
+    FAIL = "fail"
+
+
+class DriftStatus(StrEnum):
+    """What a monitor run could do: compare, or why not."""
+
+    COMPARED = "compared"
+    NO_REFERENCE = "no_reference"
+    NO_NEW_BATCHES = "no_new_batches"
+
+
+class Trigger(StrEnum):
+    """What started a train run."""
+
+    MANUAL = "manual"
+    SCHEDULE = "schedule"
+    NEW_DATA = "new_data"
+    DRIFT = "drift"
+
+
+# --------------------------------------------------------------------------- ingest
+
+
+class LandResult(Record):
+    """What one landing pass did.
+
+    Attributes:
+        new: Ids of batches landed by this pass.
+        duplicates: ``{file name: batch id}`` for files whose content was already landed.
+        archived: Landing files moved to ``_processed/``.
+        ignored: Hidden or temporary names in the landing folder (never landed).
+        unsettled: Files still being written (size or mtime changed during the settle time).
+        waiting_for_marker: Files whose completion marker is not there yet.
+        changed: Files whose content changed while being landed: left for the next run.
+        refused: ``{name: why}``: matching folders and symlinks, moved to ``_rejected/``.
+        replaced_names: ``{new batch id: [earlier batch ids]}`` for a name reused with new content.
+    """
+
+    new: list[str] = Field(default_factory=list)
+    duplicates: dict[str, str] = Field(default_factory=dict)
+    archived: list[str] = Field(default_factory=list)
+    ignored: list[str] = Field(default_factory=list)
+    unsettled: list[str] = Field(default_factory=list)
+    waiting_for_marker: list[str] = Field(default_factory=list)
+    changed: list[str] = Field(default_factory=list)
+    refused: dict[str, str] = Field(default_factory=dict)
+    replaced_names: dict[str, list[str]] = Field(default_factory=dict)
+
+
+class BatchOutcome(Record):
+    """The verdict on one batch (the ``validate`` XCom; ``validation.json`` carries more).
+
+    Attributes:
+        batch_id: The batch.
+        status: ``accepted`` (rows go to training) or ``rejected`` (nothing does).
+        reason: Why, in one sentence with the numbers.
+        rows: Rows in the file (0 when unreadable).
+        quarantined: Rows written to ``quarantine.parquet``.
+        quarantine_rate: quarantined / rows.
+        failed_checks: ``"<check> <column>: <n> rows"`` for each failed check.
+        report: Path of ``validation.json``.
+    """
+
+    batch_id: str
+    status: BatchStatus
+    reason: str
+    rows: int = 0
+    quarantined: int = 0
+    quarantine_rate: float = 0.0
+    failed_checks: list[str] = Field(default_factory=list)
+    report: str = ""
+
+
+class ValidationOutcomes(Record):
+    """The ``validate`` task's result: one outcome per batch it validated."""
+
+    outcomes: list[BatchOutcome] = Field(default_factory=list)
+
+
+class BatchAnnouncement(Record):
+    """The batches one ``publish`` announced (the asset event's extra and the XCom).
+
+    Attributes:
+        batches: Batch ids announced.
+        rows: Rows in those batches.
+        quarantined: Rows quarantined from them.
+    """
+
+    batches: list[str]
+    rows: int
+    quarantined: int
+
+
+# --------------------------------------------------------------------------- train
+
+
+class FeatureResult(Record):
+    """A feature table and what it was built from.
+
+    Attributes:
+        path: Parquet folder of the table.
+        key: Content key (batches + job + inputs); the same key is never built twice.
+        batches: ``{batch_id: sha256}`` of the batches read, oldest first.
+        job_hash: SHA-256 (16 hex) of the feature job file.
+        rows: Rows in the table.
+        cached: True when an earlier run had built the same table.
+    """
+
+    path: str
+    key: str
+    batches: dict[str, str]
+    job_hash: str
+    rows: int
+    cached: bool = False
+
+
+class TrainResult(Record):
+    """A trained candidate.
+
+    Attributes:
+        mlflow_run_id: The MLflow run holding the model.
+        holdout_path: Parquet of the holdout rows (candidate and champion are scored on it).
+        split: How the holdout was chosen, in words.
+        train_rows: Rows used for fitting.
+        holdout_rows: Rows held out.
+        features: Columns the model reads.
+    """
+
+    mlflow_run_id: str
+    holdout_path: str
+    split: str
+    train_rows: int
+    holdout_rows: int
+    features: list[str]
+
+
+class Check(Record):
+    """One condition of the gate."""
+
+    name: str
+    passed: bool
+    detail: str
+
+
+class GateThresholds(Record):
+    """The spec's gate bounds the decision was taken with."""
+
+    min: float | None = None
+    max: float | None = None
+    max_regression_vs_champion: float = 0.0
+
+
+class ScoredRun(Record):
+    """The candidate: its MLflow run and its holdout score."""
+
+    run_id: str
+    score: float
+
+
+class ChampionScore(Record):
+    """The champion the candidate was compared with (score None: it could not be scored)."""
+
+    version: str
+    run_id: str | None
+    score: float | None = None
+
+
+class HoldoutInfo(Record):
+    """The rows both models were scored on."""
+
+    path: str
+    rows: int
+    split: str
+
+
+class GateDecision(Record):
+    """The gate decision (``runs/<run>/decision.json``, the ``evaluate`` XCom, MLflow ``gate/decision.json``).
+
+    Attributes:
+        pipeline: Pipeline name.
+        verdict: pass or fail.
+        reason: The checks in words, failed ones first.
+        metric: The evaluation metric.
+        higher_is_better: The metric's direction.
+        thresholds: The gate's bounds.
+        candidate: Candidate run and score.
+        champion: The champion compared with, or None when there was none.
+        holdout: The holdout both were scored on.
+        checks: Each condition and whether it held.
+        airflow_run_id: The train run.
+        decided_at: Epoch seconds.
+    """
+
+    pipeline: str
+    verdict: GateVerdict
+    reason: str
+    metric: str
+    higher_is_better: bool
+    thresholds: GateThresholds
+    candidate: ScoredRun
+    champion: ChampionScore | None
+    holdout: HoldoutInfo
+    checks: list[Check]
+    airflow_run_id: str
+    decided_at: float
+
+
+class PromoteResult(Record):
+    """Outcome of a promotion.
+
+    Attributes:
+        version: Registered model version now behind ``@champion``.
+        previous: Version that was champion before, or None.
+        changed: False when the alias already pointed here (a retry).
+    """
+
+    version: str
+    previous: str | None
+    changed: bool
+
+
+# --------------------------------------------------------------------------- deploy
+
+
+class SmokeCheck(Record):
+    """The smoke prediction a new server passed: rows sent and the first predictions."""
+
+    rows: int
+    predictions: list[Any]
+
+
+class LocalDeployment(Record):
+    """What the local target serves (``deploy/current.json`` and its history).
+
+    Attributes:
+        pipeline: Pipeline name.
+        version: Registered model version served.
+        model_uri: ``models:/<pipeline>/<version>``.
+        pid: Server process (leader of its own process group).
+        host: Interface of the public port.
+        port: Public (shared) port.
+        admin_port: The server's private port (health and smoke checks).
+        url: The public invocations URL.
+        log: Server log file.
+        started_at: Epoch seconds.
+        smoke: The smoke prediction it passed.
+    """
+
+    pipeline: str
+    version: str
+    model_uri: str
+    pid: int
+    host: str
+    port: int
+    admin_port: int
+    url: str
+    log: str
+    started_at: float
+    smoke: SmokeCheck
+
+
+class LocalDeployResult(LocalDeployment):
+    """A local deploy's outcome (the ``deploy`` XCom): the deployment, and what changed.
+
+    Attributes:
+        changed: False when this version was already served and healthy (nothing was done).
+        previous_version: Version served before, or None.
+    """
+
+    changed: bool
+    previous_version: str | None
+
+    def deployment(self) -> LocalDeployment:
+        """The deployment alone (what ``current.json`` holds)."""
+        return LocalDeployment.model_validate(self.model_dump(exclude={"changed", "previous_version"}))
+
+
+class KubernetesDeployResult(Record):
+    """Outcome of a successful Kubernetes deploy.
+
+    Attributes:
+        version: Model version the Deployment serves now.
+        previous_version: Version it served before (None on the first deploy).
+        changed: False when the version was already rolled out (nothing was written).
+        deployment: ``namespace/name`` of the Deployment.
+        service: In-cluster URL of the model server.
+    """
+
+    version: str
+    previous_version: str | None
+    changed: bool
+    deployment: str
+    service: str
+
+
+# --------------------------------------------------------------------------- monitor and retrain
+
+
+class ColumnDrift(Record):
+    """Drift of one column.
+
+    Attributes:
+        column: Batch column.
+        method: Evidently's method (e.g. 'Wasserstein distance (normed)', 'K-S p_value').
+        score: Distance, or p-value for the statistical tests.
+        threshold: Distances drift at or above it; p-values below it.
+        drifted: Evidently's verdict for the column.
+    """
+
+    column: str
+    method: str
+    score: float
+    threshold: float
+    drifted: bool
+
+
+class DriftResult(Record):
+    """What one monitor run found (the ``compute_drift`` XCom and ``drift.json``).
+
+    Attributes:
+        status: compared, no_reference (no champion or reference yet) or no_new_batches.
+        drift_share: Share of compared columns that drifted (None when nothing was compared).
+        threshold: The spec's ``drift_share``: the batch drifted when the share reaches it.
+        drift_detected: Whether the batch drifted.
+        columns: Per-column numbers.
+        report_path: Evidently HTML report, or None.
+        mlflow_run_id: The monitoring run in the pipeline's experiment, or None.
+        batches: Batch ids compared (current data).
+        champion_version: Registered version whose training data is the reference, or None.
+        reference_batches: Batch ids of the reference data.
+        rows: Rows compared per side after sampling: ``{"reference": n, "current": n}``.
+        sample_size: Sampling size used per side.
+        seed: Sampling seed.
+        reason: One line for the log.
+    """
+
+    status: DriftStatus
+    drift_share: float | None
+    threshold: float
+    drift_detected: bool
+    columns: list[ColumnDrift]
+    report_path: str | None
+    mlflow_run_id: str | None
+    batches: list[str]
+    champion_version: str | None
+    reference_batches: list[str] = Field(default_factory=list)
+    rows: dict[str, int] = Field(default_factory=dict)
+    sample_size: int = 0
+    seed: int = 0
+    reason: str = ""
+
+    def drifted_columns(self) -> list[ColumnDrift]:
+        """The columns that drifted."""
+        return [c for c in self.columns if c.drifted]
+
+    def summary(self) -> str:
+        """One line with the numbers (used by the log, the failure message and the asset event)."""
+        if self.status != DriftStatus.COMPARED:
+            return self.reason
+        drifted = self.drifted_columns()
+        cols = ", ".join(f"{c.column} {c.method} {c.score:.3f} (threshold {c.threshold})" for c in drifted)
+        return (
+            f"drift share {self.drift_share or 0.0:.3f} {'>=' if self.drift_detected else '<'} threshold "
+            f"{self.threshold} ({len(drifted)}/{len(self.columns)} columns drifted{': ' + cols if cols else ''}); "
+            f"batches {', '.join(self.batches)} vs champion v{self.champion_version}'s data; report {self.report_path}"
+        )
+
+
+class AssetEvent(Record):
+    """An asset event that started a run: its URI and extra."""
+
+    uri: str
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class TriggerDecision(Record):
+    """Why a train run trains or not (``runs/<run>/trigger.json`` and the XCom).
+
+    Attributes:
+        proceed: False when the run is skipped.
+        triggers: What started the run.
+        reason: One line for the log and the demo summary.
+        batches: Accepted batch ids when the decision was taken (what a retrain reads).
+        champion_version: The champion at that time, or None.
+        events: Asset events that started the run.
+        airflow_run_id: The train run.
+        decided_at: Epoch seconds.
+    """
+
+    proceed: bool
+    triggers: list[Trigger]
+    reason: str
+    batches: list[str]
+    champion_version: str | None
+    events: list[AssetEvent] = Field(default_factory=list)
+    airflow_run_id: str = ""
+    decided_at: float = 0.0
