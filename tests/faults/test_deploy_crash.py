@@ -68,7 +68,7 @@ def test_a_deploy_killed_at_any_point_leaves_one_recorded_server_after_the_retry
     decision = read_json(next((local(store) / "runs").glob("*/decision.json")))
     run_id = decision["candidate"]["run_id"]
     run = tracking.configure(project.root).get_run(run_id)
-    smoke = smoke_rows(decision["holdout"]["path"], run.data.tags["sluice.features"].split(","))
+    smoke = smoke_rows(store, decision["holdout"]["path"], run.data.tags["sluice.features"].split(","))
     url = f"http://{cfg.host}:{cfg.port}"
     for _ in range(2):  # versions 2 and 3 of the same run
         mlflow.register_model(f"runs:/{run_id}/model", "flights_delay")

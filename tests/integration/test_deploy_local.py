@@ -45,7 +45,7 @@ def test_promote_and_deploy_retries_are_no_ops_and_switches_drop_nothing(flights
     trained = read_json(next((local(store) / "runs").glob("*/train.json")))
     assert trained["mlflow_run_id"] == decision["candidate"]["run_id"]
     run = tracking.configure(project.root).get_run(trained["mlflow_run_id"])
-    smoke = smoke_rows(decision["holdout"]["path"], run.data.tags["sluice.features"].split(","))
+    smoke = smoke_rows(store, decision["holdout"]["path"], run.data.tags["sluice.features"].split(","))
     same = deploy_local(loaded, store, "1", smoke)
     assert same.changed is False and same.pid == first["pid"]
 

@@ -173,3 +173,10 @@ def test_pandas_reads_and_writes_through_the_store(store: PipelineStore) -> None
         frame.to_parquet(fh, index=False)
     with store.open_read(key) as fh:
         assert pd.read_parquet(fh).equals(frame)
+    assert store.read_parquet(key).equals(frame)
+    # A folder of part files, as Spark writes a table.
+    for i, part in enumerate((frame.head(1), frame.tail(2))):
+        with store.open_write(store.features_key("k", f"features.parquet/part-{i}.parquet")) as fh:
+            part.to_parquet(fh, index=False)
+    table = store.read_parquet(store.key_of(store.location(store.features_key("k", "features.parquet"))))
+    assert sorted(table["dep_delay"].dropna()) == [1.0, 3.0] and len(table) == 3

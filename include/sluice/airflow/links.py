@@ -55,13 +55,12 @@ def _pull(ti: Any, task_id: str) -> Any:
     return BaseXCom.get_one(key="return_value", dag_id=ti.dag_id, task_id=task_id, run_id=ti.run_id)
 
 
-def _store_base(spec_path: str) -> tuple[str, Path]:
-    from sluice.services.storage import PipelineStore
+def _store_base(spec_path: str) -> tuple[str, str]:
+    from sluice.services.storage import open_store
     from sluice.spec.loader import load_spec
 
     loaded = load_spec(spec_path)
-    store = PipelineStore(loaded.resolve(loaded.spec.storage.root), loaded.spec.pipeline)
-    return loaded.spec.pipeline, store.base
+    return loaded.spec.pipeline, open_store(loaded).location("")
 
 
 @attrs.define()

@@ -221,7 +221,7 @@ def deploy(spec_path: str, **context: Any) -> dict[str, Any]:
     loaded, store = _open(spec_path)
     promoted = _pull(context, TaskId.PROMOTE, PromoteResult)
     trained = _pull(context, TaskId.TRAIN, TrainResult)
-    state = deploy_local(loaded, store, promoted.version, smoke_rows(trained.holdout_path, trained.features))
+    state = deploy_local(loaded, store, promoted.version, smoke_rows(store, trained.holdout_path, trained.features))
     log.info("serving v%s at %s (%s)", state.version, state.url, "new" if state.changed else "unchanged")
     return encode(state)
 

@@ -151,6 +151,10 @@ class StorageBackend(Protocol):
         """Size of ``key`` in bytes; ``FileNotFoundError`` when it is not there."""
         ...
 
+    def read_parquet(self, key: str) -> Any:
+        """A pandas DataFrame of the parquet file or folder (Spark's part files) at ``key``."""
+        ...
+
     def put_file(self, local: Path, key: str) -> None:
         """Move (or upload) a finished local file to ``key`` atomically."""
         ...
@@ -281,6 +285,17 @@ class PipelineStore:
         """What an engine opens to read or write ``key``."""
         return self.backend.location(key)
 
+    def key_of(self, location: str) -> str:
+        """The key of a location this store handed out (a record keeps locations, readers need keys).
+
+        Raises:
+            ValueError: When ``location`` is not inside this pipeline's storage.
+        """
+        base = self.location("").rstrip("/") + "/"
+        if not location.startswith(base):
+            raise ValueError(f"{location} is not inside the pipeline's storage {base}")
+        return location[len(base) :]
+
     def exists(self, key: str) -> bool:
         """Whether ``key`` exists."""
         return self.backend.exists(key)
@@ -308,6 +323,10 @@ class PipelineStore:
     def size(self, key: str) -> int:
         """Size of ``key`` in bytes."""
         return self.backend.size(key)
+
+    def read_parquet(self, key: str) -> Any:
+        """A pandas DataFrame of the parquet file or folder at ``key``."""
+        return self.backend.read_parquet(key)
 
     def read_json(self, key: str) -> Any:
         """The JSON document at ``key``."""

@@ -138,6 +138,12 @@ class FsspecBackend:
         """Size of the object in bytes."""
         return int(self.fs.size(self._path(key)))
 
+    def read_parquet(self, key: str) -> Any:
+        """A pandas DataFrame of the parquet object or prefix (Spark's part files) at ``key``."""
+        import pandas as pd
+
+        return pd.read_parquet(self._path(key), filesystem=self.fs)
+
     def put_file(self, local: Path, key: str) -> None:
         """Upload a finished local file, then delete it."""
         self.fs.put_file(str(local), self._path(key))

@@ -212,6 +212,12 @@ class LocalBackend:
         """Size of the file in bytes."""
         return self._path(key).stat().st_size
 
+    def read_parquet(self, key: str) -> Any:
+        """A pandas DataFrame of the parquet file or folder at ``key``."""
+        import pandas as pd
+
+        return pd.read_parquet(self._path(key))
+
     def put_file(self, local: Path, key: str) -> None:
         """Move a finished local file to ``key`` (a rename when on the same filesystem)."""
         path = self._path(key)

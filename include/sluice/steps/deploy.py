@@ -11,9 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from sluice.services import faults, processes
-from sluice.services.storage import PipelineStore, read_json, write_json_atomic
+from sluice.services.storage import PipelineStore
 from sluice.spec.loader import LoadedSpec
 from sluice.steps.records import LocalDeployment, LocalDeployResult, SmokeCheck, decode, encode
+
+#: The record of what is served now, under ``deploy/``.
+CURRENT = "current.json"
 
 
 class DeployFailed(RuntimeError):
@@ -37,8 +40,8 @@ def http_json(url: str, payload: Any = None, timeout: float = 10.0) -> tuple[int
 
 def current_deployment(store: PipelineStore) -> dict[str, Any] | None:
     """The record of what is served now as JSON (``deploy/current.json``), or None."""
-    path = store.deploy_dir / "current.json"
-    return dict(read_json(path)) if path.exists() else None
+    record = store.read_json_or_none(store.deploy_key(CURRENT))
+    return dict(record) if record is not None else None
 
 
 def recorded_deployment(store: PipelineStore) -> LocalDeployment | None:
@@ -205,11 +208,10 @@ def deploy_local(
     if old and old.version == version and _healthy(old):
         return LocalDeployResult(**dict(old), changed=False, previous_version=old.version)
 
-    store.deploy_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S")
     state = _start_checked_server(loaded, store, version, stamp, smoke_rows)
-    write_json_atomic(store.deploy_dir / "current.json", encode(state))
-    write_json_atomic(store.deploy_dir / "history" / f"{stamp}-v{version}.json", encode(state))
+    store.write_json(store.deploy_key(CURRENT), encode(state))
+    store.write_json(store.deploy_key(f"history/{stamp}-v{version}.json"), encode(state))
     faults.point("deploy.recorded")
     # Retire the old server and anything else on the port: only the recorded one remains.
     reconcile_local(cfg.host, cfg.port, keep={state.pid})
@@ -245,8 +247,10 @@ def _start_checked_server(
     from sluice.services.tracking import tracking_uri
 
     cfg = loaded.spec.deployment.local
-    ready = store.deploy_dir / f"server-v{version}-{stamp}.ready"
-    log = store.deploy_dir / f"server-v{version}-{stamp}.log"
+    # The server runs on this machine: its ready file and log are local working files.
+    folder = store.scratch("deploy")
+    ready = folder / f"server-v{version}-{stamp}.ready"
+    log = folder / f"server-v{version}-{stamp}.log"
     uri = tracking_uri(loaded.project_dir)
     # The registry is the tracking store (as in tracking.configure); a registry URI inherited
     # from elsewhere would make the server look for the model in another store.

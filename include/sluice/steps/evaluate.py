@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sluice.services.storage import PipelineStore, read_json, write_json_atomic
+from sluice.services.storage import PipelineStore
 from sluice.spec.loader import LoadedSpec
 from sluice.steps.records import (
     ChampionScore,
@@ -20,6 +20,9 @@ from sluice.steps.records import (
 )
 from sluice.steps.records import Check as Check
 from sluice.steps.train import prepare, quiet_skops_module_scan, read_holdout
+
+#: The gate's decision record, in the train run's folder.
+DECISION = "decision.json"
 
 
 class GateFailed(RuntimeError):
@@ -49,15 +52,16 @@ def evaluate_candidate(
     from sluice.steps.metrics import higher_is_better, score
 
     spec = loaded.spec
-    record_path = store.run_dir(airflow_run_id) / "decision.json"
-    if record_path.exists():
-        existing = decode(GateDecision, read_json(record_path))
+    record_key = store.run_key(airflow_run_id, DECISION)
+    recorded = store.read_json_or_none(record_key)
+    if recorded is not None:
+        existing = decode(GateDecision, recorded)
         if existing.candidate.run_id == trained.mlflow_run_id:
             return existing
     client = tracking.configure(loaded.project_dir)
     metric = spec.evaluation.metric
     gate = spec.evaluation.gate
-    holdout = read_holdout(trained.holdout_path)
+    holdout = read_holdout(store, trained.holdout_path)
     y = holdout[spec.training.target].to_numpy()
 
     with quiet_skops_module_scan():
@@ -84,7 +88,7 @@ def evaluate_candidate(
         decided_at=time.time(),
     )
     _log_decision(decision, trained.mlflow_run_id)
-    write_json_atomic(record_path, encode(decision))
+    store.write_json(record_key, encode(decision))
     return decision
 
 

@@ -9,11 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from sluice.services import faults
-from sluice.services.storage import PipelineStore, atomic_dir, read_json, sha256_file, write_json_atomic
+from sluice.services.storage import FEATURES_META, PipelineStore, encode_json, sha256_file
 from sluice.spec.loader import LoadedSpec
 from sluice.steps.records import FeatureResult
 
 __all__ = ["FeatureResult", "NoDataError", "build_features", "load_job"]
+
+#: The feature table inside its folder.
+TABLE = "features.parquet"
 
 
 class NoDataError(RuntimeError):
@@ -74,11 +77,11 @@ def build_features(loaded: LoadedSpec, store: PipelineStore) -> FeatureResult:
         "inputs": {n: _fingerprint(p) for n, p in inputs.items()},
     }
     key = hashlib.sha256(json.dumps(key_material, sort_keys=True).encode()).hexdigest()[:16]
-    out = store.features_dir(key)
-    if (out / "meta.json").exists():
-        meta = read_json(out / "meta.json")
+    table_location = store.location(store.features_key(key, TABLE))
+    meta = store.read_json_or_none(store.features_key(key, FEATURES_META))
+    if meta is not None:
         return FeatureResult(
-            path=str(out / "features.parquet"),
+            path=table_location,
             key=key,
             batches=batches,
             job_hash=job_hash,
@@ -86,8 +89,8 @@ def build_features(loaded: LoadedSpec, store: PipelineStore) -> FeatureResult:
             cached=True,
         )
 
-    rows = _build_table(loaded, store, list(batches), inputs, out, key_material)
-    return FeatureResult(path=str(out / "features.parquet"), key=key, batches=batches, job_hash=job_hash, rows=rows)
+    rows = _build_table(loaded, store, list(batches), inputs, key, key_material)
+    return FeatureResult(path=table_location, key=key, batches=batches, job_hash=job_hash, rows=rows)
 
 
 def _build_table(
@@ -95,16 +98,20 @@ def _build_table(
     store: PipelineStore,
     batch_ids: list[str],
     inputs: dict[str, Path],
-    out: Path,
+    key: str,
     key_material: dict[str, Any],
 ) -> int:
-    """Run the feature job with Spark and write the table and its ``meta.json`` into ``out``; return its rows."""
+    """Run the feature job with Spark; commit the table and its ``meta.json`` as feature table ``key``.
+
+    Returns:
+        The table's rows.
+    """
     from sluice.services.spark import spark_session
 
     spec = loaded.spec.features
     master = spec.master if spec.engine == "cluster" else None
     spark = spark_session(f"sluice-{loaded.spec.pipeline}-features", master=master, conf=dict(spec.conf))
-    clean = [str(store.batch_dir(b) / "clean.parquet") for b in batch_ids]
+    clean = [store.location(store.batch_key(b, "clean.parquet")) for b in batch_ids]
     frames = {"batches": spark.read.option("mergeSchema", "true").parquet(*clean)}
     for name, path in inputs.items():
         fmt = spec.inputs[name].format
@@ -112,12 +119,13 @@ def _build_table(
         frames[name] = reader.parquet(str(path)) if fmt == "parquet" else reader.csv(str(path))
     func = load_job(spec.job, loaded)
     table = func(spark, frames)
-    # The table and its meta.json are built under a temporary name and renamed into place
-    # together: a reader (and the cache check above) sees a whole table or none.
-    with atomic_dir(out) as tmp:
-        table.write.parquet(str(tmp / "features.parquet"))
+    # The table and its meta.json are staged and committed together (meta.json last): a
+    # reader (and the cache check above) sees a whole table or none.
+    with store.stage(store.features_key(key), FEATURES_META) as staging:
+        staged_table = f"{staging.location}/{TABLE}"
+        table.write.parquet(staged_table)
         faults.point("features.table_written")
-        rows: int = spark.read.parquet(str(tmp / "features.parquet")).count()
-        write_json_atomic(tmp / "meta.json", key_material | {"rows": rows, "columns": table.columns})
+        rows: int = spark.read.parquet(staged_table).count()
+        staging.write_bytes(FEATURES_META, encode_json(key_material | {"rows": rows, "columns": table.columns}))
         faults.point("features.meta_written")
     return rows

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 import uuid
 from pathlib import Path
 
 from sluice.services import faults
 from sluice.services.landing import PROCESSED, Inbox, InboxFile, LocalInbox, Scan, printable
-from sluice.services.storage import PipelineStore, atomic_dir, sha256_file, write_json_atomic
+from sluice.services.storage import BATCH_RECORD, PipelineStore, encode_json, sha256_file
 from sluice.steps.records import BatchStatus, LandResult
 
 __all__ = ["PROCESSED", "LandResult", "batch_id_for", "land_new_files", "pending_batches", "unfinished_batches"]
@@ -106,9 +105,7 @@ def _land_one(
         _ContentChanged: The landing file changed while it was fetched.
     """
     suffix = Path(item.name).suffix
-    scratch = store.base / ".incoming"
-    scratch.mkdir(parents=True, exist_ok=True)
-    copy = scratch / f".copy-{uuid.uuid4().hex}"
+    copy = store.scratch(".incoming") / f".copy-{uuid.uuid4().hex}"
     try:
         inbox.fetch(item, copy)
         digest = sha256_file(copy)
@@ -116,8 +113,7 @@ def _land_one(
             raise _ContentChanged
         batch_id = batch_id_for(digest)
         faults.point("land.copied")
-        final = store.batch_dir(batch_id)
-        if (final / "batch.json").exists():
+        if store.has_batch(batch_id):
             result.duplicates[item.name] = batch_id
             return batch_id
         record: dict[str, object] = {
@@ -141,9 +137,9 @@ def _land_one(
                 ", ".join(earlier),
                 batch_id,
             )
-        with atomic_dir(final) as tmp:
-            os.replace(copy, tmp / f"source{suffix}")
-            write_json_atomic(tmp / "batch.json", record)
+        with store.stage(store.batch_key(batch_id), BATCH_RECORD) as staging:
+            staging.put_file(copy, f"source{suffix}")
+            staging.write_bytes(BATCH_RECORD, encode_json(record))
             faults.point("land.batch_built")
         faults.point("land.batch_committed")
         names.setdefault(item.name, []).append(batch_id)

@@ -9,14 +9,19 @@ cost the same, and a re-run gives the same numbers. The Evidently report itself 
 
 from __future__ import annotations
 
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
-from sluice.services.storage import PipelineStore, read_json, write_json_atomic
+from sluice.services.storage import PipelineStore
 from sluice.spec.loader import LoadedSpec
 from sluice.spec.models import Drift
 from sluice.steps.records import ColumnDrift, DriftStatus, decode, encode
 from sluice.steps.records import DriftResult as DriftResult
+
+#: The drift result of a monitor run, in its folder.
+DRIFT_RESULT = "drift.json"
 
 __all__ = ["ColumnDrift", "DriftResult", "batches_to_monitor", "compare", "monitor_batches", "sample", "select_columns"]
 
@@ -86,10 +91,10 @@ def read_clean(store: PipelineStore, batch_ids: list[str]) -> Any:
 
     frames = []
     for batch_id in batch_ids:
-        path = store.batch_dir(batch_id) / "clean.parquet"
-        if not path.exists():
-            raise FileNotFoundError(f"batch {batch_id} has no clean rows at {path}")
-        frames.append(pd.read_parquet(path))
+        key = store.batch_key(batch_id, "clean.parquet")
+        if not store.exists(key):
+            raise FileNotFoundError(f"batch {batch_id} has no clean rows at {store.describe(key)}")
+        frames.append(store.read_parquet(key))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -120,10 +125,10 @@ def monitor_batches(
 
     spec = loaded.spec
     drift = spec.monitoring.drift
-    out_dir = store.monitor_dir(airflow_run_id)
-    result_path = out_dir / "drift.json"
-    if result_path.exists():
-        return decode(DriftResult, read_json(result_path))
+    result_key = store.monitor_key(airflow_run_id, DRIFT_RESULT)
+    recorded = store.read_json_or_none(result_key)
+    if recorded is not None:
+        return decode(DriftResult, recorded)
 
     client = tracking.configure(loaded.project_dir)
     champ = tracking.champion(client, spec.pipeline)
@@ -131,21 +136,24 @@ def monitor_batches(
     reference_batches = [b for b in champ_run.data.tags.get("sluice.batches", "").split(",") if b] if champ_run else []
     batches = batches_to_monitor(store, announced, reference_batches)
     if champ is None or champ_run is None or not batches or not reference_batches:
-        return _record(_not_compared(spec.pipeline, champ, batches, reference_batches, drift), result_path)
+        return _record(store, _not_compared(spec.pipeline, champ, batches, reference_batches, drift), result_key)
 
     reference = read_clean(store, reference_batches)
     current = read_clean(store, batches)
     features = [f for f in champ_run.data.tags.get("sluice.features", "").split(",") if f]
     columns, share, detected, snapshot = compare(reference, current, drift, features)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    report_path = out_dir / "report.html"
-    snapshot.save_html(str(report_path))
+    report_key = store.monitor_key(airflow_run_id, "report.html")
+    with tempfile.TemporaryDirectory(dir=store.scratch(".monitor")) as tmp:
+        html = Path(tmp) / "report.html"
+        snapshot.save_html(str(html))
+        report_text = html.read_text()
+        store.put_file(html, report_key)
     result = DriftResult(
         status=DriftStatus.COMPARED,
         drift_share=share,
         drift_detected=detected,
         columns=columns,
-        report_path=str(report_path),
+        report_path=store.describe(report_key),
         mlflow_run_id=None,
         batches=batches,
         champion_version=str(champ.version),
@@ -155,8 +163,8 @@ def monitor_batches(
         sample_size=drift.sample_size,
         seed=drift.seed,
     )
-    result = _log_monitor_run(loaded, client, result, str(champ.run_id), dag_id, airflow_run_id)
-    _record(result, result_path)
+    result = _log_monitor_run(loaded, client, result, report_text, str(champ.run_id), (dag_id, airflow_run_id))
+    _record(store, result, result_key)
     for batch_id in batches:
         store.update_batch_record(batch_id, monitored_by=airflow_run_id, drift_share=share)
     return result
@@ -191,21 +199,30 @@ def _not_compared(pipeline: str, champ: Any, batches: list[str], reference: list
     )
 
 
-def _record(result: DriftResult, path: Any) -> DriftResult:
-    write_json_atomic(path, encode(result))
+def _record(store: PipelineStore, result: DriftResult, key: str) -> DriftResult:
+    store.write_json(key, encode(result))
     return result
 
 
 def _log_monitor_run(
-    loaded: LoadedSpec, client: Any, result: DriftResult, champ_run_id: str, dag_id: str, airflow_run_id: str
+    loaded: LoadedSpec,
+    client: Any,
+    result: DriftResult,
+    report_html: str,
+    champ_run_id: str,
+    airflow_run: tuple[str, str],
 ) -> DriftResult:
-    """Log the monitor run and the champion's ``drift_share`` point; return the result with its run id."""
+    """Log the monitor run and the champion's ``drift_share`` point; return the result with its run id.
+
+    ``airflow_run`` is the (dag id, run id) of the monitor run.
+    """
     import mlflow
 
     from sluice.services import tracking
 
     spec = loaded.spec
     drift = spec.monitoring.drift
+    dag_id, airflow_run_id = airflow_run
     share = result.drift_share or 0.0
     experiment_id = tracking.ensure_experiment(client, spec.pipeline, loaded.project_dir)
     tags = {
@@ -230,7 +247,7 @@ def _log_monitor_run(
             mlflow.log_metric(f"drift.{c.column}", c.score, step=step, timestamp=now_ms)
         result = result.model_copy(update={"mlflow_run_id": run.info.run_id})
         result = result.model_copy(update={"reason": result.summary()})
-        mlflow.log_artifact(str(result.report_path))
+        mlflow.log_text(report_html, "report.html")
         mlflow.log_dict(encode(result), "drift.json")
     # The champion's own run gets the series: one point per monitored batch set.
     client.log_metric(champ_run_id, "drift_share", share, timestamp=now_ms, step=step)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 
-from sluice.services.storage import PipelineStore, read_json, write_json_atomic
+from sluice.services.storage import PipelineStore
 from sluice.spec.loader import LoadedSpec
 from sluice.steps.records import AssetEvent, Trigger, decode, encode
 from sluice.steps.records import TriggerDecision as TriggerDecision
@@ -21,11 +21,11 @@ TRIGGER_FILE = "trigger.json"
 
 def last_retrain(store: PipelineStore, except_run: str) -> TriggerDecision | None:
     """The latest recorded decision that went on to train, other than ``except_run``'s."""
-    runs = store.base / "runs"
     found = []
-    for path in runs.glob(f"*/{TRIGGER_FILE}") if runs.is_dir() else []:
-        record = decode(TriggerDecision, read_json(path))
-        if record.proceed and record.airflow_run_id != except_run:
+    for name in store.ls("runs"):
+        data = store.read_json_or_none(store.run_key(name.rstrip("/"), TRIGGER_FILE)) if name.endswith("/") else None
+        record = decode(TriggerDecision, data) if data is not None else None
+        if record is not None and record.proceed and record.airflow_run_id != except_run:
             found.append(record)
     return max(found, key=lambda r: r.decided_at) if found else None
 
@@ -106,9 +106,10 @@ def check_trigger(
     """Decide and record whether this train run retrains; a retry returns the recorded decision."""
     from sluice.services import tracking
 
-    path = store.run_dir(airflow_run_id) / TRIGGER_FILE
-    if path.exists():
-        return decode(TriggerDecision, read_json(path))
+    key = store.run_key(airflow_run_id, TRIGGER_FILE)
+    recorded = store.read_json_or_none(key)
+    if recorded is not None:
+        return decode(TriggerDecision, recorded)
     spec = loaded.spec
     client = tracking.configure(loaded.project_dir)
     champ = tracking.champion(client, spec.pipeline)
@@ -137,5 +138,5 @@ def check_trigger(
         airflow_run_id=airflow_run_id,
         decided_at=now,
     )
-    write_json_atomic(path, encode(decision))
+    store.write_json(key, encode(decision))
     return decision

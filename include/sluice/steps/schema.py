@@ -26,7 +26,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -71,8 +71,9 @@ def arrow_type(kind: str) -> pa.DataType:
     return types[kind]
 
 
-def read_frame(path: Path, fmt: str, columns: Mapping[str, str] | None = None) -> pd.DataFrame:
-    """Read a batch file with pandas; CSV columns declared string, timestamp or date are read as text."""
+def read_frame(path: Path | BinaryIO, fmt: str, columns: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """Read a batch file (a local path or an open binary file) with pandas; CSV columns declared
+    string, timestamp or date are read as text."""
     import pandas as pd
 
     if fmt == "parquet":

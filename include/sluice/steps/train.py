@@ -9,11 +9,10 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from sluice.services import faults
-from sluice.services.storage import PipelineStore, write_json_atomic
+from sluice.services.storage import PipelineStore
 from sluice.spec.loader import LoadedSpec
 from sluice.spec.models import Split
 from sluice.steps.lineage import git_commit
@@ -21,6 +20,9 @@ from sluice.steps.records import FeatureResult, encode
 from sluice.steps.records import TrainResult as TrainResult
 
 log = logging.getLogger(__name__)
+
+#: The candidate's holdout, in the train run's folder.
+HOLDOUT = "holdout.parquet"
 
 
 def split_holdout(df: Any, split: Split) -> tuple[Any, Any, str]:
@@ -171,17 +173,17 @@ def train_candidate(
     spec = loaded.spec
     client = tracking.configure(loaded.project_dir)
     experiment_id = tracking.ensure_experiment(client, spec.pipeline, loaded.project_dir)
-    run_dir = store.run_dir(airflow_run_id)
-    holdout_path = run_dir / "holdout.parquet"
+    holdout_key = store.run_key(airflow_run_id, HOLDOUT)
+    holdout_path = store.location(holdout_key)
     previous = find_finished_run(client, experiment_id, airflow_run_id)
-    if previous is not None and holdout_path.exists():
+    if previous is not None and store.exists(holdout_key):
         return _reused(previous, holdout_path)
 
     for closed in tracking.close_abandoned_runs(client, experiment_id, "candidate", airflow_run_id):
         log.warning("closed MLflow run %s as KILLED: a killed train task left it RUNNING", closed)
-    fitted = _fit(loaded, features)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    fitted.holdout.to_parquet(holdout_path, index=False)
+    fitted = _fit(loaded, store, features)
+    with store.open_write(holdout_key) as fh:
+        fitted.holdout.to_parquet(fh, index=False)
     lineage = {
         "sluice.pipeline": spec.pipeline,
         "sluice.role": "candidate",
@@ -199,13 +201,13 @@ def train_candidate(
     run_id = _log_candidate(loaded, store, features, fitted, experiment_id, airflow_run_id, lineage)
     faults.point("train.run_finished")
     metric = spec.evaluation.metric
-    write_json_atomic(
-        run_dir / "train.json",
+    store.write_json(
+        store.run_key(airflow_run_id, "train.json"),
         {"mlflow_run_id": run_id, "split": fitted.split, f"holdout_{metric}": fitted.holdout_score},
     )
     return TrainResult(
         mlflow_run_id=run_id,
-        holdout_path=str(holdout_path),
+        holdout_path=holdout_path,
         split=fitted.split,
         train_rows=len(fitted.X_train),
         holdout_rows=fitted.holdout_rows,
@@ -213,12 +215,12 @@ def train_candidate(
     )
 
 
-def _reused(previous: Any, holdout_path: Path) -> TrainResult:
+def _reused(previous: Any, holdout_path: str) -> TrainResult:
     """The result of a finished run of this Airflow run (a retry after it finished)."""
     meta = previous.data.tags
     return TrainResult(
         mlflow_run_id=previous.info.run_id,
-        holdout_path=str(holdout_path),
+        holdout_path=holdout_path,
         split=meta.get("sluice.split", ""),
         train_rows=int(previous.data.params.get("train_rows", 0)),
         holdout_rows=int(previous.data.params.get("holdout_rows", 0)),
@@ -226,14 +228,13 @@ def _reused(previous: Any, holdout_path: Path) -> TrainResult:
     )
 
 
-def _fit(loaded: LoadedSpec, features: FeatureResult) -> _Fitted:
+def _fit(loaded: LoadedSpec, store: PipelineStore, features: FeatureResult) -> _Fitted:
     """Read the feature table, split it, fit the spec's model and score it on the holdout."""
-    import pandas as pd
 
     from sluice.steps.metrics import score
 
     spec = loaded.spec
-    df = pd.read_parquet(features.path)
+    df = store.read_parquet(store.key_of(features.path))
     target = spec.training.target
     if target not in df.columns:
         raise KeyError(f"training.target '{target}' is not a column of the feature table: {list(df.columns)}")
@@ -283,9 +284,9 @@ def _log_candidate(
         for batch_id in features.batches:
             # The data version of a model includes what validation said about each batch.
             for report in ("validation.json", "gx_result.json"):
-                path = store.batch_dir(batch_id) / report
-                if path.exists():
-                    mlflow.log_artifact(str(path), artifact_path=f"validation/{batch_id}")
+                content = store.read_json_or_none(store.batch_key(batch_id, report))
+                if content is not None:
+                    mlflow.log_dict(content, f"validation/{batch_id}/{report}")
         mlflow.log_dict(
             {
                 "batches": features.batches,
@@ -309,14 +310,12 @@ def _log_candidate(
         return str(run.info.run_id)
 
 
-def read_holdout(path: str | Path) -> Any:
-    """Load a holdout written by :func:`train_candidate`."""
-    import pandas as pd
-
-    return pd.read_parquet(path)
+def read_holdout(store: PipelineStore, location: str) -> Any:
+    """Load a holdout written by :func:`train_candidate` (``location`` from its :class:`TrainResult`)."""
+    return store.read_parquet(store.key_of(location))
 
 
-def smoke_rows(holdout_path: str | Path, features: list[str], n: int = 5) -> list[dict[str, Any]]:
+def smoke_rows(store: PipelineStore, holdout_path: str, features: list[str], n: int = 5) -> list[dict[str, Any]]:
     """The first ``n`` holdout rows as JSON records, for a deploy's smoke prediction."""
-    rows = prepare(read_holdout(holdout_path).head(n), features).astype(object)
+    rows = prepare(read_holdout(store, holdout_path).head(n), features).astype(object)
     return list(rows.where(rows.notna(), None).to_dict(orient="records"))

@@ -6,25 +6,28 @@ import time
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from sluice.services import faults
-from sluice.services.storage import PipelineStore, write_json_atomic
+from sluice.services.storage import PipelineStore
 from sluice.spec.models import Validation
 from sluice.steps.records import BatchOutcome, BatchStatus, decode, encode
+
+#: sluice's summary of a batch's checks, beside the batch.
+REPORT = "validation.json"
 
 __all__ = ["BatchOutcome", "read_batch", "validate_batch"]
 
 
-def read_batch(path: Path, fmt: str, columns: Mapping[str, str] | None = None) -> Any:
+def read_batch(path: Path | BinaryIO, fmt: str, columns: Mapping[str, str] | None = None) -> Any:
     """Read a batch file with pandas (CSV columns declared as text are read as text)."""
     from sluice.steps.schema import read_frame
 
     return read_frame(path, fmt, columns)
 
 
-def _unreadable(path: Path, fmt: str, exc: Exception) -> str:
-    if path.stat().st_size == 0:
+def _unreadable(size: int, fmt: str, exc: Exception) -> str:
+    if size == 0:
         return f"empty file (0 bytes): not a {fmt} batch"
     if isinstance(exc, UnicodeDecodeError):
         byte = exc.object[exc.start : exc.start + 1]
@@ -59,35 +62,35 @@ def validate_batch(
     Returns:
         The outcome; ``batch.json`` carries the same status.
     """
-    folder = store.batch_dir(batch_id)
-    report_path = folder / "validation.json"
-    if report_path.exists():
-        return _recorded_outcome(store, batch_id, report_path)
+    report_key = store.batch_key(batch_id, REPORT)
+    recorded = store.read_json_or_none(report_key)
+    if recorded is not None:
+        return _recorded_outcome(store, batch_id, recorded)
     record = store.batch_record(batch_id)
-    source = folder / f"source{record.get('source_suffix', '.' + fmt)}"
+    source = store.batch_key(batch_id, f"source{record.get('source_suffix', '.' + fmt)}")
     try:
-        raw = read_batch(source, fmt, columns)
+        with store.open_read(source) as fh:
+            raw = read_batch(fh, fmt, columns)
     except Exception as exc:  # any reader error means the file is unusable as a whole
-        return _finish(store, _rejected(batch_id, _unreadable(source, fmt, exc)), report_path, {})
+        return _finish(store, _rejected(batch_id, _unreadable(store.size(source), fmt, exc)), report_key, {})
     rows = len(raw)
     if rows == 0:
         reason = f"empty batch: the file has no rows (columns: {', '.join(map(str, raw.columns)) or 'none'})"
-        return _finish(store, _rejected(batch_id, reason), report_path, {})
+        return _finish(store, _rejected(batch_id, reason), report_key, {})
     df, bad_cells, schema, problem = _conform(raw, columns, fmt)
     if problem is None:
         problem = _absent_checked_columns(raw, df, validation)
     if problem is not None:
-        return _finish(store, _rejected(batch_id, problem, rows), report_path, {"schema": schema})
-    return _run_checks(store, batch_id, report_path, raw, df, bad_cells, schema, validation, columns)
+        return _finish(store, _rejected(batch_id, problem, rows), report_key, {"schema": schema})
+    return _run_checks(store, batch_id, report_key, raw, df, bad_cells, schema, validation, columns)
 
 
 def _rejected(batch_id: str, reason: str, rows: int = 0) -> BatchOutcome:
     return BatchOutcome(batch_id=batch_id, status=BatchStatus.REJECTED, reason=reason, rows=rows)
 
 
-def _recorded_outcome(store: PipelineStore, batch_id: str, report_path: Path) -> BatchOutcome:
+def _recorded_outcome(store: PipelineStore, batch_id: str, report: dict[str, Any]) -> BatchOutcome:
     """The outcome a run before this one wrote (``validation.json`` carries more than the outcome)."""
-    report = _read(report_path)
     done = decode(BatchOutcome, {k: v for k, v in report.items() if k in BatchOutcome.model_fields})
     if store.batch_record(batch_id).get("status") == BatchStatus.LANDED:
         # Killed between the report and batch.json: finish the commit, or the batch
@@ -141,7 +144,7 @@ def _absent_checked_columns(raw: Any, df: Any, validation: Validation) -> str | 
 def _run_checks(
     store: PipelineStore,
     batch_id: str,
-    report_path: Path,
+    report_key: str,
     raw: Any,
     df: Any,
     bad_cells: dict[str, list[Any]],
@@ -152,9 +155,8 @@ def _run_checks(
     """Run the spec's checks with Great Expectations, judge, write the rows and the outcome."""
     from sluice.services.gx import run_expectations
 
-    folder = report_path.parent
     checks, gx_result = run_expectations(df, list(validation.expectations))
-    write_json_atomic(folder / "gx_result.json", gx_result)
+    store.write_json(store.batch_key(batch_id, "gx_result.json"), gx_result)
     failed = [c for c in checks if not c.success]
     type_failures = {f"type:{c}": idx for c, idx in bad_cells.items()}
     failed_text = [_describe(c) for c in failed] + [f"{k}: {len(v)} rows" for k, v in type_failures.items()]
@@ -166,9 +168,9 @@ def _run_checks(
         failed_checks=failed_text,
     )
     outcome, reasons = _judge(outcome, failed, type_failures, validation)
-    _write_rows(folder, outcome, raw, df, reasons, columns)
+    _write_rows(store, outcome, raw, df, reasons, columns)
     extra = {"checks": [asdict(c) | {"unexpected_index": len(c.unexpected_index)} for c in checks]}
-    return _finish(store, outcome, report_path, extra | ({"schema": schema} if schema else {}))
+    return _finish(store, outcome, report_key, extra | ({"schema": schema} if schema else {}))
 
 
 def _row_reasons(failed: list[Any], type_failures: dict[str, list[Any]], mode: str) -> dict[Any, list[str]]:
@@ -225,7 +227,7 @@ def _judge(
 
 
 def _write_rows(
-    folder: Path,
+    store: PipelineStore,
     outcome: BatchOutcome,
     raw: Any,
     df: Any,
@@ -238,19 +240,21 @@ def _write_rows(
         bad = df.index.isin(list(reasons))
         quarantine = raw[bad].copy()
         quarantine["_sluice_failed_checks"] = [",".join(reasons[i]) for i in quarantine.index]
-        quarantine.astype({c: "string" for c in quarantine.columns if quarantine[c].dtype == object}).to_parquet(
-            folder / "quarantine.parquet", index=False
-        )
+        with store.open_write(store.batch_key(outcome.batch_id, "quarantine.parquet")) as fh:
+            quarantine.astype({c: "string" for c in quarantine.columns if quarantine[c].dtype == object}).to_parquet(
+                fh, index=False
+            )
         clean = df[~bad]
     if outcome.status == BatchStatus.ACCEPTED:
-        if columns:
-            import pyarrow.parquet as pq
+        with store.open_write(store.batch_key(outcome.batch_id, "clean.parquet")) as fh:
+            if columns:
+                import pyarrow.parquet as pq
 
-            from sluice.steps.schema import to_arrow
+                from sluice.steps.schema import to_arrow
 
-            pq.write_table(to_arrow(clean, columns), folder / "clean.parquet")
-        else:
-            clean.to_parquet(folder / "clean.parquet", index=False)
+                pq.write_table(to_arrow(clean, columns), fh)
+            else:
+                clean.to_parquet(fh, index=False)
 
 
 def _describe(check: Any) -> str:
@@ -258,10 +262,10 @@ def _describe(check: Any) -> str:
     return f"{name}: {check.unexpected_count} rows" if check.row_level else f"{name}: observed {check.observed}"
 
 
-def _finish(store: PipelineStore, outcome: BatchOutcome, report_path: Path, extra: dict[str, Any]) -> BatchOutcome:
-    outcome = outcome.model_copy(update={"report": str(report_path)})
+def _finish(store: PipelineStore, outcome: BatchOutcome, report_key: str, extra: dict[str, Any]) -> BatchOutcome:
+    outcome = outcome.model_copy(update={"report": store.describe(report_key)})
     faults.point("validate.before_report")
-    write_json_atomic(report_path, encode(outcome) | extra | {"validated_at": time.time()})
+    store.write_json(report_key, encode(outcome) | extra | {"validated_at": time.time()})
     faults.point("validate.report_written")
     _commit_status(store, outcome)
     return outcome
@@ -276,9 +280,3 @@ def _commit_status(store: PipelineStore, outcome: BatchOutcome) -> None:
         rows=outcome.rows,
         quarantined=outcome.quarantined,
     )
-
-
-def _read(path: Path) -> dict[str, Any]:
-    from sluice.services.storage import read_json
-
-    return dict(read_json(path))
