@@ -18,6 +18,7 @@ import attrs
 from airflow.sdk import BaseOperatorLink
 
 from sluice.airflow import urls
+from sluice.plan.task_ids import TaskId
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +47,13 @@ def drift_link(pipeline: str, store_base: str | Path, drift: dict[str, Any] | No
     return (urls.report_url(pipeline, store_base, path, base) or "") if path else ""
 
 
-def _pull(ti: Any, task_id: str) -> Any:
+def _pull(ti: Any, task_id: TaskId) -> Any:
     """XCom ``return_value`` of ``task_id`` in the same run as ``ti``."""
     if hasattr(ti, "xcom_pull"):  # in the worker, get_link receives the running task instance
-        return ti.xcom_pull(task_ids=task_id)
+        return ti.xcom_pull(task_ids=str(task_id))
     from airflow.sdk.bases.xcom import BaseXCom
 
-    return BaseXCom.get_one(key="return_value", dag_id=ti.dag_id, task_id=task_id, run_id=ti.run_id)
+    return BaseXCom.get_one(key="return_value", dag_id=ti.dag_id, task_id=str(task_id), run_id=ti.run_id)
 
 
 def _store_base(spec_path: str) -> tuple[str, str]:
@@ -73,7 +74,7 @@ class MlflowRunLink(BaseOperatorLink):
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
         """URL of the candidate's MLflow run, or '' before training finished."""
         try:
-            return mlflow_link(_pull(ti_key, "train"), _pull(ti_key, "evaluate"))
+            return mlflow_link(_pull(ti_key, TaskId.TRAIN), _pull(ti_key, TaskId.EVALUATE))
         except Exception as exc:  # a link must never fail a task
             log.warning("no MLflow link: %s", exc)
             return ""
@@ -90,7 +91,7 @@ class ValidationReportLink(BaseOperatorLink):
         """URL of the validation report served by the sluice plugin, or ''."""
         try:
             pipeline, base_dir = _store_base(self.spec_path)
-            return validation_link(pipeline, base_dir, _pull(ti_key, "validate"), urls.airflow_base_url())
+            return validation_link(pipeline, base_dir, _pull(ti_key, TaskId.VALIDATE), urls.airflow_base_url())
         except Exception as exc:
             log.warning("no validation report link: %s", exc)
             return ""
@@ -107,7 +108,7 @@ class DriftReportLink(BaseOperatorLink):
         """URL of the drift report served by the sluice plugin, or ''."""
         try:
             pipeline, base_dir = _store_base(self.spec_path)
-            return drift_link(pipeline, base_dir, _pull(ti_key, "compute_drift"), urls.airflow_base_url())
+            return drift_link(pipeline, base_dir, _pull(ti_key, TaskId.COMPUTE_DRIFT), urls.airflow_base_url())
         except Exception as exc:
             log.warning("no drift report link: %s", exc)
             return ""
@@ -123,7 +124,7 @@ class DriftMlflowRunLink(BaseOperatorLink):
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
         """URL of the drift check's MLflow run, or ''."""
         try:
-            run_id = (_pull(ti_key, "compute_drift") or {}).get("mlflow_run_id")
+            run_id = (_pull(ti_key, TaskId.COMPUTE_DRIFT) or {}).get("mlflow_run_id")
             return urls.mlflow_run_url(run_id) if run_id else ""
         except Exception as exc:
             log.warning("no MLflow link: %s", exc)
