@@ -73,9 +73,9 @@ def batch_outcome(store: Any, file_name: str) -> dict[str, Any] | None:
     """The batch landed from ``file_name`` once it is rejected or announced, else None."""
     for batch_id in reversed(store.batch_ids()):
         record = store.batch_record(batch_id)
-        if record.get("source_file") == file_name:
-            done = record.get("status") == "rejected" or record.get("published")
-            return dict(record) if done else None
+        if record.source_file == file_name:
+            done = record.status == "rejected" or record.published
+            return record.model_dump(mode="json") if done else None
     return None
 
 

@@ -254,11 +254,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"pipeline {loaded.spec.pipeline}")
     for batch_id in store.batch_ids():
         r = store.batch_record(batch_id)
-        drift = f"drift share {r['drift_share']:.2f}" if r.get("drift_share") is not None else ""
+        drift = f"drift share {r.drift_share:.2f}" if r.drift_share is not None else ""
         print(
-            f"  batch {batch_id}  {printable(str(r.get('source_file', ''))):<28} {r.get('status', ''):<9} {drift:<17} "
-            f"{r.get('reason', '')}"
-            + (f" (reuses the name of {', '.join(r['replaces_name_of'])})" if r.get("replaces_name_of") else "")
+            f"  batch {batch_id}  {printable(r.source_file):<28} {r.status:<9} {drift:<17} "
+            f"{r.reason}" + (f" (reuses the name of {', '.join(r.replaces_name_of)})" if r.replaces_name_of else "")
         )
     for line in target_for(loaded).served().lines:
         print(f"  {line}")

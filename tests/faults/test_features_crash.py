@@ -61,7 +61,7 @@ def test_a_build_features_killed_between_its_writes_leaves_no_half_table(flights
 
     result = build_features(loaded, store)
     assert not result.cached, "nothing half-written is taken for a cached table"
-    assert _tables(store) == [result.key] and result.batches == {batch: store.batch_record(batch)["sha256"]}
+    assert _tables(store) == [result.key] and result.batches == {batch: store.batch_record(batch).sha256}
     table = pd.read_parquet(result.path)
     meta = read_json(Path(result.path).parent / "meta.json")
     clean = pd.read_parquet(local(store, store.batch_key(batch)) / "clean.parquet")

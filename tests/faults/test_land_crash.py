@@ -55,7 +55,7 @@ def test_a_land_killed_between_its_writes_lands_each_file_once_on_retry(flights_
         if point == "land.batch_committed":
             # The batch is whole and visible; only the archive is missing.
             (batch,) = set(store.batch_ids()) - set(landed)
-            assert store.batch_record(batch)["status"] == "landed"
+            assert store.batch_record(batch).status == "landed"
         else:
             assert store.batch_ids() == landed, f"{point}: a half-built batch is invisible"
             assert _leftovers(store), f"{point}: the killed writer's temporary is left (cleaned later)"
@@ -76,7 +76,7 @@ def test_a_land_killed_between_its_writes_lands_each_file_once_on_retry(flights_
     # The next ingest run validates and announces every batch: none lost, doubled or stranded.
     state, tasks = run_dag(build_dags(project)["flights_delay__ingest"])
     assert state == "success", tasks
-    records = [store.batch_record(b) for b in store.batch_ids()]
+    records = [store.batch_record(b).model_dump(mode="json") for b in store.batch_ids()]
     outcomes = [(r["batch_id"], r["status"], r.get("published")) for r in records]
     assert outcomes == [(b, "accepted", True) for b in landed]
     assert sorted(r["source_file"] for r in records) == [f"flights_2013-0{m}.parquet" for m in (1, 2, 3)]

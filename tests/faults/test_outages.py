@@ -518,4 +518,4 @@ def test_smtp_down_for_all_alerts_changes_no_outcome_and_says_so(
     assert sorted(p.name for p in project.landing.glob("*.parquet")) == waiting, "the waiting file stays in landing"
     storage.up()
     store = PipelineStore(storage.root, MODEL)
-    assert len(store.batch_ids()) == 1 and store.batch_record(store.batch_ids()[0])["status"] == "landed"
+    assert len(store.batch_ids()) == 1 and store.batch_record(store.batch_ids()[0]).status == "landed"

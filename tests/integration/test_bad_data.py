@@ -194,7 +194,9 @@ def _land_and_validate(landing: Path, store: PipelineStore, name: str, fmt: str)
     (batch,) = result.new
     validate_batch(store, batch, VALIDATION, fmt, columns=COLUMNS)
     folder = local(store, store.batch_key(batch))
-    return Outcome(batch, store.batch_record(batch), read_json(folder / "validation.json"), folder)
+    return Outcome(
+        batch, store.batch_record(batch).model_dump(mode="json"), read_json(folder / "validation.json"), folder
+    )
 
 
 class HalfWriter(threading.Thread):
@@ -284,13 +286,13 @@ def test_the_next_good_batch_goes_through_and_training_reads_only_accepted_batch
     outcomes = corpus["outcomes"]
     nxt: Outcome = outcomes["next_good"]
     assert nxt.record["status"] == "accepted" and nxt.report["rows"] == ROWS
-    accepted = {r["batch_id"] for r in store.accepted_batches()}
+    accepted = {r.batch_id for r in store.accepted_batches()}
     expected = {c.name for c in CASES if c.status == "accepted"} | {"half_written", "next_good"}
     assert accepted == {outcomes[n].batch for n in expected}
     # Every accepted batch has the same parquet schema: a reader never has to merge two.
     schemas = {str(pq.read_schema(local(store, store.batch_key(b)) / "clean.parquet")) for b in accepted}
     assert len(schemas) == 1, schemas
-    assert all(store.batch_record(b)["status"] == "accepted" for b in accepted)
+    assert all(store.batch_record(b).status == "accepted" for b in accepted)
     rejected = [o.batch for n, o in outcomes.items() if isinstance(o, Outcome) and o.record["status"] == "rejected"]
     assert len(rejected) == sum(c.status == "rejected" for c in CASES)
     assert not any((local(store, store.batch_key(b)) / "clean.parquet").exists() for b in rejected)
@@ -301,7 +303,7 @@ def test_spark_reads_every_accepted_batch_together(corpus: dict[str, Any]) -> No
     from sluice.services.spark import spark_session
 
     store: PipelineStore = corpus["store"]
-    files = [str(local(store, store.batch_key(r["batch_id"])) / "clean.parquet") for r in store.accepted_batches()]
+    files = [str(local(store, store.batch_key(r.batch_id)) / "clean.parquet") for r in store.accepted_batches()]
     spark = spark_session("sluice-bad-data", conf={"spark.sql.shuffle.partitions": "2"})
     frame = spark.read.option("mergeSchema", "true").parquet(*files)
     expected = sum(len(pd.read_parquet(f)) for f in files)
@@ -331,15 +333,15 @@ def test_ingest_dag_rejects_drifted_batches_and_keeps_going(flights_project: Any
 
     assert state == "failed" and tasks["check_batches"] == "failed"
     assert tasks["publish"] == "success", "the good month is announced all the same"
-    by_file = {store.batch_record(b)["source_file"]: store.batch_record(b) for b in store.batch_ids()}
-    assert by_file["flights_2013-01.parquet"]["status"] == "accepted"
-    assert "declared int, arrives as string" in by_file["flights_2013-02.parquet"]["reason"]
-    assert "empty batch" in by_file["flights_2013-03.parquet"]["reason"]
+    by_file = {store.batch_record(b).source_file: store.batch_record(b) for b in store.batch_ids()}
+    assert by_file["flights_2013-01.parquet"].status == "accepted"
+    assert "declared int, arrives as string" in by_file["flights_2013-02.parquet"].reason
+    assert "empty batch" in by_file["flights_2013-03.parquet"].reason
 
     drop_month(project.landing, 4, sample=1000)
     state, tasks = run_dag(dags["flights_delay__ingest"])
     assert state == "success" and tasks["publish"] == "success"
-    assert [r["source_file"] for r in store.accepted_batches()] == [
+    assert [r.source_file for r in store.accepted_batches()] == [
         "flights_2013-01.parquet",
         "flights_2013-04.parquet",
     ]

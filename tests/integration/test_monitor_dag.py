@@ -109,7 +109,7 @@ def test_a_december_batch_drifts_from_the_january_champion(flights_project: Proj
     report = result["report_path"]
     assert report.endswith("report.html") and "dest" in Path(report).read_text()
     assert read_json(local(store, store.monitor_key(_run_id())) / "drift.json")["drift_share"] == result["drift_share"]
-    assert store.batch_record(december)["monitored_by"] == _run_id()
+    assert store.batch_record(december).monitored_by == _run_id()
 
     # The asset event carries the numbers.
     events = _drift_events()

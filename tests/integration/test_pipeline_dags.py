@@ -130,7 +130,7 @@ def test_corrupt_file_and_bad_rows_get_the_outcomes_the_spec_asks_for(flights_pr
     state, tasks = run_dag(dags["flights_delay__ingest"])
     assert state == "success" and tasks["publish"] == "success"
     (accepted,) = store.batch_ids()
-    record = store.batch_record(accepted)
+    record = store.batch_record(accepted).model_dump(mode="json")
     assert record["status"] == "accepted" and record["quarantined"] == 30
     quarantine = pd.read_parquet(local(store, store.batch_key(accepted)) / "quarantine.parquet")
     assert len(quarantine) == 30 and (quarantine["distance"] < 1).all()
@@ -144,9 +144,9 @@ def test_corrupt_file_and_bad_rows_get_the_outcomes_the_spec_asks_for(flights_pr
     state, tasks = run_dag(dags["flights_delay__ingest"])
     assert state == "failed"
     assert tasks["check_batches"] == "failed" and tasks["publish"] == "skipped"
-    outcomes = {store.batch_record(b)["source_file"]: store.batch_record(b) for b in store.batch_ids()}
-    assert outcomes["flights_2013-02.parquet"]["status"] == "rejected"
-    assert "exceeds max_quarantine_rate" in outcomes["flights_2013-02.parquet"]["reason"]
-    assert outcomes["broken.parquet"]["status"] == "rejected"
-    assert "unreadable" in outcomes["broken.parquet"]["reason"]
-    assert [r["batch_id"] for r in store.accepted_batches()] == [accepted]
+    outcomes = {store.batch_record(b).source_file: store.batch_record(b) for b in store.batch_ids()}
+    assert outcomes["flights_2013-02.parquet"].status == "rejected"
+    assert "exceeds max_quarantine_rate" in outcomes["flights_2013-02.parquet"].reason
+    assert outcomes["broken.parquet"].status == "rejected"
+    assert "unreadable" in outcomes["broken.parquet"].reason
+    assert [r.batch_id for r in store.accepted_batches()] == [accepted]

@@ -57,7 +57,7 @@ def test_s3_batch_lands_validates_publishes_and_repeats_add_nothing(
     assert tasks["land"] == "success" and tasks["validate"] == "success" and tasks["publish"] == "success"
     store = PipelineStore(project.root / "data" / "sluice", "flights_delay")
     (batch,) = store.batch_ids()
-    record = store.batch_record(batch)
+    record = store.batch_record(batch).model_dump(mode="json")
     assert record["status"] == "accepted" and record["published"] is True
     assert record["source_uri"] == f"s3://{s3.bucket}/flights/in/{month.name}"
     assert (local(store, store.batch_key(batch)) / "source.parquet").read_bytes() == month.read_bytes()

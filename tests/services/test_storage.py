@@ -88,7 +88,7 @@ def test_a_second_writer_of_a_committed_folder_changes_nothing(store: PipelineSt
     land(store, "b1", 1.0, b"first")
     land(store, "b1", 5.0, b"second")
     assert store.read_bytes(store.batch_key("b1", "source.csv")) == b"first"
-    assert store.batch_record("b1")["landed_at"] == 1.0
+    assert store.batch_record("b1").landed_at == 1.0
 
 
 def test_keys_cannot_escape_the_pipeline(store: PipelineStore) -> None:

@@ -110,7 +110,7 @@ def test_a_check_on_a_column_missing_from_the_batch_rejects_it(tmp_path: Path) -
     out = validate_batch(store, batch, validation, "parquet")
     assert out.status == "rejected"
     assert "check not_null on column 'carrier'" in out.reason
-    assert store.batch_record(batch)["status"] == "rejected"
+    assert store.batch_record(batch).status == "rejected"
 
 
 @pytest.mark.parametrize("kind", ["header-only csv", "0-row parquet", "0-byte csv"])

@@ -96,8 +96,8 @@ def test_same_content_under_another_name_lands_nothing(landing, store):
     assert not again.exists()
     assert store.batch_ids() == landed
     # The original batch record is untouched by the duplicate.
-    assert store.batch_record(landed[0])["source_file"] == "first.parquet"
-    assert store.batch_record(landed[0])["landed_by_run"] == "run1"
+    assert store.batch_record(landed[0]).source_file == "first.parquet"
+    assert store.batch_record(landed[0]).landed_by_run == "run1"
 
 
 def test_duplicates_within_one_pass_land_once(landing, store):
@@ -186,7 +186,7 @@ def test_pending_batches_lists_landed_not_validated(landing, store):
     store.update_batch_record(rejected, status="rejected", reason="too many bad rows")
 
     assert pending_batches(store) == [waiting]
-    assert [r["batch_id"] for r in store.accepted_batches()] == [accepted]
+    assert [r.batch_id for r in store.accepted_batches()] == [accepted]
 
 
 def test_half_landed_batches_are_invisible(store):

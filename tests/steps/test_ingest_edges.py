@@ -237,7 +237,7 @@ def test_same_name_with_new_content_lands_with_a_warning_and_a_record(landing, s
     assert read_json(local(store, store.batch_key(second)) / "batch.json")["replaces_name_of"] == [first]
     assert result.replaced_names == {second: [first]}
     assert f"daily.parquet was landed before with other content (batch {first})" in caplog.text
-    assert "replaces_name_of" not in store.batch_record(first)
+    assert store.batch_record(first).replaces_name_of == []
 
 
 def test_status_prints_one_line_per_batch_even_with_a_newline_in_a_name(tmp_path, monkeypatch, capsys):

@@ -113,14 +113,14 @@ def publish(spec_path: str, asset_uri: str, **context: Any) -> dict[str, Any]:
     from airflow.sdk import Asset
 
     _, store = _open(spec_path)
-    fresh = [r for r in store.accepted_batches() if not r.get("published")]
+    fresh = [r for r in store.accepted_batches() if not r.published]
     if not fresh:
         raise AirflowSkipException("no newly accepted batch: nothing to announce")
     extra = encode(
         BatchAnnouncement(
-            batches=[r["batch_id"] for r in fresh],
-            rows=sum(int(r.get("rows", 0)) for r in fresh),
-            quarantined=sum(int(r.get("quarantined", 0)) for r in fresh),
+            batches=[r.batch_id for r in fresh],
+            rows=sum(r.rows for r in fresh),
+            quarantined=sum(r.quarantined for r in fresh),
         )
     )
     context["outlet_events"][Asset(asset_uri)].extra = extra

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, runtime_checkable
 
+from sluice.services.batch_record import BatchRecord, BatchStatus
 from sluice.services.storage_local import (
     STALE_AFTER_SECONDS,
     LocalBackend,
@@ -420,28 +421,37 @@ class PipelineStore:
             batch_id = name.rstrip("/")
             record = self.read_json_or_none(self.batch_key(batch_id, BATCH_RECORD))
             if record is not None:
-                records.append((record["landed_at"], batch_id))
+                records.append((float(record.get("landed_at", 0.0)), batch_id))
         return [batch_id for _, batch_id in sorted(records)]
 
-    def batch_record(self, batch_id: str) -> dict[str, Any]:
+    def batch_record(self, batch_id: str) -> BatchRecord:
         """The ``batch.json`` of a batch."""
-        return dict(self.read_json(self.batch_key(batch_id, BATCH_RECORD)))
+        return BatchRecord.model_validate(self.read_json(self.batch_key(batch_id, BATCH_RECORD)))
 
     def has_batch(self, batch_id: str) -> bool:
         """Whether the batch is committed."""
         return self.exists(self.batch_key(batch_id, BATCH_RECORD))
 
-    def update_batch_record(self, batch_id: str, **changes: Any) -> dict[str, Any]:
-        """Merge ``changes`` into ``batch.json`` atomically and return the result."""
-        record = self.batch_record(batch_id)
-        record.update(changes)
-        self.write_json(self.batch_key(batch_id, BATCH_RECORD), record)
+    def write_batch_record(self, record: BatchRecord) -> None:
+        """Replace a committed batch's ``batch.json`` atomically."""
+        self.write_json(self.batch_key(record.batch_id, BATCH_RECORD), record.model_dump(mode="json"))
+
+    def update_batch_record(self, batch_id: str, **changes: Any) -> BatchRecord:
+        """Merge ``changes`` into ``batch.json`` atomically and return the result.
+
+        Raises:
+            pydantic.ValidationError: A change names a field the record does not have, or a
+                value of the wrong type; nothing is written.
+        """
+        current = self.batch_record(batch_id).model_dump()
+        record = BatchRecord.model_validate(current | changes)
+        self.write_batch_record(record)
         return record
 
-    def accepted_batches(self) -> list[dict[str, Any]]:
+    def accepted_batches(self) -> list[BatchRecord]:
         """Records of batches whose rows may be used for training, oldest first."""
         records = [self.batch_record(b) for b in self.batch_ids()]
-        return [r for r in records if r.get("status") == "accepted"]
+        return [r for r in records if r.status == BatchStatus.ACCEPTED]
 
 
 def encode_json(data: Any) -> bytes:

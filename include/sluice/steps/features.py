@@ -63,7 +63,7 @@ def build_features(loaded: LoadedSpec, store: PipelineStore) -> FeatureResult:
     records = store.accepted_batches()
     if not records:
         raise NoDataError(f"pipeline {loaded.spec.pipeline} has no accepted batch yet; run the ingest DAG first")
-    batches = {r["batch_id"]: r["sha256"] for r in records}
+    batches = {r.batch_id: r.sha256 for r in records}
     job_file = loaded.resolve(spec.job.split(":", 1)[0])
     job_hash = sha256_file(job_file)[:16]
     inputs = {name: loaded.resolve(i.uri) for name, i in spec.inputs.items()}

@@ -10,7 +10,7 @@ from pathlib import Path
 from sluice.services import faults
 from sluice.services.landing import PROCESSED, Inbox, InboxFile, LocalInbox, Scan, printable
 from sluice.services.storage import BATCH_RECORD, PipelineStore, encode_json, sha256_file
-from sluice.steps.records import BatchStatus, LandResult
+from sluice.steps.records import BatchRecord, BatchStatus, LandResult
 
 __all__ = ["PROCESSED", "LandResult", "batch_id_for", "land_new_files", "pending_batches", "unfinished_batches"]
 
@@ -30,7 +30,7 @@ def _names_in_use(store: PipelineStore) -> dict[str, list[str]]:
     """``{source file name: [batch ids]}`` of every landed batch."""
     names: dict[str, list[str]] = {}
     for batch_id in store.batch_ids():
-        names.setdefault(str(store.batch_record(batch_id).get("source_file", "")), []).append(batch_id)
+        names.setdefault(store.batch_record(batch_id).source_file, []).append(batch_id)
     return names
 
 
@@ -116,20 +116,20 @@ def _land_one(
         if store.has_batch(batch_id):
             result.duplicates[item.name] = batch_id
             return batch_id
-        record: dict[str, object] = {
-            "batch_id": batch_id,
-            "sha256": digest,
-            "source_file": item.name,
-            "source_uri": item.location,
-            "source_suffix": suffix,
-            "size_bytes": item.size,
-            "landed_at": time.time(),
-            "landed_by_run": run_id,
-            "status": str(BatchStatus.LANDED),
-        }
         earlier = [b for b in names.get(item.name, []) if b != batch_id]
+        record = BatchRecord(
+            batch_id=batch_id,
+            sha256=digest,
+            source_file=item.name,
+            source_uri=item.location,
+            source_suffix=suffix,
+            size_bytes=item.size,
+            landed_at=time.time(),
+            landed_by_run=run_id,
+            status=BatchStatus.LANDED,
+            replaces_name_of=earlier,
+        )
         if earlier:
-            record["replaces_name_of"] = earlier
             result.replaced_names[batch_id] = earlier
             log.warning(
                 "%s was landed before with other content (batch %s): landing the new content as batch %s",
@@ -139,7 +139,7 @@ def _land_one(
             )
         with store.stage(store.batch_key(batch_id), BATCH_RECORD) as staging:
             staging.put_file(copy, f"source{suffix}")
-            staging.write_bytes(BATCH_RECORD, encode_json(record))
+            staging.write_bytes(BATCH_RECORD, encode_json(record.model_dump(mode="json")))
             faults.point("land.batch_built")
         faults.point("land.batch_committed")
         names.setdefault(item.name, []).append(batch_id)
@@ -151,7 +151,7 @@ def _land_one(
 
 def pending_batches(store: PipelineStore) -> list[str]:
     """Landed batches that have no validation outcome yet (oldest first)."""
-    return [b for b in store.batch_ids() if store.batch_record(b).get("status") == BatchStatus.LANDED]
+    return [b for b in store.batch_ids() if store.batch_record(b).status == BatchStatus.LANDED]
 
 
 def unfinished_batches(store: PipelineStore) -> list[str]:
@@ -160,7 +160,6 @@ def unfinished_batches(store: PipelineStore) -> list[str]:
     out = []
     for batch_id in store.batch_ids():
         record = store.batch_record(batch_id)
-        status = record.get("status")
-        if status == BatchStatus.LANDED or (status == BatchStatus.ACCEPTED and not record.get("published")):
+        if record.status == BatchStatus.LANDED or (record.status == BatchStatus.ACCEPTED and not record.published):
             out.append(batch_id)
     return out

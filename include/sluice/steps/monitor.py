@@ -103,8 +103,8 @@ def batches_to_monitor(store: PipelineStore, announced: list[str], reference: li
 
     Batches the champion was trained on are its reference, never "new".
     """
-    pending = [r["batch_id"] for r in store.accepted_batches() if not r.get("monitored_by")]
-    accepted = {r["batch_id"] for r in store.accepted_batches()}
+    pending = [r.batch_id for r in store.accepted_batches() if not r.monitored_by]
+    accepted = {r.batch_id for r in store.accepted_batches()}
     ordered = [b for b in dict.fromkeys([*announced, *pending]) if b in accepted]
     return [b for b in ordered if b not in set(reference)]
 

@@ -18,10 +18,13 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from sluice.services.batch_record import BatchRecord, BatchStatus
+
 __all__ = [
     "AssetEvent",
     "BatchAnnouncement",
     "BatchOutcome",
+    "BatchRecord",
     "BatchStatus",
     "ChampionScore",
     "Check",
@@ -87,14 +90,6 @@ def decode(cls: type[R], data: Any) -> R:
 
 
 # --------------------------------------------------------------------------- statuses
-
-
-class BatchStatus(StrEnum):
-    """Where a batch stands: landed (not validated yet), then accepted or rejected."""
-
-    LANDED = "landed"
-    ACCEPTED = "accepted"
-    REJECTED = "rejected"
 
 
 class GateVerdict(StrEnum):

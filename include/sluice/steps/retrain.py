@@ -117,7 +117,7 @@ def check_trigger(
     if champ is not None:
         tag = client.get_run(str(champ.run_id)).data.tags.get("sluice.batches", "")
         champion_batches = [b for b in tag.split(",") if b]
-    accepted = [r["batch_id"] for r in store.accepted_batches()]
+    accepted = [r.batch_id for r in store.accepted_batches()]
     now = time.time()
     proceed, reason = decide(
         triggers,

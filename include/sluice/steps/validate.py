@@ -67,7 +67,7 @@ def validate_batch(
     if recorded is not None:
         return _recorded_outcome(store, batch_id, recorded)
     record = store.batch_record(batch_id)
-    source = store.batch_key(batch_id, f"source{record.get('source_suffix', '.' + fmt)}")
+    source = store.batch_key(batch_id, f"source{record.source_suffix or '.' + fmt}")
     try:
         with store.open_read(source) as fh:
             raw = read_batch(fh, fmt, columns)
@@ -92,7 +92,7 @@ def _rejected(batch_id: str, reason: str, rows: int = 0) -> BatchOutcome:
 def _recorded_outcome(store: PipelineStore, batch_id: str, report: dict[str, Any]) -> BatchOutcome:
     """The outcome a run before this one wrote (``validation.json`` carries more than the outcome)."""
     done = decode(BatchOutcome, {k: v for k, v in report.items() if k in BatchOutcome.model_fields})
-    if store.batch_record(batch_id).get("status") == BatchStatus.LANDED:
+    if store.batch_record(batch_id).status == BatchStatus.LANDED:
         # Killed between the report and batch.json: finish the commit, or the batch
         # would look validated to this step and unvalidated to everyone else for ever.
         _commit_status(store, done)
