@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sluice.settings import SettingsError
 from sluice.spec.errors import SpecError
 
 if TYPE_CHECKING:
@@ -321,9 +322,10 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def _project_dir() -> Path:
-    import os
 
-    return Path(os.environ.get("SLUICE_PROJECT_DIR") or Path.cwd()).resolve()
+    from sluice.settings import settings
+
+    return Path(settings().project_dir or Path.cwd()).resolve()
 
 
 def cmd_env(args: argparse.Namespace) -> int:
@@ -382,13 +384,13 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
 
 def cmd_trigger_retrain(args: argparse.Namespace) -> int:
     """Post a drift event on a pipeline's drift asset through Airflow's REST API."""
-    import os
-
     from sluice.plan.build import drift_asset
     from sluice.services.airflow_api import login, post_asset_event
+    from sluice.settings import settings
 
-    token = args.token or os.environ.get("AIRFLOW_API_TOKEN")
-    password = args.password or os.environ.get("AIRFLOW_API_PASSWORD")
+    env = settings()
+    token = args.token or env.airflow_api_token
+    password = args.password or env.airflow_api_password
     if not token and not password:
         print("give --token (or AIRFLOW_API_TOKEN) or --password (or AIRFLOW_API_PASSWORD)", file=sys.stderr)
         return 2
@@ -537,6 +539,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args))
     except SpecError as exc:
         return _report_spec_error(exc)
+    except SettingsError as exc:
+        print(f"sluice: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import html
 import logging
-import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -569,7 +568,9 @@ class _TwoPartNotifier(SmtpNotifier):
 
 def repeat_window_minutes() -> float:
     """``SLUICE_ALERT_REPEAT_MINUTES`` (default 60): how long the same failure is not re-sent."""
-    return float(os.environ.get("SLUICE_ALERT_REPEAT_MINUTES", "60"))
+    from sluice.settings import settings
+
+    return settings().alert_repeat_minutes
 
 
 def _repeated(facts: AlertFacts) -> bool:

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ValidationError
 from yaml.constructor import ConstructorError
 from yaml.events import AliasEvent
 
+from sluice.settings import settings
 from sluice.spec.errors import SpecError, SpecIssue
 from sluice.spec.expectations import type_names
 from sluice.spec.models import PipelineSpec
@@ -90,9 +91,9 @@ def find_project_dir(spec_path: Path) -> Path:
     ``SLUICE_PROJECT_DIR`` wins; otherwise the nearest ancestor holding ``pyproject.toml``
     or ``airflow_settings.yaml``; otherwise the spec's own folder.
     """
-    env = os.environ.get("SLUICE_PROJECT_DIR")
+    env = settings().project_dir
     if env:
-        return Path(env).resolve()
+        return env.resolve()
     for parent in spec_path.resolve().parents:
         if (parent / "pyproject.toml").exists() or (parent / "airflow_settings.yaml").exists():
             return parent

@@ -13,13 +13,13 @@ Adding a target: write a class that satisfies :class:`DeployTarget` and add it t
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sluice.services import kubernetes as k8s
 from sluice.services.storage import PipelineStore
+from sluice.settings import settings
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -156,8 +156,9 @@ class LocalTarget:
 
 def _connect() -> ApiClient:
     """The API client the deployer would use, reading ``$KUBECONFIG`` now (the client reads it at import)."""
-    path = os.environ.get("KUBECONFIG")
-    if path and not os.environ.get("KUBERNETES_SERVICE_HOST"):
+    env = settings()
+    path = env.kubeconfig
+    if path and not env.kubernetes_service_host:
         return k8s.connect(path)
     return k8s.connect()
 
