@@ -306,18 +306,19 @@ def cmd_infer_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    """Stop the local model server of a pipeline."""
-    from sluice.steps.deploy import stop_local
+    """Stop serving a pipeline's champion, through its deploy target (a kubernetes target refuses)."""
+    from sluice.steps.targets import StopRefused, target_for
 
-    loaded, store = _store_for(args.spec)
+    loaded = _load_or_report(args.spec)
     if loaded is None:
         return 1
-    cfg = loaded.spec.deployment.local
-    stopped = stop_local(store, cfg.host, cfg.port)
-    for server in stopped:
-        print(f"stopped model server pid {server.pid} (v{server.version}) on {server.host}:{server.port}")
-    if not stopped:
-        print(f"no local model server running on {cfg.host}:{cfg.port}")
+    try:
+        lines = target_for(loaded).stop()
+    except StopRefused as exc:
+        print(f"sluice stop: {exc}", file=sys.stderr)
+        return 1
+    for line in lines:
+        print(line)
     return 0
 
 

@@ -517,13 +517,15 @@ def gather_facts(kind: str, pipeline: str, spec_path: str | None, context: Any) 
         if cand:
             facts.links.append(Link("MLflow run (model being deployed)", urls.mlflow_run_url(cand)))
         if loaded is not None:
+            from sluice.airflow.kubernetes import cluster_connector
             from sluice.steps.targets import target_for
 
             facts.extra["target"] = loaded.spec.deployment.target
 
             # The target answers from its own source of truth (the cluster for kubernetes);
             # no probe of a local process here: the record is what the failed deploy left.
-            facts.extra["serving"] = target_for(loaded).served(probe=False).facts()
+            target = target_for(loaded, connect=cluster_connector(loaded))
+            facts.extra["serving"] = target.served(probe=False).facts()
         if store_base is not None:
             facts.links.append(Link("Deploy folder (server logs)", None, str(store.deploy_dir)))
     elif kind == "drift":

@@ -13,6 +13,7 @@ log streaming, cleanup, failure on a non-zero exit) is the provider's own code.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -22,6 +23,40 @@ from sluice.spec.models import KubernetesDeployment
 
 if TYPE_CHECKING:
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from kubernetes.client import ApiClient
+
+    from sluice.spec.loader import LoadedSpec
+
+
+def cluster_connector(loaded: LoadedSpec) -> Callable[[], ApiClient] | None:
+    """How code running in Airflow reaches the spec's cluster: the deploy task's own connection.
+
+    The deploy task reaches the cluster through ``deployment.kubernetes.conn_id`` (or the
+    worker's service account when ``in_cluster``), so whatever asks the cluster from inside
+    Airflow (the deploy alert) must use the same, not the worker's ``$KUBECONFIG``. None for
+    a spec without a kubernetes section (its target needs no client).
+    """
+    cfg = loaded.spec.deployment.kubernetes
+    if cfg is None or loaded.spec.deployment.target != "kubernetes":
+        return None
+
+    def connect() -> ApiClient:
+        from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+
+        from sluice.steps.targets import default_connect
+
+        if cfg.in_cluster:
+            return KubernetesHook(conn_id=None, in_cluster=True).get_conn()
+        hook = KubernetesHook(conn_id=cfg.conn_id)
+        given = {key.removeprefix("extra__kubernetes__") for key, value in hook.conn_extras.items() if value}
+        if given & {"kube_config_path", "kube_config", "in_cluster"}:
+            return hook.get_conn()
+        # A connection that names no cluster (or the missing default one) means "the
+        # default": the hook would read the kubeconfig path the client fixed at import;
+        # read $KUBECONFIG now, as the deployer and `sluice status` do.
+        return default_connect()
+
+    return connect
 
 
 class DeployPodOperator(BaseOperator):
