@@ -153,7 +153,7 @@ def _print_manifests(loaded: LoadedSpec, version: str, previous: str, rbac_only:
     """Print, as multi-document YAML, every object the kubernetes deploy creates."""
     import yaml
 
-    from sluice.services import kubernetes as k8s
+    from sluice.services import kube_manifests as km
 
     spec = loaded.spec
     cfg = spec.deployment.kubernetes
@@ -169,17 +169,17 @@ def _print_manifests(loaded: LoadedSpec, version: str, previous: str, rbac_only:
     run_id = "manual__plan"
     docs = [
         ("RBAC of the deployer pod (apply once, as a cluster admin)", None),
-        *[(None, m) for m in k8s.rbac_manifests(name, cfg)],
+        *[(None, m) for m in km.rbac_manifests(name, cfg)],
         ("What Airflow's connection identity needs to run the deployer pod (bind it to that identity)", None),
-        (None, k8s.launcher_role(name, cfg)),
+        (None, km.launcher_role(name, cfg)),
         (f"The deployer pod Airflow starts (KubernetesPodOperator, task 'deploy'), for model version {version}", None),
-        (None, k8s.deployer_pod(name, cfg, version, previous, run_id)),
+        (None, km.deployer_pod(name, cfg, version, previous, run_id)),
         ("What the deployer server-side applies", None),
-        (None, k8s.service_manifest(name, cfg)),
-        (None, k8s.deployment_manifest(name, cfg, version, run_id)),
+        (None, km.service_manifest(name, cfg)),
+        (None, km.deployment_manifest(name, cfg, version, run_id)),
     ]
     if rbac_only:
-        docs = docs[: docs.index((None, k8s.launcher_role(name, cfg))) + 1]
+        docs = docs[: docs.index((None, km.launcher_role(name, cfg))) + 1]
     out: list[str] = []
     comment = ""
     for note, manifest in docs:

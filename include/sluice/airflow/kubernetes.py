@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from sluice.services import kubernetes as k8s
+from sluice.services import kube_manifests as km
 from sluice.spec.models import KubernetesDeployment
 
 if TYPE_CHECKING:
@@ -104,21 +104,21 @@ class DeployPodOperator(BaseOperator):
 
         cfg = self.config
         version, run_id = str(self.version), str(self.airflow_run_id)
-        pod = k8s.deployer_pod(self.pipeline, cfg, version, str(self.previous_version or ""), run_id)
+        pod = km.deployer_pod(self.pipeline, cfg, version, str(self.previous_version or ""), run_id)
         labels = {
             **pod["metadata"]["labels"],
-            k8s.LABEL_VERSION: k8s.label_value(version),
-            k8s.LABEL_RUN: k8s.label_value(run_id),
+            km.LABEL_VERSION: km.label_value(version),
+            km.LABEL_RUN: km.label_value(run_id),
         }
         return KubernetesPodOperator(
             task_id=self.task_id,
             kubernetes_conn_id=None if cfg.in_cluster else cfg.conn_id,
             in_cluster=cfg.in_cluster,
             namespace=cfg.namespace,
-            name=f"{k8s.object_name(self.pipeline)}-deploy",
+            name=f"{km.object_name(self.pipeline)}-deploy",
             pod_template_dict=pod,
             labels=labels,
-            annotations={k8s.ANNOTATION_RUN: run_id},
+            annotations={km.ANNOTATION_RUN: run_id},
             deferrable=True,
             poll_interval=self.poll_interval,
             get_logs=True,

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from sluice.services import kube_manifests as km
 from sluice.services import kubernetes as k8s
 
 if TYPE_CHECKING:
@@ -112,7 +113,7 @@ def deploy_kubernetes(
     Raises:
         KubernetesDeployFailed: the rollout failed and the previous version was restored.
     """
-    name, ns = k8s.object_name(pipeline), cfg.namespace
+    name, ns = km.object_name(pipeline), cfg.namespace
     where = f"{ns}/{name}"
     url = f"http://{name}.{ns}.svc:{cfg.port}"
     version = str(version)
@@ -125,11 +126,11 @@ def deploy_kubernetes(
         raise KubernetesDeployFailed(
             f"cannot read deployment {where} ({exc!r}); nothing was changed; {_alias_note(now)}"
         ) from exc
-    served = k8s.served_version(live)
+    served = km.served_version(live)
 
     if live is not None and served == version and k8s.rollout_state(live).done:
         if k8s.read(api, "Service", ns, name) is None:
-            k8s.apply(api, k8s.service_manifest(pipeline, cfg))
+            k8s.apply(api, km.service_manifest(pipeline, cfg))
             log(f"service {where} was missing: re-created")
         log(f"deployment {where} already serves v{version}, rolled out: nothing to do")
         _set_champion(pipeline, cfg.mlflow_tracking_uri, version, {previous_champion, served}, log)
@@ -137,8 +138,8 @@ def deploy_kubernetes(
 
     log(f"deploying models:/{pipeline}/{version} to {where} (serving now: v{served})")
     try:
-        k8s.apply(api, k8s.service_manifest(pipeline, cfg))
-        k8s.apply(api, k8s.deployment_manifest(pipeline, cfg, version, run_id))
+        k8s.apply(api, km.service_manifest(pipeline, cfg))
+        k8s.apply(api, km.deployment_manifest(pipeline, cfg, version, run_id))
         k8s.wait_for_rollout(api, ns, name, cfg.rollout_timeout_seconds, poll_seconds, log)
     except Exception as exc:
         # A failed rollout, or an API error (forbidden, invalid, unreachable) mid-way: either
@@ -177,8 +178,8 @@ def _roll_back(
         k8s.delete_deployment(api, ns, name)
         log(f"first deploy of {ns}/{name} failed: deployment deleted")
         return "nothing was served before, the deployment was deleted"
-    previous = k8s.served_version(live)
-    k8s.apply(api, k8s.last_applied(live))
+    previous = km.served_version(live)
+    k8s.apply(api, km.last_applied(live))
     log(f"rolling {ns}/{name} back to v{previous}")
     try:
         k8s.wait_for_rollout(api, ns, name, cfg.rollout_timeout_seconds, poll_seconds, log)

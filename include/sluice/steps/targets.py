@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from sluice.services import kube_manifests as km
 from sluice.services import kubernetes as k8s
 from sluice.services.storage import PipelineStore
 from sluice.settings import settings
@@ -193,7 +194,7 @@ class KubernetesTarget:
         self.pipeline = loaded.spec.pipeline
         self.cfg = cfg
         self.connect = connect or default_connect
-        self.obj = k8s.object_name(self.pipeline)
+        self.obj = km.object_name(self.pipeline)
         self.where = f"{cfg.namespace}/{self.obj}"
         self.url = f"http://{self.obj}.{cfg.namespace}.svc:{cfg.port}"
 
@@ -216,7 +217,7 @@ class KubernetesTarget:
             reason = f"cannot read deployment {self.where} from the cluster ({type(exc).__name__}: {exc})"
             line = f"deployed: UNKNOWN: {reason}"
             return Served(self.name, None, "", None, reachable=False, lines=(line,), record={"error": reason})
-        version = k8s.served_version(dep)
+        version = km.served_version(dep)
         if dep is None or version is None:
             return Served(self.name, None, "", None, lines=(f"deployed: nothing (no deployment {self.where})",))
         rollout = k8s.rollout_state(dep)
