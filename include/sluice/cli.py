@@ -478,6 +478,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reference", help="print the spec reference as Markdown")
     p.set_defaults(func=cmd_reference)
     _add_plan(sub)
+    _add_servers(sub)
+    _add_operations(sub)
+    return parser
+
+
+def _add_servers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """The entrypoints of the deployer pod, the model server and the embedded Airflow."""
     p = sub.add_parser("deployer", help="deploy a model version to Kubernetes (the deployer pod's entrypoint)")
     p.add_argument("--pipeline", required=True, type=_pipeline_name)
     p.add_argument("--version", required=True, type=_model_version, help="registered model version to serve")
@@ -509,6 +516,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_airflow)
     p = sub.add_parser("bootstrap", help="prepare the Airflow home and the MLflow store (migrate both)")
     p.set_defaults(func=cmd_bootstrap)
+
+
+def _add_operations(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """The commands an operator runs against a pipeline: trigger, status, infer-schema, stop."""
     p = sub.add_parser(
         "trigger-retrain", help="start <pipeline>__train from outside: post an asset event via the REST API"
     )
@@ -527,10 +538,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spec", help="the spec to write source.columns into (with --write)")
     p.add_argument("--write", action="store_true", help="write into --spec instead of printing")
     p.set_defaults(func=cmd_infer_schema)
-    p = sub.add_parser("stop", help="stop a pipeline's local model server")
+    p = sub.add_parser("stop", help="stop a pipeline's local model server (a kubernetes target refuses)")
     p.add_argument("spec")
     p.set_defaults(func=cmd_stop)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from sluice.airflow.alerts import AlertEmail, compose, gather_facts
+from sluice.airflow.alert_format import AlertEmail, compose
+from sluice.airflow.alerts import gather_facts
 from sluice.cli import main
 from tests.conftest import Project
 from tests.kube import Cluster, Kubelet, dead_kubeconfig, kubernetes_spec, venv_bin
