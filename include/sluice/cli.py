@@ -546,6 +546,9 @@ def _add_operations(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``sluice`` console script."""
     args = build_parser().parse_args(argv)
+    if args.command != "serve":  # the serving image runs `serve` only, with none of this
+        # Deploy targets register their `deployment.target` names on import: before any spec loads.
+        import sluice.steps.targets  # noqa: F401
     try:
         return int(args.func(args))
     except SpecError as exc:

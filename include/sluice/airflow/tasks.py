@@ -182,21 +182,26 @@ def promote(spec_path: str, **context: Any) -> dict[str, Any]:
     """Register the candidate and move the champion alias."""
     from sluice.steps.promote import promote as run
 
-    loaded, _ = _open(spec_path)
+    loaded = load_spec(spec_path)
     result = run(loaded, _pull(context, "evaluate"))
     log.info("champion: v%s (was v%s)%s", result.version, result.previous, "" if result.changed else " unchanged")
     return result.to_dict()
 
 
 def deploy(spec_path: str, **context: Any) -> dict[str, Any]:
-    """Serve the champion version on the spec's target."""
-    from sluice.steps.deploy import deploy_local
+    """Serve the champion version on the spec's target (any registered one but kubernetes, which has its own task)."""
+    from sluice.steps.targets import target_for
     from sluice.steps.train import smoke_rows
 
-    loaded, store = _open(spec_path)
+    loaded = load_spec(spec_path)
     promoted = _pull(context, "promote")
     trained = _pull(context, "train")
-    state = deploy_local(loaded, store, promoted["version"], smoke_rows(trained["holdout_path"], trained["features"]))
+    state: dict[str, Any] = target_for(loaded).deploy(
+        promoted["version"],
+        previous=promoted.get("previous"),
+        run_id=str(context.get("run_id") or ""),
+        smoke_rows=smoke_rows(trained["holdout_path"], trained["features"]),
+    )
     log.info("serving v%s at %s (%s)", state["version"], state["url"], "new" if state["changed"] else "unchanged")
     return state
 

@@ -8,7 +8,6 @@ applied are built by :mod:`sluice.services.kube_manifests`.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -138,6 +137,14 @@ def rollout_state(dep: dict[str, Any]) -> Rollout:
     return Rollout(True, False, f"{available} of {want} replicas available")
 
 
+class _NotYet(Exception):
+    """The rollout is still going: poll again."""
+
+
+class _Blip(Exception):
+    """The API server failed the read (5xx, connection): poll again; the cause is the error."""
+
+
 def wait_for_rollout(
     api: ApiClient, namespace: str, name: str, timeout: float, poll: float = 2.0, log: Callable[[str], None] = print
 ) -> dict[str, Any]:
@@ -147,33 +154,44 @@ def wait_for_rollout(
         RolloutFailed: the deadline passed, the Deployment reports ProgressDeadlineExceeded,
             or it disappeared.
     """
-    deadline = time.monotonic() + timeout
-    last = ""
+    import tenacity
     from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError
 
-    while True:
+    seen = [""]
+
+    def check() -> dict[str, Any]:
         try:
             dep = read(api, "Deployment", namespace, name)
         except (ApiException, HTTPError, OSError) as exc:
             # A blip of the API server (5xx, connection reset) is not a failed rollout:
             # keep polling until the deadline; anything else (403, 401) is final.
             status = getattr(exc, "status", None)
-            if (status is not None and int(status) < 500) or time.monotonic() >= deadline:
+            if status is not None and int(status) < 500:
                 raise
             log(f"rollout {namespace}/{name}: API error while polling, retrying: {exc!r}")
-            time.sleep(poll)
-            continue
+            raise _Blip() from exc
         if dep is None:
             raise RolloutFailed(f"deployment {namespace}/{name} disappeared during the rollout")
         state = rollout_state(dep)
-        if state.message != last:
+        if state.message != seen[0]:
             log(f"rollout {namespace}/{name}: {state.message}")
-            last = state.message
-        if state.done:
-            return dep
-        if state.failed:
+            seen[0] = state.message
+        if state.failed and not state.done:
             raise RolloutFailed(f"deployment {namespace}/{name}: {state.message}")
-        if time.monotonic() >= deadline:
-            raise RolloutFailed(f"deployment {namespace}/{name} not rolled out after {timeout:.0f}s: {state.message}")
-        time.sleep(poll)
+        if not state.done:
+            raise _NotYet()
+        return dep
+
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_delay(timeout),
+        wait=tenacity.wait_fixed(poll),
+        retry=tenacity.retry_if_exception_type((_NotYet, _Blip)),
+    )
+    try:
+        return retrying(check)
+    except tenacity.RetryError as gave_up:
+        last = gave_up.last_attempt.exception()
+        if isinstance(last, _Blip) and last.__cause__ is not None:
+            raise last.__cause__ from None
+        raise RolloutFailed(f"deployment {namespace}/{name} not rolled out after {timeout:.0f}s: {seen[0]}") from None

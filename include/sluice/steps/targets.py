@@ -261,6 +261,27 @@ TARGETS: dict[str, Callable[..., DeployTarget]] = {
 }
 
 
+def register(name: str, make: Callable[..., DeployTarget], meaning: str) -> None:
+    """Add a deploy target: specs may then say ``deployment.target: <name>``.
+
+    Call it in this module, next to the class: the ``sluice`` command line and the DAG
+    loader import this module before they load any spec, so the name is known by then.
+
+    Everything else follows from the registry: ``sluice plan`` prints its ``describe()``,
+    ``sluice status`` and the deploy alert its ``served()``, ``sluice stop`` calls its
+    ``stop()``, and the train DAG's ``deploy`` task its ``deploy()``.
+
+    Args:
+        name: The ``deployment.target`` value.
+        make: Builds the target from a loaded spec (and ``connect=`` when given one).
+        meaning: One line for the spec's error hint and JSON Schema.
+    """
+    from sluice.spec.models import DEPLOY_TARGETS
+
+    TARGETS[name] = make
+    DEPLOY_TARGETS[name] = meaning
+
+
 def target_for(loaded: LoadedSpec, connect: Callable[[], Any] | None = None) -> DeployTarget:
     """The deploy target the spec names (``deployment.target``).
 
