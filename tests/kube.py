@@ -41,7 +41,7 @@ import attrs
 import kmock
 from kmock._internal import dicts as kmock_dicts
 
-from sluice.services.kubernetes import LABEL_VERSION
+from sluice.services.kube_manifests import LABEL_VERSION
 
 RESOURCES = ("v1/pods", "v1/services", "v1/events", "v1/namespaces", "apps/v1/deployments")
 

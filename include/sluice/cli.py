@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sluice.settings import SettingsError
 from sluice.spec.errors import SpecError
 
 if TYPE_CHECKING:
@@ -152,7 +153,7 @@ def _print_manifests(loaded: LoadedSpec, version: str, previous: str, rbac_only:
     """Print, as multi-document YAML, every object the kubernetes deploy creates."""
     import yaml
 
-    from sluice.services import kubernetes as k8s
+    from sluice.services import kube_manifests as km
 
     spec = loaded.spec
     cfg = spec.deployment.kubernetes
@@ -168,17 +169,17 @@ def _print_manifests(loaded: LoadedSpec, version: str, previous: str, rbac_only:
     run_id = "manual__plan"
     docs = [
         ("RBAC of the deployer pod (apply once, as a cluster admin)", None),
-        *[(None, m) for m in k8s.rbac_manifests(name, cfg)],
+        *[(None, m) for m in km.rbac_manifests(name, cfg)],
         ("What Airflow's connection identity needs to run the deployer pod (bind it to that identity)", None),
-        (None, k8s.launcher_role(name, cfg)),
+        (None, km.launcher_role(name, cfg)),
         (f"The deployer pod Airflow starts (KubernetesPodOperator, task 'deploy'), for model version {version}", None),
-        (None, k8s.deployer_pod(name, cfg, version, previous, run_id)),
+        (None, km.deployer_pod(name, cfg, version, previous, run_id)),
         ("What the deployer server-side applies", None),
-        (None, k8s.service_manifest(name, cfg)),
-        (None, k8s.deployment_manifest(name, cfg, version, run_id)),
+        (None, km.service_manifest(name, cfg)),
+        (None, km.deployment_manifest(name, cfg, version, run_id)),
     ]
     if rbac_only:
-        docs = docs[: docs.index((None, k8s.launcher_role(name, cfg))) + 1]
+        docs = docs[: docs.index((None, km.launcher_role(name, cfg))) + 1]
     out: list[str] = []
     comment = ""
     for note, manifest in docs:
@@ -305,25 +306,27 @@ def cmd_infer_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    """Stop the local model server of a pipeline."""
-    from sluice.steps.deploy import stop_local
+    """Stop serving a pipeline's champion, through its deploy target (a kubernetes target refuses)."""
+    from sluice.steps.targets import StopRefused, target_for
 
-    loaded, store = _store_for(args.spec)
+    loaded = _load_or_report(args.spec)
     if loaded is None:
         return 1
-    cfg = loaded.spec.deployment.local
-    stopped = stop_local(store, cfg.host, cfg.port)
-    for server in stopped:
-        print(f"stopped model server pid {server.pid} (v{server.version}) on {server.host}:{server.port}")
-    if not stopped:
-        print(f"no local model server running on {cfg.host}:{cfg.port}")
+    try:
+        lines = target_for(loaded).stop()
+    except StopRefused as exc:
+        print(f"sluice stop: {exc}", file=sys.stderr)
+        return 1
+    for line in lines:
+        print(line)
     return 0
 
 
 def _project_dir() -> Path:
-    import os
 
-    return Path(os.environ.get("SLUICE_PROJECT_DIR") or Path.cwd()).resolve()
+    from sluice.settings import settings
+
+    return Path(settings().project_dir or Path.cwd()).resolve()
 
 
 def cmd_env(args: argparse.Namespace) -> int:
@@ -382,13 +385,13 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
 
 def cmd_trigger_retrain(args: argparse.Namespace) -> int:
     """Post a drift event on a pipeline's drift asset through Airflow's REST API."""
-    import os
-
     from sluice.plan.build import drift_asset
     from sluice.services.airflow_api import login, post_asset_event
+    from sluice.settings import settings
 
-    token = args.token or os.environ.get("AIRFLOW_API_TOKEN")
-    password = args.password or os.environ.get("AIRFLOW_API_PASSWORD")
+    env = settings()
+    token = args.token or env.airflow_api_token
+    password = args.password or env.airflow_api_password
     if not token and not password:
         print("give --token (or AIRFLOW_API_TOKEN) or --password (or AIRFLOW_API_PASSWORD)", file=sys.stderr)
         return 2
@@ -475,6 +478,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reference", help="print the spec reference as Markdown")
     p.set_defaults(func=cmd_reference)
     _add_plan(sub)
+    _add_servers(sub)
+    _add_operations(sub)
+    return parser
+
+
+def _add_servers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """The entrypoints of the deployer pod, the model server and the embedded Airflow."""
     p = sub.add_parser("deployer", help="deploy a model version to Kubernetes (the deployer pod's entrypoint)")
     p.add_argument("--pipeline", required=True, type=_pipeline_name)
     p.add_argument("--version", required=True, type=_model_version, help="registered model version to serve")
@@ -506,6 +516,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_airflow)
     p = sub.add_parser("bootstrap", help="prepare the Airflow home and the MLflow store (migrate both)")
     p.set_defaults(func=cmd_bootstrap)
+
+
+def _add_operations(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """The commands an operator runs against a pipeline: trigger, status, infer-schema, stop."""
     p = sub.add_parser(
         "trigger-retrain", help="start <pipeline>__train from outside: post an asset event via the REST API"
     )
@@ -524,19 +538,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spec", help="the spec to write source.columns into (with --write)")
     p.add_argument("--write", action="store_true", help="write into --spec instead of printing")
     p.set_defaults(func=cmd_infer_schema)
-    p = sub.add_parser("stop", help="stop a pipeline's local model server")
+    p = sub.add_parser("stop", help="stop a pipeline's local model server (a kubernetes target refuses)")
     p.add_argument("spec")
     p.set_defaults(func=cmd_stop)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``sluice`` console script."""
     args = build_parser().parse_args(argv)
+    if args.command != "serve":  # the serving image runs `serve` only, with none of this
+        # Deploy targets register their `deployment.target` names on import: before any spec loads.
+        import sluice.steps.targets  # noqa: F401
     try:
         return int(args.func(args))
     except SpecError as exc:
         return _report_spec_error(exc)
+    except SettingsError as exc:
+        print(f"sluice: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

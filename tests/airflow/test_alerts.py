@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from sluice.airflow.alerts import AlertFacts, AlertNotifier, compose
+from sluice.airflow.alert_format import AlertFacts, compose
+from sluice.airflow.alerts import AlertNotifier
 from sluice.services.storage import write_json_atomic
 from tests.conftest import Project, free_port
 from tests.smtp_server import MailCatcher, body_text, smtp_conn

@@ -9,7 +9,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from sluice.services import kubernetes as k8s
+from sluice.services import kube_manifests as km
 from tests.conftest import REPO
 from tests.dags.test_integrity import parse
 from tests.kube import KUBERNETES_VERSIONS, kubernetes_spec
@@ -82,9 +82,9 @@ def test_pod_request_validates_and_is_restricted_labelled_and_pinned(
         kubernetes_validate.validate(pod, version, strict=True)
 
     labels = pod["metadata"]["labels"]
-    assert labels[k8s.LABEL_PIPELINE] == "flights_delay"
-    assert labels[k8s.LABEL_VERSION] == "5"
-    assert labels[k8s.LABEL_RUN] == "manual__2026-11-22T01-00-00-00-00"
+    assert labels[km.LABEL_PIPELINE] == "flights_delay"
+    assert labels[km.LABEL_VERSION] == "5"
+    assert labels[km.LABEL_RUN] == "manual__2026-11-22T01-00-00-00-00"
     assert labels["team"] == "data-eng"
     assert pod["metadata"]["namespace"] == "ml-serving"
     spec = pod["spec"]
@@ -93,7 +93,7 @@ def test_pod_request_validates_and_is_restricted_labelled_and_pinned(
     assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     (container,) = spec["containers"]
     assert container["image"] == "registry.example.com/sluice:0.1.0"
-    assert container["securityContext"] == k8s.restricted_container_security()
+    assert container["securityContext"] == km.restricted_container_security()
     assert container["resources"] == {
         "requests": {"cpu": "100m", "memory": "256Mi"},
         "limits": {"cpu": "500m", "memory": "512Mi"},

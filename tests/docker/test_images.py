@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from tests.conftest import REPO, fresh_mlflow_store
 
-from sluice.services import kubernetes as k8s
+from sluice.services import kube_manifests as km
 
 DOCKER = REPO / "docker"
 AIRFLOW_FILE = (DOCKER / "Dockerfile.airflow").read_text()
@@ -187,6 +187,6 @@ def test_the_serving_install_serves_a_registered_model(
 
 
 def test_images_run_as_the_uids_the_pod_security_contexts_name() -> None:
-    assert f"USER {k8s.DEPLOYER_UID}" in AIRFLOW_FILE
-    assert f"useradd --uid {k8s.SERVING_UID}" in SERVING_FILE and f"USER {k8s.SERVING_UID}" in SERVING_FILE
+    assert f"USER {km.DEPLOYER_UID}" in AIRFLOW_FILE
+    assert f"useradd --uid {km.SERVING_UID}" in SERVING_FILE and f"USER {km.SERVING_UID}" in SERVING_FILE
     assert 'ENTRYPOINT ["sluice"]' in SERVING_FILE

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from sluice.services import kube_manifests as km
 from sluice.services import kubernetes as k8s
 from tests.conftest import Project, demo_spec_dict
 from tests.integration.conftest import run_dag
@@ -129,7 +130,7 @@ def test_deploy_rolls_out_pinned_version_and_a_retry_changes_nothing(
         "--previous-version",
     ]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
-    assert pod["metadata"]["labels"][k8s.LABEL_VERSION] == "1"
+    assert pod["metadata"]["labels"][km.LABEL_VERSION] == "1"
     assert pod["metadata"]["labels"]["team"] == "data-eng"
     assert cluster.objects("v1/pods", NS) == [], "the operator deletes the finished pod"
     log = kubelet.log_of(NS, pod["metadata"]["name"])
@@ -139,7 +140,7 @@ def test_deploy_rolls_out_pinned_version_and_a_retry_changes_nothing(
     server = dep["spec"]["template"]["spec"]["containers"][0]
     assert server["image"] == "registry.example.com/sluice-serving:0.1.0"
     assert f"models:/{MODEL}/1" in server["args"], "pinned to the registered version, not an alias"
-    assert dep["metadata"]["labels"][k8s.LABEL_VERSION] == "1"
+    assert dep["metadata"]["labels"][km.LABEL_VERSION] == "1"
     assert dep["status"]["availableReplicas"] == 2
     (svc,) = cluster.objects("v1/services", NS)
     assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
@@ -159,7 +160,7 @@ def test_deploy_rolls_out_pinned_version_and_a_retry_changes_nothing(
     state, _ = promote_then_deploy(deploy_dag, monkeypatch, "2", "1")
     assert state == "success"
     dep = live_deployment(cluster)
-    assert dep["metadata"]["labels"][k8s.LABEL_VERSION] == "2"
+    assert dep["metadata"]["labels"][km.LABEL_VERSION] == "2"
     assert f"models:/{MODEL}/2" in dep["spec"]["template"]["spec"]["containers"][0]["args"]
     assert champion(registry) == "2"
 
@@ -174,7 +175,7 @@ def test_a_version_that_never_becomes_ready_is_rolled_back_and_the_task_fails(
 
     assert state == "failed" and tasks["deploy"] == "failed"
     dep = live_deployment(cluster)
-    assert dep["metadata"]["labels"][k8s.LABEL_VERSION] == "1", "the previous version serves again"
+    assert dep["metadata"]["labels"][km.LABEL_VERSION] == "1", "the previous version serves again"
     assert f"models:/{MODEL}/1" in dep["spec"]["template"]["spec"]["containers"][0]["args"]
     assert k8s.rollout_state(dep).done
     assert champion(registry) == "1", "@champion restored to the version that serves"

@@ -6,6 +6,7 @@ goes through the target to the real deployer code and a real MLflow registry.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from sluice.airflow.alerts import AlertEmail, compose, gather_facts
+from sluice.airflow.alert_format import AlertEmail, compose
+from sluice.airflow.alerts import gather_facts
 from sluice.cli import main
 from tests.conftest import Project
 from tests.kube import Cluster, Kubelet, dead_kubeconfig, kubernetes_spec, venv_bin
@@ -86,7 +88,8 @@ def test_status_and_deploy_alert_name_the_version_the_cluster_serves(
     assert not (spec.parent.parent / "data" / "sluice" / "flights_delay" / "deploy" / "current.json").exists()
     assert dep["metadata"]["labels"]["sluice.io/model-version"] == "2"
 
-    assert deploy_alert(spec).subject == f"[sluice] flights_delay: deploy of v3 failed; v2 keeps serving at {URL}"
+    mail = deploy_alert(spec)
+    assert mail.subject == f"[sluice] flights_delay: deploy of v3 failed; v2 keeps serving at {URL}", mail.html
 
 
 def test_an_unreachable_cluster_is_said_not_taken_for_nothing_served(
@@ -105,3 +108,36 @@ def test_an_unreachable_cluster_is_said_not_taken_for_nothing_served(
     assert mail.subject == "[sluice] flights_delay: deploy of v3 failed; what is served is unknown"
     assert "what is served is unknown: cannot read deployment ml-serving/flights-delay from the cluster" in mail.html
     assert "nothing was being served" not in mail.html
+
+
+def test_the_deploy_alert_reads_the_cluster_through_the_specs_airflow_connection(
+    project: Project, tmp_path: Path, cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The deploy task reaches the cluster through ``deployment.kubernetes.conn_id``: so must its alert.
+
+    The worker's own ``$KUBECONFIG`` points at a cluster that is down; only the connection
+    named in the spec reaches the cluster that serves.
+    """
+    from sluice.services import kubernetes as k8s
+    from sluice.services import tracking
+    from sluice.spec.loader import load_spec
+    from sluice.steps.targets import target_for
+
+    tracking_uri = os.environ["MLFLOW_TRACKING_URI"]
+    client = tracking.configure_uri(tracking_uri)
+    client.create_registered_model("flights_delay")
+    for _ in range(3):
+        client.create_model_version("flights_delay", source=(project.root / "model").as_uri())
+    path = project.dags / "flights_delay.pipeline.yaml"
+    data = kubernetes_spec(tracking_uri, rollout_timeout_seconds=5, conn_id="prod_cluster")
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    live = str(cluster.kubeconfig)
+    target_for(load_spec(path), connect=lambda: k8s.connect(live)).deploy(
+        "2", previous=None, run_id="manual__1", smoke_rows=[]
+    )
+
+    conn = {"conn_type": "kubernetes", "extra": {"kube_config_path": live}}
+    monkeypatch.setenv("AIRFLOW_CONN_PROD_CLUSTER", json.dumps(conn))
+    monkeypatch.setenv("KUBECONFIG", str(dead_kubeconfig(tmp_path)))
+
+    assert deploy_alert(path).subject == f"[sluice] flights_delay: deploy of v3 failed; v2 keeps serving at {URL}"

@@ -12,6 +12,7 @@ from tests.conftest import REPO
 from tests.kube import KUBERNETES_VERSIONS, kubernetes_spec
 
 from sluice.cli import main
+from sluice.services import kube_manifests as km
 from sluice.services import kubernetes as k8s
 from sluice.spec.loader import load_spec
 from sluice.spec.models import KubernetesDeployment
@@ -92,9 +93,9 @@ def test_pods_run_under_the_restricted_security_profile(manifests: list[dict[str
 def test_deployment_is_pinned_to_the_registered_version_with_labels(manifests: list[dict[str, Any]]) -> None:
     dep = next(m for m in manifests if m["kind"] == "Deployment")
     labels = dep["spec"]["template"]["metadata"]["labels"]
-    assert labels[k8s.LABEL_PIPELINE] == "flights_delay"
-    assert labels[k8s.LABEL_VERSION] == "7"
-    assert labels[k8s.LABEL_RUN] == "manual__plan"
+    assert labels[km.LABEL_PIPELINE] == "flights_delay"
+    assert labels[km.LABEL_VERSION] == "7"
+    assert labels[km.LABEL_RUN] == "manual__plan"
     assert labels["team"] == "data-eng"
     container = dep["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "registry.example.com/sluice-serving:0.1.0"
@@ -102,7 +103,7 @@ def test_deployment_is_pinned_to_the_registered_version_with_labels(manifests: l
     assert not any("@" in a for a in container["args"]), "never a moving alias"
     assert container["envFrom"] == [{"secretRef": {"name": "s3-creds"}}]
     # the selector must not contain the version: it is immutable and spans versions
-    assert k8s.LABEL_VERSION not in dep["spec"]["selector"]["matchLabels"]
+    assert km.LABEL_VERSION not in dep["spec"]["selector"]["matchLabels"]
     assert dep["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
     assert dep["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
 
@@ -129,10 +130,10 @@ def test_deployer_role_is_namespaced_and_minimal(manifests: list[dict[str, Any]]
 
 
 def test_rollback_restores_exactly_the_manifest_that_was_applied(spec_file: Path) -> None:
-    applied = k8s.deployment_manifest("flights_delay", cfg(spec_file), "3", "scheduled__2026-01-01T00:00:00+00:00")
+    applied = km.deployment_manifest("flights_delay", cfg(spec_file), "3", "scheduled__2026-01-01T00:00:00+00:00")
     live = {**applied, "status": {"replicas": 2}, "metadata": {**applied["metadata"], "generation": 4, "uid": "u"}}
-    assert k8s.last_applied(live) == applied
-    assert k8s.served_version(live) == "3"
+    assert km.last_applied(live) == applied
+    assert km.served_version(live) == "3"
 
 
 def test_plan_manifests_of_a_local_target_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -149,7 +150,7 @@ def test_plan_manifests_of_a_local_target_is_an_error(capsys: pytest.CaptureFixt
     ],
 )
 def test_run_ids_become_valid_label_values(run_id: str, label: str) -> None:
-    assert k8s.label_value(run_id) == label
+    assert km.label_value(run_id) == label
 
 
 def dep_with(status: dict[str, Any], generation: int = 2, replicas: int = 2) -> dict[str, Any]:

@@ -25,7 +25,8 @@ import annotated_types
 import yaml
 from pydantic import BaseModel
 
-from sluice.spec.loader import MAX_NODES, MAX_SPEC_BYTES, model_at
+from sluice.spec.loader import model_at
+from sluice.spec.yaml_reader import MAX_NODES, MAX_SPEC_BYTES
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 DEMO_SPEC = PROJECT_DIR / "dags" / "flights_delay.pipeline.yaml"

@@ -12,7 +12,8 @@ import yaml
 from tests.spec.corpus import DEMO_SPEC, PROJECT_DIR, base_text
 
 from sluice.spec.errors import SpecError
-from sluice.spec.loader import MAX_NODES, load_files, load_spec
+from sluice.spec.loader import load_files, load_spec
+from sluice.spec.yaml_reader import MAX_NODES
 
 
 def error_of(path: Path) -> SpecError:

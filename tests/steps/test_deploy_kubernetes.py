@@ -10,6 +10,7 @@ import pytest
 from tests.conftest import fresh_mlflow_store
 from tests.kube import Cluster, Kubelet, venv_bin
 
+from sluice.services import kube_manifests as km
 from sluice.services import kubernetes as k8s
 from sluice.spec.models import KubernetesDeployment
 from sluice.steps.deploy_kubernetes import KubernetesDeployFailed, deploy_kubernetes
@@ -71,7 +72,7 @@ def test_a_retry_that_succeeds_after_a_rollback_moves_the_champion_forward(env: 
     with pytest.raises(KubernetesDeployFailed, match="rolled back to v1"):
         deploy_kubernetes(MODEL, cfg, "2", "1", "run-2", api=api, poll_seconds=0.3)
     assert champion(client) == "1"
-    assert k8s.served_version(k8s.read(api, "Deployment", "ml", "flights-delay")) == "1"
+    assert km.served_version(k8s.read(api, "Deployment", "ml", "flights-delay")) == "1"
 
     kubelet.unready_versions.clear()  # whatever kept v2 from starting is gone: the task retries
     result = deploy_kubernetes(MODEL, cfg, "2", "1", "run-2", api=api, poll_seconds=0.3)
@@ -134,5 +135,5 @@ def test_a_deployer_terminated_mid_rollout_rolls_back_and_restores_the_alias(env
     out = "".join(lines) + proc.stdout.read()
     assert proc.wait(120) == 1, out
     assert "received signal 15" in out and "rolled back to v1" in out
-    assert k8s.served_version(k8s.read(api, "Deployment", "ml", "flights-delay")) == "1"
+    assert km.served_version(k8s.read(api, "Deployment", "ml", "flights-delay")) == "1"
     assert champion(client) == "1"

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import DEMO_SPEC
+import yaml
+from tests.conftest import DEMO_SPEC, REPO, demo_spec_dict, free_port
+from tests.kube import dead_kubeconfig, kubernetes_spec
 
 from sluice.cli import main
 from sluice.spec.loader import LoadedSpec, load_spec
@@ -69,3 +72,45 @@ def test_plan_describes_the_local_target_and_an_unknown_target_names_the_known_o
     spec = loaded.spec.model_copy(update={"deployment": loaded.spec.deployment.model_copy(update={"target": "floppy"})})
     with pytest.raises(KeyError, match="no deploy target 'floppy' \\(known: kubernetes, local\\)"):
         target_for(dataclasses.replace(loaded, spec=spec))
+
+
+# --------------------------------------------------------------------------- sluice stop asks the target
+
+
+def test_stop_goes_through_the_target(floppy: None, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["stop", str(DEMO_SPEC)]) == 0
+    assert capsys.readouterr().out == "ejected\n"
+
+
+def test_stop_of_a_kubernetes_target_refuses_and_names_the_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SLUICE_PROJECT_DIR", str(REPO))
+    # Nothing may be asked of a cluster: a kubeconfig pointing nowhere proves no call is made.
+    monkeypatch.setenv("KUBECONFIG", str(dead_kubeconfig(tmp_path)))
+    spec = tmp_path / "flights_delay.pipeline.yaml"
+    spec.write_text(yaml.safe_dump(kubernetes_spec(replicas=3), sort_keys=False))
+
+    assert main(["stop", str(spec)]) == 1
+
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "sluice does not stop deployment ml-serving/flights-delay" in err
+    assert "`kubectl -n ml-serving scale deployment/flights-delay --replicas=0`" in err
+    assert "scales it back to 3" in err
+    assert "Traceback" not in err
+
+
+def test_stop_of_a_local_target_with_nothing_running_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SLUICE_PROJECT_DIR", str(REPO))
+    data = demo_spec_dict()
+    data["storage"] = {"root": str(tmp_path / "store")}
+    data["deployment"]["local"] = {**data["deployment"].get("local", {}), "port": free_port()}
+    spec = tmp_path / "flights_delay.pipeline.yaml"
+    spec.write_text(yaml.safe_dump(data, sort_keys=False))
+
+    assert main(["stop", str(spec)]) == 0
+    port = data["deployment"]["local"]["port"]
+    assert capsys.readouterr().out == f"no local model server running on 127.0.0.1:{port}\n"

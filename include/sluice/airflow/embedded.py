@@ -32,11 +32,10 @@ from typing import IO
 import requests
 import tenacity
 
+from sluice.settings import settings
+
 #: The components started once the API server answers, in this order.
 AFTER_API = ("scheduler", "dag-processor", "triggerer")
-#: How long the API server gets to answer its health check (a cold start on two busy cores
-#: takes 20-60 s).
-API_START_TIMEOUT = float(os.environ.get("SLUICE_API_START_TIMEOUT", "300"))
 #: A component is restarted at most this many times within the window, then the launcher stops.
 MAX_RESTARTS = 5
 RESTART_WINDOW_SECONDS = 600.0
@@ -144,13 +143,14 @@ def wait_until_answers(url: str, timeout: float, alive: Callable[[], None]) -> N
         raise TimeoutError(f"the API server did not answer {url} within {timeout:.0f}s") from None
 
 
-def run(env: dict[str, str], grace_seconds: float = 20.0, api_timeout: float = API_START_TIMEOUT) -> int:
+def run(env: dict[str, str], grace_seconds: float = 20.0, api_timeout: float | None = None) -> int:
     """Run the embedded Airflow until a component exits or this process gets SIGTERM/SIGINT.
 
     Args:
         env: The environment of every component (see :func:`sluice.airflow.home.embedded_env`).
         grace_seconds: Time the components get to stop before SIGKILL.
-        api_timeout: How long the API server gets to answer before the launcher gives up.
+        api_timeout: How long the API server gets to answer before the launcher gives up
+            (default ``SLUICE_API_START_TIMEOUT``: a cold start on two busy cores takes 20-60 s).
 
     Returns:
         0 when stopped by a signal; otherwise the exit code of the component that died too
@@ -180,7 +180,8 @@ def run(env: dict[str, str], grace_seconds: float = 20.0, api_timeout: float = A
                 raise ComponentExited(f"api-server exited with code {api.returncode} before it answered")
 
         try:
-            wait_until_answers(api_health_url(env), api_timeout, api_alive)
+            timeout = settings().api_start_timeout if api_timeout is None else api_timeout
+            wait_until_answers(api_health_url(env), timeout, api_alive)
         except (ComponentExited, TimeoutError) as exc:
             _say(f"{exc}; not starting {', '.join(AFTER_API)}")
             return 1

@@ -13,15 +13,50 @@ log streaming, cleanup, failure on a non-zero exit) is the provider's own code.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from sluice.services import kubernetes as k8s
+from sluice.services import kube_manifests as km
 from sluice.spec.models import KubernetesDeployment
 
 if TYPE_CHECKING:
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from kubernetes.client import ApiClient
+
+    from sluice.spec.loader import LoadedSpec
+
+
+def cluster_connector(loaded: LoadedSpec) -> Callable[[], ApiClient] | None:
+    """How code running in Airflow reaches the spec's cluster: the deploy task's own connection.
+
+    The deploy task reaches the cluster through ``deployment.kubernetes.conn_id`` (or the
+    worker's service account when ``in_cluster``), so whatever asks the cluster from inside
+    Airflow (the deploy alert) must use the same, not the worker's ``$KUBECONFIG``. None for
+    a spec without a kubernetes section (its target needs no client).
+    """
+    cfg = loaded.spec.deployment.kubernetes
+    if cfg is None or loaded.spec.deployment.target != "kubernetes":
+        return None
+
+    def connect() -> ApiClient:
+        from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+
+        from sluice.steps.targets import default_connect
+
+        if cfg.in_cluster:
+            return KubernetesHook(conn_id=None, in_cluster=True).get_conn()
+        hook = KubernetesHook(conn_id=cfg.conn_id)
+        given = {key.removeprefix("extra__kubernetes__") for key, value in hook.conn_extras.items() if value}
+        if given & {"kube_config_path", "kube_config", "in_cluster"}:
+            return hook.get_conn()
+        # A connection that names no cluster (or the missing default one) means "the
+        # default": the hook would read the kubeconfig path the client fixed at import;
+        # read $KUBECONFIG now, as the deployer and `sluice status` do.
+        return default_connect()
+
+    return connect
 
 
 class DeployPodOperator(BaseOperator):
@@ -69,21 +104,21 @@ class DeployPodOperator(BaseOperator):
 
         cfg = self.config
         version, run_id = str(self.version), str(self.airflow_run_id)
-        pod = k8s.deployer_pod(self.pipeline, cfg, version, str(self.previous_version or ""), run_id)
+        pod = km.deployer_pod(self.pipeline, cfg, version, str(self.previous_version or ""), run_id)
         labels = {
             **pod["metadata"]["labels"],
-            k8s.LABEL_VERSION: k8s.label_value(version),
-            k8s.LABEL_RUN: k8s.label_value(run_id),
+            km.LABEL_VERSION: km.label_value(version),
+            km.LABEL_RUN: km.label_value(run_id),
         }
         return KubernetesPodOperator(
             task_id=self.task_id,
             kubernetes_conn_id=None if cfg.in_cluster else cfg.conn_id,
             in_cluster=cfg.in_cluster,
             namespace=cfg.namespace,
-            name=f"{k8s.object_name(self.pipeline)}-deploy",
+            name=f"{km.object_name(self.pipeline)}-deploy",
             pod_template_dict=pod,
             labels=labels,
-            annotations={k8s.ANNOTATION_RUN: run_id},
+            annotations={km.ANNOTATION_RUN: run_id},
             deferrable=True,
             poll_interval=self.poll_interval,
             get_logs=True,

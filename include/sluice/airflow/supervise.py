@@ -71,6 +71,27 @@ def stop_all(proc: subprocess.Popen[bytes], grace_seconds: float, known: list[An
         proc.wait(timeout=5)
 
 
+def _watch(proc: subprocess.Popen[bytes], received: list[int], grace_seconds: float, say: Callable[[str], None]) -> int:
+    """Wait until the launcher exits or a stop signal arrives, then stop everything it started.
+
+    Returns:
+        The launcher's exit code, or 128 + the signal number when stopped by a signal.
+    """
+    known: list[Any] = []
+    while proc.poll() is None and not received:
+        known = _descendants(proc.pid) or known
+        time.sleep(0.5)
+    if received:
+        name = signal.Signals(received[0]).name
+        say(f"sluice: {name}: stopping airflow and its components (up to {grace_seconds:.0f}s)")
+    stop_all(proc, grace_seconds, known)
+    if received:
+        say("sluice: airflow stopped")
+        return 128 + received[0]
+    say(f"sluice: airflow exited with code {proc.returncode}")
+    return int(proc.returncode or 0)
+
+
 def run_standalone(
     project_dir: Path,
     grace_seconds: float = 20.0,
@@ -118,19 +139,7 @@ def run_standalone(
             f"sluice: airflow (pid {proc.pid}) on http://localhost:{env['AIRFLOW__API__PORT']}; "
             "Ctrl-C stops all of its processes"
         )
-        known: list[Any] = []
-        while proc.poll() is None and not received:
-            known = _descendants(proc.pid) or known
-            time.sleep(0.5)
-        if received:
-            name = signal.Signals(received[0]).name
-            say(f"sluice: {name}: stopping airflow and its components (up to {grace_seconds:.0f}s)")
-        stop_all(proc, grace_seconds, known)
-        if received:
-            say("sluice: airflow stopped")
-            return 128 + received[0]
-        say(f"sluice: airflow exited with code {proc.returncode}")
-        return int(proc.returncode or 0)
+        return _watch(proc, received, grace_seconds, say)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)

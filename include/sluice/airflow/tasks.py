@@ -214,16 +214,21 @@ def promote(spec_path: str, **context: Any) -> dict[str, Any]:
 
 
 def deploy(spec_path: str, **context: Any) -> dict[str, Any]:
-    """Serve the champion version on the spec's target."""
-    from sluice.steps.deploy import deploy_local
+    """Serve the champion version on the spec's target (any registered one but kubernetes, which has its own task)."""
+    from sluice.steps.targets import target_for
     from sluice.steps.train import smoke_rows
 
     loaded, store = _open(spec_path)
     promoted = _pull(context, TaskId.PROMOTE, PromoteResult)
     trained = _pull(context, TaskId.TRAIN, TrainResult)
-    state = deploy_local(loaded, store, promoted.version, smoke_rows(store, trained.holdout_path, trained.features))
-    log.info("serving v%s at %s (%s)", state.version, state.url, "new" if state.changed else "unchanged")
-    return encode(state)
+    state: dict[str, Any] = target_for(loaded).deploy(
+        promoted.version,
+        previous=promoted.previous,
+        run_id=str(context.get("run_id") or ""),
+        smoke_rows=smoke_rows(store, trained.holdout_path, trained.features),
+    )
+    log.info("serving v%s at %s (%s)", state["version"], state["url"], "new" if state["changed"] else "unchanged")
+    return state
 
 
 def _triggering_events(context: dict[str, Any]) -> list[AssetEvent]:

@@ -7,7 +7,6 @@ Pure functions plus two lookups of configuration (Airflow's ``[api] base_url``, 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from urllib.parse import quote
 
@@ -33,8 +32,9 @@ def airflow_base_url() -> str:
 def mlflow_ui_url() -> str:
     """``SLUICE_MLFLOW_UI_URL`` (the MLflow UI users reach), else ``localhost`` on ``SLUICE_MLFLOW_UI_PORT``."""
     from sluice.airflow.home import port_setting
+    from sluice.settings import settings
 
-    url = os.environ.get("SLUICE_MLFLOW_UI_URL") or f"http://localhost:{port_setting('SLUICE_MLFLOW_UI_PORT')}"
+    url = settings().mlflow_ui_url or f"http://localhost:{port_setting('SLUICE_MLFLOW_UI_PORT')}"
     return url.rstrip("/")
 
 

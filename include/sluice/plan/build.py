@@ -73,32 +73,33 @@ def build_plan(loaded: LoadedSpec) -> PipelinePlan:
         The plan, ready for the Airflow renderer or ``sluice plan``.
     """
     spec = loaded.spec
-    name = spec.pipeline
-    tags = ("sluice", f"pipeline:{name}", *spec.tags)
-    detect = spec.source.detect
+    tags = ("sluice", f"pipeline:{spec.pipeline}", *spec.tags)
+    dags: tuple[DagPlan, ...] = (_ingest_dag(loaded, tags), _train_dag(loaded, tags))
+    if spec.monitoring.enabled:
+        dags += (_monitor_dag(loaded, tags),)
+    dags = tuple(_with_defaults(d) for d in dags)
+    return PipelinePlan(
+        pipeline=spec.pipeline,
+        spec_path=str(loaded.path),
+        dags=dags,
+        alert_emails=tuple(spec.alerts.email),
+        owner=spec.owner,
+    )
 
-    ingest = DagPlan(
+
+def _ingest_dag(loaded: LoadedSpec, tags: tuple[str, ...]) -> DagPlan:
+    """``<pipeline>__ingest``: wait for files, land, validate, publish."""
+    spec = loaded.spec
+    name = spec.pipeline
+    detect = spec.source.detect
+    return DagPlan(
         dag_id=f"{name}__ingest",
         role="ingest",
         schedule=Schedule(cron=detect.schedule),
         tags=(*tags, "ingest"),
         description=f"{name}: land new files from {spec.source.uri}, validate, publish",
         steps=(
-            Step(
-                "wait_for_files",
-                "wait_for_files",
-                doc="Deferred wait (no worker slot) until a batch file lands.",
-                config={
-                    **landing_config(loaded),
-                    "poll_seconds": detect.poll_seconds,
-                    "timeout_seconds": detect.timeout_seconds,
-                    **({"marker": detect.marker} if detect.marker else {}),
-                    # Where the pipeline's batches are, so a batch stranded by a failed run
-                    # (landed but not validated, or accepted but not announced) wakes the
-                    # next run by itself instead of waiting for an unrelated new file.
-                    **({} if spec.source.is_s3 else {"state": str(loaded.resolve(spec.storage.root) / name)}),
-                },
-            ),
+            _wait_step(loaded),
             Step(
                 "land",
                 "land",
@@ -135,6 +136,32 @@ def build_plan(loaded: LoadedSpec) -> PipelinePlan:
         ),
     )
 
+
+def _wait_step(loaded: LoadedSpec) -> Step:
+    """``wait_for_files``: the deferred wait for a batch file (the landing zone and its polling)."""
+    spec = loaded.spec
+    name = spec.pipeline
+    detect = spec.source.detect
+    return Step(
+        "wait_for_files",
+        "wait_for_files",
+        doc="Deferred wait (no worker slot) until a batch file lands.",
+        config={
+            **landing_config(loaded),
+            "poll_seconds": detect.poll_seconds,
+            "timeout_seconds": detect.timeout_seconds,
+            **({"marker": detect.marker} if detect.marker else {}),
+            # Where the pipeline's batches are, so a batch stranded by a failed run
+            # (landed but not validated, or accepted but not announced) wakes the
+            # next run by itself instead of waiting for an unrelated new file.
+            **({} if spec.source.is_s3 else {"state": str(loaded.resolve(spec.storage.root) / name)}),
+        },
+    )
+
+
+def _approval_steps(loaded: LoadedSpec) -> tuple[Step, ...]:
+    """The ``approve`` step after ``gate`` when promotion needs a person (``evaluation.approval: manual``)."""
+    spec = loaded.spec
     approval: tuple[Step, ...] = ()
     if spec.evaluation.approval == "manual":
         approval = (
@@ -147,13 +174,21 @@ def build_plan(loaded: LoadedSpec) -> PipelinePlan:
                 config={"timeout_hours": spec.evaluation.approval_timeout_hours},
             ),
         )
+    return approval
+
+
+def _train_dag(loaded: LoadedSpec, tags: tuple[str, ...]) -> DagPlan:
+    """``<pipeline>__train``: features, train, evaluate, gate, (approve,) promote, deploy."""
+    spec = loaded.spec
+    name = spec.pipeline
+    approval = _approval_steps(loaded)
     assets = tuple(
         uri
         for trigger, uri in (("new_data", batches_asset(name)), ("drift", drift_asset(name)))
         if trigger in spec.retrain_on
     )
     cron = spec.retrain_schedule if "schedule" in spec.retrain_on else None
-    train = DagPlan(
+    return DagPlan(
         dag_id=f"{name}__train",
         role="train",
         schedule=Schedule(cron=cron, assets=assets),
@@ -196,17 +231,6 @@ def build_plan(loaded: LoadedSpec) -> PipelinePlan:
             ),
             _deploy_step(loaded),
         ),
-    )
-    dags: tuple[DagPlan, ...] = (ingest, train)
-    if spec.monitoring.enabled:
-        dags += (_monitor_dag(loaded, tags),)
-    dags = tuple(_with_defaults(d) for d in dags)
-    return PipelinePlan(
-        pipeline=name,
-        spec_path=str(loaded.path),
-        dags=dags,
-        alert_emails=tuple(spec.alerts.email),
-        owner=spec.owner,
     )
 
 

@@ -19,18 +19,21 @@ import signal
 import time
 from pathlib import Path
 
+from sluice.settings import settings
+
 #: How long a held process waits for its release before going on by itself.
 HOLD_LIMIT_SECONDS = 3600.0
 
 
 def point(name: str) -> None:
     """Die here (SIGKILL) if ``SLUICE_FAULT_POINT`` names this point; wait here if ``SLUICE_FAULT_HOLD`` does."""
-    hold = name in os.environ.get("SLUICE_FAULT_HOLD", "").split(",")
-    if os.environ.get("SLUICE_FAULT_POINT") != name and not hold:
+    env = settings()
+    hold = name in env.fault_holds
+    if env.fault_point != name and not hold:
         return
-    once = os.environ.get("SLUICE_FAULT_ONCE")
+    once = env.fault_once
     if once:
-        marker = Path(once) / name
+        marker = once / name
         if marker.exists():
             return
         marker.parent.mkdir(parents=True, exist_ok=True)

@@ -372,44 +372,6 @@ class PipelineStore:
         """A local working folder (see :meth:`StorageBackend.scratch`)."""
         return self.backend.scratch(name)
 
-    # --- local paths (being removed: callers move to keys) ----------------------------------
-
-    @property
-    def base(self) -> Path:
-        """The local folder of the pipeline (local backend only)."""
-        return self._local().base
-
-    @property
-    def root(self) -> Path:
-        """The local ``storage.root`` folder (local backend only)."""
-        return self.base.parent
-
-    def _local(self) -> LocalBackend:
-        if not isinstance(self.backend, LocalBackend):
-            raise TypeError(f"{self.describe()} is not a local folder")
-        return self.backend
-
-    def batch_dir(self, batch_id: str) -> Path:
-        """Local folder of a batch."""
-        return self.base / self.batch_key(batch_id)
-
-    def features_dir(self, key: str) -> Path:
-        """Local folder of a feature table."""
-        return self.base / self.features_key(key)
-
-    def run_dir(self, run_id: str) -> Path:
-        """Local folder of a train run."""
-        return self.base / self.run_key(run_id)
-
-    def monitor_dir(self, run_id: str) -> Path:
-        """Local folder of a monitor run."""
-        return self.base / self.monitor_key(run_id)
-
-    @property
-    def deploy_dir(self) -> Path:
-        """Local folder of deploy records."""
-        return self.base / "deploy"
-
     # --- batches --------------------------------------------------------------------------
 
     def batch_ids(self) -> list[str]:

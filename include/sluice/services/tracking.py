@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sluice.settings import settings
+
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
     from mlflow.tracking import MlflowClient
@@ -30,7 +32,7 @@ class TrackingStoreError(RuntimeError):
 
 def tracking_uri(project_dir: Path) -> str:
     """``MLFLOW_TRACKING_URI`` if set, else a SQLite store inside the project."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_dir / '.sluice' / 'mlflow.db'}"
+    return settings().mlflow_tracking_uri or f"sqlite:///{project_dir / '.sluice' / 'mlflow.db'}"
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -126,28 +128,28 @@ def check_server(uri: str) -> None:
     """
     if not uri.startswith(("http://", "https://")):
         return
-    import time
-    import urllib.error
-    import urllib.request
+    import requests
+    import tenacity
 
-    def limit(key: str) -> float:
-        return float(os.environ.get(key) or HTTP_LIMITS[key])
+    env = settings()
+    timeout = env.mlflow_http_request_timeout
+    tries = 1 + env.mlflow_http_request_max_retries
+    backoff = env.mlflow_http_request_backoff_factor
 
-    timeout = limit("MLFLOW_HTTP_REQUEST_TIMEOUT")
-    tries = 1 + int(limit("MLFLOW_HTTP_REQUEST_MAX_RETRIES"))
-    backoff = limit("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR")
-    reason = ""
-    for attempt in range(tries):
-        if attempt:
-            time.sleep(backoff * 2 ** (attempt - 1))
-        try:
-            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout):  # noqa: S310 (http(s) only, checked above)
-                return
-        except urllib.error.HTTPError:
-            return
-        except OSError as exc:
-            cause = getattr(exc, "reason", exc)
-            reason = f"{type(cause).__name__}: {cause}"
+    def answers() -> None:
+        # Any HTTP status means the server is up; only a connection or read failure retries.
+        requests.get(f"{uri.rstrip('/')}/health", timeout=timeout, allow_redirects=False)
+
+    try:
+        tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(tries),
+            wait=tenacity.wait_exponential(multiplier=backoff, exp_base=2, min=0, max=float("inf")),
+            retry=tenacity.retry_if_exception_type(requests.RequestException),
+            reraise=True,
+        )(answers)
+        return
+    except requests.RequestException as exc:
+        reason = f"{type(exc).__name__}: {exc}"
     raise TrackingStoreError(
         f"the MLflow tracking server {uri} does not answer ({reason}; {tries} tries, {timeout:g} s each): "
         "start it (or fix its network or proxy), or point MLFLOW_TRACKING_URI at one that runs, then clear "

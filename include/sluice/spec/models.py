@@ -591,17 +591,43 @@ class KubernetesDeployment(StrictModel):
         return value
 
 
+#: Deploy target names a spec may use (``deployment.target``) -> what they mean. The
+#: targets themselves are :data:`sluice.steps.targets.TARGETS`; registering one there with
+#: :func:`sluice.steps.targets.register` adds its name here (the spec cannot import steps).
+DEPLOY_TARGETS: dict[str, str] = {
+    "local": "the model server as a local process",
+    "kubernetes": "a Deployment applied by a pod",
+}
+
+
+def _target_enum(schema: dict[str, Any]) -> None:
+    # Read when the schema is generated, so a registered target is in the editor's list too.
+    schema["enum"] = list(DEPLOY_TARGETS)
+
+
 class Deployment(StrictModel):
     """Where the champion is served."""
 
-    target: Literal["local", "kubernetes"] = Field(
+    target: str = Field(
         "local",
-        description="'local': the model server as a local process; 'kubernetes': a Deployment applied by a pod.",
+        description="A registered deploy target: 'local': the model server as a local process; "
+        "'kubernetes': a Deployment applied by a pod.",
+        json_schema_extra=_target_enum,
     )
     local: LocalDeployment = Field(default_factory=LocalDeployment, description="Settings of the local target.")  # type: ignore[arg-type]
     kubernetes: KubernetesDeployment | None = Field(
         None, description="Settings of the kubernetes target (required when target is 'kubernetes')."
     )
+
+    @field_validator("target")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        if value not in DEPLOY_TARGETS:
+            raise rule(
+                f"no deploy target '{value}'",
+                "use one of the registered targets: " + ", ".join(f"'{name}'" for name in DEPLOY_TARGETS),
+            )
+        return value
 
     @model_validator(mode="after")
     def _kubernetes_needs_settings(self) -> Deployment:

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from sluice.services import kube_manifests as km
 from sluice.services import kubernetes as k8s
 from sluice.steps.records import KubernetesDeployResult as KubernetesDeployResult
 
@@ -89,7 +90,7 @@ def deploy_kubernetes(
     Raises:
         KubernetesDeployFailed: the rollout failed and the previous version was restored.
     """
-    name, ns = k8s.object_name(pipeline), cfg.namespace
+    name, ns = km.object_name(pipeline), cfg.namespace
     where = f"{ns}/{name}"
     url = f"http://{name}.{ns}.svc:{cfg.port}"
     version = str(version)
@@ -102,11 +103,11 @@ def deploy_kubernetes(
         raise KubernetesDeployFailed(
             f"cannot read deployment {where} ({exc!r}); nothing was changed; {_alias_note(now)}"
         ) from exc
-    served = k8s.served_version(live)
+    served = km.served_version(live)
     changed = not (live is not None and served == version and k8s.rollout_state(live).done)
     if not changed:
         if k8s.read(api, "Service", ns, name) is None:
-            k8s.apply(api, k8s.service_manifest(pipeline, cfg))
+            k8s.apply(api, km.service_manifest(pipeline, cfg))
             log(f"service {where} was missing: re-created")
         log(f"deployment {where} already serves v{version}, rolled out: nothing to do")
         _set_champion(pipeline, cfg.mlflow_tracking_uri, version, {previous_champion, served}, log)
@@ -137,11 +138,11 @@ def _roll_out(
     Raises:
         KubernetesDeployFailed: the rollout failed; the previous version was restored.
     """
-    name, ns = k8s.object_name(pipeline), cfg.namespace
+    name, ns = km.object_name(pipeline), cfg.namespace
     where = f"{ns}/{name}"
     try:
-        k8s.apply(api, k8s.service_manifest(pipeline, cfg))
-        k8s.apply(api, k8s.deployment_manifest(pipeline, cfg, version, run_id))
+        k8s.apply(api, km.service_manifest(pipeline, cfg))
+        k8s.apply(api, km.deployment_manifest(pipeline, cfg, version, run_id))
         k8s.wait_for_rollout(api, ns, name, cfg.rollout_timeout_seconds, poll_seconds, log)
     except Exception as exc:
         # A failed rollout, or an API error (forbidden, invalid, unreachable) mid-way: either
@@ -152,7 +153,7 @@ def _roll_out(
             restored = _roll_back(api, cfg, ns, name, live, poll_seconds, log)
         except Exception as again:
             restored = f"the rollback failed too ({again!r}): check {where} by hand"
-        back_to = previous_champion if previous_champion else k8s.served_version(live)
+        back_to = previous_champion if previous_champion else km.served_version(live)
         now = _set_champion(pipeline, cfg.mlflow_tracking_uri, back_to, {version}, log)
         raise KubernetesDeployFailed(
             f"rollout of models:/{pipeline}/{version} to {where} failed ({reason}); {restored}; {_alias_note(now)}"
@@ -176,8 +177,8 @@ def _roll_back(
         k8s.delete_deployment(api, ns, name)
         log(f"first deploy of {ns}/{name} failed: deployment deleted")
         return "nothing was served before, the deployment was deleted"
-    previous = k8s.served_version(live)
-    k8s.apply(api, k8s.last_applied(live))
+    previous = km.served_version(live)
+    k8s.apply(api, km.last_applied(live))
     log(f"rolling {ns}/{name} back to v{previous}")
     try:
         k8s.wait_for_rollout(api, ns, name, cfg.rollout_timeout_seconds, poll_seconds, log)

@@ -13,13 +13,14 @@ Adding a target: write a class that satisfies :class:`DeployTarget` and add it t
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from sluice.services import kube_manifests as km
 from sluice.services import kubernetes as k8s
 from sluice.services.storage import open_store
+from sluice.settings import settings
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -27,6 +28,10 @@ if TYPE_CHECKING:
     from sluice.spec.loader import LoadedSpec
     from sluice.steps.deploy import ServerProcess
     from sluice.steps.deploy_kubernetes import KubernetesDeployResult
+
+
+class StopRefused(RuntimeError):
+    """A target that does not stop serving from ``sluice stop``; the message says what to do instead."""
 
 
 @dataclass(frozen=True)
@@ -95,7 +100,12 @@ class DeployTarget(Protocol):
         ...
 
     def stop(self) -> list[str]:
-        """Stop serving; returns one line per thing stopped."""
+        """Stop serving; returns one line per thing stopped (or saying nothing was running).
+
+        Raises:
+            StopRefused: The target does not stop from the command line; the message says
+                what to do instead.
+        """
         ...
 
 
@@ -104,8 +114,8 @@ class LocalTarget:
 
     name = "local"
 
-    def __init__(self, loaded: LoadedSpec) -> None:
-        """Build the target of a loaded spec."""
+    def __init__(self, loaded: LoadedSpec, connect: Callable[[], Any] | None = None) -> None:
+        """Build the target of a loaded spec (``connect`` is unused: a local process needs no client)."""
         self.loaded = loaded
         self.cfg = loaded.spec.deployment.local
         self.store = open_store(loaded)
@@ -152,13 +162,16 @@ class LocalTarget:
         from sluice.steps.deploy import stop_local
 
         stopped: list[ServerProcess] = stop_local(self.store, self.cfg.host, self.cfg.port)
+        if not stopped:
+            return [f"no local model server running on {self.cfg.host}:{self.cfg.port}"]
         return [f"stopped model server pid {s.pid} (v{s.version}) on {s.host}:{s.port}" for s in stopped]
 
 
-def _connect() -> ApiClient:
+def default_connect() -> ApiClient:
     """The API client the deployer would use, reading ``$KUBECONFIG`` now (the client reads it at import)."""
-    path = os.environ.get("KUBECONFIG")
-    if path and not os.environ.get("KUBERNETES_SERVICE_HOST"):
+    env = settings()
+    path = env.kubeconfig
+    if path and not env.kubernetes_service_host:
         return k8s.connect(path)
     return k8s.connect()
 
@@ -181,8 +194,8 @@ class KubernetesTarget:
             raise ValueError("deployment.kubernetes is not set")
         self.pipeline = loaded.spec.pipeline
         self.cfg = cfg
-        self.connect = connect or _connect
-        self.obj = k8s.object_name(self.pipeline)
+        self.connect = connect or default_connect
+        self.obj = km.object_name(self.pipeline)
         self.where = f"{cfg.namespace}/{self.obj}"
         self.url = f"http://{self.obj}.{cfg.namespace}.svc:{cfg.port}"
 
@@ -205,7 +218,7 @@ class KubernetesTarget:
             reason = f"cannot read deployment {self.where} from the cluster ({type(exc).__name__}: {exc})"
             line = f"deployed: UNKNOWN: {reason}"
             return Served(self.name, None, "", None, reachable=False, lines=(line,), record={"error": reason})
-        version = k8s.served_version(dep)
+        version = km.served_version(dep)
         if dep is None or version is None:
             return Served(self.name, None, "", None, lines=(f"deployed: nothing (no deployment {self.where})",))
         rollout = k8s.rollout_state(dep)
@@ -223,19 +236,62 @@ class KubernetesTarget:
         return deploy_kubernetes(self.pipeline, self.cfg, version, previous, run_id, api=self.connect())
 
     def stop(self) -> list[str]:
-        """Delete the Deployment (the Service stays; it selects nothing then)."""
-        k8s.delete_deployment(self.connect(), self.cfg.namespace, self.obj)
-        return [f"deleted deployment {self.where}"]
+        """Refuse: a cluster's Deployment belongs to the platform, not to one laptop command.
+
+        Taking a production model server down is a change to the cluster, made the way the
+        platform team makes such changes (kubectl with their rights, GitOps, ...), and the
+        next deploy task re-applies the Deployment anyway. The message names the command.
+
+        Raises:
+            StopRefused: Always.
+        """
+        ns = self.cfg.namespace
+        raise StopRefused(
+            f"deployment.target is kubernetes: sluice does not stop deployment {self.where} from the command "
+            f"line. To stop serving, scale it to zero with your cluster rights: "
+            f"`kubectl -n {ns} scale deployment/{self.obj} --replicas=0` (the next deploy of the pipeline "
+            f"scales it back to {self.cfg.replicas}); `sluice status` shows what is served"
+        )
 
 
-TARGETS: dict[str, Callable[[LoadedSpec], DeployTarget]] = {
+#: Target name (``deployment.target``) -> factory taking the loaded spec (and ``connect=``
+#: when :func:`target_for` is given one).
+TARGETS: dict[str, Callable[..., DeployTarget]] = {
     "local": LocalTarget,
     "kubernetes": KubernetesTarget,
 }
 
 
-def target_for(loaded: LoadedSpec) -> DeployTarget:
+def register(name: str, make: Callable[..., DeployTarget], meaning: str) -> None:
+    """Add a deploy target: specs may then say ``deployment.target: <name>``.
+
+    Call it in this module, next to the class: the ``sluice`` command line and the DAG
+    loader import this module before they load any spec, so the name is known by then.
+
+    Everything else follows from the registry: ``sluice plan`` prints its ``describe()``,
+    ``sluice status`` and the deploy alert its ``served()``, ``sluice stop`` calls its
+    ``stop()``, and the train DAG's ``deploy`` task its ``deploy()``.
+
+    Args:
+        name: The ``deployment.target`` value.
+        make: Builds the target from a loaded spec (and ``connect=`` when given one).
+        meaning: One line for the spec's error hint and JSON Schema.
+    """
+    from sluice.spec.models import DEPLOY_TARGETS
+
+    TARGETS[name] = make
+    DEPLOY_TARGETS[name] = meaning
+
+
+def target_for(loaded: LoadedSpec, connect: Callable[[], Any] | None = None) -> DeployTarget:
     """The deploy target the spec names (``deployment.target``).
+
+    Args:
+        loaded: The spec.
+        connect: How the target reaches its backend, when the caller knows better than the
+            target's default (inside Airflow: the spec's Airflow connection, see
+            :func:`sluice.airflow.kubernetes.cluster_connector`). Targets that need no client
+            are built without it.
 
     Raises:
         KeyError: No target of that name is registered.
@@ -245,4 +301,4 @@ def target_for(loaded: LoadedSpec) -> DeployTarget:
         make = TARGETS[name]
     except KeyError:
         raise KeyError(f"no deploy target '{name}' (known: {', '.join(sorted(TARGETS))})") from None
-    return make(loaded)
+    return make(loaded) if connect is None else make(loaded, connect=connect)

@@ -1,0 +1,447 @@
+"""Alert emails as text: the facts of a failure in, a subject and a body out (pure, no Airflow).
+
+The formatting functions (``format_*``, :func:`compose`) take plain dicts in an
+:class:`AlertFacts` and return an :class:`AlertEmail`, unit-testable without Airflow or an
+SMTP server. Each email is sent as ``multipart/alternative``: a plain-text part (derived
+from the HTML by :func:`html_to_text`, so both say the same) for text-only mail clients and
+pagers, then the HTML part. Gathering the facts from a failed task and sending the email is
+:mod:`sluice.airflow.alerts`.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from typing import Any
+
+SUBJECT_PREFIX = "[sluice]"
+#: Which task's XCom holds the facts of each alert kind (the contract with the plan).
+FACT_TASKS = {"validation": "validate", "gate": "evaluate", "deploy": "promote", "drift": "compute_drift"}
+
+
+@dataclass
+class Link:
+    """One link in an email: a label, a URL (may be None) and a local path (may be None)."""
+
+    label: str
+    url: str | None = None
+    path: str | None = None
+
+
+@dataclass
+class AlertFacts:
+    """Everything an alert email says, gathered from the failed task.
+
+    Attributes:
+        kind: 'validation', 'gate', 'deploy', 'drift' or anything else (generic email).
+        pipeline: Pipeline name.
+        dag_id: DAG of the failed task.
+        task_id: The failed task.
+        run_id: Airflow run id.
+        error: The exception text of the failure.
+        data: The XCom of the step that holds the numbers (see :data:`FACT_TASKS`).
+        extra: More facts per kind (e.g. ``max_quarantine_rate``, ``serving``).
+        links: Airflow, MLflow and report links.
+    """
+
+    kind: str
+    pipeline: str
+    dag_id: str
+    task_id: str
+    run_id: str
+    error: str = ""
+    data: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    links: list[Link] = field(default_factory=list)
+
+
+@dataclass
+class AlertEmail:
+    """A composed email."""
+
+    subject: str
+    html: str
+
+    @property
+    def text(self) -> str:
+        """The plain-text alternative of :attr:`html`: the same facts, tables as ``a | b`` rows."""
+        return html_to_text(self.html)
+
+
+class _TextWriter(HTMLParser):
+    """Renders the small HTML subset the alert emails use as readable plain text."""
+
+    BLOCKS = frozenset({"p", "ul", "table", "tr", "pre", "h2", "h3", "body"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.lines: list[str] = []
+        self.line = ""
+        self.cells: list[str] | None = None
+        self.href: str | None = None
+        self.link_text = ""
+        self.pre = False
+        self.heading: str | None = None
+
+    def _flush(self) -> None:
+        text = self.line if self.pre else re.sub(r"\s+", " ", self.line).strip()
+        if text:
+            self.lines.append(text)
+        self.line = ""
+
+    def _blank(self) -> None:
+        self._flush()
+        if self.lines and self.lines[-1] != "":
+            self.lines.append("")
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self.BLOCKS and tag != "tr":
+            self._blank()
+        if tag == "tr":
+            self._flush()
+            self.cells = []
+        elif tag in ("td", "th"):
+            self.line = ""
+        elif tag == "li":
+            self._flush()
+            self.line = "- "
+        elif tag == "br":
+            self.line += "\n" if self.pre else "; "
+        elif tag == "pre":
+            self.pre = True
+        elif tag in ("h2", "h3"):
+            self.heading = tag
+        elif tag == "a":
+            self.href = dict(attrs).get("href")
+            self.link_text = ""
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self.cells is not None:
+            self.cells.append(re.sub(r"\s+", " ", self.line).strip())
+            self.line = ""
+        elif tag == "tr" and self.cells is not None:
+            self.line = " | ".join(self.cells)
+            self.cells = None
+            self._flush()
+        elif tag == "a":
+            if self.href and self.href != self.link_text.strip():
+                self.line += f" <{self.href}>"
+            self.href = None
+        elif tag in ("h2", "h3"):
+            title = re.sub(r"\s+", " ", self.line).strip()
+            self.line = ""
+            self.lines += [title, ("=" if tag == "h2" else "-") * len(title)]
+            self.heading = None
+            self._blank()
+        elif tag in self.BLOCKS:
+            self._flush()
+            self.pre = False
+            self._blank()
+
+    def handle_data(self, data: str) -> None:
+        self.line += data
+        if self.href is not None:
+            self.link_text += data
+
+    def text(self) -> str:
+        self._flush()
+        return "\n".join(self.lines).strip() + "\n"
+
+
+def html_to_text(body: str) -> str:
+    """Plain text of an alert email's HTML: headings underlined, table rows as ``a | b``, link targets kept."""
+    writer = _TextWriter()
+    writer.feed(body)
+    writer.close()
+    return writer.text()
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _pct(value: Any) -> str:
+    return "n/a" if value is None else f"{float(value):.2%}"
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text))
+
+
+def _table(rows: Iterable[Iterable[Any]], header: Iterable[str] | None = None) -> str:
+    head = ""
+    if header is not None:
+        head = "<tr>" + "".join(f'<th align="left">{_e(h)}</th>' for h in header) + "</tr>"
+    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
+    return f'<table border="1" cellpadding="4" cellspacing="0">{head}{body}</table>'
+
+
+def _links_html(links: list[Link]) -> str:
+    items = []
+    for link in links:
+        parts = [f"<b>{_e(link.label)}</b>: "]
+        if link.url:
+            parts.append(f'<a href="{_e(link.url)}">{_e(link.url)}</a>')
+        if link.path:
+            parts.append(f" (file <code>{_e(link.path)}</code>)" if link.url else f"<code>{_e(link.path)}</code>")
+        items.append("<li>" + "".join(parts) + "</li>")
+    return "<h3>Where to look</h3><ul>" + "".join(items) + "</ul>"
+
+
+def _page(title: str, sections: list[str], facts: AlertFacts, todo: str) -> str:
+    where = (
+        f"DAG <code>{_e(facts.dag_id)}</code>, task <code>{_e(facts.task_id)}</code>, "
+        f"run <code>{_e(facts.run_id)}</code>"
+    )
+    parts = [f"<h2>{_e(title)}</h2>", f"<p>{where}</p>", *sections, f"<h3>What to do</h3><p>{todo}</p>"]
+    if facts.links:
+        parts.append(_links_html(facts.links))
+    if facts.error:
+        parts.append(f"<h3>Error</h3><pre>{_e(facts.error)}</pre>")
+    return "<html><body>" + "".join(parts) + "</body></html>"
+
+
+def _gate_tables(d: dict[str, Any], metric: str, higher: bool) -> tuple[str, str]:
+    """The gate email's two tables: candidate vs champion, and the thresholds it was held to."""
+    cand = d.get("candidate") or {}
+    champ = d.get("champion") or {}
+    thresholds = d.get("thresholds") or {}
+    allowed = thresholds.get("max_regression_vs_champion")
+    bar = None
+    if champ.get("score") is not None and allowed is not None:
+        bar = champ["score"] - allowed if higher else champ["score"] + allowed
+    numbers = _table(
+        [
+            ["metric", f"<code>{_e(metric)}</code> ({'higher' if higher else 'lower'} is better), same holdout"],
+            ["candidate", f"{_num(cand.get('score'))} (MLflow run <code>{_e(cand.get('run_id', '?'))}</code>)"],
+            [
+                "champion",
+                f"v{_e(champ['version'])}: {_num(champ.get('score'))} "
+                f"(MLflow run <code>{_e(champ.get('run_id'))}</code>)"
+                if champ.get("version")
+                else "none yet",
+            ],
+            ["difference", _num(cand["score"] - champ["score"]) if champ.get("score") is not None else "n/a"],
+        ]
+    )
+    limits = _table(
+        [
+            ["floor (gate.min)", _num(thresholds.get("min"))],
+            ["ceiling (gate.max)", _num(thresholds.get("max"))],
+            ["max_regression_vs_champion", _num(allowed)],
+            [
+                "candidate needed",
+                f"{'&ge;' if higher else '&le;'} {_num(bar)} "
+                f"(champion {'&minus;' if higher else '+'} allowed regression)"
+                if bar is not None
+                else "n/a",
+            ],
+        ]
+    )
+    return numbers, limits
+
+
+def format_gate(facts: AlertFacts) -> AlertEmail:
+    """The gate refused the candidate: candidate vs champion, thresholds and every check."""
+    d = facts.data or {}
+    metric = d.get("metric", "metric")
+    cand = d.get("candidate") or {}
+    champ = d.get("champion") or {}
+    higher = d.get("higher_is_better", True)
+    kept = f"champion v{champ['version']}" if champ.get("version") else "no champion (none yet)"
+    subject = (
+        f"{SUBJECT_PREFIX} {facts.pipeline}: gate failed, candidate {metric} {_num(cand.get('score'))}"
+        + (f" vs champion v{champ['version']} {_num(champ.get('score'))}" if champ.get("version") else "")
+        + f"; {kept} kept"
+    )
+    numbers, limits = _gate_tables(d, metric, higher)
+    checks = _table(
+        [
+            ["passed" if c.get("passed") else "<b>FAILED</b>", _e(c.get("name")), _e(c.get("detail"))]
+            for c in d.get("checks") or []
+        ],
+        header=["result", "check", "detail"],
+    )
+    holdout = d.get("holdout") or {}
+    sections = [
+        f"<p>The candidate was <b>not promoted</b>: {_e(d.get('reason', facts.error))}.</p>",
+        f"<p><b>What stays safe:</b> {_e(kept)} and the running deployment are untouched.</p>",
+        "<h3>Candidate vs champion</h3>" + numbers,
+        "<h3>Thresholds</h3>" + limits,
+        "<h3>Checks</h3>" + checks,
+        f"<p>Holdout: {_e(holdout.get('rows', '?'))} rows ({_e(holdout.get('split', '?'))}).</p>",
+    ]
+    todo = (
+        "Open the candidate's MLflow run and compare it with the champion's; change the data, the "
+        "features or the model and retrain (<code>airflow dags trigger "
+        f"{_e(facts.pipeline)}__train</code>). Nothing needs rolling back."
+    )
+    return AlertEmail(subject, _page(f"Gate failed for {facts.pipeline}", sections, facts, todo))
+
+
+def format_validation(facts: AlertFacts) -> AlertEmail:
+    """Batches were rejected: each with its reason, quarantine numbers and report."""
+    outcomes = [o for o in ((facts.data or {}).get("outcomes") or []) if o.get("status") != "accepted"]
+    limit = facts.extra.get("max_quarantine_rate")
+    over = [o for o in outcomes if "quarantine rate" in str(o.get("reason", ""))]
+    what = "quarantine rate exceeded" if over and len(over) == len(outcomes) else "batch rejected"
+    subject = (
+        f"{SUBJECT_PREFIX} {facts.pipeline}: validation failed, {len(outcomes) or 'a'} batch(es) rejected ({what})"
+    )
+    rows = []
+    for o in outcomes:
+        rows.append(
+            [
+                f"<code>{_e(o.get('batch_id'))}</code>",
+                _e(o.get("reason")),
+                _e(o.get("rows")),
+                f"{_e(o.get('quarantined', 0))} ({_pct(o.get('quarantine_rate'))}; max {_pct(limit)})",
+                "<br>".join(_e(c) for c in o.get("failed_checks") or []) or "none",
+                f"<code>{_e(o.get('report'))}</code>",
+            ]
+        )
+    table = _table(rows, header=["batch", "reason", "rows", "quarantined", "failed checks", "report"])
+    sections = [
+        f"<p>{len(outcomes)} batch(es) were <b>rejected</b>: none of their rows will be used for training.</p>"
+        if outcomes
+        else "<p>A batch was rejected.</p>",
+        table if outcomes else "",
+        "<p><b>What stays safe:</b> accepted batches of the same run were still published; the raw copy, "
+        "<code>validation.json</code>, <code>gx_result.json</code> and <code>quarantine.parquet</code> are "
+        "kept beside each rejected batch.</p>",
+    ]
+    todo = (
+        "Read the validation report of each rejected batch (the failed checks name the columns and row "
+        "counts; <code>quarantine.parquet</code> holds the failing rows with a "
+        "<code>_sluice_failed_checks</code> column). Fix the data upstream and drop a corrected file into "
+        "the landing folder; a file with the same content is never landed twice."
+    )
+    return AlertEmail(subject, _page(f"Validation failed for {facts.pipeline}", sections, facts, todo))
+
+
+def format_deploy(facts: AlertFacts) -> AlertEmail:
+    """A deploy failed: which version, why, and what keeps serving."""
+    promoted = facts.data or {}
+    version = promoted.get("version")
+    serving = facts.extra.get("serving") or {}
+    short = None
+    if serving.get("unknown"):
+        short = "what is served is unknown"
+        still = f"{short}: {serving['unknown']}"
+    elif serving.get("version"):
+        still = f"v{serving['version']} keeps serving at {serving.get('url', '?')}"
+    else:
+        still = "nothing was being served before"
+    subject = f"{SUBJECT_PREFIX} {facts.pipeline}: deploy of v{version or '?'} failed; {short or still}"
+    rows = [
+        ["version to deploy", f"v{_e(version)}" if version else "unknown"],
+        ["previous champion", f"v{_e(promoted['previous'])}" if promoted.get("previous") else "none"],
+        ["serving now", _e(still)],
+        ["target", _e(facts.extra.get("target", "?"))],
+    ]
+    sections = [
+        "<p>The new model server did not become healthy (or failed its smoke prediction), so the switch "
+        "did not happen.</p>",
+        _table(rows),
+        f"<p><b>What stays safe:</b> {_e(still)}. Note that <code>@champion</code> already names "
+        f"v{_e(version or '?')}: the registry and what is served differ until a deploy succeeds.</p>",
+    ]
+    todo = (
+        "Read the new server's log (see the deploy folder below), fix the cause (port, dependencies, "
+        "resources) and clear the <code>deploy</code> task in Airflow to retry; a retry of a version that "
+        "is already healthy is a no-op."
+    )
+    return AlertEmail(subject, _page(f"Deploy failed for {facts.pipeline}", sections, facts, todo))
+
+
+def format_drift(facts: AlertFacts) -> AlertEmail:
+    """Drift beyond the threshold: share, threshold and every column's score."""
+    d = facts.data or {}
+    columns = d.get("columns") or []
+    drifted = [c for c in columns if c.get("drifted")]
+    subject = (
+        f"{SUBJECT_PREFIX} {facts.pipeline}: drift detected, {len(drifted)} of {len(columns)} columns drifted "
+        f"(share {_pct(d.get('drift_share'))} > threshold {_pct(d.get('threshold'))})"
+    )
+    ordered = sorted(columns, key=lambda c: (not c.get("drifted"), str(c.get("column"))))
+    table = _table(
+        [
+            [
+                f"<code>{_e(c.get('column'))}</code>",
+                _e(c.get("method")),
+                _num(c.get("score")),
+                _num(c.get("threshold")),
+                "<b>drifted</b>" if c.get("drifted") else "ok",
+            ]
+            for c in ordered
+        ],
+        header=["column", "method", "score", "threshold", "verdict"],
+    )
+    batches = d.get("batches") or []
+    sections = [
+        f"<p>The newest data differs from the data champion v{_e(d.get('champion_version', '?'))} was trained on: "
+        f"{_pct(d.get('drift_share'))} of the columns drifted, the threshold is {_pct(d.get('threshold'))}.</p>",
+        f"<p>Batches compared: {', '.join(f'<code>{_e(b)}</code>' for b in batches) or 'n/a'}.</p>",
+        "<h3>Columns</h3>" + table,
+        "<p><b>What stays safe:</b> the champion keeps serving; drift does not change it by itself.</p>",
+    ]
+    todo = (
+        "Open the drift report. If the change is real (a new season, a new source), retrain "
+        f"(<code>airflow dags trigger {_e(facts.pipeline)}__train</code>, or let <code>retrain_on: [drift]</code> "
+        "do it); if it is a data bug, fix it upstream."
+    )
+    return AlertEmail(subject, _page(f"Drift detected for {facts.pipeline}", sections, facts, todo))
+
+
+#: What to do when a step fails for a reason that is not a finding about the data or model.
+NEXT_STEPS = {
+    "land": "Check that the landing folder (or bucket) and the pipeline's storage are reachable and writable "
+    "(disk space, permissions, credentials). Files stay in the landing folder until they land: nothing is lost. "
+    "Clear the task, or wait for the next run, once storage works.",
+    "validate": "The batch stays landed without an outcome and is validated by the next run; clear this task to "
+    "validate it now once the cause (storage, memory) is fixed.",
+    "publish": "No event was sent; the accepted batches stay unannounced and the next run announces them. "
+    "Check the Airflow API server and metadata database.",
+    "confirm_published": "The event was sent but the batches are not marked: the next run announces them again "
+    "(consumers skip batches they already used). Check the pipeline's storage.",
+    "check_trigger": "Check MLflow and the pipeline's storage; the run trained nothing.",
+    "build_features": "Read the Spark error in the task log: the feature job, an input table, or the Spark cluster.",
+    "train": "Read the task log: MLflow (tracking server or store) or the model's fit. An MLflow run left open "
+    "is closed as KILLED by the next try. The champion is untouched.",
+    "evaluate": "Check MLflow (the champion must load) and the holdout file; the champion is untouched.",
+    "promote": "Check the MLflow registry; the champion alias has not moved unless the log says so.",
+    "compute_drift": "Check MLflow (the champion's run) and the pipeline's storage; drift was not measured.",
+    "publish_drift": "The drift event was not sent; re-run the monitor DAG.",
+    "approve": "Nobody answered in time: the champion is kept. Re-run the train DAG to ask again.",
+}
+
+
+def format_generic(facts: AlertFacts) -> AlertEmail:
+    """Any other failure (storage, MLflow, Spark, a bug): the task, the error and what to do."""
+    first = facts.error.strip().splitlines()[0][:120] if facts.error.strip() else "see the task log"
+    subject = f"{SUBJECT_PREFIX} {facts.pipeline}: {facts.task_id} failed: {first}"
+    todo = _e(NEXT_STEPS.get(facts.task_id, "Read the task log in Airflow; fix the cause and clear the task to retry."))
+    return AlertEmail(subject, _page(f"{facts.task_id} failed for {facts.pipeline}", [], facts, todo))
+
+
+FORMATTERS = {
+    "gate": format_gate,
+    "validation": format_validation,
+    "deploy": format_deploy,
+    "drift": format_drift,
+}
+
+
+def compose(facts: AlertFacts) -> AlertEmail:
+    """The email for an alert kind; a generic one when the facts are missing or unknown."""
+    formatter = FORMATTERS.get(facts.kind)
+    if formatter is None or not facts.data:
+        return format_generic(facts)
+    return formatter(facts)

@@ -1,0 +1,162 @@
+"""Every setting sluice reads from the environment, in one typed object.
+
+Code asks :func:`settings` rather than ``os.environ``: a bad value fails with the variable's
+name, and the README's configuration table is checked against :class:`Settings`
+(``tests/test_settings.py``). Code that *sets* variables for child processes (the embedded
+Airflow environment, MLflow's own HTTP limits) still writes the environment directly.
+
+This module is reachable when the DAG file is parsed: it imports only pydantic,
+pydantic-settings and the standard library (an import-linter contract checks it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SettingsError(ValueError):
+    """An environment variable sluice reads holds a value it cannot use."""
+
+
+class Settings(BaseSettings):
+    """Environment variables sluice reads (the README's configuration table lists each).
+
+    Each field's ``description`` is its meaning in the README; the variable is its
+    validation alias. Ports are in :data:`sluice.airflow.home.PORTS` (they are also read
+    from the environment a child process gets, not only from this process's).
+    """
+
+    model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", env_ignore_empty=True)
+
+    project_dir: Path | None = Field(
+        default=None,
+        validation_alias="SLUICE_PROJECT_DIR",
+        description="project root (holds `.airflow/`, `.sluice/`, `data/`); default: the nearest folder "
+        "above the spec with `pyproject.toml` or `airflow_settings.yaml`",
+    )
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        validation_alias="MLFLOW_TRACKING_URI",
+        description="MLflow store of the steps; default: `sqlite:///<project>/.sluice/mlflow.db`",
+    )
+    mlflow_ui_url: str | None = Field(
+        default=None,
+        validation_alias="SLUICE_MLFLOW_UI_URL",
+        description="MLflow UI in the links of the Airflow UI and of emails; default: "
+        "`http://localhost:$SLUICE_MLFLOW_UI_PORT`",
+    )
+    alert_repeat_minutes: float = Field(
+        default=60.0,
+        gt=0,
+        validation_alias="SLUICE_ALERT_REPEAT_MINUTES",
+        description="the same failure of the same task (a `failure` alert) is emailed once in this many minutes",
+    )
+    api_start_timeout: float = Field(
+        default=300.0,
+        gt=0,
+        validation_alias="SLUICE_API_START_TIMEOUT",
+        description="seconds the embedded launcher waits for the API server to answer before it gives up "
+        "(and starts nothing that runs tasks)",
+    )
+    fault_point: str | None = Field(
+        default=None,
+        validation_alias="SLUICE_FAULT_POINT",
+        description="fault-injection tests only: kill the process (SIGKILL) at this named point (see "
+        "[Crashes](#crashes-what-a-kill-leaves-and-what-the-retry-does))",
+    )
+    fault_hold: str = Field(
+        default="",
+        validation_alias="SLUICE_FAULT_HOLD",
+        description="fault-injection tests only: comma-separated points where the process waits until released",
+    )
+    fault_once: Path | None = Field(
+        default=None,
+        validation_alias="SLUICE_FAULT_ONCE",
+        description="fault-injection tests only: folder of markers, so each fault point fires once",
+    )
+    mlflow_http_request_timeout: float = Field(
+        default=20.0,
+        gt=0,
+        validation_alias="MLFLOW_HTTP_REQUEST_TIMEOUT",
+        description="seconds per try of MLflow's HTTP calls and of the tracking-server check before a step",
+    )
+    mlflow_http_request_max_retries: int = Field(
+        default=2,
+        ge=0,
+        validation_alias="MLFLOW_HTTP_REQUEST_MAX_RETRIES",
+        description="retries of MLflow's HTTP calls and of the tracking-server check",
+    )
+    mlflow_http_request_backoff_factor: float = Field(
+        default=2.0,
+        ge=0,
+        validation_alias="MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
+        description="backoff between those retries (seconds, doubled each try)",
+    )
+    kubeconfig: str | None = Field(
+        default=None,
+        validation_alias="KUBECONFIG",
+        description="kubeconfig of `sluice status`/`stop` and the deployer outside a cluster; "
+        "default: `~/.kube/config`",
+    )
+    kubernetes_service_host: str | None = Field(
+        default=None,
+        validation_alias="KUBERNETES_SERVICE_HOST",
+        description="set by Kubernetes inside a pod: then the pod's service account is used, not `KUBECONFIG`",
+    )
+    airflow_api_token: str | None = Field(
+        default=None,
+        validation_alias="AIRFLOW_API_TOKEN",
+        description="`sluice trigger-retrain`: Airflow API token (instead of `--token`)",
+    )
+    airflow_api_password: str | None = Field(
+        default=None,
+        validation_alias="AIRFLOW_API_PASSWORD",
+        description="`sluice trigger-retrain`: Airflow password (instead of `--password`)",
+    )
+
+    @property
+    def fault_holds(self) -> list[str]:
+        """The points named in ``SLUICE_FAULT_HOLD``."""
+        return [p for p in self.fault_hold.split(",") if p]
+
+
+def variable(field: str) -> str:
+    """The environment variable of a :class:`Settings` field."""
+    return str(Settings.model_fields[field].validation_alias)
+
+
+def settings() -> Settings:
+    """The settings as the environment holds them now.
+
+    Read afresh on every call (about 0.1 ms): tests and the fault-injection harness change
+    the environment between calls in one process, and callers are not hot paths.
+
+    Raises:
+        SettingsError: A variable holds a value of the wrong kind; the message names it.
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = str(err["loc"][0]) if err["loc"] else "?"
+            problems.append(f"{name}={err.get('input')!r}: {err['msg']}")
+        raise SettingsError("bad environment setting: " + "; ".join(problems)) from None
+
+
+def markdown_table() -> str:
+    """The README's configuration table: one row per :class:`Settings` field, in field order."""
+    rows = ["| setting | default | meaning |", "| --- | --- | --- |"]
+    for name, info in Settings.model_fields.items():
+        default = (
+            "unset"
+            if info.default in (None, "")
+            else f"`{info.default:g}`"
+            if isinstance(info.default, float)
+            else f"`{info.default}`"
+        )
+        rows.append(f"| `{variable(name)}` | {default} | {info.description} |")
+    return "\n".join(rows) + "\n"
