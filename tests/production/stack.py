@@ -139,10 +139,11 @@ class Processes:
                 if not entry.name.isdigit() or int(entry.name) == os.getpid():
                     continue
                 try:
-                    sid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[4])
-                    state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-                    if sid in sessions and state != "Z":
-                        found.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:200])
+                    # /proc/<pid>/stat after the command name: state, ppid, pgrp, session...
+                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                    if int(fields[3]) in sessions and fields[0] != "Z":
+                        cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+                        found.append(cmdline.decode(errors="replace")[:200])
                 except (OSError, IndexError, ValueError):
                     continue
             found = sorted(set(found))
@@ -218,7 +219,8 @@ def postgres(procs: Processes, databases: tuple[str, ...] = ("airflow", "mlflow"
     server = Postgres(port=free_port(), socket_dir=sock)
     # Airflow's components, its Celery result backend and MLflow each hold a pool of connections.
     # fsync off: the harness's data is thrown away; this is not a durability test.
-    cmd = [*as_pg, str(bin_dir / "postgres"), "-D", str(data), "-k", str(sock), "-h", server.host, "-p", str(server.port)]
+    cmd = [*as_pg, str(bin_dir / "postgres"), "-D", str(data), "-k", str(sock)]
+    cmd += ["-h", server.host, "-p", str(server.port)]
     cmd += ["-c", "max_connections=300", "-c", "fsync=off", "-c", "synchronous_commit=off"]
     procs.spawn("postgres", cmd, dict(os.environ))
     try:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import tenacity
 
 from tests.production.stack import Stack, production_stack
 
@@ -99,36 +100,47 @@ def stack(holder: Holder) -> Stack:
     return holder.stack
 
 
+def _get(session: requests.Session, url: str) -> requests.Response:
+    """GET that waits out a busy API server (one uvicorn worker on two shared cores)."""
+    for attempt in tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(5),
+        wait=tenacity.wait_fixed(2),
+        retry=tenacity.retry_if_exception_type((requests.ConnectionError, requests.Timeout)),
+        reraise=True,
+    ):
+        with attempt:
+            return session.get(url, timeout=60)
+    raise AssertionError("unreachable")
+
+
 def test_dag_runs_on_both_celery_workers(stack: Stack) -> None:
     (stack.dags_folder / f"{DAG_ID}.py").write_text(DAG_FILE)
     api = stack.airflow.api_url
     session = requests.Session()
     session.headers["Authorization"] = f"Bearer {stack.airflow.token()}"
     deadline = time.monotonic() + 180
-    while session.get(f"{api}/api/v2/dags/{DAG_ID}", timeout=10).status_code != 200:
+    while _get(session, f"{api}/api/v2/dags/{DAG_ID}").status_code != 200:
         assert time.monotonic() < deadline, "the DAG processor never registered the DAG"
         time.sleep(2)
-    session.patch(f"{api}/api/v2/dags/{DAG_ID}", json={"is_paused": False}, timeout=10).raise_for_status()
+    session.patch(f"{api}/api/v2/dags/{DAG_ID}", json={"is_paused": False}, timeout=60).raise_for_status()
     resp = session.post(f"{api}/api/v2/dags/{DAG_ID}/dagRuns", json={"logical_date": None}, timeout=30)
     resp.raise_for_status()
     run_id = resp.json()["dag_run_id"]
     deadline = time.monotonic() + 300
-    while (state := session.get(f"{api}/api/v2/dags/{DAG_ID}/dagRuns/{run_id}", timeout=10).json()["state"]) not in (
+    while (state := _get(session, f"{api}/api/v2/dags/{DAG_ID}/dagRuns/{run_id}").json()["state"]) not in (
         "success",
         "failed",
     ):
         assert time.monotonic() < deadline, f"the run is still {state}"
         time.sleep(2)
-    tis = session.get(f"{api}/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances", timeout=10).json()
+    tis = _get(session, f"{api}/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances").json()
     assert state == "success", tis
     instances = tis["task_instances"]
     assert {ti["state"] for ti in instances} == {"success"}
     assert {ti["hostname"] for ti in instances} == set(stack.airflow.workers)
+    run_url = f"{api}/api/v2/dags/{DAG_ID}/dagRuns/{run_id}"
     returned = {
-        session.get(
-            f"{api}/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{ti['task_id']}/xcomEntries/return_value",
-            timeout=10,
-        ).json()["value"]
+        _get(session, f"{run_url}/taskInstances/{ti['task_id']}/xcomEntries/return_value").json()["value"]
         for ti in instances
     }
     assert returned == set(stack.airflow.workers)
