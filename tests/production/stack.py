@@ -89,9 +89,11 @@ class Processes:
         proc = self.started.get(name)
         if proc is None:
             return
+        started = time.monotonic()
         stop_group(proc.pid, grace_seconds=GRACE_SECONDS)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=10)
+        _say(f"{name} stopped in {time.monotonic() - started:.1f}s")
 
     def tail(self, name: str, lines: int = 40) -> str:
         """The last lines of the log of ``name``."""
