@@ -14,7 +14,7 @@ export UV_PYTHON := $(PYTHON)
 export SLUICE_PROJECT_DIR := $(CURDIR)
 RUN := $(UV) run --frozen
 
-.PHONY: help setup uv-path demo demo-mlflow-ui test test-unit test-integration test-e2e lint airflow mlflow-ui bench clean
+.PHONY: help setup uv-path demo demo-mlflow-ui test test-unit test-integration test-e2e production-stack-test lint airflow mlflow-ui bench clean
 
 help:
 	@echo "make demo | test | test-unit | test-integration | test-e2e | lint | airflow | mlflow-ui | bench | clean | uv-path | demo-mlflow-ui"
@@ -64,6 +64,11 @@ test-integration: setup
 
 test-e2e: setup
 	$(RUN) pytest -m e2e
+
+# The production-shape harness (issue 11, work in progress): PostgreSQL, Redis, S3, an MLflow
+# server, Airflow on Celery and a Spark cluster as real processes. Not part of `make test` yet.
+production-stack-test: .venv/.synced
+	$(RUN) pytest tests/production -m production -s
 
 # The Airflow UI on the embedded default (scheduler, DAG processor, triggerer, API server) on
 # $SLUICE_AIRFLOW_PORT (8080). A supervisor stops every component on Ctrl-C or SIGTERM.

@@ -1,0 +1,556 @@
+"""The production shape on one machine, as real separate processes, for tests (issue 11).
+
+Each context manager starts one part on free loopback ports in a folder of its own and stops
+it on exit: :func:`postgres`, :func:`redis`, :func:`s3` (moto's server, see
+``tests/object_store.py``), :func:`mlflow_server` (PostgreSQL + S3 artifacts, proxied),
+:func:`spark_cluster` (standalone master and one worker from the pyspark distribution) and
+:func:`airflow_celery` (PostgreSQL, CeleryExecutor on Redis: API server, scheduler, DAG
+processor, triggerer and two workers). :func:`production_stack` composes them all.
+
+Every process starts in a session (and process group) of its own, with :data:`TAG` in its
+environment, so a test can stop it whole (SIGTERM, then SIGKILL after a grace period) and
+then prove nothing is left (:meth:`Processes.leftovers`). PostgreSQL and Redis come from
+Debian's packages, installed with ``apt-get`` the first time they are missing (as root).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+from cryptography.fernet import Fernet
+
+from sluice.services.processes import stop_group
+from tests.conftest import free_port
+from tests.faults.kill import TAG, survivors
+from tests.object_store import ObjectStore, s3_server_process
+
+#: Seconds a process gets between SIGTERM and SIGKILL.
+GRACE_SECONDS = 20.0
+#: How long one component may take to answer (a cold start on two busy cores is slow).
+START_TIMEOUT = 300.0
+
+
+def _say(text: str) -> None:
+    print(f"production-stack | {text}", flush=True)
+
+
+class Processes:
+    """The processes a stack started, each the leader of a session of its own.
+
+    Args:
+        root: Folder for the log files (``<root>/logs/<name>.log``).
+        tag: Put in every process's environment as :data:`TAG`; default: a new one.
+    """
+
+    def __init__(self, root: Path, tag: str | None = None) -> None:
+        """Track processes whose logs go under ``root``."""
+        self.root = root
+        self.tag = tag or uuid.uuid4().hex
+        self.started: dict[str, subprocess.Popen[bytes]] = {}
+        self.timings: dict[str, float] = {}
+
+    def log(self, name: str) -> Path:
+        """The log file of the process called ``name``."""
+        return self.root / "logs" / f"{name}.log"
+
+    def spawn(self, name: str, cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.Popen[bytes]:
+        """Start ``cmd`` in a session of its own, output to :meth:`log`."""
+        log = self.log(name)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("ab") as out:
+            proc = subprocess.Popen(
+                cmd,
+                env={**env, TAG: self.tag},
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.started[name] = proc
+        return proc
+
+    def stop(self, name: str) -> None:
+        """SIGTERM the session of ``name``, SIGKILL what is left after :data:`GRACE_SECONDS`."""
+        proc = self.started.get(name)
+        if proc is None:
+            return
+        started = time.monotonic()
+        stop_group(proc.pid, grace_seconds=GRACE_SECONDS)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
+        _say(f"{name} stopped in {time.monotonic() - started:.1f}s")
+
+    def tail(self, name: str, lines: int = 40) -> str:
+        """The last lines of the log of ``name``."""
+        try:
+            return "\n".join(self.log(name).read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def wait(self, name: str, ready: Callable[[], bool], timeout: float = START_TIMEOUT) -> None:
+        """Poll ``ready`` until true; fail with a log's tail if a watched process exits or time runs out.
+
+        Watched: ``name`` and every process whose name starts with ``<name>-``.
+
+        Raises:
+            RuntimeError: The process exited, or ``ready`` stayed false for ``timeout`` seconds.
+        """
+        watched = [n for n in self.started if n == name or n.startswith(f"{name}-")]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for each in watched:
+                if (code := self.started[each].poll()) is not None:
+                    raise RuntimeError(f"{each} exited with {code}:\n{self.tail(each, 80)}")
+            with contextlib.suppress(Exception):
+                if ready():
+                    return
+            time.sleep(0.5)
+        raise RuntimeError(f"{name} not ready after {timeout:.0f}s:\n{self.tail(name)}")
+
+    def timed(self, what: str, since: float) -> None:
+        """Record (and print) how long ``what`` took to start since ``since`` (monotonic)."""
+        self.timings[what] = round(time.monotonic() - since, 1)
+        _say(f"{what} ready in {self.timings[what]:.1f}s")
+
+    def leftovers(self, wait: float = 30.0) -> list[str]:
+        """Command lines of processes still alive that this stack started.
+
+        Found by :data:`TAG` in their environment, and by the session of a started process:
+        PostgreSQL writes its process titles over its environment.
+        """
+        sessions = {proc.pid for proc in self.started.values()}
+        deadline = time.monotonic() + wait
+        while True:
+            found = survivors(self.tag, wait=0)
+            for entry in Path("/proc").iterdir():
+                if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                    continue
+                try:
+                    # /proc/<pid>/stat after the command name: state, ppid, pgrp, session...
+                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                    if int(fields[3]) in sessions and fields[0] != "Z":
+                        cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+                        found.append(cmdline.decode(errors="replace")[:200])
+                except (OSError, IndexError, ValueError):
+                    continue
+            found = sorted(set(found))
+            if not found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.5)
+
+
+def ensure_debian_packages(binary: str, packages: list[str]) -> None:
+    """Install ``packages`` with ``apt-get`` unless ``binary`` (a path glob) exists already.
+
+    ``apt-get update`` runs only when the first install fails (stale or empty lists).
+
+    Raises:
+        subprocess.CalledProcessError: The install failed after an update too.
+    """
+    if glob.glob(binary):
+        return
+    install = ["apt-get", "install", "-y", "--no-install-recommends", *packages]
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    _say(f"installing {' '.join(packages)} (apt-get, once)")
+    if subprocess.run(install, env=env, capture_output=True, check=False).returncode != 0:
+        subprocess.run(["apt-get", "update"], env=env, capture_output=True, check=True)
+        subprocess.run(install, env=env, capture_output=True, check=True)
+
+
+@dataclass(frozen=True)
+class Postgres:
+    """A running PostgreSQL server (user ``postgres``, trust authentication on loopback)."""
+
+    port: int
+    socket_dir: Path
+    host: str = "127.0.0.1"
+    user: str = "postgres"
+
+    def url(self, database: str, driver: str = "postgresql+psycopg2") -> str:
+        """An SQLAlchemy-style URL of ``database`` on this server."""
+        return f"{driver}://{self.user}@{self.host}:{self.port}/{database}"
+
+
+def _pg_bin() -> Path:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not found:
+        raise FileNotFoundError("no /usr/lib/postgresql/<version>/bin/initdb after installing postgresql")
+    return Path(found[-1]).parent
+
+
+@contextlib.contextmanager
+def postgres(procs: Processes, databases: tuple[str, ...] = ("airflow", "mlflow")) -> Iterator[Postgres]:
+    """PostgreSQL as the ``postgres`` user on a free port, its data in ``<root>/postgres``.
+
+    Creates ``databases``; stops with ``pg_ctl stop -m fast``.
+    """
+    started = time.monotonic()
+    ensure_debian_packages("/usr/lib/postgresql/*/bin/initdb", ["postgresql"])
+    bin_dir = _pg_bin()
+    folder = procs.root / "postgres"
+    data, sock = folder / "data", folder / "socket"
+    for path in (folder, data, sock):
+        path.mkdir(parents=True, exist_ok=True)
+    # PostgreSQL refuses root: the data and socket folders belong to the package's system user,
+    # and the folders above them must let it through.
+    procs.root.chmod(0o755)
+    shutil.chown(folder, "postgres", "postgres")
+    shutil.chown(data, "postgres", "postgres")
+    shutil.chown(sock, "postgres", "postgres")
+    as_pg = ["runuser", "-u", "postgres", "--"]
+    subprocess.run(
+        [*as_pg, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"],
+        check=True,
+        capture_output=True,
+    )
+    server = Postgres(port=free_port(), socket_dir=sock)
+    # Airflow's components, its Celery result backend and MLflow each hold a pool of connections.
+    # fsync off: the harness's data is thrown away; this is not a durability test.
+    cmd = [*as_pg, str(bin_dir / "postgres"), "-D", str(data), "-k", str(sock)]
+    cmd += ["-h", server.host, "-p", str(server.port)]
+    cmd += ["-c", "max_connections=300", "-c", "fsync=off", "-c", "synchronous_commit=off"]
+    procs.spawn("postgres", cmd, dict(os.environ))
+    try:
+        import psycopg2
+
+        def accepts() -> bool:
+            psycopg2.connect(host=server.host, port=server.port, user=server.user, dbname="postgres").close()
+            return True
+
+        procs.wait("postgres", accepts, timeout=120)
+        conn = psycopg2.connect(host=server.host, port=server.port, user=server.user, dbname="postgres")
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            for name in databases:
+                cur.execute(f'CREATE DATABASE "{name}"')
+        conn.close()
+        procs.timed("postgres", started)
+        yield server
+    finally:
+        subprocess.run(
+            [*as_pg, str(bin_dir / "pg_ctl"), "stop", "-D", str(data), "-m", "fast", "-t", "30"],
+            capture_output=True,
+            check=False,
+        )
+        procs.stop("postgres")
+
+
+@dataclass(frozen=True)
+class Redis:
+    """A running Redis server."""
+
+    port: int
+    host: str = "127.0.0.1"
+
+    def url(self, db: int = 0) -> str:
+        """The ``redis://`` URL of database ``db``."""
+        return f"redis://{self.host}:{self.port}/{db}"
+
+
+@contextlib.contextmanager
+def redis(procs: Processes) -> Iterator[Redis]:
+    """``redis-server`` in the foreground on a free loopback port, no persistence."""
+    started = time.monotonic()
+    ensure_debian_packages("/usr/bin/redis-server", ["redis-server"])
+    server = Redis(port=free_port())
+    folder = procs.root / "redis"
+    folder.mkdir(parents=True, exist_ok=True)
+    cmd = ["redis-server", "--port", str(server.port), "--bind", server.host, "--save", "", "--appendonly", "no"]
+    cmd += ["--daemonize", "no", "--dir", str(folder)]
+    procs.spawn("redis", cmd, dict(os.environ))
+    try:
+        import redis as redis_client
+
+        procs.wait("redis", lambda: bool(redis_client.Redis(host=server.host, port=server.port).ping()), timeout=60)
+        procs.timed("redis", started)
+        yield server
+    finally:
+        procs.stop("redis")
+
+
+@contextlib.contextmanager
+def s3(procs: Processes, buckets: tuple[str, ...] = ("sluice", "mlflow")) -> Iterator[ObjectStore]:
+    """moto's S3 server as its own process, with ``buckets`` created."""
+    started = time.monotonic()
+    with s3_server_process() as store:
+        for bucket in buckets:
+            store.create_bucket(bucket)
+        procs.timed("s3", started)
+        yield store
+
+
+@dataclass(frozen=True)
+class MlflowServer:
+    """A running MLflow tracking server (artifacts proxied to S3)."""
+
+    url: str
+    artifact_bucket: str = "mlflow"
+
+
+@contextlib.contextmanager
+def mlflow_server(procs: Processes, pg: Postgres, store: ObjectStore) -> Iterator[MlflowServer]:
+    """``mlflow server`` on PostgreSQL (database ``mlflow``) with ``s3://mlflow/`` artifacts, proxied."""
+    started = time.monotonic()
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_TRACKING", "MLFLOW_REGISTRY"))}
+    env.update(
+        MLFLOW_S3_ENDPOINT_URL=store.endpoint,
+        AWS_ACCESS_KEY_ID=store.key,
+        AWS_SECRET_ACCESS_KEY=store.secret,
+        AWS_DEFAULT_REGION=store.region,
+        MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
+        MLFLOW_DISABLE_TELEMETRY="true",
+    )
+    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", pg.url("mlflow")]
+    cmd += ["--artifacts-destination", "s3://mlflow/", "--serve-artifacts"]
+    cmd += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    procs.spawn("mlflow", cmd, env, cwd=procs.root)
+    server = MlflowServer(url=f"http://127.0.0.1:{port}")
+    try:
+        procs.wait("mlflow", lambda: requests.get(f"{server.url}/health", timeout=5).status_code == 200)
+        procs.timed("mlflow", started)
+        yield server
+    finally:
+        procs.stop("mlflow")
+
+
+@dataclass(frozen=True)
+class SparkCluster:
+    """A running Spark standalone cluster: its master URL and the master's web UI."""
+
+    master: str
+    ui: str
+
+    def state(self) -> dict[str, Any]:
+        """The master's JSON status (workers, active and completed applications)."""
+        resp = requests.get(f"{self.ui}/json/", timeout=10)
+        resp.raise_for_status()
+        data: dict[str, Any] = resp.json()
+        return data
+
+
+@contextlib.contextmanager
+def spark_cluster(procs: Processes, cores: int = 1, memory: str = "1g") -> Iterator[SparkCluster]:
+    """A standalone master and one worker, JVMs run in the foreground as children.
+
+    Started with ``bin/spark-class`` of the pyspark distribution (it ``exec``s the JVM), not
+    the ``sbin`` scripts, which daemonise and would leave the PIDs to a pid file.
+    """
+    import pyspark
+
+    started = time.monotonic()
+    home = Path(pyspark.__file__).parent
+    folder = procs.root / "spark"
+    (folder / "work").mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, SPARK_HOME=str(home), SPARK_LOCAL_IP="127.0.0.1", SPARK_DAEMON_MEMORY="512m")
+    env.update(SPARK_LOG_DIR=str(folder), SPARK_WORKER_DIR=str(folder / "work"), PYSPARK_PYTHON=sys.executable)
+    port, ui_port = free_port(), free_port()
+    cluster = SparkCluster(master=f"spark://127.0.0.1:{port}", ui=f"http://127.0.0.1:{ui_port}")
+    spark_class = str(home / "bin" / "spark-class")
+    master = [spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1"]
+    master += ["--port", str(port), "--webui-port", str(ui_port)]
+    worker = [spark_class, "org.apache.spark.deploy.worker.Worker", cluster.master, "--host", "127.0.0.1"]
+    worker += ["--cores", str(cores), "--memory", memory, "--webui-port", str(free_port())]
+    worker += ["--work-dir", str(folder / "work")]
+    try:
+        procs.spawn("spark-master", master, env)
+        procs.wait("spark-master", lambda: "workers" in cluster.state())
+        procs.spawn("spark-worker", worker, env)
+        procs.wait("spark-master", lambda: [w["state"] for w in cluster.state()["workers"]] == ["ALIVE"])
+        procs.timed("spark", started)
+        yield cluster
+    finally:
+        procs.stop("spark-worker")
+        procs.stop("spark-master")
+
+
+@dataclass
+class AirflowCelery:
+    """A running Airflow on PostgreSQL with the CeleryExecutor."""
+
+    api_url: str
+    home: Path
+    env: dict[str, str]
+    workers: tuple[str, ...] = field(default_factory=tuple)
+
+    def token(self) -> str:
+        """A JWT for the REST API, as ``admin`` (SimpleAuthManager's generated password)."""
+        import json
+
+        passwords = json.loads((self.home / "simple_auth_manager_passwords.json.generated").read_text())
+        resp = requests.post(
+            f"{self.api_url}/auth/token", json={"username": "admin", "password": passwords["admin"]}, timeout=30
+        )
+        resp.raise_for_status()
+        return str(resp.json()["access_token"])
+
+
+#: Airflow's ``[core] hostname_callable`` for the workers: the Celery hostname (``w1@host``)
+#: becomes each task instance's ``hostname``, as it would be the host's name on a real cluster.
+HOSTNAME_MODULE = '''"""Task instance hostnames of the harness's Celery workers (one machine, two names)."""
+
+import os
+
+
+def celery_hostname() -> str:
+    """The worker's Celery hostname, ``SLUICE_CELERY_HOSTNAME``."""
+    return os.environ["SLUICE_CELERY_HOSTNAME"]
+'''
+
+
+@contextlib.contextmanager
+def airflow_celery(
+    procs: Processes, pg: Postgres, broker: Redis, dags_folder: Path, workers: tuple[str, ...] = ("w1", "w2")
+) -> Iterator[AirflowCelery]:
+    """Airflow on PostgreSQL with Celery on Redis: every component a separate process.
+
+    ``airflow db migrate``, then the API server (waited for), scheduler, DAG processor,
+    triggerer and one ``airflow celery worker`` per name in ``workers`` (``--celery-hostname
+    <name>@<host>``, concurrency 2). The environment is the embedded default's
+    (:func:`sluice.airflow.standalone.isolated_env`: AIRFLOW_HOME, free ports, SimpleAuthManager)
+    with the production settings on top; the secrets every component must share (JWT, API
+    secret key, Fernet key) are set explicitly, as on a cluster of hosts.
+    """
+    import socket
+
+    from sluice.airflow.standalone import isolated_env
+
+    started = time.monotonic()
+    project = procs.root / "airflow"
+    pythonpath = project / "pythonpath"
+    pythonpath.mkdir(parents=True, exist_ok=True)
+    (pythonpath / "stack_hostname.py").write_text(HOSTNAME_MODULE)
+    extra = {
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": pg.url("airflow"),
+        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+        "AIRFLOW__CELERY__BROKER_URL": broker.url(),
+        # Name the driver: SQLAlchemy 2.1's plain ``postgresql://`` means psycopg 3, not installed.
+        "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + pg.url("airflow"),
+        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+        "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
+        "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+    }
+    env = isolated_env(project, extra=extra, fast=True)
+    home = Path(env["AIRFLOW_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    airflow = [sys.executable, "-m", "airflow"]
+    host = socket.gethostname()
+    names = [f"{w}@{host}" for w in workers]
+    running = AirflowCelery(api_url=f"http://127.0.0.1:{env['AIRFLOW__API__PORT']}", home=home, env=env)
+    try:
+        t0 = time.monotonic()
+        migrate = subprocess.run([*airflow, "db", "migrate"], env=env, capture_output=True, text=True, check=False)
+        if migrate.returncode != 0:
+            raise RuntimeError(f"airflow db migrate failed:\n{migrate.stdout[-3000:]}\n{migrate.stderr[-3000:]}")
+        procs.timed("airflow db migrate", t0)
+        t0 = time.monotonic()
+        procs.spawn("airflow-api-server", [*airflow, "api-server"], env, cwd=project)
+        health = f"{running.api_url}/api/v2/monitor/health"
+        procs.wait("airflow-api-server", lambda: requests.get(health, timeout=5).status_code == 200)
+        procs.timed("airflow api-server", t0)
+        t0 = time.monotonic()
+        for component in ("scheduler", "dag-processor", "triggerer"):
+            procs.spawn(f"airflow-{component}", [*airflow, component], env, cwd=project)
+        for name, worker in zip(names, workers, strict=True):
+            worker_env = dict(
+                env,
+                SLUICE_CELERY_HOSTNAME=name,
+                PYTHONPATH=os.pathsep.join(filter(None, [str(pythonpath), env.get("PYTHONPATH")])),
+                AIRFLOW__CORE__HOSTNAME_CALLABLE="stack_hostname.celery_hostname",
+                # One machine, two workers: each serves its task logs on a port of its own.
+                AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(free_port()),
+            )
+            cmd = [*airflow, "celery", "worker", "--celery-hostname", name, "--concurrency", "2"]
+            procs.spawn(f"airflow-worker-{worker}", cmd, worker_env, cwd=project)
+
+        def all_up() -> bool:
+            resp = requests.get(health, timeout=5).json()
+            beats = [resp[c]["status"] for c in ("scheduler", "dag_processor", "triggerer")]
+            return beats == ["healthy"] * 3 and celery_workers(broker) >= set(names)
+
+        procs.wait("airflow", all_up)
+        procs.timed("airflow scheduler, dag-processor, triggerer, workers", t0)
+        procs.timed("airflow", started)
+        running.workers = tuple(names)
+        yield running
+    finally:
+        for name in reversed(list(procs.started)):
+            if name.startswith("airflow-"):
+                procs.stop(name)
+
+
+def celery_workers(broker: Redis) -> set[str]:
+    """Hostnames of the Celery workers that answer a ping through ``broker``."""
+    from celery import Celery
+
+    app = Celery(broker=broker.url())
+    try:
+        replies = app.control.ping(timeout=2.0) or []
+    finally:
+        app.close()
+    return {name for reply in replies for name in reply}
+
+
+@dataclass
+class Stack:
+    """The whole production shape, running."""
+
+    root: Path
+    processes: Processes
+    postgres: Postgres
+    redis: Redis
+    s3: ObjectStore
+    mlflow: MlflowServer
+    spark: SparkCluster
+    airflow: AirflowCelery
+
+    @property
+    def dags_folder(self) -> Path:
+        """Where the Airflow DAG processor reads DAG files."""
+        return Path(self.airflow.env["AIRFLOW__CORE__DAGS_FOLDER"])
+
+
+@contextlib.contextmanager
+def production_stack(root: Path | None = None) -> Iterator[Stack]:
+    """Start every part of the production shape; stop all and remove the folder on exit.
+
+    Args:
+        root: Folder for data, logs and homes; default: a new temporary folder (removed after).
+    """
+    folder = root or Path(tempfile.mkdtemp(prefix="sluice-prodstack-"))
+    procs = Processes(folder)
+    dags = folder / "dags"
+    dags.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    try:
+        with (
+            postgres(procs) as pg,
+            redis(procs) as broker,
+            s3(procs) as store,
+            mlflow_server(procs, pg, store) as tracking,
+            spark_cluster(procs) as spark,
+            airflow_celery(procs, pg, broker, dags) as af,
+        ):
+            procs.timed("whole stack", started)
+            yield Stack(folder, procs, pg, broker, store, tracking, spark, af)
+    finally:
+        if root is None:
+            shutil.rmtree(folder, ignore_errors=True)
