@@ -85,7 +85,12 @@ def _wait_for_files(step: Step, plan: PipelinePlan) -> BaseOperator:
     folder, _, pattern = config["glob"].rpartition("/")
     marker = config.get("marker")
     return InboxFileSensor(
-        folder=folder, pattern=pattern, marker=marker, state=config.get("state"), **waiting, **_common(step, plan)
+        folder=folder,
+        pattern=pattern,
+        marker=marker,
+        spec_path=plan.spec_path if config.get("check_stranded") else None,
+        **waiting,
+        **_common(step, plan),
     )
 
 

@@ -64,7 +64,7 @@ class InboxFileSensor(FileSensor):
     template_fields = ("filepath", "fs_conn_id", "pattern")
 
     def __init__(
-        self, *, folder: str, pattern: str, marker: str | None = None, state: str | None = None, **kwargs: Any
+        self, *, folder: str, pattern: str, marker: str | None = None, spec_path: str | None = None, **kwargs: Any
     ) -> None:
         """Wait for files matching ``pattern`` in ``folder``.
 
@@ -72,15 +72,15 @@ class InboxFileSensor(FileSensor):
             folder: The landing folder.
             pattern: The spec's ``source.pattern``.
             marker: The spec's ``detect.marker``.
-            state: The pipeline's storage folder (``<storage.root>/<pipeline>``): batches a
-                failed run stranded there end the wait at once, so the run finishes them.
+            spec_path: The pipeline's spec, whose storage is checked too: batches a failed run
+                stranded there end the wait at once, so the run finishes them.
             **kwargs: FileSensor's.
         """
         super().__init__(filepath=f"{folder.rstrip('/')}/{pattern}", **kwargs)
         self.folder = folder
         self.pattern = pattern
         self.marker = marker
-        self.state = state
+        self.spec_path = spec_path
 
     def poke(self, context: Any) -> bool:
         """Whether the landing folder holds a file ``land`` would consider, or a batch is stranded."""
@@ -88,12 +88,12 @@ class InboxFileSensor(FileSensor):
         if names:
             self.log.info("found %d file(s) to land, first %r", len(names), names[0])
             return True
-        if self.state:
-            from sluice.services.storage import PipelineStore
+        if self.spec_path:
+            from sluice.services.storage import open_store
+            from sluice.spec.loader import load_spec
             from sluice.steps.ingest import unfinished_batches
 
-            state = Path(self.state)
-            stranded = unfinished_batches(PipelineStore(state.parent, state.name))
+            stranded = unfinished_batches(open_store(load_spec(self.spec_path)))
             if stranded:
                 self.log.info("finishing %d batch(es) a failed run left behind: %s", len(stranded), stranded)
                 return True

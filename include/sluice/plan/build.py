@@ -140,7 +140,6 @@ def _ingest_dag(loaded: LoadedSpec, tags: tuple[str, ...]) -> DagPlan:
 def _wait_step(loaded: LoadedSpec) -> Step:
     """``wait_for_files``: the deferred wait for a batch file (the landing zone and its polling)."""
     spec = loaded.spec
-    name = spec.pipeline
     detect = spec.source.detect
     return Step(
         "wait_for_files",
@@ -154,7 +153,7 @@ def _wait_step(loaded: LoadedSpec) -> Step:
             # Where the pipeline's batches are, so a batch stranded by a failed run
             # (landed but not validated, or accepted but not announced) wakes the
             # next run by itself instead of waiting for an unrelated new file.
-            **({} if spec.source.is_s3 else {"state": str(loaded.resolve(spec.storage.root) / name)}),
+            **({} if spec.source.is_s3 else {"check_stranded": True}),
         },
     )
 
