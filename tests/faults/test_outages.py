@@ -28,6 +28,15 @@ from typing import Any
 import pytest
 
 from sluice.services.storage import PipelineStore, StorageUnavailable, write_json_atomic
+from sluice.steps.records import (
+    ChampionScore,
+    GateDecision,
+    GateThresholds,
+    GateVerdict,
+    HoldoutInfo,
+    ScoredRun,
+    encode,
+)
 from tests.conftest import Project, free_port, fresh_mlflow_store
 from tests.integration.conftest import run_dag, small_spec
 from tests.smtp_server import MailCatcher, body_text, smtp_conn
@@ -59,7 +68,9 @@ def promote():
     from sluice.spec.loader import load_spec
     from sluice.steps.promote import promote
 
-    promote(load_spec(@SPEC@), json.loads(Path(@DECISION@).read_text()))
+    from sluice.steps.records import GateDecision, decode
+
+    promote(load_spec(@SPEC@), decode(GateDecision, json.loads(Path(@DECISION@).read_text())))
 
 
 with DAG("@PIPELINE@__probe", schedule=None, start_date=datetime(2024, 1, 1), catchup=False) as dag:
@@ -303,15 +314,22 @@ class Champion:
         self.deployed = local(PipelineStore(project.root / "data" / "sluice", model), "deploy") / "current.json"
         write_json_atomic(self.deployed, {"version": str(v1.version), "pid": 0, "port": 0})
         self.deployed_bytes = self.deployed.read_bytes()
-        self.decision = {
-            "verdict": "pass",
-            "metric": "roc_auc",
-            "candidate": {"run_id": log_model_run(model), "score": 0.9},
-            "champion": {"version": str(v1.version)},
-            "airflow_run_id": "outage-run",
-        }
+        self.decision = GateDecision(
+            pipeline=model,
+            verdict=GateVerdict.PASS,
+            reason="candidate 0.9 >= champion",
+            metric="roc_auc",
+            higher_is_better=True,
+            thresholds=GateThresholds(),
+            candidate=ScoredRun(run_id=log_model_run(model), score=0.9),
+            champion=ChampionScore(version=str(v1.version), run_id=None),
+            holdout=HoldoutInfo(path="holdout.parquet", rows=10, split="random"),
+            checks=[],
+            airflow_run_id="outage-run",
+            decided_at=time.time(),
+        )
         self.decision_file = project.root / f"{model}.decision.json"
-        self.decision_file.write_text(json.dumps(self.decision))
+        self.decision_file.write_text(json.dumps(encode(self.decision)))
 
     def version(self) -> str | None:
         """The version behind ``@champion`` now (the server must answer)."""
