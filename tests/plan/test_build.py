@@ -235,3 +235,12 @@ def test_every_step_has_a_time_limit_and_an_alert_so_a_hang_fails_and_tells_some
     assert deploy.timeout_minutes == loaded.spec.deployment.local.health_timeout_seconds / 60 + 10
     ops = {t.task_id: t for d in render_pipeline(plan) for t in d.tasks}
     assert ops["train"].execution_timeout.total_seconds() == TIMEOUT_MINUTES["train"] * 60
+
+
+def test_every_task_id_the_task_callables_read_is_a_step_of_the_plan():
+    """``TaskId`` is what tasks pull XComs by: a step renamed in the plan must fail here, not in a run."""
+    from sluice.plan.task_ids import TaskId
+
+    plan = build_plan(load_spec(DEMO_SPEC))
+    planned = {step.task_id for d in plan.dags for step in d.steps}
+    assert {str(t) for t in TaskId} <= planned
