@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +109,10 @@ class Staging(Protocol):
 @runtime_checkable
 class StorageBackend(Protocol):
     """Where one pipeline's keys live. Keys are relative to the pipeline's folder."""
+
+    #: The filesystem options (credentials, endpoint) an engine needs to open
+    #: :meth:`location` itself, as Spark's S3A does; empty for a local folder.
+    options: Mapping[str, Any]
 
     def describe(self, key: str = "") -> str:
         """Where ``key`` is, for messages and logs (a path or a URI)."""
@@ -285,6 +289,12 @@ class PipelineStore:
     def location(self, key: str) -> str:
         """What an engine opens to read or write ``key``."""
         return self.backend.location(key)
+
+    @property
+    def options(self) -> Mapping[str, Any]:
+        """What an engine needs besides :meth:`location` to open it (an object store's
+        credentials and endpoint); empty for a local folder."""
+        return self.backend.options
 
     def key_of(self, location: str) -> str:
         """The key of a location this store handed out (a record keeps locations, readers need keys).

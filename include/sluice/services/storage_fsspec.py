@@ -15,8 +15,9 @@ import hashlib
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, BinaryIO
 
 from sluice.services.storage_local import STALE_AFTER_SECONDS, StorageUnavailable
@@ -59,9 +60,10 @@ def _mtime(info: dict[str, Any]) -> float | None:
 class FsspecBackend:
     """A pipeline's keys as objects under one URL prefix of an fsspec filesystem."""
 
-    def __init__(self, fs: Any, base: str) -> None:
+    def __init__(self, fs: Any, base: str, options: Mapping[str, Any] | None = None) -> None:
         self.fs = fs
         self.base = base.rstrip("/")
+        self.options: Mapping[str, Any] = MappingProxyType(dict(options or {}))
 
     @classmethod
     def for_url(cls, url: str, **options: Any) -> FsspecBackend:
@@ -69,7 +71,7 @@ class FsspecBackend:
         import fsspec
 
         fs, path = fsspec.core.url_to_fs(url, **options)
-        return cls(fs, path)
+        return cls(fs, path, options)
 
     def __repr__(self) -> str:
         return f"FsspecBackend({self.location('')!r})"

@@ -14,8 +14,9 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, BinaryIO
 
 
@@ -137,6 +138,8 @@ class _LocalStaging:
 
 class LocalBackend:
     """A pipeline's keys as files under one local folder (``<storage.root>/<pipeline>``)."""
+
+    options: Mapping[str, Any] = MappingProxyType({})
 
     def __init__(self, base: Path) -> None:
         self.base = Path(base)
