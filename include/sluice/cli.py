@@ -51,12 +51,15 @@ def cmd_lint(args: argparse.Namespace) -> int:
 
 
 def _import_checks(loaded: LoadedSpec, shown: str) -> list:  # type: ignore[type-arg]
-    """The lint checks that import the model class (never run by the DAG file), naming ``shown``."""
+    """The lint checks the DAG file never runs, naming ``shown``: the model class imports, and
+    the Airflow connections an s3:// root or landing zone names exist."""
     import dataclasses
 
+    from sluice.airflow.connections import connection_issues
     from sluice.spec.checks import lint_checks
 
-    return [dataclasses.replace(issue, file=shown) for issue in lint_checks(loaded)]
+    found = lint_checks(loaded) + connection_issues(loaded)
+    return [dataclasses.replace(issue, file=shown) for issue in found]
 
 
 def _report_spec_error(error: SpecError) -> int:
@@ -141,10 +144,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
             )
             print(f"    - {step.task_id:<15} retries={step.retries}{after}{extra}")
             print(f"        {step.doc}")
+    from sluice.services.storage import open_store
     from sluice.steps.targets import target_for
 
     print("\n  deployment")
-    for line in target_for(loaded).describe():
+    # Only locations are printed: no connection is read, so `plan` works offline.
+    for line in target_for(loaded, open_store(loaded)).describe():
         print(f"    {line}")
     return 0
 
@@ -236,12 +241,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _store_for(spec_path: str):  # type: ignore[no-untyped-def]
     """The spec and its pipeline store, or ``(None, None)`` after printing the spec's problems."""
-    from sluice.services.storage import open_store
+    from sluice.airflow.connections import open_pipeline_store
 
     loaded = _load_or_report(spec_path)
     if loaded is None:
         return None, None
-    return loaded, open_store(loaded)
+    return loaded, open_pipeline_store(loaded)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -260,7 +265,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"  batch {batch_id}  {printable(r.source_file):<28} {r.status:<9} {drift:<17} "
             f"{r.reason}" + (f" (reuses the name of {', '.join(r.replaces_name_of)})" if r.replaces_name_of else "")
         )
-    for line in target_for(loaded).served().lines:
+    for line in target_for(loaded, store).served().lines:
         print(f"  {line}")
     return 0
 
@@ -309,11 +314,11 @@ def cmd_stop(args: argparse.Namespace) -> int:
     """Stop serving a pipeline's champion, through its deploy target (a kubernetes target refuses)."""
     from sluice.steps.targets import StopRefused, target_for
 
-    loaded = _load_or_report(args.spec)
+    loaded, store = _store_for(args.spec)
     if loaded is None:
         return 1
     try:
-        lines = target_for(loaded).stop()
+        lines = target_for(loaded, store).stop()
     except StopRefused as exc:
         print(f"sluice stop: {exc}", file=sys.stderr)
         return 1
@@ -469,7 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-import",
         action="store_true",
-        help="skip the checks that import the model class (fast; what the DAG processor checks)",
+        help="skip the checks that import the model class or read Airflow connections (what the DAG processor checks)",
     )
     p.set_defaults(func=cmd_lint)
     p = sub.add_parser("schema", help="print the JSON Schema of a spec")

@@ -18,6 +18,7 @@ import yaml
 from sluice.airflow.alert_format import AlertEmail, compose
 from sluice.airflow.alerts import gather_facts
 from sluice.cli import main
+from sluice.services.storage import open_store
 from tests.conftest import Project
 from tests.kube import Cluster, Kubelet, dead_kubeconfig, kubernetes_spec, venv_bin
 
@@ -73,7 +74,8 @@ def test_status_and_deploy_alert_name_the_version_the_cluster_serves(
     assert main(["status", str(spec)]) == 0
     assert "  deployed: nothing (no deployment ml-serving/flights-delay)" in capsys.readouterr().out
 
-    target = target_for(load_spec(spec))
+    loaded = load_spec(spec)
+    target = target_for(loaded, open_store(loaded))
     result = target.deploy("2", previous=None, run_id="manual__1", smoke_rows=[])
     assert (result.version, result.changed) == ("2", True)
     (dep,) = cluster.objects("apps/v1/deployments", "ml-serving")
@@ -132,7 +134,8 @@ def test_the_deploy_alert_reads_the_cluster_through_the_specs_airflow_connection
     data = kubernetes_spec(tracking_uri, rollout_timeout_seconds=5, conn_id="prod_cluster")
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     live = str(cluster.kubeconfig)
-    target_for(load_spec(path), connect=lambda: k8s.connect(live)).deploy(
+    loaded = load_spec(path)
+    target_for(loaded, open_store(loaded), connect=lambda: k8s.connect(live)).deploy(
         "2", previous=None, run_id="manual__1", smoke_rows=[]
     )
 

@@ -587,17 +587,24 @@ def rule_cases() -> list[BadSpec]:
             "storage:",
         ),
         _edit(
-            "storage_s3",
+            "storage_s3_bad_bucket",
             "alerts:\n",
-            "storage: {root: 's3://bucket/sluice'}\nalerts:\n",
-            "not supported yet (issue 11)",
+            "storage: {root: 's3://My_Bucket/sluice'}\nalerts:\n",
+            "does not name a valid S3 bucket",
+            "storage:",
+        ),
+        _edit(
+            "storage_conn_id_without_bucket",
+            "alerts:\n",
+            "storage: {root: data/sluice, conn_id: minio}\nalerts:\n",
+            "conn_id applies only to an s3:// root",
             "storage:",
         ),
         _edit(
             "storage_gs",
             "alerts:\n",
             "storage: {root: 'gs://bucket/sluice'}\nalerts:\n",
-            "not supported yet",
+            "gs:// storage is not supported",
             "storage:",
         ),
         _edit(

@@ -31,7 +31,7 @@ class FloppyTarget:
 
     name = "floppy"
 
-    def __init__(self, loaded: LoadedSpec, connect: Callable[[], Any] | None = None) -> None:
+    def __init__(self, loaded: LoadedSpec, store: PipelineStore, connect: Callable[[], Any] | None = None) -> None:
         """Build the target of a loaded spec."""
         self.pipeline = loaded.spec.pipeline
 

@@ -12,6 +12,7 @@ from tests.conftest import DEMO_SPEC, REPO, demo_spec_dict, free_port
 from tests.kube import dead_kubeconfig, kubernetes_spec
 
 from sluice.cli import main
+from sluice.services.storage import open_store
 from sluice.spec.loader import LoadedSpec, load_spec
 from sluice.steps import targets
 from sluice.steps.targets import Served, target_for
@@ -22,7 +23,7 @@ class FloppyTarget:
 
     name = "floppy"
 
-    def __init__(self, loaded: LoadedSpec) -> None:
+    def __init__(self, loaded: LoadedSpec, store: object) -> None:
         self.pipeline = loaded.spec.pipeline
 
     def describe(self) -> list[str]:
@@ -44,11 +45,11 @@ def floppy(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(targets.TARGETS, "floppy", FloppyTarget)
     real = targets.target_for
 
-    def named_floppy(loaded: LoadedSpec) -> targets.DeployTarget:
+    def named_floppy(loaded: LoadedSpec, store: object) -> targets.DeployTarget:
         # The spec's Literal knows only the shipped targets: a copy names the new one.
         deployment = loaded.spec.deployment.model_copy(update={"target": "floppy"})
         spec = loaded.spec.model_copy(update={"deployment": deployment})
-        return real(dataclasses.replace(loaded, spec=spec))
+        return real(dataclasses.replace(loaded, spec=spec), store)  # type: ignore[arg-type]
 
     monkeypatch.setattr(targets, "target_for", named_floppy)
 
@@ -71,7 +72,7 @@ def test_plan_describes_the_local_target_and_an_unknown_target_names_the_known_o
     loaded = load_spec(DEMO_SPEC)
     spec = loaded.spec.model_copy(update={"deployment": loaded.spec.deployment.model_copy(update={"target": "floppy"})})
     with pytest.raises(KeyError, match="no deploy target 'floppy' \\(known: kubernetes, local\\)"):
-        target_for(dataclasses.replace(loaded, spec=spec))
+        target_for(dataclasses.replace(loaded, spec=spec), open_store(loaded))
 
 
 # --------------------------------------------------------------------------- sluice stop asks the target

@@ -77,11 +77,11 @@ def gather_facts(kind: str, pipeline: str, spec_path: str | None, context: Any) 
     where = _Source(pipeline, ti, base)
     if spec_path:
         try:
-            from sluice.services.storage import open_store
+            from sluice.airflow.connections import open_pipeline_store
             from sluice.spec.loader import load_spec
 
             where.loaded = load_spec(spec_path)
-            where.store = open_store(where.loaded)
+            where.store = open_pipeline_store(where.loaded)
         except Exception as exc:  # the email still goes out, only without the storage links
             log.warning("alert: cannot load spec %s for links: %s", spec_path, exc)
     gather = _KIND_FACTS.get(kind)
@@ -121,7 +121,7 @@ def _deploy_facts(facts: AlertFacts, data: dict[str, Any], where: _Source) -> No
     cand = (evaluated.get("candidate") or {}).get("run_id")
     if cand:
         facts.links.append(Link("MLflow run (model being deployed)", urls.mlflow_run_url(cand)))
-    if where.loaded is not None:
+    if where.loaded is not None and where.store is not None:
         from sluice.airflow.kubernetes import cluster_connector
         from sluice.steps.targets import target_for
 
@@ -129,7 +129,7 @@ def _deploy_facts(facts: AlertFacts, data: dict[str, Any], where: _Source) -> No
         # The target answers from its own source of truth (the cluster for kubernetes, through
         # the spec's Airflow connection); no probe of a local process here: the record is
         # what the failed deploy left.
-        target = target_for(where.loaded, connect=cluster_connector(where.loaded))
+        target = target_for(where.loaded, where.store, connect=cluster_connector(where.loaded))
         facts.extra["serving"] = target.served(probe=False).facts()
     if where.store is not None and where.loaded is not None and where.loaded.spec.deployment.target == "local":
         # A local model server's log is a working file of the machine that ran the deploy.

@@ -7,7 +7,12 @@ hand the result down, as the landing zone's S3 client is handed to the ingest st
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sluice.services.storage import PipelineStore
+    from sluice.spec.errors import SpecIssue
+    from sluice.spec.loader import LoadedSpec
 
 
 def s3_filesystem_options(conn_id: str) -> dict[str, Any]:
@@ -37,3 +42,69 @@ def s3_filesystem_options(conn_id: str) -> dict[str, Any]:
     if client_kwargs:
         options["client_kwargs"] = client_kwargs
     return options
+
+
+def open_pipeline_store(loaded: LoadedSpec) -> PipelineStore:
+    """The pipeline's store, with the spec's storage connection read when the root is a bucket.
+
+    The one way the Airflow layer and the CLI open pipeline state, so every task, the reports
+    page, the task links, the alerts and ``sluice status`` reach the same bucket with the
+    same credentials.
+
+    Args:
+        loaded: The spec.
+    """
+    from sluice.services.storage import open_store
+
+    storage = loaded.spec.storage
+    return open_store(loaded, s3_filesystem_options(storage.aws_conn_id) if storage.is_s3 else None)
+
+
+def connection_issues(loaded: LoadedSpec) -> list[SpecIssue]:
+    """Spec issues for the Airflow connections an s3:// root or landing zone names but Airflow lacks.
+
+    ``aws_default`` may be absent when boto3 finds credentials of its own (environment,
+    instance profile); a connection the spec names explicitly must exist.
+
+    Args:
+        loaded: The spec.
+    """
+    spec = loaded.spec
+    named = []
+    if spec.storage.is_s3:
+        named.append(("storage", spec.storage.conn_id))
+    if spec.source.is_s3:
+        named.append(("source", spec.source.conn_id))
+    issues = []
+    for section, explicit in named:
+        conn_id = explicit or "aws_default"
+        if _connection_exists(conn_id) or (explicit is None and _boto_has_credentials()):
+            continue
+        issues.append(
+            loaded.issue(
+                f"{section}.conn_id" if explicit else f"{section}.{'root' if section == 'storage' else 'uri'}",
+                f"{section}: Airflow connection '{conn_id}' does not exist"
+                + ("" if explicit else " and boto3 finds no AWS credentials of its own"),
+                f"add it: airflow connections add {conn_id} --conn-type aws --conn-login KEY --conn-password SECRET "
+                '--conn-extra \'{"endpoint_url": "https://..."}\' (or set AIRFLOW_CONN_'
+                f"{conn_id.upper()}), or name an existing connection in {section}.conn_id",
+            )
+        )
+    return issues
+
+
+def _connection_exists(conn_id: str) -> bool:
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        return False
+    return True
+
+
+def _boto_has_credentials() -> bool:
+    import boto3
+
+    return boto3.session.Session().get_credentials() is not None

@@ -27,10 +27,10 @@ SANDBOX = "sandbox allow-scripts allow-popups"
 
 def pipeline_stores(dags_folder: str | Path) -> dict[str, PipelineStore]:
     """``{pipeline: store}`` of every loadable spec in ``dags_folder``."""
-    from sluice.services.storage import open_store
+    from sluice.airflow.connections import open_pipeline_store
     from sluice.spec.loader import load_folder
 
-    return {loaded.spec.pipeline: open_store(loaded) for loaded in load_folder(dags_folder).specs}
+    return {loaded.spec.pipeline: open_pipeline_store(loaded) for loaded in load_folder(dags_folder).specs}
 
 
 def report_key(stores: dict[str, PipelineStore], pipeline: str, path: str) -> tuple[PipelineStore, str]:

@@ -89,11 +89,11 @@ class InboxFileSensor(FileSensor):
             self.log.info("found %d file(s) to land, first %r", len(names), names[0])
             return True
         if self.spec_path:
-            from sluice.services.storage import open_store
+            from sluice.airflow.connections import open_pipeline_store
             from sluice.spec.loader import load_spec
             from sluice.steps.ingest import unfinished_batches
 
-            stranded = unfinished_batches(open_store(load_spec(self.spec_path)))
+            stranded = unfinished_batches(open_pipeline_store(load_spec(self.spec_path)))
             if stranded:
                 self.log.info("finishing %d batch(es) a failed run left behind: %s", len(stranded), stranded)
                 return True

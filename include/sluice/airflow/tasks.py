@@ -13,10 +13,11 @@ from typing import Any, TypeVar
 
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from sluice.airflow.connections import open_pipeline_store
 from sluice.plan.task_ids import TaskId
 from sluice.services import faults
 from sluice.services.landing import Inbox, LocalInbox, S3Inbox
-from sluice.services.storage import PipelineStore, open_store
+from sluice.services.storage import PipelineStore
 from sluice.spec.loader import LoadedSpec, load_spec
 from sluice.steps.records import (
     AssetEvent,
@@ -40,7 +41,7 @@ R = TypeVar("R", bound=Record)
 
 def _open(spec_path: str) -> tuple[LoadedSpec, PipelineStore]:
     loaded = load_spec(spec_path)
-    return loaded, open_store(loaded)
+    return loaded, open_pipeline_store(loaded)
 
 
 def _pull(context: dict[str, Any], task: TaskId, record: type[R]) -> R:
@@ -221,7 +222,7 @@ def deploy(spec_path: str, **context: Any) -> dict[str, Any]:
     loaded, store = _open(spec_path)
     promoted = _pull(context, TaskId.PROMOTE, PromoteResult)
     trained = _pull(context, TaskId.TRAIN, TrainResult)
-    state: dict[str, Any] = target_for(loaded).deploy(
+    state: dict[str, Any] = target_for(loaded, store).deploy(
         promoted.version,
         previous=promoted.previous,
         run_id=str(context.get("run_id") or ""),

@@ -18,7 +18,7 @@ import os
 import types
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath, PurePosixPath
 from typing import Any
 
 import yaml
@@ -403,10 +403,16 @@ def _check_feature_job(loaded: LoadedSpec, shown: str) -> list[SpecIssue]:
 def _check_locations(loaded: LoadedSpec, shown: str) -> list[SpecIssue]:
     """Storage and landing folders, resolved against the project: neither may hold the other."""
     spec = loaded.spec
-    if spec.source.is_s3:
+    if spec.source.is_s3 != spec.storage.is_s3:
         return []
-    storage = Path(os.path.normpath(loaded.resolve(spec.storage.root)))
-    landing = Path(os.path.normpath(loaded.resolve(spec.source.uri)))
+    storage: PurePath
+    landing: PurePath
+    if spec.storage.is_s3:
+        storage = PurePosixPath(spec.storage.root.removeprefix("s3://").rstrip("/"))
+        landing = PurePosixPath(_landing_key(loaded).removeprefix("s3://").rstrip("/"))
+    else:
+        storage = Path(os.path.normpath(loaded.resolve(spec.storage.root)))
+        landing = Path(os.path.normpath(loaded.resolve(spec.source.uri)))
     if landing == storage or landing.is_relative_to(storage):
         return [
             loaded.issue(

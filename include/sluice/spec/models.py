@@ -723,22 +723,48 @@ class Storage(StrictModel):
     root: str = Field(
         "data/sluice",
         description=(
-            "Local folder; relative paths resolve against the project root and must stay inside it. "
-            f"Object storage (s3://) is not supported yet ({OBJECT_STORAGE_ISSUE})."
+            "Local folder (relative paths resolve against the project root and must stay inside it), "
+            "or 's3://bucket/prefix': an S3 or S3-compatible bucket, reached through the Airflow "
+            "connection conn_id by every task, the reports page, the CLI and Spark (S3A)."
         ),
     )
+    conn_id: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Airflow connection (type aws) for an s3:// root: keys, endpoint, region; default 'aws_default'.",
+    )
+
+    @property
+    def is_s3(self) -> bool:
+        """Whether the pipeline state lives in an S3 bucket."""
+        return self.root.startswith("s3://")
+
+    @property
+    def aws_conn_id(self) -> str:
+        """The Airflow connection an s3:// root is reached with."""
+        return self.conn_id or "aws_default"
 
     @field_validator("root")
     @classmethod
-    def _local_folder(cls, value: str) -> str:
+    def _folder_or_bucket(cls, value: str) -> str:
         if not value.strip():
             raise rule("storage.root is empty", "name a folder, e.g. data/sluice (the default)")
         scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", value)
-        if scheme:
+        if scheme and scheme.group(1) != "s3":
             raise rule(
-                f"storage.root '{value}': {scheme.group(1)}:// storage is not supported yet ({OBJECT_STORAGE_ISSUE})",
-                "use a local folder such as data/sluice until object storage lands",
+                f"storage.root '{value}': {scheme.group(1)}:// storage is not supported",
+                "use a local folder such as data/sluice, or an S3 bucket: s3://bucket/prefix",
             )
+        if scheme:
+            bucket, _, prefix = value.removeprefix("s3://").partition("/")
+            if not S3_BUCKET.match(bucket):
+                raise rule(
+                    f"storage.root '{value}' does not name a valid S3 bucket ('{bucket}')",
+                    "write s3://bucket/prefix with a 3-63 character lower-case bucket name",
+                )
+            if "//" in prefix.rstrip("/") or any(c in prefix for c in "*?["):
+                raise rule(f"storage.root '{value}': the prefix must be a plain folder", "write s3://bucket/prefix")
+            return value
         if not value.startswith("/"):
             normal = posixpath.normpath(value)
             if normal == ".." or normal.startswith("../"):
@@ -747,6 +773,16 @@ class Storage(StrictModel):
                     "use a folder inside the project (e.g. data/sluice) or an absolute path",
                 )
         return value
+
+    @model_validator(mode="after")
+    def _conn_id_needs_a_bucket(self) -> Storage:
+        if self.conn_id is not None and not self.is_s3:
+            raise rule(
+                "storage.conn_id applies only to an s3:// root",
+                "remove conn_id, or set root to s3://bucket/prefix",
+                "conn_id",
+            )
+        return self
 
 
 class PipelineSpec(StrictModel):

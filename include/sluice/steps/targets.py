@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from sluice.services import kube_manifests as km
 from sluice.services import kubernetes as k8s
-from sluice.services.storage import open_store
+from sluice.services.storage import PipelineStore
 from sluice.settings import settings
 
 if TYPE_CHECKING:
@@ -114,11 +114,11 @@ class LocalTarget:
 
     name = "local"
 
-    def __init__(self, loaded: LoadedSpec, connect: Callable[[], Any] | None = None) -> None:
-        """Build the target of a loaded spec (``connect`` is unused: a local process needs no client)."""
+    def __init__(self, loaded: LoadedSpec, store: PipelineStore, connect: Callable[[], Any] | None = None) -> None:
+        """Build the target of a loaded spec over its store (``connect`` is unused: a local process needs no client)."""
         self.loaded = loaded
         self.cfg = loaded.spec.deployment.local
-        self.store = open_store(loaded)
+        self.store = store
 
     def describe(self) -> list[str]:
         """Lines for ``sluice plan``."""
@@ -181,11 +181,14 @@ class KubernetesTarget:
 
     name = "kubernetes"
 
-    def __init__(self, loaded: LoadedSpec, connect: Callable[[], ApiClient] | None = None) -> None:
+    def __init__(
+        self, loaded: LoadedSpec, store: PipelineStore, connect: Callable[[], ApiClient] | None = None
+    ) -> None:
         """Build the target of a loaded spec.
 
         Args:
             loaded: The spec (``deployment.kubernetes`` must be set).
+            store: The pipeline's store (unused: the cluster is this target's record).
             connect: Makes the API client; default: the in-cluster service account, else
                 the kubeconfig (``$KUBECONFIG``), as the deployer does.
         """
@@ -254,8 +257,8 @@ class KubernetesTarget:
         )
 
 
-#: Target name (``deployment.target``) -> factory taking the loaded spec (and ``connect=``
-#: when :func:`target_for` is given one).
+#: Target name (``deployment.target``) -> factory taking the loaded spec and the pipeline's
+#: store (and ``connect=`` when :func:`target_for` is given one).
 TARGETS: dict[str, Callable[..., DeployTarget]] = {
     "local": LocalTarget,
     "kubernetes": KubernetesTarget,
@@ -283,11 +286,13 @@ def register(name: str, make: Callable[..., DeployTarget], meaning: str) -> None
     DEPLOY_TARGETS[name] = meaning
 
 
-def target_for(loaded: LoadedSpec, connect: Callable[[], Any] | None = None) -> DeployTarget:
+def target_for(loaded: LoadedSpec, store: PipelineStore, connect: Callable[[], Any] | None = None) -> DeployTarget:
     """The deploy target the spec names (``deployment.target``).
 
     Args:
         loaded: The spec.
+        store: The pipeline's store, opened by the caller (inside Airflow with the spec's
+            storage connection), where a target keeps its deploy record.
         connect: How the target reaches its backend, when the caller knows better than the
             target's default (inside Airflow: the spec's Airflow connection, see
             :func:`sluice.airflow.kubernetes.cluster_connector`). Targets that need no client
@@ -301,4 +306,4 @@ def target_for(loaded: LoadedSpec, connect: Callable[[], Any] | None = None) -> 
         make = TARGETS[name]
     except KeyError:
         raise KeyError(f"no deploy target '{name}' (known: {', '.join(sorted(TARGETS))})") from None
-    return make(loaded) if connect is None else make(loaded, connect=connect)
+    return make(loaded, store) if connect is None else make(loaded, store, connect=connect)
