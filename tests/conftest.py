@@ -18,6 +18,12 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 DEMO_SPEC = REPO / "dags" / "flights_delay.pipeline.yaml"
 
+# Every temporary file of the session, ours and the libraries' (MLflow's model downloads and
+# database locks, sluice's object-store scratch, subprocesses' too, through TMPDIR), goes under
+# one folder that the session removes: a run leaves nothing in /tmp.
+_SESSION_TMP = Path(tempfile.mkdtemp(prefix="sluice-tests-"))
+os.environ["TMPDIR"] = str(_SESSION_TMP)
+tempfile.tempdir = None
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="sluice-test-airflow-"))
 os.environ.update(
     {
@@ -33,15 +39,16 @@ os.environ.update(
 )
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Stop Spark (if a test started it) and remove the test Airflow home."""
+    """Stop Spark (if a test started it); remove the test Airflow home and every temporary file."""
     if "pyspark" in sys.modules:
         from pyspark.sql import SparkSession
 
         active = SparkSession.getActiveSession()
         if active is not None:
             active.stop()
-    shutil.rmtree(_AIRFLOW_HOME, ignore_errors=True)
+    shutil.rmtree(_SESSION_TMP, ignore_errors=True)
 
 
 def free_port() -> int:

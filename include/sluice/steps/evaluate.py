@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
 from typing import Any
 
@@ -29,6 +30,22 @@ class GateFailed(RuntimeError):
     """The candidate did not pass the gate; the champion stays."""
 
 
+def load_sklearn_model(uri: str) -> Any:
+    """Load a scikit-learn model from MLflow into memory, leaving no download behind.
+
+    MLflow downloads a model into a fresh temporary folder it never removes; a worker that
+    gates every month would fill its disk with copies. The model is read whole, so the
+    folder goes at once.
+
+    Args:
+        uri: ``runs:/<id>/model`` or ``models:/<name>/<version>``.
+    """
+    import mlflow.sklearn
+
+    with tempfile.TemporaryDirectory(prefix="sluice-model-") as folder, quiet_skops_module_scan():
+        return mlflow.sklearn.load_model(uri, dst_path=folder)
+
+
 def _champion_columns(model: Any) -> list[str]:
     names = getattr(model, "feature_names_in_", None)
     return list(names) if names is not None else []
@@ -46,7 +63,6 @@ def evaluate_candidate(
     Returns:
         The decision record (also written to the run folder and the MLflow run).
     """
-    import mlflow.sklearn
 
     from sluice.services import tracking
     from sluice.steps.metrics import higher_is_better, score
@@ -64,8 +80,7 @@ def evaluate_candidate(
     holdout = read_holdout(store, trained.holdout_path)
     y = holdout[spec.training.target].to_numpy()
 
-    with quiet_skops_module_scan():
-        candidate = mlflow.sklearn.load_model(f"runs:/{trained.mlflow_run_id}/model")
+    candidate = load_sklearn_model(f"runs:/{trained.mlflow_run_id}/model")
     cand_score = score(candidate, prepare(holdout, _champion_columns(candidate) or trained.features), y, metric)
     checks = _bound_checks(cand_score, metric, gate.min, gate.max)
     champion, check = _versus_champion(loaded, tracking.champion(client, spec.pipeline), holdout, y, cand_score)
@@ -116,7 +131,6 @@ def _versus_champion(
     loaded: LoadedSpec, champ: Any, holdout: Any, y: Any, cand_score: float
 ) -> tuple[ChampionScore | None, Check]:
     """Score the champion on the candidate's holdout and compare (a champion that cannot be scored fails)."""
-    import mlflow.sklearn
 
     from sluice.steps.metrics import higher_is_better, score
 
@@ -125,8 +139,7 @@ def _versus_champion(
         return None, Check(name="champion", passed=True, detail=detail)
     spec = loaded.spec
     metric = spec.evaluation.metric
-    with quiet_skops_module_scan():
-        champ_model = mlflow.sklearn.load_model(f"models:/{spec.pipeline}/{champ.version}")
+    champ_model = load_sklearn_model(f"models:/{spec.pipeline}/{champ.version}")
     columns = _champion_columns(champ_model)
     missing = [c for c in columns if c not in holdout.columns]
     if missing:
