@@ -53,8 +53,11 @@ lint: .venv/.synced
 	$(RUN) mypy
 	PYTHONPATH=include $(RUN) lint-imports --no-cache --no-logo
 
+# Two workers: the end-to-end and fault tests one after the other on one, everything else on
+# the other (tests/conftest.py puts them in one xdist group).
+PYTEST_WORKERS ?= 2
 test: setup lint
-	$(RUN) pytest
+	$(RUN) pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 test-unit: .venv/.synced
 	$(RUN) pytest -m "not integration and not e2e"

@@ -15,6 +15,12 @@ from typing import Any
 import pytest
 import yaml
 
+# A pytest-xdist worker's __main__ has neither __spec__ nor __file__, which pyspark.sql.connect
+# (imported by Great Expectations) takes for a doctest run without Spark Connect: it calls
+# sys.exit(0) on import. A worker is a real program, so give its __main__ a file name.
+if not hasattr(sys.modules["__main__"], "__file__") and getattr(sys.modules["__main__"], "__spec__", None) is None:
+    sys.modules["__main__"].__file__ = "<pytest-xdist worker>"
+
 REPO = Path(__file__).resolve().parents[1]
 DEMO_SPEC = REPO / "dags" / "flights_delay.pipeline.yaml"
 
@@ -37,6 +43,21 @@ os.environ.update(
         "DO_NOT_TRACK": "true",
     }
 )
+
+
+#: Tests that run the whole loop under real Airflow processes or kill processes on purpose.
+#: ``make test`` runs with two pytest-xdist workers: these go, one after the other, to one of
+#: them (``--dist loadgroup``) while the other takes every other test, so two schedulers never
+#: compete for the two cores and the unit and integration tiers finish in the shadow of the
+#: long end-to-end runs.
+SERIAL_MARKERS = ("e2e", "faults", "production")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Put the end-to-end and fault tests into one xdist group (see :data:`SERIAL_MARKERS`)."""
+    for item in items:
+        if any(item.get_closest_marker(name) for name in SERIAL_MARKERS):
+            item.add_marker(pytest.mark.xdist_group("serial"))
 
 
 @pytest.hookimpl(trylast=True)
