@@ -156,6 +156,7 @@ def test_deploy_failure_email_says_which_version_failed_and_what_keeps_serving(
     body = body_text(msg)
     assert "not healthy after 120 s" in body
     assert str(deploy_dir) in body
+    assert "see the deploy folder below" in body
     assert "http://localhost:5000/#/runs/cand123" in body
 
 

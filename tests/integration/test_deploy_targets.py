@@ -92,6 +92,8 @@ def test_status_and_deploy_alert_name_the_version_the_cluster_serves(
 
     mail = deploy_alert(spec)
     assert mail.subject == f"[sluice] flights_delay: deploy of v3 failed; v2 keeps serving at {URL}", mail.html
+    # The advice points at the pods, not at a local deploy folder the email does not show.
+    assert "kubectl describe" in mail.html and "deploy folder" not in mail.html
 
 
 def test_an_unreachable_cluster_is_said_not_taken_for_nothing_served(
