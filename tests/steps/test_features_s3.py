@@ -18,7 +18,7 @@ from tests.conftest import Project
 from tests.object_store import ObjectStore, s3_server_process
 
 from sluice.services.batch_record import BatchRecord, BatchStatus
-from sluice.services.s3a_jars import S3AJarsError, default_jars_dir, fetch_s3a_jars
+from sluice.services.spark_jars import S3AJarsError, default_jars_dir, fetch_s3a_jars
 from sluice.services.storage import BATCH_RECORD, FEATURES_META, PipelineStore, backend_for, encode_json
 
 pytestmark = pytest.mark.integration

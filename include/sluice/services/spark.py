@@ -109,13 +109,13 @@ def store_spark_conf(
     Args:
         store: The pipeline's storage.
         jars_dir: Where ``sluice fetch-jars`` put the S3A jars
-            (:func:`sluice.services.s3a_jars.default_jars_dir`).
+            (:func:`sluice.services.spark_jars.default_jars_dir`).
         overrides: Settings that win over the store's (a bigger cluster's, from the spec).
 
     Raises:
         S3AJarsMissing: The store is on S3 and the jars were not fetched; names ``make s3a-jars``.
     """
-    from sluice.services.s3a_jars import s3a_jars
+    from sluice.services.spark_jars import s3a_jars
 
     conf: dict[str, str] = {}
     if store.location("").startswith("s3://"):
