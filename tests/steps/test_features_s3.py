@@ -99,7 +99,9 @@ def test_the_feature_table_is_built_from_and_written_to_the_bucket_through_s3a(
     s3: ObjectStore, jars: Path, spark_module: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import pandas as pd
+    from pyspark import SparkContext
 
+    from sluice.services.spark import spark_session, store_spark_conf
     from sluice.spec.loader import load_spec
     from sluice.steps.features import build_features
 
@@ -108,9 +110,15 @@ def test_the_feature_table_is_built_from_and_written_to_the_bucket_through_s3a(
     loaded = load_spec(project.dags / "flights_delay.pipeline.yaml")
     store = _s3_store(s3)
     (b1, rows1), (b2, rows2) = _accept(store, 1), _accept(store, 2)
+    # A Spark JVM started without the jars (as an earlier step or test in this process would
+    # leave it) cannot load S3A later: the step must start a JVM that has them.
+    spark_session("sluice-test-no-jars").range(1).count()
     before = _files(tmp_path)
 
     result = build_features(loaded, store)
+    gateway = SparkContext._gateway
+    spark_session("sluice-test-same-jars", conf=store_spark_conf(store, jars))
+    assert SparkContext._gateway is gateway, "a JVM that has the jars is kept"
 
     assert result.batches.keys() == {b1, b2} and not result.cached
     assert result.path == store.location(store.features_key(result.key, "features.parquet"))
