@@ -8,6 +8,7 @@ half a minute on this machine.
 
 from __future__ import annotations
 
+import os
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -107,6 +108,7 @@ def test_the_feature_table_is_built_from_and_written_to_the_bucket_through_s3a(
 
     monkeypatch.setenv("SLUICE_S3A_JARS", str(jars))
     project = _project(tmp_path)
+    monkeypatch.setenv("SLUICE_PROJECT_DIR", str(project.root))
     loaded = load_spec(project.dags / "flights_delay.pipeline.yaml")
     store = _s3_store(s3)
     (b1, rows1), (b2, rows2) = _accept(store, 1), _accept(store, 2)
@@ -138,6 +140,60 @@ def test_the_feature_table_is_built_from_and_written_to_the_bucket_through_s3a(
 
     again = build_features(loaded, store)
     assert again.cached and (again.key, again.rows) == (result.key, result.rows), "the next run reuses it"
+
+
+# The build_features task's work on S3 storage, in a process of its own (killed mid-way).
+FEATURES_ON_S3 = """
+    import json, sys
+    from sluice.services.storage import PipelineStore, backend_for
+    from sluice.spec.loader import load_spec
+    from sluice.steps.features import build_features
+    loaded = load_spec(sys.argv[1])
+    backend = backend_for(sys.argv[2], "flights_delay", options=json.loads(sys.argv[3]))
+    build_features(loaded, PipelineStore(None, "flights_delay", backend=backend))
+    """
+
+
+@pytest.mark.faults
+def test_a_feature_job_killed_before_its_commit_leaves_no_table_in_the_bucket_and_the_retry_builds_it(
+    s3: ObjectStore, jars: Path, spark_module: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from tests.faults.kill import kill_script, survivors
+
+    from sluice.spec.loader import load_spec
+    from sluice.steps.features import build_features
+
+    monkeypatch.setenv("SLUICE_S3A_JARS", str(jars))
+    project = _project(tmp_path)
+    monkeypatch.setenv("SLUICE_PROJECT_DIR", str(project.root))
+    spec = project.dags / "flights_delay.pipeline.yaml"
+    store = _s3_store(s3)
+    _, rows = _accept(store, 1)
+    root = store.location("").removesuffix("/").removesuffix("/flights_delay")
+
+    # The killed process imports this checkout's sluice, not whichever one is installed.
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(REPO / "include"), os.environ.get("PYTHONPATH")]))
+    )
+    # Killed with the table and meta.json written under the staging prefix, before the commit.
+    tag = kill_script("features.meta_written", tmp_path, FEATURES_ON_S3, str(spec), root, json.dumps(s3.fsspec_options))
+    assert survivors(tag) == [], "the killed driver's Spark JVM dies with it"
+    assert store.ls("features") == [], "no table a reader or the cache would trust"
+    s3fs_paths = s3fs_find(s3, store.location("features"))
+    assert any("/.tmp-" in p and p.endswith("/meta.json") for p in s3fs_paths), "it died after writing its staging"
+
+    result = build_features(load_spec(spec), store)
+    assert not result.cached and store.ls("features") == [f"{result.key}/"]
+    assert result.rows == rows == store.read_json(store.features_key(result.key, FEATURES_META))["rows"]
+
+
+def s3fs_find(s3: ObjectStore, location: str) -> list[str]:
+    """Every object under an ``s3://`` location, hidden ones included."""
+    import s3fs
+
+    return list(s3fs.S3FileSystem(**s3.fsspec_options).find(location))
 
 
 def test_a_corrupted_jar_is_refused_before_spark_can_load_it(jars: Path, tmp_path: Path) -> None:
