@@ -57,6 +57,9 @@ AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 
 #: Settings the harness gives its Airflow only because every component shares one machine,
 #: each with why compose has no such setting (containers have a hostname and ports of their own).
+#: Variables of the Airflow image's entrypoint, not of Airflow or sluice.
+IMAGE_VARIABLES = {"DUMB_INIT_SETSID"}
+
 ONE_MACHINE_ONLY = {
     "SLUICE_CELERY_HOSTNAME": "read by the harness's hostname callable; a container's hostname is its own",
     "PYTHONPATH": "puts the harness's hostname callable on the path",
@@ -221,6 +224,8 @@ def test_two_celery_workers_with_distinct_hostnames() -> None:
         # the harness's form, <worker>@<host>; the health check pings that very worker
         assert name.endswith(f"@{host}")
         assert f"-d {name}" in service["healthcheck"]["test"][1]
+        # stopping a worker (draining it) signals the worker only: Celery's warm shutdown
+        assert service["environment"]["DUMB_INIT_SETSID"] == "0"
 
 
 def test_airflow_components_get_the_settings_the_harness_gives_them() -> None:
@@ -282,7 +287,7 @@ def test_every_sluice_and_mlflow_variable_is_one_the_code_reads() -> None:
                 unknown.append(f"{name}: {key} (not a sluice setting)")
             elif key.startswith("MLFLOW_") and key not in sluice_names | mlflow_names:
                 unknown.append(f"{name}: {key} (not an MLflow variable)")
-            elif not key.startswith(("SLUICE_", "MLFLOW_")) and key not in sluice_sets:
+            elif not key.startswith(("SLUICE_", "MLFLOW_")) and key not in sluice_sets | IMAGE_VARIABLES:
                 unknown.append(f"{name}: {key} (nothing reads it)")
     assert not unknown, unknown
     env = SERVICES["airflow-worker-1"]["environment"]
