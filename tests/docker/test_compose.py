@@ -218,6 +218,9 @@ def test_two_celery_workers_with_distinct_hostnames() -> None:
     workers = celery_workers()
     assert len(workers) == len(default(STACK.airflow_celery, "workers")) == 2
     hostnames = [s["hostname"] for s in workers.values()]
+    # a worker's hostname is its service name, so compose's DNS resolves it for the API server
+    # (task logs) and the Spark executors (the driver runs in the task)
+    assert hostnames == list(workers)
     celery_names = [flag(command(s), "--celery-hostname") for s in workers.values()]
     assert len(set(hostnames)) == len(set(celery_names)) == 2
     for service, host, name in zip(workers.values(), hostnames, celery_names, strict=True):
