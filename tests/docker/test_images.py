@@ -5,11 +5,14 @@
 - the serving image installs the lock's ``serving`` group; an environment built exactly
   that way (``uv sync --only-group serving`` + sluice without dependencies) serves a
   registered model with ``sluice serve``;
-- both images run as the UIDs the pod security contexts name.
+- both images run as the UIDs the pod security contexts name;
+- the Airflow image carries the S3A jars (pinned pom and checksums of ``sluice.services.spark_jars``)
+  where sluice looks for them, and its build stage's commands give a folder sluice accepts.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import shutil
@@ -190,3 +193,51 @@ def test_images_run_as_the_uids_the_pod_security_contexts_name() -> None:
     assert f"USER {km.DEPLOYER_UID}" in AIRFLOW_FILE
     assert f"useradd --uid {km.SERVING_UID}" in SERVING_FILE and f"USER {km.SERVING_UID}" in SERVING_FILE
     assert 'ENTRYPOINT ["sluice"]' in SERVING_FILE
+
+
+def s3a_recipe(pom_dir: Path, dest: Path, scratch: Path) -> str:
+    """The Dockerfile's S3A build stage as a shell script, with its container paths moved to folders here."""
+    match = re.search(r"^RUN (mvn .*?\.fetched)$", AIRFLOW_FILE, re.M | re.S)
+    assert match, "the s3a-jars stage fetches with mvn and writes the stamp"
+    script = match.group(1).replace("\\\n", " ")
+    return script.replace("/s3a/", f"{pom_dir}/").replace("/jars", str(dest)).replace("/tmp/pinned", str(scratch))
+
+
+def test_the_image_carries_the_s3a_jars_where_sluice_looks_for_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sluice.services import spark_jars
+
+    monkeypatch.delenv("SLUICE_S3A_JARS", raising=False)
+    # the stage copies the pom and checksum list sluice pins, and runs Maven as `sluice fetch-jars` does
+    assert f"COPY {spark_jars.POM.parent.relative_to(REPO)}/ /s3a/" in AIRFLOW_FILE
+    assert spark_jars.CHECKSUMS.parent == spark_jars.POM.parent
+    fetch = inspect.getsource(spark_jars.fetch_s3a_jars)
+    assert "dependency:copy-dependencies" in fetch and "-Ds3a.dest=" in fetch
+    assert "dependency:copy-dependencies -Ds3a.dest=/jars" in AIRFLOW_FILE
+    # the verified folder lands at the default jars folder of the image's project, with its stamp
+    project = re.search(r"^ENV SLUICE_PROJECT_DIR=(\S+)$", AIRFLOW_FILE, re.M)
+    assert project
+    dest = spark_jars.default_jars_dir(Path(project.group(1)))
+    assert f"COPY --from=s3a-jars --chown=airflow:0 /jars {dest}" in AIRFLOW_FILE
+    assert f"cp /s3a/{spark_jars.CHECKSUMS.name} /jars/{spark_jars.STAMP}" in AIRFLOW_FILE
+
+
+@pytest.mark.integration
+def test_the_image_s3a_recipe_gives_a_folder_sluice_accepts_and_refuses_a_corrupt_jar(tmp_path: Path) -> None:
+    """The build stage's commands, run here with Maven: sluice takes the result; a changed jar fails the check."""
+    from sluice.services import spark_jars
+
+    if shutil.which("mvn") is None:
+        pytest.skip("Maven is not installed (`apt-get install maven`)")
+    dest = tmp_path / "jars"
+    script = s3a_recipe(spark_jars.POM.parent, dest, tmp_path / "pinned")
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=900, check=False)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    jars = spark_jars.s3a_jars(dest)
+    assert [j.name for j in spark_jars.verify_jars(dest)] == [j.name for j in jars]
+    assert len(jars) == len(spark_jars.expected_checksums())
+    # the same check on a folder whose jar changed: the build stops
+    with jars[0].open("ab") as f:
+        f.write(b"tampered")
+    check = script[script.index("&& grep") + 3 :].split("&& test")[0]
+    done = subprocess.run(["bash", "-c", check], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode != 0 and f"{jars[0].name}: FAILED" in done.stdout + done.stderr
