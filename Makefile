@@ -47,6 +47,8 @@ endif
 # needs for an s3:// storage root, into .jars/s3a/ with Maven. Checksums only when already
 # there (under a second). `make test` needs them; `make demo` (local storage) does not.
 s3a-jars: .venv/.synced
+	@command -v mvn >/dev/null || { echo "mvn missing: installing Debian's maven"; \
+		apt-get install -y -q maven >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q maven; }; }
 	$(RUN) sluice fetch-jars
 
 demo: setup
