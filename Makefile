@@ -14,10 +14,10 @@ export UV_PYTHON := $(PYTHON)
 export SLUICE_PROJECT_DIR := $(CURDIR)
 RUN := $(UV) run --frozen
 
-.PHONY: help setup uv-path demo demo-mlflow-ui test test-unit test-integration test-e2e production-stack-test lint airflow mlflow-ui bench clean
+.PHONY: help setup uv-path s3a-jars demo demo-mlflow-ui test test-unit test-integration test-e2e production-stack-test lint airflow mlflow-ui bench clean
 
 help:
-	@echo "make demo | test | test-unit | test-integration | test-e2e | lint | airflow | mlflow-ui | bench | clean | uv-path | demo-mlflow-ui"
+	@echo "make demo | test | s3a-jars | test-unit | test-integration | test-e2e | lint | airflow | mlflow-ui | bench | clean | uv-path | demo-mlflow-ui"
 
 $(CURDIR)/.tools/bin/uv:
 	$(PYTHON) -m venv $(CURDIR)/.tools
@@ -43,6 +43,12 @@ else
 	@echo "uv: $(UV_ON_PATH)"
 endif
 
+# The S3A jars (hadoop-aws + AWS SDK v2, pinned in include/sluice/services/s3a/) that Spark
+# needs for an s3:// storage root, into .jars/s3a/ with Maven. Checksums only when already
+# there (under a second). `make test` needs them; `make demo` (local storage) does not.
+s3a-jars: .venv/.synced
+	$(RUN) sluice fetch-jars
+
 demo: setup
 	$(RUN) python include/demo/run_demo.py $(DEMO_ARGS)
 
@@ -53,13 +59,13 @@ lint: .venv/.synced
 	$(RUN) mypy
 	PYTHONPATH=include $(RUN) lint-imports --no-cache --no-logo
 
-test: setup lint
+test: setup lint s3a-jars
 	$(RUN) pytest
 
 test-unit: .venv/.synced
 	$(RUN) pytest -m "not integration and not e2e"
 
-test-integration: setup
+test-integration: setup s3a-jars
 	$(RUN) pytest -m integration
 
 test-e2e: setup
@@ -67,7 +73,7 @@ test-e2e: setup
 
 # The production-shape harness (issue 11, work in progress): PostgreSQL, Redis, S3, an MLflow
 # server, Airflow on Celery and a Spark cluster as real processes. Not part of `make test` yet.
-production-stack-test: .venv/.synced
+production-stack-test: .venv/.synced s3a-jars
 	$(RUN) pytest tests/production -m production -s
 
 # The Airflow UI on the embedded default (scheduler, DAG processor, triggerer, API server) on

@@ -388,6 +388,20 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fetch_jars(args: argparse.Namespace) -> int:
+    """Fetch (or re-check) the pinned S3A jars Spark needs for an ``s3://`` storage root."""
+    from sluice.services.s3a_jars import S3AJarsError, default_jars_dir, fetch_s3a_jars
+
+    folder = Path(args.dest) if args.dest else default_jars_dir(_project_dir())
+    try:
+        jars = fetch_s3a_jars(folder)
+    except S3AJarsError as exc:
+        print(f"sluice fetch-jars: {exc}", file=sys.stderr)
+        return 1
+    print(f"fetch-jars: {len(jars)} S3A jars verified in {folder}")
+    return 0
+
+
 def cmd_trigger_retrain(args: argparse.Namespace) -> int:
     """Post a drift event on a pipeline's drift asset through Airflow's REST API."""
     from sluice.plan.build import drift_asset
@@ -521,6 +535,9 @@ def _add_servers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p.set_defaults(func=cmd_airflow)
     p = sub.add_parser("bootstrap", help="prepare the Airflow home and the MLflow store (migrate both)")
     p.set_defaults(func=cmd_bootstrap)
+    p = sub.add_parser("fetch-jars", help="fetch the pinned, checksummed S3A jars Spark needs for s3:// storage")
+    p.add_argument("--dest", help="folder for the jars (default: $SLUICE_S3A_JARS or <project>/.jars/s3a)")
+    p.set_defaults(func=cmd_fetch_jars)
 
 
 def _add_operations(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -37,6 +37,12 @@ class Settings(BaseSettings):
         description="project root (holds `.airflow/`, `.sluice/`, `data/`); default: the nearest folder "
         "above the spec with `pyproject.toml` or `airflow_settings.yaml`",
     )
+    s3a_jars: Path | None = Field(
+        default=None,
+        validation_alias="SLUICE_S3A_JARS",
+        description="folder of the S3A jars Spark needs for an `s3://` storage root (`make s3a-jars` "
+        "fetches them); default: `<project>/.jars/s3a`",
+    )
     mlflow_tracking_uri: str | None = Field(
         default=None,
         validation_alias="MLFLOW_TRACKING_URI",

@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+
+    from sluice.services.storage import PipelineStore
 
 # On a small machine the default 200 shuffle partitions make tiny tasks dominate run time.
 LOCAL_DEFAULTS = {
@@ -35,10 +38,26 @@ def spark_session(app_name: str, master: str | None = None, conf: dict[str, str]
 
     # Python workers must run the same interpreter (and packages) as the driver.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    merged = {**LOCAL_DEFAULTS, **(conf or {})}
+    _stop_if_missing_jars(merged.get("spark.jars", ""))
     builder = SparkSession.builder.appName(app_name).master(master or "local[*]")
-    for key, value in {**LOCAL_DEFAULTS, **(conf or {})}.items():
+    for key, value in merged.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
+
+
+def _stop_if_missing_jars(jars: str) -> None:
+    """Stop a running session that lacks jars now asked for: ``getOrCreate`` would return it
+    as is, and classes such as S3A's cannot be added to a running JVM's session later."""
+    from pyspark import SparkContext
+
+    active = SparkContext._active_spark_context
+    wanted = {j for j in jars.split(",") if j}
+    if active is None or not wanted:
+        return
+    loaded = {j for j in active.getConf().get("spark.jars", "").split(",") if j}
+    if not wanted <= loaded:
+        active.stop()
 
 
 def spark_location(location: str) -> str:
@@ -75,4 +94,33 @@ def s3a_conf(options: Mapping[str, Any]) -> dict[str, str]:
         conf[prefix + "endpoint"] = str(endpoint)
         conf[prefix + "path.style.access"] = "true"
         conf[prefix + "connection.ssl.enabled"] = str(str(endpoint).startswith("https://")).lower()
+    return conf
+
+
+def store_spark_conf(
+    store: PipelineStore, jars_dir: Path, overrides: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The Spark settings that open ``store``'s locations, then ``overrides`` (the spec's ``conf``).
+
+    For an ``s3://`` store: ``spark.jars`` = the fetched S3A jars, and :func:`s3a_conf` of the
+    store's options (same bucket, endpoint and keys as the store). For a local store, nothing
+    but ``overrides``. Jars in ``overrides["spark.jars"]`` are added to the S3A ones.
+
+    Args:
+        store: The pipeline's storage.
+        jars_dir: Where ``sluice fetch-jars`` put the S3A jars
+            (:func:`sluice.services.s3a_jars.default_jars_dir`).
+        overrides: Settings that win over the store's (a bigger cluster's, from the spec).
+
+    Raises:
+        S3AJarsMissing: The store is on S3 and the jars were not fetched; names ``make s3a-jars``.
+    """
+    from sluice.services.s3a_jars import s3a_jars
+
+    conf: dict[str, str] = {}
+    if store.location("").startswith("s3://"):
+        conf["spark.jars"] = ",".join(str(jar) for jar in s3a_jars(jars_dir))
+        conf.update(s3a_conf(store.options))
+    for key, value in (overrides or {}).items():
+        conf[key] = f"{conf[key]},{value}" if key == "spark.jars" and conf.get(key) else str(value)
     return conf

@@ -106,12 +106,15 @@ def _build_table(
     Returns:
         The table's rows.
     """
-    from sluice.services.spark import spark_session
+    from sluice.services.s3a_jars import default_jars_dir
+    from sluice.services.spark import spark_location, spark_session, store_spark_conf
 
     spec = loaded.spec.features
     master = spec.master if spec.engine == "cluster" else None
-    spark = spark_session(f"sluice-{loaded.spec.pipeline}-features", master=master, conf=dict(spec.conf))
-    clean = [store.location(store.batch_key(b, "clean.parquet")) for b in batch_ids]
+    conf = store_spark_conf(store, default_jars_dir(loaded.project_dir), dict(spec.conf))
+    spark = spark_session(f"sluice-{loaded.spec.pipeline}-features", master=master, conf=conf)
+    # Spark opens every location itself: s3:// ones through Hadoop's S3A (s3a://).
+    clean = [spark_location(store.location(store.batch_key(b, "clean.parquet"))) for b in batch_ids]
     frames = {"batches": spark.read.option("mergeSchema", "true").parquet(*clean)}
     for name, path in inputs.items():
         fmt = spec.inputs[name].format
@@ -120,9 +123,11 @@ def _build_table(
     func = load_job(spec.job, loaded)
     table = func(spark, frames)
     # The table and its meta.json are staged and committed together (meta.json last): a
-    # reader (and the cache check above) sees a whole table or none.
+    # reader (and the cache check above) sees a whole table or none. On S3 there is no
+    # rename: Spark writes under the store's hidden staging prefix, and the store copies the
+    # table to its key before meta.json, which readers and the cache go by.
     with store.stage(store.features_key(key), FEATURES_META) as staging:
-        staged_table = f"{staging.location}/{TABLE}"
+        staged_table = spark_location(f"{staging.location}/{TABLE}")
         table.write.parquet(staged_table)
         faults.point("features.table_written")
         rows: int = spark.read.parquet(staged_table).count()

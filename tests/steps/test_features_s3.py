@@ -1,0 +1,146 @@
+"""The feature step on S3 storage: Spark reads the batches from the bucket and writes the
+table back through S3A (hadoop-aws + the AWS SDK, fetched by ``make s3a-jars``), against a
+real S3 server process; nothing of the pipeline touches the local disk.
+
+One Spark session (one JVM with the S3A jars) serves the whole module: it starts in about
+half a minute on this machine.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.conftest import Project
+from tests.object_store import ObjectStore, s3_server_process
+
+from sluice.services.batch_record import BatchRecord, BatchStatus
+from sluice.services.s3a_jars import S3AJarsError, default_jars_dir, fetch_s3a_jars
+from sluice.services.storage import BATCH_RECORD, FEATURES_META, PipelineStore, backend_for, encode_json
+
+pytestmark = pytest.mark.integration
+
+SAMPLE = 400
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def jars() -> Path:
+    """The project's S3A jars (``make test`` fetched them; checksums only then)."""
+    folder = default_jars_dir(REPO)
+    fetch_s3a_jars(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[ObjectStore]:
+    with s3_server_process() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def spark_module() -> Iterator[None]:
+    """Stop this module's Spark session afterwards, so later modules start their own."""
+    yield
+    from pyspark import SparkContext
+
+    active = SparkContext._active_spark_context
+    if active is not None:
+        active.stop()
+
+
+def _project(root: Path) -> Project:
+    from demo.producer import write_reference
+
+    project = Project(root / "project", root / "project" / "dags")
+    write_reference(project.root / "data" / "reference")
+    project.write_spec()
+    return project
+
+
+def _s3_store(s3: ObjectStore) -> PipelineStore:
+    # A bucket per test: Hadoop caches one S3A filesystem per bucket in the JVM, with the
+    # endpoint it was first opened with.
+    bucket = f"sluice-{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(bucket)
+    backend = backend_for(f"s3://{bucket}/pipelines", "flights_delay", options=s3.fsspec_options)
+    return PipelineStore(None, "flights_delay", backend=backend)
+
+
+def _accept(store: PipelineStore, month: int) -> tuple[str, int]:
+    """Commit an accepted batch of one month's flights (clean.parquet + batch.json) via the store.
+
+    Returns:
+        The batch id and how many of its flights have an arrival delay (the table's rows).
+    """
+    from demo.producer import month_frame
+
+    frame = month_frame(month, sample=SAMPLE)
+    batch_id = f"m{month}-{uuid.uuid4().hex[:6]}"
+    record = BatchRecord(
+        batch_id=batch_id, sha256=uuid.uuid4().hex, landed_at=float(month), status=BatchStatus.ACCEPTED
+    )
+    with store.stage(store.batch_key(batch_id), BATCH_RECORD) as staging:
+        local = store.scratch("test") / f"{batch_id}.parquet"
+        frame.to_parquet(local, index=False)
+        staging.put_file(local, "clean.parquet")
+        staging.write_bytes(BATCH_RECORD, encode_json(record.model_dump(mode="json")))
+    return batch_id, int(frame["arr_delay"].notna().sum())
+
+
+def _files(root: Path) -> set[Path]:
+    return {p for p in root.rglob("*") if p.is_file()}
+
+
+def test_the_feature_table_is_built_from_and_written_to_the_bucket_through_s3a(
+    s3: ObjectStore, jars: Path, spark_module: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pandas as pd
+
+    from sluice.spec.loader import load_spec
+    from sluice.steps.features import build_features
+
+    monkeypatch.setenv("SLUICE_S3A_JARS", str(jars))
+    project = _project(tmp_path)
+    loaded = load_spec(project.dags / "flights_delay.pipeline.yaml")
+    store = _s3_store(s3)
+    (b1, rows1), (b2, rows2) = _accept(store, 1), _accept(store, 2)
+    before = _files(tmp_path)
+
+    result = build_features(loaded, store)
+
+    assert result.batches.keys() == {b1, b2} and not result.cached
+    assert result.path == store.location(store.features_key(result.key, "features.parquet"))
+    assert result.path.startswith("s3://"), "the table's location is in the bucket"
+    # A user (or the train step) reads the table back from the bucket with pandas and s3fs.
+    table = pd.read_parquet(result.path, storage_options=s3.fsspec_options)
+    assert len(table) == result.rows == rows1 + rows2 > 0
+    assert "is_delayed" in table.columns
+    meta = store.read_json(store.features_key(result.key, FEATURES_META))
+    assert meta["rows"] == len(table) and meta["batches"] == [b1, b2]
+    # Committed whole: the staging prefix is gone, the table and its marker are in place.
+    assert store.ls("features") == [f"{result.key}/"]
+    assert {"features.parquet/", FEATURES_META} <= set(store.ls(store.features_key(result.key)))
+    # Nothing of the pipeline was written under the project (its default storage root included).
+    assert _files(tmp_path) == before
+    assert not (project.root / "data" / "sluice").exists()
+
+    again = build_features(loaded, store)
+    assert again.cached and (again.key, again.rows) == (result.key, result.rows), "the next run reuses it"
+
+
+def test_a_corrupted_jar_is_refused_before_spark_can_load_it(jars: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "s3a"
+    shutil.copytree(jars, copy)
+    target = copy / "hadoop-aws-3.5.0.jar"
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    target.write_bytes(bytes(data))
+
+    with pytest.raises(S3AJarsError, match=r"hadoop-aws-3\.5\.0\.jar: sha256 .* expected .*make s3a-jars"):
+        fetch_s3a_jars(copy)
+
+    assert len(fetch_s3a_jars(jars)) == len(list(jars.glob("*.jar"))), "the fetched folder itself verifies"
