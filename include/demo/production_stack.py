@@ -26,6 +26,7 @@ import json
 import os
 import secrets
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -220,6 +221,21 @@ def _pg_bin() -> Path:
     return Path(found[-1]).parent
 
 
+def _let_others_through(folder: Path) -> None:
+    """Give other users search (not read) permission on the temporary folders above ``folder``.
+
+    A private temporary folder (the tests put everything under one of mode 0700) would
+    otherwise stop the ``postgres`` user from reaching its data folder.
+    """
+    tmp = Path(tempfile.gettempdir()).resolve()
+    for parent in folder.resolve().parents:
+        if parent != tmp and tmp not in parent.parents:
+            break
+        info = parent.stat()
+        if info.st_uid == os.getuid() and not info.st_mode & stat.S_IXOTH:
+            parent.chmod(stat.S_IMODE(info.st_mode) | stat.S_IXOTH)
+
+
 @contextlib.contextmanager
 def postgres(procs: Processes, databases: tuple[str, ...] = ("airflow", "mlflow")) -> Iterator[Postgres]:
     """PostgreSQL as the ``postgres`` user on a free port, its data in ``<root>/postgres``.
@@ -236,6 +252,7 @@ def postgres(procs: Processes, databases: tuple[str, ...] = ("airflow", "mlflow"
     # PostgreSQL refuses root: the data and socket folders belong to the package's system user,
     # and the folders above them must let it through.
     procs.root.chmod(0o755)
+    _let_others_through(procs.root)
     shutil.chown(folder, "postgres", "postgres")
     shutil.chown(data, "postgres", "postgres")
     shutil.chown(sock, "postgres", "postgres")
