@@ -131,7 +131,7 @@ class AirflowApi:
         Each: run_id, state, run_type, queued_at (epoch) and tasks ({task_id: state}), as
         :func:`sluice.airflow.standalone.dag_runs` gives them for the embedded default.
         """
-        resp = self.call("GET", f"/dags/{dag_id}/dagRuns", params={"limit": 100, "order_by": "queued_at"})
+        resp = self.call("GET", f"/dags/{dag_id}/dagRuns", params={"limit": 100})
         resp.raise_for_status()
         out = []
         for run in resp.json()["dag_runs"]:
