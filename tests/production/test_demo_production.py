@@ -17,7 +17,8 @@ from demo.production_stack import Stack
 from demo.run_production import BUCKET, PIPELINE, play, print_summary
 from tests.production.conftest import Holder
 
-pytestmark = pytest.mark.production
+#: Start-up (about 3 min) and the three months (about 20 min on two busy cores) count in the first test.
+pytestmark = [pytest.mark.production, pytest.mark.timeout(3600)]
 
 
 @pytest.fixture(scope="module")
