@@ -390,7 +390,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
 
 def cmd_fetch_jars(args: argparse.Namespace) -> int:
     """Fetch (or re-check) the pinned S3A jars Spark needs for an ``s3://`` storage root."""
-    from sluice.services.s3a_jars import S3AJarsError, default_jars_dir, fetch_s3a_jars
+    from sluice.services.spark_jars import S3AJarsError, default_jars_dir, fetch_s3a_jars
 
     folder = Path(args.dest) if args.dest else default_jars_dir(_project_dir())
     try:

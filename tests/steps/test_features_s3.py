@@ -8,6 +8,7 @@ half a minute on this machine.
 
 from __future__ import annotations
 
+import os
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from tests.conftest import Project
 from tests.object_store import ObjectStore, s3_server_process
 
 from sluice.services.batch_record import BatchRecord, BatchStatus
-from sluice.services.s3a_jars import S3AJarsError, default_jars_dir, fetch_s3a_jars
+from sluice.services.spark_jars import S3AJarsError, default_jars_dir, fetch_s3a_jars
 from sluice.services.storage import BATCH_RECORD, FEATURES_META, PipelineStore, backend_for, encode_json
 
 pytestmark = pytest.mark.integration
@@ -99,18 +100,27 @@ def test_the_feature_table_is_built_from_and_written_to_the_bucket_through_s3a(
     s3: ObjectStore, jars: Path, spark_module: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import pandas as pd
+    from pyspark import SparkContext
 
+    from sluice.services.spark import spark_session, store_spark_conf
     from sluice.spec.loader import load_spec
     from sluice.steps.features import build_features
 
     monkeypatch.setenv("SLUICE_S3A_JARS", str(jars))
     project = _project(tmp_path)
+    monkeypatch.setenv("SLUICE_PROJECT_DIR", str(project.root))
     loaded = load_spec(project.dags / "flights_delay.pipeline.yaml")
     store = _s3_store(s3)
     (b1, rows1), (b2, rows2) = _accept(store, 1), _accept(store, 2)
+    # A Spark JVM started without the jars (as an earlier step or test in this process would
+    # leave it) cannot load S3A later: the step must start a JVM that has them.
+    spark_session("sluice-test-no-jars").range(1).count()
     before = _files(tmp_path)
 
     result = build_features(loaded, store)
+    gateway = SparkContext._gateway
+    spark_session("sluice-test-same-jars", conf=store_spark_conf(store, jars))
+    assert SparkContext._gateway is gateway, "a JVM that has the jars is kept"
 
     assert result.batches.keys() == {b1, b2} and not result.cached
     assert result.path == store.location(store.features_key(result.key, "features.parquet"))
@@ -130,6 +140,60 @@ def test_the_feature_table_is_built_from_and_written_to_the_bucket_through_s3a(
 
     again = build_features(loaded, store)
     assert again.cached and (again.key, again.rows) == (result.key, result.rows), "the next run reuses it"
+
+
+# The build_features task's work on S3 storage, in a process of its own (killed mid-way).
+FEATURES_ON_S3 = """
+    import json, sys
+    from sluice.services.storage import PipelineStore, backend_for
+    from sluice.spec.loader import load_spec
+    from sluice.steps.features import build_features
+    loaded = load_spec(sys.argv[1])
+    backend = backend_for(sys.argv[2], "flights_delay", options=json.loads(sys.argv[3]))
+    build_features(loaded, PipelineStore(None, "flights_delay", backend=backend))
+    """
+
+
+@pytest.mark.faults
+def test_a_feature_job_killed_before_its_commit_leaves_no_table_in_the_bucket_and_the_retry_builds_it(
+    s3: ObjectStore, jars: Path, spark_module: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from tests.faults.kill import kill_script, survivors
+
+    from sluice.spec.loader import load_spec
+    from sluice.steps.features import build_features
+
+    monkeypatch.setenv("SLUICE_S3A_JARS", str(jars))
+    project = _project(tmp_path)
+    monkeypatch.setenv("SLUICE_PROJECT_DIR", str(project.root))
+    spec = project.dags / "flights_delay.pipeline.yaml"
+    store = _s3_store(s3)
+    _, rows = _accept(store, 1)
+    root = store.location("").removesuffix("/").removesuffix("/flights_delay")
+
+    # The killed process imports this checkout's sluice, not whichever one is installed.
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(REPO / "include"), os.environ.get("PYTHONPATH")]))
+    )
+    # Killed with the table and meta.json written under the staging prefix, before the commit.
+    tag = kill_script("features.meta_written", tmp_path, FEATURES_ON_S3, str(spec), root, json.dumps(s3.fsspec_options))
+    assert survivors(tag) == [], "the killed driver's Spark JVM dies with it"
+    assert store.ls("features") == [], "no table a reader or the cache would trust"
+    s3fs_paths = s3fs_find(s3, store.location("features"))
+    assert any("/.tmp-" in p and p.endswith("/meta.json") for p in s3fs_paths), "it died after writing its staging"
+
+    result = build_features(load_spec(spec), store)
+    assert not result.cached and store.ls("features") == [f"{result.key}/"]
+    assert result.rows == rows == store.read_json(store.features_key(result.key, FEATURES_META))["rows"]
+
+
+def s3fs_find(s3: ObjectStore, location: str) -> list[str]:
+    """Every object under an ``s3://`` location, hidden ones included."""
+    import s3fs
+
+    return list(s3fs.S3FileSystem(**s3.fsspec_options).find(location))
 
 
 def test_a_corrupted_jar_is_refused_before_spark_can_load_it(jars: Path, tmp_path: Path) -> None:

@@ -46,18 +46,37 @@ def spark_session(app_name: str, master: str | None = None, conf: dict[str, str]
     return builder.getOrCreate()
 
 
+def _jar_paths(jars: str) -> set[str]:
+    """Jar paths of a ``spark.jars`` value (spark-submit turns ``/x.jar`` into ``file:/x.jar``)."""
+    return {j.strip().removeprefix("file://").removeprefix("file:") for j in jars.split(",") if j.strip()}
+
+
 def _stop_if_missing_jars(jars: str) -> None:
-    """Stop a running session that lacks jars now asked for: ``getOrCreate`` would return it
-    as is, and classes such as S3A's cannot be added to a running JVM's session later."""
+    """Stop Spark, JVM included, when it runs without jars now asked for.
+
+    ``getOrCreate`` would return the running session as it is, and a new session in the same
+    JVM does not put ``spark.jars`` on the driver's class path either (S3A's classes stay
+    unknown): only jars given when the JVM starts do.
+    """
     from pyspark import SparkContext
 
-    active = SparkContext._active_spark_context
-    wanted = {j for j in jars.split(",") if j}
-    if active is None or not wanted:
+    wanted = _jar_paths(jars)
+    gateway = SparkContext._gateway
+    if gateway is None or not wanted:
         return
-    loaded = {j for j in active.getConf().get("spark.jars", "").split(",") if j}
-    if not wanted <= loaded:
-        active.stop()
+    jvm = SparkContext._jvm
+    launched = _jar_paths(str(jvm.java.lang.System.getProperty("spark.jars") or "")) if jvm is not None else set()
+    if wanted <= launched:
+        return
+    if SparkContext._active_spark_context is not None:
+        SparkContext._active_spark_context.stop()
+    proc = getattr(gateway, "proc", None)
+    gateway.shutdown()
+    if proc is not None:  # the JVM exits when its stdin closes
+        proc.stdin.close()
+        proc.wait(timeout=60)
+    SparkContext._gateway = None
+    SparkContext._jvm = None
 
 
 def spark_location(location: str) -> str:
@@ -109,13 +128,13 @@ def store_spark_conf(
     Args:
         store: The pipeline's storage.
         jars_dir: Where ``sluice fetch-jars`` put the S3A jars
-            (:func:`sluice.services.s3a_jars.default_jars_dir`).
+            (:func:`sluice.services.spark_jars.default_jars_dir`).
         overrides: Settings that win over the store's (a bigger cluster's, from the spec).
 
     Raises:
         S3AJarsMissing: The store is on S3 and the jars were not fetched; names ``make s3a-jars``.
     """
-    from sluice.services.s3a_jars import s3a_jars
+    from sluice.services.spark_jars import s3a_jars
 
     conf: dict[str, str] = {}
     if store.location("").startswith("s3://"):

@@ -106,8 +106,8 @@ def _build_table(
     Returns:
         The table's rows.
     """
-    from sluice.services.s3a_jars import default_jars_dir
     from sluice.services.spark import spark_location, spark_session, store_spark_conf
+    from sluice.services.spark_jars import default_jars_dir
 
     spec = loaded.spec.features
     master = spec.master if spec.engine == "cluster" else None

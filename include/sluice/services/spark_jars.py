@@ -24,6 +24,7 @@ __all__ = [
     "CHECKSUMS",
     "MAKE_TARGET",
     "POM",
+    "STAMP",
     "S3AJarsError",
     "S3AJarsMissing",
     "default_jars_dir",
