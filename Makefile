@@ -14,10 +14,10 @@ export UV_PYTHON := $(PYTHON)
 export SLUICE_PROJECT_DIR := $(CURDIR)
 RUN := $(UV) run --frozen
 
-.PHONY: help setup uv-path s3a-jars demo demo-mlflow-ui test test-unit test-integration test-e2e production-stack-test lint airflow mlflow-ui bench clean
+.PHONY: help setup uv-path s3a-jars demo demo-production demo-mlflow-ui test test-unit test-integration test-e2e production-stack-test lint airflow mlflow-ui bench clean
 
 help:
-	@echo "make demo | test | s3a-jars | test-unit | test-integration | test-e2e | lint | airflow | mlflow-ui | bench | clean | uv-path | demo-mlflow-ui"
+	@echo "make demo | demo-production | test | s3a-jars | test-unit | test-integration | test-e2e | lint | airflow | mlflow-ui | bench | clean | uv-path | demo-mlflow-ui"
 
 $(CURDIR)/.tools/bin/uv:
 	$(PYTHON) -m venv $(CURDIR)/.tools
@@ -53,6 +53,12 @@ s3a-jars: .venv/.synced
 
 demo: setup
 	$(RUN) python include/demo/run_demo.py $(DEMO_ARGS)
+
+# The same demo in the production shape (issue 11): PostgreSQL, Redis, an S3 server, an MLflow
+# server, a Spark cluster and Airflow on Celery (two workers) as real processes on free ports
+# in a temporary folder, all stopped and removed at the end (include/demo/run_production.py).
+demo-production: .venv/.synced s3a-jars
+	$(RUN) python include/demo/run_production.py $(DEMO_ARGS)
 
 # ruff, mypy, then the layer contracts of [tool.importlinter] in pyproject.toml (under 1 s: no cache).
 lint: .venv/.synced

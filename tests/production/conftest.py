@@ -1,19 +1,74 @@
 """The production-shape tests run only when asked for (``-m production``, ``make production-stack-test``).
 
 They start a dozen servers (minutes on two cores); ``make test`` and the other tiers leave them
-out until they join CI (issue 11).
+out until they join CI (issue 11). Every module shares ONE stack for the session
+(:func:`holder`); the tests named ``test_teardown_leaves_nothing`` run last, stop it and check
+that nothing is left.
 """
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections.abc import Iterator
+
 import pytest
+
+from demo.production_stack import Stack, production_stack
+
+TEARDOWN_TEST = "test_teardown_leaves_nothing"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip ``production`` tests unless the ``-m`` expression names the marker."""
+    """Skip ``production`` tests unless the ``-m`` expression names the marker; teardowns go last."""
+    items.sort(key=lambda item: item.name == TEARDOWN_TEST)
     if "production" in (config.getoption("-m") or ""):
         return
     skip = pytest.mark.skip(reason="production shape: run with `make production-stack-test` (-m production)")
     for item in items:
         if item.get_closest_marker("production") is not None:
             item.add_marker(skip)
+
+
+class Holder:
+    """The stack and whether it has been torn down (a teardown test does it)."""
+
+    def __init__(self, cm: contextlib.AbstractContextManager[Stack]) -> None:
+        """Enter ``cm`` (start the stack)."""
+        self.cm = cm
+        self.stack = cm.__enter__()
+        self.closed = False
+        self.teardown_seconds: float | None = None
+
+    def close(self) -> None:
+        """Exit the stack's context (stop everything, remove the folder) once."""
+        if not self.closed:
+            self.closed = True
+            started = time.monotonic()
+            self.cm.__exit__(None, None, None)
+            self.teardown_seconds = round(time.monotonic() - started, 1)
+
+    def check_teardown(self) -> None:
+        """Stop the stack (if still up); assert no process of it is left and its folder is gone."""
+        self.close()
+        print(f"production-stack | teardown took {self.teardown_seconds}s")
+        print(f"production-stack | start-up seconds: {self.stack.processes.timings}")
+        assert self.stack.processes.leftovers() == []
+        assert not self.stack.root.exists()
+
+
+@pytest.fixture(scope="session")
+def holder() -> Iterator[Holder]:
+    """The running production stack, one per session (stopped at the latest when it ends)."""
+    held = Holder(production_stack())
+    try:
+        yield held
+    finally:
+        held.close()
+
+
+@pytest.fixture
+def stack(holder: Holder) -> Stack:
+    """The running stack."""
+    assert not holder.closed, "the stack was torn down by an earlier test"
+    return holder.stack

@@ -1,24 +1,23 @@
 """The production-shape harness: every part starts, does what a user relies on, and stops.
 
-One stack for the module (start-up takes minutes on two cores). The last test tears it down
-and checks that no process is left and the folder is gone.
+One stack for the session (``conftest.py``; start-up takes minutes on two cores), shared with
+the demo's production e2e. The teardown test runs last and checks that nothing is left.
 """
 
 from __future__ import annotations
 
-import contextlib
 import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 import tenacity
 
-from tests.production.stack import Stack, production_stack
+from demo.production_stack import Stack
+from tests.production.conftest import Holder
 
 pytestmark = pytest.mark.production
 
@@ -65,39 +64,6 @@ total = spark.sparkContext.parallelize(range(1000), 2).map(lambda x: x * x).sum(
 print(f"SUM={total}")
 spark.stop()
 """
-
-
-class Holder:
-    """The stack and whether it has been torn down (the last test does it)."""
-
-    def __init__(self, cm: contextlib.AbstractContextManager[Stack]) -> None:
-        """Enter ``cm`` (start the stack)."""
-        self.cm = cm
-        self.stack = cm.__enter__()
-        self.closed = False
-
-    def close(self) -> None:
-        """Exit the stack's context (stop everything, remove the folder) once."""
-        if not self.closed:
-            self.closed = True
-            self.cm.__exit__(None, None, None)
-
-
-@pytest.fixture(scope="module")
-def holder() -> Iterator[Holder]:
-    """The running production stack (stopped at the latest when the module ends)."""
-    held = Holder(production_stack())
-    try:
-        yield held
-    finally:
-        held.close()
-
-
-@pytest.fixture
-def stack(holder: Holder) -> Stack:
-    """The running stack."""
-    assert not holder.closed, "the stack was torn down by an earlier test"
-    return holder.stack
 
 
 def _get(session: requests.Session, url: str) -> requests.Response:
@@ -183,16 +149,10 @@ def test_pyspark_job_runs_on_the_cluster(stack: Stack, tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-4000:]
     assert f"SUM={sum(x * x for x in range(1000))}" in done.stdout
-    completed = stack.spark.state()["completedapps"]
-    assert [app["name"] for app in completed] == ["prodstack-smoke"]
-    assert completed[0]["state"] == "FINISHED"
+    # Other tests of the session (the demo's feature jobs) may have run applications before.
+    completed = [app for app in stack.spark.state()["completedapps"] if app["name"] == "prodstack-smoke"]
+    assert [app["state"] for app in completed] == ["FINISHED"]
 
 
 def test_teardown_leaves_nothing(holder: Holder) -> None:
-    stack = holder.stack
-    started = time.monotonic()
-    holder.close()
-    print(f"production-stack | teardown took {time.monotonic() - started:.1f}s")
-    print(f"production-stack | start-up seconds: {stack.processes.timings}")
-    assert stack.processes.leftovers() == []
-    assert not stack.root.exists()
+    holder.check_teardown()

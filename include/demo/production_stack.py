@@ -1,15 +1,20 @@
-"""The production shape on one machine, as real separate processes, for tests (issue 11).
+"""The production shape on one machine, as real separate processes (issue 11).
+
+``make demo-production`` (:mod:`demo.run_production`) and the production tests
+(``tests/production/``) start the same harness from here.
 
 Each context manager starts one part on free loopback ports in a folder of its own and stops
 it on exit: :func:`postgres`, :func:`redis`, :func:`s3` (moto's server, see
-``tests/object_store.py``), :func:`mlflow_server` (PostgreSQL + S3 artifacts, proxied),
+:mod:`demo.object_store`), :func:`mlflow_server` (PostgreSQL + S3 artifacts, proxied),
 :func:`spark_cluster` (standalone master and one worker from the pyspark distribution) and
 :func:`airflow_celery` (PostgreSQL, CeleryExecutor on Redis: API server, scheduler, DAG
 processor, triggerer and two workers). :func:`production_stack` composes them all.
 
 Every process starts in a session (and process group) of its own, with :data:`TAG` in its
 environment, so a test can stop it whole (SIGTERM, then SIGKILL after a grace period) and
-then prove nothing is left (:meth:`Processes.leftovers`). PostgreSQL and Redis come from
+then prove nothing is left (:meth:`Processes.leftovers`). :func:`production_stack` points
+every Airflow component at the stack's MLflow server and S3 (connection :data:`S3_CONN_ID`),
+and at this checkout's ``include/`` and S3A jars. PostgreSQL and Redis come from
 Debian's packages, installed with ``apt-get`` the first time they are missing (as root).
 """
 
@@ -17,9 +22,11 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import os
 import secrets
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -33,10 +40,16 @@ from typing import Any
 import requests
 from cryptography.fernet import Fernet
 
+from demo.object_store import ObjectStore, s3_server_process
+from sluice.airflow.standalone import free_port
 from sluice.services.processes import stop_group
-from tests.conftest import free_port
-from tests.faults.kill import TAG, survivors
-from tests.object_store import ObjectStore, s3_server_process
+
+#: In the environment of every process a stack starts, with the stack's own value.
+TAG = "SLUICE_STACK_TAG"
+#: The checkout this module belongs to: its ``include/`` goes on every component's PYTHONPATH.
+PROJECT = Path(__file__).resolve().parents[2]
+#: The Airflow connection (type aws) every component has for the stack's S3 server.
+S3_CONN_ID = "sluice_s3"
 
 #: Seconds a process gets between SIGTERM and SIGKILL.
 GRACE_SECONDS = 20.0
@@ -46,6 +59,21 @@ START_TIMEOUT = 300.0
 
 def _say(text: str) -> None:
     print(f"production-stack | {text}", flush=True)
+
+
+def tagged(tag: str) -> list[str]:
+    """Command lines of live processes with ``TAG=tag`` in their environment."""
+    needle = f"{TAG}={tag}".encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            if needle in (proc / "environ").read_bytes().split(b"\0"):
+                found.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:200])
+        except OSError:  # gone, or not ours to read
+            continue
+    return found
 
 
 class Processes:
@@ -136,7 +164,7 @@ class Processes:
         sessions = {proc.pid for proc in self.started.values()}
         deadline = time.monotonic() + wait
         while True:
-            found = survivors(self.tag, wait=0)
+            found = tagged(self.tag)
             for entry in Path("/proc").iterdir():
                 if not entry.name.isdigit() or int(entry.name) == os.getpid():
                     continue
@@ -193,6 +221,21 @@ def _pg_bin() -> Path:
     return Path(found[-1]).parent
 
 
+def _let_others_through(folder: Path) -> None:
+    """Give other users search (not read) permission on the temporary folders above ``folder``.
+
+    A private temporary folder (the tests put everything under one of mode 0700) would
+    otherwise stop the ``postgres`` user from reaching its data folder.
+    """
+    tmp = Path(tempfile.gettempdir()).resolve()
+    for parent in folder.resolve().parents:
+        if parent != tmp and tmp not in parent.parents:
+            break
+        info = parent.stat()
+        if info.st_uid == os.getuid() and not info.st_mode & stat.S_IXOTH:
+            parent.chmod(stat.S_IMODE(info.st_mode) | stat.S_IXOTH)
+
+
 @contextlib.contextmanager
 def postgres(procs: Processes, databases: tuple[str, ...] = ("airflow", "mlflow")) -> Iterator[Postgres]:
     """PostgreSQL as the ``postgres`` user on a free port, its data in ``<root>/postgres``.
@@ -209,6 +252,7 @@ def postgres(procs: Processes, databases: tuple[str, ...] = ("airflow", "mlflow"
     # PostgreSQL refuses root: the data and socket folders belong to the package's system user,
     # and the folders above them must let it through.
     procs.root.chmod(0o755)
+    _let_others_through(procs.root)
     shutil.chown(folder, "postgres", "postgres")
     shutil.chown(data, "postgres", "postgres")
     shutil.chown(sock, "postgres", "postgres")
@@ -287,7 +331,7 @@ def redis(procs: Processes) -> Iterator[Redis]:
 def s3(procs: Processes, buckets: tuple[str, ...] = ("sluice", "mlflow")) -> Iterator[ObjectStore]:
     """moto's S3 server as its own process, with ``buckets`` created."""
     started = time.monotonic()
-    with s3_server_process() as store:
+    with s3_server_process(env={**os.environ, TAG: procs.tag}) as store:
         for bucket in buckets:
             store.create_bucket(bucket)
         procs.timed("s3", started)
@@ -358,6 +402,8 @@ def spark_cluster(procs: Processes, cores: int = 1, memory: str = "1g") -> Itera
     folder = procs.root / "spark"
     (folder / "work").mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, SPARK_HOME=str(home), SPARK_LOCAL_IP="127.0.0.1", SPARK_DAEMON_MEMORY="512m")
+    # Executors' Python workers import what the driver's tasks ship (this checkout's sluice).
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT / "include"), os.environ.get("PYTHONPATH")]))
     env.update(SPARK_LOG_DIR=str(folder), SPARK_WORKER_DIR=str(folder / "work"), PYSPARK_PYTHON=sys.executable)
     port, ui_port = free_port(), free_port()
     cluster = SparkCluster(master=f"spark://127.0.0.1:{port}", ui=f"http://127.0.0.1:{ui_port}")
@@ -413,9 +459,20 @@ def celery_hostname() -> str:
 '''
 
 
+def _create_pools(airflow: list[str], env: dict[str, str]) -> None:
+    """The pool the plan puts Spark tasks in (``sluice bootstrap`` makes it on the embedded default)."""
+    cmd = [*airflow, "pools", "set", "sluice_spark", "1", "one Spark job at a time"]
+    subprocess.run(cmd, env=env, capture_output=True, check=True)
+
+
 @contextlib.contextmanager
 def airflow_celery(
-    procs: Processes, pg: Postgres, broker: Redis, dags_folder: Path, workers: tuple[str, ...] = ("w1", "w2")
+    procs: Processes,
+    pg: Postgres,
+    broker: Redis,
+    dags_folder: Path,
+    workers: tuple[str, ...] = ("w1", "w2"),
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[AirflowCelery]:
     """Airflow on PostgreSQL with Celery on Redis: every component a separate process.
 
@@ -424,7 +481,8 @@ def airflow_celery(
     <name>@<host>``, concurrency 2). The environment is the embedded default's
     (:func:`sluice.airflow.standalone.isolated_env`: AIRFLOW_HOME, free ports, SimpleAuthManager)
     with the production settings on top; the secrets every component must share (JWT, API
-    secret key, Fernet key) are set explicitly, as on a cluster of hosts.
+    secret key, Fernet key) are set explicitly, as on a cluster of hosts. ``extra_env`` goes
+    into every component's environment last (connections, MLflow, PYTHONPATH...).
     """
     import socket
 
@@ -447,6 +505,7 @@ def airflow_celery(
         "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
         "AIRFLOW__API__WORKERS": "1",
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+        **(extra_env or {}),
     }
     env = isolated_env(project, extra=extra, fast=True)
     home = Path(env["AIRFLOW_HOME"])
@@ -461,6 +520,7 @@ def airflow_celery(
         if migrate.returncode != 0:
             raise RuntimeError(f"airflow db migrate failed:\n{migrate.stdout[-3000:]}\n{migrate.stderr[-3000:]}")
         procs.timed("airflow db migrate", t0)
+        _create_pools(airflow, env)
         t0 = time.monotonic()
         procs.spawn("airflow-api-server", [*airflow, "api-server"], env, cwd=project)
         health = f"{running.api_url}/api/v2/monitor/health"
@@ -528,12 +588,48 @@ class Stack:
         return Path(self.airflow.env["AIRFLOW__CORE__DAGS_FOLDER"])
 
 
+def s3_connection(store: ObjectStore) -> str:
+    """The ``AIRFLOW_CONN_<ID>`` value (JSON, type aws) that reaches ``store``."""
+    return json.dumps(
+        {
+            "conn_type": "aws",
+            "login": store.key,
+            "password": store.secret,
+            "extra": {"endpoint_url": store.endpoint, "region_name": store.region},
+        }
+    )
+
+
+def component_env(store: ObjectStore, tracking: MlflowServer, jars: Path | None = None) -> dict[str, str]:
+    """What every Airflow component of the stack gets on top of Airflow's own settings.
+
+    The S3 connection :data:`S3_CONN_ID`, the MLflow server as tracking and registry URI,
+    this checkout's ``include/`` first on PYTHONPATH (the virtualenv may point at another
+    checkout's), the S3A jars folder, and Spark's driver on loopback.
+
+    Args:
+        store: The stack's S3 server.
+        tracking: The stack's MLflow server.
+        jars: The S3A jars folder (default: ``$SLUICE_S3A_JARS`` or ``<checkout>/.jars/s3a``).
+    """
+    jars = jars or Path(os.environ.get("SLUICE_S3A_JARS") or PROJECT / ".jars" / "s3a")
+    return {
+        f"AIRFLOW_CONN_{S3_CONN_ID.upper()}": s3_connection(store),
+        "MLFLOW_TRACKING_URI": tracking.url,
+        "MLFLOW_REGISTRY_URI": tracking.url,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT / "include"), os.environ.get("PYTHONPATH")])),
+        "SLUICE_S3A_JARS": str(jars),
+        "SPARK_LOCAL_IP": "127.0.0.1",
+    }
+
+
 @contextlib.contextmanager
-def production_stack(root: Path | None = None) -> Iterator[Stack]:
+def production_stack(root: Path | None = None, jars: Path | None = None) -> Iterator[Stack]:
     """Start every part of the production shape; stop all and remove the folder on exit.
 
     Args:
         root: Folder for data, logs and homes; default: a new temporary folder (removed after).
+        jars: The S3A jars folder the Airflow workers give Spark (see :func:`component_env`).
     """
     folder = root or Path(tempfile.mkdtemp(prefix="sluice-prodstack-"))
     procs = Processes(folder)
@@ -547,7 +643,7 @@ def production_stack(root: Path | None = None) -> Iterator[Stack]:
             s3(procs) as store,
             mlflow_server(procs, pg, store) as tracking,
             spark_cluster(procs) as spark,
-            airflow_celery(procs, pg, broker, dags) as af,
+            airflow_celery(procs, pg, broker, dags, extra_env=component_env(store, tracking, jars)) as af,
         ):
             procs.timed("whole stack", started)
             yield Stack(folder, procs, pg, broker, store, tracking, spark, af)

@@ -1,0 +1,391 @@
+"""`make demo-production`: the demo pipeline end to end in the production shape (issue 11).
+
+Starts the production harness (:mod:`demo.production_stack`: PostgreSQL, Redis, an S3
+server, an MLflow server, a Spark cluster, Airflow on Celery with two workers) and plays the
+demo spec (``dags/flights_delay.pipeline.yaml``) adapted to it: storage and landing zone in
+the S3 bucket through an Airflow connection, features on the Spark cluster, MLflow through
+the tracking server. Months are dropped into the bucket one at a time; the driver follows
+them through Airflow's REST API and the store, as :mod:`demo.run_demo` does for the embedded
+default. Every part is stopped at the end and the stack's folder removed.
+
+The tests (``tests/production/test_demo_production.py``) call :func:`play` on their own stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import requests
+import tenacity
+import yaml
+
+PROJECT = Path(__file__).resolve().parents[2]
+if str(PROJECT / "include") not in sys.path:
+    sys.path.insert(0, str(PROJECT / "include"))
+
+if TYPE_CHECKING:
+    from demo.production_stack import Stack
+
+PIPELINE = "flights_delay"
+SPEC = PROJECT / "dags" / f"{PIPELINE}.pipeline.yaml"
+#: The bucket the stack creates for pipelines (the other, ``mlflow``, holds MLflow's artifacts).
+BUCKET = "sluice"
+TERMINAL = {"success", "failed"}
+T = TypeVar("T")
+
+
+def log(msg: str) -> None:
+    """Progress line with a timestamp."""
+    print(f"[demo-production {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def production_spec(stack: Stack, reference: Path, pipeline: str = PIPELINE, port: int | None = None) -> str:
+    """The demo spec adapted to ``stack``, as YAML text.
+
+    Storage root ``s3://sluice/<pipeline>/state`` and landing zone ``s3://sluice/<pipeline>/landing``
+    through the stack's S3 connection (two workers on two hosts share no disk), features on the
+    stack's Spark master (executors sized for its one small worker), the feature job and the
+    reference tables by absolute path (read-only inputs every worker host has), the model
+    server on a free port, and no alert e-mails (the stack has no SMTP server).
+
+    Args:
+        stack: The running stack.
+        reference: Folder of the reference tables (:func:`demo.producer.write_reference`).
+        pipeline: The pipeline's name (a second pipeline runs beside the first under another).
+        port: The model server's port; default a free one.
+    """
+    from demo.production_stack import S3_CONN_ID
+    from sluice.airflow.standalone import free_port
+
+    spec: dict[str, Any] = yaml.safe_load(SPEC.read_text())
+    spec["pipeline"] = pipeline
+    spec.pop("alerts", None)
+    spec["source"].update(uri=f"s3://{BUCKET}/{pipeline}/landing", conn_id=S3_CONN_ID)
+    spec["storage"] = {"root": f"s3://{BUCKET}/{pipeline}/state", "conn_id": S3_CONN_ID}
+    features = spec["features"]
+    job_file, job_func = features["job"].split(":", 1)
+    features["job"] = f"{PROJECT / job_file}:{job_func}"
+    for table in features["inputs"].values():
+        table["uri"] = str(reference / Path(table["uri"]).name)
+    features.update(
+        engine="cluster",
+        master=stack.spark.master,
+        conf={"spark.executor.memory": "512m", "spark.cores.max": "1", "spark.driver.host": "127.0.0.1"},
+    )
+    spec["deployment"]["local"]["port"] = port or free_port()
+    return yaml.safe_dump(spec, sort_keys=False)
+
+
+class AirflowApi:
+    """Airflow's REST API (v2) of a stack, as ``admin``."""
+
+    def __init__(self, stack: Stack) -> None:
+        """Log in to the stack's API server."""
+        self.url = f"{stack.airflow.api_url}/api/v2"
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {stack.airflow.token()}"
+
+    def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """One request; waits out a busy API server (one uvicorn worker on two shared cores)."""
+        for attempt in tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(5),
+            wait=tenacity.wait_fixed(2),
+            retry=tenacity.retry_if_exception_type((requests.ConnectionError, requests.Timeout)),
+            reraise=True,
+        ):
+            with attempt:
+                return self.session.request(method, f"{self.url}{path}", timeout=60, **kwargs)
+        raise AssertionError("unreachable")
+
+    def registered(self, dag_ids: list[str]) -> bool:
+        """Whether the DAG processor has registered every one of ``dag_ids``."""
+        return all(self.call("GET", f"/dags/{d}").status_code == 200 for d in dag_ids)
+
+    def unpause(self, dag_id: str) -> None:
+        """Unpause ``dag_id``."""
+        self.call("PATCH", f"/dags/{dag_id}", json={"is_paused": False}).raise_for_status()
+
+    def trigger(self, dag_id: str) -> str:
+        """Trigger ``dag_id`` now; return the run id."""
+        resp = self.call("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None})
+        resp.raise_for_status()
+        return str(resp.json()["dag_run_id"])
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        """The task instances of one run (task_id, state, hostname...)."""
+        resp = self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 100})
+        resp.raise_for_status()
+        return list(resp.json()["task_instances"])
+
+    def runs(self, dag_id: str, since: float = 0.0) -> list[dict[str, Any]]:
+        """Runs of ``dag_id`` queued after ``since`` (epoch seconds), oldest first.
+
+        Each: run_id, state, run_type, queued_at (epoch) and tasks ({task_id: state}), as
+        :func:`sluice.airflow.standalone.dag_runs` gives them for the embedded default.
+        """
+        resp = self.call("GET", f"/dags/{dag_id}/dagRuns", params={"limit": 100})
+        resp.raise_for_status()
+        out = []
+        for run in resp.json()["dag_runs"]:
+            queued = datetime.fromisoformat(run["queued_at"]).timestamp() if run.get("queued_at") else 0.0
+            if queued < since:
+                continue
+            tis = self.task_instances(dag_id, run["dag_run_id"])
+            out.append(
+                {
+                    "run_id": run["dag_run_id"],
+                    "state": run["state"],
+                    "run_type": run["run_type"],
+                    "queued_at": queued,
+                    "tasks": {ti["task_id"]: ti["state"] for ti in tis},
+                }
+            )
+        return sorted(out, key=lambda r: r["queued_at"])
+
+    def hostnames(self, dag_ids: list[str]) -> dict[str, int]:
+        """How many finished task instances of ``dag_ids`` ran on each hostname."""
+        counts: dict[str, int] = {}
+        for dag_id in dag_ids:
+            for run in self.runs(dag_id):
+                for ti in self.task_instances(dag_id, run["run_id"]):
+                    if ti.get("hostname") and ti["state"] in TERMINAL:
+                        counts[ti["hostname"]] = counts.get(ti["hostname"], 0) + 1
+        return counts
+
+
+def wait_for(predicate: Callable[[], T | None], timeout: float, what: str, interval: float = 3.0) -> T:
+    """Poll ``predicate`` until it returns something truthy.
+
+    Raises:
+        TimeoutError: Nothing truthy within ``timeout`` seconds, naming ``what``.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def drop_month(stack: Stack, pipeline: str, month: int, bad_rows: int = 0) -> str:
+    """Put one month's flights into the pipeline's landing zone in the bucket; return the file name."""
+    import boto3
+
+    from demo.producer import month_frame
+
+    name = f"flights_2013-{month:02d}.parquet"
+    buf = io.BytesIO()
+    month_frame(month, bad_rows=bad_rows).to_parquet(buf, index=False)
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=stack.s3.endpoint,
+        aws_access_key_id=stack.s3.key,
+        aws_secret_access_key=stack.s3.secret,
+        region_name=stack.s3.region,
+    )
+    # One PUT: an object appears whole or not at all (no write-then-rename as on a disk).
+    s3.put_object(Bucket=BUCKET, Key=f"{pipeline}/landing/{name}", Body=buf.getvalue())
+    return name
+
+
+def batch_outcome(store: Any, file_name: str) -> dict[str, Any] | None:
+    """The batch landed from ``file_name`` once it is rejected or announced, else None."""
+    for batch_id in reversed(store.batch_ids()):
+        record = store.batch_record(batch_id)
+        if record.source_file == file_name:
+            done = record.status == "rejected" or record.published
+            return record.model_dump(mode="json") if done else None
+    return None
+
+
+class Player:
+    """Plays months of one pipeline on a running stack."""
+
+    def __init__(self, stack: Stack, api: AirflowApi, spec_path: Path) -> None:
+        """Open the pipeline's store (in the bucket) for the spec at ``spec_path``."""
+        from sluice.services.storage import open_store
+        from sluice.spec.loader import load_spec
+
+        self.stack = stack
+        self.api = api
+        self.loaded = load_spec(spec_path)
+        self.pipeline = self.loaded.spec.pipeline
+        self.store = open_store(self.loaded, stack.s3.fsspec_options)
+        self.dag_ids = [f"{self.pipeline}__{role}" for role in ("ingest", "train", "monitor")]
+
+    def finished_run(self, role: str, since: float) -> dict[str, Any] | None:
+        """The first run of the pipeline's ``role`` DAG queued after ``since`` once finished."""
+        runs = self.api.runs(f"{self.pipeline}__{role}", since)
+        return runs[0] if runs and runs[0]["state"] in TERMINAL else None
+
+    def start(self) -> None:
+        """Wait for the DAG processor to register the DAGs; unpause them."""
+        wait_for(lambda: self.api.registered(self.dag_ids), 300, f"the DAGs of {self.pipeline}")
+        for dag_id in self.dag_ids:
+            self.api.unpause(dag_id)
+        log(f"{self.pipeline}: DAGs registered and unpaused; ingest waits (deferred, triggerer) on the bucket")
+
+    def play_month(self, month: int, bad: int, first: bool) -> dict[str, Any]:
+        """Drop one month and follow it: ingest, monitor, (retrain), gate, deploy."""
+        from sluice.steps.deploy import current_deployment
+
+        dropped_at = time.time()
+        name = drop_month(self.stack, self.pipeline, month, bad)
+        log(f"{self.pipeline} month {month:02d}: put {name} in s3://{BUCKET}/{self.pipeline}/landing/")
+
+        def landed() -> dict[str, Any] | None:
+            for run in self.api.runs(f"{self.pipeline}__ingest", dropped_at):
+                if run["state"] == "failed" and run["tasks"].get("check_batches") != "failed":
+                    raise RuntimeError(f"ingest run {run['run_id']} failed (tasks: {run['tasks']})")
+            return batch_outcome(self.store, name)
+
+        batch = wait_for(landed, 900, f"month {month} to be ingested")
+        row: dict[str, Any] = {"month": month, "batch": batch, "drift": None, "trigger": None, "decision": None}
+        row["deployed"] = None
+        log(f"{self.pipeline} month {month:02d}: batch {batch['batch_id']} {batch['status']}")
+        if batch["status"] != "accepted":
+            return row
+        monitor = wait_for(lambda: self.finished_run("monitor", dropped_at), 900, f"the monitor run of month {month}")
+        drift = self.store.read_json_or_none(self.store.monitor_key(monitor["run_id"], "drift.json"))
+        row["drift"] = drift
+        log(f"{self.pipeline} month {month:02d}: monitor {monitor['state']}: " + (drift["reason"] if drift else "-"))
+        since = time.time()
+        if first:
+            self.api.trigger(f"{self.pipeline}__train")
+            log(f"{self.pipeline} month {month:02d}: first model: train triggered through the REST API")
+        elif not (drift and drift["drift_detected"]):
+            log(f"{self.pipeline} month {month:02d}: no drift: no retraining")
+            return row
+        else:
+            since = dropped_at
+        train = wait_for(lambda: self.finished_run("train", since), 1200, f"the train run of month {month}")
+        row["trigger"] = self.store.read_json_or_none(self.store.run_key(train["run_id"], "trigger.json"))
+        row["run"] = train
+        row["decision"] = self.store.read_json_or_none(self.store.run_key(train["run_id"], "decision.json"))
+        deployed = current_deployment(self.store)
+        if deployed and train["tasks"].get("deploy") == "success":
+            row["deployed"] = deployed["version"]
+        decision = row["decision"]
+        log(
+            f"{self.pipeline} month {month:02d}: train run {train['state']}: "
+            + (f"gate {decision['verdict']} ({decision['reason']})" if decision else "no gate")
+            + (f", deployed v{row['deployed']}" if row["deployed"] else "")
+        )
+        return row
+
+    def stop_model_server(self) -> None:
+        """Stop the model server the deploy task started (it outlives the task by design)."""
+        from sluice.steps.deploy import stop_local
+
+        local = self.loaded.spec.deployment.local
+        stopped = stop_local(self.store, local.host, local.port)
+        if stopped:
+            log(f"{self.pipeline}: model server stopped ({len(stopped)} process(es))")
+
+
+def install_pipeline(stack: Stack, reference: Path, pipeline: str = PIPELINE) -> Path:
+    """Write the reference tables, the DAG file and the adapted spec into the stack's DAG folder."""
+    from demo.producer import write_reference
+
+    write_reference(reference)
+    loader = stack.dags_folder / "load_pipelines.py"
+    if not loader.exists():
+        shutil.copy(PROJECT / "dags" / "load_pipelines.py", loader)
+    spec_path = stack.dags_folder / f"{pipeline}.pipeline.yaml"
+    spec_path.write_text(production_spec(stack, reference, pipeline))
+    return spec_path
+
+
+def play(stack: Stack, months: list[int], bad_rows: int = 40, pipeline: str = PIPELINE) -> dict[str, Any]:
+    """Play ``months`` of the demo on ``stack``; return the summary (months, deployed, hostnames...).
+
+    The second month played gets ``bad_rows`` corrupted rows; the first trains the first model
+    by hand (a REST API trigger), later ones retrain only on drift. The model server the
+    deploy task started is stopped before returning.
+    """
+    from sluice.steps.deploy import current_deployment
+
+    started = time.time()
+    spec_path = install_pipeline(stack, stack.root / "reference", pipeline)
+    api = AirflowApi(stack)
+    player = Player(stack, api, spec_path)
+    rows: list[dict[str, Any]] = []
+    try:
+        player.start()
+        for i, month in enumerate(months):
+            bad = bad_rows if i == min(1, len(months) - 1) else 0
+            rows.append(player.play_month(month, bad, first=i == 0))
+        deployed = current_deployment(player.store)
+        hosts = api.hostnames(player.dag_ids)
+    finally:
+        player.stop_model_server()
+    return {
+        "pipeline": pipeline,
+        "months": rows,
+        "deployed": deployed,
+        "hostnames": hosts,
+        "batches": player.store.batch_ids(),
+        "seconds": round(time.time() - started, 1),
+    }
+
+
+def print_summary(summary: dict[str, Any]) -> bool:
+    """Print one line per month; return whether the demo did what it should (as ``make demo``)."""
+    rows = summary["months"]
+    print(f"\n{summary['pipeline']}: {len(rows)} month(s) in {summary['seconds'] / 60:.1f} min")
+    drift_retrains = 0
+    ok = bool(rows) and rows[0]["decision"] is not None
+    for r in rows:
+        b, d, t, drift = r["batch"], r["decision"], r["trigger"], r["drift"]
+        drift_text = "-" if not drift or drift["status"] != "compared" else f"{drift['drift_share']:.2f}"
+        print(
+            f"  month {r['month']:02d}: batch {b['batch_id']} {b['status']} ({b.get('quarantined', 0)} quarantined)"
+            f", drift {drift_text}, retrain {'+'.join(t['triggers']) if t else '-'}"
+            f", gate {d['verdict'] if d else '-'}, deployed {'v' + r['deployed'] if r['deployed'] else 'kept'}"
+        )
+        ok = ok and b["status"] == "accepted"
+        drift_retrains += bool(t and t["triggers"] == ["drift"] and d is not None)
+    print(f"  task instances per worker: {summary['hostnames']}")
+    ok = ok and drift_retrains >= 1 and summary["deployed"] is not None and len(summary["hostnames"]) >= 2
+    print("demo-production: OK" if ok else "demo-production: FAILED")
+    return ok
+
+
+def main() -> None:
+    """Command line: start the stack, play the months, print, stop everything."""
+    from demo.production_stack import production_stack
+    from demo.run_demo import parse_months
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--months", type=parse_months, default=parse_months("1,2,5"), help="e.g. 5 or 1,2,5")
+    parser.add_argument("--bad-rows", type=int, default=40, help="corrupted rows injected in the second month")
+    args = parser.parse_args()
+    started = time.monotonic()
+    ok = False
+    with production_stack() as stack:
+        log(f"stack up in {time.monotonic() - started:.0f}s (folder {stack.root}); playing months {args.months}")
+        try:
+            summary = play(stack, args.months, args.bad_rows)
+            ok = print_summary(summary)
+        except Exception as exc:
+            log(f"FAILED: {exc}")
+        log("stopping the stack")
+    leftovers = stack.processes.leftovers()
+    log(
+        f"all stopped in {time.monotonic() - started:.0f}s total"
+        + (f"; LEFT RUNNING: {leftovers}" if leftovers else "")
+    )
+    sys.exit(0 if ok and not leftovers else 1)
+
+
+if __name__ == "__main__":
+    main()

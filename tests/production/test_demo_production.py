@@ -1,0 +1,113 @@
+"""The demo pipeline end to end in the production shape (issue 11, "Proof").
+
+The demo spec adapted to the session's stack (:func:`demo.run_production.production_spec`:
+storage and landing zone in the S3 bucket, features on the Spark cluster, MLflow through its
+server) plays months 1, 2 and 5 on Airflow with two Celery workers, as ``make demo-production``
+does; the expected outcomes are the embedded demo's (``tests/e2e/test_demo.py``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from demo.production_stack import Stack
+from demo.run_production import BUCKET, PIPELINE, play, print_summary
+from tests.production.conftest import Holder
+
+#: Start-up (about 3 min) and the three months (about 20 min on two busy cores) count in the first test.
+pytestmark = [pytest.mark.production, pytest.mark.timeout(3600)]
+
+
+@pytest.fixture(scope="module")
+def summary(holder: Holder) -> dict[str, Any]:
+    """Months 1 (first champion), 2 (40 corrupted rows) and 5 (drift) played once for the module."""
+    started = time.monotonic()
+    result = play(holder.stack, [1, 2, 5], bad_rows=40)
+    print(f"production-demo | months 1, 2, 5 played in {time.monotonic() - started:.0f}s")
+    print_summary(result)
+    return result
+
+
+def _s3(stack: Stack) -> Any:
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=stack.s3.endpoint,
+        aws_access_key_id=stack.s3.key,
+        aws_secret_access_key=stack.s3.secret,
+        region_name=stack.s3.region,
+    )
+
+
+def _keys(stack: Stack, bucket: str, prefix: str) -> list[str]:
+    pages = _s3(stack).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
+
+
+def test_months_go_through_ingest_monitor_drift_retrain_gate_and_deploy(summary: dict[str, Any]) -> None:
+    jan, feb, may = summary["months"]
+    assert [m["month"] for m in (jan, feb, may)] == [1, 2, 5]
+    assert [m["batch"]["status"] for m in (jan, feb, may)] == ["accepted"] * 3
+
+    assert jan["trigger"]["triggers"] == ["manual"]
+    assert jan["drift"]["status"] == "no_reference"
+    assert jan["decision"]["verdict"] == "pass" and jan["deployed"] == "1", "the first model becomes champion"
+
+    assert feb["batch"]["quarantined"] == 40, "the corrupted rows of month 2 are quarantined"
+    assert feb["drift"]["status"] == "compared" and not feb["drift"]["drift_detected"]
+    assert feb["trigger"] is None, "no drift, no retraining"
+
+    assert may["drift"]["drift_detected"] and may["drift"]["drift_share"] >= may["drift"]["threshold"]
+    assert may["drift"]["reference_batches"] == [jan["batch"]["batch_id"]]
+    assert may["trigger"]["triggers"] == ["drift"] and may["trigger"]["proceed"]
+    assert may["run"]["run_type"] == "asset_triggered"
+    assert may["decision"]["verdict"] in {"pass", "fail"}
+    assert may["decision"]["champion"]["version"] == "1", "the gate compared against the January champion"
+    assert may["deployed"] == ("2" if may["decision"]["verdict"] == "pass" else None)
+    assert summary["deployed"]["version"] == (may["deployed"] or "1")
+
+
+def test_task_instances_ran_on_both_workers(summary: dict[str, Any], stack: Stack) -> None:
+    assert set(summary["hostnames"]) == set(stack.airflow.workers), summary["hostnames"]
+
+
+def test_each_batch_is_in_the_bucket_exactly_once_and_nothing_on_local_disk(
+    summary: dict[str, Any], stack: Stack
+) -> None:
+    landed = [m["batch"]["batch_id"] for m in summary["months"]]
+    assert summary["batches"] == landed, "three batches, in order, none twice"
+    records = [k for k in _keys(stack, BUCKET, f"{PIPELINE}/state/") if k.endswith("/batch.json")]
+    assert sorted(k.split("/")[-2] for k in records) == sorted(landed), records
+    sources = [m["batch"]["source_file"] for m in summary["months"]]
+    assert sources == [f"flights_2013-{m:02d}.parquet" for m in (1, 2, 5)]
+    # The Airflow components' project folder: a local storage root would be data/sluice there.
+    project = stack.root / "airflow"
+    assert not (project / "data" / "sluice").exists()
+    assert not list(project.rglob("clean.parquet")), "no batch data on the workers' disk"
+
+
+def test_mlflow_server_holds_the_runs_lineage_and_champion(summary: dict[str, Any], stack: Stack) -> None:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=stack.mlflow.url, registry_uri=stack.mlflow.url)
+    champion = client.get_model_version_by_alias(PIPELINE, "champion")
+    assert str(champion.version) == summary["deployed"]["version"]
+    run = client.get_run(str(champion.run_id))
+    assert run.data.tags["sluice.spec_hash"]
+    assert run.data.tags["sluice.features_key"]
+    batches = run.data.tags["sluice.batches"].split(",")
+    assert summary["months"][0]["batch"]["batch_id"] in batches
+    experiment = client.get_experiment(run.info.experiment_id)
+    runs = client.search_runs([experiment.experiment_id], max_results=200)
+    trained = [r for r in runs if "sluice.spec_hash" in r.data.tags and "sluice.features_key" in r.data.tags]
+    assert len(trained) >= 2, "the January champion and the May candidate"
+    # Artifacts go through the server into its bucket, not onto a worker's disk.
+    assert _keys(stack, stack.mlflow.artifact_bucket, ""), "the MLflow artifact bucket is empty"
+
+
+def test_teardown_leaves_nothing(holder: Holder) -> None:
+    holder.check_teardown()
