@@ -1,7 +1,7 @@
 """``docker/compose.yaml`` (the production shape as containers) agrees with the code. No Docker here:
 the file is parsed, interpolated as ``docker compose`` would, and checked against what reads it.
 
-- every service the production harness starts (``tests/production/stack.py``) is there, with
+- every service the production harness starts (``include/demo/production_stack.py``) is there, with
   two Celery workers of distinct hostnames, and the settings the harness gives each component;
 - every variable it sets is one the code reads: sluice's names from :class:`sluice.settings.Settings`
   and the port table, Airflow's from Airflow's own configuration, MLflow's from MLflow's;
