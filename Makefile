@@ -67,14 +67,15 @@ lint: .venv/.synced
 	$(RUN) mypy
 	PYTHONPATH=include $(RUN) lint-imports --no-cache --no-logo
 
-# Two workers: the end-to-end and fault tests one after the other on one, everything else on
-# the other (tests/conftest.py puts them in one xdist group).
+# Two workers: the end-to-end and fault tests one after the other on one, the production-shape
+# tests (one stack for all of them) on the other, every other test wherever there is room
+# (tests/conftest.py puts them in xdist groups).
 PYTEST_WORKERS ?= 2
 test: setup lint s3a-jars
 	$(RUN) pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 test-unit: .venv/.synced
-	$(RUN) pytest -m "not integration and not e2e"
+	$(RUN) pytest -m "not integration and not e2e and not production"
 
 test-integration: setup s3a-jars
 	$(RUN) pytest -m integration
@@ -82,8 +83,8 @@ test-integration: setup s3a-jars
 test-e2e: setup
 	$(RUN) pytest -m e2e
 
-# The production-shape harness (issue 11, work in progress): PostgreSQL, Redis, S3, an MLflow
-# server, Airflow on Celery and a Spark cluster as real processes. Not part of `make test` yet.
+# The production-shape tests alone (also part of `make test`): PostgreSQL, Redis, S3, an MLflow
+# server, Airflow on Celery and a Spark cluster as real processes, one stack for all of them.
 production-stack-test: .venv/.synced s3a-jars
 	$(RUN) pytest tests/production -m production -s
 

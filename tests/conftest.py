@@ -45,19 +45,22 @@ os.environ.update(
 )
 
 
-#: Tests that run the whole loop under real Airflow processes or kill processes on purpose.
-#: ``make test`` runs with two pytest-xdist workers: these go, one after the other, to one of
-#: them (``--dist loadgroup``) while the other takes every other test, so two schedulers never
-#: compete for the two cores and the unit and integration tiers finish in the shadow of the
-#: long end-to-end runs.
-SERIAL_MARKERS = ("e2e", "faults", "production")
+#: xdist groups (``make test`` runs two pytest-xdist workers with ``--dist loadgroup``). The
+#: tests that run the whole loop under real Airflow processes or kill processes on purpose go,
+#: one after the other, to one worker ("serial": two schedulers on the same two cores would
+#: only slow each other). The production-shape tests share one stack of a dozen servers and go
+#: to the other worker as one group ("production"): xdist hands out the largest group first, so
+#: the two long groups start at once on the two workers, and every other test fills the gaps.
+XDIST_GROUPS = {"e2e": "serial", "faults": "serial", "production": "production"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Put the end-to-end and fault tests into one xdist group (see :data:`SERIAL_MARKERS`)."""
+    """Put the end-to-end, fault and production tests into their xdist groups (:data:`XDIST_GROUPS`)."""
     for item in items:
-        if any(item.get_closest_marker(name) for name in SERIAL_MARKERS):
-            item.add_marker(pytest.mark.xdist_group("serial"))
+        for marker, group in XDIST_GROUPS.items():
+            if item.get_closest_marker(marker):
+                item.add_marker(pytest.mark.xdist_group(group))
+                break
 
 
 @pytest.hookimpl(trylast=True)

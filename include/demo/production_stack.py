@@ -41,6 +41,7 @@ import requests
 from cryptography.fernet import Fernet
 
 from demo.object_store import ObjectStore, s3_server_process
+from demo.process_tags import in_sessions, tagged, wait_until_empty
 from sluice.airflow.standalone import free_port
 from sluice.services.processes import stop_group
 
@@ -59,21 +60,6 @@ START_TIMEOUT = 300.0
 
 def _say(text: str) -> None:
     print(f"production-stack | {text}", flush=True)
-
-
-def tagged(tag: str) -> list[str]:
-    """Command lines of live processes with ``TAG=tag`` in their environment."""
-    needle = f"{TAG}={tag}".encode()
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            if needle in (proc / "environ").read_bytes().split(b"\0"):
-                found.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:200])
-        except OSError:  # gone, or not ours to read
-            continue
-    return found
 
 
 class Processes:
@@ -162,24 +148,7 @@ class Processes:
         PostgreSQL writes its process titles over its environment.
         """
         sessions = {proc.pid for proc in self.started.values()}
-        deadline = time.monotonic() + wait
-        while True:
-            found = tagged(self.tag)
-            for entry in Path("/proc").iterdir():
-                if not entry.name.isdigit() or int(entry.name) == os.getpid():
-                    continue
-                try:
-                    # /proc/<pid>/stat after the command name: state, ppid, pgrp, session...
-                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                    if int(fields[3]) in sessions and fields[0] != "Z":
-                        cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
-                        found.append(cmdline.decode(errors="replace")[:200])
-                except (OSError, IndexError, ValueError):
-                    continue
-            found = sorted(set(found))
-            if not found or time.monotonic() > deadline:
-                return found
-            time.sleep(0.5)
+        return wait_until_empty(lambda: tagged(TAG, self.tag) + in_sessions(sessions), wait)
 
 
 def ensure_debian_packages(binary: str, packages: list[str]) -> None:

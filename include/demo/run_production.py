@@ -17,8 +17,10 @@ import argparse
 import io
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -35,6 +37,8 @@ if TYPE_CHECKING:
     from demo.production_stack import Stack
 
 PIPELINE = "flights_delay"
+#: The second pipeline that trains and promotes at the same time as the first (same spec).
+BESIDE = "flights_twin"
 SPEC = PROJECT / "dags" / f"{PIPELINE}.pipeline.yaml"
 #: The bucket the stack creates for pipelines (the other, ``mlflow``, holds MLflow's artifacts).
 BUCKET = "sluice"
@@ -128,14 +132,15 @@ class AirflowApi:
     def runs(self, dag_id: str, since: float = 0.0) -> list[dict[str, Any]]:
         """Runs of ``dag_id`` queued after ``since`` (epoch seconds), oldest first.
 
-        Each: run_id, state, run_type, queued_at (epoch) and tasks ({task_id: state}), as
-        :func:`sluice.airflow.standalone.dag_runs` gives them for the embedded default.
+        Each: run_id, state, run_type, queued_at, start and end (epoch seconds; 0.0 when not
+        yet) and tasks ({task_id: state}), as :func:`sluice.airflow.standalone.dag_runs` gives
+        them for the embedded default.
         """
         resp = self.call("GET", f"/dags/{dag_id}/dagRuns", params={"limit": 100})
         resp.raise_for_status()
         out = []
         for run in resp.json()["dag_runs"]:
-            queued = datetime.fromisoformat(run["queued_at"]).timestamp() if run.get("queued_at") else 0.0
+            queued = _epoch(run.get("queued_at"))
             if queued < since:
                 continue
             tis = self.task_instances(dag_id, run["dag_run_id"])
@@ -145,6 +150,8 @@ class AirflowApi:
                     "state": run["state"],
                     "run_type": run["run_type"],
                     "queued_at": queued,
+                    "start": _epoch(run.get("start_date")),
+                    "end": _epoch(run.get("end_date")),
                     "tasks": {ti["task_id"]: ti["state"] for ti in tis},
                 }
             )
@@ -159,6 +166,11 @@ class AirflowApi:
                     if ti.get("hostname") and ti["state"] in TERMINAL:
                         counts[ti["hostname"]] = counts.get(ti["hostname"], 0) + 1
         return counts
+
+
+def _epoch(stamp: str | None) -> float:
+    """An ISO time stamp of the REST API as epoch seconds (0.0 for none)."""
+    return datetime.fromisoformat(stamp).timestamp() if stamp else 0.0
 
 
 def wait_for(predicate: Callable[[], T | None], timeout: float, what: str, interval: float = 3.0) -> T:
@@ -197,16 +209,6 @@ def drop_month(stack: Stack, pipeline: str, month: int, bad_rows: int = 0) -> st
     return name
 
 
-def batch_outcome(store: Any, file_name: str) -> dict[str, Any] | None:
-    """The batch landed from ``file_name`` once it is rejected or announced, else None."""
-    for batch_id in reversed(store.batch_ids()):
-        record = store.batch_record(batch_id)
-        if record.source_file == file_name:
-            done = record.status == "rejected" or record.published
-            return record.model_dump(mode="json") if done else None
-    return None
-
-
 class Player:
     """Plays months of one pipeline on a running stack."""
 
@@ -234,8 +236,18 @@ class Player:
             self.api.unpause(dag_id)
         log(f"{self.pipeline}: DAGs registered and unpaused; ingest waits (deferred, triggerer) on the bucket")
 
-    def play_month(self, month: int, bad: int, first: bool) -> dict[str, Any]:
-        """Drop one month and follow it: ingest, monitor, (retrain), gate, deploy."""
+    def play_month(
+        self, month: int, bad: int, first: bool, before_train: Callable[[], object] | None = None
+    ) -> dict[str, Any]:
+        """Drop one month and follow it: ingest, monitor, (retrain), gate, deploy.
+
+        Args:
+            month: The month of 2013 to drop.
+            bad: Corrupted rows to put in it.
+            first: Train the first model by hand (a REST API trigger) once the month is in.
+            before_train: Called just before that trigger (two pipelines meet there).
+        """
+        from demo.run_demo import batch_outcome
         from sluice.steps.deploy import current_deployment
 
         dropped_at = time.time()
@@ -260,6 +272,9 @@ class Player:
         log(f"{self.pipeline} month {month:02d}: monitor {monitor['state']}: " + (drift["reason"] if drift else "-"))
         since = time.time()
         if first:
+            if before_train is not None:
+                before_train()
+            since = time.time()
             self.api.trigger(f"{self.pipeline}__train")
             log(f"{self.pipeline} month {month:02d}: first model: train triggered through the REST API")
         elif not (drift and drift["drift_detected"]):
@@ -305,44 +320,93 @@ def install_pipeline(stack: Stack, reference: Path, pipeline: str = PIPELINE) ->
     return spec_path
 
 
-def play(stack: Stack, months: list[int], bad_rows: int = 40, pipeline: str = PIPELINE) -> dict[str, Any]:
-    """Play ``months`` of the demo on ``stack``; return the summary (months, deployed, hostnames...).
+def _first_month_together(players: list[Player], month: int, bad: int) -> list[dict[str, Any]]:
+    """Play ``month`` as the first month of every player at once; their train runs start together.
 
-    The second month played gets ``bad_rows`` corrupted rows; the first trains the first model
-    by hand (a REST API trigger), later ones retrain only on drift. The model server the
-    deploy task started is stopped before returning.
+    Each player drops, ingests and monitors on its own; a barrier holds each first-model
+    trigger until every pipeline is ready, so the train runs (features, train, gate, promote,
+    deploy) overlap on the two workers and the one MLflow server. Only the first player's
+    month gets ``bad`` corrupted rows.
     """
+    barrier = threading.Barrier(len(players), timeout=1800)
+
+    def one(player: Player) -> dict[str, Any]:
+        try:
+            return player.play_month(month, bad if player is players[0] else 0, first=True, before_train=barrier.wait)
+        except BaseException:
+            barrier.abort()  # the other pipeline must not wait for a trigger that never comes
+            raise
+
+    with ThreadPoolExecutor(len(players)) as pool:
+        return list(pool.map(one, players))
+
+
+def _summary(player: Player, api: AirflowApi, rows: list[dict[str, Any]], started: float) -> dict[str, Any]:
+    """What one pipeline did: its months, what is deployed, where its tasks ran, its batches."""
     from sluice.steps.deploy import current_deployment
 
-    started = time.time()
-    spec_path = install_pipeline(stack, stack.root / "reference", pipeline)
-    api = AirflowApi(stack)
-    player = Player(stack, api, spec_path)
-    rows: list[dict[str, Any]] = []
-    try:
-        player.start()
-        for i, month in enumerate(months):
-            bad = bad_rows if i == min(1, len(months) - 1) else 0
-            rows.append(player.play_month(month, bad, first=i == 0))
-        deployed = current_deployment(player.store)
-        hosts = api.hostnames(player.dag_ids)
-    finally:
-        player.stop_model_server()
     return {
-        "pipeline": pipeline,
+        "pipeline": player.pipeline,
         "months": rows,
-        "deployed": deployed,
-        "hostnames": hosts,
+        "deployed": current_deployment(player.store),
+        "hostnames": api.hostnames(player.dag_ids),
         "batches": player.store.batch_ids(),
         "seconds": round(time.time() - started, 1),
     }
 
 
-def print_summary(summary: dict[str, Any]) -> bool:
-    """Print one line per month; return whether the demo did what it should (as ``make demo``)."""
+def play(
+    stack: Stack, months: list[int], bad_rows: int = 40, pipeline: str = PIPELINE, beside: str | None = None
+) -> dict[str, Any]:
+    """Play ``months`` of the demo on ``stack``; return the summary (months, deployed, hostnames...).
+
+    The second month played gets ``bad_rows`` corrupted rows; the first trains the first model
+    by hand (a REST API trigger), later ones retrain only on drift. The model servers the
+    deploy tasks started are stopped before returning.
+
+    Args:
+        stack: The running stack.
+        months: Months of 2013 to play, in order.
+        bad_rows: Corrupted rows in the second month played (the first, if only one).
+        pipeline: The pipeline's name.
+        beside: A second pipeline (the same spec under this name: its own prefixes in the
+            bucket, registered model and model server) that plays the first month at the same
+            time, its first model trained together with the first pipeline's (two pipelines
+            training and promoting at once against one MLflow server). Its summary is the
+            result's ``beside``.
+    """
+    started = time.time()
+    api = AirflowApi(stack)
+    names = [pipeline, *([beside] if beside else [])]
+    players = [Player(stack, api, install_pipeline(stack, stack.root / "reference", name)) for name in names]
+    try:
+        for player in players:
+            player.start()
+        firsts = _first_month_together(players, months[0], bad_rows if len(months) == 1 else 0)
+        rows = firsts[:1]
+        for i, month in enumerate(months[1:], start=1):
+            rows.append(players[0].play_month(month, bad_rows if i == 1 else 0, first=False))
+        summary = _summary(players[0], api, rows, started)
+        if beside:
+            summary["beside"] = _summary(players[1], api, firsts[1:], started)
+    finally:
+        for player in players:
+            player.stop_model_server()
+    return summary
+
+
+def train_overlap(summary: dict[str, Any]) -> float:
+    """Seconds during which the first train runs of the pipeline and the one beside it both ran."""
+    first, other = summary["months"][0].get("run"), summary["beside"]["months"][0].get("run")
+    if not first or not other:
+        return 0.0
+    return max(0.0, min(first["end"], other["end"]) - max(first["start"], other["start"]))
+
+
+def _print_months(summary: dict[str, Any]) -> bool:
+    """One line per month of one pipeline; whether every month was accepted and the first gated."""
     rows = summary["months"]
     print(f"\n{summary['pipeline']}: {len(rows)} month(s) in {summary['seconds'] / 60:.1f} min")
-    drift_retrains = 0
     ok = bool(rows) and rows[0]["decision"] is not None
     for r in rows:
         b, d, t, drift = r["batch"], r["decision"], r["trigger"], r["drift"]
@@ -353,9 +417,28 @@ def print_summary(summary: dict[str, Any]) -> bool:
             f", gate {d['verdict'] if d else '-'}, deployed {'v' + r['deployed'] if r['deployed'] else 'kept'}"
         )
         ok = ok and b["status"] == "accepted"
-        drift_retrains += bool(t and t["triggers"] == ["drift"] and d is not None)
     print(f"  task instances per worker: {summary['hostnames']}")
-    ok = ok and drift_retrains >= 1 and summary["deployed"] is not None and len(summary["hostnames"]) >= 2
+    return ok and summary["deployed"] is not None
+
+
+def print_summary(summary: dict[str, Any]) -> bool:
+    """Print one line per month; return whether the demo did what it should (as ``make demo``).
+
+    That is: every month accepted, the first model gated and deployed, a later month retrained
+    by drift up to a gate decision, tasks on both workers, and (with a pipeline beside) its
+    first model promoted while the first pipeline's trained.
+    """
+    ok = _print_months(summary)
+    drift_retrains = sum(
+        bool(r["trigger"] and r["trigger"]["triggers"] == ["drift"] and r["decision"] is not None)
+        for r in summary["months"]
+    )
+    ok = ok and drift_retrains >= 1 and len(summary["hostnames"]) >= 2
+    if "beside" in summary:
+        ok = _print_months(summary["beside"]) and ok
+        overlap = train_overlap(summary)
+        print(f"  the two first train runs overlapped for {overlap:.0f}s")
+        ok = ok and overlap > 0
     print("demo-production: OK" if ok else "demo-production: FAILED")
     return ok
 
@@ -368,13 +451,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--months", type=parse_months, default=parse_months("1,2,5"), help="e.g. 5 or 1,2,5")
     parser.add_argument("--bad-rows", type=int, default=40, help="corrupted rows injected in the second month")
+    parser.add_argument(
+        "--beside",
+        default=BESIDE,
+        help="a second pipeline whose first model trains at the same time ('' for none)",
+    )
     args = parser.parse_args()
     started = time.monotonic()
     ok = False
     with production_stack() as stack:
         log(f"stack up in {time.monotonic() - started:.0f}s (folder {stack.root}); playing months {args.months}")
         try:
-            summary = play(stack, args.months, args.bad_rows)
+            summary = play(stack, args.months, args.bad_rows, beside=args.beside or None)
             ok = print_summary(summary)
         except Exception as exc:
             log(f"FAILED: {exc}")

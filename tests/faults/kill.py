@@ -15,10 +15,11 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
+
+from demo.process_tags import tagged, wait_until_empty
 
 #: Environment variable carrying a tag unique to one killed process, inherited by its children.
 TAG = "SLUICE_FAULT_TEST_TAG"
@@ -63,18 +64,4 @@ def survivors(tag: str, wait: float = 30.0) -> list[str]:
     A child that watches its parent (Spark's JVM watches the Python driver) needs a moment to
     notice the kill: this waits up to ``wait`` seconds for the list to empty.
     """
-    needle = f"{TAG}={tag}".encode()
-    deadline = time.monotonic() + wait
-    while True:
-        found = []
-        for proc in Path("/proc").iterdir():
-            if not proc.name.isdigit():
-                continue
-            try:
-                if needle in (proc / "environ").read_bytes().split(b"\0"):
-                    found.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:200])
-            except OSError:  # gone, or not ours to read
-                continue
-        if not found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.5)
+    return wait_until_empty(lambda: tagged(TAG, tag), wait)

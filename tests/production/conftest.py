@@ -1,7 +1,7 @@
-"""The production-shape tests run only when asked for (``-m production``, ``make production-stack-test``).
+"""The production-shape tests: one stack of a dozen servers for the whole session.
 
-They start a dozen servers (minutes on two cores); ``make test`` and the other tiers leave them
-out until they join CI (issue 11). Every module shares ONE stack for the session
+``make test`` runs them on one xdist worker (group "production", ``tests/conftest.py``);
+``make production-stack-test`` runs them alone. Every module shares ONE stack for the session
 (:func:`holder`); the tests named ``test_teardown_leaves_nothing`` run last, stop it and check
 that nothing is left.
 """
@@ -20,14 +20,8 @@ TEARDOWN_TEST = "test_teardown_leaves_nothing"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip ``production`` tests unless the ``-m`` expression names the marker; teardowns go last."""
+    """The teardown tests go last (a stable sort keeps every other test's order)."""
     items.sort(key=lambda item: item.name == TEARDOWN_TEST)
-    if "production" in (config.getoption("-m") or ""):
-        return
-    skip = pytest.mark.skip(reason="production shape: run with `make production-stack-test` (-m production)")
-    for item in items:
-        if item.get_closest_marker("production") is not None:
-            item.add_marker(skip)
 
 
 class Holder:

@@ -3,7 +3,9 @@
 The demo spec adapted to the session's stack (:func:`demo.run_production.production_spec`:
 storage and landing zone in the S3 bucket, features on the Spark cluster, MLflow through its
 server) plays months 1, 2 and 5 on Airflow with two Celery workers, as ``make demo-production``
-does; the expected outcomes are the embedded demo's (``tests/e2e/test_demo.py``).
+does; the expected outcomes are the embedded demo's (``tests/e2e/test_demo.py``). A second
+pipeline (the same spec as ``flights_twin``) plays month 1 beside it, the two first models
+trained and promoted at the same time against the one MLflow server.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 import pytest
 
 from demo.production_stack import Stack
-from demo.run_production import BUCKET, PIPELINE, play, print_summary
+from demo.run_production import BESIDE, BUCKET, PIPELINE, play, print_summary, train_overlap
 from tests.production.conftest import Holder
 
 #: Start-up (about 3 min) and the three months (about 20 min on two busy cores) count in the first test.
@@ -23,9 +25,12 @@ pytestmark = [pytest.mark.production, pytest.mark.timeout(3600)]
 
 @pytest.fixture(scope="module")
 def summary(holder: Holder) -> dict[str, Any]:
-    """Months 1 (first champion), 2 (40 corrupted rows) and 5 (drift) played once for the module."""
+    """Months 1 (first champion), 2 (40 corrupted rows) and 5 (drift) played once for the module.
+
+    The twin pipeline's month 1 plays beside the first month.
+    """
     started = time.monotonic()
-    result = play(holder.stack, [1, 2, 5], bad_rows=40)
+    result = play(holder.stack, [1, 2, 5], bad_rows=40, beside=BESIDE)
     print(f"production-demo | months 1, 2, 5 played in {time.monotonic() - started:.0f}s")
     print_summary(result)
     return result
@@ -107,6 +112,39 @@ def test_mlflow_server_holds_the_runs_lineage_and_champion(summary: dict[str, An
     assert len(trained) >= 2, "the January champion and the May candidate"
     # Artifacts go through the server into its bucket, not onto a worker's disk.
     assert _keys(stack, stack.mlflow.artifact_bucket, ""), "the MLflow artifact bucket is empty"
+
+
+def test_two_pipelines_train_and_promote_at_once_without_touching_each_other(
+    summary: dict[str, Any], stack: Stack
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    twin = summary["beside"]
+    assert train_overlap(summary) > 0, "the two first train runs did not run at the same time"
+    (month,) = twin["months"]
+    assert month["batch"]["status"] == "accepted" and month["trigger"]["triggers"] == ["manual"]
+    assert month["decision"]["verdict"] == "pass" and month["deployed"] == "1", "the twin's own first champion"
+    assert twin["deployed"]["version"] == "1"
+
+    client = MlflowClient(tracking_uri=stack.mlflow.url, registry_uri=stack.mlflow.url)
+    experiments = {}
+    for name, own in ((PIPELINE, summary), (BESIDE, twin)):
+        champion = client.get_model_version_by_alias(name, "champion")
+        assert str(champion.version) == own["deployed"]["version"], f"{name}'s alias moved by the other"
+        versions = client.search_model_versions(f"name = '{name}'")
+        trained = {m["decision"]["candidate"]["run_id"] for m in own["months"] if m["decision"]}
+        assert {str(v.run_id) for v in versions} <= trained, f"{name} holds a version it did not train"
+        assert str(champion.run_id) in trained
+        runs = [client.get_run(str(v.run_id)) for v in versions]
+        assert {r.data.tags["sluice.pipeline"] for r in runs} == {name}
+        experiments[name] = {r.info.experiment_id for r in runs}
+    assert not experiments[PIPELINE] & experiments[BESIDE], "the two pipelines share an MLflow experiment"
+
+    # Storage: each pipeline under its own prefix of the bucket, one batch for the twin.
+    twin_records = [k for k in _keys(stack, BUCKET, f"{BESIDE}/state/") if k.endswith("/batch.json")]
+    assert [k.split("/")[-2] for k in twin_records] == twin["batches"] == [month["batch"]["batch_id"]]
+    assert len(summary["batches"]) == 3, "the twin's batch did not land in the first pipeline's store"
+    assert summary["deployed"]["port"] != twin["deployed"]["port"], "each pipeline serves on its own port"
 
 
 def test_teardown_leaves_nothing(holder: Holder) -> None:
