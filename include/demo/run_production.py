@@ -133,8 +133,8 @@ class AirflowApi:
         """Runs of ``dag_id`` queued after ``since`` (epoch seconds), oldest first.
 
         Each: run_id, state, run_type, queued_at, start and end (epoch seconds; 0.0 when not
-        yet) and tasks ({task_id: state}), as :func:`sluice.airflow.standalone.dag_runs` gives
-        them for the embedded default.
+        yet), tasks ({task_id: state}) as :func:`sluice.airflow.standalone.dag_runs` gives
+        them for the embedded default, and seconds ({task_id: duration}).
         """
         resp = self.call("GET", f"/dags/{dag_id}/dagRuns", params={"limit": 100})
         resp.raise_for_status()
@@ -153,6 +153,7 @@ class AirflowApi:
                     "start": _epoch(run.get("start_date")),
                     "end": _epoch(run.get("end_date")),
                     "tasks": {ti["task_id"]: ti["state"] for ti in tis},
+                    "seconds": {ti["task_id"]: round(ti["duration"] or 0.0, 1) for ti in tis},
                 }
             )
         return sorted(out, key=lambda r: r["queued_at"])
@@ -295,6 +296,8 @@ class Player:
             + (f"gate {decision['verdict']} ({decision['reason']})" if decision else "no gate")
             + (f", deployed v{row['deployed']}" if row["deployed"] else "")
         )
+        slowest = sorted(train["seconds"].items(), key=lambda item: -item[1])[:4]
+        log(f"{self.pipeline} month {month:02d}: slowest train tasks: " + ", ".join(f"{t} {s}s" for t, s in slowest))
         return row
 
     def stop_model_server(self) -> None:

@@ -87,14 +87,7 @@ def test_batches_reports_and_status_live_in_the_bucket_only(
     assert got.status_code == 200 and got.json()["status"] == "accepted"
 
     # `sluice status` (a fresh process, the connection from the environment) lists both batches.
-    shown = subprocess.run(
-        [sys.executable, "-m", "sluice.cli", "status", str(spec_path)],
-        capture_output=True,
-        text=True,
-        cwd=project.root,
-        env={**os.environ, "PYTHONPATH": str(REPO / "include")},
-        timeout=120,
-    )
+    shown = _sluice(project, "status", spec_path)
     assert shown.returncode == 0, shown.stderr
     assert first in shown.stdout and "accepted" in shown.stdout
     assert landed.new[1] in shown.stdout
@@ -105,14 +98,7 @@ def test_lint_names_the_missing_storage_connection_with_file_and_line(
 ) -> None:
     monkeypatch.delenv("AIRFLOW_CONN_SLUICE_STATE", raising=False)
     spec_path = _s3_project(project, s3, conn_id="sluice_state")
-    linted = subprocess.run(
-        [sys.executable, "-m", "sluice.cli", "lint", str(spec_path)],
-        capture_output=True,
-        text=True,
-        cwd=project.root,
-        env={**os.environ, "PYTHONPATH": str(REPO / "include")},
-        timeout=120,
-    )
+    linted = _sluice(project, "lint", spec_path)
     assert linted.returncode == 1
     line = next(n for n, text in enumerate(spec_path.read_text().splitlines(), 1) if "conn_id: sluice_state" in text)
     assert f"{spec_path}:{line}:" in linted.stderr
@@ -121,15 +107,20 @@ def test_lint_names_the_missing_storage_connection_with_file_and_line(
 
     # With the connection defined, the same spec lints clean.
     monkeypatch.setenv("AIRFLOW_CONN_SLUICE_STATE", json.dumps(s3.connection))
-    again = subprocess.run(
-        [sys.executable, "-m", "sluice.cli", "lint", str(spec_path)],
+    again = _sluice(project, "lint", spec_path)
+    assert again.returncode == 0, again.stderr
+
+
+def _sluice(project: Project, command: str, spec_path: Path) -> subprocess.CompletedProcess[str]:
+    """``sluice <command> <spec>`` in a fresh process in the project, the connections from the environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "sluice.cli", command, str(spec_path)],
         capture_output=True,
         text=True,
         cwd=project.root,
         env={**os.environ, "PYTHONPATH": str(REPO / "include")},
         timeout=120,
     )
-    assert again.returncode == 0, again.stderr
 
 
 def _bucket_keys(s3: S3Server, bucket: str) -> list[str]:

@@ -9,14 +9,12 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
-import requests
-import tenacity
 
 from demo.production_stack import Stack
+from demo.run_production import TERMINAL, AirflowApi, wait_for
 from tests.production.conftest import Holder
 
 pytestmark = pytest.mark.production
@@ -66,49 +64,19 @@ spark.stop()
 """
 
 
-def _get(session: requests.Session, url: str) -> requests.Response:
-    """GET that waits out a busy API server (one uvicorn worker on two shared cores)."""
-    for attempt in tenacity.Retrying(
-        stop=tenacity.stop_after_attempt(5),
-        wait=tenacity.wait_fixed(2),
-        retry=tenacity.retry_if_exception_type((requests.ConnectionError, requests.Timeout)),
-        reraise=True,
-    ):
-        with attempt:
-            return session.get(url, timeout=60)
-    raise AssertionError("unreachable")
-
-
 def test_dag_runs_on_both_celery_workers(stack: Stack) -> None:
     (stack.dags_folder / f"{DAG_ID}.py").write_text(DAG_FILE)
-    api = stack.airflow.api_url
-    session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {stack.airflow.token()}"
-    deadline = time.monotonic() + 180
-    while _get(session, f"{api}/api/v2/dags/{DAG_ID}").status_code != 200:
-        assert time.monotonic() < deadline, "the DAG processor never registered the DAG"
-        time.sleep(2)
-    session.patch(f"{api}/api/v2/dags/{DAG_ID}", json={"is_paused": False}, timeout=60).raise_for_status()
-    resp = session.post(f"{api}/api/v2/dags/{DAG_ID}/dagRuns", json={"logical_date": None}, timeout=30)
-    resp.raise_for_status()
-    run_id = resp.json()["dag_run_id"]
-    deadline = time.monotonic() + 300
-    while (state := _get(session, f"{api}/api/v2/dags/{DAG_ID}/dagRuns/{run_id}").json()["state"]) not in (
-        "success",
-        "failed",
-    ):
-        assert time.monotonic() < deadline, f"the run is still {state}"
-        time.sleep(2)
-    tis = _get(session, f"{api}/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances").json()
-    assert state == "success", tis
-    instances = tis["task_instances"]
+    api = AirflowApi(stack)
+    wait_for(lambda: api.registered([DAG_ID]), 180, "the DAG processor to register the DAG")
+    api.unpause(DAG_ID)
+    run_id = api.trigger(DAG_ID)
+    run = wait_for(lambda: next((r for r in api.runs(DAG_ID) if r["state"] in TERMINAL), None), 300, "the run")
+    instances = api.task_instances(DAG_ID, run_id)
+    assert run["state"] == "success", instances
     assert {ti["state"] for ti in instances} == {"success"}
     assert {ti["hostname"] for ti in instances} == set(stack.airflow.workers)
-    run_url = f"{api}/api/v2/dags/{DAG_ID}/dagRuns/{run_id}"
-    returned = {
-        _get(session, f"{run_url}/taskInstances/{ti['task_id']}/xcomEntries/return_value").json()["value"]
-        for ti in instances
-    }
+    xcom = f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{{}}/xcomEntries/return_value"
+    returned = {api.call("GET", xcom.format(ti["task_id"])).json()["value"] for ti in instances}
     assert returned == set(stack.airflow.workers)
 
 

@@ -53,12 +53,16 @@ def spark_module() -> Iterator[None]:
         active.stop()
 
 
-def _project(root: Path) -> Project:
+@pytest.fixture
+def project(jars: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
+    """A scratch project with the demo spec and reference tables; the S3A jars and it in the environment."""
     from demo.producer import write_reference
 
-    project = Project(root / "project", root / "project" / "dags")
+    monkeypatch.setenv("SLUICE_S3A_JARS", str(jars))
+    project = Project(tmp_path / "project", tmp_path / "project" / "dags")
     write_reference(project.root / "data" / "reference")
     project.write_spec()
+    monkeypatch.setenv("SLUICE_PROJECT_DIR", str(project.root))
     return project
 
 
@@ -97,7 +101,7 @@ def _files(root: Path) -> set[Path]:
 
 
 def test_the_feature_table_is_built_from_and_written_to_the_bucket_through_s3a(
-    s3: ObjectStore, jars: Path, spark_module: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    s3: ObjectStore, jars: Path, project: Project, spark_module: None, tmp_path: Path
 ) -> None:
     import pandas as pd
     from pyspark import SparkContext
@@ -106,9 +110,6 @@ def test_the_feature_table_is_built_from_and_written_to_the_bucket_through_s3a(
     from sluice.spec.loader import load_spec
     from sluice.steps.features import build_features
 
-    monkeypatch.setenv("SLUICE_S3A_JARS", str(jars))
-    project = _project(tmp_path)
-    monkeypatch.setenv("SLUICE_PROJECT_DIR", str(project.root))
     loaded = load_spec(project.dags / "flights_delay.pipeline.yaml")
     store = _s3_store(s3)
     (b1, rows1), (b2, rows2) = _accept(store, 1), _accept(store, 2)
@@ -156,7 +157,7 @@ FEATURES_ON_S3 = """
 
 @pytest.mark.faults
 def test_a_feature_job_killed_before_its_commit_leaves_no_table_in_the_bucket_and_the_retry_builds_it(
-    s3: ObjectStore, jars: Path, spark_module: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    s3: ObjectStore, project: Project, spark_module: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import json
 
@@ -165,9 +166,6 @@ def test_a_feature_job_killed_before_its_commit_leaves_no_table_in_the_bucket_an
     from sluice.spec.loader import load_spec
     from sluice.steps.features import build_features
 
-    monkeypatch.setenv("SLUICE_S3A_JARS", str(jars))
-    project = _project(tmp_path)
-    monkeypatch.setenv("SLUICE_PROJECT_DIR", str(project.root))
     spec = project.dags / "flights_delay.pipeline.yaml"
     store = _s3_store(s3)
     _, rows = _accept(store, 1)

@@ -152,11 +152,60 @@ class Detect(StrictModel):
 
 
 S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    """``(bucket, prefix)`` of an ``s3://`` uri; the prefix has no leading or trailing '/'."""
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    return bucket, prefix.strip("/")
+
+
+def s3_location_problem(uri: str) -> tuple[str, str] | None:
+    """What makes ``s3://bucket/prefix`` unusable, as (problem, fix), or None when it is fine."""
+    bucket, prefix = split_s3(uri)
+    if not S3_BUCKET.match(bucket):
+        return (
+            f"'{uri}' does not name a valid S3 bucket ('{bucket}')",
+            "write s3://bucket/prefix with a 3-63 character lower-case bucket name",
+        )
+    if "//" in prefix or any(c in prefix for c in "*?["):
+        return f"'{uri}': the prefix must be a plain folder", "write s3://bucket/prefix; put wildcards in pattern"
+    return None
+
+
+class S3Reachable:
+    """A location that is a local folder or an ``s3://`` prefix reached through an Airflow aws connection.
+
+    Mixed into :class:`Source` (``uri``) and :class:`Storage` (``root``), which name the location.
+    """
+
+    conn_id: str | None
+
+    @property
+    def location(self) -> str:
+        """The folder or ``s3://`` uri."""
+        raise NotImplementedError
+
+    @property
+    def is_s3(self) -> bool:
+        """Whether the location is an S3 prefix."""
+        return self.location.startswith("s3://")
+
+    @property
+    def aws_conn_id(self) -> str:
+        """The Airflow connection an s3:// location is reached with."""
+        return self.conn_id or "aws_default"
+
+    def s3_location(self) -> tuple[str, str]:
+        """``(bucket, prefix)`` of an s3:// location; the prefix has no leading or trailing '/'."""
+        return split_s3(self.location)
+
+
 #: Column types a source schema may declare (``sluice infer-schema`` writes them).
 ColumnType = Literal["string", "int", "float", "bool", "timestamp", "date"]
 
 
-class Source(StrictModel):
+class Source(S3Reachable, StrictModel):
     """Where new batches land."""
 
     uri: str = Field(
@@ -185,19 +234,9 @@ class Source(StrictModel):
     )
 
     @property
-    def is_s3(self) -> bool:
-        """Whether the landing folder is an S3 prefix."""
-        return self.uri.startswith("s3://")
-
-    @property
-    def aws_conn_id(self) -> str:
-        """The Airflow connection an s3:// source is read with."""
-        return self.conn_id or "aws_default"
-
-    def s3_location(self) -> tuple[str, str]:
-        """``(bucket, prefix)`` of an s3:// uri; the prefix has no leading or trailing '/'."""
-        bucket, _, prefix = self.uri.removeprefix("s3://").partition("/")
-        return bucket, prefix.strip("/")
+    def location(self) -> str:
+        """The landing folder (``uri``)."""
+        return self.uri
 
     @model_validator(mode="after")
     def _pattern_matches_format(self) -> Source:
@@ -207,14 +246,8 @@ class Source(StrictModel):
         if sep and scheme != "s3":
             raise ValueError(f"uri scheme '{scheme}://' is not supported: use a local folder or s3://bucket/prefix")
         if self.is_s3:
-            bucket, prefix = self.s3_location()
-            if not S3_BUCKET.match(bucket):
-                raise ValueError(
-                    f"uri '{self.uri}' does not name a valid S3 bucket ('{bucket}'): "
-                    "write s3://bucket/prefix with a 3-63 character lower-case bucket name"
-                )
-            if "//" in prefix or any(c in prefix for c in "*?["):
-                raise ValueError(f"uri '{self.uri}': the prefix must be a plain folder; put wildcards in pattern")
+            if problem := s3_location_problem(self.uri):
+                raise ValueError(f"uri {problem[0]}: {problem[1]}")
         elif self.conn_id is not None:
             raise ValueError("conn_id applies only to an s3:// uri; remove it for a local landing folder")
         return self
@@ -717,7 +750,7 @@ class Monitoring(StrictModel):
     drift: Drift = Field(default_factory=Drift, description="Drift settings.")  # type: ignore[arg-type]
 
 
-class Storage(StrictModel):
+class Storage(S3Reachable, StrictModel):
     """Where sluice keeps batches, features and run files."""
 
     root: str = Field(
@@ -735,14 +768,9 @@ class Storage(StrictModel):
     )
 
     @property
-    def is_s3(self) -> bool:
-        """Whether the pipeline state lives in an S3 bucket."""
-        return self.root.startswith("s3://")
-
-    @property
-    def aws_conn_id(self) -> str:
-        """The Airflow connection an s3:// root is reached with."""
-        return self.conn_id or "aws_default"
+    def location(self) -> str:
+        """The storage root (``root``)."""
+        return self.root
 
     @field_validator("root")
     @classmethod
@@ -756,14 +784,8 @@ class Storage(StrictModel):
                 "use a local folder such as data/sluice, or an S3 bucket: s3://bucket/prefix",
             )
         if scheme:
-            bucket, _, prefix = value.removeprefix("s3://").partition("/")
-            if not S3_BUCKET.match(bucket):
-                raise rule(
-                    f"storage.root '{value}' does not name a valid S3 bucket ('{bucket}')",
-                    "write s3://bucket/prefix with a 3-63 character lower-case bucket name",
-                )
-            if "//" in prefix.rstrip("/") or any(c in prefix for c in "*?["):
-                raise rule(f"storage.root '{value}': the prefix must be a plain folder", "write s3://bucket/prefix")
+            if problem := s3_location_problem(value):
+                raise rule(f"storage.root {problem[0]}", problem[1])
             return value
         if not value.startswith("/"):
             normal = posixpath.normpath(value)
