@@ -39,19 +39,28 @@ class ObjectStore:
             "client_kwargs": {"endpoint_url": self.endpoint, "region_name": self.region},
         }
 
-    def create_bucket(self, name: str) -> None:
-        """Create a bucket (idempotent)."""
+    def client(self) -> Any:
+        """A boto3 S3 client of this server."""
         import boto3
 
-        client = boto3.client(
+        return boto3.client(
             "s3",
             endpoint_url=self.endpoint,
             aws_access_key_id=self.key,
             aws_secret_access_key=self.secret,
             region_name=self.region,
         )
+
+    def create_bucket(self, name: str) -> None:
+        """Create a bucket (idempotent)."""
+        client = self.client()
         with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
             client.create_bucket(Bucket=name)
+
+    def keys(self, bucket: str, prefix: str = "") -> list[str]:
+        """Every key in ``bucket`` under ``prefix``."""
+        pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
 
 
 @contextlib.contextmanager

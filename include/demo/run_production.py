@@ -191,20 +191,13 @@ def wait_for(predicate: Callable[[], T | None], timeout: float, what: str, inter
 
 def drop_month(stack: Stack, pipeline: str, month: int, bad_rows: int = 0) -> str:
     """Put one month's flights into the pipeline's landing zone in the bucket; return the file name."""
-    import boto3
 
     from demo.producer import month_frame
 
     name = f"flights_2013-{month:02d}.parquet"
     buf = io.BytesIO()
     month_frame(month, bad_rows=bad_rows).to_parquet(buf, index=False)
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=stack.s3.endpoint,
-        aws_access_key_id=stack.s3.key,
-        aws_secret_access_key=stack.s3.secret,
-        region_name=stack.s3.region,
-    )
+    s3 = stack.s3.client()
     # One PUT: an object appears whole or not at all (no write-then-rename as on a disk).
     s3.put_object(Bucket=BUCKET, Key=f"{pipeline}/landing/{name}", Body=buf.getvalue())
     return name

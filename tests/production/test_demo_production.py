@@ -37,23 +37,6 @@ def summary(holder: Holder) -> dict[str, Any]:
     return result
 
 
-def _s3(stack: Stack) -> Any:
-    import boto3
-
-    return boto3.client(
-        "s3",
-        endpoint_url=stack.s3.endpoint,
-        aws_access_key_id=stack.s3.key,
-        aws_secret_access_key=stack.s3.secret,
-        region_name=stack.s3.region,
-    )
-
-
-def _keys(stack: Stack, bucket: str, prefix: str) -> list[str]:
-    pages = _s3(stack).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-    return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
-
-
 def test_months_go_through_ingest_monitor_drift_retrain_gate_and_deploy(summary: dict[str, Any]) -> None:
     check_demo_months(summary["months"])
     may = summary["months"][2]
@@ -69,7 +52,7 @@ def test_each_batch_is_in_the_bucket_exactly_once_and_nothing_on_local_disk(
 ) -> None:
     landed = [m["batch"]["batch_id"] for m in summary["months"]]
     assert summary["batches"] == landed, "three batches, in order, none twice"
-    records = [k for k in _keys(stack, BUCKET, f"{PIPELINE}/state/") if k.endswith("/batch.json")]
+    records = [k for k in stack.s3.keys(BUCKET, f"{PIPELINE}/state/") if k.endswith("/batch.json")]
     assert sorted(k.split("/")[-2] for k in records) == sorted(landed), records
     sources = [m["batch"]["source_file"] for m in summary["months"]]
     assert sources == [f"flights_2013-{m:02d}.parquet" for m in (1, 2, 5)]
@@ -95,7 +78,7 @@ def test_mlflow_server_holds_the_runs_lineage_and_champion(summary: dict[str, An
     trained = [r for r in runs if "sluice.spec_hash" in r.data.tags and "sluice.features_key" in r.data.tags]
     assert len(trained) >= 2, "the January champion and the May candidate"
     # Artifacts go through the server into its bucket, not onto a worker's disk.
-    assert _keys(stack, stack.mlflow.artifact_bucket, ""), "the MLflow artifact bucket is empty"
+    assert stack.s3.keys(stack.mlflow.artifact_bucket, ""), "the MLflow artifact bucket is empty"
 
 
 def test_two_pipelines_train_and_promote_at_once_without_touching_each_other(
@@ -125,7 +108,7 @@ def test_two_pipelines_train_and_promote_at_once_without_touching_each_other(
     assert not experiments[PIPELINE] & experiments[BESIDE], "the two pipelines share an MLflow experiment"
 
     # Storage: each pipeline under its own prefix of the bucket, one batch for the twin.
-    twin_records = [k for k in _keys(stack, BUCKET, f"{BESIDE}/state/") if k.endswith("/batch.json")]
+    twin_records = [k for k in stack.s3.keys(BUCKET, f"{BESIDE}/state/") if k.endswith("/batch.json")]
     assert [k.split("/")[-2] for k in twin_records] == twin["batches"] == [month["batch"]["batch_id"]]
     assert len(summary["batches"]) == 3, "the twin's batch did not land in the first pipeline's store"
     assert summary["deployed"]["port"] != twin["deployed"]["port"], "each pipeline serves on its own port"

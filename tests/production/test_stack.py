@@ -81,7 +81,6 @@ def test_dag_runs_on_both_celery_workers(stack: Stack) -> None:
 
 
 def test_mlflow_artifact_lands_in_the_bucket(stack: Stack, tmp_path: Path) -> None:
-    import boto3
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=stack.mlflow.url)
@@ -92,14 +91,7 @@ def test_mlflow_artifact_lands_in_the_bucket(stack: Stack, tmp_path: Path) -> No
     client.log_artifact(run.info.run_id, str(note))
     client.set_terminated(run.info.run_id)
 
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=stack.s3.endpoint,
-        aws_access_key_id=stack.s3.key,
-        aws_secret_access_key=stack.s3.secret,
-        region_name=stack.s3.region,
-    )
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=stack.mlflow.artifact_bucket).get("Contents", [])]
+    keys = stack.s3.keys(stack.mlflow.artifact_bucket)
     assert [k for k in keys if k.endswith(f"{run.info.run_id}/artifacts/note.txt")], keys
     assert client.get_run(run.info.run_id).info.status == "FINISHED"
 
