@@ -45,22 +45,45 @@ os.environ.update(
 )
 
 
-#: xdist groups (``make test`` runs two pytest-xdist workers with ``--dist loadgroup``). The
-#: tests that run the whole loop under real Airflow processes or kill processes on purpose go,
-#: one after the other, to one worker ("serial": two schedulers on the same two cores would
-#: only slow each other). The production-shape tests share one stack of a dozen servers and go
-#: to the other worker as one group ("production"): xdist hands out the largest group first, so
-#: the two long groups start at once on the two workers, and every other test fills the gaps.
-XDIST_GROUPS = {"e2e": "serial", "faults": "serial", "production": "production"}
+#: xdist groups by folder (``make test`` runs two pytest-xdist workers). The tests that run the
+#: whole loop under real Airflow processes or kill processes on purpose go, one after the other,
+#: to one worker ("serial": two schedulers on the same two cores would only slow each other).
+#: The production-shape tests share one stack of a dozen servers (a session fixture: one per
+#: worker) and go to one worker as one group ("production"). The largest group is handed out
+#: first, so the two long groups start at once on the two workers; every other test is a unit of
+#: its own and fills the gaps.
+XDIST_GROUPS = {"tests/e2e/": "serial", "tests/faults/": "serial", "tests/production/": "production"}
+#: Markers whose tests must live in a grouped folder.
+GROUPED_MARKERS = ("e2e", "production")
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Group the tests of :data:`XDIST_GROUPS` (``--dist loadgroup``'s own marker grouping is inert here).
+
+    xdist 3.8 groups ``xdist_group`` tests by a suffix it writes to ``item._nodeid``; pytest 9 reads
+    ``item._id``, so the suffix never reaches the controller and every test is scheduled alone: two
+    Airflow stacks at once, and each worker starting a production stack of its own.
+    """
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FolderGroups(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return next((group for folder, group in XDIST_GROUPS.items() if nodeid.startswith(folder)), nodeid)
+
+    return FolderGroups(config, log)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Put the end-to-end, fault and production tests into their xdist groups (:data:`XDIST_GROUPS`)."""
-    for item in items:
-        for marker, group in XDIST_GROUPS.items():
-            if item.get_closest_marker(marker):
-                item.add_marker(pytest.mark.xdist_group(group))
-                break
+    """Refuse an end-to-end or production test outside its group's folder (it would run beside the others)."""
+    misplaced = [
+        item.nodeid
+        for item in items
+        if any(item.get_closest_marker(m) for m in GROUPED_MARKERS) and not item.nodeid.startswith(tuple(XDIST_GROUPS))
+    ]
+    if misplaced:
+        raise pytest.UsageError(
+            "e2e/production tests belong under " + ", ".join(XDIST_GROUPS) + ": move " + ", ".join(misplaced)
+        )
 
 
 @pytest.hookimpl(trylast=True)
