@@ -11,7 +11,7 @@ import math
 import posixpath
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -176,10 +176,13 @@ def s3_location_problem(uri: str) -> tuple[str, str] | None:
 class S3Reachable:
     """A location that is a local folder or an ``s3://`` prefix reached through an Airflow aws connection.
 
-    Mixed into :class:`Source` (``uri``) and :class:`Storage` (``root``), which name the location.
+    Mixed into :class:`Source` (``uri``) and :class:`Storage` (``root``), which name the location
+    and declare ``conn_id`` (declared here for type checkers only: a field here would come first
+    in the models' field order, and so in the schema and the spec reference).
     """
 
-    conn_id: str | None
+    if TYPE_CHECKING:
+        conn_id: str | None
 
     @property
     def location(self) -> str:
