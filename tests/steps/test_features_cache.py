@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 from tests.conftest import Project, demo_spec_dict
-from tests.storage import accept_month, local
+from tests.storage import local
 
+from demo.batches import accept_month
 from sluice.services.storage import PipelineStore, open_store
 from sluice.spec.loader import LoadedSpec, load_spec
 

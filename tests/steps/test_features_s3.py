@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from tests.conftest import Project
 from tests.object_store import ObjectStore, s3_server_process
-from tests.storage import accept_month
 
+from demo.batches import accept_month
 from sluice.services.spark_jars import S3AJarsError, default_jars_dir, fetch_s3a_jars
 from sluice.services.storage import FEATURES_META, PipelineStore, backend_for
 

