@@ -55,14 +55,18 @@ def _project(root: Path, scope: str) -> Path:
     return path
 
 
-def _timed(func: Any) -> tuple[float, Any]:
+def _timed(func: Any, *args: Any) -> tuple[float, Any]:
     start = time.perf_counter()
-    result = func()
+    result = func(*args)
     return time.perf_counter() - start, result
 
 
-def _steady_state(root: Path, reps: int, sample: int | None) -> tuple[dict[int, list[float]], list[list[str]]]:
-    """Wall times of the per-batch step with one new batch on a warm cache, per history size."""
+def _prepared(root: Path, n: int, sample: int | None) -> tuple[Any, Any, str]:
+    """A project whose ``n - 1`` older batches have their features cached, and a new ``n``-th batch.
+
+    Returns:
+        The loaded spec, the pipeline's store and the new batch's id.
+    """
     from demo.batches import MONTH_SECONDS, accept_month
     from sluice.services.storage import open_store
     from sluice.spec.loader import load_spec
@@ -70,26 +74,32 @@ def _steady_state(root: Path, reps: int, sample: int | None) -> tuple[dict[int, 
 
     loaded = load_spec(_project(root, "batch"))
     store = open_store(loaded)
-    times: dict[int, list[float]] = {}
-    computed: list[list[str]] = []
-    have = 0
-    for n in HISTORY:
-        while have < n - 1:  # the history, its features cached as earlier runs left them
-            have += 1
-            accept_month(store, have, sample, landed_at=have * MONTH_SECONDS)
-        build_features(loaded, store)
-        have += 1
-        new, _ = accept_month(store, have, sample, landed_at=have * MONTH_SECONDS)
-        times[n] = []
-        for _ in range(reps):
-            seconds, result = _timed(lambda: build_features(loaded, store))
-            assert len(result.batches) == n and not result.cached, result
-            computed.append(result.computed)
+    for month in range(1, n):
+        accept_month(store, month, sample, landed_at=month * MONTH_SECONDS)
+    build_features(loaded, store)  # what the earlier train runs left in the cache
+    new, _ = accept_month(store, n, sample, landed_at=n * MONTH_SECONDS)
+    return loaded, store, new
+
+
+def _steady_state(root: Path, reps: int, sample: int | None) -> dict[int, list[float]]:
+    """Wall times of the per-batch step with one new batch on a warm cache, per history size.
+
+    The sizes take turns, in a rotating order, so a JVM still warming up or a busy moment on
+    the machine does not fall on one size only.
+    """
+    from sluice.steps.features import build_features
+
+    prepared = {n: _prepared(root / f"history_{n}", n, sample) for n in HISTORY}
+    times: dict[int, list[float]] = {n: [] for n in HISTORY}
+    for rep in range(reps):
+        for n in HISTORY[rep % len(HISTORY) :] + HISTORY[: rep % len(HISTORY)]:
+            loaded, store, new = prepared[n]
+            seconds, result = _timed(build_features, loaded, store)
+            assert len(result.batches) == n and result.computed == [new], result
             times[n].append(seconds)
             store.remove(store.feature_cache_key(new))  # the next repetition computes it again
             store.remove(store.features_key(result.key))
-        build_features(loaded, store)
-    return times, computed
+    return times
 
 
 def _whole_history(root: Path, sample: int | None) -> dict[int, float]:
@@ -107,7 +117,7 @@ def _whole_history(root: Path, sample: int | None) -> dict[int, float]:
         while have < n:
             have += 1
             accept_month(store, have, sample, landed_at=have * MONTH_SECONDS)
-        out[n], result = _timed(lambda: build_features(loaded, store))
+        out[n], result = _timed(build_features, loaded, store)
         assert len(result.computed) == n, result
     return out
 
@@ -124,21 +134,22 @@ def run(quick: bool) -> dict[str, Any]:
     from sluice.services.spark import spark_session
 
     reps = 3 if quick else 5
-    with tempfile.TemporaryDirectory(prefix="sluice-bench-history-") as tmp:
-        os.environ["SLUICE_PROJECT_DIR"] = str(Path(tmp) / "batch")
-        warm, _ = _timed(lambda: spark_session("sluice-bench-warmup").range(1).count())
-        times, computed = _steady_state(Path(tmp) / "batch", reps, None)
-        reference: dict[int, float] = {}
-        if not quick:
-            os.environ["SLUICE_PROJECT_DIR"] = str(Path(tmp) / "history")
-            reference = _whole_history(Path(tmp) / "history", None)
-        os.environ.pop("SLUICE_PROJECT_DIR", None)
+    # Each temporary project is found by its pyproject.toml, as a user's is.
+    saved = os.environ.pop("SLUICE_PROJECT_DIR", None)
+    try:
+        with tempfile.TemporaryDirectory(prefix="sluice-bench-history-") as tmp:
+            warm, _ = _timed(lambda: spark_session("sluice-bench-warmup").range(1).count())
+            times = _steady_state(Path(tmp), reps, None)
+            reference = {} if quick else _whole_history(Path(tmp) / "whole", None)
+    finally:
+        if saved is not None:
+            os.environ["SLUICE_PROJECT_DIR"] = saved
     medians = {n: statistics.median(values) for n, values in times.items()}
     ratio = medians[HISTORY[-1]] / medians[HISTORY[0]]
     values: dict[str, Any] = {f"batches_{n}_seconds": round(medians[n], 3) for n in HISTORY} | {
         f"batches_{n}_reps": [round(t, 3) for t in times[n]] for n in HISTORY
     }
-    values["computed_per_run"] = sorted({len(c) for c in computed})
+    values["computed_per_run"] = 1
     values["spark_start_seconds"] = round(warm, 1)
     values |= {f"scope_history_{n}_seconds": round(t, 3) for n, t in reference.items()}
     return {

@@ -83,6 +83,11 @@ def test_a_train_run_computes_only_the_batches_it_has_not_seen(project: Project)
     assert all(len(store.ls(store.feature_cache_key(b))) == 1 for b in (b1, b2, b3))
     assert store.ls("features") == sorted([f"{first.key}/", f"{second.key}/"])
 
+    store.remove("feature_cache")  # a user reclaiming the space
+    rebuilt = build_features(loaded, store)
+    assert rebuilt.computed == [b1, b2, b3] and not rebuilt.cached, "a run table without its entries is not trusted"
+    assert len(read_features(store, rebuilt)) == rebuilt.rows == second.rows
+
 
 def test_a_changed_job_reference_table_or_setting_computes_every_batch_again(project: Project) -> None:
     import pandas as pd

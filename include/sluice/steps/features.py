@@ -170,8 +170,10 @@ def _build_per_batch(
     def parts_of(keys: dict[str, str]) -> list[str]:
         return [store.location(store.feature_cache_key(b, k, TABLE)) for b, k in keys.items()]
 
+    metas = {b: store.read_json_or_none(store.feature_cache_key(b, k, FEATURES_META)) for b, k in entries.items()}
+    todo = [b for b, meta in metas.items() if meta is None]
     manifest = store.read_json_or_none(store.features_key(key, FEATURES_META))
-    if manifest is not None:
+    if manifest is not None and not todo:  # entries are checked too: feature_cache/ may have been emptied
         return FeatureResult(
             path=folder,
             key=key,
@@ -179,10 +181,8 @@ def _build_per_batch(
             job_hash=job_hash,
             rows=int(manifest["rows"]),
             cached=True,
-            parts=parts_of(manifest["entries"]),
+            parts=parts_of(entries),
         )
-    metas = {b: store.read_json_or_none(store.feature_cache_key(b, k, FEATURES_META)) for b, k in entries.items()}
-    todo = [b for b, meta in metas.items() if meta is None]
     if todo:
         metas |= _compute_entries(loaded, store, {b: entries[b] for b in todo}, batches, inputs, material)
     rows = sum(int(meta["rows"]) for meta in metas.values() if meta is not None)
