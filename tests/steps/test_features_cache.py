@@ -7,7 +7,6 @@ batches the step *computed* (``FeatureResult.computed``), never on time.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,17 +21,6 @@ from sluice.spec.loader import LoadedSpec, load_spec
 pytestmark = pytest.mark.integration
 
 SAMPLE = 300
-
-
-@pytest.fixture(scope="module")
-def spark_module() -> Iterator[None]:
-    """Stop this module's Spark session afterwards, so later modules start their own."""
-    yield
-    from pyspark import SparkContext
-
-    active = SparkContext._active_spark_context
-    if active is not None:
-        active.stop()
 
 
 @pytest.fixture()

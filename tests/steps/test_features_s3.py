@@ -42,17 +42,6 @@ def s3() -> Iterator[ObjectStore]:
         yield server
 
 
-@pytest.fixture(scope="module")
-def spark_module() -> Iterator[None]:
-    """Stop this module's Spark session afterwards, so later modules start their own."""
-    yield
-    from pyspark import SparkContext
-
-    active = SparkContext._active_spark_context
-    if active is not None:
-        active.stop()
-
-
 def _project(root: Path) -> Project:
     from demo.producer import write_reference
 
