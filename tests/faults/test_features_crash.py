@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
+import yaml
 
 from sluice.services.storage import PipelineStore, read_json
 from tests.conftest import Project
@@ -38,39 +40,100 @@ def _tables(store: PipelineStore) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) if folder.is_dir() else []
 
 
-def test_a_build_features_killed_between_its_writes_leaves_no_half_table(flights_project: Project) -> None:
-    import pandas as pd
+def _entries(store: PipelineStore, batch: str) -> list[str]:
+    """A batch's cached feature tables a train run would trust (committed, not temporaries)."""
+    folder = local(store, store.feature_cache_key(batch))
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) if folder.is_dir() else []
 
+
+def _temporaries(store: PipelineStore, batch: str) -> list[Path]:
+    return sorted(local(store, store.feature_cache_key(batch)).glob(".tmp-*"))
+
+
+def test_a_build_features_killed_between_its_writes_leaves_no_half_table(flights_project: Project) -> None:
     from sluice.services.storage import clean_stale_temporaries
-    from sluice.steps.features import build_features
+    from sluice.steps.features import build_features, read_features
 
     project = flights_project
     spec, loaded, store, batch = accepted_batch(project)
 
-    # Killed after the table was written, then (its retry) after meta.json was written too:
-    # each attempt leaves its temporary folder, and no reader or cache sees a table.
+    # Killed after the batch's table was written, then (its retry) after meta.json was written
+    # too: each attempt leaves its temporary folder, and no reader or cache sees a table.
     left: list[Path] = []
     for point in ["features.table_written", "features.meta_written"]:
         tag = kill_script(point, project.root, FEATURES, str(spec))
         assert survivors(tag) == [], f"{point}: the killed driver's Spark JVM must die with it"
-        assert _tables(store) == [], f"{point}: a half-written table is invisible"
-        assert len(list((local(store) / "features").glob(".tmp-*"))) == len(left) + 1, f"{point}: temporary left"
-        left = list((local(store) / "features").glob(".tmp-*"))
-    # (A kill after the rename needs no point of its own: the table is committed, and the
-    # retry reuses it through the cache, as every second run does.)
+        assert _entries(store, batch) == [] and _tables(store) == [], f"{point}: a half-written table is invisible"
+        assert len(_temporaries(store, batch)) == len(left) + 1, f"{point}: temporary left"
+        left = _temporaries(store, batch)
+    # (A kill after the rename needs no point of its own: the batch's table is committed, and
+    # the retry reuses it through the cache, as every later run does.)
 
     result = build_features(loaded, store)
-    assert not result.cached, "nothing half-written is taken for a cached table"
+    assert not result.cached and result.computed == [batch], "nothing half-written is taken for a cached table"
     assert _tables(store) == [result.key] and result.batches == {batch: store.batch_record(batch).sha256}
-    table = pd.read_parquet(result.path)
-    meta = read_json(Path(result.path).parent / "meta.json")
+    (entry,) = _entries(store, batch)
+    table = read_features(store, result)
+    meta = read_json(local(store, store.feature_cache_key(batch, entry, "meta.json")))
     clean = pd.read_parquet(local(store, store.batch_key(batch)) / "clean.parquet")
     # The whole table: every accepted flight with a known arrival delay, once.
     assert len(table) == result.rows == meta["rows"] == int(clean["arr_delay"].notna().sum()) > 0
     assert list(table.columns) == meta["columns"] and "is_delayed" in meta["columns"]
     again = build_features(loaded, store)
-    assert again.cached and (again.key, again.rows) == (result.key, result.rows), "and the next run reuses it"
+    assert again.cached and (again.key, again.rows, again.computed) == (result.key, result.rows, [])
 
     # The killed writers' temporaries are what the stale-temporary clean-up removes.
-    assert sorted(clean_stale_temporaries(local(store) / "features", older_than=0)) == sorted(left)
-    assert list((local(store) / "features").glob(".*")) == []
+    folder = local(store, store.feature_cache_key(batch))
+    assert sorted(clean_stale_temporaries(folder, older_than=0)) == sorted(left)
+    assert list(folder.glob(".*")) == []
+
+
+def test_a_run_killed_on_the_new_batch_keeps_the_cached_ones_and_its_retry_computes_only_the_new(
+    flights_project: Project,
+) -> None:
+    from demo.producer import drop_month
+    from sluice.steps.features import build_features
+    from sluice.steps.ingest import land_new_files
+    from sluice.steps.validate import validate_batch
+
+    project = flights_project
+    spec, loaded, store, first = accepted_batch(project)
+    assert build_features(loaded, store).computed == [first]
+    (cached_entry,) = _entries(store, first)
+    drop_month(project.landing, 2, sample=2000)
+    (second,) = land_new_files(str(project.landing / "*.parquet"), store, "ingest-2").new
+    assert validate_batch(store, second, loaded.spec.validation, "parquet").status == "accepted"
+    tables_before = _tables(store)
+
+    tag = kill_script("features.meta_written", project.root, FEATURES, str(spec))
+
+    assert survivors(tag) == []
+    assert _entries(store, second) == [] and len(_temporaries(store, second)) == 1, "the new batch: nothing trusted"
+    assert _entries(store, first) == [cached_entry], "the cached batch is untouched"
+    assert _tables(store) == tables_before, "no run table names a batch that has no committed table"
+    result = build_features(loaded, store)
+    assert result.computed == [second] and list(result.batches) == [first, second]
+    assert _entries(store, first) == [cached_entry] and len(_entries(store, second)) == 1
+
+
+def test_with_scope_history_a_kill_leaves_no_half_table_and_the_retry_builds_it(flights_project: Project) -> None:
+    from sluice.spec.loader import load_spec
+    from sluice.steps.features import build_features
+
+    project = flights_project
+    spec, _, store, batch = accepted_batch(project)
+    data = yaml.safe_load(spec.read_text())
+    data["features"]["scope"] = "history"
+    spec.write_text(yaml.safe_dump(data, sort_keys=False))
+    loaded = load_spec(spec)
+    assert loaded.spec.features.scope == "history"
+
+    tag = kill_script("features.meta_written", project.root, FEATURES, str(spec))
+    assert survivors(tag) == [] and _tables(store) == [], "a half-written table is invisible"
+    assert len(list((local(store) / "features").glob(".tmp-*"))) == 1
+
+    result = build_features(loaded, store)
+    assert not result.cached and result.computed == [batch] and result.parts == []
+    assert _tables(store) == [result.key] and not (local(store) / "feature_cache").exists()
+    table = pd.read_parquet(result.path)
+    assert len(table) == result.rows == read_json(Path(result.path).parent / "meta.json")["rows"] > 0

@@ -321,6 +321,7 @@ def rule_cases() -> list[BadSpec]:
     detect = "detect: {poll_seconds: 5, timeout_seconds: 3600}"
     pattern = '  pattern: "*.parquet"'
     local = "  target: local\n  local: {port: 5999}"
+    split = "  split: {by: month, holdout: latest}"
     k8s = (
         "  target: kubernetes\n  kubernetes:\n    namespace: ml\n    image: {image}\n"
         "    serving_image: ghcr.io/acme/serve:1.0\n    mlflow_tracking_uri: http://mlflow:5000\n{extra}"
@@ -675,6 +676,18 @@ def rule_cases() -> list[BadSpec]:
         _edit("target_dropped", "drop: [month]", "drop: [month, is_delayed]", "must not contain the target", None),
         _edit("email_invalid", "email: [ml-oncall@example.com]", "email: [not-an-email]", "email", "email:"),
         _edit("cluster_without_master", "  engine: local", "  engine: cluster", "needs master", "engine:"),
+        _edit("scope_unknown", "  engine: local", "  engine: local\n  scope: rows", "'batch' or 'history'", "scope:"),
+        *(
+            _edit(f"window_{slug}", split, f"{split}\n  window: {window}", fragment, "window:")
+            for slug, window, fragment in (
+                ("both_bounds", "{batches: 3, days: 90}", "exactly one of batches or days"),
+                ("no_bound", "{}", "exactly one of batches or days"),
+                ("zero_batches", "{batches: 0}", "greater than or equal to 1"),
+                ("negative_days", "{days: -1}", "greater than 0"),
+                ("unknown_key", "{weeks: 3}", "unknown key 'weeks'"),
+                ("not_a_mapping", "90", "window"),
+            )
+        ),
         _edit(
             "drift_method_typo",
             "    seed: 42",

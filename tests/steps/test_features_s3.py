@@ -18,9 +18,9 @@ import pytest
 from tests.conftest import Project
 from tests.object_store import ObjectStore, s3_server_process
 
-from sluice.services.batch_record import BatchRecord, BatchStatus
+from demo.batches import accept_month
 from sluice.services.spark_jars import S3AJarsError, default_jars_dir, fetch_s3a_jars
-from sluice.services.storage import BATCH_RECORD, FEATURES_META, PipelineStore, backend_for, encode_json
+from sluice.services.storage import FEATURES_META, PipelineStore, backend_for
 
 pytestmark = pytest.mark.integration
 
@@ -40,17 +40,6 @@ def jars() -> Path:
 def s3() -> Iterator[ObjectStore]:
     with s3_server_process() as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def spark_module() -> Iterator[None]:
-    """Stop this module's Spark session afterwards, so later modules start their own."""
-    yield
-    from pyspark import SparkContext
-
-    active = SparkContext._active_spark_context
-    if active is not None:
-        active.stop()
 
 
 @pytest.fixture
@@ -76,24 +65,7 @@ def _s3_store(s3: ObjectStore) -> PipelineStore:
 
 
 def _accept(store: PipelineStore, month: int) -> tuple[str, int]:
-    """Commit an accepted batch of one month's flights (clean.parquet + batch.json) via the store.
-
-    Returns:
-        The batch id and how many of its flights have an arrival delay (the table's rows).
-    """
-    from demo.producer import month_frame
-
-    frame = month_frame(month, sample=SAMPLE)
-    batch_id = f"m{month}-{uuid.uuid4().hex[:6]}"
-    record = BatchRecord(
-        batch_id=batch_id, sha256=uuid.uuid4().hex, landed_at=float(month), status=BatchStatus.ACCEPTED
-    )
-    with store.stage(store.batch_key(batch_id), BATCH_RECORD) as staging:
-        local = store.scratch("test") / f"{batch_id}.parquet"
-        frame.to_parquet(local, index=False)
-        staging.put_file(local, "clean.parquet")
-        staging.write_bytes(BATCH_RECORD, encode_json(record.model_dump(mode="json")))
-    return batch_id, int(frame["arr_delay"].notna().sum())
+    return accept_month(store, month, SAMPLE)
 
 
 def _files(root: Path) -> set[Path]:
@@ -123,18 +95,20 @@ def test_the_feature_table_is_built_from_and_written_to_the_bucket_through_s3a(
     spark_session("sluice-test-same-jars", conf=store_spark_conf(store, jars))
     assert SparkContext._gateway is gateway, "a JVM that has the jars is kept"
 
-    assert result.batches.keys() == {b1, b2} and not result.cached
-    assert result.path == store.location(store.features_key(result.key, "features.parquet"))
-    assert result.path.startswith("s3://"), "the table's location is in the bucket"
-    # A user (or the train step) reads the table back from the bucket with pandas and s3fs.
-    table = pd.read_parquet(result.path, storage_options=s3.fsspec_options)
+    assert result.batches.keys() == {b1, b2} and not result.cached and result.computed == [b1, b2]
+    assert len(result.parts) == 2 and all(p.startswith("s3://") for p in result.parts), "tables are in the bucket"
+    # A user (or the train step) reads the per-batch tables back from the bucket with pandas and s3fs.
+    table = pd.concat([pd.read_parquet(p, storage_options=s3.fsspec_options) for p in result.parts])
     assert len(table) == result.rows == rows1 + rows2 > 0
     assert "is_delayed" in table.columns
     meta = store.read_json(store.features_key(result.key, FEATURES_META))
     assert meta["rows"] == len(table) and meta["batches"] == [b1, b2]
-    # Committed whole: the staging prefix is gone, the table and its marker are in place.
+    # Committed whole: the staging prefixes are gone, each table and its marker are in place.
     assert store.ls("features") == [f"{result.key}/"]
-    assert {"features.parquet/", FEATURES_META} <= set(store.ls(store.features_key(result.key)))
+    for batch in (b1, b2):
+        assert store.ls(store.feature_cache_key(batch)) == [f"{meta['entries'][batch]}/"]
+        entry = store.feature_cache_key(batch, meta["entries"][batch])
+        assert {"features.parquet/", FEATURES_META} <= set(store.ls(entry))
     # Nothing of the pipeline was written under the project (its default storage root included).
     assert _files(tmp_path) == before
     assert not (project.root / "data" / "sluice").exists()
@@ -168,7 +142,7 @@ def test_a_feature_job_killed_before_its_commit_leaves_no_table_in_the_bucket_an
 
     spec = project.dags / "flights_delay.pipeline.yaml"
     store = _s3_store(s3)
-    _, rows = _accept(store, 1)
+    batch, rows = _accept(store, 1)
     root = store.location("").removesuffix("/").removesuffix("/flights_delay")
 
     # The killed process imports this checkout's sluice, not whichever one is installed.
@@ -179,11 +153,12 @@ def test_a_feature_job_killed_before_its_commit_leaves_no_table_in_the_bucket_an
     tag = kill_script("features.meta_written", tmp_path, FEATURES_ON_S3, str(spec), root, json.dumps(s3.fsspec_options))
     assert survivors(tag) == [], "the killed driver's Spark JVM dies with it"
     assert store.ls("features") == [], "no table a reader or the cache would trust"
-    s3fs_paths = s3fs_find(s3, store.location("features"))
+    assert store.ls(store.feature_cache_key(batch)) == [], "no cached batch table either"
+    s3fs_paths = s3fs_find(s3, store.location("feature_cache"))
     assert any("/.tmp-" in p and p.endswith("/meta.json") for p in s3fs_paths), "it died after writing its staging"
 
     result = build_features(load_spec(spec), store)
-    assert not result.cached and store.ls("features") == [f"{result.key}/"]
+    assert not result.cached and result.computed == [batch] and store.ls("features") == [f"{result.key}/"]
     assert result.rows == rows == store.read_json(store.features_key(result.key, FEATURES_META))["rows"]
 
 

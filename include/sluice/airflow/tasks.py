@@ -152,7 +152,7 @@ def check_batches(spec_path: str, **context: Any) -> dict[str, Any]:
 
 
 def build_features(spec_path: str, **context: Any) -> dict[str, Any]:
-    """Build the feature table over every accepted batch."""
+    """Build the feature table of the batches in the training window (cached batches are read, not computed)."""
     from sluice.steps.features import NoDataError
     from sluice.steps.features import build_features as run
 
@@ -162,10 +162,11 @@ def build_features(spec_path: str, **context: Any) -> dict[str, Any]:
     except NoDataError as exc:
         raise AirflowFailException(str(exc)) from None
     log.info(
-        "features %s: %d rows from %d batch(es)%s",
+        "features %s: %d rows from %d batch(es), computed %s%s",
         result.key,
         result.rows,
         len(result.batches),
+        ", ".join(result.computed) or "none (all cached)",
         " (reused)" if result.cached else "",
     )
     return encode(result)

@@ -16,7 +16,12 @@ Layout under ``<storage.root>/<pipeline>/``::
                       /gx_result.json    the Great Expectations result, as GX wrote it
                       /clean.parquet     accepted rows (what training reads)
                       /quarantine.parquet rows that failed a row-level check, with the reasons
-    features/<key>/features.parquet      output of the feature job (meta.json: its commit marker)
+    features/<key>/features.parquet      output of a ``scope: history`` feature job (meta.json: its
+                                         commit marker); with ``scope: batch`` only meta.json, which
+                                         names the per-batch tables below
+    feature_cache/<batch_id>/<key>/features.parquet
+                                         one batch's features (``scope: batch``), keyed by the batch's
+                                         content, the job and its inputs (meta.json: commit marker)
     runs/<airflow run id>/...            per train run: trigger.json, holdout, decision record
     monitor/<airflow run id>/            per monitor run: report.html (Evidently), drift.json
     deploy/current.json                  what is served where (local target)
@@ -264,6 +269,11 @@ class PipelineStore:
     def features_key(key: str, name: str = "") -> str:
         """Key of a feature table's folder, or of ``name`` inside it."""
         return join("features", key, name)
+
+    @staticmethod
+    def feature_cache_key(batch_id: str, key: str = "", name: str = "") -> str:
+        """Key of a batch's cached feature tables, of the one with content key ``key``, or of ``name`` in it."""
+        return join("feature_cache", batch_id, key, name)
 
     @staticmethod
     def run_key(run_id: str, name: str = "") -> str:

@@ -312,6 +312,15 @@ class Features(StrictModel):
     )
     master: str | None = Field(None, description="Spark master URL when engine is 'cluster'.")
     conf: dict[str, str] = Field(default_factory=dict, description="Extra Spark settings.")
+    scope: Literal["batch", "history"] = Field(
+        "batch",
+        description=(
+            "'batch': the job runs on each batch alone and its output per batch is cached (a train run computes "
+            "only batches not seen before; right for row-wise work such as filters and joins with reference "
+            "tables); 'history': the job needs all the batches at once (aggregates or windows across batches) "
+            "and runs over every batch trained on, at each train run."
+        ),
+    )
 
     @field_validator("inputs")
     @classmethod
@@ -345,6 +354,27 @@ class Split(StrictModel):
     seed: int = Field(42, ge=0, le=MAX_SEED, description="Seed of the random split.")
 
 
+class Window(StrictModel):
+    """Which accepted batches the model trains on: the last N, or those landed within a time span."""
+
+    batches: int | None = Field(None, ge=1, le=100_000, description="The last N accepted batches (by landing time).")
+    days: float | None = Field(
+        None,
+        gt=0,
+        le=100_000,
+        description="Batches landed within this many days of the newest accepted batch (its landing time).",
+    )
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> Window:
+        if (self.batches is None) == (self.days is None):
+            raise rule(
+                "window needs exactly one of batches or days",
+                "write e.g. window: {batches: 12} or window: {days: 90}; leave window out to train on all history",
+            )
+        return self
+
+
 class Training(StrictModel):
     """Model class, parameters and columns."""
 
@@ -359,6 +389,9 @@ class Training(StrictModel):
     )
     drop: list[str] = Field(default_factory=list, description="Columns never used as features.")
     split: Split = Field(default_factory=Split, description="How the holdout is chosen.")  # type: ignore[arg-type]
+    window: Window | None = Field(
+        None, description="Which accepted batches to train on (last N or a time span); default: all of them."
+    )
 
     @field_validator("params")
     @classmethod

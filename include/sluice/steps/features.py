@@ -1,4 +1,11 @@
-"""Run the spec's PySpark feature job over every accepted batch."""
+"""Run the spec's PySpark feature job over the batches a train run uses.
+
+With ``features.scope: batch`` (the default) the job runs on each batch alone and each batch's
+table is cached in the pipeline's storage under ``feature_cache/<batch_id>/<entry key>/``,
+keyed by the batch's content, the job's source and its inputs: a train run computes only the
+batches it has not seen and reads the others. With ``scope: history`` the job runs once over
+all the batches, as it needs them together. ``training.window`` picks the batches either way.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +13,33 @@ import hashlib
 import importlib.util
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sluice.services import faults
+from sluice.services.batch_record import BatchRecord
 from sluice.services.storage import FEATURES_META, PipelineStore, encode_json, sha256_file
 from sluice.spec.loader import LoadedSpec
+from sluice.spec.models import Window
 from sluice.steps.records import FeatureResult
 
-__all__ = ["FeatureResult", "NoDataError", "build_features", "load_job"]
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+__all__ = [
+    "FeatureResult",
+    "NoDataError",
+    "build_features",
+    "load_job",
+    "read_features",
+    "training_batches",
+]
 
 #: The feature table inside its folder.
 TABLE = "features.parquet"
+#: Seconds in a day, for ``training.window.days``.
+DAY = 86_400.0
+#: Keys of the ``features`` section that say where the job runs, not what it computes.
+PLACEMENT_KEYS = ("engine", "master")
 
 
 class NoDataError(RuntimeError):
@@ -28,6 +51,10 @@ def _fingerprint(path: Path) -> str:
         return sha256_file(path)[:16]
     entries = sorted((str(p.relative_to(path)), p.stat().st_size) for p in path.rglob("*") if p.is_file())
     return hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:16]
+
+
+def _digest(material: Any) -> str:
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def load_job(job: str, loaded: LoadedSpec) -> Any:
@@ -46,73 +73,176 @@ def load_job(job: str, loaded: LoadedSpec) -> Any:
     return func
 
 
+def training_batches(records: list[BatchRecord], window: Window | None) -> list[BatchRecord]:
+    """The accepted batches a train run uses: all of them, or those in ``training.window``.
+
+    Args:
+        records: Accepted batches, oldest first (as :meth:`PipelineStore.accepted_batches`).
+        window: The spec's ``training.window``; ``None`` keeps every batch.
+
+    Returns:
+        ``window.batches``: the last N; ``window.days``: those landed at most that many days
+        before the newest one (measured from the newest batch, not the clock, so a pipeline
+        whose data paused still trains on its latest data, and a retry picks the same batches).
+    """
+    if window is None or not records:
+        return list(records)
+    if window.batches is not None:
+        return list(records[-window.batches :])
+    newest = max(r.landed_at for r in records)
+    span = float(window.days or 0) * DAY
+    return [r for r in records if r.landed_at >= newest - span]
+
+
 def build_features(loaded: LoadedSpec, store: PipelineStore) -> FeatureResult:
-    """Build (or reuse) the feature table for the current accepted batches.
+    """Build (or reuse) the feature table of the batches this train run uses.
 
     Args:
         loaded: The spec.
         store: The pipeline's storage.
 
     Returns:
-        Where the table is and its lineage.
+        Where the table is and its lineage (``batches``: exactly the batches in it).
 
     Raises:
         NoDataError: No batch has been accepted yet.
     """
     spec = loaded.spec.features
-    records = store.accepted_batches()
-    if not records:
+    accepted = store.accepted_batches()
+    if not accepted:
         raise NoDataError(f"pipeline {loaded.spec.pipeline} has no accepted batch yet; run the ingest DAG first")
+    records = training_batches(accepted, loaded.spec.training.window)
     batches = {r.batch_id: r.sha256 for r in records}
-    job_file = loaded.resolve(spec.job.split(":", 1)[0])
-    job_hash = sha256_file(job_file)[:16]
+    job_hash = sha256_file(loaded.resolve(spec.job.split(":", 1)[0]))[:16]
     inputs = {name: loaded.resolve(i.uri) for name, i in spec.inputs.items()}
     missing = [f"{n} ({p})" for n, p in inputs.items() if not p.exists()]
     if missing:
         raise FileNotFoundError(f"feature inputs not found: {', '.join(missing)}")
-    key_material = {
+    key_material: dict[str, Any] = {
         "batches": list(batches),
         "job": job_hash,
         "function": spec.job.split(":", 1)[1],
         "inputs": {n: _fingerprint(p) for n, p in inputs.items()},
     }
-    key = hashlib.sha256(json.dumps(key_material, sort_keys=True).encode()).hexdigest()[:16]
+    if spec.scope == "batch":
+        return _build_per_batch(loaded, store, records, inputs, job_hash, key_material)
+    key = _digest(key_material)
     table_location = store.location(store.features_key(key, TABLE))
     meta = store.read_json_or_none(store.features_key(key, FEATURES_META))
     if meta is not None:
         return FeatureResult(
-            path=table_location,
+            path=table_location, key=key, batches=batches, job_hash=job_hash, rows=int(meta["rows"]), cached=True
+        )
+    spark = _session(loaded, store)
+    table = _run_job(loaded, spark, list(batches), inputs, store)
+    rows, _ = _commit_table(spark, store, store.features_key(key), table, key_material)
+    return FeatureResult(
+        path=table_location, key=key, batches=batches, job_hash=job_hash, rows=rows, computed=list(batches)
+    )
+
+
+def _build_per_batch(
+    loaded: LoadedSpec,
+    store: PipelineStore,
+    records: list[BatchRecord],
+    inputs: dict[str, Path],
+    job_hash: str,
+    key_material: dict[str, Any],
+) -> FeatureResult:
+    """``scope: batch``: compute the batches missing from the cache, then name every batch's table.
+
+    An entry's key is the batch (id and content hash), the job's source and its inputs (the
+    reference tables' fingerprints and the ``features`` section but where it runs): a changed
+    job, reference table or setting gives new keys, so stale entries are never read.
+    The run's ``features/<key>/meta.json``, written last, names the entries it used.
+    """
+    section = loaded.spec.features.model_dump(mode="json", exclude=set(PLACEMENT_KEYS))
+    inputs_hash = _digest({"inputs": key_material["inputs"], "features": section})
+    material = key_material | {"scope": "batch", "inputs_hash": inputs_hash}
+    key = _digest(material)
+    batches = {r.batch_id: r.sha256 for r in records}
+    folder = store.location(store.features_key(key))
+    entries = {
+        r.batch_id: _digest({"batch": r.batch_id, "sha256": r.sha256, "job": job_hash, "inputs": inputs_hash})
+        for r in records
+    }
+
+    def parts_of(keys: dict[str, str]) -> list[str]:
+        return [store.location(store.feature_cache_key(b, k, TABLE)) for b, k in keys.items()]
+
+    metas = {b: store.read_json_or_none(store.feature_cache_key(b, k, FEATURES_META)) for b, k in entries.items()}
+    todo = [b for b, meta in metas.items() if meta is None]
+    manifest = store.read_json_or_none(store.features_key(key, FEATURES_META))
+    if manifest is not None and not todo:  # entries are checked too: feature_cache/ may have been emptied
+        return FeatureResult(
+            path=folder,
             key=key,
             batches=batches,
             job_hash=job_hash,
-            rows=int(meta["rows"]),
+            rows=int(manifest["rows"]),
             cached=True,
+            parts=parts_of(entries),
         )
+    if todo:
+        metas |= _compute_entries(loaded, store, {b: entries[b] for b in todo}, batches, inputs, material)
+    rows = sum(int(meta["rows"]) for meta in metas.values() if meta is not None)
+    first = next(iter(metas.values()), None) or {}
+    # Written last, once every entry is committed: the run's table is whole when this exists.
+    store.write_json(
+        store.features_key(key, FEATURES_META),
+        material | {"entries": entries, "rows": rows, "columns": first.get("columns", [])},
+    )
+    return FeatureResult(
+        path=folder,
+        key=key,
+        batches=batches,
+        job_hash=job_hash,
+        rows=rows,
+        parts=parts_of(entries),
+        computed=todo,
+    )
 
-    rows = _build_table(loaded, store, list(batches), inputs, key, key_material)
-    return FeatureResult(path=table_location, key=key, batches=batches, job_hash=job_hash, rows=rows)
 
-
-def _build_table(
+def _compute_entries(
     loaded: LoadedSpec,
     store: PipelineStore,
-    batch_ids: list[str],
+    todo: dict[str, str],
+    batches: dict[str, str],
     inputs: dict[str, Path],
-    key: str,
-    key_material: dict[str, Any],
-) -> int:
-    """Run the feature job with Spark; commit the table and its ``meta.json`` as feature table ``key``.
+    material: dict[str, Any],
+) -> dict[str, dict[str, Any]]:
+    """Run the job on each batch of ``todo`` (``{batch_id: entry key}``) and commit its cache entry.
 
     Returns:
-        The table's rows.
+        ``{batch_id: {"rows", "columns"}}`` of the entries written.
     """
-    from sluice.services.spark import spark_location, spark_session, store_spark_conf
+    spark = _session(loaded, store)
+    written: dict[str, dict[str, Any]] = {}
+    for batch_id, entry in todo.items():
+        table = _run_job(loaded, spark, [batch_id], inputs, store)
+        entry_material = material | {"batches": [batch_id], "sha256": batches[batch_id], "entry": entry}
+        rows, columns = _commit_table(spark, store, store.feature_cache_key(batch_id, entry), table, entry_material)
+        written[batch_id] = {"rows": rows, "columns": columns}
+    return written
+
+
+def _session(loaded: LoadedSpec, store: PipelineStore) -> SparkSession:
+    from sluice.services.spark import spark_session, store_spark_conf
     from sluice.services.spark_jars import default_jars_dir
 
     spec = loaded.spec.features
     master = spec.master if spec.engine == "cluster" else None
     conf = store_spark_conf(store, default_jars_dir(loaded.project_dir), dict(spec.conf))
-    spark = spark_session(f"sluice-{loaded.spec.pipeline}-features", master=master, conf=conf)
+    return spark_session(f"sluice-{loaded.spec.pipeline}-features", master=master, conf=conf)
+
+
+def _run_job(
+    loaded: LoadedSpec, spark: SparkSession, batch_ids: list[str], inputs: dict[str, Path], store: PipelineStore
+) -> DataFrame:
+    """The job's output DataFrame over ``batch_ids`` (lazy: nothing runs until it is written)."""
+    from sluice.services.spark import spark_location
+
+    spec = loaded.spec.features
     # Spark opens every location itself: s3:// ones through Hadoop's S3A (s3a://).
     clean = [spark_location(store.location(store.batch_key(b, "clean.parquet"))) for b in batch_ids]
     frames = {"batches": spark.read.option("mergeSchema", "true").parquet(*clean)}
@@ -120,17 +250,40 @@ def _build_table(
         fmt = spec.inputs[name].format
         reader = spark.read.option("header", "true").option("inferSchema", "true")
         frames[name] = reader.parquet(str(path)) if fmt == "parquet" else reader.csv(str(path))
-    func = load_job(spec.job, loaded)
-    table = func(spark, frames)
+    table: DataFrame = load_job(spec.job, loaded)(spark, frames)
+    return table
+
+
+def _commit_table(
+    spark: SparkSession, store: PipelineStore, folder: str, table: DataFrame, material: dict[str, Any]
+) -> tuple[int, list[str]]:
+    """Write ``table`` and its ``meta.json`` as folder ``folder``, committed together.
+
+    Returns:
+        The table's rows and columns.
+    """
+    from sluice.services.spark import spark_location
+
     # The table and its meta.json are staged and committed together (meta.json last): a
-    # reader (and the cache check above) sees a whole table or none. On S3 there is no
-    # rename: Spark writes under the store's hidden staging prefix, and the store copies the
-    # table to its key before meta.json, which readers and the cache go by.
-    with store.stage(store.features_key(key), FEATURES_META) as staging:
+    # reader (and the cache check) sees a whole table or none. On S3 there is no rename:
+    # Spark writes under the store's hidden staging prefix, and the store copies the table
+    # to its key before meta.json, which readers and the cache go by.
+    with store.stage(folder, FEATURES_META) as staging:
         staged_table = spark_location(f"{staging.location}/{TABLE}")
         table.write.parquet(staged_table)
         faults.point("features.table_written")
         rows: int = spark.read.parquet(staged_table).count()
-        staging.write_bytes(FEATURES_META, encode_json(key_material | {"rows": rows, "columns": table.columns}))
+        columns = list(table.columns)
+        staging.write_bytes(FEATURES_META, encode_json(material | {"rows": rows, "columns": columns}))
         faults.point("features.meta_written")
-    return rows
+    return rows, columns
+
+
+def read_features(store: PipelineStore, result: FeatureResult) -> Any:
+    """The feature table of ``result`` as one pandas DataFrame (its batches' rows, in order)."""
+    if not result.parts:
+        return store.read_parquet(store.key_of(result.path))
+    import pandas as pd
+
+    frames = [store.read_parquet(store.key_of(part)) for part in result.parts]
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]

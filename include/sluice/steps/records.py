@@ -196,12 +196,17 @@ class FeatureResult(Record):
     """A feature table and what it was built from.
 
     Attributes:
-        path: Parquet folder of the table.
+        path: With ``features.scope: history``, the parquet folder of the table; with
+            ``scope: batch``, the folder whose ``meta.json`` names the per-batch tables.
         key: Content key (batches + job + inputs); the same key is never built twice.
-        batches: ``{batch_id: sha256}`` of the batches read, oldest first.
+        batches: ``{batch_id: sha256}`` of the batches the table holds (the training window),
+            oldest first.
         job_hash: SHA-256 (16 hex) of the feature job file.
         rows: Rows in the table.
         cached: True when an earlier run had built the same table.
+        parts: With ``scope: batch``, the parquet folder of each batch's cached table, in the
+            order of ``batches``; the table is their rows together. Empty with ``scope: history``.
+        computed: Batches whose features this run computed (the others came from the cache).
     """
 
     path: str
@@ -210,6 +215,8 @@ class FeatureResult(Record):
     job_hash: str
     rows: int
     cached: bool = False
+    parts: list[str] = Field(default_factory=list)
+    computed: list[str] = Field(default_factory=list)
 
 
 class TrainResult(Record):
@@ -478,7 +485,7 @@ class TriggerDecision(Record):
         proceed: False when the run is skipped.
         triggers: What started the run.
         reason: One line for the log and the demo summary.
-        batches: Accepted batch ids when the decision was taken (what a retrain reads).
+        batches: Accepted batch ids in ``training.window`` when the decision was taken (what a retrain reads).
         champion_version: The champion at that time, or None.
         events: Asset events that started the run.
         airflow_run_id: The train run.

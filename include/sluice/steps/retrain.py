@@ -13,6 +13,7 @@ import time
 
 from sluice.services.storage import PipelineStore
 from sluice.spec.loader import LoadedSpec
+from sluice.steps.features import training_batches
 from sluice.steps.records import AssetEvent, Trigger, decode, encode
 from sluice.steps.records import TriggerDecision as TriggerDecision
 
@@ -117,7 +118,9 @@ def check_trigger(
     if champ is not None:
         tag = client.get_run(str(champ.run_id)).data.tags.get("sluice.batches", "")
         champion_batches = [b for b in tag.split(",") if b]
-    accepted = [r.batch_id for r in store.accepted_batches()]
+    # The batches a retrain would read (training.window applied), so "no new data" and "the
+    # champion already saw all of it" compare like with like.
+    accepted = [r.batch_id for r in training_batches(store.accepted_batches(), spec.training.window)]
     now = time.time()
     proceed, reason = decide(
         triggers,

@@ -15,6 +15,7 @@ from sluice.services import faults
 from sluice.services.storage import PipelineStore
 from sluice.spec.loader import LoadedSpec
 from sluice.spec.models import Split
+from sluice.steps.features import read_features
 from sluice.steps.lineage import git_commit
 from sluice.steps.records import FeatureResult, encode
 from sluice.steps.records import TrainResult as TrainResult
@@ -234,7 +235,7 @@ def _fit(loaded: LoadedSpec, store: PipelineStore, features: FeatureResult) -> _
     from sluice.steps.metrics import score
 
     spec = loaded.spec
-    df = store.read_parquet(store.key_of(features.path))
+    df = read_features(store, features)
     target = spec.training.target
     if target not in df.columns:
         raise KeyError(f"training.target '{target}' is not a column of the feature table: {list(df.columns)}")
