@@ -14,10 +14,10 @@ export UV_PYTHON := $(PYTHON)
 export SLUICE_PROJECT_DIR := $(CURDIR)
 RUN := $(UV) run --frozen
 
-.PHONY: help setup uv-path s3a-jars demo demo-production demo-mlflow-ui test test-unit test-integration test-e2e production-stack-test lint airflow mlflow-ui bench clean
+.PHONY: help setup uv-path s3a-jars demo demo-production demo-mlflow-ui test test-unit test-integration test-e2e production-stack-test lint airflow mlflow-ui bench bench-quick clean
 
 help:
-	@echo "make demo | demo-production | test | s3a-jars | test-unit | test-integration | test-e2e | lint | airflow | mlflow-ui | bench | clean | uv-path | demo-mlflow-ui"
+	@echo "make demo | demo-production | test | s3a-jars | test-unit | test-integration | test-e2e | lint | airflow | mlflow-ui | bench | bench-quick | clean | uv-path | demo-mlflow-ui"
 
 $(CURDIR)/.tools/bin/uv:
 	$(PYTHON) -m venv $(CURDIR)/.tools
@@ -103,8 +103,16 @@ demo-mlflow-ui: .venv/.synced
 	env="$$($(RUN) sluice env --check-free SLUICE_MLFLOW_UI_PORT)" && eval "$$env" && \
 	exec $(RUN) mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/.sluice/demo/mlflow.db" --port "$$SLUICE_MLFLOW_UI_PORT"
 
+# Every bench of bench/run.py (ratios against a baseline in the same run, under 25 minutes on
+# 2 cores), merged into bench/results.json; then the README's performance table from it.
 bench: setup
 	$(RUN) python bench/run.py
+	$(RUN) python bench/report.py
+
+# The same with fewer repetitions and smaller sizes (entries marked "quick": true).
+bench-quick: setup
+	$(RUN) python bench/run.py --quick
+	$(RUN) python bench/report.py
 
 clean:
 	rm -rf .airflow .sluice data .pytest_cache .mypy_cache .ruff_cache

