@@ -193,12 +193,19 @@ def _pg_bin() -> Path:
 def _let_others_through(folder: Path) -> None:
     """Give other users search (not read) permission on the temporary folders above ``folder``.
 
-    A private temporary folder (the tests put everything under one of mode 0700) would
-    otherwise stop the ``postgres`` user from reaching its data folder.
+    A private temporary folder (the tests put everything under one of mode 0700, and each
+    pytest-xdist worker one more inside it) would otherwise stop the ``postgres`` user from
+    reaching its data folder. Every folder between ``folder`` and the outermost temporary root
+    it is under (``/tmp``, ``/var/tmp`` or ``$TMPDIR``) is opened, if it is ours.
     """
-    tmp = Path(tempfile.gettempdir()).resolve()
-    for parent in folder.resolve().parents:
-        if parent != tmp and tmp not in parent.parents:
+    here = folder.resolve()
+    system = (Path("/tmp"), Path("/var/tmp"))  # noqa: S108 (compared with, never written to)
+    roots = [r for r in (Path(tempfile.gettempdir()).resolve(), *system) if r in here.parents]
+    if not roots:
+        return
+    top = min(roots, key=lambda r: len(r.parts))
+    for parent in here.parents:
+        if parent == top:
             break
         info = parent.stat()
         if info.st_uid == os.getuid() and not info.st_mode & stat.S_IXOTH:
