@@ -116,9 +116,9 @@ def pandas_features(flights: Any, weather: Any, planes: Any) -> Any:
 
 
 def _child_pandas(data: Path, out: Path) -> dict[str, float]:
-    t0 = time.perf_counter()
     import pandas as pd
 
+    t0 = time.perf_counter()
     files = sorted((data / "batches").glob("*.parquet"))
     flights = pd.concat([pd.read_parquet(f, columns=FLIGHT_COLUMNS) for f in files], ignore_index=True)
     weather = pd.read_parquet(data / "reference" / "weather.parquet")
@@ -135,19 +135,29 @@ def _child_spark(data: Path, out: Path, conf: dict[str, str]) -> dict[str, float
 
     loaded = load_spec(SPEC)
     t0 = time.perf_counter()
-    spark = spark_session("bench-features", conf=conf)
+    spark = spark_session("bench-features", conf={k: v for k, v in conf.items() if not k.startswith("bench.")})
     started = time.perf_counter()
     files = [str(f) for f in sorted((data / "batches").glob("*.parquet"))]
-    frames = {"batches": spark.read.option("mergeSchema", "true").parquet(*files)}
+    merge = conf.pop("bench.mergeSchema", "true")  # sluice's feature step merges batch schemas
+    frames = {"batches": spark.read.option("mergeSchema", merge).parquet(*files)}
     for name in ("weather", "planes"):
         frames[name] = spark.read.parquet(str(data / "reference" / f"{name}.parquet"))
+    read = time.perf_counter()
     table = load_job(loaded.spec.features.job, loaded)(spark, frames)
     target = str(out / "features.parquet")
     table.write.parquet(target)
+    written = time.perf_counter()
     rows = spark.read.parquet(target).count()
     done = time.perf_counter()
     spark.stop()
-    return {"session_start_s": started - t0, "job_s": done - started, "rows": float(rows)}
+    return {
+        "session_start_s": started - t0,
+        "job_s": done - started,
+        "read_s": read - started,
+        "job_write_s": written - read,
+        "count_s": done - written,
+        "rows": float(rows),
+    }
 
 
 # --- measuring ---------------------------------------------------------------------------------
