@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 from tests.conftest import REPO, free_port
@@ -38,15 +39,27 @@ def session_env(project: Path) -> dict[str, str]:
 
 
 def processes_of(project: Path) -> dict[int, str]:
-    """Processes started for ``project`` (found by the SLUICE_PROJECT_DIR in their environment)."""
-    marker = f"SLUICE_PROJECT_DIR={project}".encode()
+    """Live processes started for ``project`` (found by the SLUICE_PROJECT_DIR in their environment)."""
+    import psutil
+
     found = {}
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+    for proc in psutil.process_iter():
+        if proc.pid == os.getpid():
             continue
         try:
-            if marker in (proc / "environ").read_bytes().split(b"\0"):
-                found[int(proc.name)] = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:150]
-        except OSError:
+            if proc.environ().get("SLUICE_PROJECT_DIR") == str(project) and proc.status() != psutil.STATUS_ZOMBIE:
+                found[proc.pid] = " ".join(proc.cmdline())[:150]
+        except psutil.Error:  # gone, or not ours to read
             continue
     return found
+
+
+def wait_gone(project: Path, wait: float = 15.0) -> dict[int, str]:
+    """Wait up to ``wait`` seconds for ``project``'s processes to be gone; return those left.
+
+    A SIGKILL, a stop's or ours, lands asynchronously: a process is still listed for a moment.
+    """
+    deadline = time.monotonic() + wait
+    while (left := processes_of(project)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left

@@ -17,7 +17,9 @@ from sluice.airflow.standalone import isolated_env
 from tests.e2e.demo_outcomes import check_demo_months
 from tests.standalone import processes_of, scratch_project
 
-pytestmark = pytest.mark.e2e
+#: The demo gets 25 minutes (its own limit below), not the suite's 15: in `make test` it shares
+#: the two cores with the production-shape stack on the other worker.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
 
 @pytest.fixture()

@@ -10,13 +10,12 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import time
 from collections.abc import Iterator
 
 import pytest
 
 from sluice.airflow.standalone import Standalone, isolated_env
-from tests.standalone import processes_of, scratch_project
+from tests.standalone import scratch_project, wait_gone
 
 pytestmark = pytest.mark.e2e
 PIPELINE = "flights_delay"
@@ -32,10 +31,7 @@ def airflow_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standalone
             yield airflow
     finally:
         # Standalone's exit ends with SIGKILL to the group, which lands asynchronously.
-        deadline = time.monotonic() + 15
-        while processes_of(project) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        left = processes_of(project)
+        left = wait_gone(project)
         for pid in left:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)

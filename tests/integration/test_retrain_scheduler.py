@@ -19,7 +19,7 @@ import pytest
 from sluice.services.storage import PipelineStore, read_json
 from tests.conftest import Project, fresh_mlflow_store
 from tests.integration.conftest import small_spec
-from tests.standalone import processes_of, session_env
+from tests.standalone import session_env, wait_gone
 from tests.storage import local
 
 pytestmark = pytest.mark.integration
@@ -50,10 +50,10 @@ def scheduler(
         yield {"project": project, "env": env, "server": server, "log": log_file}
     finally:
         standalone.stop(server)
-        for pid in processes_of(project.root):
+        for pid in wait_gone(project.root):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        assert processes_of(project.root) == {}, "the standalone left processes behind"
+        assert wait_gone(project.root) == {}, "the standalone left processes behind"
 
 
 def _finished_runs(since: float) -> list[dict[str, Any]]:
