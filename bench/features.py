@@ -14,15 +14,11 @@ polars is not in ``uv.lock`` (not installed), so the polars side of the issue is
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -163,50 +159,16 @@ def _child_spark(data: Path, out: Path, conf: dict[str, str]) -> dict[str, float
 # --- measuring ---------------------------------------------------------------------------------
 
 
-def _tree_rss(proc: Any) -> int:
-    import psutil
-
-    total = 0
-    for p in [proc, *proc.children(recursive=True)]:
-        with contextlib.suppress(psutil.Error):
-            total += p.memory_info().rss
-    return total
-
-
 def measure_child(side: str, data: Path, conf: dict[str, str] | None = None) -> dict[str, float]:
-    """Run one side in a child process; return its timings and the tree's peak RSS (MB)."""
-    import psutil
+    """Run one side in a child process; return its timings and the tree's peak RSS (MB).
 
-    from sluice.services import processes
+    The tree includes the Spark JVM, a child of the Spark side's Python (``harness.run_child``).
+    """
+    from harness import run_child
 
     out = Path(tempfile.mkdtemp(prefix=f"feat-{side}-", dir=data))
-    cmd = [sys.executable, __file__, "--child", side, str(data), str(out), json.dumps(conf or {})]
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "include")}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True)
-    peak = 0
-    stop = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        ps = psutil.Process(proc.pid)
-        while not stop.is_set():
-            try:
-                peak = max(peak, _tree_rss(ps))
-            except psutil.Error:
-                return
-            time.sleep(0.1)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    try:
-        stdout, stderr = proc.communicate(timeout=1800)
-    finally:
-        stop.set()
-        sampler.join()
-        processes.stop_group(proc.pid, grace_seconds=5)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{side} child failed:\n{stderr.decode(errors='replace')[-3000:]}")
-    result: dict[str, float] = json.loads(stdout.decode().strip().splitlines()[-1])
+    found, peak = run_child([__file__, "--child", side, str(data), str(out), json.dumps(conf or {})])
+    result: dict[str, float] = dict(found)
     result["peak_rss_mb"] = peak / 1e6
     result["output"] = str(out)  # type: ignore[assignment]
     return result
