@@ -435,7 +435,7 @@ def rule_cases() -> list[BadSpec]:
             "poll_seconds",
             "detect:",
         ),
-        _edit("sample_size_huge", "sample_size: 5000", "sample_size: 1e13", "sample_size", "sample_size"),
+        _edit("sample_size_huge", "sample_size: 20000", "sample_size: 1e13", "sample_size", "sample_size"),
         _edit("seed_huge", "seed: 42", "seed: 99999999999999999999", "seed", "seed:"),
         _edit(
             "cooldown_huge",

@@ -126,6 +126,9 @@ def test_a_window_trains_on_the_newest_batches_and_computes_only_those(
     run = tracking.configure(loaded.project_dir).get_run(trained.mlflow_run_id)
     assert run.data.tags["sluice.batches"] == ",".join(ids[1:]), "lineage lists exactly the batches trained on"
     assert int(run.data.params["train_rows"]) + trained.holdout_rows == result.rows
+    train_rows = int(run.data.params["train_rows"])
+    assert int(run.data.params["train_metric_rows"]) == min(20_000, train_rows)
+    assert 0.5 <= run.data.metrics["train_roc_auc"] <= 1.0, "the train metric is logged beside the holdout's"
 
     write(project, training={"window": {"days": 45}})
     recent = build_features(*spec_of(project))
