@@ -261,6 +261,7 @@ def run(quick: bool) -> dict[str, Any]:
     met = ratio >= 1.0 and s["p99_ms"] <= m["p99_ms"] and values["switch"]["failed"] == 0
     return {
         "name": "serving",
+        "summary": summary(values),
         "measured": (
             f"requests/s and p50/p99 latency of sluice's local model server vs `mlflow models serve` "
             f"({CLIENTS} clients, {requests_total} requests of {PAYLOAD_ROWS} holdout rows, median of {rounds}), "
@@ -278,6 +279,16 @@ def run(quick: bool) -> dict[str, Any]:
             + (" Quick mode: fewer requests, one round." if quick else "")
         ),
     }
+
+
+def summary(values: dict[str, Any]) -> str:
+    """The README table's "measured here" text of a serving entry."""
+    s, m, switch = values["sluice"], values["mlflow"], values["switch"]
+    return (
+        f"sluice {s['requests_per_s']:.1f} req/s, p99 {s['p99_ms']:.0f} ms vs mlflow {m['requests_per_s']:.1f} req/s, "
+        f"p99 {m['p99_ms']:.0f} ms; deploy switch {switch['deploy_s']:.1f} s, {switch['failed']} of "
+        f"{switch['ok'] + switch['failed']} requests failed"
+    )
 
 
 if __name__ == "__main__":
