@@ -209,6 +209,20 @@ VARIANTS: dict[str, dict[str, str]] = {
 }
 
 
+def summary(values: dict[str, Any]) -> str:
+    """The README table's "measured here" text of a features entry: Spark vs pandas per size."""
+    sizes = sorted((k for k in values if k.isdigit()), key=int)
+    parts = []
+    for k in sizes:
+        spark, pandas = values[k]["spark"], values[k]["pandas"]
+        parts.append(
+            f"{int(k):,} rows: Spark {spark['job_s']:.1f} s, {spark['peak_rss_mb'] / 1024:.1f} GB "
+            f"(+{spark['session_start_s']:.1f} s session start) vs pandas {pandas['job_s']:.1f} s, "
+            f"{pandas['peak_rss_mb'] / 1024:.1f} GB"
+        )
+    return "; ".join(parts)
+
+
 def run(quick: bool) -> dict[str, Any]:
     """Spark feature job vs pandas at 1M (quick: 200k) and 10M rows (full only)."""
     sizes = [200_000] if quick else [1_000_000, 10_000_000]
@@ -231,6 +245,7 @@ def run(quick: bool) -> dict[str, Any]:
     less_memory = top["spark"]["peak_rss_mb"] < top["pandas"]["peak_rss_mb"]
     return {
         "name": "features",
+        "summary": summary(values),
         "measured": (
             f"Wall time (median of {reps}) and peak process-tree RSS of the demo's PySpark feature job "
             f"vs the same logic in pandas at {', '.join(f'{s:,}' for s in sizes)} rows"

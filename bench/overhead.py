@@ -12,13 +12,16 @@ script) / tasks. Target: at most 1.5 s per task.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 if str(Path(__file__).parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).parent))
@@ -126,8 +129,11 @@ def run(quick: bool) -> dict[str, Any]:
 
     reps = 1 if quick else 2
     dag_runs, script_runs = [], []
-    with tempfile.TemporaryDirectory(prefix="sluice-bench-overhead-") as tmp:
+    with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory(prefix="sluice-bench-overhead-") as tmp:
         project = scratch_project(Path(tmp) / "project")
+        # `make bench` exports SLUICE_PROJECT_DIR (the checkout): this process must read the
+        # scratch project's batches and MLflow store, as its Airflow does.
+        stack.enter_context(mock.patch.dict(os.environ, {"SLUICE_PROJECT_DIR": str(project)}))
         env = isolated_env(project)
         loaded = load_spec(project / "dags" / f"{PIPELINE}.pipeline.yaml")
         store = open_store(loaded)

@@ -14,6 +14,7 @@ failed requests during it are reported.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -25,6 +26,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import yaml
 
@@ -217,9 +219,11 @@ def run(quick: bool) -> dict[str, Any]:
     started: set[int] = set()
     values: dict[str, Any] = {"clients": CLIENTS, "payload_rows": PAYLOAD_ROWS, "requests_per_round": requests_total}
     os.environ.pop("MLFLOW_TRACKING_URI", None)
-    with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
+    with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
         sluice_port, mlflow_port = _free_port(), _free_port()
         spec_path = _project(Path(tmp), sluice_port)
+        # `make bench` exports SLUICE_PROJECT_DIR (the checkout): the scratch project must win.
+        stack.enter_context(mock.patch.dict(os.environ, {"SLUICE_PROJECT_DIR": str(spec_path.parents[1])}))
         loaded, store, smoke, payload = _train(spec_path)
         uri = tracking_uri(loaded.project_dir)
         env = dict(os.environ, MLFLOW_TRACKING_URI=uri, MLFLOW_REGISTRY_URI=uri, MLFLOW_DISABLE_TELEMETRY="true")
