@@ -10,10 +10,6 @@ UV_ON_PATH := $(shell command -v uv 2>/dev/null)
 UV := $(or $(UV_ON_PATH),$(CURDIR)/.tools/bin/uv)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
-# Installed packages come with their bytecode: every Airflow task is a fresh process, and
-# without .pyc files (or where PYTHONDONTWRITEBYTECODE is set) each one compiled MLflow,
-# Airflow and scikit-learn from source again, seconds per task (bench/overhead.py).
-export UV_COMPILE_BYTECODE := 1
 # The embedded Airflow home lives in the project; `uv run sluice env` prints the rest.
 export SLUICE_PROJECT_DIR := $(CURDIR)
 RUN := $(UV) run --frozen
@@ -27,8 +23,12 @@ $(CURDIR)/.tools/bin/uv:
 	$(PYTHON) -m venv $(CURDIR)/.tools
 	$(CURDIR)/.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
 
+# Installed packages come with their bytecode: every Airflow task is a fresh process, and
+# without .pyc files (or where PYTHONDONTWRITEBYTECODE is set) each one compiled MLflow,
+# Airflow and scikit-learn from source again, seconds per task (bench/overhead.py). Only
+# here: as an exported UV_COMPILE_BYTECODE, every `uv run` would check them again (~2 s).
 .venv/.synced: uv.lock pyproject.toml | $(UV)
-	$(UV) sync --frozen
+	$(UV) sync --frozen --compile-bytecode
 	@touch $@
 
 setup: .venv/.synced

@@ -53,3 +53,41 @@ def test_the_embedded_scheduler_forks_tasks_from_the_preloaded_forkserver_unless
 
     own = embedded_env(tmp_path, {"PATH": "/usr/bin", "AIRFLOW__SCHEDULER__MP_START_METHOD": "fork"})
     assert own["AIRFLOW__SCHEDULER__MP_START_METHOD"] == "fork", "an operator's own setting wins"
+
+
+WORKER_PROBE = """
+import multiprocessing
+import sys
+
+
+def loaded(queue):
+    queue.put(sorted(m for m in ("mlflow", "great_expectations", "evidently", "skops.io") if m in sys.modules))
+
+
+if __name__ == "__main__":
+    from airflow.utils.process_utils import set_component_mp_start_method
+
+    set_component_mp_start_method("scheduler")  # what `airflow scheduler` does first
+    queue = multiprocessing.Queue()
+    worker = multiprocessing.Process(target=loaded, args=(queue,))  # how LocalExecutor starts a worker
+    worker.start()
+    print(multiprocessing.get_start_method(), *queue.get(timeout=600))
+    worker.join()
+"""
+
+
+def test_a_worker_started_the_way_the_scheduler_starts_it_already_has_the_libraries(tmp_path: Path) -> None:
+    script = tmp_path / "scheduler_probe.py"
+    script.write_text(WORKER_PROBE)
+    env = embedded_env(tmp_path, {"PATH": "/usr/bin", "AIRFLOW_HOME": str(tmp_path / "airflow")})
+    out = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=900, check=True
+    )
+    # The worker imported none of them itself: they came from the forkserver's preload.
+    assert out.stdout.strip().splitlines()[-1].split() == [
+        "forkserver",
+        "evidently",
+        "great_expectations",
+        "mlflow",
+        "skops.io",
+    ], out.stderr[-2000:]

@@ -102,7 +102,7 @@ def embedded_env(project_dir: Path, base: dict[str, str] | None = None) -> dict[
         # scheduler are reset every minute. Task heartbeats come every few seconds.
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "120",
         "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "60",
-        # Task processes are forked from a forkserver that imported MLflow, scikit-learn and
+        # Task processes are forked from a forkserver that imported MLflow, scikit-learn, GX and
         # Evidently once (sluice.airflow.preload): seconds less per task.
         "AIRFLOW__SCHEDULER__MP_START_METHOD": "forkserver",
         "AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD": "sluice.airflow.preload",

@@ -2,8 +2,9 @@
 
 Each Airflow task is a fresh process forked from a LocalExecutor worker. Without this, every
 validate, train, evaluate, promote, deploy and drift task imported Great Expectations, MLflow,
-scikit-learn, skops, pandas and Evidently on its own: about 4.5 s of each task (``bench/overhead.py`` measured 2.2 s per
-task over a plain script with it, 1.5 s and under without). :func:`sluice.airflow.home.embedded_env`
+scikit-learn, skops, pandas and Evidently on its own, several seconds each (``bench/overhead.py``:
+2.2 s per task over a plain script without the preload, about 1 s with it).
+:func:`sluice.airflow.home.embedded_env`
 sets ``[scheduler] mp_start_method = forkserver`` and ``mp_forkserver_preload`` to this module
 (Airflow 3.3's own settings, ``airflow.utils.process_utils.set_component_mp_start_method``): the
 forkserver imports it once, the executor's workers are forked from it and each task is forked
