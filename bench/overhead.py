@@ -14,19 +14,17 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 if str(Path(__file__).parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).parent))
 
-from scratch import PIPELINE, ROOT, scratch_project
+from scratch import PIPELINE, ROOT, in_project, scratch_project
 
 TRAIN = f"{PIPELINE}__train"
 INGEST = f"{PIPELINE}__ingest"
@@ -131,9 +129,7 @@ def run(quick: bool) -> dict[str, Any]:
     dag_runs, script_runs = [], []
     with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory(prefix="sluice-bench-overhead-") as tmp:
         project = scratch_project(Path(tmp) / "project")
-        # `make bench` exports SLUICE_PROJECT_DIR (the checkout): this process must read the
-        # scratch project's batches and MLflow store, as its Airflow does.
-        stack.enter_context(mock.patch.dict(os.environ, {"SLUICE_PROJECT_DIR": str(project)}))
+        stack.enter_context(in_project(project))
         env = isolated_env(project)
         loaded = load_spec(project / "dags" / f"{PIPELINE}.pipeline.yaml")
         store = open_store(loaded)
@@ -192,7 +188,7 @@ def run(quick: bool) -> dict[str, Any]:
             "models again, and waits for the scheduler to queue it; the script does each once and keeps one "
             "JVM. Tasks are forked from the scheduler's forkserver, which imported MLflow, scikit-learn, "
             "skops, Evidently and Great Expectations once (sluice.airflow.preload), and the venv holds "
-            "compiled bytecode (UV_COMPILE_BYTECODE=1 in the Makefile): before those two, 3.9 s per task "
+            "compiled bytecode (`uv sync --compile-bytecode` in the Makefile): before those two, 3.9 s per task "
             "(DAG run 61 s vs script 34 s)."
         ),
     }

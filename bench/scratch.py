@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from unittest import mock
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "include") not in sys.path:
@@ -30,3 +34,14 @@ def scratch_project(root: Path) -> Path:
     spec = root / "dags" / f"{PIPELINE}.pipeline.yaml"
     spec.write_text(spec.read_text().replace("port: 5055", f"port: {free_port()}"))
     return root
+
+
+@contextmanager
+def in_project(project: Path) -> Iterator[None]:
+    """Make this process read ``project`` (its spec paths, batches, MLflow store) while inside.
+
+    ``make bench`` exports ``SLUICE_PROJECT_DIR`` (the checkout), which would win over the
+    scratch project's own ``pyproject.toml``.
+    """
+    with mock.patch.dict(os.environ, {"SLUICE_PROJECT_DIR": str(project)}):
+        yield

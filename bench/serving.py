@@ -26,12 +26,14 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "include"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from scratch import in_project  # noqa: E402
 
 CLIENTS = 4
 PAYLOAD_ROWS = 10
@@ -222,8 +224,7 @@ def run(quick: bool) -> dict[str, Any]:
     with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
         sluice_port, mlflow_port = _free_port(), _free_port()
         spec_path = _project(Path(tmp), sluice_port)
-        # `make bench` exports SLUICE_PROJECT_DIR (the checkout): the scratch project must win.
-        stack.enter_context(mock.patch.dict(os.environ, {"SLUICE_PROJECT_DIR": str(spec_path.parents[1])}))
+        stack.enter_context(in_project(spec_path.parents[1]))
         loaded, store, smoke, payload = _train(spec_path)
         uri = tracking_uri(loaded.project_dir)
         env = dict(os.environ, MLFLOW_TRACKING_URI=uri, MLFLOW_REGISTRY_URI=uri, MLFLOW_DISABLE_TELEMETRY="true")
