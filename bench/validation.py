@@ -5,15 +5,21 @@ the spec's declared columns as the validate step does (``sluice.steps.schema.con
 clean, and with 1% of rows given a negative ``distance`` (the demo's corruption, which the
 spec quarantines: the quarantine path fetches the failing rows' indexes).
 
-- sluice: :func:`sluice.services.gx.run_expectations` (ephemeral GX context, the spec's six
-  expectations, a SUMMARY pass, then a COMPLETE pass over the failed row-level checks).
-  The ``import great_expectations`` is timed apart.
+- sluice: the checks as the validate step runs them (:func:`sluice_checks`: one
+  :class:`sluice.services.gx.Checks`, the row-level expectations per chunk of the spec's
+  ``validation.chunk_rows`` rows, a BASIC pass then a COMPLETE pass over the failed ones, the
+  batch-level ones on the batch's shape). The ``import great_expectations`` is timed apart.
 - baseline: the same six checks as vectorised pandas masks, with the failing rows' indexes.
 
 Each batch is made once and written as parquet; each (side, size, clean/bad) then runs in its
 own interpreter (``python bench/validation.py child ...``) that reads and conforms it, so its
-peak memory (RSS, polled with psutil) is its own; sizes 1M (median of 3) and 10M rows (one
-run: a GX pass there takes minutes), quick: 100k. Target: <= 3x at every size.
+peak memory (RSS, polled with psutil) is its own; sizes 1M and 10M rows, median of 3 each
+(quick: 100k). Target: <= 3x at every size.
+
+Beside the ratio, the whole validate step (read, conform, check, write ``clean.parquet`` and
+``quarantine.parquet``) runs on the largest 1%-bad batch in chunks and read whole, each in its
+own interpreter: the peak memory shows whether a batch larger than memory can validate (met
+requires the chunked peak to be the lower).
 """
 
 from __future__ import annotations
@@ -31,17 +37,22 @@ from harness import ROOT, entry, mib, run_child
 TARGET = 3.0
 #: What cProfile showed (run_expectations at 1M rows, 1% bad), and what was done about it.
 PROFILE = (
-    "cProfile of run_expectations at 1M rows with 1% bad, before sluice narrowed the frame (4.8 s): GX "
-    "fingerprints the batch with pandas.util.hash_pandas_object on each of its three get_batch calls "
-    "(2.7 s; GX skips this above 1 GB of frame memory, so not at 10M) and copies it in its map-metric "
-    "helpers (1.1 s); the comparisons themselves are a fraction of a second. sluice now hands GX only the "
-    "columns its checks read (5 of 19 here; services/gx.columns_read). What remains is GX's own cost per "
-    "pass (metric graph, per-expectation result building, the COMPLETE pass that lists failing rows) and "
-    "`import great_expectations` (13-19 s here, once per task process; not in the ratio). The gap to "
-    "pandas is GX's engine, not sluice's use of it: closing it means checking with pandas (or GX's Spark "
-    "source for batches larger than memory), not tuning GX."
+    "cProfile of run_expectations at 1M rows with 1% bad: GX fingerprinted the batch with "
+    "pandas.util.hash_pandas_object on each of its get_batch calls (0.54 s of 1.15 s; above 1 GB of frame "
+    "memory it skips this, which is why a 10M-row batch read whole was not faster per row), copied the "
+    "frame in its map-metric helpers (boolean filters, 0.3 s) and built SUMMARY results it did not need. "
+    "sluice now hands GX only the columns its checks read (services/gx.columns_read), turns the fingerprint "
+    "off (HASH_THRESHOLD = 0), asks for BASIC results (COMPLETE only for failed row checks, to list their "
+    "rows), and runs the checks per chunk of validation.chunk_rows rows in one GX context, the batch-level "
+    "checks on the batch's shape: 10M rows went from 38-64 s to about 3 s. What remains is GX's per-pass "
+    "cost (metric graph, the filtered copies) at about 2-2.6x the pandas masks; `import great_expectations` "
+    "(6-40 s here, once per task process, preloaded by the embedded scheduler's forkserver) is not in the "
+    "ratio. The step measurement (read, conform, check, write) shows the chunked step's peak memory "
+    "following the chunk, not the batch."
 )
 BAD_SHARE = 0.01
+#: Chunk size of the quick run's step measurement, so that its 100k-row batch is read in chunks too.
+QUICK_CHUNK = 25_000
 
 
 def pandas_checks(df: Any, expectations: list[Any]) -> list[dict[str, Any]]:
@@ -71,6 +82,26 @@ def pandas_checks(df: Any, expectations: list[Any]) -> list[dict[str, Any]]:
     return results
 
 
+def sluice_checks(df: Any, expectations: list[Any], chunk_rows: int) -> list[int]:
+    """The checks as the validate step runs them on a batch: GX per chunk of ``chunk_rows``, shape at the end.
+
+    Returns:
+        Each check's unexpected count, in spec order.
+    """
+    from sluice.services.gx import Checks
+
+    checks = Checks(expectations)
+    counts = dict.fromkeys(range(len(expectations)), 0)
+    for start in range(0, len(df), chunk_rows):
+        for i, result in zip(
+            checks.row_level, checks.run(df.iloc[start : start + chunk_rows], checks.row_level)[0], strict=True
+        ):
+            counts[i] += result.unexpected_count
+    for i, result in zip(checks.batch_level, checks.on_shape(list(df.columns), len(df))[0], strict=True):
+        counts[i] += result.unexpected_count
+    return list(counts.values())
+
+
 def _child(side: str, batch: str, reps: int) -> dict[str, Any]:
     """One configuration in this interpreter: read and conform the batch, time the checks ``reps`` times."""
     import pandas as pd
@@ -89,10 +120,9 @@ def _child(side: str, batch: str, reps: int) -> dict[str, Any]:
         import great_expectations  # noqa: F401
 
         import_seconds = time.perf_counter() - started
-        from sluice.services.gx import run_expectations
 
         def check() -> list[int]:
-            return [c.unexpected_count for c in run_expectations(df, expectations)[0]]
+            return sluice_checks(df, expectations, spec.validation.chunk_rows)
     else:
 
         def check() -> list[int]:
@@ -110,6 +140,32 @@ def _child(side: str, batch: str, reps: int) -> dict[str, Any]:
         "unexpected": counts,
         "data_rss": data_rss,
     }
+
+
+def _step(batch: str, chunk_rows: int) -> dict[str, Any]:
+    """The whole validate step (read, conform, check, write clean and quarantine rows) on one landed batch."""
+    import shutil
+
+    import great_expectations  # noqa: F401  (imported before the clock starts, as in a warm task process)
+
+    from sluice.services.landing import LocalInbox
+    from sluice.services.storage import PipelineStore
+    from sluice.spec.loader import load_spec
+    from sluice.steps.ingest import land_new_files
+    from sluice.steps.validate import validate_batch
+
+    spec = load_spec(ROOT / "dags" / "flights_delay.pipeline.yaml").spec
+    with tempfile.TemporaryDirectory(prefix="sluice-bench-validate-step-") as tmp:
+        inbox = Path(tmp, "inbox")
+        inbox.mkdir()
+        shutil.copy(batch, inbox / "batch.parquet")
+        store = PipelineStore(Path(tmp, "store"), "bench")
+        (batch_id,) = land_new_files(LocalInbox(inbox, "*.parquet", settle_seconds=0), store, "bench").new
+        validation = spec.validation.model_copy(update={"chunk_rows": chunk_rows})
+        started = time.perf_counter()
+        outcome = validate_batch(store, batch_id, validation, "parquet", spec.source.columns)
+        seconds = time.perf_counter() - started
+    return {"seconds": seconds, "status": str(outcome.status), "quarantined": outcome.quarantined}
 
 
 def _batches(rows: int, folder: Path) -> dict[bool, Path]:
@@ -133,25 +189,39 @@ def _measure(side: str, batch: Path, reps: int) -> dict[str, Any]:
     return out | {"peak_rss_mib": mib(peak), "data_rss_mib": mib(out.pop("data_rss"))}
 
 
+def _measure_step(batch: Path, chunk_rows: int | None) -> dict[str, Any]:
+    from sluice.spec.loader import load_spec
+
+    chunk = chunk_rows or load_spec(ROOT / "dags" / "flights_delay.pipeline.yaml").spec.validation.chunk_rows
+    out, peak = run_child(["bench/validation.py", "step", str(batch), str(chunk)])
+    return out | {"chunk_rows": chunk, "seconds": round(out["seconds"], 2), "peak_rss_mib": mib(peak)}
+
+
 def run(quick: bool) -> dict[str, Any]:
     """GX vs pandas per size, clean and 1% bad; the ratio is the worst GX/pandas time."""
     import psutil
 
     sizes = [100_000] if quick else [1_000_000, 10_000_000]
     configs: dict[str, Any] = {}
+    step: dict[str, Any] = {}
     skipped = []
     for rows in sizes:
         # ~1.1 GB per million rows at the GX peak (data included): skip a size that cannot fit.
         if rows * 1100 > psutil.virtual_memory().available:
             skipped.append(rows)
             continue
-        reps = 3 if rows <= 1_000_000 else 1
+        reps = 3
         with tempfile.TemporaryDirectory(prefix="sluice-bench-validation-") as tmp:
             batches = _batches(rows, Path(tmp))
             runs = {
                 bad: (_measure("gx", batches[bad], reps), _measure("pandas", batches[bad], reps))
                 for bad in (False, True)
             }
+            if rows == sizes[-1]:
+                step = {
+                    how: _measure_step(batches[True], chunk)
+                    for how, chunk in (("chunked", QUICK_CHUNK if quick else None), ("whole", 10**9))
+                }
         for bad, (gx, pd_) in runs.items():
             configs[f"{rows}_{'bad' if bad else 'clean'}"] = {
                 "rows": rows,
@@ -173,23 +243,31 @@ def run(quick: bool) -> dict[str, Any]:
     return entry(
         "validation",
         measured=(
-            "sluice's Great Expectations suite for the demo spec (run_expectations: six checks, plus the "
-            "failing rows' indexes when a row check fails) on conformed flights batches, clean and with 1% bad rows"
+            "sluice's Great Expectations suite for the demo spec as the validate step runs it (six checks, per "
+            "chunk of validation.chunk_rows rows, plus the failing rows' indexes when a row check fails) on "
+            "conformed flights batches, clean and with 1% bad rows"
         ),
         baseline="the same six checks as vectorised pandas masks with the failing rows' indexes, same batch",
-        values={"configs": configs, "skipped_sizes_for_memory": skipped},
+        values={"configs": configs, "skipped_sizes_for_memory": skipped, "step_1pct_bad": step},
         ratio=ratio,
         target=f"<= {TARGET:g}x",
         target_ratio=TARGET,
-        met=ratio <= TARGET and all(c["same_unexpected_counts"] for c in configs.values()),
+        met=ratio <= TARGET
+        and all(c["same_unexpected_counts"] for c in configs.values())
+        and step["chunked"]["peak_rss_mib"] < step["whole"]["peak_rss_mib"],
         notes=PROFILE,
         summary=(
             f"{largest['rows']:,} rows, 1% bad: GX {largest['gx_seconds']:.1f} s "
             f"(+{largest['gx_import_seconds']:.0f} s import), peak {largest['gx_peak_rss_mib'] / 1024:.1f} GiB vs "
-            f"pandas {largest['pandas_seconds']:.2f} s, {largest['pandas_peak_rss_mib'] / 1024:.1f} GiB"
+            f"pandas {largest['pandas_seconds']:.2f} s, {largest['pandas_peak_rss_mib'] / 1024:.1f} GiB; "
+            f"the whole validate step peaks at {step['chunked']['peak_rss_mib'] / 1024:.1f} GiB in chunks of "
+            f"{step['chunked']['chunk_rows']:,} rows vs {step['whole']['peak_rss_mib'] / 1024:.1f} GiB read whole "
+            f"({step['chunked']['seconds']:.0f} s vs {step['whole']['seconds']:.0f} s)"
         ),
     )
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["child"]:
     print(json.dumps(_child(sys.argv[2], sys.argv[3], int(sys.argv[4]))))
+if __name__ == "__main__" and sys.argv[1:2] == ["step"]:
+    print(json.dumps(_step(sys.argv[2], int(sys.argv[3]))))

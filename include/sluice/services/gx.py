@@ -1,10 +1,10 @@
-"""Great Expectations: build a suite from the spec and run it on a pandas batch."""
+"""Great Expectations: build a suite from the spec and run it on pandas frames (a batch, or its chunks)."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from sluice.spec.expectations import lookup
 
@@ -66,57 +66,155 @@ def columns_read(expectations: list[Expectation]) -> list[str] | None:
     return list(read)
 
 
+def _no_fingerprint() -> None:
+    """Stop GX fingerprinting each in-memory batch.
+
+    GX hashes every pandas batch under 1 GB (``pandas.util.hash_pandas_object``) for a batch
+    marker sluice never reads, on each of its ``get_batch`` calls: 45% of a 1M-row
+    validation (bench/validation.py). ``HASH_THRESHOLD`` is the only switch GX has;
+    ``tests/services/test_gx.py`` fails if an upgrade renames it.
+    """
+    from great_expectations.execution_engine import pandas_execution_engine
+
+    pandas_execution_engine.HASH_THRESHOLD = 0
+
+
+#: Batch-level GX expectations that read only the batch's shape: its column names, or its row count.
+_SHAPE_CHECKS = {
+    "ExpectColumnToExist": "columns",
+    "ExpectTableRowCountToBeBetween": "rows",
+    "ExpectTableRowCountToEqual": "rows",
+}
+
+
+def chunkable(expectations: list[Expectation]) -> bool:
+    """Whether the checks can run a chunk of rows at a time.
+
+    Row-level checks can (their failures add up); a batch-level check can when it reads only
+    the batch's shape (column names, row count), which :meth:`Checks.on_shape` gives it. Any
+    other batch-level check (a mean, the ordered column list) needs the whole batch at once.
+    """
+    return all(lookup(e.type).row_level or lookup(e.type).gx_name in _SHAPE_CHECKS for e in expectations)
+
+
+class Checks:
+    """The spec's expectations in one ephemeral GX context, run on one frame after another.
+
+    Args:
+        expectations: The spec's checks, in spec order (results keep it).
+    """
+
+    def __init__(self, expectations: list[Expectation]) -> None:
+        os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        _no_fingerprint()
+        self.expectations = expectations
+        self._context = gx.get_context(mode="ephemeral")
+        self._context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        source = self._context.data_sources.add_pandas("sluice")
+        self._batches = source.add_dataframe_asset("batch").add_batch_definition_whole_dataframe("whole")
+        self._suites: dict[tuple[int, ...], tuple[Any, dict[str, int]]] = {}
+
+    @property
+    def row_level(self) -> list[int]:
+        """Positions of the row-level checks (run per chunk)."""
+        return [i for i, e in enumerate(self.expectations) if lookup(e.type).row_level]
+
+    @property
+    def batch_level(self) -> list[int]:
+        """Positions of the batch-level checks."""
+        return [i for i, e in enumerate(self.expectations) if not lookup(e.type).row_level]
+
+    def _suite(self, which: tuple[int, ...]) -> tuple[Any, dict[str, int]]:
+        """A GX suite of the checks at ``which`` (made once), and expectation id -> position."""
+        if which not in self._suites:
+            import great_expectations as gx
+
+            suite = self._context.suites.add(gx.ExpectationSuite(name=f"sluice-{len(self._suites)}"))
+            # Suites added to the context give their expectations ids, which results refer to.
+            ids = {suite.add_expectation(_gx_expectation(self.expectations[i])).id: i for i in which}
+            self._suites[which] = (suite, ids)
+        return self._suites[which]
+
+    def _validate(
+        self, frame: pd.DataFrame, which: tuple[int, ...], result_format: Literal["BASIC", "COMPLETE"]
+    ) -> tuple[dict[int, Any], Any]:
+        suite, ids = self._suite(which)
+        batch = self._batches.get_batch(batch_parameters={"dataframe": frame})
+        outcome = batch.validate(suite, result_format=result_format)
+        # GX does not keep suite order in its results: match them by expectation id.
+        by_position = {ids[r.expectation_config.id]: r for r in outcome.results if r.expectation_config}
+        return by_position, outcome
+
+    def run(self, df: pd.DataFrame, which: list[int] | None = None) -> tuple[list[CheckResult], dict[str, Any]]:
+        """Run the checks at ``which`` (default: all) on ``df``.
+
+        A BASIC pass gives each check's verdict and unexpected count; a COMPLETE pass over the
+        row-level checks that failed lists their failing rows (by ``df``'s labels). GX gets only
+        the columns the checks read (same index): it copies the frame it is given in its
+        map-metric helpers.
+
+        Returns:
+            Per-check results in the order of ``which``, and GX's own JSON result of the BASIC pass.
+        """
+        chosen = tuple(range(len(self.expectations)) if which is None else which)
+        if not chosen:
+            return [], {}
+        read = columns_read([self.expectations[i] for i in chosen])
+        frame = df[[c for c in df.columns if c in set(read)]] if read else df
+        results, summary = self._validate(frame, chosen, "BASIC")
+        checks = {i: _check_result(self.expectations[i], results[i]) for i in chosen}
+        failed = tuple(i for i in chosen if not checks[i].success and checks[i].row_level)
+        if failed:
+            complete, _ = self._validate(frame, failed, "COMPLETE")
+            for i in failed:
+                checks[i].unexpected_index = list((complete[i].result or {}).get("unexpected_index_list") or [])
+        return [checks[i] for i in chosen], summary.to_json_dict()
+
+    def on_shape(self, columns: list[str], rows: int) -> tuple[list[CheckResult], list[dict[str, Any]]]:
+        """Run the batch-level checks on the batch's shape alone (all must be :func:`chunkable`).
+
+        The column checks see an empty frame with the batch's columns, the row-count checks a
+        frame of ``rows`` rows and no columns: neither holds the batch's data.
+
+        Returns:
+            Results in the order of :attr:`batch_level`, and GX's JSON results of each pass.
+        """
+        import pandas as pd
+
+        shapes = {"columns": pd.DataFrame(columns=columns), "rows": pd.DataFrame(index=pd.RangeIndex(rows))}
+        found: dict[int, CheckResult] = {}
+        raw: list[dict[str, Any]] = []
+        for shape, frame in shapes.items():
+            which = tuple(
+                i for i in self.batch_level if _SHAPE_CHECKS[lookup(self.expectations[i].type).gx_name] == shape
+            )
+            if which:
+                results, outcome = self._validate(frame, which, "BASIC")
+                found |= {i: _check_result(self.expectations[i], results[i]) for i in which}
+                raw.append(outcome.to_json_dict())
+        return [found[i] for i in self.batch_level], raw
+
+
+def _check_result(exp: Expectation, res: Any) -> CheckResult:
+    result = res.result or {}
+    return CheckResult(
+        check=exp.type,
+        column=exp.target,
+        success=bool(res.success),
+        row_level=lookup(exp.type).row_level,
+        unexpected_count=int(result.get("unexpected_count") or 0),
+        observed=result.get("observed_value"),
+    )
+
+
 def run_expectations(df: pd.DataFrame, expectations: list[Expectation]) -> tuple[list[CheckResult], dict[str, Any]]:
     """Validate ``df`` against the spec's expectations with an ephemeral GX context.
 
-    Row indexes of failing rows are fetched (``COMPLETE`` result format) only for the
-    row-level checks that failed, since that format is slow on large batches. GX gets only
-    the columns the checks read (same index, so failing rows keep their labels): it hashes
-    and copies the frame it is given on every pass, which was most of its time at 1M rows.
-
     Returns:
-        Per-check results in spec order, and GX's own JSON result of the summary run.
+        Per-check results in spec order (failing rows listed for the row-level checks that
+        failed), and GX's own JSON result of the verdict pass.
     """
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    source = context.data_sources.add_pandas("sluice")
-    batch_def = source.add_dataframe_asset("batch").add_batch_definition_whole_dataframe("whole")
-    read = columns_read(expectations)
-    frame = df[[c for c in df.columns if c in set(read)]] if read else df
-    batch = batch_def.get_batch(batch_parameters={"dataframe": frame})
-
-    # Suites added to the context give their expectations ids, which results refer to.
-    suite = context.suites.add(gx.ExpectationSuite(name="sluice"))
-    ids = [suite.add_expectation(_gx_expectation(exp)).id for exp in expectations]
-    summary = batch.validate(suite, result_format="SUMMARY")
-    # GX does not keep suite order in its results: match them by expectation id.
-    by_id = {res.expectation_config.id: res for res in summary.results if res.expectation_config}
-    checks: list[CheckResult] = []
-    for exp, exp_id in zip(expectations, ids, strict=True):
-        res = by_id[exp_id]
-        result = res.result or {}
-        checks.append(
-            CheckResult(
-                check=exp.type,
-                column=exp.target,
-                success=bool(res.success),
-                row_level=lookup(exp.type).row_level,
-                unexpected_count=int(result.get("unexpected_count") or 0),
-                observed=result.get("observed_value"),
-            )
-        )
-    failed_row_level = [(i, exp) for i, exp in enumerate(expectations) if not checks[i].success and checks[i].row_level]
-    if failed_row_level:
-        detail = context.suites.add(gx.ExpectationSuite(name="sluice-detail"))
-        detail_ids = {detail.add_expectation(_gx_expectation(exp)).id: i for i, exp in failed_row_level}
-        complete = batch.validate(detail, result_format="COMPLETE")
-        for res in complete.results:
-            if res.expectation_config is None:
-                continue
-            i = detail_ids[res.expectation_config.id]
-            checks[i].unexpected_index = list((res.result or {}).get("unexpected_index_list") or [])
-    return checks, summary.to_json_dict()
+    return Checks(expectations).run(df)

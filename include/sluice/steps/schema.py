@@ -23,7 +23,7 @@ Rules (the README's "Declared schema" section says the same):
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -80,6 +80,43 @@ def read_frame(path: Path | BinaryIO, fmt: str, columns: Mapping[str, str] | Non
         return pd.read_parquet(path)
     text: Any = {c: "string" for c, kind in (columns or {}).items() if kind in ("string", "timestamp", "date")}
     return pd.read_csv(path, dtype=text or None)
+
+
+def read_frames(fh: BinaryIO, fmt: str, columns: Mapping[str, str] | None, chunk_rows: int | None) -> Iterator[Any]:
+    """The batch as pandas frames of at most ``chunk_rows`` rows (None: the whole batch at once).
+
+    Row labels run on across frames (0..n-1 over the batch), so a label names its row in the
+    whole batch. A batch read whole, or a parquet file that fits one frame, is read exactly as
+    :func:`read_frame` reads it.
+    """
+    if chunk_rows is None:
+        yield read_frame(fh, fmt, columns)
+        return
+    if fmt != "parquet":
+        text: Any = {c: "string" for c, kind in (columns or {}).items() if kind in ("string", "timestamp", "date")}
+        import pandas as pd
+
+        # pandas numbers the rows of each chunk on from the last one.
+        yield from pd.read_csv(fh, dtype=text or None, chunksize=chunk_rows)
+        return
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(fh)
+    if parquet.metadata.num_rows <= chunk_rows:
+        fh.seek(0)
+        yield read_frame(fh, fmt, columns)
+        return
+    # pandas' own index columns (stored as columns) are dropped: labels are row positions here.
+    stored_index = [
+        c for c in (parquet.schema_arrow.pandas_metadata or {}).get("index_columns", []) if isinstance(c, str)
+    ]
+    start = 0
+    for batch in parquet.iter_batches(batch_size=chunk_rows):
+        frame = batch.drop_columns(stored_index).to_pandas() if stored_index else batch.to_pandas()
+        frame.index = pd.RangeIndex(start, start + len(frame))
+        start += len(frame)
+        yield frame
 
 
 def _sample(values: Any) -> str:

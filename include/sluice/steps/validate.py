@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from sluice.services import faults
+from sluice.services.gx import CheckResult
 from sluice.services.storage import PipelineStore
 from sluice.spec.models import Validation
 from sluice.steps.records import BatchOutcome, BatchStatus, decode, encode
@@ -26,7 +29,7 @@ def read_batch(path: Path | BinaryIO, fmt: str, columns: Mapping[str, str] | Non
     return read_frame(path, fmt, columns)
 
 
-def _unreadable(size: int, fmt: str, exc: Exception) -> str:
+def _unreadable(size: int, fmt: str, exc: BaseException) -> str:
     if size == 0:
         return f"empty file (0 bytes): not a {fmt} batch"
     if isinstance(exc, UnicodeDecodeError):
@@ -52,6 +55,11 @@ def validate_batch(
     cannot be stored as declared. Idempotent: a batch that already has an outcome
     returns it unchanged.
 
+    With declared columns, the batch is read, checked and written ``validation.chunk_rows``
+    rows at a time, so its size is not bounded by memory: row-level checks run per chunk,
+    batch-level ones on the batch's shape (see :func:`sluice.services.gx.chunkable`), and
+    only the failing rows are held until the verdict.
+
     Args:
         store: The pipeline's storage.
         batch_id: A batch in the raw zone.
@@ -62,27 +70,24 @@ def validate_batch(
     Returns:
         The outcome; ``batch.json`` carries the same status.
     """
+    from sluice.services.gx import chunkable
+    from sluice.steps.schema import read_frames
+
     report_key = store.batch_key(batch_id, REPORT)
     recorded = store.read_json_or_none(report_key)
     if recorded is not None:
         return _recorded_outcome(store, batch_id, recorded)
     record = store.batch_record(batch_id)
     source = store.batch_key(batch_id, f"source{record.source_suffix or '.' + fmt}")
+    # Chunks need fixed column types (a CSV chunk infers its own) and checks that add up.
+    chunk_rows = validation.chunk_rows if columns and chunkable(list(validation.expectations)) else None
+    run = _Run(store, batch_id, validation, fmt, columns, whole=chunk_rows is None)
     try:
         with store.open_read(source) as fh:
-            raw = read_batch(fh, fmt, columns)
-    except Exception as exc:  # any reader error means the file is unusable as a whole
-        return _finish(store, _rejected(batch_id, _unreadable(store.size(source), fmt, exc)), report_key, {})
-    rows = len(raw)
-    if rows == 0:
-        reason = f"empty batch: the file has no rows (columns: {', '.join(map(str, raw.columns)) or 'none'})"
+            return run.over(read_frames(fh, fmt, columns, chunk_rows), report_key)
+    except _Unreadable as exc:
+        reason = _unreadable(store.size(source), fmt, exc.__cause__ or exc)
         return _finish(store, _rejected(batch_id, reason), report_key, {})
-    df, bad_cells, schema, problem = _conform(raw, columns, fmt)
-    if problem is None:
-        problem = _absent_checked_columns(raw, df, validation)
-    if problem is not None:
-        return _finish(store, _rejected(batch_id, problem, rows), report_key, {"schema": schema})
-    return _run_checks(store, batch_id, report_key, raw, df, bad_cells, schema, validation, columns)
 
 
 def _rejected(batch_id: str, reason: str, rows: int = 0) -> BatchOutcome:
@@ -141,36 +146,208 @@ def _absent_checked_columns(raw: Any, df: Any, validation: Validation) -> str | 
     return f"checked column missing from the batch: {named} (the batch has: {', '.join(map(str, df.columns))})"
 
 
-def _run_checks(
-    store: PipelineStore,
-    batch_id: str,
-    report_key: str,
-    raw: Any,
-    df: Any,
-    bad_cells: dict[str, list[Any]],
-    schema: dict[str, Any],
-    validation: Validation,
-    columns: Mapping[str, str] | None,
-) -> BatchOutcome:
-    """Run the spec's checks with Great Expectations, judge, write the rows and the outcome."""
-    from sluice.services.gx import run_expectations
+class _Unreadable(Exception):
+    """The batch file cannot be read (the reader's error is the cause)."""
 
-    checks, gx_result = run_expectations(df, list(validation.expectations))
-    store.write_json(store.batch_key(batch_id, "gx_result.json"), gx_result)
-    failed = [c for c in checks if not c.success]
-    type_failures = {f"type:{c}": idx for c, idx in bad_cells.items()}
-    failed_text = [_describe(c) for c in failed] + [f"{k}: {len(v)} rows" for k, v in type_failures.items()]
-    outcome = BatchOutcome(
-        batch_id=batch_id,
-        status=BatchStatus.ACCEPTED,
-        reason="all checks passed",
-        rows=len(raw),
-        failed_checks=failed_text,
-    )
-    outcome, reasons = _judge(outcome, failed, type_failures, validation)
-    _write_rows(store, outcome, raw, df, reasons, columns)
-    extra = {"checks": [asdict(c) | {"unexpected_index": len(c.unexpected_index)} for c in checks]}
-    return _finish(store, outcome, report_key, extra | ({"schema": schema} if schema else {}))
+
+class _Discard(Exception):
+    """Raised into ``clean.parquet``'s writer so the store drops it (the batch was not accepted)."""
+
+
+def _reading(frames: Iterator[Any]) -> Iterator[Any]:
+    """``frames``, with any reader error raised as :class:`_Unreadable`."""
+    while True:
+        try:
+            frame = next(frames)
+        except StopIteration:
+            return
+        except Exception as exc:  # any reader error means the file is unusable as a whole
+            raise _Unreadable(str(exc)) from exc
+        yield frame
+
+
+class _CleanRows:
+    """``clean.parquet`` written chunk by chunk, kept only if the batch is accepted."""
+
+    def __init__(self, store: PipelineStore, batch_id: str, columns: Mapping[str, str] | None) -> None:
+        self._key = store.batch_key(batch_id, "clean.parquet")
+        self._store = store
+        self._columns = columns
+        self._files = ExitStack()
+        self._writer: Any = None
+
+    def write(self, rows: Any) -> None:
+        """Append the clean rows of one chunk."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from sluice.steps.schema import to_arrow
+
+        table = to_arrow(rows, self._columns) if self._columns else pa.Table.from_pandas(rows, preserve_index=False)
+        if self._writer is None:
+            fh = self._files.enter_context(self._store.open_write(self._key))
+            self._writer = self._files.enter_context(pq.ParquetWriter(fh, table.schema))
+        self._writer.write_table(table)
+
+    def keep(self, empty: Any) -> None:
+        """Commit the file (``empty``: a frame with no rows, written when every row was quarantined)."""
+        if self._writer is None:
+            self.write(empty)
+        self._files.close()
+
+    def discard(self) -> None:
+        """Drop whatever was written: the store replaces nothing."""
+        self._files.__exit__(_Discard, _Discard(), None)
+
+
+class _Run:
+    """One validation of one batch over its chunks.
+
+    Read whole (``whole``), every check runs on the one frame, as GX would run it. In chunks,
+    the row-level checks run per chunk and add up, the batch-level ones see the batch's shape
+    at the end; rows are written to ``clean.parquet`` as they pass (it is dropped unless the
+    batch is accepted) and only the failing rows are held for ``quarantine.parquet``.
+    """
+
+    def __init__(
+        self,
+        store: PipelineStore,
+        batch_id: str,
+        validation: Validation,
+        fmt: str,
+        columns: Mapping[str, str] | None,
+        whole: bool,
+    ) -> None:
+        from sluice.services.gx import Checks
+
+        self.store, self.batch_id, self.validation, self.fmt, self.columns = store, batch_id, validation, fmt, columns
+        self.whole = whole
+        self.checks = Checks(list(validation.expectations))
+        self.rows = 0
+        self.found: dict[int, CheckResult] = {}
+        self.type_failures: dict[str, list[Any]] = {}
+        self.candidates: list[Any] = []
+        self.gx_results: list[dict[str, Any]] = []
+        self.schema: dict[str, Any] = {}
+
+    def over(self, frames: Iterator[Any], report_key: str) -> BatchOutcome:
+        """Validate the chunks ``frames`` and write the rows and the outcome."""
+        chunks = _reading(frames)
+        clean = _CleanRows(self.store, self.batch_id, self.columns)
+        header: Any = None  # the first chunk, for the column names
+        first: Any = None  # the first conformed chunk with rows
+        try:
+            for raw in chunks:
+                header = raw if header is None else header
+                self.rows += len(raw)
+                if len(raw):
+                    df = self._chunk(raw)
+                    first = df if first is None else first
+                    clean.write(df[~df.index.isin(self._dropped())])
+        except _Rejection as rejection:
+            clean.discard()
+            self.rows += sum(len(raw) for raw in chunks)  # the outcome counts every row of the batch
+            outcome = _rejected(self.batch_id, str(rejection), self.rows)
+            return _finish(self.store, outcome, report_key, self._extra([]))
+        except BaseException:
+            clean.discard()
+            raise
+        if first is None:
+            clean.discard()
+            names = ", ".join(map(str, header.columns)) if header is not None else ""
+            reason = f"empty batch: the file has no rows (columns: {names or 'none'})"
+            return _finish(self.store, _rejected(self.batch_id, reason), report_key, {})
+        checks = self._verdicts(list(map(str, first.columns)))
+        outcome, reasons = self._judged(checks)
+        if outcome.status == BatchStatus.ACCEPTED:
+            clean.keep(first.head(0))
+        else:
+            clean.discard()
+        self._quarantine(reasons)
+        gx_result = self.gx_results[0] if len(self.gx_results) == 1 else {"passes": self.gx_results}
+        self.store.write_json(self.store.batch_key(self.batch_id, "gx_result.json"), gx_result)
+        return _finish(self.store, outcome, report_key, self._extra(checks))
+
+    def _chunk(self, raw: Any) -> Any:
+        """Conform and check one chunk; returns the conformed rows (failing ones included)."""
+        df, bad_cells, schema, problem = _conform(raw, self.columns, self.fmt)
+        if schema:
+            unparsed = Counter(self.schema.get("unparsed_cells", {})) + Counter(schema["unparsed_cells"])
+            self.schema = schema | {"unparsed_cells": dict(unparsed)}
+        if problem is None:
+            problem = _absent_checked_columns(raw, df, self.validation)
+        if problem is not None:
+            raise _Rejection(problem)
+        # A batch read whole runs every check on it; chunks run the row checks, the rest see the shape at the end.
+        which = None if self.whole else self.checks.row_level
+        results, gx_json = self.checks.run(df, which)
+        self.gx_results.append(gx_json)
+        for i, result in zip(range(len(self.checks.expectations)) if which is None else which, results, strict=True):
+            self._add(i, result)
+        for column, labels in bad_cells.items():
+            self.type_failures.setdefault(f"type:{column}", []).extend(labels)
+        failing = {i for c in results for i in c.unexpected_index} | {i for ls in bad_cells.values() for i in ls}
+        self.candidates.append(raw[raw.index.isin(list(failing))])
+        return df
+
+    def _add(self, position: int, result: CheckResult) -> None:
+        seen = self.found.get(position)
+        if seen is None:
+            self.found[position] = result
+            return
+        seen.success = seen.success and result.success
+        seen.unexpected_count += result.unexpected_count
+        seen.unexpected_index.extend(result.unexpected_index)
+
+    def _dropped(self) -> list[Any]:
+        """Labels of the rows not written to ``clean.parquet`` so far (by the mode, as :func:`_judge` will)."""
+        failed = [c for c in self.found.values() if not c.success and c.row_level]
+        return list(_row_reasons(failed, self.type_failures, self.validation.on_failure))
+
+    def _verdicts(self, columns: list[str]) -> list[CheckResult]:
+        """Every check's result in spec order; the batch-level ones on the batch's shape if they have none yet."""
+        missing = [i for i in self.checks.batch_level if i not in self.found]
+        if missing:
+            results, raw = self.checks.on_shape(columns, self.rows)
+            self.gx_results.extend(raw)
+            for i, result in zip(self.checks.batch_level, results, strict=True):
+                self.found[i] = result
+        return [self.found[i] for i in range(len(self.checks.expectations))]
+
+    def _judged(self, checks: list[CheckResult]) -> tuple[BatchOutcome, dict[Any, list[str]]]:
+        failed = [c for c in checks if not c.success]
+        failed_text = [_describe(c) for c in failed] + [f"{k}: {len(v)} rows" for k, v in self.type_failures.items()]
+        outcome = BatchOutcome(
+            batch_id=self.batch_id,
+            status=BatchStatus.ACCEPTED,
+            reason="all checks passed",
+            rows=self.rows,
+            failed_checks=failed_text,
+        )
+        return _judge(outcome, failed, self.type_failures, self.validation)
+
+    def _quarantine(self, reasons: dict[Any, list[str]]) -> None:
+        """Write the quarantined rows (as read, with the checks they failed)."""
+        if not reasons:
+            return
+        import pandas as pd
+
+        held = pd.concat(self.candidates) if len(self.candidates) > 1 else self.candidates[0]
+        quarantine = held[held.index.isin(list(reasons))].copy()
+        quarantine["_sluice_failed_checks"] = [",".join(reasons[i]) for i in quarantine.index]
+        text = {c: "string" for c in quarantine.columns if quarantine[c].dtype == object}
+        with self.store.open_write(self.store.batch_key(self.batch_id, "quarantine.parquet")) as fh:
+            quarantine.astype(text).to_parquet(fh, index=False)
+
+    def _extra(self, checks: list[CheckResult]) -> dict[str, Any]:
+        extra: dict[str, Any] = {"schema": self.schema} if self.schema else {}
+        if checks:
+            extra["checks"] = [asdict(c) | {"unexpected_index": len(c.unexpected_index)} for c in checks]
+        return extra
+
+
+class _Rejection(Exception):
+    """The batch is rejected before its checks finish (the message is the reason)."""
 
 
 def _row_reasons(failed: list[Any], type_failures: dict[str, list[Any]], mode: str) -> dict[Any, list[str]]:
@@ -224,37 +401,6 @@ def _judge(
         why = f"{len(reasons)} of {rows} rows quarantined ({rate:.2%} <= {validation.max_quarantine_rate:.2%})"
     judged = {"status": status, "reason": why, "quarantined": len(reasons), "quarantine_rate": rate}
     return outcome.model_copy(update=judged), reasons
-
-
-def _write_rows(
-    store: PipelineStore,
-    outcome: BatchOutcome,
-    raw: Any,
-    df: Any,
-    reasons: dict[Any, list[str]],
-    columns: Mapping[str, str] | None,
-) -> None:
-    """Write the quarantined rows (as read, with the checks they failed) and, if accepted, the clean ones."""
-    clean = df
-    if reasons:
-        bad = df.index.isin(list(reasons))
-        quarantine = raw[bad].copy()
-        quarantine["_sluice_failed_checks"] = [",".join(reasons[i]) for i in quarantine.index]
-        with store.open_write(store.batch_key(outcome.batch_id, "quarantine.parquet")) as fh:
-            quarantine.astype({c: "string" for c in quarantine.columns if quarantine[c].dtype == object}).to_parquet(
-                fh, index=False
-            )
-        clean = df[~bad]
-    if outcome.status == BatchStatus.ACCEPTED:
-        with store.open_write(store.batch_key(outcome.batch_id, "clean.parquet")) as fh:
-            if columns:
-                import pyarrow.parquet as pq
-
-                from sluice.steps.schema import to_arrow
-
-                pq.write_table(to_arrow(clean, columns), fh)
-            else:
-                clean.to_parquet(fh, index=False)
 
 
 def _describe(check: Any) -> str:
