@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import functools
 import hashlib
 import json
 import os
@@ -331,8 +332,10 @@ def _same_key(written: str | int, parsed: Any) -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=32)
 def _job_functions(source: str) -> dict[str, ast.AST]:
-    """Top-level names a module defines or imports, by name."""
+    """Top-level names a module defines or imports, by name (read-only: cached by source,
+    since specs of one project share feature files)."""
     names: dict[str, ast.AST] = {}
     for node in ast.parse(source).body:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
