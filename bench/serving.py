@@ -216,7 +216,7 @@ def run(quick: bool) -> dict[str, Any]:
     from sluice.services.tracking import tracking_uri
     from sluice.steps.deploy import deploy_local, stop_local
 
-    requests_total = 400 if quick else 2000
+    requests_total = 400 if quick else 1000
     rounds = 1 if quick else 3
     started: set[int] = set()
     values: dict[str, Any] = {"clients": CLIENTS, "payload_rows": PAYLOAD_ROWS, "requests_per_round": requests_total}

@@ -21,10 +21,13 @@ pytestmark = pytest.mark.production
 
 DAG_ID = "stack_hosts"
 TASKS = 4
+#: Libraries sluice's tasks use, which each Celery worker imports before forking its pool.
+PRELOADED = ("evidently", "great_expectations", "mlflow", "sklearn")
 #: Four parallel tasks, each sleeping a little: two workers of concurrency 2 (Celery prefetch 1,
 #: late acks) can hold two each, so both must take some.
 DAG_FILE = f'''
 import os
+import sys
 import time
 
 import pendulum
@@ -35,8 +38,10 @@ from airflow.sdk import dag, task
 def stack_hosts():
     @task
     def where() -> str:
+        # Nothing here imports them: present means the worker preloaded them (celery_config).
+        preloaded = ",".join(m for m in {PRELOADED!r} if m in sys.modules)
         time.sleep(5)
-        return os.environ["SLUICE_CELERY_HOSTNAME"]
+        return os.environ["SLUICE_CELERY_HOSTNAME"] + "|" + preloaded
 
     for i in range({TASKS}):
         where.override(task_id=f"where_{{i}}")()
@@ -76,8 +81,10 @@ def test_dag_runs_on_both_celery_workers(stack: Stack) -> None:
     assert {ti["state"] for ti in instances} == {"success"}
     assert {ti["hostname"] for ti in instances} == set(stack.airflow.workers)
     xcom = f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{{}}/xcomEntries/return_value"
-    returned = {api.call("GET", xcom.format(ti["task_id"])).json()["value"] for ti in instances}
-    assert returned == set(stack.airflow.workers)
+    returned = [api.call("GET", xcom.format(ti["task_id"])).json()["value"].split("|") for ti in instances]
+    assert {host for host, _ in returned} == set(stack.airflow.workers)
+    # Each task started with the task libraries already imported, on both workers.
+    assert [loaded for _, loaded in returned] == [",".join(PRELOADED)] * TASKS
 
 
 def test_mlflow_artifact_lands_in_the_bucket(stack: Stack, tmp_path: Path) -> None:

@@ -106,6 +106,8 @@ def embedded_env(project_dir: Path, base: dict[str, str] | None = None) -> dict[
         # Evidently once (sluice.airflow.preload): seconds less per task.
         "AIRFLOW__SCHEDULER__MP_START_METHOD": "forkserver",
         "AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD": "sluice.airflow.preload",
+        # The same for Celery workers (used only with the CeleryExecutor): see celery_config.
+        "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "sluice.airflow.celery_config.CELERY_CONFIG",
         **ports,
         "AIRFLOW__API__PORT": ports["SLUICE_AIRFLOW_PORT"],
         "SLUICE_PROJECT_DIR": str(project_dir),

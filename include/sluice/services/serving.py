@@ -11,6 +11,7 @@ plus ``/sluice/info`` (which model version this process serves) on two sockets:
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import socket
@@ -50,6 +51,9 @@ def serve(
     app = scoring_server.init(model)
     facts = {"model_uri": model_uri, "pid": str(os.getpid()), **(info or {})}
     app.get("/sluice/info")(lambda: facts)
+    # The loaded model, MLflow and pandas are hundreds of thousands of long-lived objects: out of
+    # the collector's reach, a full collection no longer walks them in the middle of a request.
+    gc.freeze()
     public = bind(host, port, reuse_port=True)
     admin = bind(host, 0, reuse_port=False)
     if ready_file is not None:
