@@ -7,8 +7,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack
 from dataclasses import asdict
-from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from sluice.services import faults
 from sluice.services.gx import CheckResult
@@ -19,14 +18,7 @@ from sluice.steps.records import BatchOutcome, BatchStatus, decode, encode
 #: sluice's summary of a batch's checks, beside the batch.
 REPORT = "validation.json"
 
-__all__ = ["BatchOutcome", "read_batch", "validate_batch"]
-
-
-def read_batch(path: Path | BinaryIO, fmt: str, columns: Mapping[str, str] | None = None) -> Any:
-    """Read a batch file with pandas (CSV columns declared as text are read as text)."""
-    from sluice.steps.schema import read_frame
-
-    return read_frame(path, fmt, columns)
+__all__ = ["BatchOutcome", "validate_batch"]
 
 
 def _unreadable(size: int, fmt: str, exc: BaseException) -> str:
