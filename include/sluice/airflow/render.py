@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,13 +30,23 @@ def renderer(*kinds: str) -> Callable[[Renderer], Renderer]:
     return register
 
 
+@functools.lru_cache(maxsize=4096)
+def _asset(uri: str) -> Asset:
+    """One Asset per URI, shared by the DAGs that produce and consume it, as a hand-written DAG file would.
+
+    Building an Asset normalises its URI through the providers' handlers, which is most
+    of what a DAG file pays for it.
+    """
+    return Asset(uri)
+
+
 def _common(step: Step, plan: PipelinePlan) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "task_id": step.task_id,
         "retries": step.retries,
         "retry_delay": timedelta(seconds=20),
         "doc_md": step.doc,
-        "outlets": [Asset(uri) for uri in step.outlets],
+        "outlets": [_asset(uri) for uri in step.outlets],
     }
     if step.pool:
         kwargs["pool"] = step.pool
@@ -168,7 +179,7 @@ def render_schedule(schedule: Schedule) -> Any:
     Events that arrive while a run is queued or running are collapsed by Airflow into one
     next run (one queue row per asset; the DAG has ``max_active_runs=1``).
     """
-    assets = [Asset(uri) for uri in schedule.assets]
+    assets = [_asset(uri) for uri in schedule.assets]
     condition: Any = None
     for asset in assets:
         condition = asset if condition is None else condition | asset

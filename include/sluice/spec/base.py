@@ -21,4 +21,4 @@ def rule(message: str, hint: str, where: str | None = None) -> PydanticCustomErr
 class StrictModel(BaseModel):
     """Base for every spec model: unknown keys are errors; NaN and infinity are never numbers."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, defer_build=True)

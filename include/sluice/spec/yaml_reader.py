@@ -1,8 +1,8 @@
 """Read a spec file's YAML once: bounded, plain, with the file position of every key.
 
-The bytes are checked (size, UTF-8 only, no control characters), composed into YAML nodes
-(bounded nesting and alias expansion, no recursive alias), walked once for key positions,
-duplicate keys and tags outside plain YAML, then constructed from those same nodes. Every
+The bytes are checked (size, UTF-8 only, no control characters), composed into YAML nodes,
+walked once (bounded nesting and alias expansion, no recursive alias; key positions,
+duplicate keys and tags outside plain YAML), then constructed from those same nodes. Every
 problem is a :class:`SpecError` naming file, line and a hint. Validating the data against
 the models is :mod:`sluice.spec.loader`.
 """
@@ -34,6 +34,7 @@ Loc = tuple[str | int, ...]
 _PLAIN_TAGS = frozenset(
     f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "seq", "map", "merge")
 )
+_STR, _SEQ, _MAP = "tag:yaml.org,2002:str", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"
 # What YAML 1.1 forbids in a stream (PyYAML's Reader.NON_PRINTABLE).
 _NON_PRINTABLE = re.compile("[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
@@ -48,29 +49,81 @@ class _Refused(Exception):
         self.mark = mark
 
 
-#: libyaml's parser (its stub types events loosely: Any keeps the composer's own types).
+#: libyaml's parser and composer (its stub types events loosely: Any keeps the composer's own types).
 _CParser: Any = yaml.cyaml.CParser  # type: ignore[attr-defined]
+#: Deepest nesting a text may *possibly* reach (:func:`_depth_bound`) and still be composed by
+#: libyaml: its composer recurses on the C stack, unbounded, so a text that could nest deeper
+#: is composed by :class:`_BoundedLoader` instead, which refuses it at :data:`MAX_DEPTH`.
+MAX_C_DEPTH = 1000
 
 
-class _SpecLoader(Composer, _CParser, SafeConstructor, Resolver):
-    """SafeLoader's composer, constructor and resolver over libyaml's parser, bounding what a document may expand to.
+def _depth_bound(text: str) -> int:
+    """An upper bound of how deep ``text``'s YAML can nest, counted without parsing it.
 
-    Scanning and parsing in C is what makes reading a spec cheap at DAG-parse time (100 specs:
-    1.6 s with PyYAML's pure-Python parser, 0.5 s this way); composing stays in Python so
-    the bounds below apply while the nodes are built.
+    A flow collection needs a ``[`` or ``{`` (and may hold an implicit one-pair mapping); a
+    block collection needs more indentation or a compact ``- ``/``? `` on the line, and a
+    block sequence may sit at its key's indentation: so at most two levels per opening
+    bracket and two per column of the longest line.
+    """
+    longest = max(map(len, text.splitlines()), default=0)
+    return 2 * (text.count("[") + text.count("{")) + 2 * longest + 2
 
-    Dates stay strings (no implicit timestamps), every node counts toward
-    :data:`MAX_NODES` each time it is used (an alias counts its whole subtree, so an alias
-    bomb is refused while composing, before anything is built), nesting is bounded by
-    :data:`MAX_DEPTH`, and an alias to a node that is still open (a recursive alias) is
-    refused. A value a constructor cannot convert (``!!float abc``) becomes a
-    ``ConstructorError`` at that value's position.
+
+class _Constructing(SafeConstructor, Resolver):
+    """SafeLoader's constructor and resolver, over plain YAML only.
+
+    Dates stay strings (no implicit timestamps). A value a constructor cannot convert
+    (``!!float abc``) becomes a ``ConstructorError`` at that value's position.
     """
 
     yaml_implicit_resolvers = {  # noqa: RUF012 - PyYAML's own class-level table, filtered
         first: [(tag, rx) for tag, rx in resolvers if tag in _PLAIN_TAGS]
         for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
     }
+
+    def resolve(self, kind: type[yaml.Node], value: Any, implicit: tuple[bool, bool]) -> str:
+        # Resolver.resolve without path resolvers (none are registered): libyaml's composer
+        # calls it for every node, so the shorter path is a tenth of reading a spec.
+        if kind is yaml.ScalarNode:
+            if implicit[0]:
+                for tag, regexp in self.yaml_implicit_resolvers.get(value[:1], ()):
+                    if regexp.match(value):
+                        return str(tag)
+            return _STR
+        return _SEQ if kind is yaml.SequenceNode else _MAP
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except yaml.YAMLError:
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+            tag = node.tag.removeprefix("tag:yaml.org,2002:")
+            raise ConstructorError(None, None, f"cannot read {node.value!r} as {tag}: {exc}", node.start_mark) from None
+
+
+class _SpecLoader(_CParser, _Constructing):
+    """Parsed and composed by libyaml (C), constructed by PyYAML's SafeConstructor.
+
+    Composing in C is what makes reading 100 specs at DAG-parse time cheap. libyaml keeps an
+    alias as the very node it names, so an alias bomb is a small graph here; :func:`_walk`
+    bounds what it expands to before anything is constructed.
+    """
+
+    def __init__(self, stream: str) -> None:
+        _CParser.__init__(self, stream)
+        SafeConstructor.__init__(self)
+        Resolver.__init__(self)
+
+
+class _BoundedLoader(Composer, _CParser, _Constructing):
+    """libyaml's parser with PyYAML's composer in Python, bounding nesting while composing.
+
+    For a text :func:`_depth_bound` cannot rule out as too deep for libyaml's recursive
+    composer. Every node counts toward :data:`MAX_NODES` each time it is used (an alias
+    counts its whole subtree), nesting is bounded by :data:`MAX_DEPTH`, and an alias to a
+    node that is still open (a recursive alias) is refused, all at the event's position.
+    """
 
     def __init__(self, stream: str) -> None:
         _CParser.__init__(self, stream)
@@ -123,45 +176,107 @@ class _SpecLoader(Composer, _CParser, SafeConstructor, Resolver):
             self._sizes[anchor] = self._count - start + 1
         return node
 
-    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
-        try:
-            return super().construct_object(node, deep=deep)
-        except yaml.YAMLError:
-            raise
-        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
-            tag = node.tag.removeprefix("tag:yaml.org,2002:")
-            raise ConstructorError(None, None, f"cannot read {node.value!r} as {tag}: {exc}", node.start_mark) from None
 
+class _Walk:
+    """One walk of a composed document that builds its data: bounded, with key positions.
 
-def _positions(
-    node: yaml.Node, loc: Loc, out: dict[Loc, yaml.Mark], dups: list[tuple[Loc, yaml.Mark]], bad_tags: list[yaml.Node]
-) -> None:
-    """Record where every key is, and collect repeated keys and tags outside plain YAML.
-
-    The composer has bounded the expanded size and refused cycles, so this walk ends.
+    Every node counts toward :data:`MAX_NODES` each time it is reached (an alias counts its
+    whole subtree, so an alias bomb is refused after at most that many steps), nesting is
+    bounded by :data:`MAX_DEPTH`, and reaching a node from inside itself (a recursive alias)
+    is refused. A refusal names the last place in the text the walk reached for the first
+    time (where the alias is used, not where its anchor is). Along the way it records where
+    every key is, repeated keys and tags outside plain YAML, and builds the data with
+    SafeConstructor's own scalar constructors. What only PyYAML's constructor builds exactly
+    (merge keys, a key that is a list or mapping, a value a constructor refuses) sets
+    :attr:`unbuilt`: the caller then constructs the document with PyYAML instead.
     """
-    if node.tag not in _PLAIN_TAGS:
-        bad_tags.append(node)
-    out.setdefault(loc, node.start_mark)
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
+
+    def __init__(self, loader: _Constructing) -> None:
+        self.marks: dict[Loc, yaml.Mark] = {}
+        self.dups: list[tuple[Loc, yaml.Mark]] = []
+        self.bad_tags: list[yaml.Node] = []
+        self.unbuilt = False
+        self._scalars = loader.yaml_constructors
+        self._loader = loader
+        self._count = 0
+        self._seen: set[int] = set()
+        self._open: set[int] = set()
+        self._where: yaml.Mark | None = None
+
+    def _reach(self, node: yaml.Node) -> None:
+        if id(node) not in self._seen:
+            self._seen.add(id(node))
+            self._where = node.start_mark
+            if node.tag not in _PLAIN_TAGS:
+                self.bad_tags.append(node)
+
+    def node(self, node: yaml.Node, loc: Loc, depth: int = 1, record: bool = True) -> Any:
+        """Walk ``node`` found at ``loc``, ``depth`` levels down (``record``: note key positions); its data."""
+        if id(node) in self._open:
+            raise _Refused(
+                "an alias refers to a value that contains it (a recursive alias)",
+                "a spec cannot contain itself: replace the alias (*name) with the value it should have",
+                self._where,
+            )
+        self._reach(node)
+        self._count += 1
+        if self._count > MAX_NODES:
+            raise _Refused(
+                f"the document expands to more than {MAX_NODES:,} values (aliases count in full)",
+                "a spec is small: remove repeated aliases (*name) of large anchors",
+                self._where,
+            )
+        if depth > MAX_DEPTH:
+            raise _Refused(f"values nested more than {MAX_DEPTH} levels deep", "a spec nests a few levels", self._where)
+        if record:
+            self.marks.setdefault(loc, node.start_mark)
+        if isinstance(node, yaml.ScalarNode):
+            return self._scalar(node)
+        self._open.add(id(node))
+        try:
+            if isinstance(node, yaml.MappingNode):
+                return self._mapping(node, loc, depth, record)
+            self.unbuilt |= node.tag != _SEQ
+            return [self.node(item, (*loc, i), depth + 1, record) for i, item in enumerate(node.value)]
+        finally:
+            self._open.discard(id(node))
+
+    def _scalar(self, node: yaml.ScalarNode) -> Any:
+        if node.tag == _STR:
+            return node.value
+        construct = self._scalars.get(node.tag)
+        if construct is not None:
+            try:
+                return construct(self._loader, node)
+            except (yaml.YAMLError, ValueError, TypeError, KeyError, AttributeError, OverflowError):
+                pass
+        self.unbuilt = True
+        return None
+
+    def _mapping(self, node: yaml.MappingNode, loc: Loc, depth: int, record: bool) -> dict[Any, Any]:
+        self.unbuilt |= node.tag != _MAP
+        data: dict[Any, Any] = {}
+        keys: set[str] = set()
         for key_node, value_node in node.value:
-            if key_node.tag not in _PLAIN_TAGS:
-                bad_tags.append(key_node)
+            self._reach(key_node)
             if not isinstance(key_node, yaml.ScalarNode):
-                continue  # the constructor reports an unhashable key at its position
+                self.unbuilt = True  # PyYAML's constructor reports the unhashable key at its position
+                continue
             key = str(key_node.value)
             if key == "<<" and key_node.tag.endswith(":merge"):
+                # Merged keys count toward the bounds but are not where this mapping's keys are.
+                self.unbuilt = True
+                self.node(value_node, loc, depth, record=False)
                 continue
-            if key in seen:
-                dups.append(((*loc, key), key_node.start_mark))
-            seen.add(key)
-            out[(*loc, key)] = key_node.start_mark
-            _positions(value_node, (*loc, key), out, dups, bad_tags)
-            out[(*loc, key)] = key_node.start_mark
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _positions(item, (*loc, i), out, dups, bad_tags)
+            if key in keys and record:
+                self.dups.append(((*loc, key), key_node.start_mark))
+            keys.add(key)
+            if record:
+                self.marks[(*loc, key)] = key_node.start_mark
+            data[self._scalar(key_node)] = self.node(value_node, (*loc, key), depth + 1, record)
+            if record:
+                self.marks[(*loc, key)] = key_node.start_mark
+        return data
 
 
 def pipeline_line(path: Path) -> int:
@@ -255,8 +370,8 @@ def _read_text(path: Path, shown: str) -> str:
     return text
 
 
-def _compose(text: str, shown: str) -> tuple[yaml.Node | None, _SpecLoader]:
-    loader = _SpecLoader(text)
+def _compose(text: str, shown: str) -> tuple[yaml.Node | None, _Constructing]:
+    loader = _SpecLoader(text) if _depth_bound(text) <= MAX_C_DEPTH else _BoundedLoader(text)
     try:
         return loader.get_single_node(), loader
     except _Refused as exc:
@@ -299,13 +414,14 @@ def read_document(path: Path, shown: str) -> tuple[Any, dict[Loc, yaml.Mark]]:
         raise SpecError(
             [SpecIssue(shown, 1, None, "", "a spec must be a YAML mapping", "start with 'pipeline: <name>'")]
         )
-    marks: dict[Loc, yaml.Mark] = {}
-    dups: list[tuple[Loc, yaml.Mark]] = []
-    bad_tags: list[yaml.Node] = []
-    _positions(root, (), marks, dups, bad_tags)
+    walk = _Walk(loader)
+    try:
+        data = walk.node(root, ())
+    except _Refused as exc:
+        raise SpecError([issue_at(shown, exc.mark, "", exc.message, exc.hint)]) from None
     issues = [
         issue_at(shown, m, ".".join(map(str, loc)), "key appears twice", "keep one; YAML would silently use the last")
-        for loc, m in dups
+        for loc, m in walk.dups
     ]
     issues += [
         issue_at(
@@ -315,10 +431,12 @@ def read_document(path: Path, shown: str) -> tuple[Any, dict[Loc, yaml.Mark]]:
             f"tag '{node.tag.replace('tag:yaml.org,2002:', '!!')}' is not allowed in a spec",
             "remove the tag: a spec holds plain strings, numbers, booleans, lists and mappings",
         )
-        for node in bad_tags
+        for node in walk.bad_tags
     ]
     if issues:
         raise SpecError(issues)
+    if not walk.unbuilt:
+        return data, walk.marks
     try:
         data = loader.construct_document(root)
     except yaml.MarkedYAMLError as exc:
@@ -326,4 +444,4 @@ def read_document(path: Path, shown: str) -> tuple[Any, dict[Loc, yaml.Mark]]:
         raise SpecError(
             [issue_at(shown, mark, "", f"YAML error: {exc.problem or exc}", "write a plain value here")]
         ) from None
-    return data, marks
+    return data, walk.marks
