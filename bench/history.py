@@ -126,14 +126,14 @@ def run(quick: bool) -> dict[str, Any]:
     """Measure the feature step's cost against the size of the history.
 
     Args:
-        quick: Fewer repetitions (3 instead of 9) and no ``scope: history`` reference run.
+        quick: Fewer repetitions (3 instead of 5) and no ``scope: history`` reference run.
 
     Returns:
         The bench's entry: name, measured, baseline, values, ratio, target, target_ratio, met, notes.
     """
     from sluice.services.spark import spark_session
 
-    reps = 3 if quick else 9
+    reps = 3 if quick else 5
     # Each temporary project is found by its pyproject.toml, as a user's is.
     saved = os.environ.pop("SLUICE_PROJECT_DIR", None)
     try:

@@ -190,7 +190,7 @@ def bench_latency(samples: int = 5, poll_seconds: int = 5) -> dict[str, dict[str
 
 
 def run(quick: bool) -> list[dict[str, Any]]:
-    """The two landing-latency entries (``latency_local``, ``latency_s3``); quick: 3 drops each, else 7."""
+    """The two landing-latency entries (``latency_local``, ``latency_s3``); quick: 3 drops each, else 5."""
     from harness import entry
 
     where = {
@@ -198,7 +198,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
         "latency_s3": "an s3:// source on a moto S3 server (deferred S3KeySensor, aiobotocore in the triggerer)",
     }
     entries = []
-    for name, r in bench_latency(samples=3 if quick else 7).items():
+    for name, r in bench_latency(samples=3 if quick else 5).items():
         entries.append(
             entry(
                 name,
