@@ -42,4 +42,55 @@ def test_trigger_fires_for_a_settled_file_and_serializes_to_itself(tmp_path: Pat
     assert not _fires(tmp_path, "*.parquet", marker="{name}.done")
     classpath, kwargs = InboxTrigger(str(tmp_path), "*.parquet", "{name}.done", 3).serialize()
     assert classpath == "sluice.airflow.sensors.InboxTrigger"
-    assert kwargs == {"folder": str(tmp_path), "pattern": "*.parquet", "marker": "{name}.done", "poke_interval": 3}
+    assert kwargs == {
+        "folder": str(tmp_path),
+        "pattern": "*.parquet",
+        "marker": "{name}.done",
+        "poke_interval": 3,
+        "settle_seconds": None,
+    }
+    assert InboxTrigger(**kwargs).settle_seconds is None  # a trigger deferred before settle_seconds still runs
+
+
+def _seconds_to_fire(folder: Path, settle_seconds: float | None, poke_interval: float = 30.0) -> float:
+    async def first_event() -> float:
+        started = asyncio.get_running_loop().time()
+        trigger = InboxTrigger(str(folder), "*.parquet", None, poke_interval, settle_seconds)
+        async with asyncio.timeout(10):
+            async for _ in trigger.run():
+                break
+        return asyncio.get_running_loop().time() - started
+
+    return asyncio.run(first_event())
+
+
+def test_a_new_file_is_looked_at_again_after_the_settle_time_not_a_whole_poll(tmp_path: Path) -> None:
+    # Landing latency: the second look comes land's settle time after the first, so a settled
+    # file wakes the pipeline after 0.2 s here, not after the 30 s poll.
+    pd.DataFrame({"a": [1]}).to_parquet(tmp_path / "jan.parquet")
+    assert _seconds_to_fire(tmp_path, settle_seconds=0.2) < 5
+    assert _seconds_to_fire(tmp_path, settle_seconds=0) < 5  # 0: one look, as land does
+
+
+def test_a_file_still_being_written_does_not_fire(tmp_path: Path) -> None:
+    async def writer_and_trigger() -> bool:
+        path = tmp_path / "feb.parquet"
+        trigger = InboxTrigger(str(tmp_path), "*.parquet", None, poke_interval=30.0, settle_seconds=0.1)
+
+        async def grow() -> None:
+            for i in range(30):
+                path.write_bytes(b"x" * (i + 1))
+                await asyncio.sleep(0.03)
+
+        writing = asyncio.create_task(grow())
+        try:
+            async with asyncio.timeout(0.7):
+                async for _ in trigger.run():
+                    return True
+        except TimeoutError:
+            return False
+        finally:
+            writing.cancel()
+        return False
+
+    assert not asyncio.run(writer_and_trigger())

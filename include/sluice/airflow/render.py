@@ -100,6 +100,7 @@ def _wait_for_files(step: Step, plan: PipelinePlan) -> BaseOperator:
         pattern=pattern,
         marker=marker,
         spec_path=plan.spec_path if config.get("check_stranded") else None,
+        settle_seconds=config.get("settle_seconds"),
         **waiting,
         **_common(step, plan),
     )

@@ -23,15 +23,33 @@ from sluice.services.landing import local_entries, ready_names, select
 
 
 class InboxTrigger(BaseTrigger):
-    """Fires once a file the lister would land has kept its size and mtime across two polls."""
+    """Fires once a file the lister would land has kept its size and mtime across two looks ``settle_seconds`` apart."""
 
-    def __init__(self, folder: str, pattern: str, marker: str | None = None, poke_interval: float = 5.0) -> None:
-        """Watch ``folder`` for files matching ``pattern`` (see :func:`ready_names`)."""
+    def __init__(
+        self,
+        folder: str,
+        pattern: str,
+        marker: str | None = None,
+        poke_interval: float = 5.0,
+        settle_seconds: float | None = None,
+    ) -> None:
+        """Watch ``folder`` for files matching ``pattern`` (see :func:`ready_names`).
+
+        Args:
+            folder: The landing folder.
+            pattern: The spec's ``source.pattern``.
+            marker: The spec's ``detect.marker``.
+            poke_interval: Seconds between looks while nothing new is there.
+            settle_seconds: Seconds before a file seen for the first time is looked at again
+                (``land``'s own settle time; 0: fire on the first look). ``None``, as in a
+                trigger deferred before this argument existed: a whole poll.
+        """
         super().__init__()
         self.folder = folder
         self.pattern = pattern
         self.marker = marker
         self.poke_interval = poke_interval
+        self.settle_seconds = settle_seconds
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Class path and arguments, for the triggerer."""
@@ -42,20 +60,25 @@ class InboxTrigger(BaseTrigger):
                 "pattern": self.pattern,
                 "marker": self.marker,
                 "poke_interval": self.poke_interval,
+                "settle_seconds": self.settle_seconds,
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        """Poll until a candidate is unchanged since the previous poll."""
+        """Look until a candidate is unchanged since the previous look."""
+        settle = self.poke_interval if self.settle_seconds is None else self.settle_seconds
         seen: dict[str, str] = {}
         while True:
             entries = await asyncio.to_thread(local_entries, Path(self.folder))
             now = {e.name: e.version for e in select(entries, self.pattern, self.marker)[0]}
-            if any(seen.get(name) == version for name, version in now.items()):
+            if any(seen.get(name) == version for name, version in now.items()) or (now and settle <= 0):
                 yield TriggerEvent(True)
                 return
+            fresh = any(seen.get(name) != version for name, version in now.items())
             seen = now
-            await asyncio.sleep(self.poke_interval)
+            # A new or changed file is looked at again after land's settle time, not a whole
+            # poll later: the second look is what a file must pass, so waiting longer only adds latency.
+            await asyncio.sleep(min(settle, self.poke_interval) if fresh else self.poke_interval)
 
 
 class InboxFileSensor(FileSensor):
@@ -64,7 +87,14 @@ class InboxFileSensor(FileSensor):
     template_fields = ("filepath", "fs_conn_id", "pattern")
 
     def __init__(
-        self, *, folder: str, pattern: str, marker: str | None = None, spec_path: str | None = None, **kwargs: Any
+        self,
+        *,
+        folder: str,
+        pattern: str,
+        marker: str | None = None,
+        spec_path: str | None = None,
+        settle_seconds: float | None = None,
+        **kwargs: Any,
     ) -> None:
         """Wait for files matching ``pattern`` in ``folder``.
 
@@ -74,6 +104,7 @@ class InboxFileSensor(FileSensor):
             marker: The spec's ``detect.marker``.
             spec_path: The pipeline's spec, whose storage is checked too: batches a failed run
                 stranded there end the wait at once, so the run finishes them.
+            settle_seconds: The spec's ``detect.settle_seconds`` (see :class:`InboxTrigger`).
             **kwargs: FileSensor's.
         """
         super().__init__(filepath=f"{folder.rstrip('/')}/{pattern}", **kwargs)
@@ -81,6 +112,7 @@ class InboxFileSensor(FileSensor):
         self.pattern = pattern
         self.marker = marker
         self.spec_path = spec_path
+        self.settle_seconds = settle_seconds
 
     def poke(self, context: Any) -> bool:
         """Whether the landing folder holds a file ``land`` would consider, or a batch is stranded."""
@@ -106,6 +138,6 @@ class InboxFileSensor(FileSensor):
         elif not self.poke(context=context):
             self.defer(
                 timeout=datetime.timedelta(seconds=self.timeout),
-                trigger=InboxTrigger(self.folder, self.pattern, self.marker, self.poke_interval),
+                trigger=InboxTrigger(self.folder, self.pattern, self.marker, self.poke_interval, self.settle_seconds),
                 method_name="execute_complete",
             )
