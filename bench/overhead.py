@@ -18,6 +18,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,12 +60,10 @@ def _set_paused(dags: Any, dag_id: str, paused: bool) -> None:
             dags.patch_dag(dag_id, af.DAGPatchBody(is_paused=paused))
 
 
-def _land(airflow: Any, project: Path, store: Any) -> None:
-    """Drop the months into the landing folder; wait until the ingest DAG accepted them all."""
-    from demo.producer import drop_month
-
+def _land(airflow: Any, store: Any, drop: Callable[[int], object]) -> None:
+    """Drop the months into the landing zone (``drop(month)``); wait until the ingest DAG accepted them all."""
     for month in MONTHS:
-        drop_month(project / "data" / "landing" / "flights", month)
+        drop(month)
 
     def landed() -> bool:
         records = [store.batch_record(b) for b in store.batch_ids()]
@@ -91,15 +91,37 @@ def _dag_run(airflow: Any, api: Any) -> dict[str, Any]:
         "total": (run.end_date - run.start_date).total_seconds(),
         "tasks": {t.task_id: round(t.duration or 0.0, 2) for t in tasks},
         "ran": [t for t, s in states.items() if s == "success"],
+        "phases": _phases(run, tasks),
     }
 
 
-def _script_run(project: Path, env: dict[str, str], n: int) -> dict[str, float]:
+def _phases(run: Any, tasks: list[Any]) -> dict[str, dict[str, float]]:
+    """Where each task's share of the run went, in start order (the train DAG is a chain).
+
+    ``to_queued``: from the upstream task's end (the run's start for the first) until the
+    scheduler queued it; ``queued``: queued until its process started (executor, worker, fork);
+    ``run``: start to end as the task instance records it (DAG file parse, the step, reporting).
+    """
+    out: dict[str, dict[str, float]] = {}
+    previous = run.start_date
+    for t in sorted((t for t in tasks if t.start_date and t.end_date), key=lambda t: t.start_date):
+        queued = t.queued_when or t.start_date
+        out[t.task_id] = {
+            "to_queued": round((queued - previous).total_seconds(), 2),
+            "queued": round((t.start_date - queued).total_seconds(), 2),
+            "run": round((t.end_date - t.start_date).total_seconds(), 2),
+        }
+        previous = t.end_date
+    out["(run end)"] = {"after_last_task": round((run.end_date - previous).total_seconds(), 2)}
+    return out
+
+
+def _script_run(spec: Path, env: dict[str, str], n: int, cwd: Path) -> dict[str, float]:
     """The plain script once, in its own interpreter, with the Airflow tasks' environment."""
     out = subprocess.run(
-        [sys.executable, str(SCRIPT), str(project / "dags" / f"{PIPELINE}.pipeline.yaml"), f"script_{n}"],
+        [sys.executable, str(SCRIPT), str(spec), f"script_{n}"],
         env=env,
-        cwd=project,
+        cwd=cwd,
         capture_output=True,
         text=True,
         check=True,
@@ -116,45 +138,54 @@ def summary(values: dict[str, Any]) -> str:
     )
 
 
-def run(quick: bool) -> dict[str, Any]:
-    """Median train-DAG run vs plain-script run, 2 repetitions each (1 with ``quick``)."""
+def measure(
+    airflow: Any,
+    api: Any,
+    store: Any,
+    drop: Callable[[int], object],
+    script: Callable[[int], dict[str, float]],
+    reps: int,
+    label: str,
+) -> tuple[list[dict[str, Any]], list[dict[str, float]]]:
+    """Land the months, train the first champion, then ``reps`` times a DAG run and a script run.
+
+    Args:
+        airflow: Has ``wait_for(predicate, timeout, what, every=...)``.
+        api: An ``airflow_client`` ApiClient of that Airflow.
+        store: The pipeline's store (the bench process's view of it).
+        drop: Puts one month's batch into the landing zone.
+        script: Runs ``bench/overhead_script.py`` once (its argument: the repetition).
+        reps: Repetitions.
+        label: Prefix of the progress lines.
+    """
     import airflow_client.client as af
 
-    from sluice.airflow.standalone import Standalone, isolated_env
-    from sluice.services.storage import open_store
-    from sluice.spec.loader import load_spec
-    from sluice.steps.deploy import stop_local
-
-    reps = 1 if quick else 2
+    dags = af.DAGApi(api)
+    both = (TRAIN, INGEST)
+    airflow.wait_for(lambda: all(_registered(dags, d) for d in both), 300, "the DAGs", every=2)
+    for dag_id in (INGEST, TRAIN):
+        _set_paused(dags, dag_id, paused=False)
+    landing = time.monotonic()
+    _land(airflow, store, drop)
+    _set_paused(dags, INGEST, paused=True)
+    print(f"  {label}: DAGs registered, months landed in {time.monotonic() - landing:.1f}s", flush=True)
+    first = _dag_run(airflow, api)
+    print(f"  {label}: first champion in {first['total']:.1f}s (not measured)", flush=True)
     dag_runs, script_runs = [], []
-    with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory(prefix="sluice-bench-overhead-") as tmp:
-        project = scratch_project(Path(tmp) / "project")
-        stack.enter_context(in_project(project))
-        env = isolated_env(project)
-        loaded = load_spec(project / "dags" / f"{PIPELINE}.pipeline.yaml")
-        store = open_store(loaded)
-        try:
-            with Standalone(project, env) as airflow, airflow.client() as api:
-                dags = af.DAGApi(api)
-                both = (TRAIN, INGEST)
-                airflow.wait_for(lambda: all(_registered(dags, d) for d in both), 300, "the DAGs", every=2)
-                for dag_id in (INGEST, TRAIN):
-                    _set_paused(dags, dag_id, paused=False)
-                _land(airflow, project, store)
-                _set_paused(dags, INGEST, paused=True)
-                first = _dag_run(airflow, api)
-                print(f"  overhead: first champion in {first['total']:.1f}s (not measured)", flush=True)
-                for n in range(reps):
-                    dag_runs.append(_dag_run(airflow, api))
-                    script_runs.append(_script_run(project, airflow.env, n))
-                    print(
-                        f"  overhead rep {n + 1}: DAG run {dag_runs[-1]['total']:.1f}s, "
-                        f"script {script_runs[-1]['total']:.1f}s",
-                        flush=True,
-                    )
-        finally:
-            local = loaded.spec.deployment.local
-            stop_local(store, local.host, local.port)
+    for n in range(reps):
+        dag_runs.append(_dag_run(airflow, api))
+        script_runs.append(script(n))
+        print(
+            f"  {label} rep {n + 1}: DAG run {dag_runs[-1]['total']:.1f}s, script {script_runs[-1]['total']:.1f}s",
+            flush=True,
+        )
+    return dag_runs, script_runs
+
+
+def result(
+    name: str, dag_runs: list[dict[str, Any]], script_runs: list[dict[str, float]], measured: str, notes: str
+) -> dict[str, Any]:
+    """The bench entry: medians, overhead per task, ratio and verdict against :data:`TARGET_SECONDS`."""
     tasks = len(dag_runs[0]["ran"])
     dag_median = statistics.median(r["total"] for r in dag_runs)
     script_median = statistics.median(r["total"] for r in script_runs)
@@ -168,12 +199,10 @@ def run(quick: bool) -> dict[str, Any]:
         "script_runs": script_runs,
     }
     return {
-        "name": "overhead",
+        "name": name,
         "summary": summary(values),
-        "measured": (
-            f"`{TRAIN}` run under the real scheduler (embedded Airflow: LocalExecutor, SQLite; run start to end), "
-            f"{tasks} tasks, on the demo's months {', '.join(map(str, MONTHS))}; median of {reps}"
-        ),
+        "measured": f"{measured}, {tasks} tasks, on the demo's months {', '.join(map(str, MONTHS))}; median of "
+        f"{len(dag_runs)}",
         "baseline": (
             "the same step functions called in order by a plain script (bench/overhead_script.py), "
             "from interpreter start"
@@ -183,7 +212,46 @@ def run(quick: bool) -> dict[str, Any]:
         "target": f"<= {TARGET_SECONDS:g} s per task over the script",
         "target_ratio": round((script_median + TARGET_SECONDS * tasks) / script_median, 2),
         "met": per_task <= TARGET_SECONDS,
-        "notes": (
+        "notes": notes,
+    }
+
+
+def run(quick: bool) -> dict[str, Any]:
+    """Median train-DAG run vs plain-script run, 2 repetitions each (1 with ``quick``)."""
+    from demo.producer import drop_month
+    from sluice.airflow.standalone import Standalone, isolated_env
+    from sluice.services.storage import open_store
+    from sluice.spec.loader import load_spec
+    from sluice.steps.deploy import stop_local
+
+    reps = 1 if quick else 2
+    with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory(prefix="sluice-bench-overhead-") as tmp:
+        project = scratch_project(Path(tmp) / "project")
+        stack.enter_context(in_project(project))
+        env = isolated_env(project)
+        spec = project / "dags" / f"{PIPELINE}.pipeline.yaml"
+        loaded = load_spec(spec)
+        store = open_store(loaded)
+        try:
+            with Standalone(project, env) as airflow, airflow.client() as api:
+                dag_runs, script_runs = measure(
+                    airflow,
+                    api,
+                    store,
+                    lambda month: drop_month(project / "data" / "landing" / "flights", month),
+                    lambda n: _script_run(spec, airflow.env, n, project),
+                    reps,
+                    "overhead",
+                )
+        finally:
+            local = loaded.spec.deployment.local
+            stop_local(store, local.host, local.port)
+    return result(
+        "overhead",
+        dag_runs,
+        script_runs,
+        f"`{TRAIN}` run under the real scheduler (embedded Airflow: LocalExecutor, SQLite; run start to end)",
+        (
             "Each Airflow task is a fresh process that parses the DAG file, opens the MLflow store and loads "
             "models again, and waits for the scheduler to queue it; the script does each once and keeps one "
             "JVM. Tasks are forked from the scheduler's forkserver, which imported MLflow, scikit-learn, "
@@ -191,7 +259,7 @@ def run(quick: bool) -> dict[str, Any]:
             "compiled bytecode (`uv sync --compile-bytecode` in the Makefile): before those two, 3.9 s per task "
             "(DAG run 61 s vs script 34 s)."
         ),
-    }
+    )
 
 
 if __name__ == "__main__":

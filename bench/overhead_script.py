@@ -1,7 +1,8 @@
 """The baseline of ``bench/overhead.py``: the train DAG's step functions called in sequence by a plain script.
 
 One process, the same functions the Airflow tasks call (``sluice.airflow.tasks``), the same
-spec, storage and MLflow store, in the DAG's order: check_trigger, build_features, train,
+spec, storage and MLflow store (opened as the tasks open them: ``open_pipeline_store`` reads the
+spec's Airflow connection for an ``s3://`` root), in the DAG's order: check_trigger, build_features, train,
 evaluate, gate, promote, deploy. Prints one JSON line: seconds per step and in all, counted from
 the interpreter's start (a plain script pays its imports once; each Airflow task pays its own).
 
@@ -23,7 +24,7 @@ if str(ROOT / "include") not in sys.path:
 
 def main(spec_path: str, run_id: str) -> dict[str, float]:
     """Run the train steps once; return seconds per step (and ``total``)."""
-    from sluice.services.storage import open_store
+    from sluice.airflow.connections import open_pipeline_store
     from sluice.spec.loader import load_spec
     from sluice.steps.evaluate import enforce_gate, evaluate_candidate
     from sluice.steps.features import build_features
@@ -43,7 +44,7 @@ def main(spec_path: str, run_id: str) -> dict[str, float]:
         mark = now
 
     loaded = load_spec(spec_path)
-    store = open_store(loaded)
+    store = open_pipeline_store(loaded)
     decision = check_trigger(loaded, store, [Trigger.MANUAL], [], run_id)
     assert decision.proceed, decision.reason
     step("check_trigger")

@@ -31,6 +31,7 @@ RESULTS = BENCH / "results.json"
 NAMES = (
     "parse",
     "overhead",
+    "overhead_production",
     "features",
     "validation",
     "drift",
