@@ -19,8 +19,6 @@ from typing import Any
 from airflow.providers.standard.sensors.filesystem import FileSensor
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from sluice.services.landing import local_entries, ready_names, select
-
 
 class InboxTrigger(BaseTrigger):
     """Fires once a file the lister would land has kept its size and mtime across two looks ``settle_seconds`` apart."""
@@ -66,6 +64,8 @@ class InboxTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Look until a candidate is unchanged since the previous look."""
+        from sluice.services.landing import local_entries, select
+
         settle = self.poke_interval if self.settle_seconds is None else self.settle_seconds
         seen: dict[str, str] = {}
         while True:
@@ -116,6 +116,9 @@ class InboxFileSensor(FileSensor):
 
     def poke(self, context: Any) -> bool:
         """Whether the landing folder holds a file ``land`` would consider, or a batch is stranded."""
+        # Imported here: the DAG file builds this sensor on every parse, and only a run lists.
+        from sluice.services.landing import ready_names
+
         names = ready_names(Path(self.folder), self.pattern, self.marker)
         if names:
             self.log.info("found %d file(s) to land, first %r", len(names), names[0])

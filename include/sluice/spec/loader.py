@@ -80,11 +80,18 @@ def find_project_dir(spec_path: Path) -> Path:
     """
     env = settings().project_dir
     if env:
-        return env.resolve()
-    for parent in spec_path.resolve().parents:
+        return _resolved(env)
+    resolved = spec_path.resolve()
+    for parent in resolved.parents:
         if (parent / "pyproject.toml").exists() or (parent / "airflow_settings.yaml").exists():
             return parent
-    return spec_path.resolve().parent
+    return resolved.parent
+
+
+@functools.lru_cache(maxsize=64)
+def _resolved(path: Path) -> Path:
+    # The same SLUICE_PROJECT_DIR for every spec of a DAG file: one realpath, not one per spec.
+    return path.resolve()
 
 
 def model_at(data: Any, loc: Loc) -> Any:
@@ -289,7 +296,8 @@ def _load_spec(path: Path, shown: str) -> LoadedSpec:
     except ValidationError as exc:
         raise SpecError([_validation_issue(shown, dict(err), data, marks) for err in exc.errors()]) from None
     positions = {".".join(map(str, loc)): (m.line + 1, m.column + 1) for loc, m in marks.items() if loc}
-    loaded = LoadedSpec(spec=spec, path=path.resolve(), project_dir=find_project_dir(path), positions=positions)
+    resolved = path.resolve()
+    loaded = LoadedSpec(spec=spec, path=resolved, project_dir=find_project_dir(resolved), positions=positions)
     problems = [*_check_feature_job(loaded, shown), *_check_locations(loaded, shown)]
     if problems:
         raise SpecError(problems)
@@ -509,9 +517,10 @@ def load_files(paths: list[Path]) -> LoadReport:
     good: list[tuple[Path, LoadedSpec]] = []
     seen: set[Path] = set()
     for path in paths:
-        if path.resolve() in seen:
+        resolved = path.resolve()
+        if resolved in seen:
             continue  # the same file named twice (a folder and a file in it) is one spec
-        seen.add(path.resolve())
+        seen.add(resolved)
         try:
             good.append((path, load_spec(path)))
         except SpecError as exc:

@@ -212,13 +212,18 @@ class _Walk:
 
     def node(self, node: yaml.Node, loc: Loc, depth: int = 1, record: bool = True) -> Any:
         """Walk ``node`` found at ``loc``, ``depth`` levels down (``record``: note key positions); its data."""
-        if id(node) in self._open:
+        ident = id(node)
+        if ident in self._open:
             raise _Refused(
                 "an alias refers to a value that contains it (a recursive alias)",
                 "a spec cannot contain itself: replace the alias (*name) with the value it should have",
                 self._where,
             )
-        self._reach(node)
+        if ident not in self._seen:  # _reach, inlined: this runs once per value of every spec
+            self._seen.add(ident)
+            self._where = node.start_mark
+            if node.tag not in _PLAIN_TAGS:
+                self.bad_tags.append(node)
         self._count += 1
         if self._count > MAX_NODES:
             raise _Refused(
@@ -232,14 +237,14 @@ class _Walk:
             self.marks.setdefault(loc, node.start_mark)
         if isinstance(node, yaml.ScalarNode):
             return self._scalar(node)
-        self._open.add(id(node))
+        self._open.add(ident)
         try:
             if isinstance(node, yaml.MappingNode):
                 return self._mapping(node, loc, depth, record)
             self.unbuilt |= node.tag != _SEQ
             return [self.node(item, (*loc, i), depth + 1, record) for i, item in enumerate(node.value)]
         finally:
-            self._open.discard(id(node))
+            self._open.discard(ident)
 
     def _scalar(self, node: yaml.ScalarNode) -> Any:
         if node.tag == _STR:

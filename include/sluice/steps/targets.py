@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from sluice.services import kube_manifests as km
 from sluice.services import kubernetes as k8s
-from sluice.services.storage import PipelineStore
 from sluice.settings import settings
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
+    from sluice.services.storage import PipelineStore
     from sluice.spec.loader import LoadedSpec
     from sluice.steps.deploy import ServerProcess
     from sluice.steps.deploy_kubernetes import KubernetesDeployResult
