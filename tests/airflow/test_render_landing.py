@@ -58,4 +58,5 @@ def test_local_source_renders_a_deferrable_file_sensor(tmp_path: Path) -> None:
     sensor = ingest.get_task("wait_for_files")
     assert type(sensor).__name__ == "InboxFileSensor" and sensor.deferrable
     assert sensor.filepath == f"{tmp_path}/in/*.csv"
+    assert sensor.settle_seconds == 3  # the spec's detect.settle_seconds (default): the trigger's second look
     assert ingest.get_task("land").op_kwargs["landing"] == {"source": "local", "glob": f"{tmp_path}/in/*.csv"}

@@ -182,3 +182,28 @@ def test_the_walk_builds_what_pyyamls_safe_loader_builds(tmp_path, extra: str) -
         assert "appears twice" in str(err)
         return
     assert data == expected
+
+
+@pytest.mark.parametrize(
+    ("extra", "refusal"),
+    [
+        (
+            "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
+            + "".join(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]\n" for i in range(1, 9)),
+            f"more than {MAX_NODES:,} values",
+        ),
+        ("loop: &t [demo, *t]\n", "recursive alias"),
+    ],
+)
+def test_the_bounded_composer_path_refuses_alias_bombs_and_recursive_aliases_too(
+    project_env, tmp_path, extra: str, refusal: str
+) -> None:
+    # A 600-character comment line makes the text one libyaml could nest too deep for its C
+    # recursion, so the Python composer reads it; the walk still bounds what aliases expand to.
+    text = base_text() + "# " + "x" * 600 + "\n" + extra
+    assert yaml_reader._depth_bound(text) > yaml_reader.MAX_C_DEPTH
+    path = tmp_path / "long.pipeline.yaml"
+    path.write_text(text)
+    (issue,) = error_of(path).issues
+    assert refusal in issue.message
+    assert issue.line is not None and issue.line > len(base_text().splitlines()) + 1

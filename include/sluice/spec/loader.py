@@ -80,18 +80,12 @@ def find_project_dir(spec_path: Path) -> Path:
     """
     env = settings().project_dir
     if env:
-        return _resolved(env)
+        return env.resolve()
     resolved = spec_path.resolve()
     for parent in resolved.parents:
         if (parent / "pyproject.toml").exists() or (parent / "airflow_settings.yaml").exists():
             return parent
     return resolved.parent
-
-
-@functools.lru_cache(maxsize=64)
-def _resolved(path: Path) -> Path:
-    # The same SLUICE_PROJECT_DIR for every spec of a DAG file: one realpath, not one per spec.
-    return path.resolve()
 
 
 def model_at(data: Any, loc: Loc) -> Any:

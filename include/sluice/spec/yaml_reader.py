@@ -106,8 +106,8 @@ class _SpecLoader(_CParser, _Constructing):
     """Parsed and composed by libyaml (C), constructed by PyYAML's SafeConstructor.
 
     Composing in C is what makes reading 100 specs at DAG-parse time cheap. libyaml keeps an
-    alias as the very node it names, so an alias bomb is a small graph here; :func:`_walk`
-    bounds what it expands to before anything is constructed.
+    alias as the very node it names, so an alias bomb is a small graph here; :class:`_Walk`
+    bounds what it expands to before anything is built.
     """
 
     def __init__(self, stream: str) -> None:
@@ -120,9 +120,9 @@ class _BoundedLoader(Composer, _CParser, _Constructing):
     """libyaml's parser with PyYAML's composer in Python, bounding nesting while composing.
 
     For a text :func:`_depth_bound` cannot rule out as too deep for libyaml's recursive
-    composer. Every node counts toward :data:`MAX_NODES` each time it is used (an alias
-    counts its whole subtree), nesting is bounded by :data:`MAX_DEPTH`, and an alias to a
-    node that is still open (a recursive alias) is refused, all at the event's position.
+    composer: nesting is refused past :data:`MAX_DEPTH` at the event's position, before the
+    recursion goes deeper. Like libyaml's, this composer keeps an alias as the node it names;
+    :class:`_Walk` bounds what aliases expand to.
     """
 
     def __init__(self, stream: str) -> None:
@@ -130,51 +130,19 @@ class _BoundedLoader(Composer, _CParser, _Constructing):
         Composer.__init__(self)
         SafeConstructor.__init__(self)
         Resolver.__init__(self)
-        self._count = 0
         self._depth = 0
-        self._open: set[str] = set()
-        self._sizes: dict[str, int] = {}
-
-    def _grow(self, by: int, mark: yaml.Mark) -> None:
-        self._count += by
-        if self._count > MAX_NODES:
-            raise _Refused(
-                f"the document expands to more than {MAX_NODES:,} values (aliases count in full)",
-                "a spec is small: remove repeated aliases (*name) of large anchors",
-                mark,
-            )
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         if self.check_event(AliasEvent):
-            event = self.peek_event()
-            if event.anchor in self._open:
-                raise _Refused(
-                    f"alias *{event.anchor} refers to a node that contains it (a recursive alias)",
-                    f"a spec cannot contain itself: replace *{event.anchor} with the value it should have",
-                    event.start_mark,
-                )
-            self._grow(self._sizes.get(str(event.anchor), 1), event.start_mark)
             return super().compose_node(parent, index)
-        event = self.peek_event()
-        anchor = getattr(event, "anchor", None)
         self._depth += 1
-        if self._depth > MAX_DEPTH:
-            raise _Refused(
-                f"values nested more than {MAX_DEPTH} levels deep", "a spec nests a few levels", event.start_mark
-            )
-        self._grow(1, event.start_mark)
-        start = self._count
-        if anchor is not None:
-            self._open.add(anchor)
         try:
-            node = super().compose_node(parent, index)
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise _Refused(f"values nested more than {MAX_DEPTH} levels deep", "a spec nests a few levels", mark)
+            return super().compose_node(parent, index)
         finally:
             self._depth -= 1
-            if anchor is not None:
-                self._open.discard(anchor)
-        if anchor is not None:
-            self._sizes[anchor] = self._count - start + 1
-        return node
 
 
 class _Walk:
@@ -219,11 +187,7 @@ class _Walk:
                 "a spec cannot contain itself: replace the alias (*name) with the value it should have",
                 self._where,
             )
-        if ident not in self._seen:  # _reach, inlined: this runs once per value of every spec
-            self._seen.add(ident)
-            self._where = node.start_mark
-            if node.tag not in _PLAIN_TAGS:
-                self.bad_tags.append(node)
+        self._reach(node)
         self._count += 1
         if self._count > MAX_NODES:
             raise _Refused(
