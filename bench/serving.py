@@ -280,7 +280,10 @@ def run(quick: bool) -> dict[str, Any]:
         "met": bool(met),
         "notes": (
             "ratio = sluice requests/s / mlflow requests/s. Both are single uvicorn processes on this "
-            "2-core machine shared with other work, load generator in the same process as the deployer."
+            "2-core machine shared with other work, load generator in the same process as the deployer. "
+            "sluice's server scores JSON dataframes that match the signature on one thread, building "
+            "the frame column by column in the signature's dtypes (services/scoring.py); other "
+            "requests go to MLflow's own scoring code."
             + (" Quick mode: fewer requests, one round." if quick else "")
         ),
     }

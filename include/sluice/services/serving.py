@@ -37,9 +37,8 @@ def bind(host: str, port: int, reuse_port: bool) -> socket.socket:
 def app(model: Any, facts: dict[str, str], timeout: float) -> Any:
     """The ASGI app: MLflow's scoring endpoints over :class:`~sluice.services.scoring.Scorer`.
 
-    One scoring thread: a model under the GIL gains nothing from more, and several threads
-    switching the GIL every few milliseconds cost each request more CPU than they overlap.
-    Requests wait in the event loop instead, which keeps answering ``/ping`` meanwhile.
+    One scoring thread: threads fighting for the GIL cost each request more CPU than they
+    overlap. Requests wait in the event loop instead, which keeps answering ``/ping``.
 
     Args:
         model: The loaded pyfunc model.
@@ -82,20 +81,14 @@ def app(model: Any, facts: dict[str, str], timeout: float) -> Any:
             return Response(exc.serialize_as_json(), status_code=exc.get_http_status_code(), media_type=JSON)
         return Response(result.body, status_code=result.status, media_type=result.media_type)
 
-    routes = [
-        Route("/ping", ping),
-        Route("/health", ping),
-        Route("/version", version),
-        Route("/sluice/info", info),
-        Route("/invocations", invocations, methods=["POST"]),
-    ]
-
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         yield
         executor.shutdown(wait=False, cancel_futures=True)
 
-    return Starlette(routes=routes, lifespan=lifespan)
+    paths = {"/ping": ping, "/health": ping, "/version": version, "/sluice/info": info}
+    routes = [Route(path, endpoint) for path, endpoint in paths.items()]
+    return Starlette(routes=[*routes, Route("/invocations", invocations, methods=["POST"])], lifespan=lifespan)
 
 
 def serve(
