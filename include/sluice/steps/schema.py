@@ -119,9 +119,11 @@ def read_frames(fh: BinaryIO, fmt: str, columns: Mapping[str, str] | None, chunk
         yield frame
 
 
-def _sample(values: Any) -> str:
-    shown = [repr(v) for v in list(values)[:3]]
-    return ", ".join(shown)
+def _mismatch(raw: pd.Series, kind: str, have: str) -> str:
+    """Why a column does not fit its declared kind, with its first few values."""
+    # Only on the error path: listing a whole column's values cost more than the cast itself.
+    shown = ", ".join(repr(v) for v in raw.dropna().head(3))
+    return f"declared {kind}, arrives as {have} (e.g. {shown})"
 
 
 def _kind_of(series: pd.Series) -> str:
@@ -208,7 +210,6 @@ def _cast(raw: pd.Series, kind: str, fmt: str) -> tuple[Any, Any] | str:
     have = _kind_of(raw)
     bad = pd.Series(False, index=raw.index)
     parse = fmt == "csv" and have in ("string", "mixed")
-    mismatch = f"declared {kind}, arrives as {have} (e.g. {_sample(raw.dropna())})"
     if have == "empty":
         return pd.Series([None] * len(raw), index=raw.index, dtype="object"), bad
     if kind in NUMERIC:
@@ -218,19 +219,19 @@ def _cast(raw: pd.Series, kind: str, fmt: str) -> tuple[Any, Any] | str:
             value = pd.to_numeric(raw, errors="coerce")
             bad = raw.notna() & value.isna()
         else:
-            return mismatch
+            return _mismatch(raw, kind, have)
         if kind == "int":
             fraction = ~_whole(value)
             bad |= fraction
             value = value.where(~fraction)
         return value, bad
     if kind == "string":
-        return (_with_none(raw), bad) if have == "string" else mismatch
+        return (_with_none(raw), bad) if have == "string" else _mismatch(raw, kind, have)
     if kind == "bool":
         if have == "bool":
             return _with_none(raw), bad
         if not parse:
-            return mismatch
+            return _mismatch(raw, kind, have)
         lowered = raw.astype("string").str.strip().str.lower()
         value = lowered.map({"true": True, "false": False}).astype("object")
         return value, raw.notna() & value.isna()
@@ -238,7 +239,7 @@ def _cast(raw: pd.Series, kind: str, fmt: str) -> tuple[Any, Any] | str:
     if have in ("datetime", "date"):
         return pd.to_datetime(raw, utc=True).dt.tz_convert(None), bad
     if not parse:
-        return mismatch
+        return _mismatch(raw, kind, have)
     value = pd.to_datetime(raw, errors="coerce", utc=True, format="ISO8601").dt.tz_convert(None)
     return value, raw.notna() & value.isna()
 
