@@ -19,8 +19,12 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import sys
+import tempfile
+import time
 import traceback
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -94,29 +98,50 @@ def main(argv: list[str] | None = None) -> int:
     command = "python bench/run.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     host = machine()
     results = load_results()
+    # The libraries' temporary files (MLflow's database locks, model downloads) go under one
+    # folder removed at the end, so a bench run leaves nothing in /tmp.
+    scratch = tempfile.mkdtemp(prefix="sluice-bench-")
+    os.environ["TMPDIR"] = scratch
+    tempfile.tempdir = None
+    try:
+        failed = _run_all(args.only or NAMES, args.quick, command, host, results)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if failed:
+        print(f"benches that failed to run: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+def _run_all(
+    names: Sequence[str], quick: bool, command: str, host: dict[str, Any], results: dict[str, dict[str, Any]]
+) -> list[str]:
+    """Run ``names`` in order, saving after each; the names that failed."""
     failed: list[str] = []
-    for name in args.only or NAMES:
+    began = time.monotonic()
+    for name in names:
         if not (BENCH / f"{name}.py").exists():
             print(f"[{name}] skipped: bench/{name}.py does not exist yet", flush=True)
             continue
-        print(f"[{name}] running{' (quick)' if args.quick else ''} ...", flush=True)
+        print(f"[{name}] running{' (quick)' if quick else ''} ...", flush=True)
+        started = time.monotonic()
         try:
-            entries = run_bench(name, args.quick)
+            entries = run_bench(name, quick)
         except Exception:
             traceback.print_exc()
             print(f"[{name}] FAILED: no entry written", flush=True)
             failed.append(name)
             continue
+        minutes = round((time.monotonic() - started) / 60, 1)
         stamp = datetime.now(UTC).isoformat(timespec="seconds")
         for e in entries:
-            e |= {"quick": args.quick, "command": command, "date": stamp, "machine": host}
+            e |= {"quick": quick, "command": command, "date": stamp, "machine": host, "bench_minutes": minutes}
             results[e["name"]] = e
             verdict = "met" if e["met"] else "MISSED"
             print(f"[{e['name']}] ratio {e['ratio']:.3g} (target {e['target']}): {verdict}", flush=True)
+        print(f"[{name}] took {minutes} min", flush=True)
         save_results(results)  # after each bench: a later failure keeps what was measured
-    if failed:
-        print(f"benches that failed to run: {', '.join(failed)}")
-    return 1 if failed else 0
+    print(f"all benches: {(time.monotonic() - began) / 60:.1f} min", flush=True)
+    return failed
 
 
 if __name__ == "__main__":
