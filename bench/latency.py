@@ -136,17 +136,23 @@ def _summary(rows: list[dict[str, float]], poll: int) -> dict[str, Any]:
     }
 
 
-def bench_latency(samples: int = 5, poll_seconds: int = 5) -> dict[str, dict[str, Any]]:
+def bench_latency(
+    samples: int = 3, poll_seconds: int = 5, reaction_events: int = 0
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any] | None]:
     """Median file-landed -> ``land``-started latency for a local folder and for S3.
 
+    With ``reaction_events``, the reaction bench (``bench/reaction.py``) runs first in the
+    same embedded Airflow, on ``lat_local``'s train DAG: one Airflow start instead of two.
+
     Returns:
-        ``{"latency_local": {...}, "latency_s3": {...}}``; ``baseline_seconds`` is the
-        poll interval and ``ratio`` the median latency over it.
+        ``{"latency_local": {...}, "latency_s3": {...}}`` (``baseline_seconds`` is the poll
+        interval and ``ratio`` the median latency over it), and the reaction entry or None.
     """
     import boto3
     import requests
     from moto.server import ThreadedMotoServer
 
+    import reaction
     from sluice.airflow.standalone import free_port
 
     random.seed(7)
@@ -177,7 +183,11 @@ def bench_latency(samples: int = 5, poll_seconds: int = 5) -> dict[str, dict[str
                 {"AIRFLOW_CONN_AWS_DEFAULT": json.dumps(conn), "AWS_EC2_METADATA_DISABLED": "true"},
             )
             results = {}
+            reacted = None
             with Standalone(project, env) as airflow, airflow.client() as api:
+                if reaction_events:
+                    rows = reaction.measure(airflow, api, "lat_local", reaction_events)
+                    reacted = reaction.result(rows, env, "lat_local")
                 for key, pipeline in (("latency_local", "lat_local"), ("latency_s3", "lat_s3")):
                     rows = _measure(airflow, api, pipeline, drops[pipeline], s3, samples, poll_seconds)
                     results[key] = _summary(rows, poll_seconds)
@@ -186,11 +196,12 @@ def bench_latency(samples: int = 5, poll_seconds: int = 5) -> dict[str, dict[str
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
     for r in results.values():
         r["measured_at"] = stamp
-    return results
+    return results, reacted
 
 
 def run(quick: bool) -> list[dict[str, Any]]:
-    """The two landing-latency entries (``latency_local``, ``latency_s3``); quick: 3 drops each, else 5."""
+    """The landing-latency entries (``latency_local``, ``latency_s3``; 3 drops each, quick 2), and reaction's."""
+    import reaction
     from harness import entry
 
     where = {
@@ -198,7 +209,8 @@ def run(quick: bool) -> list[dict[str, Any]]:
         "latency_s3": "an s3:// source on a moto S3 server (deferred S3KeySensor, aiobotocore in the triggerer)",
     }
     entries = []
-    for name, r in bench_latency(samples=3 if quick else 5).items():
+    found, reacted = bench_latency(samples=2 if quick else 3, reaction_events=reaction.events_for(quick))
+    for name, r in found.items():
         entries.append(
             entry(
                 name,
@@ -220,8 +232,8 @@ def run(quick: bool) -> list[dict[str, Any]]:
                 ),
             )
         )
-    return entries
+    return [*entries, *([reacted] if reacted else [])]
 
 
 if __name__ == "__main__":
-    print(json.dumps(bench_latency(), indent=2))
+    print(json.dumps(bench_latency()[0], indent=2))
