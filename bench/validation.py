@@ -184,14 +184,15 @@ def _batches(rows: int, folder: Path) -> dict[bool, Path]:
 
     columns = load_spec(ROOT / "dags" / "flights_delay.pipeline.yaml").spec.source.columns or {}
     df = flights(rows, seed=4)
-    clean = folder / f"clean_{rows}.parquet"
-    df.to_parquet(clean, index=False)
-    conform(df, columns, "parquet").frame.to_parquet(folder / f"conformed_{clean.name}")
+    clean, bad = folder / f"clean_{rows}.parquet", folder / f"bad_{rows}.parquet"
+    conformed = conform(df, columns, "parquet").frame
+    conformed.to_parquet(folder / f"conformed_{clean.name}")
+    # A negative distance is still a whole number: conforming the bad batch changes nothing else.
     hit = np.random.default_rng(5).choice(rows, size=int(rows * BAD_SHARE), replace=False)
     df.loc[hit, "distance"] = -1
-    bad = folder / f"bad_{rows}.parquet"
-    df.to_parquet(bad, index=False)
-    conform(df, columns, "parquet").frame.to_parquet(folder / f"conformed_{bad.name}")
+    df.to_parquet(bad, index=False)  # as landed: the step measurement reads and conforms it itself
+    conformed.loc[hit, "distance"] = -1
+    conformed.to_parquet(folder / f"conformed_{bad.name}")
     return {False: clean, True: bad}
 
 
