@@ -1,59 +1,123 @@
 """Baseline for the parse-time benchmark: the same three DAGs and tasks, hand-written.
 
 No spec, no pydantic, no plan: what a careful Airflow user would write for the demo
-pipeline, alert emails included (the SMTP provider's notifier on the same four tasks).
-sluice's DAG file is measured against this in the same run.
+pipeline, with what sluice sets on each DAG and task too: tags, owner and docs; each task's
+retries, retry delay, timeout, pool, doc and arguments, and an alert email on failure (the
+SMTP provider's notifier, one per task as sluice has). sluice's DAG file is measured against
+this in the same run.
 """
 
-import itertools
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.providers.standard.sensors.filesystem import FileSensor
 from airflow.sdk import DAG, Asset
 
+SPEC = "/tmp/specs/flights_delay.pipeline.yaml"
+
 
 def _noop(**_: object) -> None:
     return None
 
 
-def _alert(kind: str) -> SmtpNotifier:
-    return SmtpNotifier(to="ml-oncall@example.com", subject=f"flights_delay: {kind} failed", html_content="{{ ti }}")
-
-
-def _chain(dag: DAG, task_ids: tuple[str, ...], alerts: tuple[str, ...] = ()) -> list[PythonOperator]:
-    ops = []
-    for task_id in task_ids:
-        extra = {"on_failure_callback": [_alert(task_id)]} if task_id in alerts else {}
-        ops.append(PythonOperator(task_id=task_id, python_callable=_noop, dag=dag, **extra))
-    for upstream, downstream in itertools.pairwise(ops):
-        upstream >> downstream
-    return ops
+def _task(task_id: str, doc: str, timeout_minutes: int, alert: str = "failure", **extra: object) -> PythonOperator:
+    kwargs = {"retries": 2, **extra}
+    return PythonOperator(
+        task_id=task_id,
+        python_callable=_noop,
+        op_kwargs={"spec_path": SPEC, **kwargs.pop("op_kwargs", {})},  # type: ignore[dict-item]
+        retry_delay=timedelta(seconds=20),
+        execution_timeout=timedelta(minutes=timeout_minutes),
+        doc_md=doc,
+        on_failure_callback=[
+            SmtpNotifier(
+                to="ml-oncall@example.com", subject=f"flights_delay: {alert} in {task_id}", html_content="{{ ti }}"
+            )
+        ],
+        **kwargs,
+    )
 
 
 batches = Asset("sluice://flights_delay/batches")
 drift = Asset("sluice://flights_delay/drift")
-common = {"start_date": datetime(2024, 1, 1), "catchup": False, "max_active_runs": 1, "tags": ["baseline"]}
-with DAG("flights_delay__ingest", schedule="@continuous", **common) as ingest:
-    wait = FileSensor(task_id="wait_for_files", filepath="/tmp/landing/*.parquet", deferrable=True, poke_interval=5)
-    land = PythonOperator(task_id="land", python_callable=_noop)
-    validate = PythonOperator(task_id="validate", python_callable=_noop)
-    publish = PythonOperator(task_id="publish", python_callable=_noop, outlets=[batches])
-    confirm = PythonOperator(task_id="confirm_published", python_callable=_noop)
-    check = PythonOperator(task_id="check_batches", python_callable=_noop, on_failure_callback=[_alert("validation")])
+
+
+def _dag(kind: str, schedule: object, doc: str) -> DAG:
+    return DAG(
+        f"flights_delay__{kind}",
+        schedule=schedule,
+        start_date=datetime(2024, 1, 1),
+        catchup=False,
+        max_active_runs=1,
+        tags=["sluice", "demo", kind, "pipeline:flights_delay"],
+        default_args={"owner": "data-eng"},
+        doc_md=f"Hand-written from `{SPEC}`.\n\nflights_delay: {doc}",
+    )
+
+
+with _dag("ingest", "@continuous", "land new files from data/landing/flights_delay, validate, publish") as ingest:
+    wait = FileSensor(
+        task_id="wait_for_files",
+        filepath="/tmp/landing/*.parquet",
+        deferrable=True,
+        poke_interval=5,
+        timeout=3600,
+        soft_fail=True,
+        retries=2,
+        retry_delay=timedelta(seconds=20),
+        doc_md="Deferred wait (no worker slot) until a batch file lands.",
+    )
+    land = _task(
+        "land",
+        "Copy each new file into the raw zone keyed by content hash; archive it.",
+        60,
+        op_kwargs={"landing": {"source": "local", "glob": "/tmp/landing/*.parquet"}},
+    )
+    validate = _task("validate", "Great Expectations checks; quarantine or reject per the spec.", 120)
+    publish = _task(
+        "publish",
+        "Announce accepted batches (asset event); skipped when none.",
+        10,
+        outlets=[batches],
+        op_kwargs={"asset_uri": batches.uri},
+    )
+    confirm = _task(
+        "confirm_published", "Mark the announced batches published, once Airflow has committed the asset event.", 10
+    )
+    check = _task(
+        "check_batches", "Fail the run, with the report path, if a batch was rejected.", 5, "validation", retries=0
+    )
     wait >> land >> validate >> [publish, check]
     publish >> confirm
 
-with DAG("flights_delay__train", schedule=drift, **common) as train:
-    _chain(
-        train,
-        ("check_trigger", "build_features", "train", "evaluate", "gate", "promote", "deploy"),
-        alerts=("gate", "deploy"),
+with _dag("train", drift, "features, train, gate against the champion, promote, deploy") as train:
+    (
+        _task("check_trigger", "Say what started the run; skip it (cooldown, no new data since the last retrain).", 15)
+        >> _task("build_features", "PySpark feature job over every accepted batch.", 240, pool="sluice_spark")
+        >> _task("train", "Fit the candidate; MLflow run with lineage.", 360)
+        >> _task("evaluate", "Score candidate and champion on the same holdout; write the decision record.", 60)
+        >> _task(
+            "gate", "Fail here when the candidate does not beat the gate; the champion is kept.", 5, "gate", retries=0
+        )
+        >> _task("promote", "Register the candidate and move the champion alias.", 15)
+        >> _task("deploy", "Serve the champion (local).", 12, "deploy")
     )
 
-with DAG("flights_delay__monitor", schedule=batches, **common) as monitor:
-    compute = PythonOperator(task_id="compute_drift", python_callable=_noop)
-    publish_drift = PythonOperator(task_id="publish_drift", python_callable=_noop, outlets=[drift])
-    check_drift = PythonOperator(task_id="check_drift", python_callable=_noop, on_failure_callback=[_alert("drift")])
+with _dag("monitor", batches, "drift of each new batch against the champion's training data (Evidently)") as monitor:
+    compute = _task("compute_drift", "Evidently drift report of the new batches vs the champion's reference data.", 60)
+    publish_drift = _task(
+        "publish_drift",
+        "Announce drift (asset event with the numbers); skipped when share < 0.15.",
+        10,
+        outlets=[drift],
+        op_kwargs={"asset_uri": drift.uri},
+    )
+    check_drift = _task(
+        "check_drift",
+        "Fail the run, with the numbers and the report path, when the batch drifted.",
+        5,
+        "drift",
+        retries=0,
+    )
     compute >> [publish_drift, check_drift]

@@ -120,3 +120,16 @@ def test_chunks_add_up_to_the_verdict_on_the_whole_batch() -> None:
 
 def test_a_check_reading_the_whole_table_is_not_chunked(table_check: Any) -> None:
     assert not chunkable([*DEMO_CHECKS, table_check])
+
+
+def test_the_report_details_failed_checks_without_listing_every_row() -> None:
+    """gx_result.json: a verdict per check, counts and a sample for the failed ones, rows only in the quarantine."""
+    checks, report = run_expectations(FRAME, [*DEMO_CHECKS, _exp("row_count_between", max=3)])
+    entries = [r["result"] for r in report["results"]]
+    assert report["success"] is False and report["statistics"]["unsuccessful_expectations"] == 4
+    failed = [e for e in entries if e]
+    assert sorted(e.get("unexpected_count", 0) for e in failed) == [0, 1, 1, 2]
+    assert any(e.get("observed_value") == 4 for e in failed)  # the row count, for the batch-level check
+    assert any(e.get("partial_unexpected_list") == [-1, 6000] for e in failed)
+    assert not any({"unexpected_list", "unexpected_index_list"} & set(e) for e in entries)
+    assert checks[-1].observed == 4 and not checks[-1].success and checks[-1].unexpected_index == []

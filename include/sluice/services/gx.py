@@ -139,8 +139,9 @@ class Checks:
         return self._suites[which]
 
     def _validate(
-        self, frame: pd.DataFrame, which: tuple[int, ...], result_format: Literal["BASIC", "COMPLETE"]
+        self, frame: pd.DataFrame, which: tuple[int, ...], result_format: Literal["BOOLEAN_ONLY", "BASIC", "COMPLETE"]
     ) -> tuple[dict[int, Any], Any]:
+        """Run the checks at ``which`` on ``frame``: GX's result per position, and GX's suite result."""
         suite, ids = self._suite(which)
         batch = self._batches.get_batch(batch_parameters={"dataframe": frame})
         outcome = batch.validate(suite, result_format=result_format)
@@ -148,30 +149,46 @@ class Checks:
         by_position = {ids[r.expectation_config.id]: r for r in outcome.results if r.expectation_config}
         return by_position, outcome
 
+    def _narrowed(self, df: pd.DataFrame, which: tuple[int, ...]) -> pd.DataFrame:
+        """``df`` with only the columns the checks at ``which`` read (same index)."""
+        read = columns_read([self.expectations[i] for i in which])
+        return df[[c for c in df.columns if c in set(read)]] if read else df
+
     def run(self, df: pd.DataFrame, which: list[int] | None = None) -> tuple[list[CheckResult], dict[str, Any]]:
         """Run the checks at ``which`` (default: all) on ``df``.
 
-        A BASIC pass gives each check's verdict and unexpected count; a COMPLETE pass over the
-        row-level checks that failed lists their failing rows (by ``df``'s labels). GX gets only
-        the columns the checks read (same index): it copies the frame it is given in its
-        map-metric helpers.
+        A BOOLEAN_ONLY pass gives each check's verdict (a passing check has no unexpected
+        rows: sluice's checks have no ``mostly``); a COMPLETE pass over the checks that failed
+        gives their unexpected counts, observed values and failing rows (by ``df``'s labels).
+        A clean batch pays for one cheap pass, not BASIC's sample of unexpected values
+        (bench/validation.py). Each pass gets only the columns its checks read (same index):
+        GX copies the frame it is given in its map-metric helpers.
 
         Returns:
-            Per-check results in the order of ``which``, and GX's own JSON result of the BASIC pass.
+            Per-check results in the order of ``which``, and GX's JSON result: the verdict
+            pass with each failed check's COMPLETE result, less its full lists of failing
+            values and rows (those rows are in ``quarantine.parquet``).
         """
         chosen = tuple(range(len(self.expectations)) if which is None else which)
         if not chosen:
             return [], {}
-        read = columns_read([self.expectations[i] for i in chosen])
-        frame = df[[c for c in df.columns if c in set(read)]] if read else df
-        results, summary = self._validate(frame, chosen, "BASIC")
-        checks = {i: _check_result(self.expectations[i], results[i]) for i in chosen}
-        failed = tuple(i for i in chosen if not checks[i].success and checks[i].row_level)
+        results, outcome = self._validate(self._narrowed(df, chosen), chosen, "BOOLEAN_ONLY")
+        failed = tuple(i for i in chosen if not results[i].success)
+        rows: dict[int, list[Any]] = {}
         if failed:
-            complete, _ = self._validate(frame, failed, "COMPLETE")
+            details, _ = self._validate(self._narrowed(df, failed), failed, "COMPLETE")
             for i in failed:
-                checks[i].unexpected_index = list((complete[i].result or {}).get("unexpected_index_list") or [])
-        return [checks[i] for i in chosen], summary.to_json_dict()
+                # Serialising GX's full lists costs more than the pass: take the rows, drop the lists.
+                full = {k: details[i].result.pop(k, None) for k in _FULL_LISTS}
+                rows[i] = (
+                    list(full["unexpected_index_list"] or []) if lookup(self.expectations[i].type).row_level else []
+                )
+                outcome.results[outcome.results.index(results[i])] = details[i]
+                results[i] = details[i]
+        checks = [_check_result(self.expectations[i], results[i]) for i in chosen]
+        for check, i in zip(checks, chosen, strict=True):
+            check.unexpected_index = rows.get(i, [])
+        return checks, outcome.to_json_dict()
 
     def on_shape(self, columns: list[str], rows: int) -> tuple[list[CheckResult], list[dict[str, Any]]]:
         """Run the batch-level checks on the batch's shape alone (all must be :func:`chunkable`).
@@ -196,6 +213,10 @@ class Checks:
                 found |= {i: _check_result(self.expectations[i], results[i]) for i in which}
                 raw.append(outcome.to_json_dict())
         return [found[i] for i in self.batch_level], raw
+
+
+#: COMPLETE's full lists of failing values and rows: kept out of the JSON report (the rows are quarantined).
+_FULL_LISTS = ("unexpected_list", "unexpected_index_list", "unexpected_index_query")
 
 
 def _check_result(exp: Expectation, res: Any) -> CheckResult:

@@ -26,10 +26,11 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from sluice.settings import settings
+from sluice.spec import document_cache
 from sluice.spec.errors import SpecError, SpecIssue
 from sluice.spec.expectations import type_names
 from sluice.spec.models import PipelineSpec
-from sluice.spec.yaml_reader import MAX_SPEC_BYTES, Loc, issue_at, pipeline_line, read_document
+from sluice.spec.yaml_reader import MAX_SPEC_BYTES, Loc, issue_at, pipeline_line, read_bytes, read_document
 
 SPEC_SUFFIX = ".pipeline.yaml"
 
@@ -284,17 +285,30 @@ def load_spec(path: str | Path) -> LoadedSpec:
 
 
 def _load_spec(path: Path, shown: str) -> LoadedSpec:
-    data, marks = read_document(path, shown)
-    try:
-        spec = PipelineSpec.model_validate(data)
-    except ValidationError as exc:
-        raise SpecError([_validation_issue(shown, dict(err), data, marks) for err in exc.errors()]) from None
-    positions = {".".join(map(str, loc)): (m.line + 1, m.column + 1) for loc, m in marks.items() if loc}
+    raw = read_bytes(path, shown)
+    # An unchanged spec that loaded before is not read again (sluice.spec.document_cache).
+    cached = document_cache.get(path, raw)
+    spec: PipelineSpec | None = None
+    if cached is not None:
+        data, positions = cached
+        try:
+            spec = PipelineSpec.model_validate(data)
+        except ValidationError:
+            spec = None  # models that changed since: read the file itself, for its errors at their lines
+    if spec is None:
+        data, marks = read_document(path, shown, raw)
+        try:
+            spec = PipelineSpec.model_validate(data)
+        except ValidationError as exc:
+            raise SpecError([_validation_issue(shown, dict(err), data, marks) for err in exc.errors()]) from None
+        positions = {".".join(map(str, loc)): (m.line + 1, m.column + 1) for loc, m in marks.items() if loc}
     resolved = path.resolve()
     loaded = LoadedSpec(spec=spec, path=resolved, project_dir=find_project_dir(resolved), positions=positions)
     problems = [*_check_feature_job(loaded, shown), *_check_locations(loaded, shown)]
     if problems:
         raise SpecError(problems)
+    if cached is None or cached[0] is not data:
+        document_cache.put(path, raw, (data, positions))
     return loaded
 
 

@@ -273,8 +273,12 @@ def _line_col(data: bytes | str, offset: int) -> tuple[int, int]:
     return line, offset - (before.rfind(newline) + 1) + 1
 
 
-def _read_bytes(path: Path, shown: str) -> bytes:
-    """At most :data:`MAX_SPEC_BYTES` of the file, refusing a bigger one."""
+def read_bytes(path: Path, shown: str) -> bytes:
+    """The spec file's bytes: at most :data:`MAX_SPEC_BYTES`, refusing a bigger file.
+
+    Raises:
+        SpecError: The file cannot be read or is too big.
+    """
     try:
         with path.open("rb") as f:
             raw = f.read(MAX_SPEC_BYTES + 1)
@@ -295,9 +299,8 @@ def _refuse_at(shown: str, data: bytes | str, offset: int, message: str, hint: s
     return SpecError([SpecIssue(shown, line, col, "", message, hint)])
 
 
-def _read_text(path: Path, shown: str) -> str:
-    """The file as text: at most :data:`MAX_SPEC_BYTES`, UTF-8, no control characters."""
-    raw = _read_bytes(path, shown)
+def _read_text(raw: bytes, shown: str) -> str:
+    """The file's bytes as text: UTF-8, no control characters."""
     for bom, name in (
         (b"\xff\xfe\x00\x00", "UTF-32"),
         (b"\x00\x00\xfe\xff", "UTF-32"),
@@ -366,18 +369,19 @@ def _compose(text: str, shown: str) -> tuple[yaml.Node | None, _Constructing]:
         loader.dispose()
 
 
-def read_document(path: Path, shown: str) -> tuple[Any, dict[Loc, yaml.Mark]]:
+def read_document(path: Path, shown: str, raw: bytes | None = None) -> tuple[Any, dict[Loc, yaml.Mark]]:
     """The spec's data and the position of every key, parsed once from the file.
 
     Args:
         path: The spec file.
         shown: How issues name the file.
+        raw: The file's bytes, when the caller has read them (:func:`read_bytes`).
 
     Raises:
         SpecError: The file cannot be read, is not plain YAML, is not a mapping, repeats a
             key (YAML would silently keep the last) or uses a tag; each issue at its line.
     """
-    text = _read_text(path, shown)
+    text = _read_text(read_bytes(path, shown) if raw is None else raw, shown)
     root, loader = _compose(text, shown)
     if root is None or not isinstance(root, yaml.MappingNode):
         raise SpecError(
