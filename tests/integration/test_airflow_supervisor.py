@@ -107,14 +107,11 @@ def test_a_signal_to_sluice_airflow_stops_every_component(
         family = _family(sup.pid)
         assert len(family) > len(COMPONENTS)
 
-        sent = time.monotonic()
         os.kill(sup.pid, signum)
-        code = sup.wait(timeout=60)
-        took = time.monotonic() - sent
+        code = sup.wait(timeout=60)  # a hang guard, not a measurement
 
         assert code == 128 + signum
         assert _left(family, pgid) == [], "left running after the supervisor stopped"
-        assert took < 45, f"stopping took {took:.0f}s"
         assert not _up(api_url)
         assert not [port for port in ports if port_in_use(port)]
         text = log_path.read_text()

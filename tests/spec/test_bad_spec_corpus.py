@@ -11,7 +11,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -111,16 +110,13 @@ def test_bad_spec_through_the_real_command(name: str, tmp_path: Path) -> None:
     env = {**os.environ, "SLUICE_PROJECT_DIR": str(PROJECT_DIR)}
     sluice = [sys.executable, "-m", "sluice.cli"]
 
-    started = time.monotonic()
     lint = subprocess.run(
         [*sluice, "lint", str(path), str(DEMO_SPEC)], env=env, capture_output=True, text=True, timeout=120
     )
-    took = time.monotonic() - started
 
     assert lint.returncode == 1
     assert_reported(case, path, lint.stdout, lint.stderr)
     assert f"ok  {DEMO_SPEC}  (flights_delay)" in lint.stdout
-    assert took < 60, f"lint took {took:.1f} s"
     # plan imports scikit-learn in a fresh process (seconds on a busy machine): two cases are enough.
     commands = [["plan", str(path)]] if name in ("cron_bad_preset", "model_class_typo") else []
     commands += [] if case.needs_import else [["status", str(path)]]

