@@ -21,12 +21,20 @@ def _noop(**_: object) -> None:
     return None
 
 
-def _task(task_id: str, doc: str, timeout_minutes: int, alert: str = "failure", **extra: object) -> PythonOperator:
-    kwargs = {"retries": 2, **extra}
+def _task(
+    task_id: str,
+    doc: str,
+    timeout_minutes: int,
+    alert: str = "failure",
+    op_kwargs: dict[str, object] | None = None,
+    retries: int = 2,
+    **extra: object,
+) -> PythonOperator:
     return PythonOperator(
         task_id=task_id,
         python_callable=_noop,
-        op_kwargs={"spec_path": SPEC, **kwargs.pop("op_kwargs", {})},  # type: ignore[dict-item]
+        op_kwargs={"spec_path": SPEC, **(op_kwargs or {})},
+        retries=retries,
         retry_delay=timedelta(seconds=20),
         execution_timeout=timedelta(minutes=timeout_minutes),
         doc_md=doc,
@@ -35,8 +43,13 @@ def _task(task_id: str, doc: str, timeout_minutes: int, alert: str = "failure", 
                 to="ml-oncall@example.com", subject=f"flights_delay: {alert} in {task_id}", html_content="{{ ti }}"
             )
         ],
-        **kwargs,
+        **extra,
     )
+
+
+def _publish(task_id: str, doc: str, asset: Asset) -> PythonOperator:
+    """A task that announces ``asset`` (an asset event), as sluice's publish tasks do."""
+    return _task(task_id, doc, 10, outlets=[asset], op_kwargs={"asset_uri": asset.uri})
 
 
 batches = Asset("sluice://flights_delay/batches")
@@ -75,13 +88,7 @@ with _dag("ingest", "@continuous", "land new files from data/landing/flights_del
         op_kwargs={"landing": {"source": "local", "glob": "/tmp/landing/*.parquet"}},
     )
     validate = _task("validate", "Great Expectations checks; quarantine or reject per the spec.", 120)
-    publish = _task(
-        "publish",
-        "Announce accepted batches (asset event); skipped when none.",
-        10,
-        outlets=[batches],
-        op_kwargs={"asset_uri": batches.uri},
-    )
+    publish = _publish("publish", "Announce accepted batches (asset event); skipped when none.", batches)
     confirm = _task(
         "confirm_published", "Mark the announced batches published, once Airflow has committed the asset event.", 10
     )
@@ -106,12 +113,8 @@ with _dag("train", drift, "features, train, gate against the champion, promote, 
 
 with _dag("monitor", batches, "drift of each new batch against the champion's training data (Evidently)") as monitor:
     compute = _task("compute_drift", "Evidently drift report of the new batches vs the champion's reference data.", 60)
-    publish_drift = _task(
-        "publish_drift",
-        "Announce drift (asset event with the numbers); skipped when share < 0.15.",
-        10,
-        outlets=[drift],
-        op_kwargs={"asset_uri": drift.uri},
+    publish_drift = _publish(
+        "publish_drift", "Announce drift (asset event with the numbers); skipped when share < 0.15.", drift
     )
     check_drift = _task(
         "check_drift",

@@ -183,8 +183,8 @@ class Checks:
                 rows[i] = (
                     list(full["unexpected_index_list"] or []) if lookup(self.expectations[i].type).row_level else []
                 )
-                outcome.results[outcome.results.index(results[i])] = details[i]
-                results[i] = details[i]
+                slot = next(n for n, r in enumerate(outcome.results) if r is results[i])
+                outcome.results[slot] = results[i] = details[i]
         checks = [_check_result(self.expectations[i], results[i]) for i in chosen]
         for check, i in zip(checks, chosen, strict=True):
             check.unexpected_index = rows.get(i, [])

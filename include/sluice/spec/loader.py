@@ -287,29 +287,41 @@ def load_spec(path: str | Path) -> LoadedSpec:
 def _load_spec(path: Path, shown: str) -> LoadedSpec:
     raw = read_bytes(path, shown)
     # An unchanged spec that loaded before is not read again (sluice.spec.document_cache).
-    cached = document_cache.get(path, raw)
-    spec: PipelineSpec | None = None
-    if cached is not None:
-        data, positions = cached
-        try:
-            spec = PipelineSpec.model_validate(data)
-        except ValidationError:
-            spec = None  # models that changed since: read the file itself, for its errors at their lines
-    if spec is None:
-        data, marks = read_document(path, shown, raw)
-        try:
-            spec = PipelineSpec.model_validate(data)
-        except ValidationError as exc:
-            raise SpecError([_validation_issue(shown, dict(err), data, marks) for err in exc.errors()]) from None
-        positions = {".".join(map(str, loc)): (m.line + 1, m.column + 1) for loc, m in marks.items() if loc}
+    hit = _from_cache(path, raw)
+    spec, (data, positions) = hit if hit is not None else _read(path, shown, raw)
     resolved = path.resolve()
     loaded = LoadedSpec(spec=spec, path=resolved, project_dir=find_project_dir(resolved), positions=positions)
     problems = [*_check_feature_job(loaded, shown), *_check_locations(loaded, shown)]
     if problems:
         raise SpecError(problems)
-    if cached is None or cached[0] is not data:
+    if hit is None:
         document_cache.put(path, raw, (data, positions))
     return loaded
+
+
+def _from_cache(path: Path, raw: bytes) -> tuple[PipelineSpec, document_cache.Document] | None:
+    """The spec from the cached reading of ``raw``, or None: no entry, or one the models refuse.
+
+    Models that changed since the entry was written may refuse it; the file itself is then
+    read, for its errors at their lines.
+    """
+    cached = document_cache.get(path, raw)
+    if cached is None:
+        return None
+    try:
+        return PipelineSpec.model_validate(cached[0]), cached
+    except ValidationError:
+        return None
+
+
+def _read(path: Path, shown: str, raw: bytes) -> tuple[PipelineSpec, document_cache.Document]:
+    """The spec read from ``raw`` and validated, with its data and key positions."""
+    data, marks = read_document(path, shown, raw)
+    try:
+        spec = PipelineSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError([_validation_issue(shown, dict(err), data, marks) for err in exc.errors()]) from None
+    return spec, (data, {".".join(map(str, loc)): (m.line + 1, m.column + 1) for loc, m in marks.items() if loc})
 
 
 def _validation_issue(shown: str, err: dict[str, Any], data: Any, marks: dict[Loc, yaml.Mark]) -> SpecIssue:
