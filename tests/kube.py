@@ -9,8 +9,8 @@ What the test supplies, because no kubelet, scheduler or controller manager exis
 
 - :class:`ClusterEmulator` adds to kmock what the code under test relies on: server-side
   apply creating an object that does not exist yet, ``metadata.generation`` bumped on
-  spec changes, ``resourceVersion``/``uid``/``creationTimestamp``, label and field selectors
-  on lists. Server-side apply is emulated as a merge (no field ownership or conflicts).
+  spec changes, ``resourceVersion``/``uid``/``creationTimestamp``, a new pod's ``Pending``
+  phase, label and field selectors on lists. Server-side apply is emulated as a merge (no field ownership or conflicts).
 - :class:`Kubelet` plays kubelet and Deployment controller: a pod it sees is "run" by
   executing its container's command and arguments as a local process (environment from
   the pod spec, plus ``KUBECONFIG`` pointing at the emulator instead of the in-cluster
@@ -91,6 +91,10 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         meta = data.setdefault("metadata", {})
         self._rv += 1
         meta.update(uid=str(uuid.uuid4()), creationTimestamp=_now(), resourceVersion=str(self._rv), generation=1)
+        if data.get("kind") == "Pod":
+            # The API server answers a new pod with phase Pending; the pod operator's trigger,
+            # polling before the kubelet has seen the pod, fails on a pod with no status.
+            data.setdefault("status", {}).setdefault("phase", "Pending")
         return data
 
     def _evolve(self, request: kmock.Request, **changes: Any) -> kmock.Request:
