@@ -245,7 +245,7 @@ def run(quick: bool) -> dict[str, Any]:
                 )
         finally:
             local = loaded.spec.deployment.local
-            stop_local(store, local.host, local.port)
+            stop_local(store, local.host, local.port, loaded.project_dir)
     return result(
         "overhead",
         dag_runs,

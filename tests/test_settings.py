@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sluice.cli import main
-from sluice.settings import Settings, SettingsError, markdown_table, settings, variable
+from sluice.settings import Settings, SettingsError, markdown_table, ports_markdown_table, settings, variable
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 DEMO_SPEC = Path(__file__).resolve().parents[1] / "dags" / "flights_delay.pipeline.yaml"
@@ -27,6 +27,12 @@ def test_readme_configuration_table_is_the_settings_model():
     assert block == markdown_table()
     listed = re.findall(r"^\| `([A-Z0-9_]+)` \|", block, re.M)
     assert listed == [variable(name) for name in Settings.model_fields]
+
+
+def test_readme_port_table_is_the_port_family():
+    match = re.search(r"<!-- ports:start -->\n(.*?)<!-- ports:end -->", README.read_text(), re.S)
+    assert match, "README has no ports block"
+    assert match.group(1) == ports_markdown_table()
 
 
 def test_defaults_are_what_the_readme_says(monkeypatch):

@@ -59,7 +59,7 @@ def reset_state(env: dict[str, str]) -> None:
         DEMO_STORE,
     ]
     local = loaded.spec.deployment.local
-    stop_local(open_store(loaded), local.host, local.port)
+    stop_local(open_store(loaded), local.host, local.port, loaded.project_dir)
     for target in targets:
         if target.is_dir():
             shutil.rmtree(target)
@@ -193,7 +193,7 @@ def run_demo(months: list[int], bad_rows_month: int, keep: bool) -> int:
     write_json_atomic(SUMMARY, {"months": rows, "deployed": deployed, "seconds": elapsed})
     ok = print_summary(rows, deployed, elapsed, months) and return_code == 0
     if not keep:
-        stop_local(store, loaded.spec.deployment.local.host, loaded.spec.deployment.local.port)
+        stop_local(store, loaded.spec.deployment.local.host, loaded.spec.deployment.local.port, loaded.project_dir)
         log("model server stopped (run with --keep to leave it serving)")
     return 0 if ok else 1
 

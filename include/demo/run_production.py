@@ -298,7 +298,7 @@ class Player:
         from sluice.steps.deploy import stop_local
 
         local = self.loaded.spec.deployment.local
-        stopped = stop_local(self.store, local.host, local.port)
+        stopped = stop_local(self.store, local.host, local.port, self.loaded.project_dir)
         if stopped:
             log(f"{self.pipeline}: model server stopped ({len(stopped)} process(es))")
 

@@ -358,6 +358,32 @@ def cmd_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_exec(args: argparse.Namespace) -> int:
+    """Run a command in the embedded Airflow's environment (what ``eval "$(sluice env)"`` gives a shell).
+
+    ``./sluice exec airflow dags trigger flights_delay__train`` needs no PATH or environment
+    set-up: the locked environment's ``bin/`` comes first on PATH, and Airflow, MLflow and
+    sluice find this project's home, database and ports.
+    """
+    import os
+
+    from sluice.airflow.home import embedded_env
+
+    command = list(args.command_args)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        print("sluice exec: name a command, e.g. `sluice exec airflow dags list`", file=sys.stderr)
+        return 2
+    env = embedded_env(_project_dir())
+    try:
+        os.execvpe(command[0], command, env)  # noqa: S606 - the user names the command, as with `env CMD`
+    except OSError as exc:
+        print(f"sluice exec: cannot run {command[0]!r}: {exc}", file=sys.stderr)
+        return 127
+    return 0  # not reached: exec replaces this process
+
+
 def cmd_airflow(args: argparse.Namespace) -> int:
     """Run the embedded Airflow under a supervisor that stops every component on Ctrl-C."""
     from sluice.airflow.home import PortError
@@ -530,6 +556,12 @@ def _add_servers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
         help="fail if the port of this setting (e.g. SLUICE_MLFLOW_UI_PORT) is in use; repeatable",
     )
     p.set_defaults(func=cmd_env)
+    p = sub.add_parser(
+        "exec",
+        help="run a command in the embedded Airflow's environment, e.g. `exec airflow dags trigger <pipeline>__train`",
+    )
+    p.add_argument("command_args", nargs=argparse.REMAINDER, metavar="COMMAND", help="the command and its arguments")
+    p.set_defaults(func=cmd_exec)
     p = sub.add_parser("airflow", help="run the embedded Airflow (API server first); Ctrl-C or SIGTERM stops all of it")
     p.add_argument("--grace", type=float, default=20.0, help="seconds to stop before SIGKILL (default 20)")
     p.set_defaults(func=cmd_airflow)

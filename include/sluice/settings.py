@@ -12,6 +12,8 @@ pydantic-settings and the standard library (an import-linter contract checks it)
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import Field, ValidationError
@@ -22,12 +24,117 @@ class SettingsError(ValueError):
     """An environment variable sluice reads holds a value it cannot use."""
 
 
+class PortError(SettingsError):
+    """A port setting that is not a port, that another sluice setting already uses, or that is taken."""
+
+
+@dataclass(frozen=True)
+class PortSetting:
+    """One port sluice opens (or connects to) on this machine.
+
+    Attributes:
+        default: The port before ``SLUICE_PORT_OFFSET`` is added.
+        purpose: What listens there (the docs' port table).
+        airflow: Airflow's own variable for the same port, which wins when it is set.
+    """
+
+    default: int
+    purpose: str
+    airflow: str | None = None
+
+
+#: Every port of one sluice instance on one machine, in one family: ``SLUICE_PORT_OFFSET``
+#: moves all the defaults at once, so a second instance beside the first needs one setting.
+#: Model servers are not here: their port is the spec's ``deployment.local.port``.
+PORTS: dict[str, PortSetting] = {
+    "SLUICE_AIRFLOW_PORT": PortSetting(
+        8080,
+        "Airflow API server and UI, the execution API URL of task processes, and the links in the UI and in "
+        "emails unless `AIRFLOW__API__BASE_URL` is set",
+        "AIRFLOW__API__PORT",
+    ),
+    "SLUICE_MLFLOW_UI_PORT": PortSetting(
+        5000, "`make mlflow-ui`, and the MLflow links in the UI and in emails unless `SLUICE_MLFLOW_UI_URL` is set"
+    ),
+    "SLUICE_WORKER_LOG_PORT": PortSetting(
+        8793, "Airflow's log server of the task processes", "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"
+    ),
+    "SLUICE_TRIGGER_LOG_PORT": PortSetting(
+        8794, "Airflow's log server of the triggerer", "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"
+    ),
+    "SLUICE_SMTP_PORT": PortSetting(
+        8025,
+        "the local SMTP server of the `smtp_default` connection (`${SLUICE_SMTP_PORT}` in `airflow_settings.yaml`)",
+    ),
+}
+#: Added to every default of :data:`PORTS` (not to a port set explicitly).
+PORT_OFFSET = "SLUICE_PORT_OFFSET"
+
+
+def _port(name: str, raw: str) -> int:
+    raw = raw.strip()
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise PortError(f"{name}={raw!r} is not a TCP port (1-65535)")
+    return int(raw)
+
+
+def port_offset(env: Mapping[str, str] | None = None) -> int:
+    """``SLUICE_PORT_OFFSET`` (default 0).
+
+    Raises:
+        PortError: It is not a whole number, or it moves a default port past 65535.
+    """
+    raw = ((os.environ if env is None else env).get(PORT_OFFSET) or "0").strip()
+    if not raw.isdigit():
+        raise PortError(f"{PORT_OFFSET}={raw!r} is not a whole number of ports (e.g. 100)")
+    offset = int(raw)
+    if max(p.default for p in PORTS.values()) + offset > 65535:
+        raise PortError(f"{PORT_OFFSET}={raw!r} moves a default port past 65535")
+    return offset
+
+
+def port_setting(name: str, env: Mapping[str, str] | None = None) -> int:
+    """The port a setting of :data:`PORTS` names.
+
+    Airflow's own variable for it wins, then the ``SLUICE_*`` one, then the default moved by
+    ``SLUICE_PORT_OFFSET``. ``env`` defaults to ``os.environ``.
+
+    Raises:
+        PortError: The value is not a number between 1 and 65535.
+    """
+    source = os.environ if env is None else env
+    setting = PORTS[name]
+    for variable_name in (setting.airflow, name):
+        raw = source.get(variable_name) if variable_name else None
+        if raw and raw.strip():
+            return _port(variable_name or name, raw)
+    return setting.default + port_offset(source)
+
+
+def ports(env: Mapping[str, str] | None = None) -> dict[str, int]:
+    """Every port of :data:`PORTS` as ``env`` sets it.
+
+    Raises:
+        PortError: A value is not a port, or two settings name the same port (both named).
+    """
+    resolved = {name: port_setting(name, env) for name in PORTS}
+    seen: dict[int, str] = {}
+    for name, port in resolved.items():
+        if port in seen:
+            raise PortError(
+                f"{name} and {seen[port]} are both port {port}: two servers cannot share it; "
+                f"set one of them to another port, or move all of them with {PORT_OFFSET}"
+            )
+        seen[port] = name
+    return resolved
+
+
 class Settings(BaseSettings):
     """Environment variables sluice reads (the README's configuration table lists each).
 
     Each field's ``description`` is its meaning in the README; the variable is its
-    validation alias. Ports are in :data:`sluice.airflow.home.PORTS` (they are also read
-    from the environment a child process gets, not only from this process's).
+    validation alias. Ports are in :data:`PORTS` (they are also read from the environment a
+    child process gets, not only from this process's).
     """
 
     model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", env_ignore_empty=True)
@@ -167,6 +274,15 @@ def settings() -> Settings:
         raise SettingsError("bad environment setting: " + "; ".join(problems)) from None
     _last = (key, current)
     return current.model_copy()
+
+
+def ports_markdown_table() -> str:
+    """The docs' port table: one row per :data:`PORTS` entry, defaults before any offset."""
+    rows = ["| setting | default | Airflow's own (wins if set) | used for |", "| --- | --- | --- | --- |"]
+    for name, p in PORTS.items():
+        airflow = f"`{p.airflow}`" if p.airflow else "-"
+        rows.append(f"| `{name}` | `{p.default}` | {airflow} | {p.purpose} |")
+    return "\n".join(rows) + "\n"
 
 
 def markdown_table() -> str:

@@ -52,7 +52,16 @@ class SyntheticTI:
     def __init__(self, dag_id: str, task_id: str, xcoms: dict[str, Any], run_id: str = "manual__2026-01-01") -> None:
         self.dag_id, self.task_id, self.run_id = dag_id, task_id, run_id
         self.xcoms = xcoms
-        self.log_url = f"http://airflow.test/dags/{dag_id}/runs/{run_id}/tasks/{task_id}"
+        self.try_number, self.map_index = 2, -1
+        # What Airflow 3.3 builds when [api] base_url is unset: port 8080, whatever [api] port is.
+        self.log_url = f"http://localhost:8080/dags/{dag_id}/runs/{run_id}/tasks/{task_id}?try_number=2"
+
+    @property
+    def our_log_url(self) -> str:
+        """The task log on the port the API server really uses (``AIRFLOW__API__PORT``)."""
+        from sluice.airflow import urls
+
+        return urls.task_log_url(self.dag_id, self.run_id, self.task_id, self.try_number)
 
     def xcom_pull(self, task_ids: str) -> Any:
         return self.xcoms.get(task_ids)
@@ -72,6 +81,29 @@ def test_gate_email_shows_candidate_vs_champion_and_thresholds() -> None:
         assert text in mail.html, text
     assert "candidate roc_auc 0.6192 &gt;= min 0.65" in mail.html  # every check, escaped
     assert "champion v1 and the running deployment are untouched" in mail.html
+
+
+def test_gate_email_names_the_ceiling_that_decided_not_the_looser_champion_bar() -> None:
+    """An error metric: ``max: 60`` refused 70.0 although the champion's bar (85.33) allowed it."""
+    decision = DECISION | {
+        "metric": "rmse",
+        "higher_is_better": False,
+        "reason": "FAILED candidate rmse 70.0000 <= max 60.0",
+        "thresholds": {"min": None, "max": 60.0, "max_regression_vs_champion": 5.33},
+        "candidate": {"run_id": "cand123", "score": 70.0},
+        "champion": {"version": "4", "run_id": "champ456", "score": 80.0},
+        "checks": [
+            {"name": "ceiling", "passed": False, "detail": "candidate rmse 70.0000 <= max 60.0"},
+            {"name": "vs_champion", "passed": True, "detail": "candidate 70.0000 <= champion 80.0000 + 5.33"},
+        ],
+    }
+
+    text = compose(_facts("gate", decision)).text
+
+    assert "Decided by: candidate rmse 70.0000 <= max 60.0 (gate.max)." in text
+    assert "candidate needed | ≤ 60.0000 (gate.max)" in text
+    assert "champion bar | ≤ 85.3300 (champion + allowed regression)" in text
+    assert "candidate needed | ≤ 85.33" not in text
 
 
 def test_validation_email_names_each_rejected_batch_with_quarantine_rate_and_report() -> None:
@@ -130,7 +162,7 @@ def test_drift_email_from_the_monitor_xcom_is_delivered_with_report_and_mlflow_l
     assert "champion v3" in body and "b4e760fc27f6115d" in body
     assert "http://localhost:5000/#/runs/drift789" in body
     assert "/sluice/reports/flights_delay/monitor/run1/drift.html" in body
-    assert ti.log_url in body
+    assert ti.our_log_url in body
 
 
 @pytest.mark.integration
@@ -209,9 +241,30 @@ def test_gate_email_arrives_with_a_plain_text_part_that_has_the_same_numbers(smt
         assert fact in text and fact in body, fact
     assert "candidate | 0.6192 (MLflow run cand123)" in text
     assert "FAILED | vs_champion | candidate 0.6192 >= champion 0.6350 - 0.005" in text
-    assert "candidate needed | ≥ 0.6300 (champion − allowed regression)" in text
-    assert f"Airflow task log: {ti.log_url}" in text
+    assert "champion bar | ≥ 0.6300 (champion − allowed regression)" in text
+    # gate.min (0.65) is tighter than the champion's bar (0.63): it is what the candidate needed.
+    assert "candidate needed | ≥ 0.6500 (gate.min)" in text
+    assert "Decided by: candidate roc_auc 0.6192 >= min 0.65 (gate.min); " in text
+    assert f"Airflow task log: {ti.our_log_url}" in text
     assert "http://localhost:5000/#/runs/cand123" in text
+
+
+def test_every_link_of_an_email_uses_the_port_airflow_really_runs_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Airflow's ``ti.log_url`` says 8080 on any port; the email's links must open on this instance."""
+    from sluice.airflow.alerts import gather_facts
+
+    monkeypatch.delenv("AIRFLOW__API__BASE_URL", raising=False)
+    monkeypatch.setenv("AIRFLOW__API__PORT", "18123")
+    ti = SyntheticTI("flights_delay__train", "gate", {"evaluate": DECISION})
+
+    facts = gather_facts("gate", "flights_delay", None, {"ti": ti, "exception": RuntimeError("gate failed")})
+
+    airflow_links = [link.url for link in facts.links if link.label.startswith("Airflow")]
+    assert airflow_links == [
+        "http://localhost:18123/dags/flights_delay__train/runs/manual__2026-01-01/tasks/gate?try_number=2",
+        "http://localhost:18123/dags/flights_delay__train/runs/manual__2026-01-01",
+    ]
+    assert not any(":8080" in (link.url or "") for link in facts.links)
 
 
 def test_validation_email_text_lists_each_rejected_batch_on_one_line() -> None:

@@ -20,9 +20,11 @@ from tests.conftest import REPO, Project, free_port
 MOVED = {
     "SLUICE_AIRFLOW_PORT": "18080",
     "SLUICE_MLFLOW_UI_PORT": "15000",
-    "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": "18793",
-    "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": "18794",
+    "SLUICE_WORKER_LOG_PORT": "18793",
+    "SLUICE_TRIGGER_LOG_PORT": "18794",
+    "SLUICE_SMTP_PORT": "18025",
 }
+AIRFLOWS_OWN = [p.airflow for p in PORTS.values() if p.airflow]
 
 
 class SyntheticTI:
@@ -38,7 +40,7 @@ class SyntheticTI:
 @pytest.fixture()
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     """No port, URL or API setting inherited from the caller's shell."""
-    for name in [*PORTS, "AIRFLOW__API__PORT", "AIRFLOW__API__BASE_URL", "SLUICE_MLFLOW_UI_URL"]:
+    for name in [*PORTS, *AIRFLOWS_OWN, "SLUICE_PORT_OFFSET", "AIRFLOW__API__BASE_URL", "SLUICE_MLFLOW_UI_URL"]:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("AIRFLOW__CORE__EXECUTION_API_SERVER_URL", raising=False)
     yield monkeypatch
@@ -51,8 +53,65 @@ def _exports(capsys: pytest.CaptureFixture[str]) -> dict[str, str]:
 
 def test_sluice_env_prints_the_defaults(clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     exports = _exports(capsys)
-    assert {name: exports[name] for name in PORTS} == {name: str(port) for name, port in PORTS.items()}
+    assert {name: exports[name] for name in PORTS} == {name: str(p.default) for name, p in PORTS.items()}
     assert exports["AIRFLOW__API__PORT"] == "8080"
+    assert exports["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] == "8793"
+
+
+def test_one_offset_moves_every_port_of_an_instance_and_airflow_follows(
+    clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A second instance beside the first: one setting, and Airflow's own variables agree."""
+    clean_env.setenv("SLUICE_PORT_OFFSET", "100")
+    exports = _exports(capsys)
+    assert {name: exports[name] for name in PORTS} == {name: str(p.default + 100) for name, p in PORTS.items()}
+    assert exports["AIRFLOW__API__PORT"] == "8180"
+    assert exports["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] == "8893"
+    assert exports["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"] == "8894"
+    assert exports["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://localhost:8180/execution/"
+    # A port set on its own keeps its value; the offset moves only defaults.
+    clean_env.setenv("SLUICE_MLFLOW_UI_PORT", "15000")
+    assert _exports(capsys)["SLUICE_MLFLOW_UI_PORT"] == "15000"
+
+
+def test_two_settings_on_one_port_are_refused_naming_both(
+    clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clean_env.setenv("SLUICE_SMTP_PORT", "8080")
+    assert main(["env"]) == 2
+    err = capsys.readouterr().err
+    assert "SLUICE_SMTP_PORT and SLUICE_AIRFLOW_PORT are both port 8080" in err
+    assert "SLUICE_PORT_OFFSET" in err
+
+
+def test_the_smtp_connection_follows_the_smtp_port_setting(clean_env: pytest.MonkeyPatch) -> None:
+    """``airflow_settings.yaml`` names ``${SLUICE_SMTP_PORT}``: bootstrap writes the number."""
+    import yaml
+
+    from sluice.airflow.home import settings_payloads
+
+    settings = yaml.safe_load((REPO / "airflow_settings.yaml").read_text())
+    assert settings_payloads(settings)["connections"]["smtp_default"]["port"] == 8025
+    clean_env.setenv("SLUICE_PORT_OFFSET", "100")
+    assert settings_payloads(settings)["connections"]["smtp_default"]["port"] == 8125
+    # Only the port family is expanded: any other ${...} stays as written.
+    literal = {"airflow": {"variables": [{"variable_name": "x", "variable_value": "${HOME}"}]}}
+    assert settings_payloads(literal)["variables"] == {"x": "${HOME}"}
+
+
+def test_a_spec_serving_on_a_port_sluice_uses_is_a_spec_error(
+    clean_env: pytest.MonkeyPatch, project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = project.write_spec(deployment={"target": "local", "local": {"port": 8080}})
+    assert main(["lint", "--no-import", str(spec)]) == 1
+    err = capsys.readouterr()
+    text = err.out + err.err
+    assert "deployment.local.port" in text
+    assert "port 8080 is SLUICE_AIRFLOW_PORT, a port sluice's own servers use on this machine" in text
+    assert "choose another deployment.local.port" in text
+    # Moved out of the way, the same spec is fine.
+    clean_env.setenv("SLUICE_PORT_OFFSET", "1")
+    assert main(["lint", "--no-import", str(spec)]) == 0
 
 
 def test_settings_move_sluice_env_and_the_links_in_the_ui(

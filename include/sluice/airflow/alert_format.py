@@ -208,6 +208,46 @@ def _page(title: str, sections: list[str], facts: AlertFacts, todo: str) -> str:
     return "<html><body>" + "".join(parts) + "</body></html>"
 
 
+#: Gate check name -> the spec setting whose threshold it holds the candidate to.
+_CHECK_SETTING = {
+    "floor": "gate.min",
+    "ceiling": "gate.max",
+    "vs_champion": "gate.max_regression_vs_champion",
+    "champion": "the champion (could not be scored on this holdout)",
+}
+
+
+def _requirement(thresholds: dict[str, Any], bar: float | None, higher: bool) -> str:
+    """What the candidate needed to pass, with the setting each bound comes from.
+
+    Of the absolute bounds and the champion's bar, the tighter one on each side decides: a
+    ceiling of 60 beats a champion bar of 85.33 for an error metric, and the email says so.
+    """
+    lows: list[tuple[float, str]] = []
+    highs: list[tuple[float, str]] = []
+    if thresholds.get("min") is not None:
+        lows.append((float(thresholds["min"]), "gate.min"))
+    if thresholds.get("max") is not None:
+        highs.append((float(thresholds["max"]), "gate.max"))
+    if bar is not None:
+        (lows if higher else highs).append((bar, f"champion {'&minus;' if higher else '+'} max_regression_vs_champion"))
+    low = max(lows) if lows else None
+    high = min(highs) if highs else None
+    if low is not None and high is not None:
+        return f"&ge; {_num(low[0])} ({low[1]}) and &le; {_num(high[0])} ({high[1]})"
+    if low is not None:
+        return f"&ge; {_num(low[0])} ({low[1]})"
+    if high is not None:
+        return f"&le; {_num(high[0])} ({high[1]})"
+    return "n/a"
+
+
+def decided_by(checks: list[dict[str, Any]]) -> str:
+    """The failed checks, each with the setting that holds its threshold (the gate email's first line)."""
+    failed = [c for c in checks if not c.get("passed")]
+    return "; ".join(f"{c.get('detail')} ({_CHECK_SETTING.get(str(c.get('name')), c.get('name'))})" for c in failed)
+
+
 def _gate_tables(d: dict[str, Any], metric: str, higher: bool) -> tuple[str, str]:
     """The gate email's two tables: candidate vs champion, and the thresholds it was held to."""
     cand = d.get("candidate") or {}
@@ -237,12 +277,13 @@ def _gate_tables(d: dict[str, Any], metric: str, higher: bool) -> tuple[str, str
             ["ceiling (gate.max)", _num(thresholds.get("max"))],
             ["max_regression_vs_champion", _num(allowed)],
             [
-                "candidate needed",
+                "champion bar",
                 f"{'&ge;' if higher else '&le;'} {_num(bar)} "
                 f"(champion {'&minus;' if higher else '+'} allowed regression)"
                 if bar is not None
                 else "n/a",
             ],
+            ["candidate needed", _requirement(thresholds, bar, higher)],
         ]
     )
     return numbers, limits
@@ -270,8 +311,10 @@ def format_gate(facts: AlertFacts) -> AlertEmail:
         header=["result", "check", "detail"],
     )
     holdout = d.get("holdout") or {}
+    decider = decided_by(d.get("checks") or [])
     sections = [
         f"<p>The candidate was <b>not promoted</b>: {_e(d.get('reason', facts.error))}.</p>",
+        *([f"<p><b>Decided by:</b> {_e(decider)}.</p>"] if decider else []),
         f"<p><b>What stays safe:</b> {_e(kept)} and the running deployment are untouched.</p>",
         "<h3>Candidate vs champion</h3>" + numbers,
         "<h3>Thresholds</h3>" + limits,

@@ -72,7 +72,11 @@ def gather_facts(kind: str, pipeline: str, spec_path: str | None, context: Any) 
     if source:
         facts.data = ti.xcom_pull(task_ids=source)
     base = urls.airflow_base_url()
-    facts.links.append(Link("Airflow task log", getattr(ti, "log_url", None) or urls.task_url(dag_id, run_id, task_id)))
+    # Never ti.log_url: Airflow builds it on port 8080 whatever port the API server uses.
+    log_url = urls.task_log_url(
+        dag_id, run_id, task_id, getattr(ti, "try_number", None), getattr(ti, "map_index", None), base
+    )
+    facts.links.append(Link("Airflow task log", log_url))
     facts.links.append(Link("Airflow run", urls.dag_run_url(dag_id, run_id, base)))
     where = _Source(pipeline, ti, base)
     if spec_path:

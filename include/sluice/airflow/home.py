@@ -15,35 +15,9 @@ from typing import Any
 
 import yaml
 
-#: Every port sluice starts something on locally: setting (environment variable) -> default.
-#: ``SLUICE_AIRFLOW_PORT`` becomes Airflow's ``AIRFLOW__API__PORT`` (which wins when set);
-#: the log-server ports are Airflow's own settings. The README's configuration table lists these.
-PORTS: dict[str, int] = {
-    "SLUICE_AIRFLOW_PORT": 8080,
-    "SLUICE_MLFLOW_UI_PORT": 5000,
-    "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": 8793,
-    "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": 8794,
-}
+from sluice.settings import PORTS, PortError, port_setting, ports
 
-
-class PortError(ValueError):
-    """A port setting that is not a port, or a port another process already holds."""
-
-
-def port_setting(name: str, env: Mapping[str, str] | None = None) -> int:
-    """The port a setting of :data:`PORTS` names, from ``env`` (default: ``os.environ``) or its default.
-
-    Raises:
-        PortError: The value is not a number between 1 and 65535.
-    """
-    source = os.environ if env is None else env
-    raw = source.get(name) or ""
-    if name == "SLUICE_AIRFLOW_PORT":
-        raw = source.get("AIRFLOW__API__PORT") or raw
-    raw = raw.strip() or str(PORTS[name])
-    if not raw.isdigit() or not 0 < int(raw) < 65536:
-        raise PortError(f"{name}={raw!r} is not a TCP port (1-65535)")
-    return int(raw)
+__all__ = ["PORTS", "PortError", "check_ports_free", "embedded_env", "port_in_use", "port_setting"]
 
 
 def port_in_use(port: int) -> bool:
@@ -70,7 +44,8 @@ def check_ports_free(names: Iterable[str], env: Mapping[str, str] | None = None)
             raise PortError(
                 f"port {port} ({name}) is already in use by another process: stop that process "
                 f"(`ss -ltnp 'sport = :{port}'` shows it) or choose another port by setting {name}, "
-                f"e.g. `{name}={port + 1}` in front of the command"
+                f"e.g. `{name}={port + 1}` in front of the command (or move every sluice port at once: "
+                f"`SLUICE_PORT_OFFSET=100`)"
             )
 
 
@@ -81,10 +56,12 @@ def embedded_env(project_dir: Path, base: dict[str, str] | None = None) -> dict[
     the production shape when those are set (PostgreSQL, Celery, an MLflow server).
 
     Raises:
-        PortError: A port setting of :data:`PORTS` is not a port.
+        PortError: A port setting of :data:`PORTS` is not a port, or two of them are the same.
     """
     env = dict(os.environ if base is None else base)
-    ports = {name: str(port_setting(name, env)) for name in PORTS}
+    resolved = {name: str(port) for name, port in ports(env).items()}
+    # Airflow reads its own variables: they follow the sluice ones (or were what set them).
+    airflow_ports = {str(PORTS[name].airflow): port for name, port in resolved.items() if PORTS[name].airflow}
     defaults = {
         "AIRFLOW_HOME": str(project_dir / ".airflow"),
         "AIRFLOW__CORE__DAGS_FOLDER": str(project_dir / "dags"),
@@ -108,8 +85,6 @@ def embedded_env(project_dir: Path, base: dict[str, str] | None = None) -> dict[
         "AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD": "sluice.airflow.preload",
         # The same for Celery workers (used only with the CeleryExecutor): see celery_config.
         "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "sluice.airflow.celery_config.CELERY_CONFIG",
-        **ports,
-        "AIRFLOW__API__PORT": ports["SLUICE_AIRFLOW_PORT"],
         "SLUICE_PROJECT_DIR": str(project_dir),
         "MLFLOW_TRACKING_URI": f"sqlite:///{project_dir / '.sluice' / 'mlflow.db'}",
         "MLFLOW_DISABLE_TELEMETRY": "true",
@@ -119,7 +94,8 @@ def embedded_env(project_dir: Path, base: dict[str, str] | None = None) -> dict[
     }
     for key, value in defaults.items():
         env.setdefault(key, value)
-    env.update(ports)  # normalised, and SLUICE_AIRFLOW_PORT agrees with AIRFLOW__API__PORT
+    env.update(resolved)  # normalised: each SLUICE_*_PORT agrees with Airflow's own variable
+    env.update(airflow_ports)
     # Task processes reach the API server here; it must follow the API port.
     env.setdefault(
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL", f"http://localhost:{env['AIRFLOW__API__PORT']}/execution/"
@@ -138,9 +114,34 @@ def airflow(args: list[str], env: dict[str, str], check: bool = True) -> subproc
     )
 
 
-def settings_payloads(settings: dict[str, Any]) -> dict[str, Any]:
-    """Turn astro-format settings into the files ``airflow * import`` reads."""
-    section = (settings or {}).get("airflow") or {}
+def _expand_ports(value: Any, env: Mapping[str, str] | None) -> Any:
+    """``${SLUICE_*_PORT}`` in a settings value, replaced by that port as ``env`` sets it.
+
+    Only the port family is expanded (not any variable: a password in the file stays literal).
+    A value that is only the placeholder becomes a number, as ``conn_port`` expects.
+    """
+    if isinstance(value, dict):
+        return {k: _expand_ports(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_ports(v, env) for v in value]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+    for name in PORTS:
+        placeholder = "${" + name + "}"
+        if value == placeholder:
+            return port_setting(name, env)
+        value = value.replace(placeholder, str(port_setting(name, env)))
+    return value
+
+
+def settings_payloads(settings: dict[str, Any], env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Turn astro-format settings into the files ``airflow * import`` reads.
+
+    Args:
+        settings: The parsed ``airflow_settings.yaml``.
+        env: Where ``${SLUICE_*_PORT}`` placeholders are read (default: ``os.environ``).
+    """
+    section = _expand_ports((settings or {}).get("airflow") or {}, env)
     connections = {}
     for c in section.get("connections") or []:
         extra = c.get("conn_extra")
@@ -171,7 +172,7 @@ def apply_settings(settings_file: Path, env: dict[str, str]) -> list[str]:
     Returns:
         What was applied, for the log.
     """
-    payloads = settings_payloads(yaml.safe_load(settings_file.read_text()))
+    payloads = settings_payloads(yaml.safe_load(settings_file.read_text()), env)
     done = []
     with tempfile.TemporaryDirectory() as tmp:
         for kind, data in payloads.items():
@@ -188,7 +189,8 @@ def apply_settings(settings_file: Path, env: dict[str, str]) -> list[str]:
 def bootstrap(project_dir: Path) -> list[str]:
     """Prepare the embedded Airflow home: migrate the database and apply the settings file.
 
-    Settings are re-applied only when ``airflow_settings.yaml`` changed since the last run.
+    Settings are re-applied only when what they resolve to changed since the last run: the
+    file, or a port it names through ``${SLUICE_*_PORT}``.
     """
     env = embedded_env(project_dir)
     home = Path(env["AIRFLOW_HOME"])
@@ -198,7 +200,8 @@ def bootstrap(project_dir: Path) -> list[str]:
     log.append("airflow db migrate: ok")
     settings_file = project_dir / "airflow_settings.yaml"
     if settings_file.exists():
-        digest = hashlib.sha256(settings_file.read_bytes()).hexdigest()
+        resolved = settings_payloads(yaml.safe_load(settings_file.read_text()), env)
+        digest = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()
         stamp = home / ".settings.sha256"
         if not stamp.exists() or stamp.read_text() != digest:
             log += apply_settings(settings_file, env)

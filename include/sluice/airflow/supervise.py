@@ -24,11 +24,7 @@ from sluice.airflow.standalone import EMBEDDED
 from sluice.services import processes
 
 #: The ports the embedded Airflow opens (API server, worker and triggerer log servers).
-STANDALONE_PORTS = (
-    "SLUICE_AIRFLOW_PORT",
-    "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT",
-    "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT",
-)
+STANDALONE_PORTS = ("SLUICE_AIRFLOW_PORT", "SLUICE_WORKER_LOG_PORT", "SLUICE_TRIGGER_LOG_PORT")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 

@@ -57,6 +57,35 @@ def task_url(dag_id: str, run_id: str, task_id: str, base: str | None = None) ->
     return f"{dag_run_url(dag_id, run_id, base)}/tasks/{quote(task_id)}"
 
 
+def task_log_url(
+    dag_id: str,
+    run_id: str,
+    task_id: str,
+    try_number: int | None = None,
+    map_index: int | None = None,
+    base: str | None = None,
+) -> str:
+    """Log of one try of a task in the Airflow UI, on the address this instance really answers.
+
+    Airflow's own ``ti.log_url`` falls back to ``http://localhost:8080`` when ``[api] base_url``
+    is unset, whatever ``[api] port`` says; this link follows the port (:func:`airflow_base_url`).
+
+    Args:
+        dag_id: DAG id.
+        run_id: DAG run id.
+        task_id: Task id.
+        try_number: The try whose log to open (omitted: the UI shows the latest).
+        map_index: Index of a mapped task instance (omitted or negative: not mapped).
+        base: Airflow base URL; default from the configuration.
+    """
+    url = task_url(dag_id, run_id, task_id, base)
+    if map_index is not None and map_index >= 0:
+        url += f"/mapped/{map_index}"
+    if try_number:
+        url += f"?try_number={try_number}"
+    return url
+
+
 def report_url(pipeline: str, store_base: str | Path, path: str | Path, base: str | None = None) -> str | None:
     """URL under which the sluice plugin serves a report file, or None when it cannot.
 

@@ -291,7 +291,11 @@ def _load_spec(path: Path, shown: str) -> LoadedSpec:
     spec, (data, positions) = hit if hit is not None else _read(path, shown, raw)
     resolved = path.resolve()
     loaded = LoadedSpec(spec=spec, path=resolved, project_dir=find_project_dir(resolved), positions=positions)
-    problems = [*_check_feature_job(loaded, shown), *_check_locations(loaded, shown)]
+    problems = [
+        *_check_feature_job(loaded, shown),
+        *_check_locations(loaded, shown),
+        *_check_serving_port(loaded, shown),
+    ]
     if problems:
         raise SpecError(problems)
     if hit is None:
@@ -429,6 +433,29 @@ def _check_feature_job(loaded: LoadedSpec, shown: str) -> list[SpecIssue]:
                 )
             ]
     return []
+
+
+def _check_serving_port(loaded: LoadedSpec, shown: str) -> list[SpecIssue]:
+    """A local model server's port must not be one that sluice's own servers use here."""
+    from sluice.settings import PORT_OFFSET, SettingsError, ports
+
+    if loaded.spec.deployment.target != "local":
+        return []
+    port = loaded.spec.deployment.local.port
+    try:
+        taken = {p: name for name, p in ports().items()}
+    except SettingsError:
+        return []  # a bad port setting stops every command with its own message
+    if port not in taken:
+        return []
+    return [
+        loaded.issue(
+            "deployment.local.port",
+            f"port {port} is {taken[port]}, a port sluice's own servers use on this machine",
+            f"choose another deployment.local.port (or move sluice's ports with {taken[port]} or {PORT_OFFSET})",
+            shown,
+        )
+    ]
 
 
 def _check_locations(loaded: LoadedSpec, shown: str) -> list[SpecIssue]:

@@ -60,6 +60,7 @@ class ServerProcess:
         version: ``--version`` it serves.
         host: Interface of its public port.
         port: Its public (shared) port.
+        project: The project folder it was started in (its working directory), or '' if unknown.
     """
 
     pid: int
@@ -67,38 +68,69 @@ class ServerProcess:
     version: str
     host: str
     port: int
+    project: str = ""
 
 
 def _arg(cmd: list[str], flag: str) -> str:
     return cmd[cmd.index(flag) + 1] if flag in cmd[:-1] else ""
 
 
-def servers_on(host: str, port: int) -> list[ServerProcess]:
+def servers_on(host: str, port: int, project: Path | None = None) -> list[ServerProcess]:
     """Every ``sluice serve`` process bound (or binding) to ``host:port``, recorded or not.
 
     Found from the process table, not from records: a deploy killed after it started a
     server has no record of it, and this still finds it.
+
+    Args:
+        host: Interface of the public port.
+        port: The public port.
+        project: Only the servers started in this project folder (default: every one).
     """
     import psutil
 
     found = []
-    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
+    for proc in psutil.process_iter(["pid", "cmdline", "status", "cwd"]):
         cmd = proc.info["cmdline"] or []
         if proc.info["status"] == psutil.STATUS_ZOMBIE or "sluice.cli" not in cmd or "serve" not in cmd:
             continue
         if _arg(cmd, "--port") == str(port) and _arg(cmd, "--host") == host:
-            found.append(ServerProcess(proc.info["pid"], _arg(cmd, "--pipeline"), _arg(cmd, "--version"), host, port))
+            cwd = str(proc.info["cwd"] or "")
+            server = ServerProcess(proc.info["pid"], _arg(cmd, "--pipeline"), _arg(cmd, "--version"), host, port, cwd)
+            if project is None or _same_folder(cwd, project):
+                found.append(server)
     return sorted(found, key=lambda s: s.pid)
 
 
-def reconcile_local(host: str, port: int, keep: set[int], log: Any = None) -> list[ServerProcess]:
+def _same_folder(a: str, b: Path) -> bool:
+    return bool(a) and os.path.realpath(a) == os.path.realpath(b)
+
+
+def foreign_servers(host: str, port: int, project: Path) -> list[ServerProcess]:
+    """Model servers on ``host:port`` that another sluice project started.
+
+    The public port is shared with ``SO_REUSEPORT`` (zero-downtime switches), so the kernel
+    would let a second instance bind it too and split callers between two projects' models.
+    """
+    return [s for s in servers_on(host, port) if not _same_folder(s.project, project)]
+
+
+def reconcile_local(
+    host: str, port: int, keep: set[int], log: Any = None, project: Path | None = None
+) -> list[ServerProcess]:
     """Stop every model server on ``host:port`` whose pid is not in ``keep``.
+
+    Args:
+        host: Interface of the public port.
+        port: The public port.
+        keep: Pids to leave running.
+        log: Called with a line per server stopped.
+        project: Only this project's servers (another instance's are never stopped).
 
     Returns:
         The servers stopped (orphans of a crashed deploy, or retired ones).
     """
     stopped = []
-    for server in servers_on(host, port):
+    for server in servers_on(host, port, project):
         if server.pid in keep:
             continue
         processes.stop_group(server.pid)
@@ -136,6 +168,7 @@ class LocalServing:
     recorded: dict[str, Any] | None
     answering: str | None
     unrecorded: list[ServerProcess] = field(default_factory=list)
+    project: str = ""
 
     @property
     def healthy(self) -> bool:
@@ -164,19 +197,26 @@ class LocalServing:
             )
         lines += [
             f"unrecorded model server: pid {s.pid} serves v{s.version} on {s.host}:{s.port} "
-            "(left by a crashed deploy; the next deploy or `sluice stop` stops it)"
+            + (
+                f"(another project's: {s.project}; this project's deploys refuse the port while it runs)"
+                if s.project and self.project and not _same_folder(s.project, Path(self.project))
+                else "(left by a crashed deploy; the next deploy or `sluice stop` stops it)"
+            )
             for s in self.unrecorded
         ]
         return lines
 
 
-def local_serving(store: PipelineStore, host: str, port: int) -> LocalServing:
-    """Check what the local target really serves on ``host:port`` (nothing is changed)."""
+def local_serving(store: PipelineStore, host: str, port: int, project: Path | None = None) -> LocalServing:
+    """Check what the local target really serves on ``host:port`` (nothing is changed).
+
+    ``project`` (the spec's project folder) tells this project's strays from another's servers.
+    """
     recorded = recorded_deployment(store)
     answering = _answering_version(recorded) if recorded else None
     owned = {recorded.pid} if recorded else set()
     found = [s for s in servers_on(host, port) if s.pid not in owned]
-    return LocalServing(encode(recorded) if recorded else None, answering, found)
+    return LocalServing(encode(recorded) if recorded else None, answering, found, str(project or ""))
 
 
 def deploy_local(
@@ -200,11 +240,12 @@ def deploy_local(
     """
     cfg = loaded.spec.deployment.local
     version = str(version)
+    _refuse_foreign(loaded)
     old = recorded_deployment(store)
     old_alive = old is not None and processes.alive(old.pid)
     # A deploy killed after it started a server left it on the port with no record: stop it
     # (and any other stray) before anything else, keeping only what the record says serves.
-    reconcile_local(cfg.host, cfg.port, keep={old.pid} if old and old_alive else set())
+    reconcile_local(cfg.host, cfg.port, keep={old.pid} if old and old_alive else set(), project=loaded.project_dir)
     if old and old.version == version and _healthy(old):
         return LocalDeployResult(**dict(old), changed=False, previous_version=old.version)
 
@@ -214,8 +255,26 @@ def deploy_local(
     store.write_json(store.deploy_key(f"history/{stamp}-v{version}.json"), encode(state))
     faults.point("deploy.recorded")
     # Retire the old server and anything else on the port: only the recorded one remains.
-    reconcile_local(cfg.host, cfg.port, keep={state.pid})
+    reconcile_local(cfg.host, cfg.port, keep={state.pid}, project=loaded.project_dir)
     return LocalDeployResult(**dict(state), changed=True, previous_version=old.version if old else None)
+
+
+def _refuse_foreign(loaded: LoadedSpec) -> None:
+    """Fail before starting anything when another project's model server holds the port.
+
+    Raises:
+        DeployFailed: Naming the other server and the setting to change.
+    """
+    cfg = loaded.spec.deployment.local
+    foreign = foreign_servers(cfg.host, cfg.port, loaded.project_dir)
+    if foreign:
+        other = foreign[0]
+        raise DeployFailed(
+            f"port {cfg.port} on {cfg.host} is served by another sluice project's model server "
+            f"(pid {other.pid}, pipeline {other.pipeline or '?'} v{other.version or '?'}, project "
+            f"{other.project or '?'}); nothing was started or stopped: give this pipeline its own "
+            f"deployment.local.port, or stop that server with `sluice stop` in its project"
+        )
 
 
 def _server_command(loaded: LoadedSpec, version: str, ready: Path) -> list[str]:
@@ -300,13 +359,16 @@ def _wait_ready(pid: int, host: str, ready_file: Any, timeout: float, log: Any) 
     raise DeployFailed(f"model server not healthy after {timeout}s; log {log}")
 
 
-def stop_local(store: PipelineStore, host: str | None = None, port: int | None = None) -> list[ServerProcess]:
+def stop_local(
+    store: PipelineStore, host: str | None = None, port: int | None = None, project: Path | None = None
+) -> list[ServerProcess]:
     """Stop every model server of a pipeline's local target, recorded or not.
 
     Args:
         store: The pipeline's storage (``deploy/current.json``).
         host: Interface of the public port (default: the record's).
         port: The public port (default: the record's).
+        project: Only the servers this project folder started (default: every one on the port).
 
     Returns:
         The servers stopped (empty when none ran).
@@ -316,4 +378,4 @@ def stop_local(store: PipelineStore, host: str | None = None, port: int | None =
     port = port or (state.port if state else None)
     if host is None or port is None:
         return []
-    return reconcile_local(host, port, keep=set())
+    return reconcile_local(host, port, keep=set(), project=project)

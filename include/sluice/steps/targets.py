@@ -137,7 +137,7 @@ class LocalTarget:
             rec = current_deployment(self.store)
             version = str(rec["version"]) if rec else None
             return Served(self.name, version, str(rec.get("url", "")) if rec else "", None, record=rec)
-        seen = local_serving(self.store, self.cfg.host, self.cfg.port)
+        seen = local_serving(self.store, self.cfg.host, self.cfg.port, self.loaded.project_dir)
         rec = seen.recorded
         return Served(
             self.name,
@@ -161,7 +161,7 @@ class LocalTarget:
         """:func:`sluice.steps.deploy.stop_local`: every server on the port, recorded or not."""
         from sluice.steps.deploy import stop_local
 
-        stopped: list[ServerProcess] = stop_local(self.store, self.cfg.host, self.cfg.port)
+        stopped: list[ServerProcess] = stop_local(self.store, self.cfg.host, self.cfg.port, self.loaded.project_dir)
         if not stopped:
             return [f"no local model server running on {self.cfg.host}:{self.cfg.port}"]
         return [f"stopped model server pid {s.pid} (v{s.version}) on {s.host}:{s.port}" for s in stopped]
