@@ -875,7 +875,9 @@ class PipelineSpec(StrictModel):
         description=(
             "What starts <pipeline>__train besides 'airflow dags trigger': new_data (asset "
             "sluice://<pipeline>/batches), drift (asset sluice://<pipeline>/drift), schedule "
-            "(retrain_schedule); several mean any of them."
+            "(retrain_schedule); several mean any of them. The first model: new_data trains it on the "
+            "first accepted batch; with drift only it is trained by hand (no champion, no drift event). "
+            "Asset events that reach a paused DAG are dropped: unpause <pipeline>__train first."
         ),
     )
     retrain_schedule: str | None = Field(None, description="Cron used when retrain_on has 'schedule'.")
