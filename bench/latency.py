@@ -236,4 +236,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
 
 
 if __name__ == "__main__":
+    from sluice.services import processes
+
+    processes.exit_on_sigterm()  # interrupted, it still stops the servers it started
     print(json.dumps(bench_latency()[0], indent=2))

@@ -263,4 +263,7 @@ def run(quick: bool) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
+    from sluice.services import processes
+
+    processes.exit_on_sigterm()  # interrupted, it still stops the servers it started
     print(json.dumps(run(quick="--quick" in sys.argv), indent=2))

@@ -162,4 +162,7 @@ def notes(parts: dict[str, Any], tasks: int) -> str:
 
 
 if __name__ == "__main__":
+    from sluice.services import processes
+
+    processes.exit_on_sigterm()  # interrupted, it still stops the servers it started
     print(json.dumps(run(quick="--quick" in sys.argv), indent=2))

@@ -101,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     choices = (*NAMES, *ALONE)
     parser.add_argument("--only", nargs="+", choices=choices, metavar="NAME", help=f"run these: {', '.join(choices)}")
     args = parser.parse_args(argv)
+    from sluice.services import processes
+
+    processes.exit_on_sigterm()  # an interrupted bench still stops the servers it started
     command = "python bench/run.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     host = machine()
     results = load_results()

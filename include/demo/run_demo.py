@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import sys
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ sys.path.insert(0, str(PROJECT / "include"))
 
 from sluice.airflow import standalone  # noqa: E402
 from sluice.airflow.home import airflow, embedded_env  # noqa: E402
+from sluice.services import processes  # noqa: E402
 
 PIPELINE = "flights_delay"
 SPEC = PROJECT / "dags" / f"{PIPELINE}.pipeline.yaml"
@@ -163,7 +163,7 @@ def run_demo(months: list[int], bad_rows_month: int, keep: bool) -> int:
     log("reference tables (weather, planes, airports, airlines) written to data/reference")
 
     # A stopped demo must still stop Airflow: turn SIGTERM into an exit that runs `finally`.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    processes.exit_on_sigterm()
     started = time.time()
     server_log = Path(env["AIRFLOW_HOME"]) / "standalone.log"
     server = standalone.start(env, server_log, PROJECT)

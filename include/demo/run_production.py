@@ -453,6 +453,9 @@ def main() -> None:
         help="a second pipeline whose first model trains at the same time ('' for none)",
     )
     args = parser.parse_args()
+    from sluice.services import processes
+
+    processes.exit_on_sigterm()  # a stopped demo still stops the whole stack
     started = time.monotonic()
     ok = False
     with production_stack() as stack:

@@ -28,6 +28,21 @@ def start(
         )
 
 
+def exit_on_sigterm() -> None:
+    """Make SIGTERM end this process like Ctrl-C does: through its ``finally`` blocks.
+
+    Python's default SIGTERM kills the process without running ``finally`` or ``with`` exits,
+    so a bench or demo stopped by its caller (a CI timeout, ``kill``, systemd) would leave the
+    model servers, MLflow servers and Airflow it started running. After this, SIGTERM raises
+    ``SystemExit(143)`` in the main thread and the cleanup runs. Call it from ``main`` only.
+    """
+    signal.signal(signal.SIGTERM, _exit_143)
+
+
+def _exit_143(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signal.SIGTERM)
+
+
 def alive(pid: int) -> bool:
     """Whether a process with ``pid`` exists (zombies count as gone)."""
     import psutil
