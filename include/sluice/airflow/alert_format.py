@@ -421,6 +421,9 @@ NEXT_STEPS = {
     "train": "Read the task log: MLflow (tracking server or store) or the model's fit. An MLflow run left open "
     "is closed as KILLED by the next try. The champion is untouched.",
     "evaluate": "Check MLflow (the champion must load) and the holdout file; the champion is untouched.",
+    "refit": "Nothing was promoted: the champion stays. If the refit was worse than the evaluated candidate on its "
+    "training rows (the error gives both scores), look at the holdout batch's labels; training.refit: none "
+    "promotes the evaluated model instead. Otherwise read the task log (MLflow, the fit) and clear the task.",
     "promote": "Check the MLflow registry; the champion alias has not moved unless the log says so.",
     "compute_drift": "Check MLflow (the champion's run) and the pipeline's storage; drift was not measured.",
     "publish_drift": "The drift event was not sent; re-run the monitor DAG.",
