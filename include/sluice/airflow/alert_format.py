@@ -276,7 +276,9 @@ def format_gate(facts: AlertFacts) -> AlertEmail:
         "<h3>Candidate vs champion</h3>" + numbers,
         "<h3>Thresholds</h3>" + limits,
         "<h3>Checks</h3>" + checks,
-        f"<p>Holdout: {_e(holdout.get('rows', '?'))} rows ({_e(holdout.get('split', '?'))}).</p>",
+        f"<p>Holdout: {_e(holdout.get('rows', '?'))} rows ({_e(holdout.get('split', '?'))})"
+        + _batches_text((d.get("candidate") or {}).get("trained_on"), holdout.get("batches"))
+        + ".</p>",
     ]
     todo = (
         "Open the candidate's MLflow run and compare it with the champion's; change the data, the "
@@ -403,6 +405,15 @@ def format_drift(facts: AlertFacts) -> AlertEmail:
         "do it); if it is a data bug, fix it upstream."
     )
     return AlertEmail(subject, _page(f"Drift detected for {facts.pipeline}", sections, facts, todo))
+
+
+def _batches_text(trained_on: list[str] | None, held_out: list[str] | None) -> str:
+    """'; trained on a, b; held out c' from a decision record (empty for records from before these fields)."""
+    if not trained_on and not held_out:
+        return ""
+    return (
+        f"; trained on {_e(', '.join(trained_on or []) or 'none')}; held out {_e(', '.join(held_out or []) or 'none')}"
+    )
 
 
 #: What to do when a step fails for a reason that is not a finding about the data or model.
