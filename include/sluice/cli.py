@@ -250,8 +250,9 @@ def _store_for(spec_path: str):  # type: ignore[no-untyped-def]
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    """Batches, champion and deployment of a pipeline."""
+    """Batches, champion (what it was trained on and what was held out) and deployment of a pipeline."""
     from sluice.services.landing import printable
+    from sluice.steps.lineage import champion_lines
     from sluice.steps.targets import target_for
 
     loaded, store = _store_for(args.spec)
@@ -265,6 +266,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"  batch {batch_id}  {printable(r.source_file):<28} {r.status:<9} {drift:<17} "
             f"{r.reason}" + (f" (reuses the name of {', '.join(r.replaces_name_of)})" if r.replaces_name_of else "")
         )
+    for line in champion_lines(loaded.project_dir, loaded.spec.pipeline):
+        print(f"  {line}")
     for line in target_for(loaded, store).served().lines:
         print(f"  {line}")
     return 0

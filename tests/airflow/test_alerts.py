@@ -81,6 +81,12 @@ def test_gate_email_shows_candidate_vs_champion_and_thresholds() -> None:
         assert text in mail.html, text
     assert "candidate roc_auc 0.6192 &gt;= min 0.65" in mail.html  # every check, escaped
     assert "champion v1 and the running deployment are untouched" in mail.html
+    assert "trained on" not in mail.html, "a decision record from before the batch fields says nothing of them"
+    newer = DECISION | {
+        "candidate": DECISION["candidate"] | {"trained_on": ["jan", "feb"]},
+        "holdout": DECISION["holdout"] | {"batches": ["mar"]},
+    }
+    assert "; trained on jan, feb; held out mar." in compose(_facts("gate", newer)).html
 
 
 def test_gate_email_names_the_ceiling_that_decided_not_the_looser_champion_bar() -> None:

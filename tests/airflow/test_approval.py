@@ -21,5 +21,16 @@ def test_approval_body_shows_candidate_vs_champion_thresholds_checks_and_links()
     assert "flights_delay__monitor" in body
 
 
+def test_approval_body_names_the_batches_trained_on_and_held_out() -> None:
+    passed = DECISION | {
+        "verdict": "pass",
+        "candidate": {"run_id": "cand123", "score": 0.6441, "trained_on": ["jan", "feb"]},
+        "holdout": DECISION["holdout"] | {"batches": ["mar"]},
+    }
+    body = evidence_markdown("flights_delay", passed)
+    assert "Trained on batches: jan, feb; held out: mar." in body
+    assert "Trained on" not in evidence_markdown("flights_delay", DECISION), "older records: no batch line"
+
+
 def test_approval_body_without_a_decision_says_not_to_approve() -> None:
     assert "do not approve" in evidence_markdown("flights_delay", None)

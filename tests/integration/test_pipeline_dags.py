@@ -82,6 +82,8 @@ def test_lineage_is_recorded_on_the_mlflow_run(flights_project: Project) -> None
     tags = run.data.tags
     batch_id = _store(project).batch_ids()[0]
     assert tags["sluice.batches"] == batch_id
+    # One month: the split falls back to a random share of its rows, so the batch is on both sides.
+    assert tags["sluice.batches.trained_on"] == batch_id and tags["sluice.batches.held_out"] == batch_id
     for key in ("sluice.spec_hash", "sluice.git_commit", "sluice.feature_job_hash", "sluice.airflow_run_id"):
         assert tags[key], key
     assert tags["sluice.airflow_dag_id"] == "flights_delay__train"
@@ -95,6 +97,39 @@ def test_lineage_is_recorded_on_the_mlflow_run(flights_project: Project) -> None
     validation = {a.path for a in client.list_artifacts(run.info.run_id, f"validation/{batch_id}")}
     assert validation == {f"validation/{batch_id}/validation.json", f"validation/{batch_id}/gx_result.json"}
     assert model_info is None or model_info.name == "model"
+
+
+def test_refit_after_gate_serves_a_model_fitted_on_the_held_out_month_too(flights_project: Project) -> None:
+    from demo.producer import drop_month
+    from sluice.services import tracking
+    from sluice.steps.deploy import current_deployment
+
+    project = flights_project
+    small_spec(project, refit="after_gate")
+    drop_month(project.landing, 1, sample=SAMPLE)
+    drop_month(project.landing, 2, sample=SAMPLE)
+    dags = build_dags(project)
+    assert run_dag(dags["flights_delay__ingest"])[0] == "success"
+    january, february = (r.batch_id for r in _store(project).accepted_batches())
+
+    state, tasks = run_dag(dags["flights_delay__train"])
+    assert state == "success", tasks
+    assert tasks["gate"] == tasks["refit"] == tasks["promote"] == tasks["deploy"] == "success"
+    client = tracking.configure(project.root)
+    champion = client.get_model_version_by_alias("flights_delay", "champion")
+    served = client.get_run(champion.run_id).data.tags
+    evaluated_id = served["sluice.evaluated_run_id"]
+    evaluated = client.get_run(evaluated_id).data.tags
+    assert (evaluated["sluice.batches.trained_on"], evaluated["sluice.batches.held_out"]) == (january, february)
+    assert served["sluice.batches.trained_on"] == f"{january},{february}", "the served model saw February"
+    assert served["sluice.batches.held_out"] == ""
+    assert champion.tags["sluice.evaluated_run_id"] == evaluated_id
+    runs = project.root / "data" / "sluice" / "flights_delay" / "runs"
+    (decision,) = [read_json(d) for d in runs.glob("*/decision.json")]
+    assert decision["candidate"]["run_id"] == evaluated_id, "the gate record is the evaluated model's"
+    assert decision["holdout"]["batches"] == [february]
+    deployed = current_deployment(_store(project))
+    assert deployed is not None and deployed["version"] == str(champion.version)
 
 
 def test_reingesting_the_same_file_adds_nothing(flights_project: Project) -> None:

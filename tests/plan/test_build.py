@@ -185,6 +185,26 @@ def test_manual_approval_puts_an_approve_step_between_gate_and_promote(tmp_path:
     assert {s.task_id: s for s in auto.steps}["promote"].upstream == ("gate",)
 
 
+def test_refit_after_gate_puts_a_refit_step_between_the_gate_and_promote(tmp_path: Path) -> None:
+    training = dict(DEMO_DATA["training"], refit="after_gate")
+    train = dag(plan_for(tmp_path, training=training), "train")
+    steps = {s.task_id: s for s in train.steps}
+    assert [s.task_id for s in train.steps][4:8] == ["gate", "refit", "promote", "deploy"]
+    assert steps["refit"].upstream == ("gate",) and steps["promote"].upstream == ("refit",)
+    assert steps["refit"].alert == "failure", "a worse refit alerts like any failed step"
+    assert steps["refit"].timeout_minutes
+
+    # With manual approval, the refit runs once a person approved, right before promote.
+    evaluation = dict(DEMO_DATA["evaluation"], approval="manual")
+    train = dag(plan_for(tmp_path, training=training, evaluation=evaluation), "train")
+    assert [s.task_id for s in train.steps][4:8] == ["gate", "approve", "refit", "promote"]
+    assert {s.task_id: s for s in train.steps}["refit"].upstream == ("approve",)
+
+    # none (the default): no refit step, the gate is right before promote.
+    default = dag(build_plan(load_spec(DEMO_SPEC)), "train")
+    assert "refit" not in {s.task_id for s in default.steps}
+
+
 def test_kubernetes_target_makes_deploy_a_deployer_pod_step(tmp_path):
     from tests.kube import kubernetes_spec
 
@@ -237,10 +257,13 @@ def test_every_step_has_a_time_limit_and_an_alert_so_a_hang_fails_and_tells_some
     assert ops["train"].execution_timeout.total_seconds() == TIMEOUT_MINUTES["train"] * 60
 
 
-def test_every_task_id_the_task_callables_read_is_a_step_of_the_plan():
+def test_every_task_id_the_task_callables_read_is_a_step_of_the_plan(tmp_path: Path) -> None:
     """``TaskId`` is what tasks pull XComs by: a step renamed in the plan must fail here, not in a run."""
     from sluice.plan.task_ids import TaskId
 
-    plan = build_plan(load_spec(DEMO_SPEC))
-    planned = {step.task_id for d in plan.dags for step in d.steps}
+    plans = [
+        build_plan(load_spec(DEMO_SPEC)),
+        plan_for(tmp_path, training=dict(DEMO_DATA["training"], refit="after_gate")),
+    ]
+    planned = {step.task_id for plan in plans for d in plan.dags for step in d.steps}
     assert {str(t) for t in TaskId} <= planned

@@ -124,7 +124,7 @@ def test_a_window_trains_on_the_newest_batches_and_computes_only_those(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", fresh_mlflow_store(mlflow_store_template, project.root / "mlflow"))
     trained = train_candidate(loaded, store, result, "flights_delay__train", "window-run")
     run = tracking.configure(loaded.project_dir).get_run(trained.mlflow_run_id)
-    assert run.data.tags["sluice.batches"] == ",".join(ids[1:]), "lineage lists exactly the batches trained on"
+    assert run.data.tags["sluice.batches"] == ",".join(ids[1:]), "the window lists exactly the batches the run read"
     assert int(run.data.params["train_rows"]) + trained.holdout_rows == result.rows
     train_rows = int(run.data.params["train_rows"])
     assert int(run.data.params["train_metric_rows"]) == min(20_000, train_rows)

@@ -319,7 +319,9 @@ def format_gate(facts: AlertFacts) -> AlertEmail:
         "<h3>Candidate vs champion</h3>" + numbers,
         "<h3>Thresholds</h3>" + limits,
         "<h3>Checks</h3>" + checks,
-        f"<p>Holdout: {_e(holdout.get('rows', '?'))} rows ({_e(holdout.get('split', '?'))}).</p>",
+        f"<p>Holdout: {_e(holdout.get('rows', '?'))} rows ({_e(holdout.get('split', '?'))})"
+        + _batches_text((d.get("candidate") or {}).get("trained_on"), holdout.get("batches"))
+        + ".</p>",
     ]
     todo = (
         "Open the candidate's MLflow run and compare it with the champion's; change the data, the "
@@ -448,6 +450,15 @@ def format_drift(facts: AlertFacts) -> AlertEmail:
     return AlertEmail(subject, _page(f"Drift detected for {facts.pipeline}", sections, facts, todo))
 
 
+def _batches_text(trained_on: list[str] | None, held_out: list[str] | None) -> str:
+    """'; trained on a, b; held out c' from a decision record (empty for records from before these fields)."""
+    if not trained_on and not held_out:
+        return ""
+    return (
+        f"; trained on {_e(', '.join(trained_on or []) or 'none')}; held out {_e(', '.join(held_out or []) or 'none')}"
+    )
+
+
 #: What to do when a step fails for a reason that is not a finding about the data or model.
 NEXT_STEPS = {
     "land": "Check that the landing folder (or bucket) and the pipeline's storage are reachable and writable "
@@ -464,6 +475,9 @@ NEXT_STEPS = {
     "train": "Read the task log: MLflow (tracking server or store) or the model's fit. An MLflow run left open "
     "is closed as KILLED by the next try. The champion is untouched.",
     "evaluate": "Check MLflow (the champion must load) and the holdout file; the champion is untouched.",
+    "refit": "Nothing was promoted: the champion stays. If the refit was worse than the evaluated candidate on its "
+    "training rows (the error gives both scores), look at the holdout batch's labels; training.refit: none "
+    "promotes the evaluated model instead. Otherwise read the task log (MLflow, the fit) and clear the task.",
     "promote": "Check the MLflow registry; the champion alias has not moved unless the log says so.",
     "compute_drift": "Check MLflow (the champion's run) and the pipeline's storage; drift was not measured.",
     "publish_drift": "The drift event was not sent; re-run the monitor DAG.",

@@ -58,11 +58,24 @@ def evidence_markdown(pipeline: str, decision: dict[str, Any] | None) -> str:
         "",
         f"Holdout: {(decision.get('holdout') or {}).get('rows', '?')} rows "
         f"({(decision.get('holdout') or {}).get('split', '?')}).",
+        *_batch_lines(cand.get("trained_on"), (decision.get("holdout") or {}).get("batches")),
         "",
         f"Drift: see the latest run of [{pipeline}__monitor]({urls.airflow_base_url()}/dags/{pipeline}__monitor) "
         "(task `compute_drift`, button *Drift report*).",
     ]
     return "\n".join(lines)
+
+
+def _batch_lines(trained_on: list[str] | None, held_out: list[str] | None) -> list[str]:
+    """The batches the candidate was trained on and held out (none for records from before these fields)."""
+    if not trained_on and not held_out:
+        return []
+    return [
+        "",
+        f"Trained on batches: {', '.join(trained_on or []) or 'none'}; "
+        f"held out: {', '.join(held_out or []) or 'none'}. "
+        "With `training.refit: after_gate`, approving refits it on both before it is promoted.",
+    ]
 
 
 def approval_subject(pipeline: str) -> str:

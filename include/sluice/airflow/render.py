@@ -116,6 +116,7 @@ def _wait_for_files(step: Step, plan: PipelinePlan) -> BaseOperator:
     "train",
     "evaluate",
     "gate",
+    "refit",
     "promote",
     "deploy",
     "compute_drift",

@@ -28,6 +28,7 @@ from sluice.steps.records import (
     GateDecision,
     PromoteResult,
     Record,
+    RefitResult,
     TrainResult,
     ValidationOutcomes,
     decode,
@@ -205,12 +206,42 @@ def gate(spec_path: str, **context: Any) -> dict[str, Any]:
     return {"verdict": str(decision.verdict)}
 
 
+def refit(spec_path: str, **context: Any) -> dict[str, Any]:
+    """Fit the gated candidate again on train + holdout; fail (no retries) when the refit is worse."""
+    from sluice.steps.refit import RefitWorse, refit_candidate
+
+    loaded, store = _open(spec_path)
+    try:
+        result = refit_candidate(
+            loaded,
+            store,
+            _pull(context, TaskId.BUILD_FEATURES, FeatureResult),
+            _pull(context, TaskId.TRAIN, TrainResult),
+            _pull(context, TaskId.EVALUATE, GateDecision),
+            context["dag"].dag_id,
+            context["run_id"],
+        )
+    except RefitWorse as exc:
+        raise AirflowFailException(str(exc)) from None
+    log.info(
+        "refit run %s on %d rows (batches %s): %s %.4f vs evaluated %.4f on its training rows",
+        result.mlflow_run_id,
+        result.rows,
+        ", ".join(result.trained_on),
+        result.metric,
+        result.refit_score,
+        result.evaluated_score,
+    )
+    return encode(result)
+
+
 def promote(spec_path: str, **context: Any) -> dict[str, Any]:
-    """Register the candidate and move the champion alias."""
+    """Register the candidate (or its refit, with ``training.refit: after_gate``) and move the champion alias."""
     from sluice.steps.promote import promote as run
 
     loaded, _ = _open(spec_path)
-    result = run(loaded, _pull(context, TaskId.EVALUATE, GateDecision))
+    refitted = _pull(context, TaskId.REFIT, RefitResult) if loaded.spec.training.refit == "after_gate" else None
+    result = run(loaded, _pull(context, TaskId.EVALUATE, GateDecision), refitted)
     log.info("champion: v%s (was v%s)%s", result.version, result.previous, "" if result.changed else " unchanged")
     return encode(result)
 

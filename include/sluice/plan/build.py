@@ -27,6 +27,7 @@ TIMEOUT_MINUTES = {
     "train": 360,
     "evaluate": 60,
     "gate": 5,
+    "refit": 360,
     "promote": 15,
     "compute_drift": 60,
     "publish_drift": 10,
@@ -176,11 +177,46 @@ def _approval_steps(loaded: LoadedSpec) -> tuple[Step, ...]:
     return approval
 
 
+def _refit_steps(loaded: LoadedSpec, upstream: str) -> tuple[Step, ...]:
+    """The ``refit`` step before ``promote`` when the spec says ``training.refit: after_gate``."""
+    if loaded.spec.training.refit != "after_gate":
+        return ()
+    tolerance = loaded.spec.training.refit_tolerance
+    return (
+        Step(
+            "refit",
+            "refit",
+            upstream=(upstream,),
+            doc=(
+                "Fit the gated candidate again on train + holdout (same estimator and params); it must not "
+                f"score worse than the candidate on the candidate's training rows (tolerance {tolerance:g} of "
+                "its score), else nothing is promoted and the champion stays."
+            ),
+        ),
+    )
+
+
+def _promote_step(before: tuple[Step, ...]) -> Step:
+    """``promote``, after the gate or the optional steps that follow it (``approve``, ``refit``)."""
+    refit = any(step.kind == "refit" for step in before)
+    return Step(
+        "promote",
+        "promote",
+        upstream=(before[-1].task_id if before else "gate",),
+        doc=(
+            "Register the refit model and move the champion alias to it."
+            if refit
+            else "Register the candidate and move the champion alias."
+        ),
+    )
+
+
 def _train_dag(loaded: LoadedSpec, tags: tuple[str, ...]) -> DagPlan:
-    """``<pipeline>__train``: features, train, evaluate, gate, (approve,) promote, deploy."""
+    """``<pipeline>__train``: features, train, evaluate, gate, (approve,) (refit,) promote, deploy."""
     spec = loaded.spec
     name = spec.pipeline
     approval = _approval_steps(loaded)
+    refit = _refit_steps(loaded, upstream=approval[-1].task_id if approval else "gate")
     assets = tuple(
         uri
         for trigger, uri in (("new_data", batches_asset(name)), ("drift", drift_asset(name)))
@@ -222,12 +258,8 @@ def _train_dag(loaded: LoadedSpec, tags: tuple[str, ...]) -> DagPlan:
                 alert="gate",
             ),
             *approval,
-            Step(
-                "promote",
-                "promote",
-                upstream=(approval[-1].task_id if approval else "gate",),
-                doc="Register the candidate and move the champion alias.",
-            ),
+            *refit,
+            _promote_step((*approval, *refit)),
             _deploy_step(loaded),
         ),
     )

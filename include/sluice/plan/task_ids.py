@@ -17,5 +17,6 @@ class TaskId(StrEnum):
     BUILD_FEATURES = "build_features"
     TRAIN = "train"
     EVALUATE = "evaluate"
+    REFIT = "refit"
     PROMOTE = "promote"
     COMPUTE_DRIFT = "compute_drift"

@@ -400,6 +400,24 @@ class Training(StrictModel):
     window: Window | None = Field(
         None, description="Which accepted batches to train on (last N or a time span); default: all of them."
     )
+    refit: Literal["none", "after_gate"] = Field(
+        "none",
+        description=(
+            "'none': the evaluated candidate is promoted as it is (fitted without the holdout). "
+            "'after_gate': once it passes the gate (and approval), it is fitted again on train + holdout "
+            "and that model is promoted, so the served model has seen the latest batch."
+        ),
+    )
+    refit_tolerance: float = Field(
+        0.02,
+        ge=0,
+        le=1,
+        description=(
+            "With refit 'after_gate': how much worse than the evaluated model the refit may score on the "
+            "evaluated model's training rows, as a share of the evaluated score (0.02 = 2%); worse blocks "
+            "promotion."
+        ),
+    )
 
     @field_validator("params")
     @classmethod

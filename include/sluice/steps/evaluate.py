@@ -95,9 +95,11 @@ def evaluate_candidate(
         thresholds=GateThresholds(
             min=gate.min, max=gate.max, max_regression_vs_champion=gate.max_regression_vs_champion
         ),
-        candidate=ScoredRun(run_id=trained.mlflow_run_id, score=cand_score),
+        candidate=ScoredRun(run_id=trained.mlflow_run_id, score=cand_score, trained_on=trained.trained_on),
         champion=champion,
-        holdout=HoldoutInfo(path=trained.holdout_path, rows=len(holdout), split=trained.split),
+        holdout=HoldoutInfo(
+            path=trained.holdout_path, rows=len(holdout), split=trained.split, batches=trained.held_out
+        ),
         checks=checks,
         airflow_run_id=airflow_run_id,
         decided_at=time.time(),

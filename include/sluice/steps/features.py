@@ -31,6 +31,7 @@ __all__ = [
     "build_features",
     "load_job",
     "read_features",
+    "read_features_traced",
     "training_batches",
 ]
 
@@ -281,9 +282,26 @@ def _commit_table(
 
 def read_features(store: PipelineStore, result: FeatureResult) -> Any:
     """The feature table of ``result`` as one pandas DataFrame (its batches' rows, in order)."""
+    return read_features_traced(store, result)[0]
+
+
+def read_features_traced(store: PipelineStore, result: FeatureResult) -> tuple[Any, Any | None]:
+    """The feature table and, for each of its rows, the batch it came from.
+
+    With ``scope: batch`` each batch has its own table, so every row is traced to its batch.
+    With ``scope: history`` the job ran over all batches at once (aggregates, windows): its
+    rows cannot be traced, and the second value is None.
+
+    Returns:
+        The table, and a NumPy array of batch ids aligned with its rows (or None).
+    """
     if not result.parts:
-        return store.read_parquet(store.key_of(result.path))
+        return store.read_parquet(store.key_of(result.path)), None
+    import numpy as np
     import pandas as pd
 
     frames = [store.read_parquet(store.key_of(part)) for part in result.parts]
-    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    table = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    if len(frames) != len(result.batches):
+        return table, None
+    return table, np.repeat(np.array(list(result.batches), dtype=object), [len(f) for f in frames])

@@ -1,10 +1,13 @@
 """Drift of new batches against the champion's training data, with Evidently 0.7.
 
-Reference: the clean rows of the batches the champion was trained on (tag ``sluice.batches``
-of its MLflow run). Current: the clean rows of the newly accepted batches. Both are sampled
-(seeded, ``monitoring.drift.sample_size`` rows each) so a month of data and a year of data
-cost the same, and a re-run gives the same numbers. The Evidently report itself is built in
-:mod:`sluice.services.drift`; this step chooses what to compare, records and logs it.
+Reference: the clean rows of the batches the served champion was fitted on (tag
+``sluice.batches.trained_on`` of its MLflow run: without the held-out batch for a model
+promoted as evaluated, with it for a model refitted after the gate; a run from before that
+tag has only ``sluice.batches``, used as before). Current: the clean rows of the newly
+accepted batches. Both are sampled (seeded, ``monitoring.drift.sample_size`` rows each) so a
+month of data and a year of data cost the same, and a re-run gives the same numbers. The
+Evidently report itself is built in :mod:`sluice.services.drift`; this step chooses what to
+compare, records and logs it.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 from sluice.services.storage import PipelineStore
 from sluice.spec.loader import LoadedSpec
 from sluice.spec.models import Drift
+from sluice.steps.lineage import run_batches
 from sluice.steps.records import ColumnDrift, DriftStatus, decode, encode
 from sluice.steps.records import DriftResult as DriftResult
 
@@ -101,7 +105,7 @@ def read_clean(store: PipelineStore, batch_ids: list[str]) -> Any:
 def batches_to_monitor(store: PipelineStore, announced: list[str], reference: list[str]) -> list[str]:
     """Batches to compare: those announced to this run plus any accepted one never monitored.
 
-    Batches the champion was trained on are its reference, never "new".
+    Batches the champion was fitted on are its reference, never "new".
     """
     pending = [r.batch_id for r in store.accepted_batches() if not r.monitored_by]
     accepted = {r.batch_id for r in store.accepted_batches()}
@@ -133,7 +137,7 @@ def monitor_batches(
     client = tracking.configure(loaded.project_dir)
     champ = tracking.champion(client, spec.pipeline)
     champ_run = client.get_run(str(champ.run_id)) if champ is not None else None
-    reference_batches = [b for b in champ_run.data.tags.get("sluice.batches", "").split(",") if b] if champ_run else []
+    reference_batches = run_batches(champ_run.data.tags).trained_on if champ_run else []
     batches = batches_to_monitor(store, announced, reference_batches)
     if champ is None or champ_run is None or not batches or not reference_batches:
         return _record(store, _not_compared(spec.pipeline, champ, batches, reference_batches, drift), result_key)
@@ -177,7 +181,7 @@ def _not_compared(pipeline: str, champ: Any, batches: list[str], reference: list
     elif not reference:
         status, why = (
             DriftStatus.NO_REFERENCE,
-            f"champion v{champ.version} has no sluice.batches tag: no reference data",
+            f"champion v{champ.version}'s run names no batches it was trained on: no reference data",
         )
     else:
         status = DriftStatus.NO_NEW_BATCHES

@@ -43,6 +43,7 @@ __all__ = [
     "PromoteResult",
     "Record",
     "RecordError",
+    "RefitResult",
     "ScoredRun",
     "SmokeCheck",
     "TrainResult",
@@ -233,6 +234,8 @@ class TrainResult(Record):
         train_rows: Rows used for fitting.
         holdout_rows: Rows held out.
         features: Columns the model reads.
+        trained_on: Batches whose rows the candidate was fitted on.
+        held_out: Batches whose rows were held out (a batch split row by row is in both lists).
     """
 
     mlflow_run_id: str
@@ -241,6 +244,8 @@ class TrainResult(Record):
     train_rows: int
     holdout_rows: int
     features: list[str]
+    trained_on: list[str] = Field(default_factory=list)
+    held_out: list[str] = Field(default_factory=list)
 
 
 class Check(Record):
@@ -260,10 +265,11 @@ class GateThresholds(Record):
 
 
 class ScoredRun(Record):
-    """The candidate: its MLflow run and its holdout score."""
+    """The candidate: its MLflow run, its holdout score and the batches it was fitted on."""
 
     run_id: str
     score: float
+    trained_on: list[str] = Field(default_factory=list)
 
 
 class ChampionScore(Record):
@@ -275,11 +281,12 @@ class ChampionScore(Record):
 
 
 class HoldoutInfo(Record):
-    """The rows both models were scored on."""
+    """The rows both models were scored on, and the batches they came from."""
 
     path: str
     rows: int
     split: str
+    batches: list[str] = Field(default_factory=list)
 
 
 class GateDecision(Record):
@@ -326,6 +333,34 @@ class PromoteResult(Record):
     version: str
     previous: str | None
     changed: bool
+
+
+class RefitResult(Record):
+    """A candidate refitted on train + holdout after the gate (``training.refit: after_gate``).
+
+    Attributes:
+        mlflow_run_id: The refit's MLflow run (what ``promote`` registers).
+        evaluated_run_id: The candidate run the gate evaluated (its decision record stays the record).
+        trained_on: Batches the refit was fitted on (every batch of the window).
+        rows: Rows it was fitted on.
+        metric: The evaluation metric of the check.
+        evaluated_score: The evaluated model's score on its own training rows.
+        refit_score: The refit's score on those same rows.
+        tolerance: ``training.refit_tolerance``: how much worse, relative to ``evaluated_score``, still passes.
+        check_rows: Rows the check scored (a seeded sample of the evaluated model's training rows).
+        passed: The refit is not worse than the evaluated model beyond the tolerance.
+    """
+
+    mlflow_run_id: str
+    evaluated_run_id: str
+    trained_on: list[str]
+    rows: int
+    metric: str
+    evaluated_score: float
+    refit_score: float
+    tolerance: float
+    check_rows: int
+    passed: bool
 
 
 # --------------------------------------------------------------------------- deploy

@@ -14,6 +14,7 @@ import time
 from sluice.services.storage import PipelineStore
 from sluice.spec.loader import LoadedSpec
 from sluice.steps.features import training_batches
+from sluice.steps.lineage import run_batches
 from sluice.steps.records import AssetEvent, Trigger, decode, encode
 from sluice.steps.records import TriggerDecision as TriggerDecision
 
@@ -45,7 +46,7 @@ def decide(
     Args:
         triggers: What started the run ('manual', 'schedule', 'new_data', 'drift').
         accepted: Accepted batch ids now.
-        champion_batches: Batches the champion was trained on, or None without a champion.
+        champion_batches: Batches the champion's run read (trained on or held out), or None without a champion.
         champion_version: Champion version for the messages.
         previous: The last decision that trained (see :func:`last_retrain`), or None.
         cooldown_minutes: The spec's ``retrain_cooldown_minutes``.
@@ -116,8 +117,9 @@ def check_trigger(
     champ = tracking.champion(client, spec.pipeline)
     champion_batches = None
     if champ is not None:
-        tag = client.get_run(str(champ.run_id)).data.tags.get("sluice.batches", "")
-        champion_batches = [b for b in tag.split(",") if b]
+        # Every batch the champion's run read (trained on or held out): a retrain on drift needs
+        # a batch it has not seen at all.
+        champion_batches = run_batches(client.get_run(str(champ.run_id)).data.tags).window
     # The batches a retrain would read (training.window applied), so "no new data" and "the
     # champion already saw all of it" compare like with like.
     accepted = [r.batch_id for r in training_batches(store.accepted_batches(), spec.training.window)]

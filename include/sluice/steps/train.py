@@ -16,8 +16,8 @@ from sluice.services import faults
 from sluice.services.storage import PipelineStore
 from sluice.spec.loader import LoadedSpec
 from sluice.spec.models import Split
-from sluice.steps.features import read_features
-from sluice.steps.lineage import git_commit
+from sluice.steps.features import read_features_traced
+from sluice.steps.lineage import batch_tags, git_commit, run_batches
 from sluice.steps.records import FeatureResult, encode
 from sluice.steps.records import TrainResult as TrainResult
 
@@ -149,17 +149,63 @@ def find_finished_run(client: Any, experiment_id: str, airflow_run_id: str) -> A
 
 
 @dataclass(frozen=True)
+class SplitRows:
+    """The labelled feature rows of a train run, split into training rows and holdout.
+
+    Attributes:
+        train: Rows the candidate is fitted on.
+        holdout: Rows it is scored on (never fitted on).
+        split: How the holdout was chosen, in words.
+        columns: Columns the model reads.
+        trained_on: Batches with rows in ``train``, oldest first.
+        held_out: Batches with rows in ``holdout``, oldest first. A batch split row by row
+            (random holdout) is in both; with ``features.scope: history`` rows cannot be
+            traced to a batch, and both name every batch of the window.
+    """
+
+    train: Any
+    holdout: Any
+    split: str
+    columns: list[str]
+    trained_on: list[str]
+    held_out: list[str]
+
+
+def split_rows(loaded: LoadedSpec, store: PipelineStore, features: FeatureResult) -> SplitRows:
+    """Read the feature table, keep the labelled rows and split them as ``training.split`` says.
+
+    The split is deterministic (latest value of ``by``, or a seeded random share), so the
+    refit step gets the very rows the candidate was fitted on and held out.
+    """
+    spec = loaded.spec
+    df, row_batches = read_features_traced(store, features)
+    target = spec.training.target
+    if target not in df.columns:
+        raise KeyError(f"training.target '{target}' is not a column of the feature table: {list(df.columns)}")
+    labelled = df[target].notna().to_numpy()
+    df = df[labelled].reset_index(drop=True)
+    train_df, holdout_df, split_text = split_holdout(df, spec.training.split)
+    window = list(features.batches)
+    if row_batches is None:
+        trained_on, held_out = window, window
+    else:
+        row_batches = row_batches[labelled]
+        in_train, in_holdout = set(row_batches[train_df.index]), set(row_batches[holdout_df.index])
+        trained_on = [b for b in window if b in in_train]
+        held_out = [b for b in window if b in in_holdout]
+    return SplitRows(train_df, holdout_df, split_text, feature_columns(df, loaded), trained_on, held_out)
+
+
+@dataclass(frozen=True)
 class _Fitted:
     """A fitted candidate and the rows it was fitted and scored on (inside this module only)."""
 
     estimator: Any
     X_train: Any
     y_train: Any
-    holdout: Any
+    rows: SplitRows
     holdout_rows: int
     holdout_score: float
-    split: str
-    columns: list[str]
 
 
 def train_candidate(
@@ -168,8 +214,8 @@ def train_candidate(
     """Fit the candidate on the training rows and log it to MLflow.
 
     The run records params, the holdout metric, signature, input example, pinned pip
-    requirements, lineage tags (spec hash, git commit, batch hashes, feature job hash,
-    Airflow dag/run id) and each batch's validation report and Great Expectations result
+    requirements, lineage tags (spec hash, git commit, the batches trained on and those held
+    out, feature job hash, Airflow dag/run id) and each batch's validation report and Great Expectations result
     (artifacts ``validation/<batch>/``). A retry of the same Airflow run returns the finished run.
     """
     from sluice.services import tracking
@@ -187,41 +233,44 @@ def train_candidate(
         log.warning("closed MLflow run %s as KILLED: a killed train task left it RUNNING", closed)
     fitted = _fit(loaded, store, features)
     with store.open_write(holdout_key) as fh:
-        fitted.holdout.to_parquet(fh, index=False)
+        fitted.rows.holdout.to_parquet(fh, index=False)
     lineage = {
         "sluice.pipeline": spec.pipeline,
         "sluice.role": "candidate",
         "sluice.spec_hash": loaded.spec_hash,
         "sluice.spec_file": loaded.path.name,
         "sluice.git_commit": git_commit(loaded.project_dir),
-        "sluice.batches": ",".join(features.batches),
+        **batch_tags(fitted.rows.trained_on, fitted.rows.held_out, list(features.batches)),
         "sluice.feature_job_hash": features.job_hash,
         "sluice.features_key": features.key,
         "sluice.airflow_dag_id": dag_id,
         "sluice.airflow_run_id": airflow_run_id,
-        "sluice.split": fitted.split,
-        "sluice.features": ",".join(fitted.columns),
+        "sluice.split": fitted.rows.split,
+        "sluice.features": ",".join(fitted.rows.columns),
     }
     run_id = _log_candidate(loaded, store, features, fitted, experiment_id, airflow_run_id, lineage)
     faults.point("train.run_finished")
     metric = spec.evaluation.metric
     store.write_json(
         store.run_key(airflow_run_id, "train.json"),
-        {"mlflow_run_id": run_id, "split": fitted.split, f"holdout_{metric}": fitted.holdout_score},
+        {"mlflow_run_id": run_id, "split": fitted.rows.split, f"holdout_{metric}": fitted.holdout_score},
     )
     return TrainResult(
         mlflow_run_id=run_id,
         holdout_path=holdout_path,
-        split=fitted.split,
+        split=fitted.rows.split,
         train_rows=len(fitted.X_train),
         holdout_rows=fitted.holdout_rows,
-        features=fitted.columns,
+        features=fitted.rows.columns,
+        trained_on=fitted.rows.trained_on,
+        held_out=fitted.rows.held_out,
     )
 
 
 def _reused(previous: Any, holdout_path: str) -> TrainResult:
     """The result of a finished run of this Airflow run (a retry after it finished)."""
     meta = previous.data.tags
+    batches = run_batches(meta)
     return TrainResult(
         mlflow_run_id=previous.info.run_id,
         holdout_path=holdout_path,
@@ -229,33 +278,35 @@ def _reused(previous: Any, holdout_path: str) -> TrainResult:
         train_rows=int(previous.data.params.get("train_rows", 0)),
         holdout_rows=int(previous.data.params.get("holdout_rows", 0)),
         features=meta.get("sluice.features", "").split(","),
+        trained_on=batches.trained_on,
+        held_out=batches.held_out,
     )
 
 
 def _fit(loaded: LoadedSpec, store: PipelineStore, features: FeatureResult) -> _Fitted:
-    """Read the feature table, split it, fit the spec's model and score it on the holdout."""
+    """Read and split the feature table, fit the spec's model and score it on the holdout."""
 
     from sluice.steps.metrics import score
 
     spec = loaded.spec
-    df = read_features(store, features)
+    rows = split_rows(loaded, store, features)
     target = spec.training.target
-    if target not in df.columns:
-        raise KeyError(f"training.target '{target}' is not a column of the feature table: {list(df.columns)}")
-    df = df[df[target].notna()].reset_index(drop=True)
-    train_df, holdout_df, split_text = split_holdout(df, spec.training.split)
-    columns = feature_columns(df, loaded)
-    X_train, y_train = prepare(train_df, columns), train_df[target].to_numpy()
-    X_hold, y_hold = prepare(holdout_df, columns), holdout_df[target].to_numpy()
+    X_train, y_train = prepare(rows.train, rows.columns), rows.train[target].to_numpy()
+    X_hold, y_hold = prepare(rows.holdout, rows.columns), rows.holdout[target].to_numpy()
     estimator = make_estimator(spec.training.model, spec.training.params, X_train)
     estimator.fit(X_train, y_train)
     holdout_score = score(estimator, X_hold, y_hold, spec.evaluation.metric)
-    return _Fitted(estimator, X_train, y_train, holdout_df, len(X_hold), holdout_score, split_text, columns)
+    return _Fitted(estimator, X_train, y_train, rows, len(X_hold), holdout_score)
 
 
 def train_metric_rows(fitted: _Fitted) -> int:
     """How many training rows the ``train_<metric>`` metric is scored on."""
     return min(TRAIN_METRIC_ROWS, len(fitted.X_train))
+
+
+def train_metric_sample(n_rows: int) -> list[int]:
+    """Positions of the seeded sample of training rows that ``train_<metric>`` is scored on."""
+    return sorted(random.Random(0).sample(range(n_rows), min(TRAIN_METRIC_ROWS, n_rows)))  # noqa: S311
 
 
 def _log_scores(loaded: LoadedSpec, fitted: _Fitted) -> None:
@@ -272,14 +323,14 @@ def _log_scores(loaded: LoadedSpec, fitted: _Fitted) -> None:
             **{f"param.{k}": v for k, v in spec.training.params.items()},
             "train_rows": len(fitted.X_train),
             "holdout_rows": fitted.holdout_rows,
-            "n_features": len(fitted.columns),
+            "n_features": len(fitted.rows.columns),
             "train_metric_rows": train_metric_rows(fitted),
         }
     )
     mlflow.log_metric(f"holdout_{metric}", fitted.holdout_score)
     # On a seeded sample: scoring every training row was half of MLflow's cost per run
     # (bench/tracking.py), for a figure only read next to the holdout's (overfitting).
-    picked = sorted(random.Random(0).sample(range(len(fitted.X_train)), train_metric_rows(fitted)))  # noqa: S311
+    picked = train_metric_sample(len(fitted.X_train))
     train_score = score(fitted.estimator, fitted.X_train.iloc[picked], fitted.y_train[picked], metric)
     mlflow.log_metric(f"train_{metric}", train_score)
 
@@ -295,20 +346,13 @@ def _log_candidate(
 ) -> str:
     """Log the candidate's params, metrics, validation reports, lineage and model; return the run id."""
     import mlflow
-    import mlflow.sklearn
-    from mlflow.models import infer_signature
 
     spec = loaded.spec
     estimator = fitted.estimator
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"candidate {airflow_run_id}", tags=lineage) as run:
         faults.point("train.run_started")
         _log_scores(loaded, fitted)
-        for batch_id in features.batches:
-            # The data version of a model includes what validation said about each batch.
-            for report in ("validation.json", "gx_result.json"):
-                content = store.read_json_or_none(store.batch_key(batch_id, report))
-                if content is not None:
-                    mlflow.log_dict(content, f"validation/{batch_id}/{report}")
+        log_validation_reports(store, list(features.batches))
         mlflow.log_dict(
             {
                 "batches": features.batches,
@@ -318,18 +362,37 @@ def _log_candidate(
             },
             "lineage.json",
         )
-        sample = fitted.X_train.head(5)
-        trusted = library_types(estimator)
-        with quiet_skops_module_scan():
-            mlflow.sklearn.log_model(
-                estimator,
-                name="model",
-                signature=infer_signature(sample, estimator.predict(sample)),
-                input_example=sample,
-                pip_requirements=mlflow.sklearn.get_default_pip_requirements(),
-                skops_trusted_types=trusted,
-            )
+        log_model(estimator, fitted.X_train.head(5))
         return str(run.info.run_id)
+
+
+def log_validation_reports(store: PipelineStore, batch_ids: list[str]) -> None:
+    """Attach each batch's validation report and GX result to the active MLflow run."""
+    import mlflow
+
+    for batch_id in batch_ids:
+        # The data version of a model includes what validation said about each batch.
+        for report in ("validation.json", "gx_result.json"):
+            content = store.read_json_or_none(store.batch_key(batch_id, report))
+            if content is not None:
+                mlflow.log_dict(content, f"validation/{batch_id}/{report}")
+
+
+def log_model(estimator: Any, sample: Any) -> None:
+    """Log a fitted pipeline as the active run's ``model`` (signature, example, pinned requirements)."""
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    trusted = library_types(estimator)
+    with quiet_skops_module_scan():
+        mlflow.sklearn.log_model(
+            estimator,
+            name="model",
+            signature=infer_signature(sample, estimator.predict(sample)),
+            input_example=sample,
+            pip_requirements=mlflow.sklearn.get_default_pip_requirements(),
+            skops_trusted_types=trusted,
+        )
 
 
 def read_holdout(store: PipelineStore, location: str) -> Any:
