@@ -13,6 +13,7 @@ from sluice.settings import SettingsError
 from sluice.spec.errors import SpecError
 
 if TYPE_CHECKING:
+    from sluice.services.storage import PipelineStore
     from sluice.spec.loader import LoadedSpec
 
 
@@ -263,11 +264,35 @@ def cmd_status(args: argparse.Namespace) -> int:
         drift = f"drift share {r.drift_share:.2f}" if r.drift_share is not None else ""
         print(
             f"  batch {batch_id}  {printable(r.source_file):<28} {r.status:<9} {drift:<17} "
-            f"{r.reason}" + (f" (reuses the name of {', '.join(r.replaces_name_of)})" if r.replaces_name_of else "")
+            f"{r.reason}"
+            + (f" (reuses the name of {', '.join(r.replaces_name_of)})" if r.replaces_name_of else "")
+            + (f" (superseded by {r.superseded_by}: its file changed after landing)" if r.superseded_by else "")
         )
+    _print_landing(loaded, store)
     for line in target_for(loaded, store).served().lines:
         print(f"  {line}")
     return 0
+
+
+def _print_landing(loaded: LoadedSpec, store: PipelineStore) -> None:
+    """Inputs refused so far, and (local landing folder) files waiting that still look unfinished."""
+    import time
+
+    from sluice.services.landing import HIDDEN, held_back, local_entries, printable, select
+    from sluice.steps.ingest import refused_inputs
+
+    for r in refused_inputs(store):
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(r.get("at", 0))))
+        where = "left in the landing folder" if r.get("why") == HIDDEN else "moved to _rejected/"
+        print(f"  refused {printable(str(r.get('name'))):<28} {when}  {r.get('why')} ({where})")
+    source = loaded.spec.source
+    if source.is_s3:
+        return
+    folder = loaded.resolve(source.uri)
+    candidates, _ = select(local_entries(folder), source.pattern, source.detect.marker)
+    held = held_back([str(folder / e.name) for e in candidates], source.format == "csv")
+    for path, why in held.items():
+        print(f"  waiting {printable(Path(path).name):<28} {why}")
 
 
 def cmd_infer_schema(args: argparse.Namespace) -> int:
