@@ -1,4 +1,4 @@
-"""``sluice`` command line: lint, schema, plan, serve, deployer, status, stop, trigger-retrain."""
+"""``sluice`` command line: lint, schema, plan, serve, deployer, status, revalidate, stop, trigger-retrain."""
 
 from __future__ import annotations
 
@@ -293,6 +293,26 @@ def _print_landing(loaded: LoadedSpec, store: PipelineStore) -> None:
     held = held_back([str(folder / e.name) for e in candidates], source.format == "csv")
     for path, why in held.items():
         print(f"  waiting {printable(Path(path).name):<28} {why}")
+
+
+def cmd_revalidate(args: argparse.Namespace) -> int:
+    """Put a rejected batch back to ``landed``: the next ingest run validates it with the spec as it is now."""
+    from sluice.steps.ingest import revalidate
+
+    loaded, store = _store_for(args.spec)
+    if loaded is None:
+        return 1
+    try:
+        revalidate(store, args.batch)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"batch {args.batch} is landed again: the next {loaded.spec.pipeline}__ingest run validates it with the "
+        "spec as it is now (a run already waiting for files takes it when its wait ends: a new file, or "
+        "detect.timeout_seconds)"
+    )
+    return 0
 
 
 def cmd_infer_schema(args: argparse.Namespace) -> int:
@@ -612,6 +632,10 @@ def _add_operations(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p = sub.add_parser("status", help="batches and deployment of a pipeline")
     p.add_argument("spec")
     p.set_defaults(func=cmd_status)
+    p = sub.add_parser("revalidate", help="validate a rejected batch again at the next ingest run (after a spec fix)")
+    p.add_argument("spec")
+    p.add_argument("batch", help="the batch id (sluice status lists them)")
+    p.set_defaults(func=cmd_revalidate)
     p = sub.add_parser("infer-schema", help="print the columns: of a parquet/CSV file, or write them into a spec")
     p.add_argument("file")
     p.add_argument("--spec", help="the spec to write source.columns into (with --write)")

@@ -341,3 +341,41 @@ def test_status_shows_a_file_held_back_in_the_landing_folder(tmp_path, monkeypat
     assert main(["status", str(spec_path)]) == 0
     out = capsys.readouterr().out
     assert "  waiting jan.csv" in out and "its last line has no line end" in out
+
+
+def test_re_dropping_rejected_content_says_it_was_rejected_why_and_how_to_resubmit(tmp_path, monkeypatch, capsys):
+    """Before: 'already landed: nothing to do', as if the batch had been used."""
+    from sluice.airflow.tasks import land
+    from sluice.cli import main
+    from sluice.steps.ingest import pending_batches, rejected_duplicate_message
+    from sluice.steps.records import BatchStatus
+
+    spec_path = status_project(tmp_path, monkeypatch, {"uri": "in", "pattern": "*.parquet"})
+    landing = spec_path.parents[1] / "in"
+    store = PipelineStore(spec_path.parents[1] / "data" / "sluice", "flights_delay")
+    frame(30).to_parquet(landing / "jan.parquet", index=False)
+    (batch,) = land_new_files(LocalInbox(landing, "*.parquet"), store, "run1").new
+    reason = "schema drift: column 'id': declared string, arrives as int"
+    store.update_batch_record(batch, status=BatchStatus.REJECTED, reason=reason)
+    store.write_json(store.batch_key(batch, "validation.json"), {"status": "rejected"})
+    frame(30).to_parquet(landing / "jan-again.parquet", index=False)
+
+    again = land_new_files(LocalInbox(landing, "*.parquet"), store, "run2")
+
+    assert again.new == [] and again.rejected_again == {"jan-again.parquet": batch}
+    message = rejected_duplicate_message("jan-again.parquet", store.batch_record(batch), str(spec_path))
+    assert f"batch {batch}, which was rejected: {reason}" in message
+    assert "drop the corrected file" in message and f"sluice revalidate {spec_path} {batch}" in message
+    frame(30).to_parquet(landing / "jan-3.parquet", index=False)
+    capsys.readouterr()
+    land(str(spec_path), {"source": "local", "glob": f"{landing}/*.parquet"}, run_id="run3")
+    logged = capsys.readouterr().out  # the task log (Airflow's logging writes it to stdout here)
+    assert f"jan-3.parquet has the content of batch {batch}, which was rejected: {reason}" in logged
+    assert "already landed: nothing to do" not in logged
+
+    assert main(["revalidate", str(spec_path), batch]) == 0
+    assert "validates it" in capsys.readouterr().out
+    assert store.batch_record(batch).status == BatchStatus.LANDED and pending_batches(store) == [batch]
+    assert not store.exists(store.batch_key(batch, "validation.json")), "the old verdict is gone"
+    assert main(["revalidate", str(spec_path), batch]) == 1
+    assert "is landed, not rejected" in capsys.readouterr().err

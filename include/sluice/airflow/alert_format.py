@@ -370,7 +370,9 @@ def format_validation(facts: AlertFacts) -> AlertEmail:
         "Read the validation report of each rejected batch (the failed checks name the columns and row "
         "counts; <code>quarantine.parquet</code> holds the failing rows with a "
         "<code>_sluice_failed_checks</code> column). Fix the data upstream and drop a corrected file into "
-        "the landing folder; a file with the same content is never landed twice."
+        "the landing folder; a file with the same content is never landed twice. If the data was right and the "
+        "spec was wrong, fix the spec and run <code>sluice revalidate &lt;spec&gt; &lt;batch id&gt;</code>: the "
+        "next ingest run validates the batch again."
     )
     return AlertEmail(subject, _page(f"Validation failed for {facts.pipeline}", sections, facts, todo))
 

@@ -23,6 +23,7 @@ __all__ = [
     "pending_batches",
     "refused_inputs",
     "rejected_duplicate_message",
+    "revalidate",
     "unfinished_batches",
 ]
 
@@ -286,6 +287,29 @@ def _land_one(
         return batch_id
     finally:
         copy.unlink(missing_ok=True)
+
+
+#: What validation writes beside a batch's raw copy (removed before it is validated again).
+VALIDATION_OUTPUTS = ("validation.json", "gx_result.json", "clean.parquet", "quarantine.parquet")
+
+
+def revalidate(store: PipelineStore, batch_id: str) -> BatchRecord:
+    """Put a rejected batch back to ``landed``, so the next ingest run validates it again.
+
+    For content that was right when the spec was wrong (a declared type, a bound): the same
+    content never lands twice, so dropping the file again would do nothing.
+
+    Raises:
+        ValueError: No such batch, or it was not rejected.
+    """
+    if not store.has_batch(batch_id):
+        raise ValueError(f"no batch {batch_id} in {store.describe()}")
+    record = store.batch_record(batch_id)
+    if record.status != BatchStatus.REJECTED:
+        raise ValueError(f"batch {batch_id} is {record.status}, not rejected: nothing to validate again")
+    for name in VALIDATION_OUTPUTS:
+        store.remove(store.batch_key(batch_id, name))
+    return store.update_batch_record(batch_id, status=BatchStatus.LANDED, reason="", rows=0, quarantined=0)
 
 
 def pending_batches(store: PipelineStore) -> list[str]:
