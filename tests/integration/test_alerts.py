@@ -115,7 +115,6 @@ def test_a_refused_input_is_emailed_once_by_the_ingest_run_and_shown_by_status(
 ) -> None:
     """Before, a matching folder never woke the sensor and its refusal was only a log line."""
     from demo.producer import drop_month
-
     from sluice.cli import main
 
     project = flights_project
