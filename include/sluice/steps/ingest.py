@@ -89,9 +89,7 @@ def land_new_files(inbox: Inbox | str, store: PipelineStore, run_id: str) -> Lan
     )
     _log_scan(scan)
     watch = archive_watch(store)
-    changed, held_archives = inbox.changed_archives({p: w["version"] for p, w in watch.items()})
-    for path, why in held_archives.items():
-        log.info("archived %s changed after it was landed but is %s", printable(path), why)
+    changed = _changed_archives(inbox, watch)
     if scan.ready or changed or scan.refused or scan.hidden:
         store.check_writable()  # one clear error before the first write, files left in landing
     _record_refused(store, scan, result, run_id)
@@ -110,16 +108,29 @@ def land_new_files(inbox: Inbox | str, store: PipelineStore, run_id: str) -> Lan
             continue
         result.archived.append(item.name)
         if inbox.watches_archives:
-            watch[archived] = {"batch": batch_id, "version": item.version, "at": time.time()}
-            if not store.batch_record(batch_id).archived_to:
-                store.update_batch_record(batch_id, archived_to=archived, archived_version=item.version)
+            _watch(store, watch, item, batch_id, archived)
     for item in changed:
         _land_changed_archive(inbox, item, store, run_id, names, result, watch)
-    for name, batch_id in result.duplicates.items():
-        if store.batch_record(batch_id).status == BatchStatus.REJECTED:
-            result.rejected_again[name] = batch_id
+    result.rejected_again.update(
+        {n: b for n, b in result.duplicates.items() if store.batch_record(b).status == BatchStatus.REJECTED}
+    )
     _save_watch(store, watch)
     return result
+
+
+def _watch(store: PipelineStore, watch: dict[str, dict[str, Any]], item: InboxFile, batch_id: str, to: str) -> None:
+    """Watch the archived file for a late writer; its batch records where it went (first archive only)."""
+    watch[to] = {"batch": batch_id, "version": item.version, "at": time.time()}
+    if not store.batch_record(batch_id).archived_to:
+        store.update_batch_record(batch_id, archived_to=to, archived_version=item.version)
+
+
+def _changed_archives(inbox: Inbox, watch: dict[str, dict[str, Any]]) -> list[InboxFile]:
+    """Watched archived files that changed and are complete now; those still held are logged."""
+    changed, held = inbox.changed_archives({p: w["version"] for p, w in watch.items()})
+    for path, why in held.items():
+        log.info("archived %s changed after it was landed but is %s", printable(path), why)
+    return changed
 
 
 def _land_changed_archive(
