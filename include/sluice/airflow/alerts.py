@@ -283,9 +283,9 @@ class AlertNotifier(SmtpNotifier):
     def notify(self, context: Any) -> None:
         """Compose and send the email; log (never raise) when that fails."""
         try:
+            if self.alert == "landing" and not landing_news(context["ti"].xcom_pull(task_ids=FACT_TASKS["landing"])):
+                return  # a land that succeeded with nothing to report: no email (and no spec to load)
             facts = gather_facts(self.alert, self.pipeline, self.spec_path, context)
-            if self.alert == "landing" and not landing_news(facts.data):
-                return  # a land that succeeded with nothing to report: no email
             if self.alert == "failure" and _repeated(facts):
                 log.info("alert email not sent: the same failure of %s was alerted recently", facts.task_id)
                 return
