@@ -251,6 +251,7 @@ SPEC_COMMANDS = {
     "plan --manifests": ["plan", "--manifests", "{spec}"],
     "status": ["status", "{spec}"],
     "stop": ["stop", "{spec}"],
+    "revalidate": ["revalidate", "{spec}", "0123456789abcdef"],
     "infer-schema --write": ["infer-schema", "{sample}", "--write", "--spec", "{spec}"],
 }
 

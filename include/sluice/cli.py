@@ -1,4 +1,4 @@
-"""``sluice`` command line: lint, schema, plan, serve, deployer, status, stop, trigger-retrain."""
+"""``sluice`` command line: lint, schema, plan, serve, deployer, status, revalidate, stop, trigger-retrain."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from sluice.settings import SettingsError
 from sluice.spec.errors import SpecError
 
 if TYPE_CHECKING:
+    from sluice.services.storage import PipelineStore
     from sluice.spec.loader import LoadedSpec
 
 
@@ -264,12 +265,56 @@ def cmd_status(args: argparse.Namespace) -> int:
         drift = f"drift share {r.drift_share:.2f}" if r.drift_share is not None else ""
         print(
             f"  batch {batch_id}  {printable(r.source_file):<28} {r.status:<9} {drift:<17} "
-            f"{r.reason}" + (f" (reuses the name of {', '.join(r.replaces_name_of)})" if r.replaces_name_of else "")
+            f"{r.reason}"
+            + (f" (reuses the name of {', '.join(r.replaces_name_of)})" if r.replaces_name_of else "")
+            + (f" (superseded by {r.superseded_by}: its file changed after landing)" if r.superseded_by else "")
         )
     for line in champion_lines(loaded.project_dir, loaded.spec.pipeline):
         print(f"  {line}")
+    _print_landing(loaded, store)
     for line in target_for(loaded, store).served().lines:
         print(f"  {line}")
+    return 0
+
+
+def _print_landing(loaded: LoadedSpec, store: PipelineStore) -> None:
+    """Inputs refused so far, and (local landing folder) files waiting that still look unfinished."""
+    import time
+
+    from sluice.services.landing import HIDDEN, held_back, local_entries, printable, select
+    from sluice.steps.ingest import refused_inputs
+
+    for r in refused_inputs(store):
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(r.get("at", 0))))
+        where = "left in the landing folder" if r.get("why") == HIDDEN else "moved to _rejected/"
+        print(f"  refused {printable(str(r.get('name'))):<28} {when}  {r.get('why')} ({where})")
+    source = loaded.spec.source
+    if source.is_s3:
+        return
+    folder = loaded.resolve(source.uri)
+    candidates, _ = select(local_entries(folder), source.pattern, source.detect.marker)
+    held = held_back([str(folder / e.name) for e in candidates], source.format == "csv")
+    for path, why in held.items():
+        print(f"  waiting {printable(Path(path).name):<28} {why}")
+
+
+def cmd_revalidate(args: argparse.Namespace) -> int:
+    """Put a rejected batch back to ``landed``: the next ingest run validates it with the spec as it is now."""
+    from sluice.steps.ingest import revalidate
+
+    loaded, store = _store_for(args.spec)
+    if loaded is None:
+        return 1
+    try:
+        revalidate(store, args.batch)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"batch {args.batch} is landed again: the next {loaded.spec.pipeline}__ingest run validates it with the "
+        "spec as it is now (a run already waiting for files takes it when its wait ends: a new file, or "
+        "detect.timeout_seconds)"
+    )
     return 0
 
 
@@ -590,6 +635,10 @@ def _add_operations(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p = sub.add_parser("status", help="batches and deployment of a pipeline")
     p.add_argument("spec")
     p.set_defaults(func=cmd_status)
+    p = sub.add_parser("revalidate", help="validate a rejected batch again at the next ingest run (after a spec fix)")
+    p.add_argument("spec")
+    p.add_argument("batch", help="the batch id (sluice status lists them)")
+    p.set_defaults(func=cmd_revalidate)
     p = sub.add_parser("infer-schema", help="print the columns: of a parquet/CSV file, or write them into a spec")
     p.add_argument("file")
     p.add_argument("--spec", help="the spec to write source.columns into (with --write)")

@@ -294,3 +294,29 @@ def test_validation_email_text_lists_each_rejected_batch_on_one_line() -> None:
         "between distance: 150 rows; not_null carrier: 3 rows | /r/bbb/validation.json"
     ) in text
     assert "Validation failed for flights_delay\n===" in text
+
+
+def test_land_that_refused_inputs_or_found_a_changed_archive_emails_once_and_otherwise_stays_quiet(
+    project: Project, smtp_server: MailCatcher
+) -> None:
+    spec = project.write_spec(alerts={"email": ["ml-oncall@example.com"]})
+    notifier = AlertNotifier(
+        alert="landing", pipeline="flights_delay", to=["ml-oncall@example.com"], spec_path=str(spec)
+    )
+    quiet = {"new": ["b1"], "archived": ["jan.parquet"], "refused": {}, "changed_after_landing": {}}
+    notifier({"ti": SyntheticTI("flights_delay__ingest", "land", {"land": quiet})})
+    news = quiet | {
+        "refused": {"x.parquet": "a folder (e.g. a Spark output folder): land its part files as single files"},
+        "changed_after_landing": {"c0ffee0000000002": "c0ffee0000000001"},
+    }
+
+    notifier({"ti": SyntheticTI("flights_delay__ingest", "land", {"land": news})})
+
+    (msg,) = smtp_server.wait_for(1)
+    assert msg["Subject"] == (
+        "[sluice] flights_delay: landing: 1 input(s) refused, 1 landed file(s) changed after landing"
+    )
+    assert msg["X-Sluice-Alert"] == "landing"
+    body = body_text(msg)
+    assert "x.parquet" in body and "land its part files as single files" in body and "_rejected/" in body
+    assert "c0ffee0000000002" in body and "c0ffee0000000001" in body and "supersedes" in body

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from sluice.airflow.sensors import InboxTrigger
+from sluice.services.landing import HIDDEN_GRACE_SECONDS
 
 
-def _fires(folder: Path, pattern: str, polls: int = 3, marker: str | None = None) -> bool:
+def _fires(folder: Path, pattern: str, polls: int = 3, marker: str | None = None, **kwargs: Any) -> bool:
     async def first_event() -> bool:
-        trigger = InboxTrigger(str(folder), pattern, marker, poke_interval=0.05)
+        trigger = InboxTrigger(str(folder), pattern, marker, poke_interval=0.05, **kwargs)
         try:
             async with asyncio.timeout(0.05 * (polls + 1)):
                 async for event in trigger.run():
@@ -24,16 +28,45 @@ def _fires(folder: Path, pattern: str, polls: int = 3, marker: str | None = None
     return asyncio.run(first_event())
 
 
-def test_trigger_ignores_folders_links_temporary_files_and_the_archive(tmp_path: Path) -> None:
+def test_trigger_ignores_temporary_files_and_the_archive(tmp_path: Path) -> None:
     (tmp_path / "_processed").mkdir()
     pd.DataFrame({"a": [1]}).to_parquet(tmp_path / "_processed" / "old.parquet")
-    (tmp_path / "x.parquet").mkdir()
-    pd.DataFrame({"a": [1]}).to_parquet(tmp_path / "x.parquet" / "part-0.parquet")
     (tmp_path / "y.parquet.tmp").write_bytes(b"half")
-    (tmp_path / "link.parquet").symlink_to(tmp_path / "_processed" / "old.parquet")
+    (tmp_path / ".z.parquet").write_bytes(b"being written, renamed soon")
 
     assert not _fires(tmp_path, "*")
     assert not _fires(tmp_path, "*.parquet")
+
+
+def test_a_refused_input_wakes_the_trigger_so_it_is_reported_within_one_poll(tmp_path: Path) -> None:
+    """Before, a symlink, a folder or a dot-named file never woke it: the refusal waited for an unrelated file."""
+    folder = tmp_path / "x.parquet"
+    folder.mkdir()
+    assert _fires(tmp_path, "*.parquet"), "a matching folder"
+    folder.rmdir()
+    (tmp_path / "link.parquet").symlink_to(tmp_path / "elsewhere.bin")
+    assert _fires(tmp_path, "*.parquet"), "a symlink"
+    (tmp_path / "link.parquet").unlink()
+    hidden = tmp_path / ".jan.parquet"
+    hidden.write_bytes(b"left there")
+    os.utime(hidden, (time.time() - HIDDEN_GRACE_SECONDS - 5,) * 2)
+    assert _fires(tmp_path, "*.parquet"), "a dot-named file left alone past the grace time"
+    version = f"{hidden.stat().st_size}:{hidden.stat().st_mtime_ns}"
+    assert not _fires(tmp_path, "*.parquet", known_hidden=[f".jan.parquet/{version}"]), "reported once"
+
+
+def test_a_held_file_does_not_wake_the_trigger_and_a_changed_archive_does(tmp_path: Path) -> None:
+    (tmp_path / "jan.csv").write_bytes(b"a,b\n1,2\n3,")  # cut mid-line
+    assert not _fires(tmp_path, "*.csv", csv=True)
+    (tmp_path / "jan.csv").unlink()
+    archived = tmp_path / "_processed" / "feb.csv"
+    archived.parent.mkdir()
+    archived.write_bytes(b"a,b\n1,2\n")
+    version = f"{archived.stat().st_size}:{archived.stat().st_mtime_ns}"
+    assert not _fires(tmp_path, "*.csv", csv=True, watched={str(archived): version})
+    with archived.open("ab") as fh:
+        fh.write(b"3,4\n")
+    assert _fires(tmp_path, "*.csv", csv=True, watched={str(archived): version})
 
 
 def test_trigger_fires_for_a_settled_file_and_serializes_to_itself(tmp_path: Path) -> None:
@@ -48,6 +81,9 @@ def test_trigger_fires_for_a_settled_file_and_serializes_to_itself(tmp_path: Pat
         "marker": "{name}.done",
         "poke_interval": 3,
         "settle_seconds": None,
+        "csv": False,
+        "watched": {},
+        "known_hidden": [],
     }
     assert InboxTrigger(**kwargs).settle_seconds is None  # a trigger deferred before settle_seconds still runs
 

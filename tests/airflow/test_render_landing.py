@@ -60,3 +60,11 @@ def test_local_source_renders_a_deferrable_file_sensor(tmp_path: Path) -> None:
     assert sensor.filepath == f"{tmp_path}/in/*.csv"
     assert sensor.settle_seconds == 3  # the spec's detect.settle_seconds (default): the trigger's second look
     assert ingest.get_task("land").op_kwargs["landing"] == {"source": "local", "glob": f"{tmp_path}/in/*.csv"}
+    assert sensor.csv, "a CSV landing folder: the sensor holds a file whose last line is cut, as land does"
+
+
+def test_land_sends_the_landing_alert_on_success_when_the_spec_has_recipients(tmp_path: Path) -> None:
+    ingest = _ingest(tmp_path, {"uri": str(tmp_path / "in"), "pattern": "*.parquet"})
+    (notifier,) = ingest.get_task("land").on_success_callback
+    assert type(notifier).__name__ == "AlertNotifier" and notifier.alert == "landing"
+    assert notifier.to == DEMO["alerts"]["email"]

@@ -108,3 +108,25 @@ def test_rejected_batch_emails_the_quarantine_rate_and_report(
 
 def _store(project: Project) -> PipelineStore:
     return PipelineStore(project.root / "data" / "sluice", "flights_delay")
+
+
+def test_a_refused_input_is_emailed_once_by_the_ingest_run_and_shown_by_status(
+    flights_project: Project, smtp_server: MailCatcher, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before, a matching folder never woke the sensor and its refusal was only a log line."""
+    from demo.producer import drop_month
+    from sluice.cli import main
+
+    project = flights_project
+    drop_month(project.landing, 1, sample=1000)
+    (project.landing / "flights_2013-02.parquet").mkdir()  # a Spark-style output folder
+
+    state, tasks = run_dag(build_dags(project)["flights_delay__ingest"])
+
+    assert state == "success" and tasks["land"] == "success"
+    (msg,) = smtp_server.wait_for(1)
+    assert msg["Subject"] == "[sluice] flights_delay: landing: 1 input(s) refused"
+    assert "flights_2013-02.parquet" in body_text(msg) and "a folder" in body_text(msg)
+    assert main(["status", str(project.dags / "flights_delay.pipeline.yaml")]) == 0
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if x.startswith("  refused ")]
+    assert "flights_2013-02.parquet" in line and "moved to _rejected/" in line

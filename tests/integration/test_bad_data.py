@@ -85,6 +85,12 @@ def csv_with_unparseable_cells() -> bytes:
     return csv(df)
 
 
+def csv_with_a_10mb_cell() -> bytes:
+    df = good(11).astype({"carrier": object})
+    df.loc[42, "carrier"] = "x" * 10_000_000  # one 10 MB value (before: accepted and trained on)
+    return csv(df)
+
+
 def ints_with_nulls() -> bytes:
     df = good(6)
     df["distance"] = df["distance"].astype(float)
@@ -169,6 +175,15 @@ CASES = [
         "10 of 2000 rows quarantined",
         quarantined=10,
         row_reasons=frozenset({"type:distance"}),
+    ),
+    Case(
+        "csv_10mb_cell",
+        "csv",
+        csv_with_a_10mb_cell,
+        "accepted",
+        "1 of 2000 rows quarantined",
+        quarantined=1,
+        row_reasons=frozenset({"size:carrier,size:row"}),
     ),
     Case("ints_with_nulls_as_float", "parquet", ints_with_nulls, "accepted", "all checks passed"),
     # GX skips nulls in in_set, so an all-null checked column passes; it is still written as string.

@@ -184,7 +184,7 @@ def test_a_symlink_is_never_followed_out_of_the_landing_folder(landing, store, t
     frame(5).to_parquet(secret, index=False)
     (landing / "link.parquet").symlink_to(secret)
 
-    assert ready_names(landing, "*.parquet") == [], "the sensor does not wake for a symlink"
+    assert ready_names(landing, "*.parquet") == [], "a symlink is never a file to land"
     with caplog.at_level(logging.WARNING):
         result = land_new_files(LocalInbox(landing, "*.parquet"), store, "run")
 
@@ -196,7 +196,7 @@ def test_a_symlink_is_never_followed_out_of_the_landing_folder(landing, store, t
     assert not (landing / "link.parquet").exists()
 
 
-def test_a_spark_style_folder_is_moved_aside_once_and_never_wakes_the_sensor(landing, store):
+def test_a_spark_style_folder_is_moved_aside_once(landing, store):
     part = landing / "x.parquet" / "part-00000.parquet"
     part.parent.mkdir()
     frame(3).to_parquet(part, index=False)
@@ -282,3 +282,100 @@ def test_a_bad_marker_is_a_spec_error(marker: str, message: str) -> None:
 
     with pytest.raises(ValidationError, match=message):
         Detect(marker=marker)
+
+
+def status_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: dict) -> Path:
+    """A project with the demo spec reading ``source``; returns the spec path (``sluice status`` runs on it)."""
+    import yaml
+
+    repo = Path(__file__).parents[2]
+    root = tmp_path / "proj"
+    (root / "dags").mkdir(parents=True)
+    (root / "include" / "features").mkdir(parents=True)
+    (root / "include" / "features" / "flights.py").write_text((repo / "include/features/flights.py").read_text())
+    spec = yaml.safe_load((repo / "dags" / "flights_delay.pipeline.yaml").read_text())
+    spec["source"] = source
+    spec_path = root / "dags" / "flights_delay.pipeline.yaml"
+    spec_path.write_text(yaml.safe_dump(spec))
+    monkeypatch.setenv("SLUICE_PROJECT_DIR", str(root))
+    (root / source["uri"]).mkdir()
+    return spec_path
+
+
+def test_each_refused_input_is_recorded_once_and_shown_by_status(tmp_path, monkeypatch, capsys):
+    """Before, a refusal was only a log line, and a dot-named file was not even that."""
+    import time
+
+    from sluice.cli import main
+    from sluice.services.landing import HIDDEN, HIDDEN_GRACE_SECONDS
+
+    spec_path = status_project(tmp_path, monkeypatch, {"uri": "in", "pattern": "*.parquet"})
+    root = spec_path.parents[1]
+    landing = root / "in"
+    (landing / "x.parquet").mkdir()
+    (landing / "link.parquet").symlink_to(tmp_path / "anywhere.parquet")
+    frame(3).to_parquet(landing / ".jan.parquet", index=False)
+    os.utime(landing / ".jan.parquet", (time.time() - HIDDEN_GRACE_SECONDS - 5,) * 2)
+    store = PipelineStore(root / "data" / "sluice", "flights_delay")
+
+    first = land_new_files(LocalInbox(landing, "*.parquet"), store, "run1")
+    again = land_new_files(LocalInbox(landing, "*.parquet"), store, "run2")
+
+    assert set(first.refused) == {"x.parquet", "link.parquet", ".jan.parquet"} and first.news()
+    assert first.refused[".jan.parquet"] == HIDDEN
+    assert again.refused == {} and not again.news(), "each input is reported once"
+    assert (landing / ".jan.parquet").exists(), "a dot-named file is never moved: its producer may still rename it"
+    assert main(["status", str(spec_path)]) == 0
+    refused = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  refused ")]
+    assert len(refused) == 3
+    assert any(".jan.parquet" in line and "rename it without the leading dot" in line for line in refused)
+    assert any("link.parquet" in line and "symbolic link" in line and "_rejected/" in line for line in refused)
+
+
+def test_status_shows_a_file_held_back_in_the_landing_folder(tmp_path, monkeypatch, capsys):
+    from sluice.cli import main
+
+    spec_path = status_project(tmp_path, monkeypatch, {"uri": "in", "pattern": "*.csv", "format": "csv"})
+    (spec_path.parents[1] / "in" / "jan.csv").write_bytes(b"id,carrier\n1,UA\n2,A")
+
+    assert main(["status", str(spec_path)]) == 0
+    out = capsys.readouterr().out
+    assert "  waiting jan.csv" in out and "its last line has no line end" in out
+
+
+def test_re_dropping_rejected_content_says_it_was_rejected_why_and_how_to_resubmit(tmp_path, monkeypatch, capsys):
+    """Before: 'already landed: nothing to do', as if the batch had been used."""
+    from sluice.airflow.tasks import land
+    from sluice.cli import main
+    from sluice.steps.ingest import pending_batches, rejected_duplicate_message
+    from sluice.steps.records import BatchStatus
+
+    spec_path = status_project(tmp_path, monkeypatch, {"uri": "in", "pattern": "*.parquet"})
+    landing = spec_path.parents[1] / "in"
+    store = PipelineStore(spec_path.parents[1] / "data" / "sluice", "flights_delay")
+    frame(30).to_parquet(landing / "jan.parquet", index=False)
+    (batch,) = land_new_files(LocalInbox(landing, "*.parquet"), store, "run1").new
+    reason = "schema drift: column 'id': declared string, arrives as int"
+    store.update_batch_record(batch, status=BatchStatus.REJECTED, reason=reason)
+    store.write_json(store.batch_key(batch, "validation.json"), {"status": "rejected"})
+    frame(30).to_parquet(landing / "jan-again.parquet", index=False)
+
+    again = land_new_files(LocalInbox(landing, "*.parquet"), store, "run2")
+
+    assert again.new == [] and again.rejected_again == {"jan-again.parquet": batch}
+    message = rejected_duplicate_message("jan-again.parquet", store.batch_record(batch), str(spec_path))
+    assert f"batch {batch}, which was rejected: {reason}" in message
+    assert "drop the corrected file" in message and f"sluice revalidate {spec_path} {batch}" in message
+    frame(30).to_parquet(landing / "jan-3.parquet", index=False)
+    capsys.readouterr()
+    land(str(spec_path), {"source": "local", "glob": f"{landing}/*.parquet"}, run_id="run3")
+    logged = capsys.readouterr().out  # the task log (Airflow's logging writes it to stdout here)
+    assert f"jan-3.parquet has the content of batch {batch}, which was rejected: {reason}" in logged
+    assert "already landed: nothing to do" not in logged
+
+    assert main(["revalidate", str(spec_path), batch]) == 0
+    assert "validates it" in capsys.readouterr().out
+    assert store.batch_record(batch).status == BatchStatus.LANDED and pending_batches(store) == [batch]
+    assert not store.exists(store.batch_key(batch, "validation.json")), "the old verdict is gone"
+    assert main(["revalidate", str(spec_path), batch]) == 1
+    assert "is landed, not rejected" in capsys.readouterr().err

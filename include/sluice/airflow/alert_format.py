@@ -19,7 +19,13 @@ from typing import Any
 
 SUBJECT_PREFIX = "[sluice]"
 #: Which task's XCom holds the facts of each alert kind (the contract with the plan).
-FACT_TASKS = {"validation": "validate", "gate": "evaluate", "deploy": "promote", "drift": "compute_drift"}
+FACT_TASKS = {
+    "validation": "validate",
+    "gate": "evaluate",
+    "deploy": "promote",
+    "drift": "compute_drift",
+    "landing": "land",
+}
 
 
 @dataclass
@@ -366,7 +372,9 @@ def format_validation(facts: AlertFacts) -> AlertEmail:
         "Read the validation report of each rejected batch (the failed checks name the columns and row "
         "counts; <code>quarantine.parquet</code> holds the failing rows with a "
         "<code>_sluice_failed_checks</code> column). Fix the data upstream and drop a corrected file into "
-        "the landing folder; a file with the same content is never landed twice."
+        "the landing folder; a file with the same content is never landed twice. If the data was right and the "
+        "spec was wrong, fix the spec and run <code>sluice revalidate &lt;spec&gt; &lt;batch id&gt;</code>: the "
+        "next ingest run validates the batch again."
     )
     return AlertEmail(subject, _page(f"Validation failed for {facts.pipeline}", sections, facts, todo))
 
@@ -459,6 +467,56 @@ def _batches_text(trained_on: list[str] | None, held_out: list[str] | None) -> s
     )
 
 
+def landing_news(data: Any) -> bool:
+    """Whether a ``land`` result (its XCom) has something to alert on: refused inputs, changed archives."""
+    return isinstance(data, dict) and bool(data.get("refused") or data.get("changed_after_landing"))
+
+
+def format_landing(facts: AlertFacts) -> AlertEmail:
+    """``land`` refused inputs, or found an archived file changed after it was landed (the run itself succeeded)."""
+    d = facts.data or {}
+    refused = d.get("refused") or {}
+    changed = d.get("changed_after_landing") or {}
+    what = []
+    if refused:
+        what.append(f"{len(refused)} input(s) refused")
+    if changed:
+        what.append(f"{len(changed)} landed file(s) changed after landing")
+    subject = f"{SUBJECT_PREFIX} {facts.pipeline}: landing: {', '.join(what)}"
+    sections = []
+    if refused:
+        rows = [
+            [
+                f"<code>{_e(name)}</code>",
+                _e(why),
+                "left in the landing folder" if "hidden name" in str(why) else "moved to <code>_rejected/</code>",
+            ]
+            for name, why in refused.items()
+        ]
+        sections += [
+            "<p>These inputs in the landing folder match <code>source.pattern</code> but are <b>not landed</b>:</p>",
+            _table(rows, header=["input", "why", "where it is now"]),
+        ]
+    if changed:
+        rows = [[f"<code>{_e(new)}</code>", f"<code>{_e(old)}</code>"] for new, old in changed.items()]
+        sections += [
+            "<p>A file was written to <b>after</b> it had been landed and archived (its writer paused longer "
+            "than <code>detect.settle_seconds</code>). Its complete content was landed as a new batch, which "
+            "supersedes the first part: training reads the complete rows, once.</p>",
+            _table(rows, header=["new batch (complete file)", "supersedes (first part)"]),
+        ]
+    sections.append(
+        "<p><b>What stays safe:</b> nothing was lost; <code>sluice status</code> lists each refused input "
+        "with its reason.</p>"
+    )
+    todo = (
+        "Refused inputs: drop each batch as one regular file with a plain name (no folder, no symlink, no "
+        "leading dot). Changed after landing: have the producer write under a temporary name and rename the "
+        "finished file into the landing folder, or write a completion marker (<code>detect.marker</code>)."
+    )
+    return AlertEmail(subject, _page(f"Landing news for {facts.pipeline}", sections, facts, todo))
+
+
 #: What to do when a step fails for a reason that is not a finding about the data or model.
 NEXT_STEPS = {
     "land": "Check that the landing folder (or bucket) and the pipeline's storage are reachable and writable "
@@ -498,6 +556,7 @@ FORMATTERS = {
     "validation": format_validation,
     "deploy": format_deploy,
     "drift": format_drift,
+    "landing": format_landing,
 }
 
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, cast
 from airflow.providers.smtp.hooks.smtp import SmtpHook
 from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 
-from sluice.airflow.alert_format import FACT_TASKS, AlertFacts, Link, compose
+from sluice.airflow.alert_format import FACT_TASKS, AlertFacts, Link, compose, landing_news
 
 if TYPE_CHECKING:
     from sluice.services.storage import PipelineStore
@@ -254,7 +254,9 @@ class AlertNotifier(SmtpNotifier):
     ``alert email not sent: ...`` and swallowed: an alert must never change a task's outcome.
 
     Args:
-        alert: Alert kind ('validation', 'gate', 'deploy', 'drift', or 'failure' for any other step).
+        alert: Alert kind ('validation', 'gate', 'deploy', 'drift', 'failure' for any other step, or
+            'landing' as ``land``'s success callback: sent only when it refused an input or found a
+            landed file changed).
         pipeline: Pipeline name.
         to: Recipients (the spec's ``alerts.email``).
         spec_path: The spec file, to find report paths.
@@ -281,6 +283,8 @@ class AlertNotifier(SmtpNotifier):
     def notify(self, context: Any) -> None:
         """Compose and send the email; log (never raise) when that fails."""
         try:
+            if self.alert == "landing" and not landing_news(context["ti"].xcom_pull(task_ids=FACT_TASKS["landing"])):
+                return  # a land that succeeded with nothing to report: no email (and no spec to load)
             facts = gather_facts(self.alert, self.pipeline, self.spec_path, context)
             if self.alert == "failure" and _repeated(facts):
                 log.info("alert email not sent: the same failure of %s was alerted recently", facts.task_id)

@@ -62,6 +62,18 @@ def _common(step: Step, plan: PipelinePlan) -> dict[str, Any]:
             spec_path=plan.spec_path,
             smtp_conn_id=SMTP_CONN_ID,
         )
+    if step.kind == "land" and plan.alert_emails:
+        # land succeeds when it refuses an input or finds an archived file changed after
+        # landing: the news goes out on success (each such input is in one run's result only).
+        from sluice.airflow.alerts import AlertNotifier
+
+        kwargs["on_success_callback"] = AlertNotifier(
+            alert="landing",
+            pipeline=plan.pipeline,
+            to=list(plan.alert_emails),
+            spec_path=plan.spec_path,
+            smtp_conn_id=SMTP_CONN_ID,
+        )
     return kwargs
 
 
@@ -100,6 +112,7 @@ def _wait_for_files(step: Step, plan: PipelinePlan) -> BaseOperator:
         marker=marker,
         spec_path=plan.spec_path if config.get("check_stranded") else None,
         settle_seconds=config.get("settle_seconds"),
+        csv=bool(config.get("csv")),
         **waiting,
         **_common(step, plan),
     )

@@ -3,9 +3,12 @@
 Airflow's FileSensor fires on any glob match, a folder with files inside included, so a
 Spark-style ``x.parquet/`` folder, an abandoned ``x.parquet.tmp`` under ``pattern: "*"``
 or the ``_processed/`` archive itself woke it for ever while ``land`` landed nothing. This
-one asks :func:`sluice.services.landing.ready_names`, the lister ``land`` uses: only
-regular files that match, are not temporary and carry their marker (if the spec asks
-for one). Everything else about the sensor (deferral, timeout, soft fail) is FileSensor's.
+one asks :func:`sluice.services.landing.wake_reasons`, built on the lister ``land`` uses: it
+wakes for a regular file that matches, is not temporary, carries its marker (if the spec
+asks for one) and is not held (open for writing, a CSV cut mid-line); for an input ``land``
+refuses, so the refusal is reported within one poll; and for an archived file that changed
+after it was landed. Everything else about the sensor (deferral, timeout, soft fail) is
+FileSensor's.
 """
 
 from __future__ import annotations
@@ -19,9 +22,13 @@ from typing import Any
 from airflow.providers.standard.sensors.filesystem import FileSensor
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+#: Archived files the deferred trigger watches (the newest; ``land`` checks them all when it runs).
+WATCHED_IN_TRIGGER = 200
+
 
 class InboxTrigger(BaseTrigger):
-    """Fires once a file the lister would land has kept its size and mtime across two looks ``settle_seconds`` apart."""
+    """Fires once ``land`` has something to do: a file kept its size and mtime across two looks
+    ``settle_seconds`` apart and is not held, an input is refused, or a watched archive changed."""
 
     def __init__(
         self,
@@ -30,8 +37,11 @@ class InboxTrigger(BaseTrigger):
         marker: str | None = None,
         poke_interval: float = 5.0,
         settle_seconds: float | None = None,
+        csv: bool = False,
+        watched: dict[str, str] | None = None,
+        known_hidden: list[str] | None = None,
     ) -> None:
-        """Watch ``folder`` for files matching ``pattern`` (see :func:`ready_names`).
+        """Watch ``folder`` for files matching ``pattern`` (see :func:`wake_reasons`).
 
         Args:
             folder: The landing folder.
@@ -41,6 +51,9 @@ class InboxTrigger(BaseTrigger):
             settle_seconds: Seconds before a file seen for the first time is looked at again
                 (``land``'s own settle time; 0: fire on the first look). ``None``, as in a
                 trigger deferred before this argument existed: a whole poll.
+            csv: Batches are CSV (a file whose last line is cut is held).
+            watched: ``{archived path: version}`` of archived files watched for changes.
+            known_hidden: Dot-named files already reported (``name/version``).
         """
         super().__init__()
         self.folder = folder
@@ -48,6 +61,9 @@ class InboxTrigger(BaseTrigger):
         self.marker = marker
         self.poke_interval = poke_interval
         self.settle_seconds = settle_seconds
+        self.csv = csv
+        self.watched = dict(watched or {})
+        self.known_hidden = list(known_hidden or [])
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Class path and arguments, for the triggerer."""
@@ -59,23 +75,35 @@ class InboxTrigger(BaseTrigger):
                 "marker": self.marker,
                 "poke_interval": self.poke_interval,
                 "settle_seconds": self.settle_seconds,
+                "csv": self.csv,
+                "watched": self.watched,
+                "known_hidden": self.known_hidden,
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        """Look until a candidate is unchanged since the previous look."""
-        from sluice.services.landing import local_entries, select
+        """Look until something is there for ``land``: settled files only after a second look."""
+        from sluice.services.landing import wake_reasons
 
         settle = self.poke_interval if self.settle_seconds is None else self.settle_seconds
-        seen: dict[str, str] = {}
+        seen: dict[str, str] | None = {} if settle > 0 else None
         while True:
-            entries = await asyncio.to_thread(local_entries, Path(self.folder))
-            now = {e.name: e.version for e in select(entries, self.pattern, self.marker)[0]}
-            if any(seen.get(name) == version for name, version in now.items()) or (now and settle <= 0):
+            reasons, now = await asyncio.to_thread(
+                wake_reasons,
+                Path(self.folder),
+                self.pattern,
+                self.marker,
+                csv=self.csv,
+                watched=self.watched,
+                known_hidden=self.known_hidden,
+                previous=seen,
+            )
+            if reasons:
                 yield TriggerEvent(True)
                 return
-            fresh = any(seen.get(name) != version for name, version in now.items())
-            seen = now
+            fresh = seen is not None and any(seen.get(name) != version for name, version in now.items())
+            if seen is not None:
+                seen = now
             # A new or changed file is looked at again after land's settle time, not a whole
             # poll later: the second look is what a file must pass, so waiting longer only adds latency.
             await asyncio.sleep(min(settle, self.poke_interval) if fresh else self.poke_interval)
@@ -94,6 +122,7 @@ class InboxFileSensor(FileSensor):
         marker: str | None = None,
         spec_path: str | None = None,
         settle_seconds: float | None = None,
+        csv: bool = False,
         **kwargs: Any,
     ) -> None:
         """Wait for files matching ``pattern`` in ``folder``.
@@ -103,8 +132,10 @@ class InboxFileSensor(FileSensor):
             pattern: The spec's ``source.pattern``.
             marker: The spec's ``detect.marker``.
             spec_path: The pipeline's spec, whose storage is checked too: batches a failed run
-                stranded there end the wait at once, so the run finishes them.
+                stranded there end the wait at once, so the run finishes them; the archived
+                files it watches and the refusals already reported come from there too.
             settle_seconds: The spec's ``detect.settle_seconds`` (see :class:`InboxTrigger`).
+            csv: Batches are CSV (``source.format``).
             **kwargs: FileSensor's.
         """
         super().__init__(filepath=f"{folder.rstrip('/')}/{pattern}", **kwargs)
@@ -113,22 +144,39 @@ class InboxFileSensor(FileSensor):
         self.marker = marker
         self.spec_path = spec_path
         self.settle_seconds = settle_seconds
+        self.csv = csv
+        self._watched: dict[str, str] = {}
+        self._known_hidden: list[str] = []
 
     def poke(self, context: Any) -> bool:
-        """Whether the landing folder holds a file ``land`` would consider, or a batch is stranded."""
+        """Whether ``land`` has something to do in the landing folder, or a batch is stranded."""
         # Imported here: the DAG file builds this sensor on every parse, and only a run lists.
-        from sluice.services.landing import ready_names
+        from sluice.services.landing import wake_reasons
 
-        names = ready_names(Path(self.folder), self.pattern, self.marker)
-        if names:
-            self.log.info("found %d file(s) to land, first %r", len(names), names[0])
-            return True
+        store = None
         if self.spec_path:
             from sluice.airflow.connections import open_pipeline_store
             from sluice.spec.loader import load_spec
+            from sluice.steps.ingest import archive_watch, known_hidden
+
+            store = open_pipeline_store(load_spec(self.spec_path))
+            self._watched = {path: str(w["version"]) for path, w in archive_watch(store).items()}
+            self._known_hidden = known_hidden(store)
+        reasons, _ = wake_reasons(
+            Path(self.folder),
+            self.pattern,
+            self.marker,
+            csv=self.csv,
+            watched=self._watched,
+            known_hidden=self._known_hidden,
+        )
+        if reasons:
+            self.log.info("%d thing(s) for land, first: %s", len(reasons), reasons[0])
+            return True
+        if store is not None:
             from sluice.steps.ingest import unfinished_batches
 
-            stranded = unfinished_batches(open_pipeline_store(load_spec(self.spec_path)))
+            stranded = unfinished_batches(store)
             if stranded:
                 self.log.info("finishing %d batch(es) a failed run left behind: %s", len(stranded), stranded)
                 return True
@@ -141,6 +189,17 @@ class InboxFileSensor(FileSensor):
         elif not self.poke(context=context):
             self.defer(
                 timeout=datetime.timedelta(seconds=self.timeout),
-                trigger=InboxTrigger(self.folder, self.pattern, self.marker, self.poke_interval, self.settle_seconds),
+                trigger=InboxTrigger(
+                    self.folder,
+                    self.pattern,
+                    self.marker,
+                    self.poke_interval,
+                    self.settle_seconds,
+                    csv=self.csv,
+                    # The newest ones: the trigger's arguments are stored with the task; land
+                    # checks every watched archive whenever it runs.
+                    watched=dict(list(self._watched.items())[-WATCHED_IN_TRIGGER:]),
+                    known_hidden=self._known_hidden,
+                ),
                 method_name="execute_complete",
             )

@@ -57,11 +57,14 @@ def _pull(context: dict[str, Any], task: TaskId, record: type[R]) -> R:
     return decode(record, value)
 
 
-def inbox_for(landing: dict[str, Any], settle_seconds: float = 0.0, marker: str | None = None) -> Inbox:
+def inbox_for(
+    landing: dict[str, Any], settle_seconds: float = 0.0, marker: str | None = None, csv: bool = False
+) -> Inbox:
     """The landing zone a ``land`` task reads, from the plan's landing settings.
 
     For S3 the boto3 client comes from the amazon provider's hook, so endpoint, keys and
-    region are whatever the Airflow connection says.
+    region are whatever the Airflow connection says. ``csv``: batches are CSV (a local file
+    whose last line has no line end is held).
     """
     if landing["source"] == "s3":
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -69,21 +72,26 @@ def inbox_for(landing: dict[str, Any], settle_seconds: float = 0.0, marker: str 
         client = S3Hook(aws_conn_id=landing["conn_id"]).get_conn()
         return S3Inbox(client, landing["bucket"], landing["prefix"], landing["pattern"], marker=marker)
     glob = Path(landing["glob"])
-    return LocalInbox(glob.parent, glob.name, settle_seconds=settle_seconds, marker=marker)
+    return LocalInbox(glob.parent, glob.name, settle_seconds=settle_seconds, marker=marker, csv=csv)
 
 
 def land(spec_path: str, landing: dict[str, Any], **context: Any) -> dict[str, Any]:
     """Land new complete files (see :func:`sluice.steps.ingest.land_new_files`)."""
     from sluice.services.landing import printable
-    from sluice.steps.ingest import land_new_files
+    from sluice.steps.ingest import land_new_files, rejected_duplicate_message
 
     loaded, store = _open(spec_path)
     for stale in store.clean_stale():
         log.info("removed a temporary left by a killed writer: %s", stale)
-    detect = loaded.spec.source.detect
-    result = land_new_files(inbox_for(landing, detect.settle_seconds, detect.marker), store, context["run_id"])
+    source = loaded.spec.source
+    detect = source.detect
+    inbox = inbox_for(landing, detect.settle_seconds, detect.marker, csv=source.format == "csv")
+    result = land_new_files(inbox, store, context["run_id"])
     for name, batch_id in result.duplicates.items():
-        log.info("%s has the content of batch %s, already landed: nothing to do", printable(name), batch_id)
+        if name in result.rejected_again:
+            log.warning(rejected_duplicate_message(name, store.batch_record(batch_id), spec_path))
+        else:
+            log.info("%s has the content of batch %s, already landed: nothing to do", printable(name), batch_id)
     log.info("landed %d new batch(es): %s", len(result.new), result.new)
     return encode(result)
 

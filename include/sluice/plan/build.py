@@ -154,7 +154,15 @@ def _wait_step(loaded: LoadedSpec) -> Step:
             # Where the pipeline's batches are, so a batch stranded by a failed run
             # (landed but not validated, or accepted but not announced) wakes the
             # next run by itself instead of waiting for an unrelated new file.
-            **({} if spec.source.is_s3 else {"check_stranded": True, "settle_seconds": detect.settle_seconds}),
+            **(
+                {}
+                if spec.source.is_s3
+                else {
+                    "check_stranded": True,
+                    "settle_seconds": detect.settle_seconds,
+                    "csv": spec.source.format == "csv",
+                }
+            ),
         },
     )
 

@@ -25,6 +25,11 @@ class BatchRecord(BaseModel):
     Written by ``land`` (lineage, ``landed``), then updated by ``validate`` (the outcome),
     ``confirm_published`` (announced) and ``compute_drift`` (monitored). Unknown fields are
     refused, so a misspelt update fails where it is made.
+
+    ``archived_to`` / ``archived_version`` say where the landing file was archived and its
+    ``<size>:<mtime_ns>`` then; ``superseded_by`` names the batch that landed the complete
+    content after the archived file changed (its writer had paused): a superseded batch is
+    no longer used for training.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -46,3 +51,6 @@ class BatchRecord(BaseModel):
     published_by_run: str | None = None
     monitored_by: str | None = None
     drift_share: float | None = None
+    archived_to: str = ""
+    archived_version: str = ""
+    superseded_by: str | None = None

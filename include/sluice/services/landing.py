@@ -32,6 +32,13 @@ REJECTED = "_rejected"
 NAME_MAX = 255
 #: Name endings of files still being written by common tools (never landed, never wake the sensor).
 TEMPORARY_SUFFIXES = (".tmp", ".temp", ".part", ".partial", ".crdownload", ".download", ".filepart", ".swp", "~")
+#: Why a CSV whose last byte is not a line end is held (the writer may have paused mid-line).
+CUT_LINE = "its last line has no line end (cut mid-write?): held until the writer finishes the line"
+#: How long a dot-named file must be left untouched, with no writer, before it is reported as refused
+#: (a producer writing ``.x.csv`` then renaming it to ``x.csv`` renames well within this).
+HIDDEN_GRACE_SECONDS = 60.0
+#: Why a dot-named file that matches the pattern is refused (it is never landed under that name).
+HIDDEN = "a hidden name (starts with '.'): never landed; rename it without the leading dot to land it"
 
 
 def is_temporary(name: str) -> bool:
@@ -90,6 +97,11 @@ class Scan:
         unsettled: Matching files whose size or mtime changed during the settle time.
         waiting_for_marker: Matching files whose completion marker is not there yet.
         refused: ``{name: why}`` for matching folders and symlinks (moved to ``_rejected/``).
+        held: ``{name: why}`` for settled files that still look unfinished: open for writing
+            by a process, or a CSV whose last line has no line end. Left for the next run.
+        hidden: ``{name: version}`` of settled dot-named files that would match the pattern
+            without their leading dot (never landed; reported so a producer that forgot to
+            rename hears of it). Never moved: a producer may still rename it.
     """
 
     ready: list[InboxFile] = field(default_factory=list)
@@ -97,6 +109,8 @@ class Scan:
     unsettled: list[str] = field(default_factory=list)
     waiting_for_marker: list[str] = field(default_factory=list)
     refused: dict[str, str] = field(default_factory=dict)
+    held: dict[str, str] = field(default_factory=dict)
+    hidden: dict[str, str] = field(default_factory=dict)
 
 
 def marker_for(marker: str, name: str) -> str:
@@ -143,6 +157,8 @@ def select(entries: Iterable[Entry], pattern: str, marker: str | None) -> tuple[
             continue
         if is_temporary(e.name):
             scan.ignored.append(e.name)
+            if e.kind == "file" and e.name.startswith(".") and match.match(e.name.lstrip(".")):
+                scan.hidden[e.name] = e.version
             continue
         if not match.match(e.name):
             continue
@@ -172,6 +188,76 @@ def _marked(entry: Entry, marker: str, by_name: dict[str, Entry], folder_marker:
     return folder_marker is not None and entry.mtime <= folder_marker.mtime
 
 
+def open_for_writing(paths: Iterable[str]) -> dict[str, int]:
+    """``{path: pid}`` for each of ``paths`` some process holds open for writing (Linux ``/proc``).
+
+    Reads ``/proc/<pid>/fd`` of every process this one may look into (all of them as root,
+    else those of the same user), as ``lsof`` and ``fuser`` do: a few milliseconds for a
+    couple of hundred processes. A writer it cannot see (another user's process without
+    root, another PID namespace or container, another host over NFS) is not found; the
+    settle time, the cut-line check and the watch on archived files cover those.
+    """
+    wanted = {os.path.realpath(p): p for p in paths}
+    found: dict[str, int] = {}
+    if not wanted:
+        return found
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:  # no /proc (not Linux): nothing to see
+        return found
+    for pid in pids:
+        fd_dir = f"/proc/{pid}/fd"
+        try:
+            fds = os.listdir(fd_dir)
+        except OSError:  # exited, or not ours to look into
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"{fd_dir}/{fd}")
+            except OSError:
+                continue
+            if target in wanted and _writes(pid, fd):
+                found[wanted[target]] = int(pid)
+    return found
+
+
+def _writes(pid: str, fd: str) -> bool:
+    """Whether descriptor ``fd`` of ``pid`` was opened for writing (``flags:`` of its fdinfo)."""
+    try:
+        with open(f"/proc/{pid}/fdinfo/{fd}") as fh:
+            for line in fh:
+                if line.startswith("flags:"):
+                    return int(line.split()[1], 8) & os.O_ACCMODE in (os.O_WRONLY, os.O_RDWR)
+    except (OSError, ValueError, IndexError):
+        pass
+    return False
+
+
+def last_line_cut(path: str) -> bool:
+    """Whether a non-empty text file does not end with a line end (its writer may have paused mid-line)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            if fh.tell() == 0:
+                return False
+            fh.seek(-1, os.SEEK_END)
+            return fh.read(1) not in (b"\n", b"\r")
+    except OSError:
+        return False
+
+
+def held_back(paths: Iterable[str], csv: bool) -> dict[str, str]:
+    """``{path: why}`` for the files that still look unfinished: open for writing, or a CSV cut mid-line."""
+    listed = list(paths)
+    held = {
+        p: f"open for writing by process {pid}: held until it closes the file"
+        for p, pid in open_for_writing(listed).items()
+    }
+    if csv:
+        held |= {p: CUT_LINE for p in listed if p not in held and last_line_cut(p)}
+    return held
+
+
 def local_entries(folder: Path) -> list[Entry]:
     """Every name directly in ``folder`` with its kind, size and mtime; symlinks are not followed."""
     found = []
@@ -196,13 +282,84 @@ def local_entries(folder: Path) -> list[Entry]:
     return found
 
 
+def _version(path: str) -> str | None:
+    """``<size>:<mtime_ns>`` of a regular file (not followed through a symlink), or None if it is not one."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return f"{st.st_size}:{st.st_mtime_ns}" if stat.S_ISREG(st.st_mode) else None
+
+
 def ready_names(folder: Path, pattern: str, marker: str | None = None) -> list[str]:
     """Names of files the next ``land`` would consider (no settle wait): what the sensor waits for."""
     return [e.name for e in select(local_entries(folder), pattern, marker)[0]]
 
 
+def wake_reasons(
+    folder: Path,
+    pattern: str,
+    marker: str | None,
+    *,
+    csv: bool = False,
+    watched: dict[str, str] | None = None,
+    known_hidden: Iterable[str] = (),
+    previous: dict[str, str] | None = None,
+) -> tuple[list[str], dict[str, str]]:
+    """One look at a local landing folder: what ``land`` would act on now, and what is there.
+
+    The sensor wakes the ingest run for any of these: a candidate file (not open for
+    writing, a CSV not cut mid-line), an input ``land`` refuses (a matching folder or
+    symlink, or a dot-named file left alone for :data:`HIDDEN_GRACE_SECONDS` that is not
+    in ``known_hidden``) so that it is reported within one poll, and an archived file
+    that changed since it was landed (``watched``).
+
+    Args:
+        folder: The landing folder.
+        pattern: File-name glob of batch files.
+        marker: ``detect.marker`` of the spec, or None.
+        csv: Batches are CSV (a cut last line holds a file).
+        watched: ``{archived path: version when archived}``.
+        known_hidden: ``"<name>/<version>"`` of dot-named files already reported.
+        previous: The versions the previous look returned: a file or archive counts only
+            if it has the same version now (it settled between the looks); None: one look.
+
+    Returns:
+        One reason per thing to act on (empty: keep waiting), and ``{name or path: version}``
+        of the candidates and changed archives seen, for the next look's ``previous``.
+    """
+    listed = local_entries(folder)
+    candidates, scan = select(listed, pattern, marker)
+    versions = {e.name: e.version for e in candidates}
+    paths = {e.name: str(folder / e.name) for e in candidates}
+    for path, version in (watched or {}).items():
+        now = _version(path)
+        if now is not None and now != version:
+            versions[path] = now
+            paths[path] = path
+    settled = [k for k, v in versions.items() if previous is None or previous.get(k) == v]
+    held = held_back([paths[k] for k in settled], csv)
+    reasons = [f"{printable(k)} is ready to land" for k in settled if paths[k] not in held]
+    reasons += [f"{printable(n)} is refused: {why}" for n, why in scan.refused.items()]
+    known = set(known_hidden)
+    entries = {e.name: e for e in listed}
+    for name, version in scan.hidden.items():
+        entry = entries.get(name)
+        aged = entry is not None and time.time() - entry.mtime >= HIDDEN_GRACE_SECONDS
+        if (
+            aged
+            and f"{name}/{version}" not in known
+            and str(folder / name) not in open_for_writing([str(folder / name)])
+        ):
+            reasons.append(f"{printable(name)} is refused: {HIDDEN}")
+    return reasons, versions
+
+
 class Inbox(Protocol):
     """A landing zone the ingest step reads from."""
+
+    #: Whether archived files can change in place and are watched (:meth:`changed_archives`).
+    watches_archives: bool
 
     def scan(self) -> Scan:
         """Look for complete files (waiting the settle time where the store needs it)."""
@@ -222,6 +379,10 @@ class Inbox(Protocol):
         Returns None, leaving the file in place for the next run, when its content
         changed since it was listed.
         """
+        ...
+
+    def changed_archives(self, watched: dict[str, str]) -> tuple[list[InboxFile], dict[str, str]]:
+        """Archived files changed since archived (``{path: version}``) and complete now; and those held."""
         ...
 
 
@@ -285,6 +446,9 @@ def _aside_name(name: str) -> str:
 class LocalInbox:
     """A folder on the local filesystem."""
 
+    #: Archived files can change in place (a writer that still holds one open): watch them.
+    watches_archives = True
+
     def __init__(
         self,
         folder: Path,
@@ -292,6 +456,7 @@ class LocalInbox:
         settle_seconds: float = 0.0,
         marker: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        csv: bool = False,
     ) -> None:
         """Files matching ``pattern`` in ``folder``.
 
@@ -302,12 +467,14 @@ class LocalInbox:
                 size and mtime are the same in both (0: one look).
             marker: ``detect.marker`` (``{name}.done`` per file, or a folder marker like ``_SUCCESS``).
             sleep: How to wait the settle time (a seam for tests that write during it).
+            csv: Batches are CSV: one whose last line has no line end is held (see :func:`held_back`).
         """
         self.folder = Path(folder)
         self.pattern = pattern
         self.settle_seconds = settle_seconds
         self.marker = marker
         self._sleep = sleep
+        self.csv = csv
 
     def _look(self) -> tuple[list[Entry], Scan]:
         return select(local_entries(self.folder), self.pattern, self.marker)
@@ -319,16 +486,62 @@ class LocalInbox:
         its target), so they are reported once and never looked at again.
         """
         first, scan = self._look()
-        if self.settle_seconds > 0 and first:
+        now = time.time()
+        hidden = {
+            e.name: e
+            for e in local_entries(self.folder)
+            if e.name in scan.hidden and now - e.mtime >= HIDDEN_GRACE_SECONDS
+        }
+        if self.settle_seconds > 0 and (first or hidden):
             self._sleep(self.settle_seconds)
-            second = {e.name: e for e in self._look()[0]}
+            again, later = self._look()
+            second = {e.name: e for e in again}
             stable = [e for e in first if (s := second.get(e.name)) is not None and s.version == e.version]
             scan.unsettled = [e.name for e in first if e not in stable and e.name in second]
             first = stable
+            hidden = {n: e for n, e in hidden.items() if later.hidden.get(n) == e.version}
+        held = held_back([str(self.folder / n) for n in [*(e.name for e in first), *hidden]], self.csv)
+        scan.held = {e.name: held[p] for e in first if (p := str(self.folder / e.name)) in held}
+        scan.hidden = {
+            n: e.version
+            for n, e in hidden.items()
+            if str(self.folder / n) not in held or held[str(self.folder / n)] == CUT_LINE
+        }
         for name in scan.refused:
             self._move_aside(name)
-        scan.ready = [InboxFile(e.name, str(self.folder / e.name), e.size, e.version, e.mtime) for e in first]
+        scan.ready = [
+            InboxFile(e.name, str(self.folder / e.name), e.size, e.version, e.mtime)
+            for e in first
+            if e.name not in scan.held
+        ]
         return scan
+
+    def changed_archives(self, watched: dict[str, str]) -> tuple[list[InboxFile], dict[str, str]]:
+        """Archived files whose content changed since they were archived, and complete now.
+
+        A writer that paused longer than the settle time had its first part landed and
+        the file archived; if it then finished the file inside ``_processed/``, the rest
+        would never be read. Each such file is checked as a new one is (same size and mtime
+        across the settle time, no open writer, no cut last line).
+
+        Args:
+            watched: ``{archived path: version when archived}``.
+
+        Returns:
+            The changed, complete files (``name`` is the archived file's name), and
+            ``{path: why}`` for changed ones still held back.
+        """
+        changed = {p: v for p, v in ((p, _version(p)) for p in watched) if v is not None and v != watched[p]}
+        if changed and self.settle_seconds > 0:
+            self._sleep(self.settle_seconds)
+            changed = {p: v for p, v in changed.items() if _version(p) == v}
+        held = held_back(list(changed), self.csv)
+        ready = []
+        for path, version in changed.items():
+            if path not in held:
+                st = os.lstat(path)
+                ready.append(InboxFile(Path(path).name, path, st.st_size, version, st.st_mtime))
+        return ready, held
 
     def waiting(self) -> list[InboxFile]:
         """Complete files matching the pattern, by name (see :meth:`scan`)."""
@@ -379,6 +592,9 @@ class S3Inbox:
     handled as in a local folder; the ETag stands for the content.
     """
 
+    #: An archived object never changes in place: nothing to watch.
+    watches_archives = False
+
     def __init__(self, client: Any, bucket: str, prefix: str, pattern: str, marker: str | None = None) -> None:
         """Objects matching ``pattern`` directly under ``s3://bucket/prefix/``.
 
@@ -421,6 +637,10 @@ class S3Inbox:
     def waiting(self) -> list[InboxFile]:
         """Objects matching the pattern directly under the prefix, by key (see :meth:`scan`)."""
         return self.scan().ready
+
+    def changed_archives(self, watched: dict[str, str]) -> tuple[list[InboxFile], dict[str, str]]:
+        """Nothing: an S3 object is never changed in place by a writer (an upload appears whole)."""
+        return [], {}
 
     def fetch(self, item: InboxFile, target: Path) -> None:
         """Download the object, refusing any other content than the one listed (``IfMatch``)."""

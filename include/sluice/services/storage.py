@@ -25,6 +25,8 @@ Layout under ``<storage.root>/<pipeline>/``::
     runs/<airflow run id>/...            per train run: trigger.json, holdout, decision record
     monitor/<airflow run id>/            per monitor run: report.html (Evidently), drift.json
     deploy/current.json                  what is served where (local target)
+    landing/archived.json                archived landing files still watched for changes
+    landing/refused.json                 inputs refused (folders, symlinks, hidden names), once each
 
 Guarantees every backend keeps:
 
@@ -286,6 +288,11 @@ class PipelineStore:
         return join("monitor", safe_name(run_id), name)
 
     @staticmethod
+    def landing_key(name: str = "") -> str:
+        """Key of the landing bookkeeping (archived files watched, inputs refused)."""
+        return join("landing", name)
+
+    @staticmethod
     def deploy_key(name: str = "") -> str:
         """Key of the deploy records' folder, or of ``name`` inside it."""
         return join("deploy", name)
@@ -433,7 +440,9 @@ class PipelineStore:
     def accepted_batches(self) -> list[BatchRecord]:
         """Records of batches whose rows may be used for training, oldest first."""
         records = [self.batch_record(b) for b in self.batch_ids()]
-        return [r for r in records if r.status == BatchStatus.ACCEPTED]
+        # A superseded batch is a first part whose file was finished after landing: the
+        # batch that superseded it holds all of its rows again.
+        return [r for r in records if r.status == BatchStatus.ACCEPTED and not r.superseded_by]
 
 
 def encode_json(data: Any) -> bytes:

@@ -281,6 +281,22 @@ class Validation(StrictModel):
             "(needs source.columns; about 0.5 GB per million rows of 20 columns)."
         ),
     )
+    max_cell_bytes: int = Field(
+        1_048_576,
+        ge=1,
+        description=(
+            "Largest text cell (UTF-8 bytes). A row with a larger one fails check 'size:<column>' and is "
+            "quarantined (with on_failure: fail, the batch is rejected), whatever on_failure says otherwise."
+        ),
+    )
+    max_row_bytes: int = Field(
+        4_194_304,
+        ge=1,
+        description=(
+            "Largest row: its text cells' UTF-8 bytes plus 8 per other cell. A larger row fails check "
+            "'size:row' and is quarantined like an oversized cell."
+        ),
+    )
 
 
 class SparkInput(StrictModel):

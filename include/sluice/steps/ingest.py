@@ -6,15 +6,37 @@ import logging
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from sluice.services import faults
-from sluice.services.landing import PROCESSED, Inbox, InboxFile, LocalInbox, Scan, printable
+from sluice.services.landing import HIDDEN, PROCESSED, Inbox, InboxFile, LocalInbox, Scan, printable
 from sluice.services.storage import BATCH_RECORD, PipelineStore, encode_json, sha256_file
 from sluice.steps.records import BatchRecord, BatchStatus, LandResult
 
-__all__ = ["PROCESSED", "LandResult", "batch_id_for", "land_new_files", "pending_batches", "unfinished_batches"]
+__all__ = [
+    "PROCESSED",
+    "LandResult",
+    "archive_watch",
+    "batch_id_for",
+    "known_hidden",
+    "land_new_files",
+    "pending_batches",
+    "refused_inputs",
+    "rejected_duplicate_message",
+    "revalidate",
+    "unfinished_batches",
+]
 
 log = logging.getLogger(__name__)
+
+#: Archived landing files still watched for changes (``{path: {batch, version, at}}``).
+WATCHED = "archived.json"
+#: Inputs refused, newest last (``[{name, why, version, at, run}]``).
+REFUSED = "refused.json"
+#: How long an archived landing file is watched for a writer that finishes it late.
+WATCH_SECONDS = 7 * 24 * 3600.0
+#: Refused inputs kept in ``refused.json`` (the oldest are dropped beyond this).
+REFUSED_KEPT = 200
 
 
 class _ContentChanged(Exception):
@@ -62,12 +84,16 @@ def land_new_files(inbox: Inbox | str, store: PipelineStore, run_id: str) -> Lan
         ignored=scan.ignored,
         unsettled=scan.unsettled,
         waiting_for_marker=scan.waiting_for_marker,
-        refused=scan.refused,
+        refused=dict(scan.refused),
+        held=scan.held,
     )
     _log_scan(scan)
-    if scan.ready:
+    watch = archive_watch(store)
+    changed = _changed_archives(inbox, watch)
+    if scan.ready or changed or scan.refused or scan.hidden:
         store.check_writable()  # one clear error before the first write, files left in landing
-    names = _names_in_use(store) if scan.ready else {}
+    _record_refused(store, scan, result, run_id)
+    names = _names_in_use(store) if scan.ready or changed else {}
     for item in scan.ready:
         try:
             batch_id = _land_one(inbox, item, store, run_id, names, result)
@@ -75,12 +101,135 @@ def land_new_files(inbox: Inbox | str, store: PipelineStore, run_id: str) -> Lan
             log.warning("%s changed while it was being landed: left for the next run", printable(item.name))
             result.changed.append(item.name)
             continue
-        if inbox.archive(item, batch_id) is None:
+        archived = inbox.archive(item, batch_id)
+        if archived is None:
             log.warning("%s changed after it was hashed: not archived, left for the next run", printable(item.name))
             result.changed.append(item.name)
-        else:
-            result.archived.append(item.name)
+            continue
+        result.archived.append(item.name)
+        if inbox.watches_archives:
+            _watch(store, watch, item, batch_id, archived)
+    for item in changed:
+        _land_changed_archive(inbox, item, store, run_id, names, result, watch)
+    result.rejected_again.update(
+        {n: b for n, b in result.duplicates.items() if store.batch_record(b).status == BatchStatus.REJECTED}
+    )
+    _save_watch(store, watch)
     return result
+
+
+def _watch(store: PipelineStore, watch: dict[str, dict[str, Any]], item: InboxFile, batch_id: str, to: str) -> None:
+    """Watch the archived file for a late writer; its batch records where it went (first archive only)."""
+    watch[to] = {"batch": batch_id, "version": item.version, "at": time.time()}
+    if not store.batch_record(batch_id).archived_to:
+        store.update_batch_record(batch_id, archived_to=to, archived_version=item.version)
+
+
+def _changed_archives(inbox: Inbox, watch: dict[str, dict[str, Any]]) -> list[InboxFile]:
+    """Watched archived files that changed and are complete now; those still held are logged."""
+    changed, held = inbox.changed_archives({p: w["version"] for p, w in watch.items()})
+    for path, why in held.items():
+        log.info("archived %s changed after it was landed but is %s", printable(path), why)
+    return changed
+
+
+def _land_changed_archive(
+    inbox: Inbox,
+    item: InboxFile,
+    store: PipelineStore,
+    run_id: str,
+    names: dict[str, list[str]],
+    result: LandResult,
+    watch: dict[str, dict[str, Any]],
+) -> None:
+    """Land the complete content of an archived file that changed after it was landed.
+
+    The earlier batch (the part that was there when it landed) is marked ``superseded_by``
+    the new one, which lands under the same source file name (so ``replaces_name_of``
+    names the earlier batch): training reads the complete rows once.
+    """
+    earlier = str(watch[item.location]["batch"])
+    name = store.batch_record(earlier).source_file or item.name
+    source = InboxFile(name, item.location, item.size, item.version, item.mtime)
+    fresh = LandResult()
+    try:
+        batch_id = _land_one(inbox, source, store, run_id, names, fresh)
+    except _ContentChanged:
+        log.warning("archived %s changed again while it was being landed: left for the next run", item.location)
+        return
+    watch[item.location] = {"batch": batch_id, "version": item.version, "at": time.time()}
+    if not fresh.new:  # same content as a batch already landed (e.g. only its mtime changed)
+        return
+    result.new.extend(fresh.new)
+    result.replaced_names.update(fresh.replaced_names)
+    result.changed_after_landing[batch_id] = earlier
+    store.update_batch_record(batch_id, archived_to=item.location, archived_version=item.version)
+    store.update_batch_record(earlier, superseded_by=batch_id)
+    log.warning(
+        "%s changed after it was landed as batch %s and archived (its writer had paused longer than the settle "
+        "time): its complete content (%d bytes) lands as batch %s, which supersedes %s",
+        item.location,
+        earlier,
+        item.size,
+        batch_id,
+        earlier,
+    )
+
+
+def archive_watch(store: PipelineStore) -> dict[str, dict[str, Any]]:
+    """``{archived path: {batch, version, at}}`` of archived local files still watched for changes."""
+    watched = store.read_json_or_none(store.landing_key(WATCHED)) or {}
+    now = time.time()
+    return {p: w for p, w in watched.items() if now - float(w.get("at", 0)) < WATCH_SECONDS}
+
+
+def _save_watch(store: PipelineStore, watch: dict[str, dict[str, Any]]) -> None:
+    before = store.read_json_or_none(store.landing_key(WATCHED)) or {}
+    if watch != before:
+        store.write_json(store.landing_key(WATCHED), watch)
+
+
+def refused_inputs(store: PipelineStore) -> list[dict[str, Any]]:
+    """Inputs refused so far, oldest first: ``{name, why, version, at, run}`` each."""
+    return list(store.read_json_or_none(store.landing_key(REFUSED)) or [])
+
+
+def known_hidden(store: PipelineStore) -> list[str]:
+    """``"<name>/<version>"`` of the dot-named files already reported (each is reported once)."""
+    return [f"{r['name']}/{r.get('version', '')}" for r in refused_inputs(store) if r.get("why") == HIDDEN]
+
+
+def _record_refused(store: PipelineStore, scan: Scan, result: LandResult, run_id: str) -> None:
+    """Add the inputs refused for the first time to ``refused.json`` (and to ``result.refused``).
+
+    Folders and symlinks are moved aside as they are refused, so each is seen once; a
+    dot-named file stays where it is and is reported once per content (name and version).
+    """
+    known = refused_inputs(store)
+    seen = set(known_hidden(store))
+    for name, version in scan.hidden.items():
+        if f"{name}/{version}" not in seen:
+            result.refused[name] = HIDDEN
+            log.warning("%s is %s", printable(name), HIDDEN)
+    if not result.refused:
+        return
+    now = time.time()
+    added = [
+        {"name": n, "why": why, "version": scan.hidden.get(n, ""), "at": now, "run": run_id}
+        for n, why in result.refused.items()
+    ]
+    store.write_json(store.landing_key(REFUSED), (known + added)[-REFUSED_KEPT:])
+
+
+def rejected_duplicate_message(name: str, record: BatchRecord, spec_path: str = "<spec>") -> str:
+    """What to say when a file's content is that of a rejected batch: it was rejected, why, and how to re-submit."""
+    return (
+        f"{printable(name)} has the content of batch {record.batch_id}, which was rejected: {record.reason}. "
+        "The same content is never landed twice, so it was not validated again. To re-submit: fix the data "
+        "and drop the corrected file (new content lands as a new batch); or, if the data was right and the "
+        f"spec was wrong, fix the spec and run `sluice revalidate {spec_path} {record.batch_id}` (the next "
+        "ingest run validates that batch again)."
+    )
 
 
 def _log_scan(scan: Scan) -> None:
@@ -94,6 +243,8 @@ def _log_scan(scan: Scan) -> None:
         log.info("%s has no completion marker yet: left for the next run", printable(name))
     for name, why in scan.refused.items():
         log.warning("%s is %s: moved to _rejected/, not landed", printable(name), why)
+    for name, why in scan.held.items():
+        log.info("%s is %s: left for the next run", printable(name), why)
 
 
 def _land_one(
@@ -147,6 +298,29 @@ def _land_one(
         return batch_id
     finally:
         copy.unlink(missing_ok=True)
+
+
+#: What validation writes beside a batch's raw copy (removed before it is validated again).
+VALIDATION_OUTPUTS = ("validation.json", "gx_result.json", "clean.parquet", "quarantine.parquet")
+
+
+def revalidate(store: PipelineStore, batch_id: str) -> BatchRecord:
+    """Put a rejected batch back to ``landed``, so the next ingest run validates it again.
+
+    For content that was right when the spec was wrong (a declared type, a bound): the same
+    content never lands twice, so dropping the file again would do nothing.
+
+    Raises:
+        ValueError: No such batch, or it was not rejected.
+    """
+    if not store.has_batch(batch_id):
+        raise ValueError(f"no batch {batch_id} in {store.describe()}")
+    record = store.batch_record(batch_id)
+    if record.status != BatchStatus.REJECTED:
+        raise ValueError(f"batch {batch_id} is {record.status}, not rejected: nothing to validate again")
+    for name in VALIDATION_OUTPUTS:
+        store.remove(store.batch_key(batch_id, name))
+    return store.update_batch_record(batch_id, status=BatchStatus.LANDED, reason="", rows=0, quarantined=0)
 
 
 def pending_batches(store: PipelineStore) -> list[str]:

@@ -135,8 +135,16 @@ class LandResult(Record):
         unsettled: Files still being written (size or mtime changed during the settle time).
         waiting_for_marker: Files whose completion marker is not there yet.
         changed: Files whose content changed while being landed: left for the next run.
-        refused: ``{name: why}``: matching folders and symlinks, moved to ``_rejected/``.
+        refused: ``{name: why}``: inputs refused for the first time by this pass: matching
+            folders and symlinks (moved to ``_rejected/``) and dot-named files that match
+            without their dot (left in place). Each input is in one pass's ``refused`` only.
         replaced_names: ``{new batch id: [earlier batch ids]}`` for a name reused with new content.
+        held: ``{name: why}``: settled files that still look unfinished (open for writing, or
+            a CSV whose last line is cut): left for the next run.
+        changed_after_landing: ``{new batch id: earlier batch id}``: an archived file that
+            changed after it was landed (its writer had paused): its complete content landed
+            as the new batch, which supersedes the earlier one.
+        rejected_again: ``{file name: batch id}``: duplicates whose batch had been rejected.
     """
 
     new: list[str] = Field(default_factory=list)
@@ -148,6 +156,13 @@ class LandResult(Record):
     changed: list[str] = Field(default_factory=list)
     refused: dict[str, str] = Field(default_factory=dict)
     replaced_names: dict[str, list[str]] = Field(default_factory=dict)
+    held: dict[str, str] = Field(default_factory=dict)
+    changed_after_landing: dict[str, str] = Field(default_factory=dict)
+    rejected_again: dict[str, str] = Field(default_factory=dict)
+
+    def news(self) -> bool:
+        """Whether this pass found something a person should hear of (refused inputs, changed archives)."""
+        return bool(self.refused or self.changed_after_landing)
 
 
 class BatchOutcome(Record):

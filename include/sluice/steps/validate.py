@@ -125,6 +125,35 @@ def _conform(
     return conformed.frame, conformed.bad_rows, schema, None
 
 
+def _oversized(raw: Any, max_cell: int, max_row: int) -> dict[str, list[Any]]:
+    """Rows (index labels) over the size bounds: ``size:<column>`` for a text cell, ``size:row`` for a row.
+
+    A row is measured as its text cells' UTF-8 bytes plus 8 per other cell. Character counts
+    are screened first (a cell of n characters has n to 4n bytes), so only long cells are encoded.
+    """
+    found: dict[str, list[Any]] = {}
+    row_bytes = None
+    for column in raw.columns:
+        values = raw[column]
+        if values.dtype != object and str(values.dtype) not in ("string", "str"):
+            size = values.notna().astype("int64") * 8
+        else:
+            chars = values.str.len().fillna(0).astype("int64")
+            size = chars.copy()
+            long = chars[chars * 4 > min(max_cell, max_row)].index
+            if len(long):
+                size.loc[long] = [len(str(v).encode("utf-8", "surrogatepass")) for v in values.loc[long]]
+            over = size[size > max_cell].index
+            if len(over):
+                found[f"size:{column}"] = list(over)
+        row_bytes = size if row_bytes is None else row_bytes + size
+    if row_bytes is not None:
+        over = row_bytes[row_bytes > max_row].index
+        if len(over):
+            found["size:row"] = list(over)
+    return found
+
+
 def _absent_checked_columns(raw: Any, df: Any, validation: Validation) -> str | None:
     """The reason to reject a batch that lacks a column a check reads, or None."""
     checked = [(e.type, str(getattr(e, "column", ""))) for e in validation.expectations if hasattr(e, "column")]
@@ -278,7 +307,11 @@ class _Run:
             self._add(i, result)
         for column, labels in bad_cells.items():
             self.type_failures.setdefault(f"type:{column}", []).extend(labels)
+        oversized = _oversized(raw, self.validation.max_cell_bytes, self.validation.max_row_bytes)
+        for name, labels in oversized.items():
+            self.type_failures.setdefault(name, []).extend(labels)
         failing = {i for c in results for i in c.unexpected_index} | {i for ls in bad_cells.values() for i in ls}
+        failing |= {i for ls in oversized.values() for i in ls}
         self.candidates.append(raw[raw.index.isin(list(failing))])
         return df
 
