@@ -1,0 +1,184 @@
+"""Learn a feature job's output columns for ``sluice lint``, without Spark.
+
+The job (``features.job``, a PySpark function of ``(spark, inputs)``) runs on a few rows
+generated from the declared batch schema (``source.columns``) and on the first rows of each
+reference input, on sqlframe over in-process DuckDB: the PySpark DataFrame API with no JVM.
+It runs in one child process for all the specs of a lint run: ``sqlframe.activate`` makes
+``pyspark.sql`` resolve to sqlframe in the process that calls it, which must never be one that
+also runs real PySpark (the CLI's own process, a test run).
+
+What it learns is only ever used to refuse a column the output surely lacks; whenever it
+cannot learn (no declared schema, a reference input not there yet, a construct the engine
+lacks, a job that fails on generated rows) lint says so in a warning and checks nothing.
+Only ``sluice lint`` and ``sluice plan`` run it; the DAG file never does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from sluice.spec.errors import SpecIssue
+from sluice.steps.feature_engine import ENGINE
+
+if TYPE_CHECKING:
+    from sluice.spec.loader import LoadedSpec
+
+#: A job that has not answered by then is stopped (one that loops, or waits on the network).
+TIMEOUT_SECONDS = 120.0
+#: What each run of the engine answered, by request (its job's bytes and inputs' sizes and times
+#: included): specs sharing a job and schema, and repeated lints in one process, run it once.
+_ANSWERS: dict[str, dict[str, Any]] = {}
+
+
+@dataclass(frozen=True)
+class Learned:
+    """What lint learnt of one spec's feature job.
+
+    Attributes:
+        columns: The job's output columns, or None when they could not be learnt.
+        warning: Why not (a warning at the spec's line), or None.
+    """
+
+    columns: tuple[str, ...] | None
+    warning: SpecIssue | None = None
+
+
+def _fingerprint(path: Path) -> list[Any]:
+    if path.is_file():
+        stat = path.stat()
+        return [stat.st_size, stat.st_mtime_ns]
+    return sorted([str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns] for p in path.rglob("*"))
+
+
+def _request(loaded: LoadedSpec) -> dict[str, Any] | SpecIssue | None:
+    """The engine's request for ``loaded``, a warning saying why there is none, or None (no schema)."""
+    columns = loaded.spec.source.columns
+    if columns is None:
+        return None  # the schema warning (sluice.spec.checks.schema_warnings) says what that leaves open
+    features = loaded.spec.features
+    inputs: dict[str, Any] = {}
+    for name, spec_input in features.inputs.items():
+        path = loaded.resolve(spec_input.uri)
+        if not path.exists():
+            return loaded.warning(
+                f"features.inputs.{name}",
+                f"training.target, split.by, features and drop are not checked against the feature job's "
+                f"output: input '{name}' ({spec_input.uri}) does not exist yet, and the job cannot run without it",
+                "create the input (the demo's producer writes data/reference) and lint again",
+            )
+        inputs[name] = {"path": str(path), "format": spec_input.format, "fingerprint": _fingerprint(path)}
+    job_file, _, function = features.job.partition(":")
+    path = loaded.resolve(job_file)
+    return {
+        "job": str(path),
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "function": function,
+        "columns": columns,
+        "inputs": inputs,
+    }
+
+
+def _key(request: dict[str, Any]) -> str:
+    return json.dumps(request, sort_keys=True)
+
+
+class FeatureProbe:
+    """The feature jobs of some specs, run at once in one child process (started on creation).
+
+    Create it before other slow checks and ask :meth:`learned` after them: the engine starts
+    (about 2 s) while they run.
+    """
+
+    def __init__(self, specs: Iterable[LoadedSpec], timeout: float = TIMEOUT_SECONDS) -> None:
+        self._timeout = timeout
+        self._requests: dict[Path, dict[str, Any] | SpecIssue | None] = {}
+        for loaded in specs:
+            try:
+                self._requests[loaded.path] = _request(loaded)
+            except OSError as exc:  # the job file vanished or cannot be read since it was loaded
+                self._requests[loaded.path] = loaded.warning(
+                    "features.job", f"feature job not run to learn its columns: {exc}", "check the file"
+                )
+        todo = {_key(r): r for r in self._requests.values() if isinstance(r, dict) and _key(r) not in _ANSWERS}
+        self._todo = list(todo.values())
+        self._process: subprocess.Popen[bytes] | None = None
+        self._out: IO[bytes] | None = None
+        self._err: IO[bytes] | None = None
+        if self._todo:
+            self._start()
+
+    def _start(self) -> None:
+        self._out, self._err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "sluice.steps.feature_engine"],
+            stdin=subprocess.PIPE,
+            stdout=self._out,
+            stderr=self._err,
+        )
+        assert self._process.stdin is not None
+        # The child reads all of it before anything else: this write never waits for long.
+        self._process.stdin.write(json.dumps(self._todo).encode())
+        self._process.stdin.close()
+
+    def _collect(self) -> None:
+        process, out, err = self._process, self._out, self._err
+        if process is None or out is None or err is None:
+            return
+        self._process = None
+        try:
+            process.wait(timeout=self._timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            failure = f"it did not finish within {self._timeout:g} s"
+        else:
+            out.seek(0)
+            try:
+                answers = json.loads(out.read() or b"null")
+            except ValueError:
+                answers = None
+            if isinstance(answers, list) and len(answers) == len(self._todo):
+                for request, answer in zip(self._todo, answers, strict=True):
+                    _ANSWERS[_key(request)] = answer
+                out.close()
+                err.close()
+                return
+            err.seek(0)
+            last = err.read().decode(errors="replace").strip().splitlines()[-1:]
+            failure = f"the engine process failed (exit {process.returncode}): {''.join(last) or 'no output'}"
+        out.close()
+        err.close()
+        for request in self._todo:
+            _ANSWERS[_key(request)] = {"error": failure}
+
+    def learned(self, loaded: LoadedSpec) -> Learned:
+        """What was learnt of ``loaded``'s feature job (waits for the engine the first time)."""
+        request = self._requests.get(loaded.path)
+        if request is None:
+            return Learned(None)
+        if isinstance(request, SpecIssue):
+            return Learned(None, request)
+        self._collect()
+        answer = _ANSWERS.get(_key(request), {"error": "not run"})
+        if "columns" in answer:
+            return Learned(tuple(answer["columns"]))
+        job_file = loaded.spec.features.job.partition(":")[0]
+        at = f" (at {job_file}:{answer['line']}: {answer['code']})" if answer.get("line") else ""
+        return Learned(
+            None,
+            loaded.warning(
+                "features.job",
+                f"training.target, split.by, features and drop are not checked against the feature job's output: "
+                f"the job could not run on {ENGINE} on generated rows: {answer['error']}{at}",
+                "if the job runs on Spark, nothing is wrong; a construct the engine lacks (RDDs, Python UDFs) "
+                "is the usual cause",
+            ),
+        )
