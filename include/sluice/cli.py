@@ -114,9 +114,8 @@ def _load_or_report(spec_path: str, deep: bool = False) -> LoadedSpec | None:
     except SpecError as exc:
         _report_spec_error(exc)
         return None
+    # What lint refuses, plan refuses too; what it only warns about is lint's to say.
     errors = [i for i in issues if i.severity == "error"]
-    for warning in (i for i in issues if i.severity == "warning"):
-        print(warning, file=sys.stderr)
     if errors:
         _report_spec_error(SpecError(errors))
         return None

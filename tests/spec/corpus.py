@@ -320,7 +320,10 @@ PLAIN_JOB = "tests/spec/jobs/delays.py:build_features"
 def _feature_case(name: str, old: str, new: str, fragment: str, needle: str) -> BadSpec:
     """A case only the feature job's output shows: the demo spec on :data:`PLAIN_JOB`, without inputs."""
     text = base_text()
-    inputs = "  inputs:\n    weather: {uri: data/reference/weather.parquet}\n    planes: {uri: data/reference/planes.parquet}\n"
+    inputs = (
+        "  inputs:\n    weather: {uri: data/reference/weather.parquet}\n"
+        "    planes: {uri: data/reference/planes.parquet}\n"
+    )
     for a, b in (("include/features/flights.py:build_features", PLAIN_JOB), (inputs, ""), (old, new)):
         assert text.count(a) == 1, a
         text = text.replace(a, b)
@@ -378,9 +381,7 @@ def lint_cases() -> list[BadSpec]:
         ),
         _edit("spark_cores_fraction", engine, conf.format("spark.executor.cores: 2.5"), "whole number", "conf:"),
         _edit("spark_timeout_words", engine, conf.format("spark.network.timeout: soon"), "120s", "conf:"),
-        _edit(
-            "spark_flag_maybe", engine, conf.format("spark.sql.adaptive.enabled: maybe"), "true or false", "conf:"
-        ),
+        _edit("spark_flag_maybe", engine, conf.format("spark.sql.adaptive.enabled: maybe"), "true or false", "conf:"),
         _feature_case(
             "feature_target_misspelt",
             "target: is_delayed",

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, WithJsonSchema, field_validator, model_validator
 
 from sluice.spec.base import StrictModel, rule
-from sluice.spec.spark_conf import as_text, conf_problem
 from sluice.spec.expectations import ROW_LEVEL_EXPECTATIONS as ROW_LEVEL_EXPECTATIONS
 from sluice.spec.expectations import Expectation
+from sluice.spec.spark_conf import as_text, conf_problem
 
 IDENTIFIER = r"^[a-z][a-z0-9_]{0,62}$"
 #: Seeds reach numpy, whose seeds are unsigned 32-bit.

@@ -30,6 +30,7 @@ DUCKDB_TYPES = {
     "date": "DATE",
 }
 
+
 def _literal(kind: str, row: int) -> str:
     return {
         "string": f"'s{row}'",

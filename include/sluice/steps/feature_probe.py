@@ -15,6 +15,7 @@ Only ``sluice lint`` and ``sluice plan`` run it; the DAG file never does.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import subprocess
@@ -110,13 +111,17 @@ class FeatureProbe:
         todo = {_key(r): r for r in self._requests.values() if isinstance(r, dict) and _key(r) not in _ANSWERS}
         self._todo = list(todo.values())
         self._process: subprocess.Popen[bytes] | None = None
-        self._out: IO[bytes] | None = None
-        self._err: IO[bytes] | None = None
+        # Files, not pipes, for the child's output: it never waits on a parent busy elsewhere.
+        # Both outlive this call (the child writes them); _collect closes them.
+        self._files = contextlib.ExitStack()
+        self._out: IO[bytes] = self._files.enter_context(tempfile.TemporaryFile())  # noqa: SIM115
+        self._err: IO[bytes] = self._files.enter_context(tempfile.TemporaryFile())  # noqa: SIM115
         if self._todo:
             self._start()
+        else:
+            self._files.close()
 
     def _start(self) -> None:
-        self._out, self._err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
         self._process = subprocess.Popen(
             [sys.executable, "-m", "sluice.steps.feature_engine"],
             stdin=subprocess.PIPE,
@@ -129,33 +134,30 @@ class FeatureProbe:
         self._process.stdin.close()
 
     def _collect(self) -> None:
-        process, out, err = self._process, self._out, self._err
-        if process is None or out is None or err is None:
+        process = self._process
+        if process is None:
             return
         self._process = None
-        try:
-            process.wait(timeout=self._timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            failure = f"it did not finish within {self._timeout:g} s"
-        else:
-            out.seek(0)
+        with self._files:
             try:
-                answers = json.loads(out.read() or b"null")
-            except ValueError:
-                answers = None
-            if isinstance(answers, list) and len(answers) == len(self._todo):
-                for request, answer in zip(self._todo, answers, strict=True):
-                    _ANSWERS[_key(request)] = answer
-                out.close()
-                err.close()
-                return
-            err.seek(0)
-            last = err.read().decode(errors="replace").strip().splitlines()[-1:]
-            failure = f"the engine process failed (exit {process.returncode}): {''.join(last) or 'no output'}"
-        out.close()
-        err.close()
+                process.wait(timeout=self._timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+                failure = f"it did not finish within {self._timeout:g} s"
+            else:
+                self._out.seek(0)
+                try:
+                    answers = json.loads(self._out.read() or b"null")
+                except ValueError:
+                    answers = None
+                if isinstance(answers, list) and len(answers) == len(self._todo):
+                    for request, answer in zip(self._todo, answers, strict=True):
+                        _ANSWERS[_key(request)] = answer
+                    return
+                self._err.seek(0)
+                last = self._err.read().decode(errors="replace").strip().splitlines()[-1:]
+                failure = f"the engine process failed (exit {process.returncode}): {''.join(last) or 'no output'}"
         for request in self._todo:
             _ANSWERS[_key(request)] = {"error": failure}
 
