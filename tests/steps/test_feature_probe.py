@@ -146,3 +146,36 @@ def test_the_engine_never_reaches_this_process_pyspark(project: Path) -> None:
     assert "sqlframe" not in sys.modules
     assert Path(F.__file__).is_relative_to(Path(pyspark.__file__).parent)
     assert F.col.__module__.startswith("pyspark.sql")
+
+
+def test_a_later_lint_reuses_the_answer_until_a_module_the_job_imports_changes(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    features = project / "include" / "features"
+    (features / "labels.py").write_text('LABEL = "is_late"\n')
+    (features / "labelled.py").write_text(
+        "import os\nimport sys\n\n\ndef build_features(spark, inputs):\n"
+        "    from pyspark.sql import functions as F\n\n"
+        "    sys.path.insert(0, os.path.dirname(__file__))\n"
+        "    from labels import LABEL\n\n"
+        "    return inputs['batches'].select((F.col('arr_delay') >= 15).cast('int').alias(LABEL), 'month')\n"
+    )
+    spec = project / SPEC
+    _edit(spec, "include/features/flights.py:build_features", "include/features/labelled.py:build_features")
+    _edit(spec, "target: is_delayed", "target: is_late")
+    assert main(["lint", str(spec)]) == 0
+    capsys.readouterr()
+
+    # A new lint process: nothing in memory, the answer kept under .sluice/ is used, no engine runs.
+    with monkeypatch.context() as fresh:
+        fresh.setattr("sluice.steps.feature_probe._ANSWERS", {})
+        fresh.setattr("sluice.steps.feature_probe.subprocess.Popen", None)
+        assert main(["lint", str(spec)]) == 0
+    assert list((project / ".sluice" / "lint-cache").glob("*.json"))
+
+    # The helper changes what the job outputs: the job runs again, the kept answer is not used.
+    (features / "labels.py").write_text('LABEL = "is_delayed"\n')
+    assert main(["lint", str(spec)]) == 1
+    assert "column 'is_late' is not in the feature job's output (hint: did you mean 'is_delayed'?)" in (
+        capsys.readouterr().err
+    )

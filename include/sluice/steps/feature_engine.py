@@ -97,6 +97,16 @@ def _run(spark: Any, conn: Any, index: int, request: dict[str, Any]) -> dict[str
         return {"error": message[:500], "line": where.lineno if where else None, "code": where.line if where else ""}
 
 
+def _project_files() -> list[str]:
+    """Files of every module loaded that is not installed (the job, what it imports, sluice): an
+    answer holds only while none of them changes."""
+    import sysconfig
+
+    installed = tuple(p for p in {sysconfig.get_path(n) for n in ("stdlib", "platstdlib", "purelib", "platlib")} if p)
+    files = {getattr(m, "__file__", None) for m in list(sys.modules.values())}
+    return sorted(f for f in files if isinstance(f, str) and not f.startswith(installed) and os.path.isfile(f))
+
+
 def serve() -> int:
     """Answer the requests on stdin with a JSON list on stdout (what the job prints goes to stderr)."""
     requests = json.load(sys.stdin)
@@ -111,7 +121,10 @@ def serve() -> int:
         from pyspark.sql import SparkSession
 
         spark = SparkSession.builder.getOrCreate()
-        answers = [_run(spark, conn, i, request) for i, request in enumerate(requests)]
+        answers = []
+        for i, request in enumerate(requests):
+            # The job's own module is not in sys.modules (it is loaded by path): named here.
+            answers.append(_run(spark, conn, i, request) | {"files": sorted({request["job"], *_project_files()})})
     except Exception as exc:  # the engine itself failed to start
         answers = [{"error": f"{ENGINE} did not start: {type(exc).__name__}: {exc}"} for _ in requests]
     with os.fdopen(answers_fd, "w") as out:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -34,9 +35,14 @@ if TYPE_CHECKING:
 
 #: A job that has not answered by then is stopped (one that loops, or waits on the network).
 TIMEOUT_SECONDS = 120.0
-#: What each run of the engine answered, by request (its job's bytes and inputs' sizes and times
-#: included): specs sharing a job and schema, and repeated lints in one process, run it once.
-_ANSWERS: dict[str, dict[str, Any]] = {}
+#: A file's size and modification time (None: it is gone), by path.
+Fingerprints = dict[str, list[int] | None]
+#: What the engine answered, by request (its job's bytes and inputs' sizes and times included),
+#: with the project files it had loaded: specs sharing a job and schema, and repeated lints in one
+#: process, run it once.
+_ANSWERS: dict[str, tuple[dict[str, Any], Fingerprints]] = {}
+#: Where answers are kept between lint runs, under the project root (``.sluice/`` is not versioned).
+CACHE_FOLDER = Path(".sluice") / "lint-cache"
 
 
 @dataclass(frozen=True)
@@ -91,25 +97,87 @@ def _key(request: dict[str, Any]) -> str:
     return json.dumps(request, sort_keys=True)
 
 
+def _stat(path: str) -> list[int] | None:
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return None
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def _fresh(files: Fingerprints) -> bool:
+    return all(_stat(f) == fingerprint for f, fingerprint in files.items())
+
+
+def _known(key: str, entry: Path) -> dict[str, Any] | None:
+    """The answer to request ``key`` from this process or an earlier lint run, or None.
+
+    An answer lists every project file the child had loaded when it gave it (the job, the
+    modules it imports, sluice's own engine) and is used only while none of them changed: an
+    edited helper module makes the job run again, so a kept answer never refuses a column the
+    job now outputs.
+    """
+    memo = _ANSWERS.get(key)
+    if memo is not None and _fresh(memo[1]):
+        return memo[0]
+    try:
+        kept = json.loads(entry.read_bytes())
+        answer, files = dict(kept["answer"]), dict(kept["files"])
+        if kept["key"] != key:
+            return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None  # none kept, or a torn or foreign entry: a miss, never an error
+    if not _fresh(files):
+        return None
+    _ANSWERS[key] = (answer, files)
+    return answer
+
+
+def _keep(entry: Path, key: str, answer: dict[str, Any]) -> None:
+    """Note ``answer`` for this process and, in ``entry``, for the next lint run.
+
+    Only an answer the job gave goes to ``entry`` (silently not, where the folder is
+    read-only): one saying the engine did not start or did not finish names no files to check,
+    and may not hold next time.
+    """
+    files = {f: _stat(f) for f in answer.pop("files", [])}
+    _ANSWERS[key] = (answer, files)
+    if not files:
+        return
+    with contextlib.suppress(OSError):
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        staged = entry.with_name(f".{entry.name}.{os.getpid()}.tmp")
+        staged.write_text(json.dumps({"key": key, "files": files, "answer": answer}))
+        os.replace(staged, entry)
+
+
 class FeatureProbe:
     """The feature jobs of some specs, run at once in one child process (started on creation).
 
     Create it before other slow checks and ask :meth:`learned` after them: the engine starts
-    (about 2 s) while they run.
+    (about 2 s) while they run. Answers kept from an earlier lint run of the same job, schema
+    and inputs, with no project file it loaded changed since, are used without running it.
     """
 
     def __init__(self, specs: Iterable[LoadedSpec], timeout: float = TIMEOUT_SECONDS) -> None:
         self._timeout = timeout
         self._requests: dict[Path, dict[str, Any] | SpecIssue | None] = {}
+        self._entries: dict[str, Path] = {}
+        self._todo: list[dict[str, Any]] = []
         for loaded in specs:
             try:
-                self._requests[loaded.path] = _request(loaded)
+                request = self._requests[loaded.path] = _request(loaded)
             except OSError as exc:  # the job file vanished or cannot be read since it was loaded
                 self._requests[loaded.path] = loaded.warning(
                     "features.job", f"feature job not run to learn its columns: {exc}", "check the file"
                 )
-        todo = {_key(r): r for r in self._requests.values() if isinstance(r, dict) and _key(r) not in _ANSWERS}
-        self._todo = list(todo.values())
+                continue
+            if isinstance(request, dict):
+                key = _key(request)
+                entry = loaded.project_dir / CACHE_FOLDER / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
+                if key not in self._entries and _known(key, entry) is None:
+                    self._todo.append(request)
+                self._entries[key] = entry
         self._process: subprocess.Popen[bytes] | None = None
         # Files, not pipes, for the child's output: it never waits on a parent busy elsewhere.
         # Both outlive this call (the child writes them); _collect closes them.
@@ -153,13 +221,13 @@ class FeatureProbe:
                     answers = None
                 if isinstance(answers, list) and len(answers) == len(self._todo):
                     for request, answer in zip(self._todo, answers, strict=True):
-                        _ANSWERS[_key(request)] = answer
+                        _keep(self._entries[_key(request)], _key(request), answer)
                     return
                 self._err.seek(0)
                 last = self._err.read().decode(errors="replace").strip().splitlines()[-1:]
                 failure = f"the engine process failed (exit {process.returncode}): {''.join(last) or 'no output'}"
         for request in self._todo:
-            _ANSWERS[_key(request)] = {"error": failure}
+            _keep(self._entries[_key(request)], _key(request), {"error": failure})
 
     def learned(self, loaded: LoadedSpec) -> Learned:
         """What was learnt of ``loaded``'s feature job (waits for the engine the first time)."""
@@ -169,7 +237,7 @@ class FeatureProbe:
         if isinstance(request, SpecIssue):
             return Learned(None, request)
         self._collect()
-        answer = _ANSWERS.get(_key(request), {"error": "not run"})
+        answer = _ANSWERS.get(_key(request), ({"error": "not run"}, {}))[0]
         if "columns" in answer:
             return Learned(tuple(answer["columns"]))
         job_file = loaded.spec.features.job.partition(":")[0]
