@@ -412,3 +412,8 @@ def test_a_local_host_that_is_not_one_is_refused(write_spec, demo_text, project_
     assert message in issue.message
     assert hint in issue.hint
     assert issue.line == line_of(text, "host:")
+
+
+def test_a_time_yaml_keeps_as_text_is_left_alone(write_spec, demo_text, project_env):
+    text = replace_once(demo_text, "owner: data-eng", "owner: 0:30")
+    assert load_spec(write_spec(text)).spec.owner == "0:30"

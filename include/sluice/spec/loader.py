@@ -365,6 +365,8 @@ def _date_issues(shown: str, data: Any, dates: list[tuple[Loc, yaml.Mark, str]])
         elif _YAML_TIMESTAMP.match(text):
             what = "a date and time" if ":" in text else "a date"
             message = f"{text} is unquoted: YAML reads it as {what}, not as text"
+        elif not text[:1].isdigit() or "-" not in text:
+            continue  # 0:30 is text to YAML 1.1 too (a base-60 number starts with 1-9)
         else:
             message = (
                 f"{text} is unquoted: YAML reads it as text only because its time has no seconds "
