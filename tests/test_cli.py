@@ -43,7 +43,8 @@ def test_lint_good_spec_returns_0(capsys):
     out, err = capsys.readouterr()
     assert "ok" in out
     assert "flights_delay" in out
-    assert err == ""
+    # Only warnings, if any (the demo's reference tables exist once the demo has run).
+    assert all(": warning: " in row for row in err.splitlines()), err
 
 
 def test_lint_a_folder_lints_every_spec_in_it(capsys):

@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sluice.settings import SettingsError
-from sluice.spec.errors import SpecError
+from sluice.spec.errors import SpecError, SpecIssue
 
 if TYPE_CHECKING:
     from sluice.services.storage import PipelineStore
     from sluice.spec.loader import LoadedSpec
+    from sluice.steps.feature_probe import FeatureProbe
 
 
 def _spec_files(paths: list[str]) -> list[Path]:
@@ -28,7 +29,7 @@ def _spec_files(paths: list[str]) -> list[Path]:
 
 
 def cmd_lint(args: argparse.Namespace) -> int:
-    """Validate specs; print every problem; exit 1 if any."""
+    """Validate specs; print every problem; exit 1 on any error (warnings are printed, exit 0)."""
     from sluice.spec.loader import load_files
 
     files = _spec_files(args.paths)
@@ -37,29 +38,55 @@ def cmd_lint(args: argparse.Namespace) -> int:
         return 1
     report = load_files(files)
     shown = {f.resolve(): str(f) for f in reversed(files)}
+    # Started first: the feature jobs run in a child process while the model classes import here.
+    probe = None if args.no_import else _feature_probe(report.specs)
     ok = []
+    warnings: list[SpecIssue] = []
     for loaded in report.specs:
-        issues = [] if args.no_import else _import_checks(loaded, shown.get(loaded.path, str(loaded.path)))
-        if issues:
-            report.errors[str(loaded.path)] = SpecError(issues)
+        issues = _lint_issues(loaded, shown.get(loaded.path, str(loaded.path)), probe)
+        errors = [i for i in issues if i.severity == "error"]
+        warnings += [i for i in issues if i.severity == "warning"]
+        if errors:
+            report.errors[str(loaded.path)] = SpecError(errors)
         else:
             ok.append(loaded)
     for error in report.errors.values():
         _report_spec_error(error)
+    for warning in warnings:
+        print(warning, file=sys.stderr)
     for loaded in ok:
         print(f"ok  {loaded.path}  ({loaded.spec.pipeline})")
     return 1 if report.errors else 0
 
 
-def _import_checks(loaded: LoadedSpec, shown: str) -> list:  # type: ignore[type-arg]
-    """The lint checks the DAG file never runs, naming ``shown``: the model class imports, and
-    the Airflow connections an s3:// root or landing zone names exist."""
+def _feature_probe(specs: list[LoadedSpec]) -> FeatureProbe:
+    from sluice.steps.feature_probe import FeatureProbe
+
+    return FeatureProbe(specs)
+
+
+def _lint_issues(loaded: LoadedSpec, shown: str, probe: FeatureProbe | None) -> list[SpecIssue]:
+    """Errors and warnings of a spec that loaded, naming ``shown``.
+
+    The schema warning always; with ``probe`` (not ``--no-import``), the checks the DAG file
+    never runs: the model class imports, the Airflow connections an s3:// root or landing zone
+    names exist, and the training columns are in the feature job's output.
+    """
     import dataclasses
 
-    from sluice.airflow.connections import connection_issues
-    from sluice.spec.checks import lint_checks
+    from sluice.spec.checks import check_feature_columns, schema_warnings
 
-    found = lint_checks(loaded) + connection_issues(loaded)
+    found = schema_warnings(loaded, shown)
+    if probe is not None:
+        from sluice.airflow.connections import connection_issues
+        from sluice.spec.checks import lint_checks
+
+        found += lint_checks(loaded) + connection_issues(loaded)
+        learned = probe.learned(loaded)
+        if learned.warning is not None:
+            found.append(learned.warning)
+        if learned.columns is not None:
+            found += check_feature_columns(loaded, learned.columns)
     return [dataclasses.replace(issue, file=shown) for issue in found]
 
 
@@ -84,12 +111,14 @@ def _load_or_report(spec_path: str, deep: bool = False) -> LoadedSpec | None:
 
     try:
         loaded = load_spec(spec_path)
-        issues = _import_checks(loaded, spec_path) if deep else []
+        issues = _lint_issues(loaded, spec_path, _feature_probe([loaded])) if deep else []
     except SpecError as exc:
         _report_spec_error(exc)
         return None
-    if issues:
-        _report_spec_error(SpecError(issues))
+    # What lint refuses, plan refuses too; what it only warns about is lint's to say.
+    errors = [i for i in issues if i.severity == "error"]
+    if errors:
+        _report_spec_error(SpecError(errors))
         return None
     return loaded
 

@@ -28,7 +28,7 @@ from airflow.dag_processing.dagbag import DagBag  # noqa: E402
 airflow_loaded = set(sys.modules)
 bag = DagBag(dag_folder=sys.argv[1])
 parse_seconds = time.perf_counter() - started
-heavy = ("pyspark", "mlflow", "great_expectations", "evidently", "kubernetes", "sklearn", "skops")
+heavy = ("pyspark", "mlflow", "great_expectations", "evidently", "kubernetes", "sklearn", "skops", "sqlframe", "duckdb")
 loaded_by_dags = set(sys.modules) - airflow_loaded
 print(
     json.dumps(

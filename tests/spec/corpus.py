@@ -312,6 +312,102 @@ def yaml_cases() -> list[BadSpec]:
     return cases
 
 
+#: The feature job of the feature-column cases: it needs no reference table, so lint can run it
+#: wherever the tests run (the demo's job needs data/reference, which only the demo writes).
+PLAIN_JOB = "tests/spec/jobs/delays.py:build_features"
+
+
+def _feature_case(name: str, old: str, new: str, fragment: str, needle: str) -> BadSpec:
+    """A case only the feature job's output shows: the demo spec on :data:`PLAIN_JOB`, without inputs."""
+    text = base_text()
+    inputs = (
+        "  inputs:\n    weather: {uri: data/reference/weather.parquet}\n"
+        "    planes: {uri: data/reference/planes.parquet}\n"
+    )
+    for a, b in (("include/features/flights.py:build_features", PLAIN_JOB), (inputs, ""), (old, new)):
+        assert text.count(a) == 1, a
+        text = text.replace(a, b)
+    return BadSpec(name, text, fragment, needle_line(text, needle), needs_import=True)
+
+
+def lint_cases() -> list[BadSpec]:
+    """Specs that load but cannot work, refused since issue 25: unquoted dates, a host that is not
+    one, Spark settings Spark cannot parse, training columns the feature job does not output."""
+    owner = "owner: data-eng"
+    local = "  target: local\n  local: {port: 5999}"
+    engine = "  engine: local"
+    conf = "  engine: local\n  conf: {{{}}}"
+    return [
+        _edit("date_owner", owner, "owner: 2024-01-01", "quote it: owner: '2024-01-01'", "owner:"),
+        _edit(
+            "date_time_description",
+            "description: Will a flight leaving NYC arrive 15+ minutes late? (nycflights13)",
+            "description: 2024-01-01 10:00",
+            "quote it: description: '2024-01-01 10:00'",
+            "description:",
+        ),
+        _edit("time_tag", "tags: [demo]", "tags: [demo, 12:30]", "base-60 number 750", "tags:"),
+        _edit(
+            "date_expectation_value",
+            "values: [EWR, JFK, LGA]",
+            "values: [EWR, 2013-01-01]",
+            "quote it",
+            "values: [EWR",
+        ),
+        _edit("host_url", local, local.replace("}", ", host: 'http://x'}"), "is a URL", "local:"),
+        _edit("host_words", local, local.replace("}", ", host: 'not a host!'}"), "not a host name", "local:"),
+        _edit("host_bad_ip", local, local.replace("}", ", host: 300.1.1.1}"), "not an IP address", "local:"),
+        _edit("host_with_port", local, local.replace("}", ", host: 'localhost:80'}"), "has a port", "local:"),
+        _edit(
+            "spark_memory_words",
+            engine,
+            conf.format("spark.driver.memory: lots"),
+            "spark.driver.memory 'lots'",
+            "conf:",
+        ),
+        _edit(
+            "spark_memory_no_unit",
+            engine,
+            "  engine: local\n  conf:\n    spark.sql.shuffle.partitions: 8\n    spark.driver.memory: 2048",
+            "has no unit",
+            "spark.driver.memory",
+        ),
+        _edit(
+            "spark_memory_fraction",
+            engine,
+            conf.format("spark.executor.memory: 1.5g"),
+            "no fractions",
+            "conf:",
+        ),
+        _edit("spark_cores_fraction", engine, conf.format("spark.executor.cores: 2.5"), "whole number", "conf:"),
+        _edit("spark_timeout_words", engine, conf.format("spark.network.timeout: soon"), "120s", "conf:"),
+        _edit("spark_flag_maybe", engine, conf.format("spark.sql.adaptive.enabled: maybe"), "true or false", "conf:"),
+        _feature_case(
+            "feature_target_misspelt",
+            "target: is_delayed",
+            "target: is_delayd",
+            "did you mean 'is_delayed'",
+            "target:",
+        ),
+        _feature_case(
+            "feature_target_not_kept",
+            "target: is_delayed",
+            "target: dep_delay",
+            "return 'dep_delay' from the feature job",
+            "target:",
+        ),
+        _feature_case("feature_split_by_unknown", "split: {by: month", "split: {by: monthh", "'month'", "split:"),
+        _feature_case("feature_drop_unknown", "drop: [month]", "drop: [month, distnce]", "'distance'", "drop:"),
+        _feature_case(
+            "feature_features_unknown",
+            "drop: [month]",
+            "features: [day, carrier, orign]",
+            "did you mean 'origin'",
+            "features: [day",
+        ),
+    ]
+
+
 def rule_cases() -> list[BadSpec]:
     """Specs that load as YAML but cannot run (issue 8, part 7)."""
     job = "job: include/features/flights.py:build_features"
@@ -701,7 +797,7 @@ def rule_cases() -> list[BadSpec]:
 
 def bad_specs() -> list[BadSpec]:
     """The whole single-file corpus."""
-    cases = [*generated(), *yaml_cases(), *rule_cases()]
+    cases = [*generated(), *yaml_cases(), *rule_cases(), *lint_cases()]
     names = [c.name for c in cases]
     assert len(names) == len(set(names)), "case names must be unique"
     return cases

@@ -355,3 +355,65 @@ def test_unknown_drift_method_and_bad_share_are_reported_with_lines(project_env,
 def test_negative_cooldown_is_an_error(project_env, demo_data, write_spec):
     demo_data["retrain_cooldown_minutes"] = -5
     assert "retrain_cooldown_minutes" in str(load_error(write_spec(demo_data)))
+
+
+# --------------------------------------------------------------------------- dates and hosts (issue 25)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("owner: 2024-01-01", "2024-01-01 is unquoted: YAML reads it as a date, not as text"),
+        ("owner: 2024-01-01T10:00:00Z", "YAML reads it as a date and time"),
+        ("owner: 2024-01-01 10:00", "YAML reads it as text only because its time has no seconds"),
+        ("owner: 10:30", "YAML reads it as the base-60 number 630, not as text"),
+    ],
+)
+def test_an_unquoted_date_where_text_is_expected_is_refused_once(write_spec, demo_text, project_env, line, message):
+    text = replace_once(demo_text, "owner: data-eng", line)
+
+    issue = only_issue(load_error(write_spec(text)), "owner")
+
+    assert message in issue.message
+    assert issue.line == line_of(text, line)
+    assert issue.hint == f"quote it: owner: '{line.removeprefix('owner: ')}'"
+
+
+def test_a_quoted_date_is_text_and_a_date_in_a_number_is_a_type_error(write_spec, demo_text, project_env):
+    loaded = load_spec(write_spec(replace_once(demo_text, "owner: data-eng", "owner: '2024-01-01'")))
+    assert loaded.spec.owner == "2024-01-01"
+
+    text = replace_once(demo_text, "threshold: 0.085", "threshold: 2024-01-01")
+    issue = only_issue(load_error(write_spec(text)), "monitoring.drift.threshold")
+    assert "quote" not in issue.hint, "a number is expected there: quoting would not help"
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0", "::1", "localhost", "model-server.internal", "my-host."])
+def test_a_local_host_may_be_a_name_or_an_address(write_spec, demo_text, project_env, host):
+    text = replace_once(demo_text, "local: {port: 5055}", f"local: {{port: 5055, host: '{host}'}}")
+    assert load_spec(write_spec(text)).spec.deployment.local.host == host
+
+
+@pytest.mark.parametrize(
+    ("host", "message", "hint"),
+    [
+        ("http://models.internal:5055", "is a URL, not a host name", "write the host alone: host: models.internal"),
+        ("not a host!", "is not a host name or an IP address", "e.g. 127.0.0.1"),
+        ("10.0.0.256", "is not an IP address", "e.g. 127.0.0.1"),
+        ("localhost:5055", "has a port", "the port is deployment.local.port"),
+        ("-bad-.example", "is not a host name or an IP address", "0.0.0.0 (every interface)"),
+    ],
+)
+def test_a_local_host_that_is_not_one_is_refused(write_spec, demo_text, project_env, host, message, hint):
+    text = replace_once(demo_text, "local: {port: 5055}", f"local: {{port: 5055, host: '{host}'}}")
+
+    issue = only_issue(load_error(write_spec(text)), "deployment.local.host")
+
+    assert message in issue.message
+    assert hint in issue.hint
+    assert issue.line == line_of(text, "host:")
+
+
+def test_a_time_yaml_keeps_as_text_is_left_alone(write_spec, demo_text, project_env):
+    text = replace_once(demo_text, "owner: data-eng", "owner: 0:30")
+    assert load_spec(write_spec(text)).spec.owner == "0:30"

@@ -75,10 +75,14 @@ def test_modest_reuse_of_anchors_still_loads(project_env, tmp_path) -> None:
     assert load_spec(path).spec.tags == ["demo"]
 
 
-def test_dates_stay_text(project_env, tmp_path) -> None:
+def test_a_quoted_date_stays_text_and_an_unquoted_one_is_refused(project_env, tmp_path) -> None:
     path = tmp_path / "dated.pipeline.yaml"
-    path.write_text(base_text().replace("owner: data-eng", "owner: 2026-11-29"))
+    path.write_text(base_text().replace("owner: data-eng", "owner: '2026-11-29'"))
     assert load_spec(path).spec.owner == "2026-11-29"
+
+    path.write_text(base_text().replace("owner: data-eng", "owner: 2026-11-29"))
+    with pytest.raises(SpecError, match="YAML reads it as a date"):
+        load_spec(path)
 
 
 def test_utf8_with_a_byte_order_mark_loads(project_env, tmp_path) -> None:
@@ -175,7 +179,7 @@ def test_the_walk_builds_what_pyyamls_safe_loader_builds(tmp_path, extra: str) -
     )
     expected = yaml.load(text, Loader=reference)
     try:
-        data, _ = yaml_reader.read_document(path, "same.pipeline.yaml")
+        data = yaml_reader.read_document(path, "same.pipeline.yaml").data
     except SpecError as err:  # a repeated key is refused before any data is used
         assert "appears twice" in str(err)
         return

@@ -181,6 +181,76 @@ def _check_metric(loaded: LoadedSpec, estimator: Any, metric: str) -> list[SpecI
     return []
 
 
+def schema_warnings(loaded: LoadedSpec, shown: str) -> list[SpecIssue]:
+    """What a spec that works leaves unprotected (warnings; cheap, no import).
+
+    Args:
+        loaded: A spec that loaded.
+        shown: The spec's path as the user named it (for the command in the hint).
+    """
+    if loaded.spec.source.columns is not None:
+        return []
+    return [
+        loaded.warning(
+            "source",
+            "source.columns is not declared: batches are not checked against a schema, so type drift reaches "
+            "the model (a numeric column that arrives as text is trained on as a category), and lint cannot "
+            "check training.target, split.by, features and drop against the feature job's output",
+            f"declare it from a sample batch: sluice infer-schema SAMPLE.{loaded.spec.source.format} "
+            f"--spec {shown} --write",
+        )
+    ]
+
+
+def check_feature_columns(loaded: LoadedSpec, produced: tuple[str, ...]) -> list[SpecIssue]:
+    """The training columns against the feature job's output (learnt by running it).
+
+    ``training.target``, ``split.by`` and ``features`` are read from the feature table, so
+    each must be one of its columns; ``drop`` only removes columns, so an entry is refused
+    only when neither the output nor the batch (``source.columns``) has it (a typo).
+
+    Args:
+        loaded: A spec that loaded.
+        produced: The columns the feature job outputs.
+
+    Returns:
+        One issue per column the feature table will not have.
+    """
+    training = loaded.spec.training
+    output = list(produced)
+    batch = list(loaded.spec.source.columns or {})
+    named = [("training.target", training.target)]
+    if training.split.by is not None:
+        named.append(("training.split.by", training.split.by))
+    named += [(f"training.features.{i}", c) for i, c in enumerate(training.features or [])]
+    issues = []
+    for where, column in named:
+        if column in output:
+            continue
+        if column in batch:
+            message = f"column '{column}' is not in the feature job's output (a batch column the job does not keep)"
+            hint = f"return '{column}' from the feature job, or name one of its columns: {_listed(output)}"
+        else:
+            message = f"column '{column}' is not in the feature job's output"
+            hint = _did_you_mean(column, output) or f"its columns: {_listed(output)}"
+        issues.append(loaded.issue(where, message, hint))
+    for i, column in enumerate(training.drop):
+        if column not in output and column not in batch:
+            issues.append(
+                loaded.issue(
+                    f"training.drop.{i}",
+                    f"column '{column}' is neither in the feature job's output nor in source.columns",
+                    _did_you_mean(column, output + batch) or f"the job's columns: {_listed(output)}",
+                )
+            )
+    return issues
+
+
+def _listed(names: list[str], most: int = 20) -> str:
+    shown = ", ".join(names[:most]) or "none"
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
 def lint_checks(loaded: LoadedSpec) -> list[SpecIssue]:
     """Every check that needs imports, for ``sluice lint`` and ``sluice plan``.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -16,6 +17,8 @@ class SpecIssue:
         where: Dotted location inside the spec (``training.params``), or "" for the file.
         message: What is wrong.
         hint: How to fix it, or "".
+        severity: ``"error"``: the spec cannot work (``sluice lint`` exits 1); ``"warning"``:
+            it can, but something is left unchecked or unprotected (printed, exit 0).
     """
 
     file: str
@@ -24,6 +27,7 @@ class SpecIssue:
     where: str
     message: str
     hint: str = ""
+    severity: Literal["error", "warning"] = "error"
 
     def __str__(self) -> str:
         pos = self.file
@@ -31,7 +35,8 @@ class SpecIssue:
             pos += f":{self.line}"
             if self.column is not None:
                 pos += f":{self.column}"
-        text = f"{pos}: {self.where + ': ' if self.where else ''}{self.message}"
+        label = "warning: " if self.severity == "warning" else ""
+        text = f"{pos}: {label}{self.where + ': ' if self.where else ''}{self.message}"
         return f"{text} (hint: {self.hint})" if self.hint else text
 
 

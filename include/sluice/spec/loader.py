@@ -11,6 +11,7 @@ a traceback.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import difflib
 import functools
 import hashlib
@@ -65,6 +66,10 @@ class LoadedSpec:
             if pos is not None:
                 return SpecIssue(file or str(self.path), pos[0], pos[1], where, message, hint)
         return SpecIssue(file or str(self.path), pipeline_line(self.path), 1, where, message, hint)
+
+    def warning(self, where: str, message: str, hint: str = "") -> SpecIssue:
+        """Like :meth:`issue`, for what does not stop the spec from working (``sluice lint`` exits 0)."""
+        return dataclasses.replace(self.issue(where, message, hint), severity="warning")
 
     @property
     def spec_hash(self) -> str:
@@ -320,12 +325,61 @@ def _from_cache(path: Path, raw: bytes) -> tuple[PipelineSpec, document_cache.Do
 
 def _read(path: Path, shown: str, raw: bytes) -> tuple[PipelineSpec, document_cache.Document]:
     """The spec read from ``raw`` and validated, with its data and key positions."""
-    data, marks = read_document(path, shown, raw)
+    data, marks, dates = read_document(path, shown, raw)
+    date_issues = _date_issues(shown, data, dates)
     try:
         spec = PipelineSpec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError([_validation_issue(shown, dict(err), data, marks) for err in exc.errors()]) from None
+        # A base-60 number where text is expected is also a type error: report it once, as a date.
+        dated = {issue.where for issue in date_issues}
+        issues = [_validation_issue(shown, dict(err), data, marks) for err in exc.errors()]
+        raise SpecError(date_issues + [i for i in issues if i.where not in dated]) from None
+    if date_issues:
+        raise SpecError(date_issues)
     return spec, (data, {".".join(map(str, loc)): (m.line + 1, m.column + 1) for loc, m in marks.items() if loc})
+
+
+#: YAML 1.1's own timestamp form (PyYAML's resolver): what every YAML 1.1 tool makes a date.
+_YAML_TIMESTAMP = next(rx for tag, rx in yaml.SafeLoader.yaml_implicit_resolvers["2"] if tag.endswith(":timestamp"))
+
+
+def _takes_text(annotation: Any) -> bool:
+    """Whether a field of this (unwrapped) annotation takes text: ``str``, ``Any`` or a union with ``str``."""
+    if annotation is str or annotation is Any:
+        return True
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return any(_takes_text(a) for a in typing.get_args(annotation))
+    return False
+
+
+def _date_issues(shown: str, data: Any, dates: list[tuple[Loc, yaml.Mark, str]]) -> list[SpecIssue]:
+    """Unquoted dates, timestamps and base-60 numbers where the spec expects text.
+
+    This reader keeps ``2024-01-01`` as text, but YAML 1.1 (and so the editor's JSON Schema
+    check, ``yaml.safe_load`` and any other tool reading the spec) makes it a date, and
+    ``12:30`` is the number 750 everywhere: the text only survives quoted.
+    """
+    issues = []
+    for loc, mark, text in dates:
+        if not _takes_text(model_at(data, loc)):
+            continue  # a number or a choice there: validation says what is wrong
+        value = _item_at(data, loc)
+        if isinstance(value, int | float):
+            message = f"{text} is unquoted: YAML reads it as the base-60 number {value}, not as text"
+        elif _YAML_TIMESTAMP.match(text):
+            what = "a date and time" if ":" in text else "a date"
+            message = f"{text} is unquoted: YAML reads it as {what}, not as text"
+        elif not text[:1].isdigit() or "-" not in text:
+            continue  # 0:30 is text to YAML 1.1 too (a base-60 number starts with 1-9)
+        else:
+            message = (
+                f"{text} is unquoted: YAML reads it as text only because its time has no seconds "
+                "(with them it is a timestamp)"
+            )
+        key = loc[-1]
+        written = f"{key}: '{text}'" if isinstance(key, str) else f"- '{text}'"
+        issues.append(issue_at(shown, mark, ".".join(map(str, loc)), message, f"quote it: {written}"))
+    return issues
 
 
 def _validation_issue(shown: str, err: dict[str, Any], data: Any, marks: dict[Loc, yaml.Mark]) -> SpecIssue:
@@ -335,7 +389,7 @@ def _validation_issue(shown: str, err: dict[str, Any], data: Any, marks: dict[Lo
     mark: yaml.Mark | None = None
     message = err["msg"].removeprefix("Value error, ")
     if kind == "sluice_rule" and ctx.get("where"):
-        loc = (*loc, *(int(p) if p.isdigit() else p for p in str(ctx["where"]).split(".")))
+        loc = _below(loc, str(ctx["where"]), marks)
     elif kind == "value_error":
         # A rule over several keys: point at the first key its message names.
         mark = _named_mark(err["msg"], loc, marks)
@@ -354,6 +408,20 @@ def _validation_issue(shown: str, err: dict[str, Any], data: Any, marks: dict[Lo
             break
         mark = marks.get(loc[:cut])
     return issue_at(shown, mark, ".".join(map(str, loc)), message, _hint_for(err, data, loc))
+
+
+def _below(loc: Loc, where: str, marks: dict[Loc, yaml.Mark]) -> Loc:
+    """``loc`` extended by the dotted ``where``, whose keys may hold dots themselves
+    (``conf.spark.driver.memory`` is ``conf`` then ``spark.driver.memory``): the longest written key wins."""
+    parts = where.split(".")
+    while parts:
+        for cut in range(len(parts), 0, -1):
+            key = ".".join(parts[:cut])
+            step = (*loc, int(key) if key.isdigit() else key)
+            if step in marks or cut == 1:
+                loc, parts = step, parts[cut:]
+                break
+    return loc
 
 
 def _same_key(written: str | int, parsed: Any) -> bool:

@@ -13,11 +13,12 @@ import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, WithJsonSchema, field_validator, model_validator
 
 from sluice.spec.base import StrictModel, rule
 from sluice.spec.expectations import ROW_LEVEL_EXPECTATIONS as ROW_LEVEL_EXPECTATIONS
 from sluice.spec.expectations import Expectation
+from sluice.spec.spark_conf import as_text, conf_problem
 
 IDENTIFIER = r"^[a-z][a-z0-9_]{0,62}$"
 #: Seeds reach numpy, whose seeds are unsigned 32-bit.
@@ -320,6 +321,10 @@ class SparkInput(StrictModel):
         return value
 
 
+#: A Spark setting in the JSON Schema: text, or a number or boolean (passed as Spark writes it).
+SPARK_VALUE_SCHEMA: dict[str, Any] = {"type": ["string", "number", "boolean"]}
+
+
 class Features(StrictModel):
     """The PySpark feature job."""
 
@@ -335,7 +340,14 @@ class Features(StrictModel):
         "local", description="'local': Spark local[*] in the task; 'cluster': the Spark master below."
     )
     master: str | None = Field(None, description="Spark master URL when engine is 'cluster'.")
-    conf: dict[str, str] = Field(default_factory=dict, description="Extra Spark settings.")
+    conf: dict[str, Annotated[str, BeforeValidator(as_text), WithJsonSchema(SPARK_VALUE_SCHEMA)]] = Field(
+        default_factory=dict,
+        description=(
+            "Extra Spark settings (e.g. spark.sql.shuffle.partitions: 8); numbers and true/false are passed as "
+            "Spark writes them. Well-known settings are checked as Spark parses them: sizes (512m, 2g), "
+            "durations (120s), whole numbers, booleans."
+        ),
+    )
     scope: Literal["batch", "history"] = Field(
         "batch",
         description=(
@@ -345,6 +357,15 @@ class Features(StrictModel):
             "and runs over every batch trained on, at each train run."
         ),
     )
+
+    @field_validator("conf")
+    @classmethod
+    def _spark_parses(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, setting in value.items():
+            problem = conf_problem(key, setting)
+            if problem:
+                raise rule(*problem, key)
+        return value
 
     @field_validator("inputs")
     @classmethod
@@ -555,11 +576,53 @@ class Evaluation(StrictModel):
 class LocalDeployment(StrictModel):
     """The model server as a local process."""
 
-    host: str = Field("127.0.0.1", description="Interface the model server listens on.")
+    host: str = Field(
+        "127.0.0.1",
+        description=(
+            "Interface the model server listens on: a host name or an IP address "
+            "(127.0.0.1: this machine only; 0.0.0.0: every interface)."
+        ),
+    )
     port: int = Field(5055, ge=1, le=65535, description="Stable port of the model server (kept across deploys).")
     health_timeout_seconds: int = Field(
         120, ge=5, le=3600, description="How long a new server may take to become healthy."
     )
+
+    @field_validator("host")
+    @classmethod
+    def _host_or_address(cls, value: str) -> str:
+        problem = host_problem(value)
+        if problem:
+            raise rule(*problem)
+        return value
+
+
+_HOST_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+HOST_HINT = "write a host name or an IP address, e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)"
+
+
+def host_problem(value: str) -> tuple[str, str] | None:
+    """Why ``value`` is not a host name or IP address a server can listen on, as (problem, fix), or None."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    try:
+        ipaddress.ip_address(value)
+        return None
+    except ValueError:
+        pass
+    labels = value.removesuffix(".").split(".")
+    if len(value) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in labels):
+        if not all(label.isdigit() for label in labels):
+            return None
+        return f"host '{value}' is not an IP address", HOST_HINT
+    if "://" in value:
+        name = urlsplit(value).hostname
+        fix = f"write the host alone: host: {name}" if name else HOST_HINT
+        return f"host '{value}' is a URL, not a host name", fix
+    if value.count(":") == 1 and value.rpartition(":")[2].isdigit():
+        return f"host '{value}' has a port", "the port is deployment.local.port: write the host alone"
+    return f"host '{value}' is not a host name or an IP address", HOST_HINT
 
 
 K8S_NAME = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"

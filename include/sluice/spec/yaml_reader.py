@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 import yaml.cyaml
@@ -35,6 +35,16 @@ _PLAIN_TAGS = frozenset(
     f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "seq", "map", "merge")
 )
 _STR, _SEQ, _MAP = "tag:yaml.org,2002:str", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"
+#: A plain (unquoted) scalar that YAML 1.1 reads as a date, a timestamp or a base-60 number
+#: (``2024-01-01``, ``2024-01-01 10:00``, ``12:30`` is 750): other YAML tools (editors, the JSON
+#: Schema, ``yaml.safe_load``) do not read it as the text it looks like, so the loader refuses it
+#: where text is expected (:func:`sluice.spec.loader`), with a hint to quote it.
+DATE_LIKE = re.compile(
+    r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}"
+    r"(?:(?:[Tt]|[ \t]+)[0-9]{1,2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]*)?)?(?:[ \t]*(?:Z|[-+][0-9]{1,2}(?::[0-9]{2})?))?)?"
+    r"|[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?"
+)
+_DATE_START = frozenset("0123456789+-")
 # What YAML 1.1 forbids in a stream (PyYAML's Reader.NON_PRINTABLE).
 _NON_PRINTABLE = re.compile("[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
@@ -161,6 +171,7 @@ class _Walk:
 
     def __init__(self, loader: _Constructing) -> None:
         self.marks: dict[Loc, yaml.Mark] = {}
+        self.dates: list[tuple[Loc, yaml.Mark, str]] = []
         self.dups: list[tuple[Loc, yaml.Mark]] = []
         self.bad_tags: list[yaml.Node] = []
         self.unbuilt = False
@@ -200,6 +211,9 @@ class _Walk:
         if record:
             self.marks.setdefault(loc, node.start_mark)
         if isinstance(node, yaml.ScalarNode):
+            # libyaml marks a plain scalar with style "", PyYAML with None.
+            if record and not node.style and node.value[:1] in _DATE_START and DATE_LIKE.fullmatch(node.value):
+                self.dates.append((loc, node.start_mark, node.value))
             return self._scalar(node)
         self._open.add(ident)
         try:
@@ -369,7 +383,22 @@ def _compose(text: str, shown: str) -> tuple[yaml.Node | None, _Constructing]:
         loader.dispose()
 
 
-def read_document(path: Path, shown: str, raw: bytes | None = None) -> tuple[Any, dict[Loc, yaml.Mark]]:
+class Reading(NamedTuple):
+    """What :func:`read_document` made of a spec file.
+
+    Attributes:
+        data: The document as plain data.
+        marks: Position of every key (and list item) by location.
+        dates: Plain scalars YAML 1.1 reads as a date, time or base-60 number
+            (:data:`DATE_LIKE`): location, position and the text as written.
+    """
+
+    data: Any
+    marks: dict[Loc, yaml.Mark]
+    dates: list[tuple[Loc, yaml.Mark, str]]
+
+
+def read_document(path: Path, shown: str, raw: bytes | None = None) -> Reading:
     """The spec's data and the position of every key, parsed once from the file.
 
     Args:
@@ -409,7 +438,7 @@ def read_document(path: Path, shown: str, raw: bytes | None = None) -> tuple[Any
     if issues:
         raise SpecError(issues)
     if not walk.unbuilt:
-        return data, walk.marks
+        return Reading(data, walk.marks, walk.dates)
     try:
         data = loader.construct_document(root)
     except yaml.MarkedYAMLError as exc:
@@ -417,4 +446,4 @@ def read_document(path: Path, shown: str, raw: bytes | None = None) -> tuple[Any
         raise SpecError(
             [issue_at(shown, mark, "", f"YAML error: {exc.problem or exc}", "write a plain value here")]
         ) from None
-    return data, walk.marks
+    return Reading(data, walk.marks, walk.dates)
