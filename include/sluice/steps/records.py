@@ -109,6 +109,8 @@ class DriftStatus(StrEnum):
     COMPARED = "compared"
     NO_REFERENCE = "no_reference"
     NO_NEW_BATCHES = "no_new_batches"
+    #: A side has fewer rows than ``monitoring.drift.min_rows``: too few to tell drift from noise.
+    NOT_ENOUGH_DATA = "not_enough_data"
 
 
 class Trigger(StrEnum):
@@ -427,7 +429,8 @@ class DriftResult(Record):
     """What one monitor run found (the ``compute_drift`` XCom and ``drift.json``).
 
     Attributes:
-        status: compared, no_reference (no champion or reference yet) or no_new_batches.
+        status: compared, no_reference (no champion or reference yet), no_new_batches, or
+            not_enough_data (a side below ``monitoring.drift.min_rows``).
         drift_share: Share of compared columns that drifted (None when nothing was compared).
         threshold: The spec's ``drift_share``: the batch drifted when the share reaches it.
         drift_detected: Whether the batch drifted.
