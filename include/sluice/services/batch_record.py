@@ -46,3 +46,6 @@ class BatchRecord(BaseModel):
     published_by_run: str | None = None
     monitored_by: str | None = None
     drift_share: float | None = None
+    #: What the last monitor run that saw the batch found: 'compared', or 'not_enough_data'
+    #: (too few rows for a verdict: the batch is compared again with the next ones).
+    drift_status: str | None = None

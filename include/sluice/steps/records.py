@@ -440,7 +440,8 @@ class DriftResult(Record):
         batches: Batch ids compared (current data).
         champion_version: Registered version whose training data is the reference, or None.
         reference_batches: Batch ids of the reference data.
-        rows: Rows compared per side after sampling: ``{"reference": n, "current": n}``.
+        rows: Rows compared per side after sampling: ``{"reference": n, "current": n}``
+            (for not_enough_data: the rows each side had).
         sample_size: Sampling size used per side.
         seed: Sampling seed.
         reason: One line for the log.
