@@ -106,7 +106,7 @@ class MailCatcher:
         self.port = free_port()
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd's name)
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         """Keep one received email."""
         import email
         import email.policy
@@ -128,6 +128,15 @@ class MailCatcher:
 
         extra = {"from_email": "sluice@localhost", "disable_tls": True, "disable_ssl": True, "timeout": 10}
         return json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": self.port, "extra": extra})
+
+    @classmethod
+    def started_for(cls, env: dict[str, str]) -> MailCatcher:
+        """A running catcher, with ``env``'s ``smtp_default`` pointing at it (its thread is a daemon)."""
+        mail = cls()
+        env["AIRFLOW_CONN_SMTP_DEFAULT"] = mail.connection()
+        mail.controller.start()
+        log(f"alert emails go to the demo's own SMTP server on 127.0.0.1:{mail.port} (printed below)")
+        return mail
 
     def since(self, when: float) -> list[dict[str, Any]]:
         """The emails received at or after ``when`` (epoch seconds)."""
@@ -213,16 +222,9 @@ def run_demo(months: list[int], bad_rows_month: int, keep: bool) -> int:
     # A stopped demo must still stop Airflow: turn SIGTERM into an exit that runs `finally`.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.time()
-    mail = MailCatcher()
-    mail.controller.start()
-    env["AIRFLOW_CONN_SMTP_DEFAULT"] = mail.connection()
-    log(f"alert emails go to the demo's own SMTP server on 127.0.0.1:{mail.port} (printed below)")
+    mail = MailCatcher.started_for(env)
     server_log = Path(env["AIRFLOW_HOME"]) / "standalone.log"
-    try:
-        server = standalone.start(env, server_log, PROJECT)
-    except BaseException:
-        mail.controller.stop()
-        raise
+    server = standalone.start(env, server_log, PROJECT)
     log(f"airflow standalone started (pid {server.pid}); log: {server_log.relative_to(PROJECT)}")
     rows: list[dict[str, Any]] = []
     dag_ids = [f"{PIPELINE}__{role}" for role in ("ingest", "train", "monitor")]
@@ -259,10 +261,21 @@ def _drift_text(drift: dict[str, Any] | None) -> str:
     if drift is None:
         return "-"
     if drift["status"] != "compared":
-        return {"no_reference": "no reference", "not_enough_data": "not enough data"}.get(drift["status"], "nothing new")
+        return {"no_reference": "no reference", "not_enough_data": "not enough data"}.get(
+            drift["status"], "nothing new"
+        )
     share, threshold = drift["drift_share"], drift["threshold"]
     verdict = "DRIFT" if drift["drift_detected"] else "ok"
     return f"{share:.2f} {'>=' if drift['drift_detected'] else '<'} {threshold} {verdict}"
+
+
+def _print_emails(rows: list[dict[str, Any]]) -> None:
+    """The alert emails the demo's SMTP server caught, by month."""
+    emails = [(r["month"], m) for r in rows for m in r.get("emails") or []]
+    if emails:
+        print("\nalert emails (caught by the demo's SMTP server):")
+        for month, m in emails:
+            print(f"  month {month:02d}: to {', '.join(m['to'])}: {m['subject']}")
 
 
 def print_summary(
@@ -280,8 +293,8 @@ def print_summary(
     print(f"sluice demo: pipeline {PIPELINE}, {len(rows)} month(s) in {seconds / 60:.1f} min")
     print("=" * width)
     print(
-        f"{'month':<6}{'batch':<18}{'validation':<27}{'drift (share, threshold)':<26}{'monitor':<8}{'retrain':<10}"
-        f"{'candidate':>10}{'champion':>10}  {'gate':<6}{'deployed':<9}"
+        f"{'month':<6}{'batch':<18}{'validation':<27}{'drift (share, threshold)':<26}{'monitor':<8}"
+        f"{'retrain':<10}{'candidate':>10}{'champion':>10}  {'gate':<6}{'deployed':<9}"
     )
     ok = len(rows) == len(months)
     drift_retrains = 0
@@ -307,11 +320,7 @@ def print_summary(
     ok = ok and bool(rows) and rows[0]["decision"] is not None and drift_retrains >= 1
     if rows and drift_retrains == 0:
         print("\nno month drifted far enough to retrain: the loop was not shown")
-    emails = [(r["month"], m) for r in rows for m in r.get("emails") or []]
-    if emails:
-        print("\nalert emails (caught by the demo's SMTP server):")
-        for month, m in emails:
-            print(f"  month {month:02d}: to {', '.join(m['to'])}: {m['subject']}")
+    _print_emails(rows)
     metric = next((r["decision"]["metric"] for r in rows if r["decision"]), "metric")
     print("(drift: share of monitored columns that drifted vs the champion's training data, Evidently;")
     print(" a drifted month is reported by the drift alert email and the drift asset event, its monitor run green;")

@@ -154,14 +154,13 @@ def test_the_demo_months_keep_their_verdicts() -> None:
     # The demo spec (20,000-row samples, threshold 0.085): February to April calm, May drifts on
     # its destinations. Evidently chose the same distances at this size before they were the default.
     from demo.producer import month_frame
-
     from sluice.spec.loader import load_spec
 
     drift = load_spec(REPO / "dags" / "flights_delay.pipeline.yaml").spec.monitoring.drift
     january = month_frame(1)
     verdicts = {}
     for m in (2, 3, 4, 5):
-        results, share, detected, _ = compare(january, month_frame(m), drift)
+        results, _, detected, _ = compare(january, month_frame(m), drift)
         verdicts[m] = (detected, [r.column for r in results if r.drifted])
     assert verdicts == {2: (False, []), 3: (False, []), 4: (False, []), 5: (True, ["dest"])}
 
