@@ -127,8 +127,9 @@ def monitor_batches(
     ``monitor <airflow run id>`` in the pipeline's experiment (tags ``sluice.role=monitor``,
     ``sluice.champion_version``, batches; metric ``drift_share``; artifacts ``report.html``,
     ``drift.json``), and the ``drift_share`` metric on the champion's own run with one step
-    per monitored batch set, so the champion's page plots drift over its life. A retry of
-    the same Airflow run returns the recorded result.
+    per monitored batch set, so the champion's page plots drift over its life. Fewer rows
+    than ``min_rows`` on a side give "not enough data" (no report, no point on the series).
+    A retry of the same Airflow run returns the recorded result.
     """
     from sluice.services import tracking
 
@@ -149,8 +150,40 @@ def monitor_batches(
 
     reference = read_clean(store, reference_batches)
     current = read_clean(store, batches)
+    common: dict[str, Any] = {
+        "batches": batches,
+        "champion_version": str(champ.version),
+        "reference_batches": reference_batches,
+        "threshold": drift.drift_share,
+        "sample_size": drift.sample_size,
+        "seed": drift.seed,
+        "mlflow_run_id": None,
+    }
+    features = [f for f in champ_run.data.tags.get("sluice.features", "").split(",") if f]
+    report_key = store.monitor_key(airflow_run_id, "report.html")
+    result, report_text = _measure(store, report_key, (reference, current), drift, features, common)
+    result = _log_monitor_run(loaded, client, result, report_text, str(champ.run_id), (dag_id, airflow_run_id))
+    _record(store, result, result_key)
+    _mark_batches(store, result, airflow_run_id)
+    return result
+
+
+def _measure(
+    store: PipelineStore,
+    report_key: str,
+    sides: tuple[Any, Any],
+    drift: Drift,
+    features: list[str],
+    common: dict[str, Any],
+) -> tuple[DriftResult, str | None]:
+    """Compare the (reference, current) ``sides`` and save the report, or say there is not enough data.
+
+    Returns:
+        The result (without its MLflow run yet) and the report's HTML (None without a report).
+    """
+    reference, current = sides
     rows = {"reference": len(reference), "current": len(current)}
-    short = too_few_rows(rows, drift.min_rows, str(champ.version))
+    short = too_few_rows(rows, drift.min_rows, str(common["champion_version"]))
     if short is not None:
         result = DriftResult(
             status=DriftStatus.NOT_ENOUGH_DATA,
@@ -158,52 +191,50 @@ def monitor_batches(
             drift_detected=False,
             columns=[],
             report_path=None,
-            mlflow_run_id=None,
-            batches=batches,
-            champion_version=str(champ.version),
-            reference_batches=reference_batches,
             rows=rows,
-            threshold=drift.drift_share,
-            sample_size=drift.sample_size,
-            seed=drift.seed,
             reason=short,
+            **common,
         )
-        result = _log_monitor_run(loaded, client, result, None, str(champ.run_id), (dag_id, airflow_run_id))
-        _record(store, result, result_key)
-        # Not marked as monitored: the next run compares them again, together with its own batches.
-        for batch_id in batches:
-            store.update_batch_record(batch_id, drift_status=str(DriftStatus.NOT_ENOUGH_DATA), drift_share=None)
-        return result
-    features = [f for f in champ_run.data.tags.get("sluice.features", "").split(",") if f]
+        return result, None
     columns, share, detected, snapshot = compare(reference, current, drift, features)
-    report_key = store.monitor_key(airflow_run_id, "report.html")
-    with tempfile.TemporaryDirectory(dir=store.scratch(".monitor")) as tmp:
-        html = Path(tmp) / "report.html"
-        snapshot.save_html(str(html))
-        report_text = html.read_text()
-        store.put_file(html, report_key)
+    report_text = _save_report(store, snapshot, report_key)
     result = DriftResult(
         status=DriftStatus.COMPARED,
         drift_share=share,
         drift_detected=detected,
         columns=columns,
         report_path=store.describe(report_key),
-        mlflow_run_id=None,
-        batches=batches,
-        champion_version=str(champ.version),
-        reference_batches=reference_batches,
-        rows={"reference": min(len(reference), drift.sample_size), "current": min(len(current), drift.sample_size)},
-        threshold=drift.drift_share,
-        sample_size=drift.sample_size,
-        seed=drift.seed,
+        rows={side: min(n, drift.sample_size) for side, n in rows.items()},
+        **common,
     )
-    result = _log_monitor_run(loaded, client, result, report_text, str(champ.run_id), (dag_id, airflow_run_id))
-    _record(store, result, result_key)
-    for batch_id in batches:
-        store.update_batch_record(
-            batch_id, monitored_by=airflow_run_id, drift_share=share, drift_status=str(DriftStatus.COMPARED)
-        )
-    return result
+    return result, report_text
+
+
+def _save_report(store: PipelineStore, snapshot: Any, report_key: str) -> str:
+    """Write the Evidently report to ``report_key``; return its HTML."""
+    with tempfile.TemporaryDirectory(dir=store.scratch(".monitor")) as tmp:
+        html = Path(tmp) / "report.html"
+        snapshot.save_html(str(html))
+        store.put_file(html, report_key)
+        return html.read_text()
+
+
+def _mark_batches(store: PipelineStore, result: DriftResult, airflow_run_id: str) -> None:
+    """Record on each compared batch what the monitor found.
+
+    A batch without a verdict (not enough data) is not marked as monitored: the next run
+    compares it again, together with its own batches.
+    """
+    for batch_id in result.batches:
+        if result.status == DriftStatus.COMPARED:
+            store.update_batch_record(
+                batch_id,
+                monitored_by=airflow_run_id,
+                drift_share=result.drift_share,
+                drift_status=str(DriftStatus.COMPARED),
+            )
+        else:
+            store.update_batch_record(batch_id, drift_status=str(result.status), drift_share=None)
 
 
 def too_few_rows(rows: dict[str, int], min_rows: int, champion_version: str) -> str | None:
