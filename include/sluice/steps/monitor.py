@@ -215,8 +215,9 @@ def _save_report(store: PipelineStore, snapshot: Any, report_key: str) -> str:
     with tempfile.TemporaryDirectory(dir=store.scratch(".monitor")) as tmp:
         html = Path(tmp) / "report.html"
         snapshot.save_html(str(html))
-        store.put_file(html, report_key)
-        return html.read_text()
+        text = html.read_text()
+        store.put_file(html, report_key)  # moves the file
+        return text
 
 
 def _mark_batches(store: PipelineStore, result: DriftResult, airflow_run_id: str) -> None:
