@@ -17,6 +17,7 @@ import yaml
 
 from sluice.cli import build_parser, main
 from sluice.spec.errors import SpecError, SpecIssue
+from tests.conftest import Project
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 DEMO_SPEC = PROJECT_DIR / "dags" / "flights_delay.pipeline.yaml"
@@ -325,3 +326,30 @@ def test_a_spec_error_raised_deep_inside_a_command_is_printed_the_same_way(capsy
     out, err = capsys.readouterr()
     assert err == "x.pipeline.yaml:7:3: training.params: bad value (hint: use a number)\n"
     assert out == ""
+
+
+def test_status_shows_each_batch_drift_share_or_not_enough_data(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sluice.services.batch_record import BatchRecord, BatchStatus
+    from sluice.services.storage import PipelineStore
+
+    spec = project.write_spec()
+    store = PipelineStore(project.root / "data" / "sluice", "flights_delay")
+    for n, (batch_id, changes) in enumerate(
+        [
+            ("a" * 16, {"drift_share": 0.17, "drift_status": "compared", "monitored_by": "run-1"}),
+            ("b" * 16, {"drift_status": "not_enough_data"}),
+        ]
+    ):
+        record = BatchRecord(
+            batch_id=batch_id, source_file=f"m{n}.parquet", status=BatchStatus.ACCEPTED, landed_at=float(n)
+        )
+        store.write_batch_record(record.model_copy(update=changes))
+
+    assert main(["status", str(spec)]) == 0
+
+    out = capsys.readouterr().out
+    first, second = (line for line in out.splitlines() if line.startswith("  batch "))
+    assert "a" * 16 in first and "drift share 0.17" in first
+    assert "b" * 16 in second and "drift: not enough data" in second

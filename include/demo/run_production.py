@@ -263,6 +263,7 @@ class Player:
         monitor = wait_for(lambda: self.finished_run("monitor", dropped_at), 900, f"the monitor run of month {month}")
         drift = self.store.read_json_or_none(self.store.monitor_key(monitor["run_id"], "drift.json"))
         row["drift"] = drift
+        row["monitor"] = monitor["state"]
         log(f"{self.pipeline} month {month:02d}: monitor {monitor['state']}: " + (drift["reason"] if drift else "-"))
         since = time.time()
         if first:

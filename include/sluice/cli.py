@@ -292,8 +292,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     for batch_id in store.batch_ids():
         r = store.batch_record(batch_id)
         drift = f"drift share {r.drift_share:.2f}" if r.drift_share is not None else ""
+        if r.drift_status == "not_enough_data":
+            drift = "drift: not enough data"
         print(
-            f"  batch {batch_id}  {printable(r.source_file):<28} {r.status:<9} {drift:<17} "
+            f"  batch {batch_id}  {printable(r.source_file):<28} {r.status:<9} {drift:<22} "
             f"{r.reason}"
             + (f" (reuses the name of {', '.join(r.replaces_name_of)})" if r.replaces_name_of else "")
             + (f" (superseded by {r.superseded_by}: its file changed after landing)" if r.superseded_by else "")

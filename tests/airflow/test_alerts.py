@@ -32,6 +32,7 @@ DECISION: dict[str, Any] = {
 }
 
 DRIFT: dict[str, Any] = {
+    "status": "compared",
     "drift_share": 0.5,
     "threshold": 0.3,
     "drift_detected": True,
@@ -142,33 +143,80 @@ def test_missing_facts_fall_back_to_the_error() -> None:
     assert "<pre>boom</pre>" in mail.html
 
 
+def _monitor_context(xcoms: dict[str, Any]) -> dict[str, Any]:
+    """What ``alert_drift`` reads from its Airflow context."""
+    return {"ti": SyntheticTI("flights_delay__monitor", "alert_drift", xcoms)}
+
+
 @pytest.mark.integration
-def test_drift_email_from_the_monitor_xcom_is_delivered_with_report_and_mlflow_links(
+def test_drift_alert_task_emails_the_numbers_with_report_and_mlflow_links(
     project: Project, smtp_server: MailCatcher
 ) -> None:
-    spec = project.write_spec(alerts={"email": ["ml-oncall@example.com", "lead@example.com"]})
+    from sluice.airflow.tasks import alert_drift
+
+    to = ["ml-oncall@example.com", "lead@example.com"]
+    spec = project.write_spec(alerts={"email": to})
     report = project.root / "data" / "sluice" / "flights_delay" / "monitor" / "run1" / "drift.html"
     report.parent.mkdir(parents=True)
     report.write_text("<html>drift</html>")
-    ti = SyntheticTI("flights_delay__monitor", "check_drift", {"compute_drift": DRIFT | {"report_path": str(report)}})
-    notifier = AlertNotifier(
-        alert="drift", pipeline="flights_delay", to=["ml-oncall@example.com", "lead@example.com"], spec_path=str(spec)
-    )
+    context = _monitor_context({"compute_drift": DRIFT | {"report_path": str(report)}})
 
-    notifier({"ti": ti, "exception": RuntimeError("drift share 0.5 > 0.3")})
+    sent = alert_drift(str(spec), to, "smtp_default", **context)
 
     (msg,) = smtp_server.wait_for(1)
+    assert sent["sent"] is True and sent["subject"] == msg["Subject"]
     assert msg["Subject"] == (
         "[sluice] flights_delay: drift detected, 1 of 2 columns drifted (share 50.00% > threshold 30.00%)"
     )
     assert msg["X-Sluice-Alert"] == "drift"
-    assert smtp_server.envelopes[0] == ("sluice@test.example", ["ml-oncall@example.com", "lead@example.com"])
+    assert smtp_server.envelopes[0] == ("sluice@test.example", to)
     body = body_text(msg)
     assert "K-S p_value" in body and "0.0010" in body and "<b>drifted</b>" in body
     assert "champion v3" in body and "b4e760fc27f6115d" in body
     assert "http://localhost:5000/#/runs/drift789" in body
     assert "/sluice/reports/flights_delay/monitor/run1/drift.html" in body
-    assert ti.our_log_url in body
+    assert context["ti"].our_log_url in body
+    assert "<h3>Error</h3>" not in body, "drift is news, not a failure"
+
+
+def test_no_drift_skips_the_drift_alert_and_sends_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from sluice.airflow.tasks import alert_drift
+
+    # Nobody listens on smtp_default: an attempt to send would fail the task instead of skipping it.
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", smtp_conn(free_port()))
+    calm = DRIFT | {"drift_detected": False, "drift_share": 0.0}
+    not_enough = calm | {"status": "not_enough_data", "drift_share": None, "reason": "not enough data: 400 rows"}
+    for xcom in (calm, not_enough):
+        with pytest.raises(AirflowSkipException, match="no drift"):
+            alert_drift("unused.yaml", ["x@example.com"], "smtp_default", **_monitor_context({"compute_drift": xcom}))
+
+
+def test_a_drift_email_that_cannot_be_sent_fails_the_task_with_what_is_recorded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sluice.airflow.tasks import alert_drift
+
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", smtp_conn(free_port()))  # nobody listens there
+    context = _monitor_context({"compute_drift": DRIFT | {"report_path": "/r/report.html"}})
+
+    with pytest.raises(RuntimeError) as failed:
+        alert_drift("unused.yaml", ["x@example.com"], "smtp_default", **context)
+
+    message = str(failed.value)
+    assert message.startswith("drift alert email not sent to x@example.com via connection smtp_default: ")
+    assert "ConnectionRefusedError" in message
+    assert "report /r/report.html" in message and "MLflow run drift789" in message
+
+
+def test_drift_without_recipients_is_logged_and_succeeds(caplog: pytest.LogCaptureFixture) -> None:
+    from sluice.airflow.tasks import alert_drift
+
+    with caplog.at_level(logging.WARNING, logger="sluice.airflow.tasks"):
+        sent = alert_drift("unused.yaml", [], "smtp_default", **_monitor_context({"compute_drift": DRIFT}))
+    assert sent == {"sent": False, "to": [], "subject": None}
+    assert "flights_delay has no alerts.email" in caplog.text
 
 
 @pytest.mark.integration

@@ -72,7 +72,7 @@ def test_each_task_gets_its_buttons_and_they_read_the_run_xcom(project: Project)
     )
     (mlflow,) = links_for("gate", spec)
     (validation,) = links_for("validate", spec)
-    drift = links_for("check_drift", spec)[0]
+    drift = links_for("alert_drift", spec)[0]
     assert mlflow.get_link(None, ti_key=ti) == "http://localhost:5000/#/runs/cand"
     assert validation.get_link(None, ti_key=ti).endswith("/sluice/reports/flights_delay/batches/x/validation.json")
     assert drift.get_link(None, ti_key=ti).endswith("/sluice/reports/flights_delay/monitor/drift.html")

@@ -10,10 +10,12 @@ def check_demo_months(months: list[dict[str, Any]]) -> None:
 
     January trains the first champion by hand; February's 40 corrupted rows are quarantined and
     it does not drift; May drifts, retrains by itself and is gated against the January champion.
+    Every monitor run is green: drift is reported by the alert email and the asset event.
     """
     jan, feb, may = months
     assert [m["month"] for m in (jan, feb, may)] == [1, 2, 5]
     assert [m["batch"]["status"] for m in (jan, feb, may)] == ["accepted"] * 3
+    assert [m["monitor"] for m in (jan, feb, may)] == ["success"] * 3, "drift is news, not a failed run"
 
     assert jan["trigger"]["triggers"] == ["manual"]
     assert jan["drift"]["status"] == "no_reference"

@@ -64,6 +64,10 @@ def test_demo_ingests_monitors_retrains_on_drift_gates_and_deploys(project: Path
     check_demo_months(summary["months"])
     may = summary["months"][2]
     assert Path(may["drift"]["report_path"]).exists()
+    # The drift alert email reached the demo's SMTP server; the calm months sent none.
+    assert [m["alert"] for m in may["emails"]] == ["drift"]
+    assert may["emails"][0]["subject"].startswith("[sluice] flights_delay: drift detected, 1 of 6 columns drifted")
+    assert summary["months"][1]["emails"] == []
     assert processes_of(project) == {}, "the demo leaves no process behind"
 
     assert users.get_run(user_run).info.experiment_id, "the user's MLflow history survived the demo"

@@ -10,6 +10,7 @@ import pytest
 from sluice.services.storage import PipelineStore, read_json
 from tests.conftest import Project
 from tests.integration.conftest import build_dags, run_dag
+from tests.smtp_server import MailCatcher, body_text
 from tests.storage import local
 
 pytestmark = pytest.mark.integration
@@ -64,14 +65,14 @@ def test_without_a_champion_the_monitor_records_no_reference(flights_project: Pr
     state, tasks = run_dag(dags["flights_delay__monitor"])
 
     assert state == "success", tasks
-    assert tasks == {"compute_drift": "success", "publish_drift": "skipped", "check_drift": "success"}
+    assert tasks == {"compute_drift": "success", "publish_drift": "skipped", "alert_drift": "skipped"}
     result = _xcom("flights_delay__monitor", "compute_drift")
     assert result["status"] == "no_reference" and result["drift_detected"] is False
     assert "no champion" in result["reason"]
     assert len(_drift_events()) == before
 
 
-def test_a_december_batch_drifts_from_the_january_champion(flights_project: Project) -> None:
+def test_a_december_batch_drifts_from_the_january_champion(flights_project: Project, smtp_server: MailCatcher) -> None:
     from demo.producer import drop_month
     from sluice.services import tracking
 
@@ -91,9 +92,9 @@ def test_a_december_batch_drifts_from_the_january_champion(flights_project: Proj
     before = len(_drift_events())
     state, tasks = run_dag(dags["flights_delay__monitor"])
 
-    # Drift fails the run at check_drift (the alert), after the drift event went out.
-    assert state == "failed"
-    assert tasks == {"compute_drift": "success", "publish_drift": "success", "check_drift": "failed"}
+    # Drift is news, not a failure: the run is green, the drift event went out and the alert was emailed.
+    assert state == "success", tasks
+    assert tasks == {"compute_drift": "success", "publish_drift": "success", "alert_drift": "success"}
     result = _xcom("flights_delay__monitor", "compute_drift")
     assert result["status"] == "compared" and result["drift_detected"] is True
     assert result["batches"] == [december], "the champion's own batch is the reference, not new data"
@@ -126,6 +127,35 @@ def test_a_december_batch_drifts_from_the_january_champion(flights_project: Proj
     assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"report.html", "drift.json"}
     history = client.get_metric_history(champion.run_id, "drift_share")
     assert [m.value for m in history] == [pytest.approx(result["drift_share"])]
+
+    # The drift alert email, sent by alert_drift itself, with the numbers and the report.
+    (mail,) = smtp_server.wait_for(1)
+    assert mail["X-Sluice-Alert"] == "drift" and mail["To"] == "ml-oncall@example.com"
+    assert mail["Subject"].startswith("[sluice] flights_delay: drift detected, ")
+    body = body_text(mail)
+    assert f"champion v{champion.version}" in body and december in body and "dest" in body
+    assert f"http://localhost:5000/#/runs/{result['mlflow_run_id']}" in body
+    assert "/tasks/alert_drift" in body and "<h3>Error</h3>" not in body
+    assert _xcom("flights_delay__monitor", "alert_drift")["subject"] == mail["Subject"]
+
+    # A batch below monitoring.drift.min_rows (1,000) gets no verdict: no event, no email, a green run.
+    drop_month(project.landing, 11, sample=400)
+    assert run_dag(dags["flights_delay__ingest"])[0] == "success"
+    november = next(b for b in store.batch_ids() if b not in (january, december))
+    state, tasks = run_dag(dags["flights_delay__monitor"])
+    assert state == "success", tasks
+    assert tasks == {"compute_drift": "success", "publish_drift": "skipped", "alert_drift": "skipped"}
+    small = _xcom("flights_delay__monitor", "compute_drift")
+    assert small["status"] == "not_enough_data" and small["drift_detected"] is False
+    assert small["batches"] == [november] and small["rows"] == {"reference": SAMPLE, "current": 400}
+    assert small["reason"].startswith("not enough data: 400 new rows < monitoring.drift.min_rows 1000")
+    assert len(_drift_events()) == before + 1 and len(smtp_server.messages) == 1
+    record = store.batch_record(november)
+    assert record.drift_status == "not_enough_data" and record.monitored_by is None, "compared again with the next"
+    monitor_run = client.get_run(small["mlflow_run_id"])
+    assert monitor_run.data.tags["sluice.drift.verdict"] == "not enough data"
+    assert monitor_run.data.metrics["rows_current"] == 400 and "drift_share" not in monitor_run.data.metrics
+    assert len(client.get_metric_history(champion.run_id, "drift_share")) == 1, "no point without a verdict"
 
 
 def _run_id() -> str:

@@ -6,12 +6,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
+from tests.conftest import REPO
 from tests.storage import local
 
 from sluice.spec.models import Drift
-from sluice.steps.monitor import compare, sample, select_columns
+from sluice.steps.monitor import compare, sample, select_columns, too_few_rows
 
 # The raw batch columns the demo model reads (its other features come from joins).
 MODEL_FEATURES = ["day", "sched_dep_time", "sched_arr_time", "carrier", "origin", "dest", "distance", "temp"]
@@ -74,10 +76,93 @@ def test_columns_and_methods_from_the_spec_are_used(flights: pd.DataFrame) -> No
     assert cols["distance"].drifted and cols["distance"].score < 0.05
 
 
-def test_small_samples_switch_to_statistical_tests(flights: pd.DataFrame) -> None:
+def test_small_samples_keep_the_distances(flights: pd.DataFrame) -> None:
+    # Evidently would switch to K-S and chi-square p-values at 1,000 reference rows or fewer.
     drift = Drift(sample_size=500, columns=["distance", "carrier"])
     results, _, _, _ = compare(month(flights, 1), month(flights, 2), drift)
-    assert {r.method for r in results} == {"K-S p_value", "chi-square p_value"}
+    cols = by_column(results)
+    assert cols["distance"].method == "Wasserstein distance (normed)" and cols["distance"].threshold == 0.1
+    assert cols["carrier"].method == "Jensen-Shannon distance" and cols["carrier"].threshold == 0.1
+
+
+def test_numbers_with_few_values_are_compared_as_categories() -> None:
+    rng = np.random.default_rng(0)
+    side = pd.DataFrame({"passengers": rng.integers(1, 4, 2000), "fare": rng.normal(100, 10, 2000)})
+    results, _, _, _ = compare(side.iloc[:1000], side.iloc[1000:], Drift())
+    assert by_column(results)["passengers"].method == "Jensen-Shannon distance"
+    assert by_column(results)["fare"].method == "Wasserstein distance (normed)"
+
+
+# A calm pipeline of small batches: 1,000 orders a month from one unchanging distribution,
+# with the long tails real categories have (a few regions, devices and payment types are rare).
+def _weights(common: int, rare: int) -> Any:
+    w = np.array([10.0] * common + [0.3] * rare)
+    return w / w.sum()
+
+
+REGIONS, REGION_W = [f"region_{i:02d}" for i in range(20)], _weights(12, 8)
+DEVICES, DEVICE_W = [f"device_{i:02d}" for i in range(15)], _weights(8, 7)
+PAYMENTS = ["card", "paypal", "invoice", "voucher", "giftcard", "crypto"]
+PAYMENT_W = np.array([70, 20, 6, 3, 0.6, 0.4]) / 100
+
+
+def orders(seed: int, rows: int = 1000, drifted: bool = False) -> pd.DataFrame:
+    """One month of orders; ``drifted``: other regions buy, and they spend more."""
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "region": rng.choice(REGIONS, rows, p=np.roll(REGION_W, 6) if drifted else REGION_W),
+            "device": rng.choice(DEVICES, rows, p=DEVICE_W),
+            "payment": rng.choice(PAYMENTS, rows, p=PAYMENT_W),
+            "basket_value": rng.lognormal(3.9 if drifted else 3.5, 0.6, rows).round(2),
+        }
+    )
+
+
+def test_a_calm_pipeline_of_small_batches_is_not_flagged_with_the_defaults() -> None:
+    # A year of 1,000-row months against a 1,000-row reference, all from the same distribution.
+    # Evidently's size-dependent choice (chi-square p-values here) called 6 of these 12 months
+    # drifted: its chi-square gives p = 0 whenever a month has a rare region the reference lacks.
+    reference = orders(seed=0)
+    for m in range(1, 13):
+        results, share, detected, _ = compare(reference, orders(seed=m), Drift())
+        assert not detected, f"month {m}: share {share}"
+        assert [r.column for r in results if r.drifted] == [], f"month {m}: {results}"
+        assert {r.method for r in results} == {"Jensen-Shannon distance", "Wasserstein distance (normed)"}
+
+
+def test_a_drifted_small_batch_is_still_flagged_with_the_defaults() -> None:
+    results, share, detected, _ = compare(orders(seed=0), orders(seed=99, drifted=True), Drift())
+    cols = by_column(results)
+    assert detected and share >= 0.5
+    assert cols["region"].drifted and cols["region"].score > 0.3
+    assert cols["basket_value"].drifted and cols["basket_value"].score > 0.3
+    assert not cols["payment"].drifted
+
+
+def test_below_min_rows_there_is_no_verdict() -> None:
+    enough = {"reference": 3000, "current": 1000}
+    assert too_few_rows(enough, 1000, "1") is None, "min_rows itself is enough"
+    short = too_few_rows({"reference": 3000, "current": 999}, 1000, "1")
+    assert short is not None and short.startswith("not enough data: 999 new rows < monitoring.drift.min_rows 1000")
+    assert "compared again together with the next ones" in short
+    small_champion = too_few_rows({"reference": 400, "current": 5000}, 1000, "2")
+    assert small_champion is not None and "champion v2 was trained on 400 rows" in small_champion
+
+
+def test_the_demo_months_keep_their_verdicts() -> None:
+    # The demo spec (20,000-row samples, threshold 0.085): February to April calm, May drifts on
+    # its destinations. Evidently chose the same distances at this size before they were the default.
+    from demo.producer import month_frame
+    from sluice.spec.loader import load_spec
+
+    drift = load_spec(REPO / "dags" / "flights_delay.pipeline.yaml").spec.monitoring.drift
+    january = month_frame(1)
+    verdicts = {}
+    for m in (2, 3, 4, 5):
+        results, _, detected, _ = compare(january, month_frame(m), drift)
+        verdicts[m] = (detected, [r.column for r in results if r.drifted])
+    assert verdicts == {2: (False, []), 3: (False, []), 4: (False, []), 5: (True, ["dest"])}
 
 
 def test_sampling_is_seeded_and_bounded(flights: pd.DataFrame) -> None:

@@ -214,7 +214,12 @@ def test_enums_are_written_as_the_plain_strings_readers_know() -> None:
             "status",
             "'landed', 'accepted' or 'rejected'",
         ),
-        (DriftResult, OLD_DRIFT | {"status": "drifted"}, "status", "'compared', 'no_reference' or 'no_new_batches'"),
+        (
+            DriftResult,
+            OLD_DRIFT | {"status": "drifted"},
+            "status",
+            "'compared', 'no_reference', 'no_new_batches' or 'not_enough_data'",
+        ),
         (TriggerDecision, OLD_TRIGGER | {"triggers": ["cron"]}, "triggers.0", "'manual', 'schedule', 'new_data'"),
     ],
 )

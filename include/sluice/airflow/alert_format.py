@@ -539,6 +539,9 @@ NEXT_STEPS = {
     "promote": "Check the MLflow registry; the champion alias has not moved unless the log says so.",
     "compute_drift": "Check MLflow (the champion's run) and the pipeline's storage; drift was not measured.",
     "publish_drift": "The drift event was not sent; re-run the monitor DAG.",
+    "alert_drift": "The drift alert email was not sent: check the SMTP connection smtp_default and the spec's "
+    "alerts.email. The drift itself is recorded (drift.json, the MLflow run 'monitor <run>') and the drift event "
+    "was published by publish_drift. Clear this task to send the email once SMTP works.",
     "approve": "Nobody answered in time: the champion is kept. Re-run the train DAG to ask again.",
 }
 

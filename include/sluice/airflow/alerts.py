@@ -1,12 +1,14 @@
-"""Alert emails from Airflow: gather a failed task's facts, compose the email, send it over SMTP.
+"""Alert emails from Airflow: gather a task's facts, compose the email, send it over SMTP.
 
 :class:`AlertNotifier` is a task-level ``on_failure_callback``: it gathers the facts from the
 failed task's context (XCom of the upstream steps, the exception, the spec, what the deploy
 target serves), composes the email with :mod:`sluice.airflow.alert_format` and sends it
-through the SMTP provider's :class:`SmtpNotifier` (connection ``smtp_default``).
+through the SMTP provider's :class:`SmtpNotifier` (connection ``smtp_default``). A failure to
+send never changes the outcome of the failed task: it is logged as ``alert email not sent: ...``
+and the run goes on as it would have (the task is red already).
 
-A failure to send never changes the outcome of the task: it is logged as
-``alert email not sent: ...`` and the run goes on as it would have.
+Drift is news, not a failure: the monitor DAG's ``alert_drift`` task sends its email with
+:func:`send_alert` itself, and fails when it cannot (see :func:`sluice.airflow.tasks.alert_drift`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import TYPE_CHECKING, Any, cast
 from airflow.providers.smtp.hooks.smtp import SmtpHook
 from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 
-from sluice.airflow.alert_format import FACT_TASKS, AlertFacts, Link, compose, landing_news
+from sluice.airflow.alert_format import FACT_TASKS, AlertEmail, AlertFacts, Link, compose, landing_news
 
 if TYPE_CHECKING:
     from sluice.services.storage import PipelineStore
@@ -245,6 +247,31 @@ def _remember(facts: AlertFacts) -> None:
         log.warning("alert: cannot record the alert sent (%s); the next failure alerts again", exc)
 
 
+def send_alert(facts: AlertFacts, to: list[str], smtp_conn_id: str, context: Any) -> AlertEmail:
+    """Compose the email of ``facts`` and send it through the SMTP provider; raise when that fails.
+
+    Args:
+        facts: What the email says (:func:`gather_facts`).
+        to: Recipients.
+        smtp_conn_id: Airflow connection of the SMTP server.
+        context: The Airflow context of the task.
+
+    Returns:
+        The email sent.
+    """
+    email = compose(facts)
+    # A fresh notifier per email: a task's notifier is shared by every run of the task.
+    _TwoPartNotifier(
+        to=to,
+        subject=email.subject,
+        html_content=email.html,
+        text=email.text,
+        smtp_conn_id=smtp_conn_id,
+        custom_headers={"X-Sluice-Alert": facts.kind, "X-Sluice-Pipeline": facts.pipeline},
+    ).notify(context)
+    return email
+
+
 class AlertNotifier(SmtpNotifier):
     """Task-level failure callback that emails a sluice alert through the SMTP provider.
 
@@ -289,16 +316,7 @@ class AlertNotifier(SmtpNotifier):
             if self.alert == "failure" and _repeated(facts):
                 log.info("alert email not sent: the same failure of %s was alerted recently", facts.task_id)
                 return
-            email = compose(facts)
-            # A fresh notifier per email: this one is shared by every run of the task.
-            _TwoPartNotifier(
-                to=self.to,
-                subject=email.subject,
-                html_content=email.html,
-                text=email.text,
-                smtp_conn_id=self.smtp_conn_id,
-                custom_headers={"X-Sluice-Alert": self.alert, "X-Sluice-Pipeline": self.pipeline},
-            ).notify(context)
+            send_alert(facts, list(self.to), self.smtp_conn_id, context)
             if self.alert == "failure":
                 _remember(facts)
         except Exception as exc:  # an alert must not change the task's outcome

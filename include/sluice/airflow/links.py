@@ -99,7 +99,7 @@ class ValidationReportLink(BaseOperatorLink):
 
 @attrs.define()
 class DriftReportLink(BaseOperatorLink):
-    """'Drift report': the HTML drift report (compute_drift, check_drift of the monitor DAG)."""
+    """'Drift report': the HTML drift report (compute_drift, alert_drift of the monitor DAG)."""
 
     spec_path: str = ""
     name = "Drift report"
@@ -142,7 +142,7 @@ TASK_LINKS: dict[str, tuple[type[BaseOperatorLink], ...]] = {
     "promote": (MlflowRunLink,),
     "deploy": (MlflowRunLink,),
     "compute_drift": (DriftReportLink, DriftMlflowRunLink),
-    "check_drift": (DriftReportLink, DriftMlflowRunLink),
+    "alert_drift": (DriftReportLink, DriftMlflowRunLink),
 }
 
 

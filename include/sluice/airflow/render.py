@@ -134,7 +134,7 @@ def _wait_for_files(step: Step, plan: PipelinePlan) -> BaseOperator:
     "deploy",
     "compute_drift",
     "publish_drift",
-    "check_drift",
+    "alert_drift",
 )
 def _python_step(step: Step, plan: PipelinePlan) -> BaseOperator:
     from airflow.providers.standard.operators.python import PythonOperator
@@ -144,6 +144,8 @@ def _python_step(step: Step, plan: PipelinePlan) -> BaseOperator:
         op_kwargs["landing"] = _landing(plan)
     if step.kind in ("publish", "publish_drift"):
         op_kwargs["asset_uri"] = step.outlets[0]
+    if step.kind == "alert_drift":
+        op_kwargs |= {"to": list(plan.alert_emails), "smtp_conn_id": SMTP_CONN_ID}
     return PythonOperator(python_callable=task_callable(step.kind), op_kwargs=op_kwargs, **_common(step, plan))
 
 

@@ -349,9 +349,43 @@ def publish_drift(spec_path: str, asset_uri: str, **context: Any) -> dict[str, A
     return extra
 
 
-def check_drift(spec_path: str, **context: Any) -> dict[str, Any]:
-    """Fail (without retries) when the batch drifted beyond the spec's threshold, with the numbers."""
+def alert_drift(spec_path: str, to: list[str], smtp_conn_id: str, **context: Any) -> dict[str, Any]:
+    """Email the drift alert when the batch drifted; skip otherwise.
+
+    Drift is news, not a failure: the monitor run stays green and the email (share, threshold,
+    every column's method and score, the report and the MLflow run) says what moved. An email
+    that cannot be sent fails this task, so it is retried and then shown red: an alert nobody
+    received must not look like a quiet month. The drift itself is recorded either way
+    (``drift.json``, the MLflow run, the drift asset event of ``publish_drift``).
+
+    Args:
+        spec_path: The spec file.
+        to: Recipients (the spec's ``alerts.email``); empty: nothing is sent, the log says so.
+        smtp_conn_id: Airflow connection of the SMTP server.
+        context: The Airflow context.
+
+    Raises:
+        AirflowSkipException: The batch did not drift (or was not compared).
+        RuntimeError: The email was not sent (retried like any task failure).
+    """
+    from sluice.airflow.alerts import gather_facts, send_alert
+
     result = _pull(context, TaskId.COMPUTE_DRIFT, DriftResult)
-    if result.drift_detected:
-        raise AirflowFailException(f"data drift in {context['dag'].dag_id.rsplit('__', 1)[0]}: {result.summary()}")
-    return {"drift_detected": False, "drift_share": result.drift_share}
+    if not result.drift_detected:
+        raise AirflowSkipException(f"no drift: {result.reason or result.status}")
+    pipeline = str(context["ti"].dag_id).rsplit("__", 1)[0]
+    log.warning("data drift in %s: %s", pipeline, result.summary())
+    if not to:
+        log.warning("no drift alert email: %s has no alerts.email; the drift asset event is the only notice", pipeline)
+        return {"sent": False, "to": [], "subject": None}
+    facts = gather_facts("drift", pipeline, spec_path, context)
+    try:
+        email = send_alert(facts, list(to), smtp_conn_id, context)
+    except Exception as exc:
+        raise RuntimeError(
+            f"drift alert email not sent to {', '.join(to)} via connection {smtp_conn_id}: "
+            f"{type(exc).__name__}: {exc}. The drift is recorded (report {result.report_path}, "
+            f"MLflow run {result.mlflow_run_id}); fix the SMTP connection and clear this task to send it"
+        ) from exc
+    log.info("drift alert email sent to %s: %s", ", ".join(to), email.subject)
+    return {"sent": True, "to": list(to), "subject": email.subject}

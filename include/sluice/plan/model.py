@@ -40,7 +40,8 @@ class Step:
         doc: One line shown in the Airflow UI.
         config: Renderer-specific settings.
         alert: Alert kind sent by email when this step fails ('validation', 'gate',
-            'deploy', 'drift', 'failure'), or None for no alert.
+            'deploy', 'failure'), or None for no alert. (The drift email is no failure: the
+            monitor's ``alert_drift`` step sends it itself.)
         timeout_minutes: Longest a try may run before Airflow fails it (then retried), or
             None for no limit (sensors and approvals have timeouts of their own).
     """

@@ -54,3 +54,6 @@ class BatchRecord(BaseModel):
     archived_to: str = ""
     archived_version: str = ""
     superseded_by: str | None = None
+    #: What the last monitor run that saw the batch found: 'compared', or 'not_enough_data'
+    #: (too few rows for a verdict: the batch is compared again with the next ones).
+    drift_status: str | None = None

@@ -57,11 +57,37 @@ def _typed_sides(reference: Any, current: Any, columns: list[str]) -> tuple[Any,
     return ref, cur, numerical, categorical
 
 
+#: A numerical column with at most this many distinct values is compared as categories
+#: (Evidently's own rule for its large-sample defaults).
+FEW_VALUES = 5
+
+
+def default_methods(reference: Any, current: Any, numerical: list[str], categorical: list[str]) -> dict[str, str]:
+    """The method of each column the spec does not name: a distance, whatever the sample size.
+
+    Wasserstein distance (normed by the reference's spread) for numbers with more than
+    :data:`FEW_VALUES` distinct values, Jensen-Shannon distance for categories and for numbers
+    with few values; both drift at 0.1 by default. These are Evidently's defaults above 1,000
+    reference rows; below that Evidently switches to K-S and chi-square p-values, and its
+    chi-square gives p = 0 as soon as the new data holds a category the reference lacks, so a
+    calm pipeline of small batches would drift every month. A distance measures how far the
+    data moved, not how sure a test is that it moved at all.
+    """
+    import pandas as pd
+
+    methods = {c: "jensenshannon" for c in categorical}
+    for col in numerical:
+        distinct = pd.concat([reference[col], current[col]]).nunique()
+        methods[col] = "wasserstein" if distinct > FEW_VALUES else "jensenshannon"
+    return methods
+
+
 def drift_report(reference: Any, current: Any, columns: list[str], drift: Drift) -> tuple[list[ColumnScore], Any]:
     """Run Evidently's ``DataDriftPreset`` on the given columns.
 
     Numbers (not booleans) are numerical columns, everything else categorical. A column that
     is empty on either side cannot be compared and is left out (and so counts for nothing).
+    Columns without a method in ``drift.methods`` get :func:`default_methods`.
 
     Returns:
         Per-column results and the Evidently snapshot (for ``save_html``).
@@ -76,10 +102,13 @@ def drift_report(reference: Any, current: Any, columns: list[str], drift: Drift)
         raise ValueError(f"none of the columns {columns} has values on both sides: nothing to compare")
     ref, cur, numerical, categorical = _typed_sides(reference, current, usable)
     definition = DataDefinition(numerical_columns=numerical, categorical_columns=categorical)
+    methods = default_methods(ref, cur, numerical, categorical) | {
+        c: m for c, m in drift.methods.items() if c in usable
+    }
     preset = DataDriftPreset(
         columns=usable,
         drift_share=drift.drift_share,
-        per_column_method={c: m for c, m in drift.methods.items() if c in usable} or None,
+        per_column_method=methods,
         threshold=drift.threshold,
     )
     with warnings.catch_warnings():

@@ -868,9 +868,11 @@ class Drift(StrictModel):
     methods: dict[str, DriftMethod] = Field(
         default_factory=dict,
         description=(
-            "Drift method per column (Evidently stattest names). Default: Evidently's choice by "
-            "type and size: above 1000 reference rows Wasserstein distance (numbers) and "
-            "Jensen-Shannon distance (categories), else K-S and chi-square/Z p-values."
+            "Drift method per column (Evidently stattest names), e.g. {distance: ks}. Default, whatever "
+            "the sample size: Wasserstein distance (normed) for numbers with more than 5 distinct "
+            "values, Jensen-Shannon distance for categories and numbers with at most 5, both drifting "
+            "at 0.1 (Evidently's choice above 1,000 rows; below that Evidently would pick p-value "
+            "tests, which flag calm small batches)."
         ),
     )
     threshold: float | None = Field(
@@ -880,6 +882,16 @@ class Drift(StrictModel):
         description=(
             "Per-column threshold for every column. Default: the method's own (0.1 for the "
             "distances, 0.05 for the p-value tests). Distances drift at or above it, p-values below it."
+        ),
+    )
+    min_rows: int = Field(
+        1000,
+        ge=1,
+        le=10_000_000,
+        description=(
+            "Fewest rows each side (the champion's training data, the new batches) must have to be "
+            "compared. Below it the verdict is 'not enough data': no alert, no drift event, and the "
+            "new batches are compared again together with the next ones."
         ),
     )
 

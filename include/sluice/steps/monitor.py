@@ -27,7 +27,16 @@ from sluice.steps.records import DriftResult as DriftResult
 #: The drift result of a monitor run, in its folder.
 DRIFT_RESULT = "drift.json"
 
-__all__ = ["ColumnDrift", "DriftResult", "batches_to_monitor", "compare", "monitor_batches", "sample", "select_columns"]
+__all__ = [
+    "ColumnDrift",
+    "DriftResult",
+    "batches_to_monitor",
+    "compare",
+    "monitor_batches",
+    "sample",
+    "select_columns",
+    "too_few_rows",
+]
 
 
 def sample(df: Any, size: int, seed: int) -> Any:
@@ -122,8 +131,9 @@ def monitor_batches(
     ``monitor <airflow run id>`` in the pipeline's experiment (tags ``sluice.role=monitor``,
     ``sluice.champion_version``, batches; metric ``drift_share``; artifacts ``report.html``,
     ``drift.json``), and the ``drift_share`` metric on the champion's own run with one step
-    per monitored batch set, so the champion's page plots drift over its life. A retry of
-    the same Airflow run returns the recorded result.
+    per monitored batch set, so the champion's page plots drift over its life. Fewer rows
+    than ``min_rows`` on a side give "not enough data" (no report, no point on the series).
+    A retry of the same Airflow run returns the recorded result.
     """
     from sluice.services import tracking
 
@@ -144,34 +154,117 @@ def monitor_batches(
 
     reference = read_clean(store, reference_batches)
     current = read_clean(store, batches)
+    common: dict[str, Any] = {
+        "batches": batches,
+        "champion_version": str(champ.version),
+        "reference_batches": reference_batches,
+        "threshold": drift.drift_share,
+        "sample_size": drift.sample_size,
+        "seed": drift.seed,
+        "mlflow_run_id": None,
+    }
     features = [f for f in champ_run.data.tags.get("sluice.features", "").split(",") if f]
-    columns, share, detected, snapshot = compare(reference, current, drift, features)
     report_key = store.monitor_key(airflow_run_id, "report.html")
-    with tempfile.TemporaryDirectory(dir=store.scratch(".monitor")) as tmp:
-        html = Path(tmp) / "report.html"
-        snapshot.save_html(str(html))
-        report_text = html.read_text()
-        store.put_file(html, report_key)
+    result, report_text = _measure(store, report_key, (reference, current), drift, features, common)
+    result = _log_monitor_run(loaded, client, result, report_text, str(champ.run_id), (dag_id, airflow_run_id))
+    _record(store, result, result_key)
+    _mark_batches(store, result, airflow_run_id)
+    return result
+
+
+def _measure(
+    store: PipelineStore,
+    report_key: str,
+    sides: tuple[Any, Any],
+    drift: Drift,
+    features: list[str],
+    common: dict[str, Any],
+) -> tuple[DriftResult, str | None]:
+    """Compare the (reference, current) ``sides`` and save the report, or say there is not enough data.
+
+    Returns:
+        The result (without its MLflow run yet) and the report's HTML (None without a report).
+    """
+    reference, current = sides
+    rows = {"reference": len(reference), "current": len(current)}
+    short = too_few_rows(rows, drift.min_rows, str(common["champion_version"]))
+    if short is not None:
+        result = DriftResult(
+            status=DriftStatus.NOT_ENOUGH_DATA,
+            drift_share=None,
+            drift_detected=False,
+            columns=[],
+            report_path=None,
+            rows=rows,
+            reason=short,
+            **common,
+        )
+        return result, None
+    columns, share, detected, snapshot = compare(reference, current, drift, features)
+    report_text = _save_report(store, snapshot, report_key)
     result = DriftResult(
         status=DriftStatus.COMPARED,
         drift_share=share,
         drift_detected=detected,
         columns=columns,
         report_path=store.describe(report_key),
-        mlflow_run_id=None,
-        batches=batches,
-        champion_version=str(champ.version),
-        reference_batches=reference_batches,
-        rows={"reference": min(len(reference), drift.sample_size), "current": min(len(current), drift.sample_size)},
-        threshold=drift.drift_share,
-        sample_size=drift.sample_size,
-        seed=drift.seed,
+        rows={side: min(n, drift.sample_size) for side, n in rows.items()},
+        **common,
     )
-    result = _log_monitor_run(loaded, client, result, report_text, str(champ.run_id), (dag_id, airflow_run_id))
-    _record(store, result, result_key)
-    for batch_id in batches:
-        store.update_batch_record(batch_id, monitored_by=airflow_run_id, drift_share=share)
-    return result
+    return result, report_text
+
+
+def _save_report(store: PipelineStore, snapshot: Any, report_key: str) -> str:
+    """Write the Evidently report to ``report_key``; return its HTML."""
+    with tempfile.TemporaryDirectory(dir=store.scratch(".monitor")) as tmp:
+        html = Path(tmp) / "report.html"
+        snapshot.save_html(str(html))
+        text = html.read_text()
+        store.put_file(html, report_key)  # moves the file
+        return text
+
+
+def _mark_batches(store: PipelineStore, result: DriftResult, airflow_run_id: str) -> None:
+    """Record on each compared batch what the monitor found.
+
+    A batch without a verdict (not enough data) is not marked as monitored: the next run
+    compares it again, together with its own batches.
+    """
+    for batch_id in result.batches:
+        if result.status == DriftStatus.COMPARED:
+            store.update_batch_record(
+                batch_id,
+                monitored_by=airflow_run_id,
+                drift_share=result.drift_share,
+                drift_status=str(DriftStatus.COMPARED),
+            )
+        else:
+            store.update_batch_record(batch_id, drift_status=str(result.status), drift_share=None)
+
+
+def too_few_rows(rows: dict[str, int], min_rows: int, champion_version: str) -> str | None:
+    """Why the sides are too small to compare (``monitoring.drift.min_rows``), or None.
+
+    Below a thousand rows or so a drift score is mostly sampling noise (a Jensen-Shannon
+    distance over a hundred categories reads about 0.15 between two samples of the same
+    month), so a verdict would be a coin toss; "not enough data" says so instead.
+
+    Args:
+        rows: Rows on each side before sampling: ``{"reference": n, "current": n}``.
+        min_rows: The fewest rows each side must have.
+        champion_version: The champion whose training data is the reference.
+    """
+    if rows["current"] < min_rows:
+        return (
+            f"not enough data: {rows['current']} new rows < monitoring.drift.min_rows {min_rows}; "
+            "no drift verdict, these batches are compared again together with the next ones"
+        )
+    if rows["reference"] < min_rows:
+        return (
+            f"not enough data: champion v{champion_version} was trained on {rows['reference']} rows "
+            f"< monitoring.drift.min_rows {min_rows}; no drift verdict until a champion trained on more"
+        )
+    return None
 
 
 def _not_compared(pipeline: str, champ: Any, batches: list[str], reference: list[str], drift: Drift) -> DriftResult:
@@ -208,17 +301,26 @@ def _record(store: PipelineStore, result: DriftResult, key: str) -> DriftResult:
     return result
 
 
+def _verdict(result: DriftResult) -> str:
+    """The ``sluice.drift.verdict`` tag: drift, no drift, or not enough data."""
+    if result.status == DriftStatus.NOT_ENOUGH_DATA:
+        return "not enough data"
+    return "drift" if result.drift_detected else "no drift"
+
+
 def _log_monitor_run(
     loaded: LoadedSpec,
     client: Any,
     result: DriftResult,
-    report_html: str,
+    report_html: str | None,
     champ_run_id: str,
     airflow_run: tuple[str, str],
 ) -> DriftResult:
     """Log the monitor run and the champion's ``drift_share`` point; return the result with its run id.
 
-    ``airflow_run`` is the (dag id, run id) of the monitor run.
+    ``airflow_run`` is the (dag id, run id) of the monitor run. A result that is not compared
+    (not enough data) gets a run with its verdict, rows and ``drift.json``, and no point on
+    the champion's series.
     """
     import mlflow
 
@@ -238,21 +340,30 @@ def _log_monitor_run(
         "sluice.reference_batches": ",".join(result.reference_batches),
         "sluice.airflow_dag_id": dag_id,
         "sluice.airflow_run_id": airflow_run_id,
-        "sluice.drift.verdict": "drift" if result.drift_detected else "no drift",
+        "sluice.drift.verdict": _verdict(result),
     }
     tracking.close_abandoned_runs(client, experiment_id, "monitor", airflow_run_id)
     now_ms = int(time.time() * 1000)
     step = len(client.get_metric_history(champ_run_id, "drift_share"))
+    compared = result.status == DriftStatus.COMPARED
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"monitor {airflow_run_id}", tags=tags) as run:
-        mlflow.log_params({"drift_share_threshold": drift.drift_share, "sample_size": drift.sample_size})
-        mlflow.log_metric("drift_share", share, step=step, timestamp=now_ms)
-        mlflow.log_metric("drifted_columns", len(result.drifted_columns()), step=step, timestamp=now_ms)
-        for c in result.columns:
-            mlflow.log_metric(f"drift.{c.column}", c.score, step=step, timestamp=now_ms)
+        mlflow.log_params(
+            {"drift_share_threshold": drift.drift_share, "sample_size": drift.sample_size, "min_rows": drift.min_rows}
+        )
+        for side, n in result.rows.items():
+            mlflow.log_metric(f"rows_{side}", n, step=step, timestamp=now_ms)
+        if compared:
+            mlflow.log_metric("drift_share", share, step=step, timestamp=now_ms)
+            mlflow.log_metric("drifted_columns", len(result.drifted_columns()), step=step, timestamp=now_ms)
+            for c in result.columns:
+                mlflow.log_metric(f"drift.{c.column}", c.score, step=step, timestamp=now_ms)
         result = result.model_copy(update={"mlflow_run_id": run.info.run_id})
-        result = result.model_copy(update={"reason": result.summary()})
-        mlflow.log_text(report_html, "report.html")
+        if compared:
+            result = result.model_copy(update={"reason": result.summary()})
+        if report_html is not None:
+            mlflow.log_text(report_html, "report.html")
         mlflow.log_dict(encode(result), "drift.json")
-    # The champion's own run gets the series: one point per monitored batch set.
-    client.log_metric(champ_run_id, "drift_share", share, timestamp=now_ms, step=step)
+    if compared:
+        # The champion's own run gets the series: one point per monitored batch set.
+        client.log_metric(champ_run_id, "drift_share", share, timestamp=now_ms, step=step)
     return result

@@ -110,6 +110,8 @@ class DriftStatus(StrEnum):
     COMPARED = "compared"
     NO_REFERENCE = "no_reference"
     NO_NEW_BATCHES = "no_new_batches"
+    #: A side has fewer rows than ``monitoring.drift.min_rows``: too few to tell drift from noise.
+    NOT_ENOUGH_DATA = "not_enough_data"
 
 
 class Trigger(StrEnum):
@@ -477,7 +479,8 @@ class DriftResult(Record):
     """What one monitor run found (the ``compute_drift`` XCom and ``drift.json``).
 
     Attributes:
-        status: compared, no_reference (no champion or reference yet) or no_new_batches.
+        status: compared, no_reference (no champion or reference yet), no_new_batches, or
+            not_enough_data (a side below ``monitoring.drift.min_rows``).
         drift_share: Share of compared columns that drifted (None when nothing was compared).
         threshold: The spec's ``drift_share``: the batch drifted when the share reaches it.
         drift_detected: Whether the batch drifted.
@@ -487,7 +490,8 @@ class DriftResult(Record):
         batches: Batch ids compared (current data).
         champion_version: Registered version whose training data is the reference, or None.
         reference_batches: Batch ids of the reference data.
-        rows: Rows compared per side after sampling: ``{"reference": n, "current": n}``.
+        rows: Rows compared per side after sampling: ``{"reference": n, "current": n}``
+            (for not_enough_data: the rows each side had).
         sample_size: Sampling size used per side.
         seed: Sampling seed.
         reason: One line for the log.
