@@ -367,9 +367,20 @@ def test_re_dropping_rejected_content_says_it_was_rejected_why_and_how_to_resubm
     assert f"batch {batch}, which was rejected: {reason}" in message
     assert "drop the corrected file" in message and f"sluice revalidate {spec_path} {batch}" in message
     frame(30).to_parquet(landing / "jan-3.parquet", index=False)
-    capsys.readouterr()
-    land(str(spec_path), {"source": "local", "glob": f"{landing}/*.parquet"}, run_id="run3")
-    logged = capsys.readouterr().out  # the task log (Airflow's logging writes it to stdout here)
+    # The task log: read from the logger itself, whatever handlers Airflow's logging set up.
+    lines: list[str] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("sluice.airflow.tasks")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        land(str(spec_path), {"source": "local", "glob": f"{landing}/*.parquet"}, run_id="run3")
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    logged = "\n".join(lines)
     assert f"jan-3.parquet has the content of batch {batch}, which was rejected: {reason}" in logged
     assert "already landed: nothing to do" not in logged
 
