@@ -10,7 +10,7 @@ UV_ON_PATH := $(shell command -v uv 2>/dev/null)
 UV := $(or $(UV_ON_PATH),$(CURDIR)/.tools/bin/uv)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
-# The embedded Airflow home lives in the project; `uv run sluice env` prints the rest.
+# The embedded Airflow home lives in the project; `./sluice env` prints the rest.
 export SLUICE_PROJECT_DIR := $(CURDIR)
 RUN := $(UV) run --frozen
 
@@ -34,6 +34,9 @@ $(CURDIR)/.tools/bin/uv:
 setup: .venv/.synced
 	$(RUN) sluice bootstrap
 	@$(MAKE) --no-print-directory uv-path
+	@echo "sluice: ./sluice COMMAND runs the sluice CLI in the locked environment (no PATH set-up), e.g."
+	@echo "  ./sluice status dags/flights_delay.pipeline.yaml"
+	@echo "  ./sluice exec airflow dags trigger flights_delay__train"
 
 # Where uv is, and how to call it for the README's `uv run ...` commands. When make installed
 # it, .tools/path/ holds uv alone (.tools/bin also has the tools' own python and pip).

@@ -31,7 +31,7 @@ def tutorial_project(root: Path) -> Path:
 def test_spec_reference_in_readme_is_generated_from_the_models() -> None:
     start = README.index("<!-- spec-reference:start -->\n") + len("<!-- spec-reference:start -->\n")
     end = README.index("<!-- spec-reference:end -->")
-    assert README[start:end].strip() == markdown_reference().strip(), "run: uv run sluice reference"
+    assert README[start:end].strip() == markdown_reference().strip(), "run: ./sluice reference"
 
 
 def test_readme_quick_start_is_the_two_make_commands() -> None:

@@ -52,7 +52,11 @@ def test_uv_on_the_path_is_reported_as_is() -> None:
     assert _make_uv_path(os.environ["PATH"]).strip() == f"uv: {uv}"
 
 
-def test_readme_tells_how_to_reach_a_uv_that_make_installed() -> None:
+def test_readme_gives_the_front_door_and_where_uv_is() -> None:
     quick = README[README.index("## Quick start") : README.index("## Tutorial")]
-    assert 'export PATH="$PWD/.tools/path:$PATH"' in quick
+    assert "./sluice status dags/flights_delay.pipeline.yaml" in quick
+    assert "./sluice exec airflow dags trigger flights_delay__train" in quick
     assert "make uv-path" in quick
+    # Every command the README shows goes through the front door (or make), never a bare `uv run`.
+    commands = re.findall(r"^(?:\$ )?(uv run .*)$", README, re.M)
+    assert commands == [], commands

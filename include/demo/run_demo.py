@@ -278,6 +278,16 @@ def _print_emails(rows: list[dict[str, Any]]) -> None:
             print(f"  month {month:02d}: to {', '.join(m['to'])}: {m['subject']}")
 
 
+def print_where_to_look() -> None:
+    """The Airflow and MLflow UIs of the demo, on the ports this instance really uses."""
+    from sluice.settings import port_setting
+
+    airflow_port, mlflow_port = port_setting("SLUICE_AIRFLOW_PORT"), port_setting("SLUICE_MLFLOW_UI_PORT")
+    print(f"  Airflow UI:  make airflow        -> http://localhost:{airflow_port}")
+    print("               user admin, password in .airflow/simple_auth_manager_passwords.json.generated")
+    print(f"  MLflow UI:   make demo-mlflow-ui -> http://localhost:{mlflow_port} (the demo's store)")
+
+
 def print_summary(
     rows: list[dict[str, Any]], deployed: dict[str, Any] | None, seconds: float, months: list[int]
 ) -> bool:
@@ -334,10 +344,8 @@ def print_summary(
         ok = False
         print("\nno model was deployed")
     print("\nWhere to look:")
-    print("  Airflow UI:  make airflow        -> http://localhost:8080")
-    print("               user admin, password in .airflow/simple_auth_manager_passwords.json.generated")
-    print("  MLflow UI:   make demo-mlflow-ui -> http://localhost:5000 (the demo's store, .sluice/demo/mlflow.db)")
-    print(f"  Batches:     uv run sluice status dags/{PIPELINE}.pipeline.yaml")
+    print_where_to_look()
+    print(f"  Batches:     ./sluice status dags/{PIPELINE}.pipeline.yaml")
     print("=" * width)
     print("demo: OK" if ok else "demo: FAILED (see above)")
     return ok

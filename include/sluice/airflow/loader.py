@@ -67,7 +67,7 @@ def spec_error_dag(spec_file: str, error: SpecError) -> DAG:
     doc = (
         f"**The pipeline spec `{spec_file}` does not compile**, so none of its DAGs are "
         "registered. Other pipelines are not affected.\n\n"
-        f"```\n{body}\n```\n\nFix the file, then check it with `uv run sluice lint {spec_file}`; "
+        f"```\n{body}\n```\n\nFix the file, then check it with `./sluice lint {spec_file}`; "
         "this DAG disappears and the pipeline's DAGs appear at the next parse."
     )
     dag = DAG(

@@ -101,7 +101,7 @@ def check_store(uri: str) -> None:
     path = sqlite_path(uri)
     if path is None:
         return
-    fix = "run `make setup` (or `uv run sluice bootstrap`) with the same MLFLOW_TRACKING_URI"
+    fix = "run `make setup` (or `./sluice bootstrap`) with the same MLFLOW_TRACKING_URI"
     if not path.is_file():
         raise TrackingStoreError(f"the MLflow store {path} does not exist: {fix}; tasks never create it")
     tables = _sqlite_tables(path)
