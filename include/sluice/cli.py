@@ -249,8 +249,18 @@ def _store_for(spec_path: str):  # type: ignore[no-untyped-def]
     return loaded, open_pipeline_store(loaded)
 
 
+#: ``sluice status`` exit codes, so it can serve as a health check.
+STATUS_OK, STATUS_SPEC_ERROR, STATUS_WRONG, STATUS_UNKNOWN = 0, 1, 3, 4
+
+
 def cmd_status(args: argparse.Namespace) -> int:
-    """Batches, champion and deployment of a pipeline."""
+    """Batches, champion and deployment of a pipeline.
+
+    Exit code: 0 when the deployment is what its record says (or nothing is deployed yet),
+    1 when the spec or its storage cannot be read, 3 when what serves is wrong (NOT SERVING,
+    WRONG VERSION, an unrecorded model server on the port, a Kubernetes rollout not
+    complete), 4 when the target cannot be asked (the cluster does not answer).
+    """
     from sluice.services.landing import printable
     from sluice.steps.targets import target_for
 
@@ -265,9 +275,12 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"  batch {batch_id}  {printable(r.source_file):<28} {r.status:<9} {drift:<17} "
             f"{r.reason}" + (f" (reuses the name of {', '.join(r.replaces_name_of)})" if r.replaces_name_of else "")
         )
-    for line in target_for(loaded, store).served().lines:
+    served = target_for(loaded, store).served()
+    for line in served.lines:
         print(f"  {line}")
-    return 0
+    if not served.reachable:
+        return STATUS_UNKNOWN
+    return STATUS_WRONG if served.healthy is False else STATUS_OK
 
 
 def cmd_infer_schema(args: argparse.Namespace) -> int:

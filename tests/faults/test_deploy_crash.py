@@ -9,6 +9,7 @@ removed it.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ def _answers(url: str, n: int = 20) -> set[str]:
 
 
 def test_a_deploy_killed_at_any_point_leaves_one_recorded_server_after_the_retry(
-    flights_project: Project,
+    flights_project: Project, caplog: pytest.LogCaptureFixture
 ) -> None:
     import mlflow
 
@@ -80,8 +81,11 @@ def test_a_deploy_killed_at_any_point_leaves_one_recorded_server_after_the_retry
     seen = local_serving(store, cfg.host, cfg.port)
     assert [s.version for s in seen.unrecorded] == ["2"] and seen.answering == "1" and not seen.healthy
     assert "unrecorded model server" in "\n".join(seen.describe())
-    # The retry stops the orphan, starts v2, retires v1: one server, one version on the port.
-    second = deploy_local(loaded, store, "2", smoke)
+    # The retry stops the orphan (and says so in its log), starts v2, retires v1: one server, one version.
+    (orphan,) = seen.unrecorded
+    with caplog.at_level(logging.INFO, logger="sluice.steps.deploy"):
+        second = deploy_local(loaded, store, "2", smoke)
+    assert f"stopped model server pid {orphan.pid} (v2) on {cfg.host}:{cfg.port}" in caplog.text
     assert [(s.pid, s.version) for s in servers_on(cfg.host, cfg.port)] == [(second.pid, "2")]
     assert _answers(url) == {"2"}
     assert not processes.alive(int(v1["pid"]))

@@ -28,6 +28,7 @@ from sluice.steps.records import (
     GateDecision,
     PromoteResult,
     Record,
+    ServingStatus,
     TrainResult,
     ValidationOutcomes,
     decode,
@@ -316,3 +317,30 @@ def check_drift(spec_path: str, **context: Any) -> dict[str, Any]:
     if result.drift_detected:
         raise AirflowFailException(f"data drift in {context['dag'].dag_id.rsplit('__', 1)[0]}: {result.summary()}")
     return {"drift_detected": False, "drift_share": result.drift_share}
+
+
+def watch_serving(spec_path: str, **context: Any) -> dict[str, Any]:
+    """Check the local model server; restart the recorded version when it is down or wrong, then fail (alert)."""
+    from sluice.steps.deploy import watch_local
+
+    loaded, store = _open(spec_path)
+    check = watch_local(loaded, store, say=log.info)
+    for line in check.found:
+        log.warning("found: %s", line)
+    if check.status == ServingStatus.NOTHING:
+        log.info("nothing deployed yet: nothing to watch")
+    elif check.status == ServingStatus.HEALTHY:
+        log.info("v%s serves as recorded", check.version)
+    elif check.status == ServingStatus.RESTARTED:
+        # Failed on purpose: the outage is an incident a person hears of (the alert), and the
+        # run shows red in the UI; the next look is green again.
+        raise AirflowFailException(
+            f"model server of {loaded.spec.pipeline} was not serving as recorded: restarted v{check.version}, "
+            "it answers again\n" + "\n".join(check.found)
+        )
+    else:
+        raise AirflowFailException(
+            f"model server of {loaded.spec.pipeline} is down and could not be restarted: {check.error}\n"
+            + "\n".join(check.found)
+        )
+    return encode(check)

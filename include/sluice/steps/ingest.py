@@ -12,7 +12,15 @@ from sluice.services.landing import PROCESSED, Inbox, InboxFile, LocalInbox, Sca
 from sluice.services.storage import BATCH_RECORD, PipelineStore, encode_json, sha256_file
 from sluice.steps.records import BatchRecord, BatchStatus, LandResult
 
-__all__ = ["PROCESSED", "LandResult", "batch_id_for", "land_new_files", "pending_batches", "unfinished_batches"]
+__all__ = [
+    "PROCESSED",
+    "LandResult",
+    "batch_id_for",
+    "clean_killed_land",
+    "land_new_files",
+    "pending_batches",
+    "unfinished_batches",
+]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +65,7 @@ def land_new_files(inbox: Inbox | str, store: PipelineStore, run_id: str) -> Lan
     """
     if isinstance(inbox, str):
         inbox = LocalInbox(Path(inbox).parent, Path(inbox).name)
+    clean_killed_land(store)
     scan = inbox.scan()
     result = LandResult(
         ignored=scan.ignored,
@@ -81,6 +90,28 @@ def land_new_files(inbox: Inbox | str, store: PipelineStore, run_id: str) -> Lan
         else:
             result.archived.append(item.name)
     return result
+
+
+def clean_killed_land(store: PipelineStore) -> list[str]:
+    """Remove what a killed land left: its scratch copies and its half-built batch folders.
+
+    Only ``land`` writes there (``.incoming/`` and the ``.tmp-*`` folders directly under
+    ``batches/``), and the ingest DAG runs one run at a time: whatever is there when a land
+    starts belongs to a dead try, so the retry removes it rather than a day-old sweep.
+    A clean-up that fails (read-only storage) is logged; landing goes on and says why it
+    cannot write.
+
+    Returns:
+        What was removed.
+    """
+    try:
+        removed = store.clear_scratch(".incoming") + store.clean_own_temporaries("batches", deep=False)
+    except OSError as exc:
+        log.warning("cannot remove the temporaries of a killed land yet: %s", exc)
+        return []
+    for path in removed:
+        log.info("removed %s, left by a killed land", path)
+    return removed
 
 
 def _log_scan(scan: Scan) -> None:

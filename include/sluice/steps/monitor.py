@@ -9,6 +9,7 @@ cost the same, and a re-run gives the same numbers. The Evidently report itself 
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +20,8 @@ from sluice.spec.loader import LoadedSpec
 from sluice.spec.models import Drift
 from sluice.steps.records import ColumnDrift, DriftStatus, decode, encode
 from sluice.steps.records import DriftResult as DriftResult
+
+log = logging.getLogger(__name__)
 
 #: The drift result of a monitor run, in its folder.
 DRIFT_RESULT = "drift.json"
@@ -125,6 +128,9 @@ def monitor_batches(
 
     spec = loaded.spec
     drift = spec.monitoring.drift
+    # A killed try's report folder: only this step uses the scratch folder, one run at a time.
+    for path in store.clear_scratch(".monitor"):
+        log.info("removed %s, left by a killed drift check", path)
     result_key = store.monitor_key(airflow_run_id, DRIFT_RESULT)
     recorded = store.read_json_or_none(result_key)
     if recorded is not None:
