@@ -146,3 +146,33 @@ def test_a_task_level_alert_marks_its_try_so_the_watch_does_not_repeat_it(
     watch = KilledTaskWatch(pipeline="flights_delay", to=["x@example.com"])
     watch({"ti": ti, "dag": _Dag({"land": 2}, watch)})
     assert [f.kind for f in sent] == ["failure"], "one email: the task's own"
+
+
+def test_every_dag_of_a_pipeline_with_recipients_carries_the_watch(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    from sluice.airflow.render import render_pipeline
+    from sluice.plan import build_plan
+    from sluice.spec.loader import load_spec
+    from tests.conftest import DEMO_SPEC, REPO
+
+    monkeypatch.setenv("SLUICE_PROJECT_DIR", str(REPO))
+    plan = build_plan(load_spec(DEMO_SPEC))
+    dags = render_pipeline(plan)
+    assert [d.dag_id.split("__")[1] for d in dags] == ["ingest", "train", "monitor", "serving"]
+    for dag in dags:
+        watch = dag.on_failure_callback
+        assert isinstance(watch, KilledTaskWatch), dag.dag_id
+        assert (watch.pipeline, watch.to) == ("flights_delay", ["ml-oncall@example.com"])
+    silent = render_pipeline(dataclasses.replace(plan, alert_emails=()))
+    assert all(not d.on_failure_callback for d in silent), "no recipients, no watch"
+
+
+def test_with_no_exit_recorded_the_email_says_the_process_stopped_without_reporting() -> None:
+    facts = AlertFacts("killed", "flights_delay", "flights_delay__train", "train", "manual__1")
+    facts.extra.update(try_number=3, tries=3, death=None)
+
+    mail = compose(facts)
+
+    assert mail.subject == "[sluice] flights_delay: train was killed on its last try (try 3 of 3): no exit recorded"
+    assert "the process stopped without reporting" in mail.text and "heartbeat stopped" in mail.text

@@ -491,19 +491,27 @@ def format_killed(facts: AlertFacts) -> AlertEmail:
     """A task died on its last try without running its own failure alert: who, which try, what killed it.
 
     ``facts.extra`` holds ``try_number`` and ``tries`` (the try that died and how many the task
-    has) and ``death``: what the task's supervisor saw (``signal 9 (SIGKILL)``, ``exit code 137``)
-    or, when nothing was recorded, a description of the lost process.
+    has) and ``death``: what the task's supervisor saw (``signal 9 (SIGKILL)``, ``exit code 137``),
+    or None when nothing was recorded (the supervisor died too, or the log is elsewhere).
     """
     tried = facts.extra.get("try_number")
     tries = facts.extra.get("tries")
-    death = str(facts.extra.get("death") or "its process died without reporting an error")
+    recorded = facts.extra.get("death")
+    death = str(recorded or "no exit recorded")
     which = f"try {tried} of {tries}" if tried and tries else (f"try {tried}" if tried else "its last try")
     subject = f"{SUBJECT_PREFIX} {facts.pipeline}: {facts.task_id} was killed on its last try ({which}): {death}"
     oom = "SIGKILL" in death
+    ended = (
+        _e(recorded)
+        if recorded
+        else "nothing recorded: the process stopped without reporting (killed together with its supervisor, "
+        "its worker lost, or its machine; Airflow failed the try when its heartbeat stopped), or its log is "
+        "on another machine"
+    )
     rows = [
         ["task", f"<code>{_e(facts.task_id)}</code> (DAG <code>{_e(facts.dag_id)}</code>)"],
         ["try", f"{_e(which)}: the last one, Airflow does not retry it again"],
-        ["what ended it", _e(death)],
+        ["what ended it", ended],
     ]
     sections = [
         f"<p>The task process of <code>{_e(facts.task_id)}</code> <b>died without reporting an error</b>, so "
@@ -513,7 +521,7 @@ def format_killed(facts: AlertFacts) -> AlertEmail:
         "<p>A <b>SIGKILL</b> is what the kernel's out-of-memory killer sends (and <code>kill -9</code>, or a "
         "container runtime at its memory limit: exit code 137). When no signal is known, the task's worker "
         "or machine was lost with it: Airflow failed the try once its heartbeat stopped.</p>"
-        if oom or "heartbeat" in death
+        if oom or not recorded
         else "",
     ]
     safe = NEXT_STEPS.get(facts.task_id, "Read the task log in Airflow; fix the cause and clear the task to retry.")

@@ -262,9 +262,10 @@ def _remember(facts: AlertFacts) -> None:
 def _send(facts: AlertFacts, to: list[str], smtp_conn_id: str, context: Any) -> None:
     """Compose the email of ``facts`` and send it (raises when it cannot be sent)."""
     email = compose(facts)
-    # A fresh notifier per email: the callback object is shared by every run of the task.
     # No "dag" in the context it renders with: a DAG-level callback under dag.test() gets a
     # SerializedDAG, which has no template environment (apache/airflow#64649).
+    without_dag: Any = {k: v for k, v in context.items() if k != "dag"}
+    # A fresh notifier per email: the callback object is shared by every run of the task.
     _TwoPartNotifier(
         to=to,
         subject=email.subject,
@@ -272,7 +273,7 @@ def _send(facts: AlertFacts, to: list[str], smtp_conn_id: str, context: Any) -> 
         text=email.text,
         smtp_conn_id=smtp_conn_id,
         custom_headers={"X-Sluice-Alert": facts.kind, "X-Sluice-Pipeline": facts.pipeline},
-    ).notify({k: v for k, v in context.items() if k != "dag"})
+    ).notify(without_dag)
 
 
 def _not_sent(kind: str, pipeline: str, to: list[str], smtp_conn_id: str, exc: BaseException) -> None:
@@ -455,14 +456,9 @@ def send_killed(
         facts = gather_facts(KILLED, pipeline, spec_path, context, task=task_id)
         if try_number is None and task_id == ti.task_id:
             try_number = getattr(ti, "try_number", None)
-        death = recorded_death(ti.dag_id, ti.run_id, task_id, try_number, getattr(ti, "map_index", -1) or -1)
-        facts.extra.update(
-            try_number=try_number or tries,
-            tries=tries,
-            death=death
-            or "its process stopped without reporting (no exit recorded: killed with its worker, "
-            "or its machine was lost; Airflow failed it when its heartbeat stopped)",
-        )
+        map_index = getattr(ti, "map_index", None)
+        death = recorded_death(ti.dag_id, ti.run_id, task_id, try_number, -1 if map_index is None else map_index)
+        facts.extra.update(try_number=try_number or tries, tries=tries, death=death)
         _send(facts, to, smtp_conn_id, context)
     except Exception as exc:  # an alert must not change the run's outcome
         _not_sent(KILLED, pipeline, to, smtp_conn_id, exc)
