@@ -35,6 +35,8 @@ from sluice.steps.records import (
     Record,
     RecordError,
     ScoredRun,
+    ServingCheck,
+    ServingStatus,
     SmokeCheck,
     TrainResult,
     Trigger,
@@ -146,7 +148,8 @@ EXAMPLES: list[Record] = [
     HoldoutInfo(path="/h.parquet", rows=2, split="random"),
     decode(GateDecision, OLD_DECISION),
     PromoteResult(version="2", previous=None, changed=True),
-    SmokeCheck(rows=2, predictions=[0.5, 1.5]),
+    SmokeCheck(rows=2, predictions=[0.5, 1.5], inputs=[{"carrier": "UA", "distance": 1400}, {"carrier": None}]),
+    ServingCheck(status=ServingStatus.RESTARTED, version="3", found=["deployed: NOT SERVING: ..."]),
     decode(LocalDeployment, OLD_CURRENT_DEPLOYMENT),
     LocalDeployResult(**OLD_CURRENT_DEPLOYMENT, changed=True, previous_version="2"),
     KubernetesDeployResult(
