@@ -120,6 +120,7 @@ def test_plan_json_is_parseable(capsys):
         "flights_delay__ingest",
         "flights_delay__train",
         "flights_delay__monitor",
+        "flights_delay__serving",
     ]
 
 

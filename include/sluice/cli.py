@@ -279,8 +279,18 @@ def _store_for(spec_path: str):  # type: ignore[no-untyped-def]
     return loaded, open_pipeline_store(loaded)
 
 
+#: ``sluice status`` exit codes, so it can serve as a health check.
+STATUS_OK, STATUS_SPEC_ERROR, STATUS_WRONG, STATUS_UNKNOWN = 0, 1, 3, 4
+
+
 def cmd_status(args: argparse.Namespace) -> int:
-    """Batches, champion (what it was trained on and what was held out) and deployment of a pipeline."""
+    """Batches, champion (what it was trained on and what was held out) and deployment of a pipeline.
+
+    Exit code: 0 when the deployment is what its record says (or nothing is deployed yet),
+    1 when the spec or its storage cannot be read, 3 when what serves is wrong (NOT SERVING,
+    WRONG VERSION, an unrecorded model server on the port, a Kubernetes rollout not
+    complete), 4 when the target cannot be asked (the cluster does not answer).
+    """
     from sluice.services.landing import printable
     from sluice.steps.lineage import champion_lines
     from sluice.steps.targets import target_for
@@ -303,9 +313,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     for line in champion_lines(loaded.project_dir, loaded.spec.pipeline):
         print(f"  {line}")
     _print_landing(loaded, store)
-    for line in target_for(loaded, store).served().lines:
+    served = target_for(loaded, store).served()
+    for line in served.lines:
         print(f"  {line}")
-    return 0
+    if not served.reachable:
+        return STATUS_UNKNOWN
+    return STATUS_WRONG if served.healthy is False else STATUS_OK
 
 
 def _print_landing(loaded: LoadedSpec, store: PipelineStore) -> None:

@@ -36,6 +36,8 @@ from sluice.steps.records import (
     RecordError,
     RefitResult,
     ScoredRun,
+    ServingCheck,
+    ServingStatus,
     SmokeCheck,
     TrainResult,
     Trigger,
@@ -159,7 +161,8 @@ EXAMPLES: list[Record] = [
         check_rows=8,
         passed=True,
     ),
-    SmokeCheck(rows=2, predictions=[0.5, 1.5]),
+    SmokeCheck(rows=2, predictions=[0.5, 1.5], inputs=[{"carrier": "UA", "distance": 1400}, {"carrier": None}]),
+    ServingCheck(status=ServingStatus.RESTARTED, version="3", found=["deployed: NOT SERVING: ..."]),
     decode(LocalDeployment, OLD_CURRENT_DEPLOYMENT),
     LocalDeployResult(**OLD_CURRENT_DEPLOYMENT, changed=True, previous_version="2"),
     KubernetesDeployResult(

@@ -29,6 +29,7 @@ from sluice.steps.records import (
     PromoteResult,
     Record,
     RefitResult,
+    ServingStatus,
     TrainResult,
     ValidationOutcomes,
     decode,
@@ -389,3 +390,30 @@ def alert_drift(spec_path: str, to: list[str], smtp_conn_id: str, **context: Any
         ) from exc
     log.info("drift alert email sent to %s: %s", ", ".join(to), email.subject)
     return {"sent": True, "to": list(to), "subject": email.subject}
+
+
+def watch_serving(spec_path: str, **context: Any) -> dict[str, Any]:
+    """Check the local model server; restart the recorded version when it is down or wrong, then fail (alert)."""
+    from sluice.steps.deploy import watch_local
+
+    loaded, store = _open(spec_path)
+    check = watch_local(loaded, store, say=log.info)
+    for line in check.found:
+        log.warning("found: %s", line)
+    if check.status == ServingStatus.NOTHING:
+        log.info("nothing deployed yet: nothing to watch")
+    elif check.status == ServingStatus.HEALTHY:
+        log.info("v%s serves as recorded", check.version)
+    elif check.status == ServingStatus.RESTARTED:
+        # Failed on purpose: the outage is an incident a person hears of (the alert), and the
+        # run shows red in the UI; the next look is green again.
+        raise AirflowFailException(
+            f"model server of {loaded.spec.pipeline} was not serving as recorded: restarted v{check.version}, "
+            "it answers again\n" + "\n".join(check.found)
+        )
+    else:
+        raise AirflowFailException(
+            f"model server of {loaded.spec.pipeline} is down and could not be restarted: {check.error}\n"
+            + "\n".join(check.found)
+        )
+    return encode(check)

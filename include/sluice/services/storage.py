@@ -196,8 +196,11 @@ class StorageBackend(Protocol):
         """
         ...
 
-    def clean_stale(self, older_than: float = STALE_AFTER_SECONDS) -> list[str]:
-        """Remove temporaries left by writers killed mid-way; return what went."""
+    def clean_stale(self, older_than: float = STALE_AFTER_SECONDS, under: str = "", deep: bool = True) -> list[str]:
+        """Remove temporaries left by writers killed mid-way below key ``under``; return what went.
+
+        ``deep`` False: only the temporaries directly below ``under``, not inside its folders.
+        """
         ...
 
     def scratch(self, name: str) -> Path:
@@ -392,12 +395,38 @@ class PipelineStore:
         self.backend.check_writable()
 
     def clean_stale(self, older_than: float = STALE_AFTER_SECONDS) -> list[str]:
-        """Remove temporaries of dead writers."""
+        """Remove temporaries of dead writers (any step's), once older than any try may run."""
         return self.backend.clean_stale(older_than)
+
+    def clean_own_temporaries(self, under: str, deep: bool = True) -> list[str]:
+        """Remove every temporary below key ``under`` now, whatever its age.
+
+        For a step that is the only writer there: every sluice DAG runs one run at a time,
+        so what a step finds there at its start is its killed predecessor's (its previous
+        try's), and the retry cleans it instead of leaving it to the day-old sweep.
+        """
+        return self.backend.clean_stale(0.0, under=under, deep=deep)
 
     def scratch(self, name: str) -> Path:
         """A local working folder (see :meth:`StorageBackend.scratch`)."""
         return self.backend.scratch(name)
+
+    def clear_scratch(self, name: str) -> list[str]:
+        """Empty the local working folder ``name`` (a killed try's leftovers); return what went.
+
+        Only for a step that alone uses that folder (see :meth:`clean_own_temporaries`).
+        """
+        import shutil
+
+        folder = self.scratch(name)
+        removed = []
+        for path in sorted(folder.iterdir()):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(str(path))
+        return removed
 
     # --- batches --------------------------------------------------------------------------
 

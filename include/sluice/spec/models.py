@@ -587,6 +587,24 @@ class LocalDeployment(StrictModel):
     health_timeout_seconds: int = Field(
         120, ge=5, le=3600, description="How long a new server may take to become healthy."
     )
+    watch_schedule: str | None = Field(
+        "*/5 * * * *",
+        description=(
+            "Cron of <pipeline>__serving, which checks the model server and, when it is down, "
+            "answers with another version, or shares its port with a stray, restarts the "
+            "recorded version and alerts; null: no watch."
+        ),
+    )
+
+    @field_validator("watch_schedule")
+    @classmethod
+    def _watch_schedule_is_cron(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        problem = cron_problem(value)
+        if problem:
+            raise rule(f"deployment.local.watch_schedule '{value}' is not a valid cron: {problem}", CRON_HINT)
+        return value
 
     @field_validator("host")
     @classmethod

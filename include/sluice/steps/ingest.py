@@ -18,6 +18,7 @@ __all__ = [
     "LandResult",
     "archive_watch",
     "batch_id_for",
+    "clean_killed_land",
     "known_hidden",
     "land_new_files",
     "pending_batches",
@@ -79,6 +80,7 @@ def land_new_files(inbox: Inbox | str, store: PipelineStore, run_id: str) -> Lan
     """
     if isinstance(inbox, str):
         inbox = LocalInbox(Path(inbox).parent, Path(inbox).name)
+    clean_killed_land(store)
     scan = inbox.scan()
     result = LandResult(
         ignored=scan.ignored,
@@ -230,6 +232,28 @@ def rejected_duplicate_message(name: str, record: BatchRecord, spec_path: str = 
         f"spec was wrong, fix the spec and run `sluice revalidate {spec_path} {record.batch_id}` (the next "
         "ingest run validates that batch again)."
     )
+
+
+def clean_killed_land(store: PipelineStore) -> list[str]:
+    """Remove what a killed land left: its scratch copies and its half-built batch folders.
+
+    Only ``land`` writes there (``.incoming/`` and the ``.tmp-*`` folders directly under
+    ``batches/``), and the ingest DAG runs one run at a time: whatever is there when a land
+    starts belongs to a dead try, so the retry removes it rather than a day-old sweep.
+    A clean-up that fails (read-only storage) is logged; landing goes on and says why it
+    cannot write.
+
+    Returns:
+        What was removed.
+    """
+    try:
+        removed = store.clear_scratch(".incoming") + store.clean_own_temporaries("batches", deep=False)
+    except OSError as exc:
+        log.warning("cannot remove the temporaries of a killed land yet: %s", exc)
+        return []
+    for path in removed:
+        log.info("removed %s, left by a killed land", path)
+    return removed
 
 
 def _log_scan(scan: Scan) -> None:

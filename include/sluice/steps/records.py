@@ -45,6 +45,8 @@ __all__ = [
     "RecordError",
     "RefitResult",
     "ScoredRun",
+    "ServingCheck",
+    "ServingStatus",
     "SmokeCheck",
     "TrainResult",
     "Trigger",
@@ -112,6 +114,15 @@ class DriftStatus(StrEnum):
     NO_NEW_BATCHES = "no_new_batches"
     #: A side has fewer rows than ``monitoring.drift.min_rows``: too few to tell drift from noise.
     NOT_ENOUGH_DATA = "not_enough_data"
+
+
+class ServingStatus(StrEnum):
+    """What the serving watch found on the local target's port, and what it did."""
+
+    HEALTHY = "healthy"  # the recorded version answers, nothing else on the port
+    NOTHING = "nothing"  # nothing recorded and nothing running: no deploy yet
+    RESTARTED = "restarted"  # it was wrong; the recorded version serves again
+    DOWN = "down"  # it was wrong and the restart failed
 
 
 class Trigger(StrEnum):
@@ -384,10 +395,15 @@ class RefitResult(Record):
 
 
 class SmokeCheck(Record):
-    """The smoke prediction a new server passed: rows sent and the first predictions."""
+    """The smoke prediction a new server passed: rows sent, the first predictions, and the rows.
+
+    ``inputs`` (the rows sent) let the serving watch restart the recorded version with the
+    same check; records written before it have none.
+    """
 
     rows: int
     predictions: list[Any]
+    inputs: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class LocalDeployment(Record):
@@ -434,6 +450,22 @@ class LocalDeployResult(LocalDeployment):
     def deployment(self) -> LocalDeployment:
         """The deployment alone (what ``current.json`` holds)."""
         return LocalDeployment.model_validate(self.model_dump(exclude={"changed", "previous_version"}))
+
+
+class ServingCheck(Record):
+    """One look of the serving watch at a local model server (the ``watch_serving`` XCom).
+
+    Attributes:
+        status: What it found and did.
+        version: The recorded version (None: nothing recorded).
+        found: What was wrong (the ``sluice status`` lines), empty when healthy.
+        error: Why the restart failed (``down`` only).
+    """
+
+    status: ServingStatus
+    version: str | None = None
+    found: list[str] = Field(default_factory=list)
+    error: str = ""
 
 
 class KubernetesDeployResult(Record):
