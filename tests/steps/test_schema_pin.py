@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import yaml
+from tests.conftest import REPO, demo_spec_dict
 from tests.storage import local
 
 from sluice.cli import main
@@ -181,12 +184,6 @@ def test_a_hand_broken_pin_stops_validation_with_the_fix(tmp_path: Path) -> None
 @pytest.fixture
 def spec_without_columns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Pipeline]:
     """A project whose spec declares no source.columns, and its pipeline's store."""
-    import shutil
-
-    import yaml
-
-    from tests.conftest import REPO, demo_spec_dict
-
     project = tmp_path / "proj"
     (project / "dags").mkdir(parents=True)
     shutil.copytree(REPO / "include" / "features", project / "include" / "features")

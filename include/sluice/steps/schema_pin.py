@@ -229,7 +229,9 @@ def status_lines(store: PipelineStore, declared: Mapping[str, str] | None, spec_
     hint = f"sluice schema-pin {spec_shown} --show | --from-batch ID | --reset"
     if pin is None or pin.columns is None:
         dropped = f"pin dropped {_when(pin.pinned_at)}; " if pin is not None else ""
-        return [f"schema: {dropped}not pinned yet: the first accepted batch pins its columns (or declare source.columns)"]
+        return [
+            f"schema: {dropped}not pinned yet: the first accepted batch pins its columns (or declare source.columns)"
+        ]
     lines = [
         f"schema: pinned from batch {pin.batch_id} ({pin.source_file or 'file unknown'}, {pin.how}, "
         f"{_when(pin.pinned_at)}): {len(pin.columns)} columns, every batch is held to them ({hint})"
