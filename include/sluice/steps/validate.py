@@ -81,8 +81,7 @@ def validate_batch(
     columns = schema.columns
     # Chunks need fixed column types (a CSV chunk infers its own) and checks that add up.
     chunk_rows = validation.chunk_rows if columns and chunkable(list(validation.expectations)) else None
-    run = _Run(store, batch_id, validation, fmt, columns, whole=chunk_rows is None)
-    run.pin, run.pins = schema.pin, schema.pins
+    run = _Run(store, batch_id, validation, fmt, columns, whole=chunk_rows is None, pin=schema.pin, pins=schema.pins)
     try:
         with store.open_read(source) as fh:
             return run.over(read_frames(fh, fmt, columns, chunk_rows), report_key)
@@ -248,6 +247,8 @@ class _Run:
         fmt: str,
         columns: Mapping[str, str] | None,
         whole: bool,
+        pin: SchemaPin | None = None,
+        pins: bool = False,
     ) -> None:
         from sluice.services.gx import Checks
 
@@ -261,9 +262,9 @@ class _Run:
         self.gx_results: list[dict[str, Any]] = []
         self.schema: dict[str, Any] = {}
         #: The pin the batch is held to (None: declared columns, or none yet).
-        self.pin: SchemaPin | None = None
+        self.pin = pin
         #: No schema yet: the batch's own columns are its schema, pinned if it is accepted.
-        self.pins = False
+        self.pins = pins
         self.guessed: list[str] = []
 
     def over(self, frames: Iterator[Any], report_key: str) -> BatchOutcome:
@@ -325,7 +326,7 @@ class _Run:
         """Where the schema came from, for ``validation.json``."""
         if self.pin is not None:
             return f"pinned from batch {self.pin.batch_id}"
-        return "pinned by this batch (if accepted)" if self.pins else "source.columns"
+        return "inferred from this batch (pinned if accepted)" if self.pins else "source.columns"
 
     def _chunk(self, raw: Any) -> Any:
         """Conform and check one chunk; returns the conformed rows (failing ones included)."""
