@@ -255,6 +255,7 @@ SPEC_COMMANDS = {
     "status": ["status", "{spec}"],
     "stop": ["stop", "{spec}"],
     "revalidate": ["revalidate", "{spec}", "0123456789abcdef"],
+    "schema-pin": ["schema-pin", "{spec}", "--reset"],
     "infer-schema --write": ["infer-schema", "{sample}", "--write", "--spec", "{spec}"],
 }
 

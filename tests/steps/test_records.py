@@ -35,6 +35,7 @@ from sluice.steps.records import (
     Record,
     RecordError,
     RefitResult,
+    SchemaPin,
     ScoredRun,
     ServingCheck,
     ServingStatus,
@@ -138,6 +139,15 @@ EXAMPLES: list[Record] = [
     BatchOutcome(batch_id="b1", status=BatchStatus.REJECTED, reason="empty batch", failed_checks=["x: 1 rows"]),
     ValidationOutcomes(outcomes=[BatchOutcome(batch_id="b1", status=BatchStatus.ACCEPTED, reason="ok", rows=3)]),
     BatchAnnouncement(batches=["b1", "b2"], rows=10, quarantined=1),
+    SchemaPin(
+        columns=[("carrier", "string"), ("distance", "int")],
+        batch_id="b1",
+        source_file="m1.parquet",
+        pinned_at=1.0,
+        how="first accepted batch",
+        guessed=["tail"],
+    ),
+    SchemaPin(columns=None, pinned_at=2.0, how="sluice schema-pin --reset"),
     FeatureResult(path="/f/features.parquet", key="k", batches={"b1": "sha"}, job_hash="j", rows=10, cached=True),
     TrainResult(
         mlflow_run_id="r", holdout_path="/h.parquet", split="random", train_rows=8, holdout_rows=2, features=["a"]

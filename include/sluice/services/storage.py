@@ -25,6 +25,8 @@ Layout under ``<storage.root>/<pipeline>/``::
     runs/<airflow run id>/...            per train run: trigger.json, holdout, decision record
     monitor/<airflow run id>/            per monitor run: report.html (Evidently), drift.json
     deploy/current.json                  what is served where (local target)
+    schema/pinned.json                   the schema batches are held to when the spec declares no
+                                         source.columns (the first accepted batch's; sluice schema-pin)
     landing/archived.json                archived landing files still watched for changes
     landing/refused.json                 inputs refused (folders, symlinks, hidden names), once each
 
@@ -294,6 +296,11 @@ class PipelineStore:
     def landing_key(name: str = "") -> str:
         """Key of the landing bookkeeping (archived files watched, inputs refused)."""
         return join("landing", name)
+
+    @staticmethod
+    def schema_key(name: str = "") -> str:
+        """Key of the pipeline's schema records (the pinned schema), or of ``name`` inside."""
+        return join("schema", name)
 
     @staticmethod
     def deploy_key(name: str = "") -> str:

@@ -233,7 +233,9 @@ class Source(S3Reachable, StrictModel):
         None,
         description=(
             "Declared schema of a batch: column name -> type (string, int, float, bool, timestamp, date). "
-            "Every batch is checked against it; 'sluice infer-schema FILE' writes it from a sample file."
+            "Every batch is checked against it; 'sluice infer-schema FILE' writes it from a sample file. "
+            "Without it, the first accepted batch's columns are pinned and later batches are held to them "
+            "('sluice schema-pin' shows or changes the pin)."
         ),
     )
 
@@ -279,7 +281,7 @@ class Validation(StrictModel):
         ge=1_000,
         description=(
             "Rows read, checked and written at a time, so a batch larger than memory still validates "
-            "(needs source.columns; about 0.5 GB per million rows of 20 columns)."
+            "(needs source.columns or a pinned schema; about 0.5 GB per million rows of 20 columns)."
         ),
     )
     max_cell_bytes: int = Field(

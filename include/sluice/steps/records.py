@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sluice.services.batch_record import BatchRecord, BatchStatus
+from sluice.spec.models import ColumnType
 
 __all__ = [
     "AssetEvent",
@@ -44,6 +45,7 @@ __all__ = [
     "Record",
     "RecordError",
     "RefitResult",
+    "SchemaPin",
     "ScoredRun",
     "ServingCheck",
     "ServingStatus",
@@ -206,6 +208,39 @@ class ValidationOutcomes(Record):
     """The ``validate`` task's result: one outcome per batch it validated."""
 
     outcomes: list[BatchOutcome] = Field(default_factory=list)
+
+
+class SchemaPin(Record):
+    """The schema batches are held to when the spec declares no ``source.columns`` (``schema/pinned.json``).
+
+    Written by the validate step of the first accepted batch, and changed only by
+    ``sluice schema-pin``. A pin with ``columns`` None was dropped on purpose
+    (``--reset``): the next accepted batch pins again.
+
+    Attributes:
+        columns: ``(name, type)`` pairs, as ``source.columns`` would declare them, in the batch's
+            column order (a list: JSON records are written with sorted keys); None when dropped.
+        batch_id: The batch the columns were inferred from (None when dropped).
+        source_file: That batch's file name as it landed.
+        pinned_at: When the pin was written (seconds since the epoch).
+        how: Who wrote it: ``first accepted batch``, ``oldest accepted batch`` (a store that
+            had accepted batches before pinning existed), ``sluice schema-pin --from-batch``,
+            ``sluice schema-pin --reset``.
+        guessed: Columns with no value to infer a type from (entirely null): pinned as
+            ``string``, a guess.
+    """
+
+    columns: list[tuple[str, ColumnType]] | None
+    batch_id: str | None = None
+    source_file: str = ""
+    pinned_at: float
+    how: str
+    guessed: list[str] = Field(default_factory=list)
+
+    @property
+    def types(self) -> dict[str, str] | None:
+        """``columns`` as the ``{name: type}`` mapping ``source.columns`` is, in the batch's order."""
+        return None if self.columns is None else dict(self.columns)
 
 
 class BatchAnnouncement(Record):
