@@ -80,7 +80,7 @@ class _Dag:
 def sent(monkeypatch: pytest.MonkeyPatch) -> list[AlertFacts]:
     """Emails the alerts would send (composed from the facts), captured instead of sent; in a supervised process."""
     captured: list[AlertFacts] = []
-    monkeypatch.setattr(alerts, "_send", lambda facts, to, conn, context: captured.append(facts))
+    monkeypatch.setattr(alerts, "send_alert", lambda facts, to, conn, context: captured.append(facts))
     monkeypatch.setattr(alerts, "_supervised", lambda: True)
     monkeypatch.setattr(alerts, "recorded_death", lambda *a, **k: "signal 9 (SIGKILL)")
     return captured

@@ -97,20 +97,7 @@ def land_new_files(inbox: Inbox | str, store: PipelineStore, run_id: str) -> Lan
     _record_refused(store, scan, result, run_id)
     names = _names_in_use(store) if scan.ready or changed else {}
     for item in scan.ready:
-        try:
-            batch_id = _land_one(inbox, item, store, run_id, names, result)
-        except _ContentChanged:
-            log.warning("%s changed while it was being landed: left for the next run", printable(item.name))
-            result.changed.append(item.name)
-            continue
-        archived = inbox.archive(item, batch_id)
-        if archived is None:
-            log.warning("%s changed after it was hashed: not archived, left for the next run", printable(item.name))
-            result.changed.append(item.name)
-            continue
-        result.archived.append(item.name)
-        if inbox.watches_archives:
-            _watch(store, watch, item, batch_id, archived)
+        _land_ready(inbox, item, store, run_id, names, result, watch)
     for item in changed:
         _land_changed_archive(inbox, item, store, run_id, names, result, watch)
     result.rejected_again.update(
@@ -118,6 +105,32 @@ def land_new_files(inbox: Inbox | str, store: PipelineStore, run_id: str) -> Lan
     )
     _save_watch(store, watch)
     return result
+
+
+def _land_ready(
+    inbox: Inbox,
+    item: InboxFile,
+    store: PipelineStore,
+    run_id: str,
+    names: dict[str, list[str]],
+    result: LandResult,
+    watch: dict[str, dict[str, Any]],
+) -> None:
+    """Land one settled file and archive it (watched for a late writer where the inbox can be)."""
+    try:
+        batch_id = _land_one(inbox, item, store, run_id, names, result)
+    except _ContentChanged:
+        log.warning("%s changed while it was being landed: left for the next run", printable(item.name))
+        result.changed.append(item.name)
+        return
+    archived = inbox.archive(item, batch_id)
+    if archived is None:
+        log.warning("%s changed after it was hashed: not archived, left for the next run", printable(item.name))
+        result.changed.append(item.name)
+        return
+    result.archived.append(item.name)
+    if inbox.watches_archives:
+        _watch(store, watch, item, batch_id, archived)
 
 
 def _watch(store: PipelineStore, watch: dict[str, dict[str, Any]], item: InboxFile, batch_id: str, to: str) -> None:
