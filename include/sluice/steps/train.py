@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 import logging
@@ -21,6 +22,7 @@ from sluice.steps.records import TrainResult as TrainResult
 from sluice.steps.training_data import SplitRows as SplitRows
 from sluice.steps.training_data import TrainingMemoryError as TrainingMemoryError
 from sluice.steps.training_data import feature_columns as feature_columns
+from sluice.steps.training_data import release_arrow_memory
 from sluice.steps.training_data import split_holdout as split_holdout
 from sluice.steps.training_data import split_rows as split_rows
 
@@ -251,6 +253,8 @@ def _fit(loaded: LoadedSpec, store: PipelineStore, features: FeatureResult) -> _
     rows = split_rows(loaded, store, features)
     target = spec.training.target
     X_train, y_train = prepare(rows.train, rows.columns), rows.train[target].to_numpy()
+    rows = dataclasses.replace(rows, train=rows.train.iloc[:0])  # its compact form is not read again
+    release_arrow_memory()
     estimator = make_estimator(spec.training.model, spec.training.params, X_train)
     estimator.fit(X_train, y_train)
     picked = train_metric_sample(len(X_train))
@@ -289,6 +293,8 @@ def _log_scores(loaded: LoadedSpec, fitted: _Fitted) -> None:
             "n_features": len(fitted.rows.columns),
             "train_metric_rows": train_metric_rows(fitted),
             **sample_params(fitted.rows.fitted),
+            "memory.estimated_gib": round(fitted.rows.memory.need / 2**30, 3),
+            "memory.budget_gib": round(fitted.rows.memory.budget / 2**30, 3),
         }
     )
     mlflow.log_metric(f"holdout_{metric}", fitted.holdout_score)
@@ -368,7 +374,9 @@ def write_holdout(holdout: Any, fh: Any) -> None:
     import pyarrow.parquet as pq
 
     table = pa.Table.from_pandas(holdout, preserve_index=False)
-    plain = pa.schema([pa.field(f.name, f.type.value_type) if pa.types.is_dictionary(f.type) else f for f in table.schema])
+    plain = pa.schema(
+        [pa.field(f.name, f.type.value_type) if pa.types.is_dictionary(f.type) else f for f in table.schema]
+    )
     pq.write_table(table.cast(plain).replace_schema_metadata(None), fh)
 
 

@@ -32,15 +32,18 @@ log = logging.getLogger(__name__)
 GIB = 2**30
 #: Share of the memory available when the step starts that the default budget allows.
 DEFAULT_BUDGET_SHARE = 0.6
-#: Bytes a row of one column takes in the fit's frame before conversion (strings: their
-#: dictionary index while read, then a categorical code; numbers at most 8).
-COMPACT_BYTES = {"string": 4, "bool": 1}
-#: Copies of the model's float64 input matrix alive while the estimator fits: the encoded
-#: matrix the pipeline's ColumnTransformer builds, and the estimator's own working copy
-#: (HistGradientBoosting's validation split, a linear model's scaled copy).
-ESTIMATOR_COPIES = 2
-#: What the estimate leaves for what it does not count (allocator slack, the fit's small arrays).
-ESTIMATE_MARGIN = 1.2
+#: Bytes a row of one column takes while read (strings: their dictionary index, then a
+#: categorical code; numbers at most 8: an integer with missing values becomes float64).
+COMPACT_BYTES = {"string": 4, "bool": 1, "number": 8}
+#: Float64 copies of a numeric model column alive at the fit's peak, besides the model's input:
+#: the pipeline's median imputer takes the column subset, checks it into a copy, and numpy's
+#: masked median fills and sorts another with its sort indices (measured: the peak of a fit is
+#: there, not in the estimator).
+NUMERIC_COPIES = 4
+#: The same for a string column: the ordinal encoder's checked copy and its codes.
+STRING_COPIES = 2
+#: What the estimate adds for what it does not count (allocator slack, small arrays).
+ESTIMATE_MARGIN = 1.1
 #: Bytes a row of the first pass: the label and split values, whether labelled, its position.
 KEY_ROW_BYTES = 24
 
@@ -64,6 +67,7 @@ class SplitRows:
             (random holdout) is in both; with ``features.scope: history`` rows cannot be
             traced to a batch, and both name every batch of the window.
         fitted: How many training rows there were and how many were fitted (the sample).
+        memory: The memory check the read passed (estimate, budget).
     """
 
     train: Any
@@ -73,6 +77,7 @@ class SplitRows:
     trained_on: list[str]
     held_out: list[str]
     fitted: FittedRows
+    memory: MemoryCheck
 
 
 # --------------------------------------------------------------------------- the split
@@ -225,9 +230,7 @@ def open_table(store: PipelineStore, features: FeatureResult) -> FeatureTable:
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise ValueError(f"the feature table's parts ({features.path}) disagree on a column's type: {exc}") from None
     strings = [f.name for f in plain if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
-    schema = pa.schema(
-        [pa.field(f.name, pa.dictionary(pa.int32(), f.type)) if f.name in strings else f for f in plain]
-    )
+    schema = pa.schema([pa.field(f.name, pa.dictionary(pa.int32(), f.type)) if f.name in strings else f for f in plain])
     fmt = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=strings))
     pieces, piece_rows, part_rows = [], [], []
     for fs, files in parts:
@@ -294,6 +297,18 @@ def _to_pandas(arrow: Any) -> Any:
     return arrow.unify_dictionaries().to_pandas(split_blocks=True, self_destruct=True)
 
 
+def release_arrow_memory() -> None:
+    """Give the memory pyarrow's allocator keeps after freeing back to the system.
+
+    pyarrow's pool (mimalloc) holds on to what the reads freed (about 170 MiB per million rows
+    read), and the frames' numbers may sit in arrow buffers until dropped: release both
+    before the fit takes its share.
+    """
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+
+
 # --------------------------------------------------------------------------- memory
 
 
@@ -305,7 +320,14 @@ def compact_bytes(arrow_type: Any) -> int:
         return COMPACT_BYTES["string"]
     if pa.types.is_boolean(arrow_type):
         return COMPACT_BYTES["bool"]
-    return 8  # numbers: an integer with missing values becomes float64
+    return COMPACT_BYTES["number"]
+
+
+def is_model_number(arrow_type: Any) -> bool:
+    """Whether :func:`sluice.steps.train.prepare` makes a column of ``arrow_type`` a float64 (else strings)."""
+    import pyarrow as pa
+
+    return bool(pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type) or pa.types.is_decimal(arrow_type))
 
 
 @dataclass(frozen=True)
@@ -319,8 +341,8 @@ class MemoryEstimate:
         held_out: Rows held out (read with every column, scored).
         model_columns: Columns the model reads.
         key_row_bytes: Bytes a row of the first pass.
-        fit_row_bytes: Bytes a fitted row: its compact columns, the model's input and the
-            estimator's copies of it.
+        fit_row_bytes: Bytes a fitted row at the fit's peak: its compact columns, the model's
+            input, the preprocessing's copies and the encoded matrix.
         holdout_row_bytes: Bytes a held-out row: every compact column and its scoring input.
     """
 
@@ -348,9 +370,7 @@ class MemoryEstimate:
         return max(0, int((room - self.fixed_bytes) / (ESTIMATE_MARGIN * self.fit_row_bytes)))
 
 
-def estimate_memory(
-    schema: Any, columns: list[str], rows: int, fitted: FittedRows, held_out: int
-) -> MemoryEstimate:
+def estimate_memory(schema: Any, columns: list[str], rows: int, fitted: FittedRows, held_out: int) -> MemoryEstimate:
     """Estimate the memory of reading the table and fitting ``fitted`` rows of ``columns`` (bytes a row by type).
 
     Args:
@@ -360,13 +380,16 @@ def estimate_memory(
         fitted: The training rows and how many are fitted.
         held_out: Rows held out.
     """
-    model = sum(compact_bytes(schema.field(c).type) for c in columns)
-    every = sum(compact_bytes(f.type) for f in schema)
+    types = [schema.field(c).type for c in columns]
+    numbers = sum(1 for t in types if is_model_number(t))
+    strings = len(types) - numbers
     n = len(columns)
-    # The prepared input is float64 or an object pointer a cell: 8 bytes; the estimator's
-    # float64 copies 8 more each; the target and the row's position 8 each.
-    fit = model + 8 * n * (1 + ESTIMATOR_COPIES) + 16
-    holdout = every + 8 * n * 2 + 16
+    # The model's input is a float64 or an object pointer a cell, and so is the encoded
+    # matrix the estimator gets; the target and the row's position take 8 bytes each.
+    fit = (
+        sum(compact_bytes(t) for t in types) + 8 * n * 2 + 8 * (numbers * NUMERIC_COPIES + strings * STRING_COPIES) + 16
+    )
+    holdout = sum(compact_bytes(f.type) for f in schema) + 8 * n * 2 + 16
     return MemoryEstimate(
         rows,
         fitted.available,
@@ -410,13 +433,18 @@ def _container_room() -> int | None:
     return None
 
 
-def memory_budget(training: Training) -> tuple[int, str]:
-    """The step's memory budget in bytes, and where it comes from, in words."""
+def memory_in_use() -> int:
+    """Bytes this process holds now (resident)."""
     import psutil
 
+    return int(psutil.Process().memory_info().rss)
+
+
+def memory_budget(training: Training) -> tuple[int, str]:
+    """The step's memory budget in bytes, and where it comes from, in words."""
     if training.max_memory_gb is not None:
         return int(training.max_memory_gb * GIB), "training.max_memory_gb"
-    used = psutil.Process().memory_info().rss
+    used = memory_in_use()
     free, source = available_memory()
     budget = used + int(DEFAULT_BUDGET_SHARE * free)
     return budget, (
@@ -425,47 +453,60 @@ def memory_budget(training: Training) -> tuple[int, str]:
     )
 
 
-def check_memory(loaded: LoadedSpec, estimate: MemoryEstimate) -> None:
+@dataclass(frozen=True)
+class MemoryCheck:
+    """The memory check a train run passed: its estimate, what was in use, the budget and its source."""
+
+    estimate: MemoryEstimate
+    used: int
+    budget: int
+    source: str
+
+    @property
+    def need(self) -> int:
+        """What the step is expected to use at its peak: in use now plus the estimate."""
+        return self.used + self.estimate.total_bytes
+
+
+def check_memory(loaded: LoadedSpec, estimate: MemoryEstimate) -> MemoryCheck:
     """Refuse a fit whose estimate exceeds the budget, naming the numbers and what to change.
+
+    Returns:
+        The check (logged to the MLflow run as ``memory.*`` params).
 
     Raises:
         TrainingMemoryError: It would not fit; the message says by how much, the most rows a
             ``training.sample`` may keep, and where the setting is.
     """
-    import psutil
-
     budget, source = memory_budget(loaded.spec.training)
-    used = psutil.Process().memory_info().rss
-    need = used + estimate.total_bytes
+    check = MemoryCheck(estimate, memory_in_use(), budget, source)
     log.info(
-        "train memory: about %.2f GiB needed (%.2f in use + %.2f estimated for %s fitted and %s held-out rows), "
-        "budget %.2f GiB (%s)",
-        need / GIB,
-        used / GIB,
+        "train memory: about %.2f GiB at the peak (%.2f in use + %.2f estimated for %s fitted and %s held-out "
+        "rows), budget %.2f GiB (%s)",
+        check.need / GIB,
+        check.used / GIB,
         estimate.total_bytes / GIB,
         f"{estimate.fitted:,}",
         f"{estimate.held_out:,}",
         budget / GIB,
         source,
     )
-    if need <= budget:
-        return
-    raise TrainingMemoryError(str(loaded.issue(*_refusal(loaded, estimate, need, budget, source, used))))
+    if check.need <= budget:
+        return check
+    raise TrainingMemoryError(str(loaded.issue(*_refusal(loaded, check))))
 
 
-def _refusal(
-    loaded: LoadedSpec, estimate: MemoryEstimate, need: int, budget: int, source: str, used: int
-) -> tuple[str, str, str]:
+def _refusal(loaded: LoadedSpec, check: MemoryCheck) -> tuple[str, str, str]:
     """Where, what and how to fix it, for the refusal's message."""
-    e = estimate
+    e = check.estimate
     message = (
-        f"training {loaded.spec.pipeline} would need about {need / GIB:.1f} GiB, over its budget of "
-        f"{budget / GIB:.1f} GiB ({source}): {e.fitted:,} of {e.available:,} training rows to fit x "
+        f"training {loaded.spec.pipeline} would need about {check.need / GIB:.1f} GiB, over its budget of "
+        f"{check.budget / GIB:.1f} GiB ({check.source}): {e.fitted:,} of {e.available:,} training rows to fit x "
         f"{e.model_columns} model columns at about {e.fit_row_bytes:,} bytes a row, {e.held_out:,} held-out rows "
-        f"at {e.holdout_row_bytes:,}, {e.rows:,} rows in the feature table, {used / GIB:.1f} GiB already in use; "
-        "no feature column was loaded"
+        f"at {e.holdout_row_bytes:,}, {e.rows:,} rows in the feature table, {check.used / GIB:.1f} GiB already "
+        "in use; only the label and split columns were read"
     )
-    most = min(e.rows_that_fit(budget - used), e.available)
+    most = min(e.rows_that_fit(check.budget - check.used), e.available)
     if most < 1:
         hint = (
             "even the holdout and the label column do not fit: run the train step on a worker with more memory "
@@ -517,14 +558,15 @@ def split_rows(loaded: LoadedSpec, store: PipelineStore, features: FeatureResult
     y_train = y[~mask]
     picked, fitted = sample_rows(y_train, training, spec.evaluation.metric in CLASSIFICATION_METRICS)
     fit_at, hold_at = at[~mask][picked], at[mask]
-    check_memory(loaded, estimate_memory(table.schema, columns, table.rows, fitted, len(hold_at)))
+    memory = check_memory(loaded, estimate_memory(table.schema, columns, table.rows, fitted, len(hold_at)))
     train, holdout = read_rows(table, [(fit_at, columns), (hold_at, names)])
+    release_arrow_memory()
     # The label as the first pass read it over every row (an integer label with a missing
     # value anywhere is float64, as when the table was read whole).
     train[training.target] = y_train[picked]
     holdout[training.target] = y[mask]
     trained_on, held_out = _batches_of(features, table, fit_at, hold_at)
-    return SplitRows(train, holdout, split_text, columns, trained_on, held_out, fitted)
+    return SplitRows(train, holdout, split_text, columns, trained_on, held_out, fitted, memory)
 
 
 def _batches_of(features: FeatureResult, table: FeatureTable, fit_at: Any, hold_at: Any) -> tuple[list[str], list[str]]:
