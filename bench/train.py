@@ -45,6 +45,8 @@ SIZES, QUICK_SIZES = (1_000_000, 10_000_000), (100_000, 1_000_000)
 #: Columns Spark writes as 32-bit integers (``int`` in the job); the rest as they are.
 INT_COLUMNS = ("is_delayed", "month", "day_of_week", "day", "dep_hour", "sched_dep_time", "sched_arr_time", "distance")
 NULLABLE_INT_COLUMNS = ("plane_age", "seats", "engines")
+#: ``training.max_memory_gb`` of every run: this share of the machine's memory.
+BUDGET_SHARE = 0.8
 #: What the old train step measured (before the compact read; given in issue 27): seconds, GB.
 BEFORE = {"1M": (20.5, 3.0), "10M": (170.0, 15.5)}
 
@@ -105,14 +107,15 @@ def write_batches(store: Any, year: Any, rows: int) -> Any:
 # --------------------------------------------------------------------------- one measurement (child)
 
 
-def _project(folder: Path, sample: int | None) -> Path:
-    """A project with the demo spec (``training.sample`` set when given); the spec's path."""
+def _project(folder: Path, sample: int | None, budget_gb: float) -> Path:
+    """A project with the demo spec, ``training.max_memory_gb`` and ``training.sample`` (when given) set."""
     import yaml
 
     (folder / "dags").mkdir(parents=True)
     shutil.copytree(ROOT / "include" / "features", folder / "include" / "features")
     (folder / "pyproject.toml").write_text("[project]\nname = 'sluice-bench-train'\n")
     spec = yaml.safe_load((ROOT / "dags" / f"{PIPELINE}.pipeline.yaml").read_text())
+    spec["training"]["max_memory_gb"] = budget_gb
     if sample is not None:
         spec["training"]["sample"] = sample
     path = folder / "dags" / f"{PIPELINE}.pipeline.yaml"
@@ -120,25 +123,29 @@ def _project(folder: Path, sample: int | None) -> Path:
     return path
 
 
-def _child(store_root: str, features_json: str, work: str, sample: str) -> dict[str, Any]:
-    """Train once in this interpreter; seconds of train_candidate and what it fitted."""
+def _child(store_root: str, features_json: str, work: str, sample: str, budget_gb: str) -> dict[str, Any]:
+    """Train once in this interpreter; seconds of train_candidate, what it fitted, its memory estimate."""
     import mlflow  # noqa: F401  (imports before the clock: a task's worker has them preloaded)
     import sklearn.ensemble  # noqa: F401
 
+    from sluice.services import tracking
     from sluice.services.storage import PipelineStore
     from sluice.spec.loader import load_spec
     from sluice.steps.records import FeatureResult, decode
     from sluice.steps.train import train_candidate
 
-    loaded = load_spec(_project(Path(work) / "project", None if sample == "none" else int(sample)))
+    project = _project(Path(work) / "project", None if sample == "none" else int(sample), float(budget_gb))
+    loaded = load_spec(project)
     store = PipelineStore(store_root, PIPELINE)
     features = decode(FeatureResult, json.loads(Path(features_json).read_text()))
     started = time.perf_counter()
     result = train_candidate(loaded, store, features, f"{PIPELINE}__train", f"bench-{sample}-{os.getpid()}")
     seconds = time.perf_counter() - started
     fitted = result.fitted
+    params = tracking.configure(loaded.project_dir).get_run(result.mlflow_run_id).data.params
     return {
         "seconds": seconds,
+        "estimated_gib": float(params["memory.estimated_gib"]),
         "train_rows": result.train_rows,
         "holdout_rows": result.holdout_rows,
         "available_rows": fitted.available if fitted else None,
@@ -149,7 +156,9 @@ def _child(store_root: str, features_json: str, work: str, sample: str) -> dict[
 # --------------------------------------------------------------------------- the suite's entry
 
 
-def _measure(store_root: Path, features_json: Path, template: Path, sample: int | None) -> dict[str, Any]:
+def _measure(
+    store_root: Path, features_json: Path, template: Path, sample: int | None, budget_gb: float
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="sluice-bench-train-run-") as work:
         db = Path(work) / "mlflow" / "mlflow.db"
         db.parent.mkdir()
@@ -161,12 +170,21 @@ def _measure(store_root: Path, features_json: Path, template: Path, sample: int 
             "OMP_NUM_THREADS": "1",
         }
         args = ["bench/train.py", "child", str(store_root), str(features_json), work, str(sample or "none")]
+        args.append(str(budget_gb))
         out, peak = run_child(args, env=env, timeout=3600)
-    return out | {"seconds": round(out["seconds"], 2), "peak_rss_mib": mib(peak)}
+    return out | {"seconds": round(out["seconds"], 2), "peak_rss_mib": mib(peak), "max_memory_gb": budget_gb}
 
 
 def measure_all(sizes: tuple[int, ...], sample: int) -> dict[str, dict[str, Any]]:
-    """Every (size, setting) measured in its own child; keyed ``<rows>_default`` / ``<rows>_sample``."""
+    """Every (size, setting) measured in its own child; keyed ``<rows>_default`` / ``<rows>_sample``.
+
+    The budget (``training.max_memory_gb``) is :data:`BUDGET_SHARE` of the machine's memory, so
+    a busy moment on a shared machine does not refuse the largest fit (the default budget
+    follows the memory available when the step starts; the refusal is tested in
+    ``tests/steps/test_training_data.py``).
+    """
+    import psutil
+
     from sluice.services import tracking
     from sluice.services.storage import PipelineStore
     from sluice.steps.records import encode
@@ -178,6 +196,7 @@ def measure_all(sizes: tuple[int, ...], sample: int) -> dict[str, dict[str, Any]
         template.parent.mkdir()
         tracking.init_store(f"sqlite:///{template}")
         year = demo_year(tmp / "reference")
+        budget_gb = round(BUDGET_SHARE * psutil.virtual_memory().total / 2**30, 1)
         for rows in sizes:
             store_root = tmp / f"store_{rows}"
             features = write_batches(PipelineStore(store_root, PIPELINE), year, rows)
@@ -186,7 +205,7 @@ def measure_all(sizes: tuple[int, ...], sample: int) -> dict[str, dict[str, Any]
             for setting, value in (("default", None), ("sample", sample)):
                 print(f"[train] {rows:,} rows, {setting} ...", flush=True)
                 results[f"{rows}_{setting}"] = {"rows": features.rows, "sample": value} | _measure(
-                    store_root, features_json, template, value
+                    store_root, features_json, template, value, budget_gb
                 )
             shutil.rmtree(store_root)
     return results
@@ -252,7 +271,7 @@ def main() -> int:
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["child"]:
-    print(json.dumps(_child(*sys.argv[2:6])))
+    print(json.dumps(_child(*sys.argv[2:7])))
 elif __name__ == "__main__":
     sys.path.insert(0, str(ROOT / "include"))
     raise SystemExit(main())
