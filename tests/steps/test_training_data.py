@@ -325,5 +325,7 @@ def test_the_sample_is_recorded_in_the_run_and_the_gate_record(project: Any) -> 
     assert params["sample.setting"] == "0.5" and float(params["memory.estimated_gib"]) > 0
     assert run.data.tags["sluice.sample"] == "1,500 of 3,000 training rows (50.0%), stratified by the target, seed 42"
     assert decision.fitted == trained.fitted
+    retried = train_candidate(loaded, store, features, f"{PIPELINE}__train", "manual__1")  # a retry: reused
+    assert retried.mlflow_run_id == trained.mlflow_run_id and retried.fitted == trained.fitted
     on_disk = decode(GateDecision, store.read_json(store.run_key("manual__1", "decision.json")))
     assert on_disk.fitted == trained.fitted

@@ -143,12 +143,18 @@ class _Fitted:
 def train_candidate(
     loaded: LoadedSpec, store: PipelineStore, features: FeatureResult, dag_id: str, airflow_run_id: str
 ) -> TrainResult:
-    """Fit the candidate on the training rows and log it to MLflow.
+    """Fit the candidate on the training rows (all, or ``training.sample``) and log it to MLflow.
 
-    The run records params, the holdout metric, signature, input example, pinned pip
+    The run records params (the rows available and fitted: ``sample.*``; the memory estimate
+    and budget: ``memory.*``), the holdout metric, signature, input example, pinned pip
     requirements, lineage tags (spec hash, git commit, the batches trained on and those held
-    out, feature job hash, Airflow dag/run id) and each batch's validation report and Great Expectations result
-    (artifacts ``validation/<batch>/``). A retry of the same Airflow run returns the finished run.
+    out, the sample, feature job hash, Airflow dag/run id) and each batch's validation report and Great
+    Expectations result (artifacts ``validation/<batch>/``). A retry of the same Airflow run returns the
+    finished run.
+
+    Raises:
+        TrainingMemoryError: The fit would need more than ``training.max_memory_gb``; refused
+            before the feature columns are read.
     """
     from sluice.services import tracking
 
