@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
-from tests.steps.test_training_data import PIPELINE, features_of, month_rows, training_section
 
 from sluice.services.storage import PipelineStore
 from sluice.steps.records import encode
+from tests.steps.test_training_data import PIPELINE, features_of, month_rows, training_section
 
 
 def test_a_fit_over_the_budget_fails_the_task_without_retries(project: Any) -> None:
