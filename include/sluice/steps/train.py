@@ -172,21 +172,7 @@ def train_candidate(
     fitted = _fit(loaded, store, features)
     with store.open_write(holdout_key) as fh:
         write_holdout(fitted.rows.holdout, fh)
-    lineage = {
-        "sluice.pipeline": spec.pipeline,
-        "sluice.role": "candidate",
-        "sluice.spec_hash": loaded.spec_hash,
-        "sluice.spec_file": loaded.path.name,
-        "sluice.git_commit": git_commit(loaded.project_dir),
-        **batch_tags(fitted.rows.trained_on, fitted.rows.held_out, list(features.batches)),
-        "sluice.feature_job_hash": features.job_hash,
-        "sluice.features_key": features.key,
-        "sluice.airflow_dag_id": dag_id,
-        "sluice.airflow_run_id": airflow_run_id,
-        "sluice.split": fitted.rows.split,
-        "sluice.sample": fitted.rows.fitted.describe(),
-        "sluice.features": ",".join(fitted.rows.columns),
-    }
+    lineage = _lineage(loaded, features, fitted.rows, dag_id, airflow_run_id)
     run_id = _log_candidate(loaded, store, features, fitted, experiment_id, airflow_run_id, lineage)
     faults.point("train.run_finished")
     metric = spec.evaluation.metric
@@ -205,6 +191,27 @@ def train_candidate(
         held_out=fitted.rows.held_out,
         fitted=fitted.rows.fitted,
     )
+
+
+def _lineage(
+    loaded: LoadedSpec, features: FeatureResult, rows: SplitRows, dag_id: str, airflow_run_id: str
+) -> dict[str, str]:
+    """The candidate run's lineage tags."""
+    return {
+        "sluice.pipeline": loaded.spec.pipeline,
+        "sluice.role": "candidate",
+        "sluice.spec_hash": loaded.spec_hash,
+        "sluice.spec_file": loaded.path.name,
+        "sluice.git_commit": git_commit(loaded.project_dir),
+        **batch_tags(rows.trained_on, rows.held_out, list(features.batches)),
+        "sluice.feature_job_hash": features.job_hash,
+        "sluice.features_key": features.key,
+        "sluice.airflow_dag_id": dag_id,
+        "sluice.airflow_run_id": airflow_run_id,
+        "sluice.split": rows.split,
+        "sluice.sample": rows.fitted.describe(),
+        "sluice.features": ",".join(rows.columns),
+    }
 
 
 def _reused(previous: Any, holdout_path: str) -> TrainResult:
