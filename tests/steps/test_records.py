@@ -23,6 +23,7 @@ from sluice.steps.records import (
     DriftResult,
     DriftStatus,
     FeatureResult,
+    FittedRows,
     GateDecision,
     GateThresholds,
     GateVerdict,
@@ -152,6 +153,7 @@ EXAMPLES: list[Record] = [
     TrainResult(
         mlflow_run_id="r", holdout_path="/h.parquet", split="random", train_rows=8, holdout_rows=2, features=["a"]
     ),
+    FittedRows(available=80, fitted=8, fraction=0.1, setting="0.1", stratified=True, seed=42),
     Check(name="floor", passed=False, detail="candidate 0.5 >= min 0.6"),
     GateThresholds(min=0.6, max=None, max_regression_vs_champion=0.01),
     ScoredRun(run_id="r", score=0.7),
@@ -266,6 +268,16 @@ def test_decision_and_drift_files_in_todays_shape_decode() -> None:
     assert drift.status is DriftStatus.COMPARED
     assert [c.column for c in drift.drifted_columns()] == ["dest"]
     assert "dest Jensen-Shannon distance 0.210 (threshold 0.1)" in drift.summary()
+
+
+def test_a_decision_from_before_training_sample_decodes_without_the_fitted_rows() -> None:
+    """decision.json files written before training.sample have no ``fitted``; they still decode."""
+    old = decode(GateDecision, OLD_DECISION)
+    assert "fitted" not in OLD_DECISION and old.fitted is None
+    fitted = FittedRows(available=900, fitted=100, fraction=100 / 900, setting="100", stratified=True, seed=7)
+    new = decode(GateDecision, encode(old) | {"fitted": encode(fitted)})
+    assert new.fitted == fitted
+    assert new.fitted.describe() == "100 of 900 training rows (11.1%), stratified by the target, seed 7"
 
 
 def test_the_retrain_rule_reads_an_old_trigger_file(tmp_path: Path) -> None:

@@ -183,13 +183,17 @@ def build_features(spec_path: str, **context: Any) -> dict[str, Any]:
 
 
 def train(spec_path: str, **context: Any) -> dict[str, Any]:
-    """Train the candidate and log it to MLflow."""
-    from sluice.steps.train import train_candidate
+    """Train the candidate and log it to MLflow; fail (no retries) when the fit would not fit in memory."""
+    from sluice.steps.train import TrainingMemoryError, train_candidate
 
     loaded, store = _open(spec_path)
     features = _pull(context, TaskId.BUILD_FEATURES, FeatureResult)
-    result = train_candidate(loaded, store, features, context["dag"].dag_id, context["run_id"])
-    log.info("candidate run %s (%s)", result.mlflow_run_id, result.split)
+    try:
+        result = train_candidate(loaded, store, features, context["dag"].dag_id, context["run_id"])
+    except TrainingMemoryError as exc:
+        raise AirflowFailException(str(exc)) from None
+    fitted = f"; fitted on {result.fitted.describe()}" if result.fitted else ""
+    log.info("candidate run %s (%s%s)", result.mlflow_run_id, result.split, fitted)
     return encode(result)
 
 
@@ -218,6 +222,7 @@ def gate(spec_path: str, **context: Any) -> dict[str, Any]:
 def refit(spec_path: str, **context: Any) -> dict[str, Any]:
     """Fit the gated candidate again on train + holdout; fail (no retries) when the refit is worse."""
     from sluice.steps.refit import RefitWorse, refit_candidate
+    from sluice.steps.train import TrainingMemoryError
 
     loaded, store = _open(spec_path)
     try:
@@ -230,7 +235,7 @@ def refit(spec_path: str, **context: Any) -> dict[str, Any]:
             context["dag"].dag_id,
             context["run_id"],
         )
-    except RefitWorse as exc:
+    except (RefitWorse, TrainingMemoryError) as exc:
         raise AirflowFailException(str(exc)) from None
     log.info(
         "refit run %s on %d rows (batches %s): %s %.4f vs evaluated %.4f on its training rows",

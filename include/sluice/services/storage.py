@@ -169,6 +169,15 @@ class StorageBackend(Protocol):
         """A pandas DataFrame of the parquet file or folder (Spark's part files) at ``key``."""
         ...
 
+    def parquet_files(self, key: str) -> tuple[Any, list[str]]:
+        """The parquet file at ``key``, or every data file of the folder at ``key``, without reading them.
+
+        Returns:
+            A pyarrow filesystem and the files' paths on it, sorted, for ``pyarrow.dataset``
+            (read footers, columns or row groups one at a time).
+        """
+        ...
+
     def put_file(self, local: Path, key: str) -> None:
         """Move (or upload) a finished local file to ``key`` atomically."""
         ...
@@ -365,6 +374,14 @@ class PipelineStore:
     def read_parquet(self, key: str) -> Any:
         """A pandas DataFrame of the parquet file or folder at ``key``."""
         return self.backend.read_parquet(key)
+
+    def parquet_files(self, key: str) -> tuple[Any, list[str]]:
+        """A pyarrow filesystem and the sorted data files of the parquet file or folder at ``key``.
+
+        For reading a table piece by piece (its footers, some columns, one row group at a
+        time) rather than whole, as :meth:`read_parquet` does.
+        """
+        return self.backend.parquet_files(key)
 
     def read_json(self, key: str) -> Any:
         """The JSON document at ``key``."""

@@ -146,6 +146,13 @@ class FsspecBackend:
 
         return pd.read_parquet(self._path(key), filesystem=self.fs)
 
+    def parquet_files(self, key: str) -> tuple[Any, list[str]]:
+        """The store as a pyarrow filesystem and the parquet object at ``key`` or the data objects below it, sorted."""
+        import pyarrow.dataset as ds
+
+        found = ds.dataset(self._path(key), format="parquet", filesystem=self.fs)
+        return found.filesystem, sorted(found.files)
+
     def put_file(self, local: Path, key: str) -> None:
         """Upload a finished local file, then delete it."""
         self.fs.put_file(str(local), self._path(key))

@@ -227,6 +227,13 @@ class LocalBackend:
 
         return pd.read_parquet(self._path(key))
 
+    def parquet_files(self, key: str) -> tuple[Any, list[str]]:
+        """The local filesystem and the parquet file at ``key`` or the data files of its folder, sorted."""
+        import pyarrow.dataset as ds
+
+        found = ds.dataset(str(self._path(key)), format="parquet")
+        return found.filesystem, sorted(found.files)
+
     def put_file(self, local: Path, key: str) -> None:
         """Move a finished local file to ``key`` (a rename when on the same filesystem)."""
         path = self._path(key)

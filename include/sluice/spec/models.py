@@ -422,6 +422,13 @@ class Window(StrictModel):
         return self
 
 
+def _not_a_bool(value: Any) -> Any:
+    """``sample: true`` would otherwise read as one row."""
+    if isinstance(value, bool):
+        raise rule(f"sample: {str(value).lower()} is not a number", "write a number of rows or a share, e.g. 0.25")
+    return value
+
+
 class Training(StrictModel):
     """Model class, parameters and columns."""
 
@@ -457,6 +464,30 @@ class Training(StrictModel):
             "promotion."
         ),
     )
+    sample: Annotated[int | float | None, BeforeValidator(_not_a_bool)] = Field(
+        None,
+        description=(
+            "Fit on a seeded sample of the training rows (the holdout is never sampled): an integer is a "
+            "number of rows (1000000), a number above 0 and at most 1 a share of them (0.25); stratified by "
+            "the target for classification metrics. Default: every training row."
+        ),
+    )
+    seed: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_SEED,
+        description="Seed of the training sample; default: params.random_state when it is an integer, else split.seed.",
+    )
+    max_memory_gb: float | None = Field(
+        None,
+        gt=0,
+        le=1_000_000,
+        description=(
+            "Memory (GiB) the train step may use; it refuses to start a fit its estimate says needs more, "
+            "naming the numbers (set sample, or give the worker more memory). Default: what the step uses "
+            "when it starts plus 60% of the memory available then (the machine's, or the container's limit)."
+        ),
+    )
 
     @field_validator("params")
     @classmethod
@@ -473,6 +504,22 @@ class Training(StrictModel):
         for key, v in value.items():
             if bad(v):
                 raise rule(f"params.{key} is not a finite number", "write a finite number (not .nan or .inf)", key)
+        return value
+
+    @field_validator("sample")
+    @classmethod
+    def _sample_size(cls, value: int | float | None) -> int | float | None:
+        if isinstance(value, int) and value < 1:
+            raise rule(
+                f"sample {value} is not a number of rows",
+                "write a number of rows (sample: 1000000) or a share above 0 and at most 1 (sample: 0.25)",
+            )
+        if isinstance(value, float) and not 0 < value <= 1:
+            rows = f"sample: {int(value)}" if value.is_integer() and value > 1 else "sample: 1000000"
+            raise rule(
+                f"sample {value} is neither a share (above 0, at most 1) nor a whole number of rows",
+                f"write a share such as sample: 0.25, or a number of rows without a decimal point ({rows})",
+            )
         return value
 
     @model_validator(mode="after")

@@ -33,6 +33,7 @@ __all__ = [
     "DriftResult",
     "DriftStatus",
     "FeatureResult",
+    "FittedRows",
     "GateDecision",
     "GateThresholds",
     "GateVerdict",
@@ -287,6 +288,33 @@ class FeatureResult(Record):
     computed: list[str] = Field(default_factory=list)
 
 
+class FittedRows(Record):
+    """The training rows a candidate was fitted on: every one, or a seeded sample (``training.sample``).
+
+    Attributes:
+        available: Labelled training rows (the holdout split off), what a fit on everything uses.
+        fitted: Rows the model was fitted on.
+        fraction: ``fitted / available``.
+        setting: ``training.sample`` as written (``"1000000"``, ``"0.25"``), or None: no sample.
+        stratified: Whether the sample kept the target's class shares (classification metrics).
+        seed: Seed of the sample, or None when no row was left out.
+    """
+
+    available: int
+    fitted: int
+    fraction: float
+    setting: str | None = None
+    stratified: bool = False
+    seed: int | None = None
+
+    def describe(self) -> str:
+        """In words, e.g. "1,000,000 of 9,166,012 training rows (10.9%), stratified, seed 42"."""
+        if self.fitted >= self.available:
+            return f"all {self.available:,} training rows"
+        how = ", stratified by the target" if self.stratified else ""
+        return f"{self.fitted:,} of {self.available:,} training rows ({self.fraction:.1%}){how}, seed {self.seed}"
+
+
 class TrainResult(Record):
     """A trained candidate.
 
@@ -299,6 +327,8 @@ class TrainResult(Record):
         features: Columns the model reads.
         trained_on: Batches whose rows the candidate was fitted on.
         held_out: Batches whose rows were held out (a batch split row by row is in both lists).
+        fitted: The training rows fitted on and how they were sampled (None in results of
+            runs from before ``training.sample``).
     """
 
     mlflow_run_id: str
@@ -309,6 +339,7 @@ class TrainResult(Record):
     features: list[str]
     trained_on: list[str] = Field(default_factory=list)
     held_out: list[str] = Field(default_factory=list)
+    fitted: FittedRows | None = None
 
 
 class Check(Record):
@@ -368,6 +399,8 @@ class GateDecision(Record):
         checks: Each condition and whether it held.
         airflow_run_id: The train run.
         decided_at: Epoch seconds.
+        fitted: The training rows the candidate was fitted on, all or a ``training.sample``
+            (None in decisions written before it existed).
     """
 
     pipeline: str
@@ -382,6 +415,7 @@ class GateDecision(Record):
     checks: list[Check]
     airflow_run_id: str
     decided_at: float
+    fitted: FittedRows | None = None
 
 
 class PromoteResult(Record):
