@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from tests.feature_tables import features_of
 
 from sluice.services.storage import PipelineStore
 from sluice.spec.loader import LoadedSpec, load_spec
@@ -50,24 +51,6 @@ def month_rows(month: int, rows: int) -> pd.DataFrame:
             "plane_age": plane_age,
             "plane_type": np.where(rng.random(rows) < 0.15, None, rng.choice(["Fixed wing multi", "Rotor"], rows)),
         }
-    )
-
-
-def features_of(store: PipelineStore, months: dict[int, pd.DataFrame]) -> FeatureResult:
-    """A ``scope: batch`` feature result: one table per batch, oldest first."""
-    parts = []
-    for m, frame in months.items():
-        key = store.feature_cache_key(f"b{m}", "entry", "features.parquet")
-        with store.open_write(key) as fh:
-            frame.to_parquet(fh, index=False)
-        parts.append(store.location(key))
-    return FeatureResult(
-        path=store.location(store.features_key("table")),
-        key="-".join(f"b{m}" for m in months),
-        batches={f"b{m}": f"sha-{m}" for m in months},
-        job_hash="job",
-        rows=sum(len(f) for f in months.values()),
-        parts=parts,
     )
 
 
