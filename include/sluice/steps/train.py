@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 
 #: The candidate's holdout, in the train run's folder.
 HOLDOUT = "holdout.parquet"
+#: Rows per row group of the holdout file (see :func:`write_holdout`).
+HOLDOUT_ROW_GROUP = 100_000
+#: Rows of the holdout the gate prepares and scores at a time.
+SCORE_CHUNK_ROWS = 100_000
 
 
 def split_holdout(df: Any, split: Split) -> tuple[Any, Any, str]:
@@ -232,8 +236,7 @@ def train_candidate(
     for closed in tracking.close_abandoned_runs(client, experiment_id, "candidate", airflow_run_id):
         log.warning("closed MLflow run %s as KILLED: a killed train task left it RUNNING", closed)
     fitted = _fit(loaded, store, features)
-    with store.open_write(holdout_key) as fh:
-        fitted.rows.holdout.to_parquet(fh, index=False)
+    write_holdout(store, holdout_key, fitted.rows.holdout)
     lineage = {
         "sluice.pipeline": spec.pipeline,
         "sluice.role": "candidate",
@@ -395,12 +398,40 @@ def log_model(estimator: Any, sample: Any) -> None:
         )
 
 
+def write_holdout(store: PipelineStore, key: str, holdout: Any) -> None:
+    """Write the candidate's holdout in row groups of :data:`HOLDOUT_ROW_GROUP` rows.
+
+    The gate reads it back a chunk at a time (:func:`read_holdout_chunks`), and pyarrow
+    decodes a whole row group to give one: small groups keep that memory small whatever the
+    holdout's size (pandas' default is about a million rows a group).
+    """
+    with store.open_write(key) as fh:
+        holdout.to_parquet(fh, index=False, row_group_size=HOLDOUT_ROW_GROUP)
+
+
 def read_holdout(store: PipelineStore, location: str) -> Any:
-    """Load a holdout written by :func:`train_candidate` (``location`` from its :class:`TrainResult`)."""
+    """Load a holdout written by :func:`train_candidate` whole (``location`` from its :class:`TrainResult`).
+
+    The gate reads it in chunks instead (:func:`read_holdout_chunks`).
+    """
     return store.read_parquet(store.key_of(location))
+
+
+def read_holdout_chunks(
+    store: PipelineStore, location: str, columns: list[str] | None = None, chunk_rows: int = SCORE_CHUNK_ROWS
+) -> Iterator[Any]:
+    """The holdout at ``location`` as frames of at most ``chunk_rows`` rows, only ``columns``
+    (default: all), with the same dtypes as :func:`read_holdout` gives."""
+    return store.read_parquet_chunks(store.key_of(location), columns, chunk_rows)
+
+
+def holdout_columns(store: PipelineStore, location: str) -> tuple[list[str], int]:
+    """Column names and row count of the holdout at ``location`` (read from its footer)."""
+    return store.parquet_shape(store.key_of(location))
 
 
 def smoke_rows(store: PipelineStore, holdout_path: str, features: list[str], n: int = 5) -> list[dict[str, Any]]:
     """The first ``n`` holdout rows as JSON records, for a deploy's smoke prediction."""
-    rows = prepare(read_holdout(store, holdout_path).head(n), features).astype(object)
+    first = next(read_holdout_chunks(store, holdout_path, features, chunk_rows=n))
+    rows = prepare(first.head(n), features).astype(object)
     return list(rows.where(rows.notna(), None).to_dict(orient="records"))
