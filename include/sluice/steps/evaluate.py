@@ -161,7 +161,9 @@ def score_chunks(scorers: list[tuple[Any, list[str]]], chunks: Iterable[Any], ta
         raise ValueError("the holdout has no rows to score")
     y = np.concatenate(truth)
     del truth
-    return [from_outputs(model, y, np.concatenate(kept), metric) for kept, (model, _) in zip(outs, scorers, strict=True)]
+    return [
+        from_outputs(model, y, np.concatenate(kept), metric) for kept, (model, _) in zip(outs, scorers, strict=True)
+    ]
 
 
 def _bound_checks(cand_score: float, metric: str, floor: float | None, ceiling: float | None) -> list[Check]:

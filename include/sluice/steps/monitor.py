@@ -178,17 +178,18 @@ def read_clean_sample(store: PipelineStore, clean: CleanRows, columns: list[str]
     import numpy as np
     import pandas as pd
 
-    frames = []
+    frames: list[Any] = []
     if clean.rows <= size:  # every row: no positions to pick
         for key in clean.keys:
             frames += store.read_parquet_chunks(key, columns)
-    picked = sample_positions(clean.rows, size, seed) if clean.rows > size else []
-    start = 0
-    for key, rows in zip(clean.keys, clean.per_key, strict=True):
-        lo, hi = np.searchsorted(picked, [start, start + rows])
-        if hi > lo:
-            frames += store.read_parquet_chunks(key, columns, rows=picked[lo:hi] - start)
-        start += rows
+    else:
+        picked = sample_positions(clean.rows, size, seed)
+        start = 0
+        for key, rows in zip(clean.keys, clean.per_key, strict=True):
+            lo, hi = np.searchsorted(picked, [start, start + rows])
+            if hi > lo:
+                frames += store.read_parquet_chunks(key, columns, rows=picked[lo:hi] - start)
+            start += rows
     if not frames:
         return pd.DataFrame(columns=columns)
     return pd.concat(frames, ignore_index=True)
