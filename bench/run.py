@@ -40,6 +40,8 @@ NAMES = (
     "features",
     "validation",
     "drift",
+    "evaluate",
+    "monitor",
     "tracking",
     "train",
     "history",

@@ -207,3 +207,36 @@ def test_pandas_reads_and_writes_through_the_store(store: PipelineStore) -> None
             part.to_parquet(fh, index=False)
     table = store.read_parquet(store.key_of(store.location(store.features_key("k", "features.parquet"))))
     assert sorted(table["dep_delay"].dropna()) == [1.0, 3.0] and len(table) == 3
+
+
+def test_parquet_is_read_a_chunk_at_a_time_with_only_the_columns_and_rows_asked_for(store: PipelineStore) -> None:
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {"dest": rng.choice(["BOS", "LAX", None], 1000), "distance": rng.integers(1, 3000, 1000), "x": 1.5}
+    )
+    key = store.batch_key("b1", "clean.parquet")
+    with store.open_write(key) as fh:
+        frame.to_parquet(fh, index=False, row_group_size=300)
+    assert store.parquet_shape(key) == (["dest", "distance", "x"], 1000)
+
+    chunks = list(store.read_parquet_chunks(key, ["distance", "dest"], chunk_rows=128))
+    assert max(len(c) for c in chunks) == 128 and list(chunks[0].columns) == ["distance", "dest"]
+    pd.testing.assert_frame_equal(pd.concat(chunks), store.read_parquet(key)[["distance", "dest"]])
+
+    # Only some rows: the others never become pandas objects; the index says where each was.
+    rows = np.array([0, 5, 299, 300, 301, 999])
+    picked = pd.concat(store.read_parquet_chunks(key, ["dest"], rows=rows))
+    assert list(picked.index) == list(rows)
+    assert picked["dest"].equals(frame["dest"].iloc[rows])
+
+    # A folder of part files reads as one table, positions running on across the parts.
+    for i, part in enumerate((frame.head(400), frame.tail(600))):
+        with store.open_write(store.features_key("k", f"features.parquet/part-{i}.parquet")) as fh:
+            part.to_parquet(fh, index=False, row_group_size=250)
+    folder = store.features_key("k", "features.parquet")
+    assert store.parquet_shape(folder) == (["dest", "distance", "x"], 1000)
+    again = pd.concat(store.read_parquet_chunks(folder, ["distance"], rows=rows))
+    assert list(again.index) == list(rows) and again["distance"].equals(frame["distance"].iloc[rows])

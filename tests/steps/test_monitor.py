@@ -35,7 +35,10 @@ def by_column(results: list[Any]) -> dict[str, Any]:
 
 
 def test_december_drifts_from_a_january_reference(flights: pd.DataFrame) -> None:
-    drift = Drift(drift_share=0.25)
+    # Whole months (no sampling): on all rows dest moves 0.099 and distance 0.082. At the
+    # default 0.1 threshold, only 5,000-row samples made them cross it (sampling overstates
+    # distances), and only for some seeds; 0.075 separates them from the calm columns (<= 0.03).
+    drift = Drift(drift_share=0.25, sample_size=30_000, threshold=0.075)
     results, share, detected, _ = compare(month(flights, 1), month(flights, 12), drift, MODEL_FEATURES)
 
     cols = by_column(results)
@@ -161,6 +164,55 @@ def test_the_demo_months_keep_their_verdicts() -> None:
     verdicts = {}
     for m in (2, 3, 4, 5):
         results, _, detected, _ = compare(january, month_frame(m), drift)
+        verdicts[m] = (detected, [r.column for r in results if r.drifted])
+    assert verdicts == {2: (False, []), 3: (False, []), 4: (False, []), 5: (True, ["dest"])}
+
+
+def write_clean(store: Any, batch_id: str, frame: pd.DataFrame, row_group: int) -> None:
+    """A batch's ``clean.parquet`` in row groups of ``row_group`` rows (validate writes one per chunk)."""
+    with store.open_write(store.batch_key(batch_id, "clean.parquet")) as fh:
+        frame.to_parquet(fh, index=False, row_group_size=row_group)
+
+
+def test_the_sample_read_from_the_files_is_the_sample_of_the_rows(flights: pd.DataFrame, tmp_path: Path) -> None:
+    from sluice.services.storage import PipelineStore
+    from sluice.steps.monitor import CleanRows, read_clean, read_clean_sample
+
+    store = PipelineStore(tmp_path, "p")
+    for m in (1, 2, 3):  # three batches in small row groups: samples cross files and groups
+        write_clean(store, f"m{m}", month(flights, m), row_group=997)
+    clean = CleanRows.of(store, ["m1", "m2", "m3"])
+    whole = read_clean(store, ["m1", "m2", "m3"])
+    assert clean.rows == len(whole) and clean.columns == list(whole.columns)
+
+    columns = ["dest", "distance", "carrier"]
+    got = read_clean_sample(store, clean, columns, 5000, 42)
+    pd.testing.assert_frame_equal(got, sample(whole, 5000, 42)[columns])
+    assert not got.equals(read_clean_sample(store, clean, columns, 5000, 7)), "another seed, another sample"
+    # A side smaller than the sample is read whole, still only the columns asked for.
+    small = CleanRows.of(store, ["m2"])
+    pd.testing.assert_frame_equal(read_clean_sample(store, small, columns, 10**6, 42), month(flights, 2)[columns])
+
+
+def test_the_demo_months_keep_their_verdicts_when_sampled_from_the_batches(tmp_path: Path) -> None:
+    # What the monitor step compares: January's clean rows against each month's, February
+    # without its 40 quarantined rows, sampled while reading files of 250,000-row chunks.
+    from demo.producer import month_frame
+    from sluice.services.storage import PipelineStore
+    from sluice.spec.loader import load_spec
+    from sluice.steps.monitor import CleanRows, read_clean_sample
+
+    drift = load_spec(REPO / "dags" / "flights_delay.pipeline.yaml").spec.monitoring.drift
+    store = PipelineStore(tmp_path, "p")
+    for m in (1, 2, 3, 4, 5):
+        write_clean(store, f"m{m}", month_frame(m).iloc[40 if m == 2 else 0 :], row_group=5000)
+    reference = CleanRows.of(store, ["m1"])
+    ref = read_clean_sample(store, reference, list(drift.columns or []), drift.sample_size, drift.seed)
+    verdicts = {}
+    for m in (2, 3, 4, 5):
+        current = CleanRows.of(store, [f"m{m}"])
+        cur = read_clean_sample(store, current, list(drift.columns or []), drift.sample_size, drift.seed)
+        results, _, detected, _ = compare(ref, cur, drift)
         verdicts[m] = (detected, [r.column for r in results if r.drifted])
     assert verdicts == {2: (False, []), 3: (False, []), 4: (False, []), 5: (True, ["dest"])}
 

@@ -125,10 +125,9 @@ def test_the_holdout_file_holds_plain_strings(tmp_path: Path, demo: tuple[Pipeli
 
     store, features = demo
     rows = split_rows(spec_at(tmp_path / "p"), store, features)
-    with open(tmp_path / "holdout.parquet", "wb") as fh:
-        write_holdout(rows.holdout, fh)
+    write_holdout(store, "holdout.parquet", rows.holdout)
 
-    back = pd.read_parquet(tmp_path / "holdout.parquet")
+    back = store.read_parquet("holdout.parquet")
     assert back["carrier"].dtype == object and back["carrier"].isna().any()
     assert list(back.columns) == list(rows.holdout.columns) and len(back) == len(rows.holdout)
 

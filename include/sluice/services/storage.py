@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +85,8 @@ __all__ = [
 BATCH_RECORD = "batch.json"
 #: The file whose presence commits a feature table folder.
 FEATURES_META = "meta.json"
+#: Rows per frame that :meth:`PipelineStore.read_parquet_chunks` yields by default.
+CHUNK_ROWS = 100_000
 
 
 def safe_name(text: str) -> str:
@@ -383,6 +385,93 @@ class PipelineStore:
         """
         return self.backend.parquet_files(key)
 
+    def parquet_parts(self, key: str) -> list[str]:
+        """The parquet files of ``key``: the file itself, or a folder's part files (as Spark
+        writes a table) in name order."""
+        if not self.backend.is_folder(key):
+            return [key]
+        return [join(key, name) for name in self.ls(key) if name.endswith(".parquet")]
+
+    def parquet_shape(self, key: str) -> tuple[list[str], int]:
+        """Column names and row count of the parquet file or folder at ``key``, from the
+        files' footers (no row is read).
+
+        Raises:
+            FileNotFoundError: When ``key`` is not there.
+        """
+        import pyarrow.parquet as pq
+
+        names: list[str] = []
+        rows = 0
+        for part in self.parquet_parts(key):
+            with self.open_read(part) as fh:
+                parquet = pq.ParquetFile(fh)
+                stored_index = _stored_index(parquet)
+                names += [n for n in parquet.schema_arrow.names if n not in names and n not in stored_index]
+                rows += parquet.metadata.num_rows
+        return names, rows
+
+    def read_parquet_chunks(
+        self,
+        key: str,
+        columns: Sequence[str] | None = None,
+        chunk_rows: int = CHUNK_ROWS,
+        rows: Any = None,
+    ) -> Iterator[Any]:
+        """The parquet file or folder at ``key`` as pandas DataFrames of at most ``chunk_rows``
+        rows, in file order, read through :meth:`open_read` (ranged reads on an object store).
+
+        Memory follows the chunk and the file's row groups (pyarrow decodes a row group's
+        columns at a time), not the table: only the ``columns`` asked for are read, and with
+        ``rows`` the other rows are dropped before they become pandas objects.
+
+        Args:
+            key: A parquet file, or a folder of part files.
+            columns: Columns to read (default: all); a part without one of them yields frames
+                without it, as concatenating the parts with pandas would.
+            chunk_rows: Most rows per frame.
+            rows: Sorted positions (0-based, over the whole table) of the only rows to yield;
+                row groups without any are skipped unread.
+
+        Yields:
+            Frames whose index is each row's position in the table; the same dtypes as
+            :meth:`read_parquet` gives.
+        """
+        import numpy as np
+        import pyarrow.parquet as pq
+
+        wanted = None if rows is None else np.asarray(rows, dtype=np.int64)
+        start = 0  # position in the table of the current row group's first row
+        for part in self.parquet_parts(key):
+            with self.open_read(part) as fh:
+                parquet = pq.ParquetFile(fh)
+                stored_index = _stored_index(parquet)
+                present = [n for n in parquet.schema_arrow.names if n not in stored_index]
+                read = present if columns is None else [c for c in columns if c in set(present)]
+                for group in range(parquet.metadata.num_row_groups):
+                    size = parquet.metadata.row_group(group).num_rows
+                    picked = None
+                    if wanted is not None:
+                        lo, hi = np.searchsorted(wanted, [start, start + size])
+                        if lo == hi:
+                            start += size
+                            continue
+                        picked = wanted[lo:hi]
+                    offset = start
+                    for batch in parquet.iter_batches(batch_size=chunk_rows, row_groups=[group], columns=read):
+                        end = offset + batch.num_rows
+                        if picked is None:
+                            index = np.arange(offset, end)
+                        else:
+                            index = picked[(picked >= offset) & (picked < end)]
+                            batch = batch.take(index - offset)
+                        offset = end
+                        if len(index):
+                            frame = batch.to_pandas()
+                            frame.index = index
+                            yield frame
+                    start += size
+
     def read_json(self, key: str) -> Any:
         """The JSON document at ``key``."""
         return json.loads(self.backend.read_bytes(key))
@@ -496,6 +585,12 @@ class PipelineStore:
         # A superseded batch is a first part whose file was finished after landing: the
         # batch that superseded it holds all of its rows again.
         return [r for r in records if r.status == BatchStatus.ACCEPTED and not r.superseded_by]
+
+
+def _stored_index(parquet: Any) -> set[str]:
+    """Columns holding a pandas index that pandas wrote (``index=True``): not data columns."""
+    found = (parquet.schema_arrow.pandas_metadata or {}).get("index_columns", [])
+    return {c for c in found if isinstance(c, str)}
 
 
 def encode_json(data: Any) -> bytes:

@@ -6,8 +6,11 @@ promoted as evaluated, with it for a model refitted after the gate; a run from b
 tag has only ``sluice.batches``, used as before). Current: the clean rows of the newly
 accepted batches. Both are sampled (seeded, ``monitoring.drift.sample_size`` rows each) so a
 month of data and a year of data cost the same, and a re-run gives the same numbers. The
-Evidently report itself is built in :mod:`sluice.services.drift`; this step chooses what to
-compare, records and logs it.
+sample is taken while reading (:func:`read_clean_sample`): the row counts come from the parquet
+footers, the sampled positions are drawn first, and only the compared columns of the row
+groups holding sampled rows are read, so memory follows the sample, not the batches nor the
+champion's history. The Evidently report itself is built in :mod:`sluice.services.drift`;
+this step chooses what to compare, records and logs it.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,25 +41,45 @@ __all__ = [
     "batches_to_monitor",
     "compare",
     "monitor_batches",
+    "read_clean_sample",
     "sample",
+    "sample_positions",
     "select_columns",
     "too_few_rows",
 ]
 
 
+def sample_positions(rows: int, size: int, seed: int) -> Any:
+    """Sorted positions of a seeded sample of ``size`` of ``rows`` rows, without replacement
+    (every position when ``rows <= size``).
+
+    NumPy draws them in memory proportional to ``size`` once ``rows`` is more than 50 times
+    it (Floyd's algorithm), so the draw costs the same for a month or a year of rows.
+    """
+    import numpy as np
+
+    if rows <= size:
+        return np.arange(rows, dtype=np.int64)
+    return np.sort(np.random.default_rng(seed).choice(rows, size=size, replace=False))
+
+
 def sample(df: Any, size: int, seed: int) -> Any:
-    """A seeded sample of ``size`` rows without replacement, or ``df`` itself when it is smaller."""
-    return df if len(df) <= size else df.sample(n=size, random_state=seed).reset_index(drop=True)
+    """A seeded sample of ``size`` rows without replacement, or ``df`` itself when it is smaller.
+
+    The rows at :func:`sample_positions`, in their order: :func:`read_clean_sample` reading the
+    same rows from files gives the same sample.
+    """
+    return df if len(df) <= size else df.iloc[sample_positions(len(df), size, seed)].reset_index(drop=True)
 
 
 def select_columns(
-    reference: Any, current: Any, wanted: list[str] | None, champion_features: list[str] | None
+    reference: Iterable[Any], current: Iterable[Any], wanted: list[str] | None, champion_features: list[str] | None
 ) -> list[str]:
     """Columns to compare.
 
     Args:
-        reference: Reference rows.
-        current: New rows.
+        reference: Reference column names (a DataFrame iterates over its column names).
+        current: New column names.
         wanted: ``monitoring.drift.columns``; every one must exist on both sides.
         champion_features: Columns the champion reads; those that are raw batch columns
             are compared by default (derived features such as joined weather are not in
@@ -63,7 +88,8 @@ def select_columns(
     Raises:
         KeyError: A wanted column is missing, named with the columns that exist.
     """
-    shared = [c for c in current.columns if c in set(reference.columns)]
+    have = set(reference)
+    shared = [c for c in current if c in have]
     if wanted is not None:
         missing = [c for c in wanted if c not in shared]
         if missing:
@@ -102,16 +128,85 @@ def compare(
 
 
 def read_clean(store: PipelineStore, batch_ids: list[str]) -> Any:
-    """The accepted rows of ``batch_ids``, concatenated."""
+    """The accepted rows of ``batch_ids``, concatenated (every column of every row: the monitor
+    step reads a sample instead, :func:`read_clean_sample`)."""
     import pandas as pd
 
-    frames = []
+    return pd.concat([store.read_parquet(key) for key in _clean_keys(store, batch_ids)], ignore_index=True)
+
+
+@dataclass(frozen=True)
+class CleanRows:
+    """The accepted rows of some batches, known from their files' footers (none read yet).
+
+    Attributes:
+        keys: Each batch's ``clean.parquet``, in batch order.
+        columns: Column names, in the order the batches first have them.
+        rows: Rows of every batch together.
+        per_key: Rows of each batch.
+    """
+
+    keys: list[str]
+    columns: list[str]
+    rows: int
+    per_key: list[int]
+
+    @classmethod
+    def of(cls, store: PipelineStore, batch_ids: list[str]) -> CleanRows:
+        """The clean rows of ``batch_ids``.
+
+        Raises:
+            FileNotFoundError: A batch has no clean rows, named with where they were looked for.
+        """
+        keys = _clean_keys(store, batch_ids)
+        columns: list[str] = []
+        per_key = []
+        for key in keys:
+            names, rows = store.parquet_shape(key)
+            columns += [n for n in names if n not in columns]
+            per_key.append(rows)
+        return cls(keys, columns, sum(per_key), per_key)
+
+
+def read_clean_sample(store: PipelineStore, clean: CleanRows, columns: list[str], size: int, seed: int) -> Any:
+    """The rows of :func:`sample` over ``clean``'s rows concatenated, only ``columns``, read a
+    chunk at a time.
+
+    The positions are drawn first (:func:`sample_positions` over the rows of every batch
+    together), then each batch's file is read for its share of them: only ``columns``, only
+    the row groups holding a sampled row, the rest of a chunk dropped before it becomes pandas
+    objects. Memory follows ``size`` and a row group, whatever the batches' rows; the frame is
+    the one ``sample(read_clean(...)[columns], size, seed)`` gives.
+    """
+    import numpy as np
+    import pandas as pd
+
+    frames: list[Any] = []
+    if clean.rows <= size:  # every row: no positions to pick
+        for key in clean.keys:
+            frames += store.read_parquet_chunks(key, columns)
+    else:
+        picked = sample_positions(clean.rows, size, seed)
+        start = 0
+        for key, rows in zip(clean.keys, clean.per_key, strict=True):
+            lo, hi = np.searchsorted(picked, [start, start + rows])
+            if hi > lo:
+                frames += store.read_parquet_chunks(key, columns, rows=picked[lo:hi] - start)
+            start += rows
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _clean_keys(store: PipelineStore, batch_ids: list[str]) -> list[str]:
+    """Each batch's ``clean.parquet``; a batch without one is an error naming where it was looked for."""
+    keys = []
     for batch_id in batch_ids:
         key = store.batch_key(batch_id, "clean.parquet")
         if not store.exists(key):
             raise FileNotFoundError(f"batch {batch_id} has no clean rows at {store.describe(key)}")
-        frames.append(store.read_parquet(key))
-    return pd.concat(frames, ignore_index=True)
+        keys.append(key)
+    return keys
 
 
 def batches_to_monitor(store: PipelineStore, announced: list[str], reference: list[str]) -> list[str]:
@@ -158,8 +253,8 @@ def monitor_batches(
     if champ is None or champ_run is None or not batches or not reference_batches:
         return _record(store, _not_compared(spec.pipeline, champ, batches, reference_batches, drift), result_key)
 
-    reference = read_clean(store, reference_batches)
-    current = read_clean(store, batches)
+    reference = CleanRows.of(store, reference_batches)
+    current = CleanRows.of(store, batches)
     common: dict[str, Any] = {
         "batches": batches,
         "champion_version": str(champ.version),
@@ -181,18 +276,18 @@ def monitor_batches(
 def _measure(
     store: PipelineStore,
     report_key: str,
-    sides: tuple[Any, Any],
+    sides: tuple[CleanRows, CleanRows],
     drift: Drift,
     features: list[str],
     common: dict[str, Any],
 ) -> tuple[DriftResult, str | None]:
-    """Compare the (reference, current) ``sides`` and save the report, or say there is not enough data.
+    """Compare samples of the (reference, current) ``sides`` and save the report, or say there is not enough data.
 
     Returns:
         The result (without its MLflow run yet) and the report's HTML (None without a report).
     """
     reference, current = sides
-    rows = {"reference": len(reference), "current": len(current)}
+    rows = {"reference": reference.rows, "current": current.rows}
     short = too_few_rows(rows, drift.min_rows, str(common["champion_version"]))
     if short is not None:
         result = DriftResult(
@@ -206,7 +301,9 @@ def _measure(
             **common,
         )
         return result, None
-    columns, share, detected, snapshot = compare(reference, current, drift, features)
+    compared = select_columns(reference.columns, current.columns, drift.columns, features)
+    ref, cur = (read_clean_sample(store, side, compared, drift.sample_size, drift.seed) for side in sides)
+    columns, share, detected, snapshot = compare(ref, cur, drift, features)
     report_text = _save_report(store, snapshot, report_key)
     result = DriftResult(
         status=DriftStatus.COMPARED,

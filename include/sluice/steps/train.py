@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 
 #: The candidate's holdout, in the train run's folder.
 HOLDOUT = "holdout.parquet"
+#: Rows per row group of the holdout file (see :func:`write_holdout`).
+HOLDOUT_ROW_GROUP = 100_000
+#: Rows of the holdout the gate prepares and scores at a time.
+SCORE_CHUNK_ROWS = 100_000
 
 
 def prepare(df: Any, columns: list[str]) -> Any:
@@ -170,8 +174,7 @@ def train_candidate(
     for closed in tracking.close_abandoned_runs(client, experiment_id, "candidate", airflow_run_id):
         log.warning("closed MLflow run %s as KILLED: a killed train task left it RUNNING", closed)
     fitted = _fit(loaded, store, features)
-    with store.open_write(holdout_key) as fh:
-        write_holdout(fitted.rows.holdout, fh)
+    write_holdout(store, holdout_key, fitted.rows.holdout)
     lineage = _lineage(loaded, features, fitted.rows, dag_id, airflow_run_id)
     run_id = _log_candidate(loaded, store, features, fitted, experiment_id, airflow_run_id, lineage)
     faults.point("train.run_finished")
@@ -377,11 +380,14 @@ def log_model(estimator: Any, sample: Any) -> None:
         )
 
 
-def write_holdout(holdout: Any, fh: Any) -> None:
-    """Write the holdout frame as parquet, strings as plain strings (not categoricals), no index.
+def write_holdout(store: PipelineStore, key: str, holdout: Any) -> None:
+    """Write the candidate's holdout in row groups of :data:`HOLDOUT_ROW_GROUP` rows, strings plain.
 
-    ``evaluate`` (and a champion with other columns) reads it back as a table read whole
-    was before: strings as objects, numbers with missing values as float64.
+    The gate reads it back a chunk at a time (:func:`read_holdout_chunks`), and pyarrow
+    decodes a whole row group to give one: small groups keep that memory small whatever the
+    holdout's size (pandas' default is about a million rows a group). Strings are written as
+    plain strings (the train step reads them as categoricals), so ``evaluate`` and a champion
+    with other columns read them back as objects, as a table read whole was before.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -390,15 +396,33 @@ def write_holdout(holdout: Any, fh: Any) -> None:
     plain = pa.schema(
         [pa.field(f.name, f.type.value_type) if pa.types.is_dictionary(f.type) else f for f in table.schema]
     )
-    pq.write_table(table.cast(plain).replace_schema_metadata(None), fh)
+    with store.open_write(key) as fh:
+        pq.write_table(table.cast(plain).replace_schema_metadata(None), fh, row_group_size=HOLDOUT_ROW_GROUP)
 
 
 def read_holdout(store: PipelineStore, location: str) -> Any:
-    """Load a holdout written by :func:`train_candidate` (``location`` from its :class:`TrainResult`)."""
+    """Load a holdout written by :func:`train_candidate` whole (``location`` from its :class:`TrainResult`).
+
+    The gate reads it in chunks instead (:func:`read_holdout_chunks`).
+    """
     return store.read_parquet(store.key_of(location))
+
+
+def read_holdout_chunks(
+    store: PipelineStore, location: str, columns: list[str] | None = None, chunk_rows: int = SCORE_CHUNK_ROWS
+) -> Iterator[Any]:
+    """The holdout at ``location`` as frames of at most ``chunk_rows`` rows, only ``columns``
+    (default: all), with the same dtypes as :func:`read_holdout` gives."""
+    return store.read_parquet_chunks(store.key_of(location), columns, chunk_rows)
+
+
+def holdout_columns(store: PipelineStore, location: str) -> tuple[list[str], int]:
+    """Column names and row count of the holdout at ``location`` (read from its footer)."""
+    return store.parquet_shape(store.key_of(location))
 
 
 def smoke_rows(store: PipelineStore, holdout_path: str, features: list[str], n: int = 5) -> list[dict[str, Any]]:
     """The first ``n`` holdout rows as JSON records, for a deploy's smoke prediction."""
-    rows = prepare(read_holdout(store, holdout_path).head(n), features).astype(object)
+    first = next(read_holdout_chunks(store, holdout_path, features, chunk_rows=n))
+    rows = prepare(first.head(n), features).astype(object)
     return list(rows.where(rows.notna(), None).to_dict(orient="records"))

