@@ -14,7 +14,7 @@ export UV_PYTHON := $(PYTHON)
 export SLUICE_PROJECT_DIR := $(CURDIR)
 RUN := $(UV) run --frozen
 
-.PHONY: help setup uv-path s3a-jars demo demo-production demo-mlflow-ui test test-unit test-integration test-e2e production-stack-test lint airflow mlflow-ui bench bench-quick clean
+.PHONY: help setup uv-path s3a-jars demo demo-production demo-mlflow-ui docs docs-generate docs-serve test test-fast test-unit test-integration test-e2e production-stack-test lint airflow mlflow-ui bench bench-quick clean
 
 help:
 	@echo "make demo | demo-production | test | s3a-jars | test-unit | test-integration | test-e2e | lint | airflow | mlflow-ui | bench | bench-quick | clean | uv-path | demo-mlflow-ui"
@@ -69,17 +69,39 @@ demo-production: .venv/.synced s3a-jars
 
 # ruff, mypy, then the layer contracts of [tool.importlinter] in pyproject.toml (under 1 s: no cache).
 lint: .venv/.synced
-	$(RUN) ruff check include dags plugins tests bench
-	$(RUN) ruff format --check include dags plugins tests bench
+	$(RUN) ruff check include dags plugins tests bench tools
+	$(RUN) ruff format --check include dags plugins tests bench tools
 	$(RUN) mypy
 	PYTHONPATH=include $(RUN) lint-imports --no-cache --no-logo
+
+# The docs site (docs/, mkdocs.yml): its generated blocks must be current (spec reference,
+# ports, settings, the performance table), then a strict build (a broken link or anchor fails).
+export NO_MKDOCS_2_WARNING := 1
+docs: .venv/.synced
+	$(RUN) python tools/docs_blocks.py --check
+	$(RUN) python bench/report.py --check
+	$(RUN) mkdocs build --strict --quiet
+
+# Rewrite the generated blocks of docs/ from the code and bench/results.json.
+docs-generate: .venv/.synced
+	$(RUN) python tools/docs_blocks.py
+	$(RUN) python bench/report.py
+
+# The docs site on http://127.0.0.1:8000, rebuilt on every save.
+docs-serve: .venv/.synced
+	$(RUN) mkdocs serve
 
 # Two workers: the end-to-end and fault tests one after the other on one, the production-shape
 # tests (one stack for all of them) on the other, every other test wherever there is room
 # (tests/conftest.py puts them in xdist groups).
 PYTEST_WORKERS ?= 2
-test: setup lint s3a-jars
+test: setup lint docs s3a-jars
 	$(RUN) pytest -n $(PYTEST_WORKERS) --dist loadgroup
+
+# The fast tier (under 2 minutes): spec, plan, rendering, records, settings and docs checks; no
+# Airflow, no Spark JVM, no subprocess (tests/conftest.py FAST_TIER says which files).
+test-fast: .venv/.synced
+	$(RUN) pytest -m fast -n $(PYTEST_WORKERS) -p no:cacheprovider -q
 
 test-unit: .venv/.synced
 	$(RUN) pytest -m "not integration and not e2e and not production"

@@ -210,7 +210,7 @@ VARIANTS: dict[str, dict[str, str]] = {
 
 
 def summary(values: dict[str, Any]) -> str:
-    """The README table's "measured here" text of a features entry: Spark vs pandas per size."""
+    """The performance table's "measured here" text of a features entry: Spark vs pandas per size."""
     sizes = sorted((k for k in values if k.isdigit()), key=int)
     parts = []
     for k in sizes:

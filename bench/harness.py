@@ -42,7 +42,7 @@ def entry(
 ) -> dict[str, Any]:
     """One bench's result, in the shape ``bench/results.json`` keeps per bench name.
 
-    ``summary`` (optional) is the short "measured here" text of the README table, e.g.
+    ``summary`` (optional) is the short "measured here" text of the performance table (docs/performance.md), e.g.
     "1.05 s vs 0.98 s"; without it the table shows the ratio alone.
     """
     return {

@@ -182,7 +182,7 @@ def run(quick: bool) -> dict[str, Any]:
 
 
 def summary(values: dict[str, Any]) -> str:
-    """The README table's "measured here" text of a history entry."""
+    """The performance table's "measured here" text of a history entry."""
     return ", ".join(f"{n} batches {values[f'batches_{n}_seconds']:.2f} s" for n in HISTORY)
 
 

@@ -131,7 +131,7 @@ def _script_run(spec: Path, env: dict[str, str], n: int, cwd: Path) -> dict[str,
 
 
 def summary(values: dict[str, Any]) -> str:
-    """The README table's "measured here" text of an overhead entry."""
+    """The performance table's "measured here" text of an overhead entry."""
     return (
         f"DAG run {values['dag_run_seconds']:.1f} s vs script {values['script_seconds']:.1f} s: "
         f"+{values['overhead_per_task_seconds']:.2f} s per task ({values['tasks']} tasks)"

@@ -74,7 +74,7 @@ def _one_event(airflow: Any, api: Any, n: int, pipeline: str) -> dict[str, float
 
 
 def summary(values: dict[str, Any]) -> str:
-    """The README table's "measured here" text of a reaction entry."""
+    """The performance table's "measured here" text of a reaction entry."""
     return (
         f"median {values['median_seconds']:.2f} s (max {values['max_seconds']:.2f} s) "
         f"vs {values['baseline_seconds']:g} s"

@@ -1,9 +1,9 @@
-"""Write the README's performance table from ``bench/results.json``.
+"""Write the docs' performance table from ``bench/results.json``.
 
 The table sits between ``<!-- bench-table:start -->`` and ``<!-- bench-table:end -->`` in
-README.md and is never edited by hand: ``make bench`` runs the benches, then this. ``--check``
-exits 1 when the README's table is not the one the results give (``tests/test_bench_report.py``
-does the same check).
+docs/performance.md and is never edited by hand: ``make bench`` runs the benches, then this.
+``--check`` exits 1 when the page's table is not the one the results give
+(``tests/test_bench_report.py`` does the same check).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results.json"
-README = ROOT / "README.md"
+PAGE = ROOT / "docs" / "performance.md"
 START, END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
 
 
@@ -45,33 +45,33 @@ def table(results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def render(readme: str, results: dict[str, dict[str, Any]]) -> str:
-    """``readme`` with the text between the markers replaced by the table.
+def render(page: str, results: dict[str, dict[str, Any]]) -> str:
+    """``page`` with the text between the markers replaced by the table.
 
     Raises:
         ValueError: The markers are missing or out of order.
     """
-    start, end = readme.find(START), readme.find(END)
+    start, end = page.find(START), page.find(END)
     if start < 0 or end < start:
-        raise ValueError(f"README has no {START} ... {END} block for the bench table")
-    return readme[: start + len(START)] + "\n" + table(results) + "\n" + readme[end:]
+        raise ValueError(f"the page has no {START} ... {END} block for the bench table")
+    return page[: start + len(START)] + "\n" + table(results) + "\n" + page[end:]
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Rewrite the README table, or with ``--check`` only say whether it is current."""
+    """Rewrite the performance table, or with ``--check`` only say whether it is current."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--check", action="store_true", help="exit 1 if README's table is stale")
+    parser.add_argument("--check", action="store_true", help="exit 1 if the table is stale")
     args = parser.parse_args(argv)
-    current = README.read_text()
+    current = PAGE.read_text()
     wanted = render(current, json.loads(RESULTS.read_text()))
     if args.check:
         if wanted != current:
-            print("README's performance table is stale: run `python bench/report.py`")
+            print("docs/performance.md: the performance table is stale: run `python bench/report.py`")
             return 1
         return 0
     if wanted != current:
-        README.write_text(wanted)
-        print("README.md: performance table updated from bench/results.json")
+        PAGE.write_text(wanted)
+        print("docs/performance.md: performance table updated from bench/results.json")
     return 0
 
 

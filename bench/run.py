@@ -5,7 +5,7 @@ Every bench is a module ``bench/<name>.py`` with ``run(quick: bool) -> dict`` (s
 measured in the same embedded Airflow). This runner runs
 them in the order of :data:`NAMES`, adds the command, date and machine, and merges each entry
 into the committed ``bench/results.json`` (one entry per name, replaced on a re-run), from
-which ``bench/report.py`` writes the README's performance table.
+which ``bench/report.py`` writes the performance table of docs/performance.md.
 
 Run: ``make bench`` (everything, then the report), ``make bench-quick`` (fewer repetitions and
 smaller sizes; entries marked ``"quick": true``), or
@@ -51,7 +51,7 @@ NAMES = (
 #: Benches that another one measures in a full run (latency's embedded Airflow measures reaction
 #: too), runnable alone with ``--only``.
 ALONE = ("reaction",)
-#: The order of entries in results.json (and the README table).
+#: The order of entries in results.json (and the performance table).
 ORDER = (*NAMES[:-1], "reaction", "latency")
 
 

@@ -289,7 +289,7 @@ def run(quick: bool) -> dict[str, Any]:
 
 
 def summary(values: dict[str, Any]) -> str:
-    """The README table's "measured here" text of a serving entry."""
+    """The performance table's "measured here" text of a serving entry."""
     s, m, switch = values["sluice"], values["mlflow"], values["switch"]
     return (
         f"sluice {s['requests_per_s']:.1f} req/s, p99 {s['p99_ms']:.0f} ms vs mlflow {m['requests_per_s']:.1f} req/s, "

@@ -55,6 +55,27 @@ os.environ.update(
 XDIST_GROUPS = {"tests/e2e/": "serial", "tests/faults/": "serial", "tests/production/": "production"}
 #: Markers whose tests must live in a grouped folder.
 GROUPED_MARKERS = ("e2e", "production")
+#: The fast tier (``make test-fast``, marker ``fast``): the unmarked tests of these folders and
+#: files, which start no process (no Airflow, no Spark JVM, no server). A fast test that tries
+#: to start one fails, naming this list (see :func:`_fast_tier_starts_no_process`).
+FAST_TIER = (
+    "tests/spec/",
+    "tests/plan/",
+    "tests/airflow/test_render_landing.py",
+    "tests/airflow/test_render_owner.py",
+    "tests/airflow/test_render_schedule.py",
+    "tests/airflow/test_render_tasks.py",
+    "tests/steps/test_records.py",
+    "tests/test_settings.py",
+    "tests/test_code_shape.py",
+    "tests/test_bench_report.py",
+    "tests/test_docs.py",
+)
+#: What the standard library runs on import to learn the platform (``platform.architecture``
+#: runs ``file``, ``ctypes.util`` runs ``ldconfig``): allowed in the fast tier.
+PLATFORM_PROBES = frozenset({"file", "uname", "ldconfig"})
+#: Markers of the tiers that start real processes: never part of the fast tier.
+SLOW_MARKERS = ("integration", "e2e", "faults", "production", "process")
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
@@ -74,7 +95,13 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Refuse an end-to-end or production test outside its group's folder (it would run beside the others)."""
+    """Mark the fast tier; refuse an end-to-end or production test outside its group's folder.
+
+    (Outside its folder, it would run beside the others.)
+    """
+    for item in items:
+        if item.nodeid.startswith(FAST_TIER) and not any(item.get_closest_marker(m) for m in SLOW_MARKERS):
+            item.add_marker(pytest.mark.fast)
     misplaced = [
         item.nodeid
         for item in items
@@ -84,6 +111,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         raise pytest.UsageError(
             "e2e/production tests belong under " + ", ".join(XDIST_GROUPS) + ": move " + ", ".join(misplaced)
         )
+
+
+@pytest.fixture(autouse=True)
+def _fast_tier_starts_no_process(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``fast`` test that starts a process fails at once, saying so (the tier's promise)."""
+    if request.node.get_closest_marker("fast") is None:
+        return
+
+    start = subprocess.Popen._execute_child  # type: ignore[attr-defined]
+
+    def refuse(self: subprocess.Popen[Any], args: Any, *rest: Any, **kwargs: Any) -> None:
+        program = Path(str(args if isinstance(args, (str, bytes, os.PathLike)) else args[0])).name
+        if program in PLATFORM_PROBES:
+            return start(self, args, *rest, **kwargs)  # type: ignore[no-any-return]
+        raise AssertionError(
+            f"{request.node.nodeid} is in the fast tier (tests/conftest.py FAST_TIER) but starts {program}: "
+            "mark it process (or integration), or take its file out of FAST_TIER"
+        )
+
+    monkeypatch.setattr(subprocess.Popen, "_execute_child", refuse)
 
 
 @pytest.hookimpl(trylast=True)

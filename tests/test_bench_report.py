@@ -1,4 +1,4 @@
-"""The README's performance table is generated from bench/results.json and must agree with it."""
+"""The docs' performance table is generated from bench/results.json and must agree with it."""
 
 from __future__ import annotations
 
@@ -64,9 +64,9 @@ def test_render_replaces_only_the_marked_block() -> None:
     assert "old table" not in out and "| tracking |" in out
 
 
-def test_the_readme_table_is_the_one_bench_results_json_gives() -> None:
+def test_the_docs_table_is_the_one_bench_results_json_gives() -> None:
     report = _report()
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "performance.md").read_text()
     results = json.loads((ROOT / "bench" / "results.json").read_text())
     assert report.render(readme, results) == readme, "stale table: run `python bench/report.py`"
     for name, entry in results.items():

@@ -1,4 +1,4 @@
-"""The one settings object: the README's configuration table is its fields, and bad values name the variable."""
+"""The one settings object: the docs' configuration table is its fields, and bad values name the variable."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ import pytest
 from sluice.cli import main
 from sluice.settings import Settings, SettingsError, markdown_table, ports_markdown_table, settings, variable
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "operations.md"
 DEMO_SPEC = Path(__file__).resolve().parents[1] / "dags" / "flights_delay.pipeline.yaml"
 
 
 def _readme_block() -> str:
-    text = README.read_text()
+    text = PAGE.read_text()
     match = re.search(r"<!-- settings:start -->\n(.*?)<!-- settings:end -->", text, re.S)
-    assert match, "README has no settings block"
+    assert match, "docs/operations.md has no settings block"
     return match.group(1)
 
 
@@ -30,8 +30,8 @@ def test_readme_configuration_table_is_the_settings_model():
 
 
 def test_readme_port_table_is_the_port_family():
-    match = re.search(r"<!-- ports:start -->\n(.*?)<!-- ports:end -->", README.read_text(), re.S)
-    assert match, "README has no ports block"
+    match = re.search(r"<!-- ports:start -->\n(.*?)<!-- ports:end -->", PAGE.read_text(), re.S)
+    assert match, "docs/operations.md has no ports block"
     assert match.group(1) == ports_markdown_table()
 
 

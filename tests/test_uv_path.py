@@ -53,10 +53,11 @@ def test_uv_on_the_path_is_reported_as_is() -> None:
 
 
 def test_readme_gives_the_front_door_and_where_uv_is() -> None:
-    quick = README[README.index("## Quick start") : README.index("## Tutorial")]
+    quick = README[README.index("## Quick start") : README.index("## Documentation")]
     assert "./sluice status dags/flights_delay.pipeline.yaml" in quick
     assert "./sluice exec airflow dags trigger flights_delay__train" in quick
     assert "make uv-path" in quick
     # Every command the README shows goes through the front door (or make), never a bare `uv run`.
-    commands = re.findall(r"^(?:\$ )?(uv run .*)$", README, re.M)
-    assert commands == [], commands
+    for page in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        commands = re.findall(r"^(?:\$ )?(uv run .*)$", page.read_text(), re.M)
+        assert commands == [], (page.name, commands)

@@ -1,7 +1,7 @@
 """Every setting sluice reads from the environment, in one typed object.
 
 Code asks :func:`settings` rather than ``os.environ``: a bad value fails with the variable's
-name, and the README's configuration table is checked against :class:`Settings`
+name, and the docs' configuration table (docs/operations.md) is checked against :class:`Settings`
 (``tests/test_settings.py``). Code that *sets* variables for child processes (the embedded
 Airflow environment, MLflow's own HTTP limits) still writes the environment directly.
 
@@ -130,9 +130,9 @@ def ports(env: Mapping[str, str] | None = None) -> dict[str, int]:
 
 
 class Settings(BaseSettings):
-    """Environment variables sluice reads (the README's configuration table lists each).
+    """Environment variables sluice reads (the docs' configuration table lists each).
 
-    Each field's ``description`` is its meaning in the README; the variable is its
+    Each field's ``description`` is its meaning in the docs; the variable is its
     validation alias. Ports are in :data:`PORTS` (they are also read from the environment a
     child process gets, not only from this process's).
     """
@@ -179,7 +179,7 @@ class Settings(BaseSettings):
         default=None,
         validation_alias="SLUICE_FAULT_POINT",
         description="fault-injection tests only: kill the process (SIGKILL) at this named point (see "
-        "[Crashes](#crashes-what-a-kill-leaves-and-what-the-retry-does))",
+        "[Crashes](failures.md#crashes-what-a-kill-leaves-and-what-the-retry-does))",
     )
     fault_hold: str = Field(
         default="",
@@ -286,7 +286,7 @@ def ports_markdown_table() -> str:
 
 
 def markdown_table() -> str:
-    """The README's configuration table: one row per :class:`Settings` field, in field order."""
+    """The docs' configuration table: one row per :class:`Settings` field, in field order."""
     rows = ["| setting | default | meaning |", "| --- | --- | --- |"]
     for name, info in Settings.model_fields.items():
         default = (

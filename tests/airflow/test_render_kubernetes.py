@@ -104,6 +104,7 @@ def test_pod_request_validates_and_is_restricted_labelled_and_pinned(
     assert {"name": "MLFLOW_TRACKING_URI", "value": "http://mlflow.mlops.svc:5000"} in container["env"]
 
 
+@pytest.mark.process
 def test_parsing_a_kubernetes_target_imports_no_kubernetes_client(tmp_path: Path) -> None:
     dags = tmp_path / "dags"
     dags.mkdir()

@@ -38,6 +38,7 @@ def test_an_unknown_kind_fails_when_called_not_silently() -> None:
         task_callable("no_such_step")()
 
 
+@pytest.mark.process
 def test_rendering_the_demo_does_not_load_the_task_code(tmp_path: Path) -> None:
     code = (
         "import sys; from sluice.airflow.loader import build_all; "

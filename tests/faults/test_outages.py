@@ -6,7 +6,7 @@ aiosmtpd server stopped. "One attempt" calls the step as its task would, fails, 
 service back and calls it again (what Airflow's retry does); "all attempts" runs the task
 through ``dag.test()`` with the real failure callback, so the alert path is the real one.
 
-The measured times printed here (``pytest -s``) are reported in the README; nothing asserts a
+The measured times printed here (``pytest -s``) are reported in docs/failures.md; nothing asserts a
 duration.
 """
 
@@ -107,7 +107,7 @@ def timed_run(dag: Any) -> tuple[str, dict[str, str], float]:
 
 
 def measured(case: str, seconds: float) -> None:
-    """Print a measured time for the README (run with ``-s``)."""
+    """Print a measured time for docs/failures.md (run with ``-s``)."""
     print(f"\nMEASURED {case}: {seconds:.1f} s")
 
 

@@ -393,8 +393,8 @@ def test_spark_reads_every_accepted_batch_together(corpus: dict[str, Any]) -> No
 
 
 def test_corpus_size_is_what_the_readme_reports() -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    assert f"{len(CASES) + 1} bad-data cases" in readme, "update the count in the README's test table"
+    readme = (Path(__file__).resolve().parents[2] / "docs" / "testing.md").read_text()
+    assert f"{len(CASES) + 1} bad-data cases" in readme, "update the count in the test table of docs/testing.md"
 
 
 def test_ingest_dag_rejects_drifted_batches_and_keeps_going(flights_project: Any) -> None:

@@ -103,6 +103,7 @@ SUBPROCESS_CASES = [
 ]
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("name", SUBPROCESS_CASES)
 def test_bad_spec_through_the_real_command(name: str, tmp_path: Path) -> None:
     case = next(c for c in CASES if c.name == name)

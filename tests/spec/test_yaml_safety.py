@@ -99,6 +99,7 @@ def test_a_crashing_file_never_stops_the_next_one(project_env, tmp_path) -> None
     assert "recursive alias" in str(report.errors[str(recursive)])
 
 
+@pytest.mark.process
 def test_loading_a_spec_imports_neither_the_model_nor_airflow() -> None:
     code = (
         "import sys; from sluice.spec.loader import load_spec; "

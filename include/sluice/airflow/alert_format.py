@@ -607,7 +607,7 @@ def format_killed(facts: AlertFacts) -> AlertEmail:
             if oom
             else "Check the worker that ran the task (its log, its machine). "
         )
-        + "Then clear the task: a killed step's retry is safe (see the crash table in the README). "
+        + "Then clear the task: a killed step's retry is safe (see Crashes on the docs' Failures and alerts page). "
         + _e(safe)
     )
     return AlertEmail(subject, _page(f"{facts.task_id} was killed ({facts.pipeline})", sections, facts, todo))

@@ -1,4 +1,4 @@
-"""The spec reference in Markdown, generated from the models so the README cannot drift."""
+"""The spec reference in Markdown, generated from the models so the docs cannot drift."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def markdown_reference() -> str:
     out: list[str] = []
     for model in _models(PipelineSpec):
         doc = (model.__doc__ or "").strip().splitlines()[0]
-        out.append(f"#### {model.__name__}\n\n{doc}\n")
+        out.append(f"### {model.__name__}\n\n{doc}\n")
         out.append("| key | type | default | meaning |\n| --- | --- | --- | --- |")
         for name, field in model.model_fields.items():
             meaning = (field.description or "").replace("|", "\\|")

@@ -90,21 +90,9 @@ def evaluate_candidate(
     client = tracking.configure(loaded.project_dir)
     metric = spec.evaluation.metric
     gate = spec.evaluation.gate
-    available, rows = holdout_columns(store, trained.holdout_path)
-
-    candidate = load_sklearn_model(f"runs:/{trained.mlflow_run_id}/model")
-    scorers = [(candidate, _champion_columns(candidate) or trained.features)]
     champ = tracking.champion(client, spec.pipeline)
-    champ_model, unscorable = _champion_model(loaded, champ, available)
-    if champ_model is not None:
-        scorers.append((champ_model, _champion_columns(champ_model)))
-    chunks = read_holdout_chunks(
-        store, trained.holdout_path, _columns_read(scorers, spec.training.target), SCORE_CHUNK_ROWS
-    )
-    scores = score_chunks(scorers, chunks, spec.training.target, metric)
-    cand_score = scores[0]
+    rows, unscorable, cand_score, champ_score = _score_both(loaded, store, trained, champ)
     checks = _bound_checks(cand_score, metric, gate.min, gate.max)
-    champ_score = scores[1] if champ_model is not None else None
     champion, check = _versus_champion(loaded, champ, unscorable, champ_score, cand_score)
     checks.append(check)
     failed = [c for c in checks if not c.passed]
@@ -128,6 +116,24 @@ def evaluate_candidate(
     _log_decision(decision, trained.mlflow_run_id)
     store.write_json(record_key, encode(decision))
     return decision
+
+
+def _score_both(
+    loaded: LoadedSpec, store: PipelineStore, trained: TrainResult, champ: Any
+) -> tuple[int, str | None, float, float | None]:
+    """Holdout rows, why the champion cannot be scored (or None), and both scores, read once in chunks."""
+    spec = loaded.spec
+    available, rows = holdout_columns(store, trained.holdout_path)
+    candidate = load_sklearn_model(f"runs:/{trained.mlflow_run_id}/model")
+    scorers = [(candidate, _champion_columns(candidate) or trained.features)]
+    champ_model, unscorable = _champion_model(loaded, champ, available)
+    if champ_model is not None:
+        scorers.append((champ_model, _champion_columns(champ_model)))
+    chunks = read_holdout_chunks(
+        store, trained.holdout_path, _columns_read(scorers, spec.training.target), SCORE_CHUNK_ROWS
+    )
+    scores = score_chunks(scorers, chunks, spec.training.target, spec.evaluation.metric)
+    return rows, unscorable, scores[0], (scores[1] if champ_model is not None else None)
 
 
 def score_chunks(scorers: list[tuple[Any, list[str]]], chunks: Iterable[Any], target: str, metric: str) -> list[float]:
@@ -160,11 +166,23 @@ def score_chunks(scorers: list[tuple[Any, list[str]]], chunks: Iterable[Any], ta
         del chunk  # before the reader decodes the next one
     if not truth:
         raise ValueError("the holdout has no rows to score")
-    y = np.concatenate(truth)
-    del truth
-    return [
-        from_outputs(model, y, np.concatenate(kept), metric) for kept, (model, _) in zip(outs, scorers, strict=True)
-    ]
+    y = _joined(truth)
+    return [from_outputs(model, y, _joined(kept), metric) for kept, (model, _) in zip(outs, scorers, strict=True)]
+
+
+def _joined(pieces: list[Any]) -> Any:
+    """``np.concatenate(pieces)``, emptying ``pieces`` as it copies: the peak is the result plus
+    one piece, not twice the result."""
+    import numpy as np
+
+    first = pieces[0]
+    out = np.empty((sum(len(p) for p in pieces), *first.shape[1:]), dtype=np.result_type(*pieces))
+    at = 0
+    while pieces:
+        piece = pieces.pop(0)
+        out[at : at + len(piece)] = piece
+        at += len(piece)
+    return out
 
 
 def _bound_checks(cand_score: float, metric: str, floor: float | None, ceiling: float | None) -> list[Check]:

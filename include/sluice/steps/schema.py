@@ -1,6 +1,6 @@
 """The declared batch schema (``source.columns``): infer it, read batches by it, enforce it.
 
-Rules (the README's "Declared schema" section says the same):
+Rules (the "Declared schema" section of docs/how-it-works.md says the same):
 
 * a declared column missing from the batch rejects the batch;
 * a column whose values are of another kind than declared (numbers arriving as strings in

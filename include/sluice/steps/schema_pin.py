@@ -1,6 +1,6 @@
 """The pinned schema: what batches are held to when the spec declares no ``source.columns``.
 
-Rules (the README's "Pinned schema" section says the same):
+Rules (the "Pinned schema" section of docs/how-it-works.md says the same):
 
 * the validate step of the first *accepted* batch infers its columns (as ``sluice
   infer-schema`` would from its file), validates the batch against them, and, once the batch

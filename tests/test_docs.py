@@ -1,23 +1,26 @@
-"""The README stays true: its spec reference is current and its tutorial works."""
+"""The docs stay true: generated blocks are current, the README is a front page, the tutorial works."""
 
 from __future__ import annotations
 
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
-from sluice.spec.reference import markdown_reference
 from tests.conftest import REPO, fresh_mlflow_store
 
 README = (REPO / "README.md").read_text()
+DOCS = REPO / "docs"
+TUTORIAL = (DOCS / "tutorial.md").read_text()
 
 
 def tutorial_files() -> dict[str, str]:
-    """``{path: content}`` of every ``<!-- file: path -->`` block in the README."""
+    """``{path: content}`` of every ``<!-- file: path -->`` block of the tutorial page."""
     pattern = re.compile(r"<!-- file: (?P<path>\S+) -->\n```\w*\n(?P<body>.*?)```", re.S)
-    return {m["path"]: m["body"] for m in pattern.finditer(README)}
+    return {m["path"]: m["body"] for m in pattern.finditer(TUTORIAL)}
 
 
 def tutorial_project(root: Path) -> Path:
@@ -28,16 +31,42 @@ def tutorial_project(root: Path) -> Path:
     return root
 
 
-def test_spec_reference_in_readme_is_generated_from_the_models() -> None:
-    start = README.index("<!-- spec-reference:start -->\n") + len("<!-- spec-reference:start -->\n")
-    end = README.index("<!-- spec-reference:end -->")
-    assert README[start:end].strip() == markdown_reference().strip(), "run: ./sluice reference"
+def _docs_blocks() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("docs_blocks", REPO / "tools" / "docs_blocks.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def test_readme_quick_start_is_the_two_make_commands() -> None:
-    quick = README[README.index("## Quick start") : README.index("## Tutorial")]
+def test_the_generated_blocks_of_the_docs_are_current() -> None:
+    """Spec reference, ports and settings tables are what the code gives (``make docs-generate`` rewrites them)."""
+    assert _docs_blocks().stale() == [], "run: make docs-generate"
+
+
+def test_the_spec_reference_page_is_generated_from_the_models() -> None:
+    from sluice.spec.reference import markdown_reference
+
+    block = _docs_blocks().block("spec-reference.md", "spec-reference")
+    assert block.strip() == markdown_reference().strip()
+    assert "### Training" in block and "| `sample` |" in block
+
+
+def test_readme_is_a_front_page_with_the_two_make_commands() -> None:
+    quick = README[README.index("## Quick start") : README.index("## Documentation")]
     assert "make demo" in quick and "make test" in quick
     assert "make test" in (REPO / ".ci" / "run").read_text()
+    assert len(README.splitlines()) <= 200
+
+
+def test_every_docs_page_is_in_the_site_and_every_readme_link_exists() -> None:
+    config = yaml.safe_load((REPO / "mkdocs.yml").read_text())
+    in_nav = {page for item in config["nav"] for page in item.values()}
+    assert in_nav == {p.name for p in DOCS.glob("*.md")}
+    for target in re.findall(r"\]\((docs/[^)#]+|CONTRIBUTING\.md)", README):
+        assert (REPO / target).is_file(), target
 
 
 def test_tutorial_spec_lints_and_plans(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
