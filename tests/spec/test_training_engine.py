@@ -11,7 +11,10 @@ from sluice.spec.checks import lint_checks
 from sluice.spec.errors import SpecError
 from sluice.spec.loader import load_spec
 
-DEMO_TRAINING = "  model: sklearn.ensemble.HistGradientBoostingClassifier\n  params: {max_iter: 200, learning_rate: 0.1, random_state: 42}\n"
+DEMO_TRAINING = (
+    "  model: sklearn.ensemble.HistGradientBoostingClassifier\n"
+    "  params: {max_iter: 200, learning_rate: 0.1, random_state: 42}\n"
+)
 SPARK_TRAINING = (
     "  engine: spark\n  model: xgboost.spark.SparkXGBClassifier\n"
     "  params: {n_estimators: 50, max_depth: 4, num_workers: 1}\n"

@@ -173,7 +173,8 @@ def train_candidate(
 
     for closed in tracking.close_abandoned_runs(client, experiment_id, "candidate", airflow_run_id):
         log.warning("closed MLflow run %s as KILLED: a killed train task left it RUNNING", closed)
-    fitted = _fit_on_spark(loaded, store, features) if spec.training.engine == "spark" else _fit(loaded, store, features)
+    on_spark = spec.training.engine == "spark"
+    fitted = _fit_on_spark(loaded, store, features) if on_spark else _fit(loaded, store, features)
     write_holdout(store, holdout_key, fitted.rows.holdout)
     lineage = _lineage(loaded, features, fitted.rows, dag_id, airflow_run_id)
     run_id = _log_candidate(loaded, store, features, fitted, experiment_id, airflow_run_id, lineage)
@@ -283,7 +284,7 @@ def _fit(loaded: LoadedSpec, store: PipelineStore, features: FeatureResult) -> _
 
 
 def _fit_on_spark(loaded: LoadedSpec, store: PipelineStore, features: FeatureResult) -> _Fitted:
-    """``training.engine: spark``: fit on the pipeline's Spark (:mod:`sluice.steps.train_spark`), score the holdout here."""
+    """``training.engine: spark``: fit on Spark (:mod:`sluice.steps.train_spark`), score the holdout here."""
     from sluice.steps.metrics import score
     from sluice.steps.train_spark import fit_on_spark
 

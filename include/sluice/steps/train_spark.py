@@ -141,7 +141,8 @@ def _read_table(spark: Any, store: PipelineStore, features: FeatureResult) -> Da
 
     parts = [spark.read.parquet(spark_location(loc)) for loc in (features.parts or [features.path])]
     tagged = [part.withColumn(PART, F.lit(i)) for i, part in enumerate(parts)]
-    return reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), tagged)
+    table: DataFrame = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), tagged)
+    return table
 
 
 def _column_kinds(table: DataFrame, columns: list[str]) -> tuple[list[str], list[str]]:
@@ -160,8 +161,8 @@ def _column_kinds(table: DataFrame, columns: list[str]) -> tuple[list[str], list
             other.append(f"{name} ({kind.simpleString()})")
     if other:
         raise SparkTrainingError(
-            f"training.engine spark takes number, string and boolean columns; the feature table has {', '.join(other)}: "
-            "cast them in the feature job (features.job), or leave them out with training.drop"
+            "training.engine spark takes number, string and boolean columns; the feature table has "
+            f"{', '.join(other)}: cast them in the feature job (features.job), or leave them out with training.drop"
         )
     return categorical, numeric
 
