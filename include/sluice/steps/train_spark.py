@@ -220,7 +220,8 @@ def _sample(train: DataFrame, loaded: LoadedSpec, classify: bool) -> tuple[DataF
     training = loaded.spec.training
     available = train.count()
     setting = training.sample
-    if setting is None or (isinstance(setting, int) and setting >= available) or setting == 1:
+    # An int is a number of rows (sample: 1 is one row), a float a share (sample: 1.0 is every row).
+    if setting is None or (setting >= available if isinstance(setting, int) else setting >= 1):
         return train, FittedRows(available=available, fitted=available, fraction=1.0, setting=_written(setting))
     share = setting / available if isinstance(setting, int) else float(setting)
     seed = sample_seed(training)
