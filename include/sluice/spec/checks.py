@@ -104,6 +104,10 @@ def check_model(loaded: LoadedSpec) -> list[SpecIssue]:
     cls, problem, hint = import_model_class(training.model)
     if cls is None:
         return [loaded.issue("training.model", problem, hint)]
+    if training.engine == "spark":
+        # Its params and the metric's kind were checked as the spec loaded (SPARK_PARAMS,
+        # SPARK_MODELS); a PySpark estimator is no scikit-learn estimator to ask.
+        return []
     if not (callable(getattr(cls, "fit", None)) and callable(getattr(cls, "predict", None))):
         return [
             loaded.issue(

@@ -423,6 +423,38 @@ class Window(StrictModel):
         return self
 
 
+#: ``training.model`` with ``training.engine: spark``: XGBoost's PySpark estimators (issue 27).
+SPARK_MODELS = {
+    "xgboost.spark.SparkXGBClassifier": "classifier",
+    "xgboost.spark.SparkXGBRegressor": "regressor",
+}
+#: ``training.params`` with ``training.engine: spark``: the booster's own settings and how many
+#: Spark tasks train it. Column names, devices and callbacks are sluice's to set.
+SPARK_PARAMS = frozenset(
+    {
+        "n_estimators",
+        "max_depth",
+        "max_leaves",
+        "max_bin",
+        "grow_policy",
+        "learning_rate",
+        "min_child_weight",
+        "max_delta_step",
+        "subsample",
+        "colsample_bytree",
+        "colsample_bylevel",
+        "colsample_bynode",
+        "reg_alpha",
+        "reg_lambda",
+        "gamma",
+        "scale_pos_weight",
+        "tree_method",
+        "random_state",
+        "num_workers",
+    }
+)
+
+
 def _not_a_bool(value: Any) -> Any:
     """``sample: true`` would otherwise read as one row."""
     if isinstance(value, bool):
@@ -434,11 +466,31 @@ class Training(StrictModel):
     """Model class, parameters and columns."""
 
     target: str = Field(description="Label column produced by the feature job.")
+    engine: Literal["local", "spark"] = Field(
+        "local",
+        description=(
+            "'local': the train task reads the feature table and fits training.model in its own process. "
+            "'spark': the fit runs on the pipeline's Spark (features.engine / master / conf, as the feature "
+            "step) with XGBoost's PySpark estimator (model xgboost.spark.SparkXGBClassifier or "
+            "SparkXGBRegressor); the task holds only the holdout and a sample, and logs the booster in a "
+            "scikit-learn pipeline, served like any other model (no JVM, no Spark)."
+        ),
+    )
     model: str = Field(
         pattern=r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$",
-        description="Import path of a scikit-learn compatible estimator class.",
+        description=(
+            "Import path of a scikit-learn compatible estimator class; with engine 'spark', "
+            "xgboost.spark.SparkXGBClassifier or xgboost.spark.SparkXGBRegressor."
+        ),
     )
-    params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the model class.")
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            "Keyword arguments of the model class; with engine 'spark', the booster's: "
+            + ", ".join(sorted(SPARK_PARAMS))
+            + " (num_workers: Spark tasks that train it, default 1)."
+        ),
+    )
     features: list[str] | None = Field(
         None, description="Columns to train on; default: every column but target and drop."
     )
@@ -522,6 +574,56 @@ class Training(StrictModel):
                 f"write a share such as sample: 0.25, or a number of rows without a decimal point ({rows})",
             )
         return value
+
+    @model_validator(mode="after")
+    def _engine_fits_model(self) -> Training:
+        spark_model = self.model in SPARK_MODELS
+        if self.engine == "local":
+            if spark_model:
+                raise rule(
+                    f"model '{self.model}' trains on Spark but training.engine is 'local'",
+                    "add engine: spark to training, or name a scikit-learn model such as "
+                    "sklearn.ensemble.HistGradientBoostingClassifier",
+                    "model",
+                )
+            return self
+        if not spark_model:
+            raise rule(
+                f"training.engine 'spark' cannot fit '{self.model}': only XGBoost's PySpark estimators train "
+                "on the cluster",
+                f"use model: {' or '.join(SPARK_MODELS)}, or engine: local for a scikit-learn model",
+                "model",
+            )
+        for key, value in self.params.items():
+            if key not in SPARK_PARAMS:
+                close = _did_you_mean(key, sorted(SPARK_PARAMS))
+                raise rule(
+                    f"params.{key} is not a setting sluice passes to {self.model.rsplit('.', 1)[1]}",
+                    close or f"use only: {', '.join(sorted(SPARK_PARAMS))}",
+                    f"params.{key}",
+                )
+            if key == "num_workers" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise rule(
+                    f"params.num_workers {value!r} is not a number of Spark tasks",
+                    "write a whole number of at least 1, at most the cluster's cores",
+                    "params.num_workers",
+                )
+        for key, hint, set_ in (
+            (
+                "max_memory_gb",
+                "size the executors with features.conf (spark.executor.memory) instead",
+                self.max_memory_gb is not None,
+            ),
+            ("refit", "leave refit out (a refit after the gate is not done on Spark yet)", self.refit != "none"),
+        ):
+            if set_:
+                raise rule(
+                    f"training.{key} does not apply with training.engine 'spark': the fit runs on Spark's "
+                    "executors, not in the train task",
+                    f"remove {key}; {hint}",
+                    key,
+                )
+        return self
 
     @model_validator(mode="after")
     def _target_is_not_a_feature(self) -> Training:
@@ -1129,6 +1231,22 @@ class PipelineSpec(StrictModel):
                     _did_you_mean(column, list(declared)) or hint,
                     f"monitoring.drift.{where}",
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _spark_model_fits_metric(self) -> PipelineSpec:
+        kind = SPARK_MODELS.get(self.training.model) if self.training.engine == "spark" else None
+        metric = self.evaluation.metric
+        wrong = (kind == "classifier" and metric in REGRESSION_METRICS) or (
+            kind == "regressor" and metric in CLASSIFICATION_METRICS
+        )
+        if kind is not None and wrong:
+            other = "SparkXGBRegressor" if kind == "classifier" else "SparkXGBClassifier"
+            raise rule(
+                f"metric '{metric}' does not score a {kind} ({self.training.model})",
+                f"use model: xgboost.spark.{other}, or a {kind}'s metric",
+                "training.model",
+            )
         return self
 
     @model_validator(mode="after")

@@ -153,7 +153,6 @@ def score_chunks(scorers: list[tuple[Any, list[str]]], chunks: Iterable[Any], ta
     Raises:
         ValueError: When ``chunks`` holds no row.
     """
-    import numpy as np
 
     from sluice.steps.metrics import from_outputs, outputs
 

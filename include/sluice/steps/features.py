@@ -31,6 +31,7 @@ __all__ = [
     "NoDataError",
     "build_features",
     "load_job",
+    "pipeline_spark",
     "read_features",
     "read_features_traced",
     "training_batches",
@@ -247,13 +248,26 @@ def _compute_entries(
 
 
 def _session(loaded: LoadedSpec, store: PipelineStore) -> SparkSession:
+    return pipeline_spark(loaded, store, "features")
+
+
+def pipeline_spark(loaded: LoadedSpec, store: PipelineStore, role: str) -> SparkSession:
+    """The pipeline's Spark session: ``features.engine`` / ``master`` / ``conf``, opening ``store``.
+
+    The feature step and ``training.engine: spark`` share it (one Spark per pipeline).
+
+    Args:
+        loaded: The spec.
+        store: The pipeline's storage (an ``s3://`` store adds the S3A jars and keys).
+        role: Part of the application's name in the Spark UI (``features``, ``train``).
+    """
     from sluice.services.spark import spark_session, store_spark_conf
     from sluice.services.spark_jars import default_jars_dir
 
     spec = loaded.spec.features
     master = spec.master if spec.engine == "cluster" else None
     conf = store_spark_conf(store, default_jars_dir(loaded.project_dir), dict(spec.conf))
-    return spark_session(f"sluice-{loaded.spec.pipeline}-features", master=master, conf=conf)
+    return spark_session(f"sluice-{loaded.spec.pipeline}-{role}", master=master, conf=conf)
 
 
 def _run_job(

@@ -80,7 +80,7 @@ def make_estimator(model_path: str, params: dict[str, Any], X: Any) -> Any:
     return Pipeline([("prepare", pre), ("model", cls(**kwargs))])
 
 
-TRUSTED_MODULES = ("sklearn.", "numpy.", "scipy.")
+TRUSTED_MODULES = ("sklearn.", "numpy.", "scipy.", "xgboost.")
 #: At most this many training rows (seeded sample) are scored for the ``train_<metric>`` metric.
 TRAIN_METRIC_ROWS = 20_000
 
@@ -104,7 +104,7 @@ def quiet_skops_module_scan() -> Iterator[None]:
 
 
 def library_types(estimator: Any) -> list[str]:
-    """Types skops must be told to trust, limited to scikit-learn, NumPy and SciPy.
+    """Types skops must be told to trust, limited to scikit-learn, NumPy, SciPy and XGBoost (``engine: spark``).
 
     The model was fitted by this very task, so its library types are known; a class from
     anywhere else is left untrusted and saving fails with MLflow's explicit error.
@@ -173,7 +173,8 @@ def train_candidate(
 
     for closed in tracking.close_abandoned_runs(client, experiment_id, "candidate", airflow_run_id):
         log.warning("closed MLflow run %s as KILLED: a killed train task left it RUNNING", closed)
-    fitted = _fit(loaded, store, features)
+    on_spark = spec.training.engine == "spark"
+    fitted = _fit_on_spark(loaded, store, features) if on_spark else _fit(loaded, store, features)
     write_holdout(store, holdout_key, fitted.rows.holdout)
     lineage = _lineage(loaded, features, fitted.rows, dag_id, airflow_run_id)
     run_id = _log_candidate(loaded, store, features, fitted, experiment_id, airflow_run_id, lineage)
@@ -282,6 +283,29 @@ def _fit(loaded: LoadedSpec, store: PipelineStore, features: FeatureResult) -> _
     return _Fitted(estimator, train_rows, X_check, y_check, example, rows, len(X_hold), holdout_score)
 
 
+def _fit_on_spark(loaded: LoadedSpec, store: PipelineStore, features: FeatureResult) -> _Fitted:
+    """``training.engine: spark``: fit on Spark (:mod:`sluice.steps.train_spark`), score the holdout here."""
+    from sluice.steps.metrics import score
+    from sluice.steps.train_spark import fit_on_spark
+
+    spec = loaded.spec
+    spark_fit = fit_on_spark(loaded, store, features)
+    rows = spark_fit.rows
+    X_hold, y_hold = prepare(rows.holdout, rows.columns), rows.holdout[spec.training.target].to_numpy()
+    holdout_score = score(spark_fit.estimator, X_hold, y_hold, spec.evaluation.metric)
+    example = spark_fit.X_check.head(5).copy()
+    return _Fitted(
+        spark_fit.estimator,
+        spark_fit.train_rows,
+        spark_fit.X_check,
+        spark_fit.y_check,
+        example,
+        rows,
+        len(X_hold),
+        holdout_score,
+    )
+
+
 def train_metric_rows(fitted: _Fitted) -> int:
     """How many training rows the ``train_<metric>`` metric is scored on."""
     return len(fitted.X_check)
@@ -300,17 +324,26 @@ def _log_scores(loaded: LoadedSpec, fitted: _Fitted) -> None:
 
     spec = loaded.spec
     metric = spec.evaluation.metric
+    memory = fitted.rows.memory
     mlflow.log_params(
         {
             "model": spec.training.model,
+            "engine": spec.training.engine,
             **{f"param.{k}": v for k, v in spec.training.params.items()},
             "train_rows": fitted.train_rows,
             "holdout_rows": fitted.holdout_rows,
             "n_features": len(fitted.rows.columns),
             "train_metric_rows": train_metric_rows(fitted),
             **sample_params(fitted.rows.fitted),
-            "memory.estimated_gib": round(fitted.rows.memory.need / 2**30, 3),
-            "memory.budget_gib": round(fitted.rows.memory.budget / 2**30, 3),
+            # A fit on Spark is bounded by its executors, not by a budget of the task's.
+            **(
+                {
+                    "memory.estimated_gib": round(memory.need / 2**30, 3),
+                    "memory.budget_gib": round(memory.budget / 2**30, 3),
+                }
+                if memory is not None
+                else {}
+            ),
         }
     )
     mlflow.log_metric(f"holdout_{metric}", fitted.holdout_score)
@@ -369,15 +402,26 @@ def log_model(estimator: Any, sample: Any) -> None:
     from mlflow.models import infer_signature
 
     trusted = library_types(estimator)
+    requirements = mlflow.sklearn.get_default_pip_requirements()
+    if any(t.startswith("xgboost.") for t in trusted):
+        requirements.append(xgboost_requirement())
     with quiet_skops_module_scan():
         mlflow.sklearn.log_model(
             estimator,
             name="model",
             signature=infer_signature(sample, estimator.predict(sample)),
             input_example=sample,
-            pip_requirements=mlflow.sklearn.get_default_pip_requirements(),
+            pip_requirements=requirements,
             skops_trusted_types=trusted,
         )
+
+
+def xgboost_requirement() -> str:
+    """The installed XGBoost as a pip requirement (``xgboost-cpu==3.2.0`` here, ``xgboost==...`` on macOS)."""
+    from importlib.metadata import packages_distributions, version
+
+    dist = next(iter(packages_distributions().get("xgboost", ["xgboost"])))
+    return f"{dist}=={version(dist)}"
 
 
 def write_holdout(store: PipelineStore, key: str, holdout: Any) -> None:

@@ -67,7 +67,8 @@ class SplitRows:
             (random holdout) is in both; with ``features.scope: history`` rows cannot be
             traced to a batch, and both name every batch of the window.
         fitted: How many training rows there were and how many were fitted (the sample).
-        memory: The memory check the read passed (estimate, budget).
+        memory: The memory check the read passed (estimate, budget); None when the fit ran on
+            Spark (``training.engine: spark``), whose executors bound it.
     """
 
     train: Any
@@ -77,7 +78,7 @@ class SplitRows:
     trained_on: list[str]
     held_out: list[str]
     fitted: FittedRows
-    memory: MemoryCheck
+    memory: MemoryCheck | None
 
 
 # --------------------------------------------------------------------------- the split
