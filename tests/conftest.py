@@ -41,6 +41,8 @@ os.environ.update(
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         "GX_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "true",
+        # The fault hooks (sluice.services.faults) read their variables only behind this switch.
+        "SLUICE_TEST_FAULTS": "1",
     }
 )
 

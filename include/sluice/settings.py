@@ -175,22 +175,6 @@ class Settings(BaseSettings):
         description="seconds the embedded launcher waits for the API server to answer before it gives up "
         "(and starts nothing that runs tasks)",
     )
-    fault_point: str | None = Field(
-        default=None,
-        validation_alias="SLUICE_FAULT_POINT",
-        description="fault-injection tests only: kill the process (SIGKILL) at this named point (see "
-        "[Crashes](failures.md#crashes-what-a-kill-leaves-and-what-the-retry-does))",
-    )
-    fault_hold: str = Field(
-        default="",
-        validation_alias="SLUICE_FAULT_HOLD",
-        description="fault-injection tests only: comma-separated points where the process waits until released",
-    )
-    fault_once: Path | None = Field(
-        default=None,
-        validation_alias="SLUICE_FAULT_ONCE",
-        description="fault-injection tests only: folder of markers, so each fault point fires once",
-    )
     mlflow_http_request_timeout: float = Field(
         default=20.0,
         gt=0,
@@ -230,11 +214,6 @@ class Settings(BaseSettings):
         validation_alias="AIRFLOW_API_PASSWORD",
         description="`sluice trigger-retrain`: Airflow password (instead of `--password`)",
     )
-
-    @property
-    def fault_holds(self) -> list[str]:
-        """The points named in ``SLUICE_FAULT_HOLD``."""
-        return [p for p in self.fault_hold.split(",") if p]
 
 
 def variable(field: str) -> str:

@@ -10,6 +10,10 @@ so the retry that follows runs through.
 writes ``<folder>/<name>.held`` (its pid) and waits until ``<folder>/<name>.release``
 exists, so a test can kill other processes (the scheduler, the whole Airflow) while a task
 is known to be mid-step, without sleeping in the hope of landing in the window.
+
+These are test machinery, not settings: none of them is read unless ``SLUICE_TEST_FAULTS=1``
+(the test suite sets it), and the product's settings object (:mod:`sluice.settings`, the docs'
+configuration table) does not list them.
 """
 
 from __future__ import annotations
@@ -19,19 +23,44 @@ import signal
 import time
 from pathlib import Path
 
-from sluice.settings import settings
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: How long a held process waits for its release before going on by itself.
 HOLD_LIMIT_SECONDS = 3600.0
 
 
+#: The test-only switch: without it no fault variable is read.
+SWITCH = "SLUICE_TEST_FAULTS"
+
+
+class FaultSettings(BaseSettings):
+    """The fault-injection variables (read only when :data:`SWITCH` is ``1``)."""
+
+    model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", env_ignore_empty=True)
+
+    point: str | None = Field(default=None, validation_alias="SLUICE_FAULT_POINT")
+    hold: str = Field(default="", validation_alias="SLUICE_FAULT_HOLD")
+    once: Path | None = Field(default=None, validation_alias="SLUICE_FAULT_ONCE")
+
+    @property
+    def holds(self) -> list[str]:
+        """The points named in ``SLUICE_FAULT_HOLD``."""
+        return [p for p in self.hold.split(",") if p]
+
+
 def point(name: str) -> None:
-    """Die here (SIGKILL) if ``SLUICE_FAULT_POINT`` names this point; wait here if ``SLUICE_FAULT_HOLD`` does."""
-    env = settings()
-    hold = name in env.fault_holds
-    if env.fault_point != name and not hold:
+    """Die here (SIGKILL) if ``SLUICE_FAULT_POINT`` names this point; wait here if ``SLUICE_FAULT_HOLD`` does.
+
+    A no-op unless ``SLUICE_TEST_FAULTS=1``.
+    """
+    if os.environ.get(SWITCH) != "1":
         return
-    once = env.fault_once
+    env = FaultSettings()
+    hold = name in env.holds
+    if env.point != name and not hold:
+        return
+    once = env.once
     if once:
         marker = once / name
         if marker.exists():
