@@ -355,3 +355,11 @@ def test_status_shows_each_batch_drift_share_or_not_enough_data(
     first, second = (line for line in out.splitlines() if line.startswith("  batch "))
     assert "a" * 16 in first and "drift share 0.17" in first
     assert "b" * 16 in second and "drift: not enough data" in second
+
+
+def test_help_lists_the_pipeline_commands_first_then_the_environment_then_the_entrypoints() -> None:
+    text = build_parser().format_help()
+    listed = [line.split()[0] for line in text.splitlines() if line.startswith("    ") and line.split()]
+    assert listed.index("status") < listed.index("airflow") < listed.index("serve"), listed
+    assert "pipelines: lint, schema, reference, plan" in text
+    assert "container entrypoints: deployer, serve" in text

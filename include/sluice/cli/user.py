@@ -1,31 +1,29 @@
-"""``sluice`` command line: lint, schema, plan, serve, deployer, status, revalidate, stop, trigger-retrain."""
+"""The commands of people who write and run pipelines: lint, plan, status, stop, trigger-retrain, schema tools."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sluice.settings import SettingsError
 from sluice.spec.errors import SpecError, SpecIssue
 
 if TYPE_CHECKING:
     from sluice.services.storage import PipelineStore
     from sluice.spec.loader import LoadedSpec
-    from sluice.steps.feature_probe import FeatureProbe
-
-
-def _spec_files(paths: list[str]) -> list[Path]:
-    from sluice.spec.loader import SPEC_SUFFIX
-
-    files: list[Path] = []
-    for raw in paths:
-        p = Path(raw)
-        files.extend(sorted(p.glob(f"*{SPEC_SUFFIX}")) if p.is_dir() else [p])
-    return files
+from sluice.cli.common import (
+    _feature_probe,
+    _lint_issues,
+    _load_or_report,
+    _model_version,
+    _pipeline_name,
+    _previous_version,
+    _report_spec_error,
+    _spec_files,
+    _store_for,
+)
 
 
 def cmd_lint(args: argparse.Namespace) -> int:
@@ -57,70 +55,6 @@ def cmd_lint(args: argparse.Namespace) -> int:
     for loaded in ok:
         print(f"ok  {loaded.path}  ({loaded.spec.pipeline})")
     return 1 if report.errors else 0
-
-
-def _feature_probe(specs: list[LoadedSpec]) -> FeatureProbe:
-    from sluice.steps.feature_probe import FeatureProbe
-
-    return FeatureProbe(specs)
-
-
-def _lint_issues(loaded: LoadedSpec, shown: str, probe: FeatureProbe | None) -> list[SpecIssue]:
-    """Errors and warnings of a spec that loaded, naming ``shown``.
-
-    The schema warning always; with ``probe`` (not ``--no-import``), the checks the DAG file
-    never runs: the model class imports, the Airflow connections an s3:// root or landing zone
-    names exist, and the training columns are in the feature job's output.
-    """
-    import dataclasses
-
-    from sluice.spec.checks import check_feature_columns, schema_warnings
-
-    found = schema_warnings(loaded, shown)
-    if probe is not None:
-        from sluice.airflow.connections import connection_issues
-        from sluice.spec.checks import lint_checks
-
-        found += lint_checks(loaded) + connection_issues(loaded)
-        learned = probe.learned(loaded)
-        if learned.warning is not None:
-            found.append(learned.warning)
-        if learned.columns is not None:
-            found += check_feature_columns(loaded, learned.columns)
-    return [dataclasses.replace(issue, file=shown) for issue in found]
-
-
-def _report_spec_error(error: SpecError) -> int:
-    """Print every issue of ``error`` as ``file:line:column: where: message (hint: ...)``; return 1.
-
-    The one way every command shows a spec that does not load: :func:`main` sends any
-    :class:`SpecError` a command raises here, so none ends in a traceback.
-    """
-    print(error, file=sys.stderr)
-    return 1
-
-
-def _load_or_report(spec_path: str, deep: bool = False) -> LoadedSpec | None:
-    """Load a spec for a command; on any spec problem print it (file:line: hint) and return None.
-
-    Args:
-        spec_path: The spec file named on the command line.
-        deep: Also run the checks that import the model class (``plan``).
-    """
-    from sluice.spec.loader import load_spec
-
-    try:
-        loaded = load_spec(spec_path)
-        issues = _lint_issues(loaded, spec_path, _feature_probe([loaded])) if deep else []
-    except SpecError as exc:
-        _report_spec_error(exc)
-        return None
-    # What lint refuses, plan refuses too; what it only warns about is lint's to say.
-    errors = [i for i in issues if i.severity == "error"]
-    if errors:
-        _report_spec_error(SpecError(errors))
-        return None
-    return loaded
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -225,58 +159,6 @@ def _print_manifests(loaded: LoadedSpec, version: str, previous: str, rbac_only:
         comment = ""
     print("---\n".join(out), end="")
     return 0
-
-
-class DeployerTerminated(Exception):
-    """SIGTERM reached the deployer; raised where it waits so the rollback runs."""
-
-
-def cmd_deployer(args: argparse.Namespace) -> int:
-    """The deployer pod's entrypoint: roll a model version out to Kubernetes."""
-    import signal
-
-    from sluice.spec.models import KubernetesDeployment
-    from sluice.steps.deploy_kubernetes import KubernetesDeployFailed, deploy_kubernetes
-    from sluice.steps.records import encode
-
-    cfg = KubernetesDeployment.model_validate_json(args.settings)
-
-    def log(line: str) -> None:
-        print(f"sluice deployer: {line}", flush=True)
-
-    def terminated(signum: int, frame: object) -> None:
-        # The pod is being deleted (task killed or cleared): stop waiting and roll back.
-        raise DeployerTerminated(f"received signal {signum} during the deploy")
-
-    signal.signal(signal.SIGTERM, terminated)
-    try:
-        result = deploy_kubernetes(
-            args.pipeline, cfg, args.version, args.previous_version or None, args.run_id, log=log
-        )
-    except KubernetesDeployFailed as exc:
-        log(f"FAILED: {exc}")
-        return 1
-    log(f"result: {json.dumps(encode(result))}")
-    return 0
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    """Run the model server (the serving image's entrypoint)."""
-    from sluice.services.serving import serve
-
-    info = {"pipeline": args.pipeline or "", "version": args.version or ""}
-    serve(args.model_uri, args.host, args.port, Path(args.ready_file) if args.ready_file else None, info)
-    return 0
-
-
-def _store_for(spec_path: str):  # type: ignore[no-untyped-def]
-    """The spec and its pipeline store, or ``(None, None)`` after printing the spec's problems."""
-    from sluice.airflow.connections import open_pipeline_store
-
-    loaded = _load_or_report(spec_path)
-    if loaded is None:
-        return None, None
-    return loaded, open_pipeline_store(loaded)
 
 
 #: ``sluice status`` exit codes, so it can serve as a health check.
@@ -469,107 +351,6 @@ def cmd_stop(args: argparse.Namespace) -> int:
     return 0
 
 
-def _project_dir() -> Path:
-
-    from sluice.settings import settings
-
-    return Path(settings().project_dir or Path.cwd()).resolve()
-
-
-def cmd_env(args: argparse.Namespace) -> int:
-    """Print ``export`` lines for the embedded Airflow (``eval "$(sluice env)"``).
-
-    With ``--check-free SETTING``, first fail (exit 2, nothing printed) when the port that
-    setting names is taken, so ``make mlflow-ui`` stops with a clear message.
-    """
-    import os
-    import shlex
-
-    from sluice.airflow.home import PortError, check_ports_free, embedded_env
-
-    try:
-        env = embedded_env(_project_dir())
-        check_ports_free(args.check_free or (), env)
-    except PortError as exc:
-        print(f"sluice: {exc}", file=sys.stderr)
-        return 2
-    for key in sorted(env):
-        wanted = key.startswith(("AIRFLOW", "SLUICE_", "MLFLOW_", "GX_")) or key == "PATH"
-        if wanted and (os.environ.get(key) != env[key] or args.all):
-            print(f"export {key}={shlex.quote(env[key])}")
-    return 0
-
-
-def cmd_exec(args: argparse.Namespace) -> int:
-    """Run a command in the embedded Airflow's environment (what ``eval "$(sluice env)"`` gives a shell).
-
-    ``./sluice exec airflow dags trigger flights_delay__train`` needs no PATH or environment
-    set-up: the locked environment's ``bin/`` comes first on PATH, and Airflow, MLflow and
-    sluice find this project's home, database and ports.
-    """
-    import os
-
-    from sluice.airflow.home import embedded_env
-
-    command = list(args.command_args)
-    if command and command[0] == "--":
-        command = command[1:]
-    if not command:
-        print("sluice exec: name a command, e.g. `sluice exec airflow dags list`", file=sys.stderr)
-        return 2
-    env = embedded_env(_project_dir())
-    try:
-        os.execvpe(command[0], command, env)  # noqa: S606 - the user names the command, as with `env CMD`
-    except OSError as exc:
-        print(f"sluice exec: cannot run {command[0]!r}: {exc}", file=sys.stderr)
-        return 127
-    return 0  # not reached: exec replaces this process
-
-
-def cmd_airflow(args: argparse.Namespace) -> int:
-    """Run the embedded Airflow under a supervisor that stops every component on Ctrl-C."""
-    from sluice.airflow.home import PortError
-    from sluice.airflow.supervise import run_standalone
-
-    try:
-        return run_standalone(_project_dir(), grace_seconds=args.grace)
-    except PortError as exc:
-        print(f"sluice: cannot start Airflow: {exc}", file=sys.stderr)
-        return 2
-
-
-def cmd_bootstrap(args: argparse.Namespace) -> int:
-    """Migrate the Airflow database and the MLflow store, apply airflow_settings.yaml."""
-    from sluice.airflow.home import bootstrap, embedded_env
-    from sluice.services.tracking import init_store
-    from sluice.spec.schema import json_schema
-
-    project = _project_dir()
-    for line in bootstrap(project):
-        print(f"bootstrap: {line}")
-    # Created and migrated here, once: tasks that did it concurrently broke the store for good.
-    print(f"bootstrap: {init_store(embedded_env(project)['MLFLOW_TRACKING_URI'])}")
-    schema = project / ".sluice" / "pipeline.schema.json"
-    schema.parent.mkdir(parents=True, exist_ok=True)
-    schema.write_text(json.dumps(json_schema(), indent=2) + "\n")
-    print(f"bootstrap: JSON Schema for editors at {schema}")
-    return 0
-
-
-def cmd_fetch_jars(args: argparse.Namespace) -> int:
-    """Fetch (or re-check) the pinned S3A jars Spark needs for an ``s3://`` storage root."""
-    from sluice.services.spark_jars import S3AJarsError, default_jars_dir, fetch_s3a_jars
-
-    folder = Path(args.dest) if args.dest else default_jars_dir(_project_dir())
-    try:
-        jars = fetch_s3a_jars(folder)
-    except S3AJarsError as exc:
-        print(f"sluice fetch-jars: {exc}", file=sys.stderr)
-        return 1
-    print(f"fetch-jars: {len(jars)} S3A jars verified in {folder}")
-    return 0
-
-
 def cmd_trigger_retrain(args: argparse.Namespace) -> int:
     """Post a drift event on a pipeline's drift asset through Airflow's REST API."""
     from sluice.plan.build import drift_asset
@@ -606,29 +387,6 @@ def cmd_trigger_retrain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _model_version(value: str) -> str:
-    """A registered model version: digits only (it ends up in names, labels and commands)."""
-    if not re.fullmatch(r"[1-9][0-9]{0,9}", value):
-        raise argparse.ArgumentTypeError(f"{value!r} is not a model version (a positive whole number, e.g. 3)")
-    return value
-
-
-def _previous_version(value: str) -> str:
-    """A previous model version, or '' for none."""
-    return value if value == "" else _model_version(value)
-
-
-def _pipeline_name(value: str) -> str:
-    """A pipeline name as a spec's ``pipeline:`` allows it."""
-    from sluice.spec.models import IDENTIFIER
-
-    if not re.fullmatch(IDENTIFIER, value):
-        raise argparse.ArgumentTypeError(
-            f"{value!r} is not a pipeline name (lower-case letters, digits and '_', starting with a letter)"
-        )
-    return value
-
-
 def _add_plan(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """The ``plan`` subcommand and its options."""
     p = sub.add_parser("plan", help="show the DAGs and tasks a spec builds (no Airflow needed)")
@@ -647,10 +405,8 @@ def _add_plan(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
     p.set_defaults(func=cmd_plan)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (exposed for tests and docs)."""
-    parser = argparse.ArgumentParser(prog="sluice", description="Declarative ML pipelines on Apache Airflow 3.")
-    sub = parser.add_subparsers(dest="command", required=True)
+def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """The commands of people who write and run pipelines, in the order `sluice --help` lists them."""
     p = sub.add_parser("lint", help="validate specs (files or folders); exit 1 on any error")
     p.add_argument("paths", nargs="+")
     p.add_argument(
@@ -665,57 +421,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reference", help="print the spec reference as Markdown")
     p.set_defaults(func=cmd_reference)
     _add_plan(sub)
-    _add_servers(sub)
-    _add_operations(sub)
-    return parser
-
-
-def _add_servers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """The entrypoints of the deployer pod, the model server and the embedded Airflow."""
-    p = sub.add_parser("deployer", help="deploy a model version to Kubernetes (the deployer pod's entrypoint)")
-    p.add_argument("--pipeline", required=True, type=_pipeline_name)
-    p.add_argument("--version", required=True, type=_model_version, help="registered model version to serve")
-    p.add_argument(
-        "--previous-version", default="", type=_previous_version, help="champion before this promotion ('' if none)"
-    )
-    p.add_argument("--run-id", required=True, help="Airflow run id, recorded on the objects")
-    p.add_argument("--settings", required=True, help="the spec's deployment.kubernetes as JSON")
-    p.set_defaults(func=cmd_deployer)
-    p = sub.add_parser("serve", help="serve a registered model version (model server entrypoint)")
-    p.add_argument("--model-uri", required=True)
-    p.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a server in a container listens on all interfaces
-    p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--ready-file")
-    p.add_argument("--pipeline")
-    p.add_argument("--version")
-    p.set_defaults(func=cmd_serve)
-    p = sub.add_parser("env", help="print export lines for the embedded Airflow, MLflow and sluice")
-    p.add_argument("--all", action="store_true", help="also print values already set")
-    p.add_argument(
-        "--check-free",
-        action="append",
-        metavar="SETTING",
-        help="fail if the port of this setting (e.g. SLUICE_MLFLOW_UI_PORT) is in use; repeatable",
-    )
-    p.set_defaults(func=cmd_env)
-    p = sub.add_parser(
-        "exec",
-        help="run a command in the embedded Airflow's environment, e.g. `exec airflow dags trigger <pipeline>__train`",
-    )
-    p.add_argument("command_args", nargs=argparse.REMAINDER, metavar="COMMAND", help="the command and its arguments")
-    p.set_defaults(func=cmd_exec)
-    p = sub.add_parser("airflow", help="run the embedded Airflow (API server first); Ctrl-C or SIGTERM stops all of it")
-    p.add_argument("--grace", type=float, default=20.0, help="seconds to stop before SIGKILL (default 20)")
-    p.set_defaults(func=cmd_airflow)
-    p = sub.add_parser("bootstrap", help="prepare the Airflow home and the MLflow store (migrate both)")
-    p.set_defaults(func=cmd_bootstrap)
-    p = sub.add_parser("fetch-jars", help="fetch the pinned, checksummed S3A jars Spark needs for s3:// storage")
-    p.add_argument("--dest", help="folder for the jars (default: $SLUICE_S3A_JARS or <project>/.jars/s3a)")
-    p.set_defaults(func=cmd_fetch_jars)
-
-
-def _add_operations(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """The commands an operator runs against a pipeline: trigger, status, infer-schema, stop."""
     p = sub.add_parser(
         "trigger-retrain", help="start <pipeline>__train from outside: post an asset event via the REST API"
     )
@@ -753,22 +458,3 @@ def _add_operations(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p = sub.add_parser("stop", help="stop a pipeline's local model server (a kubernetes target refuses)")
     p.add_argument("spec")
     p.set_defaults(func=cmd_stop)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``sluice`` console script."""
-    args = build_parser().parse_args(argv)
-    if args.command != "serve":  # the serving image runs `serve` only, with none of this
-        # Deploy targets register their `deployment.target` names on import: before any spec loads.
-        import sluice.steps.targets  # noqa: F401
-    try:
-        return int(args.func(args))
-    except SpecError as exc:
-        return _report_spec_error(exc)
-    except SettingsError as exc:
-        print(f"sluice: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
