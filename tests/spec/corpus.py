@@ -552,7 +552,7 @@ def rule_cases() -> list[BadSpec]:
             "cron_words",
             detect,
             "detect: {poll_seconds: 5, schedule: every 5 minutes}",
-            "not '@continuous' or a valid cron",
+            "not '@continuous' or '@once' or a valid cron",
             "detect:",
         ),
         _edit("cron_bad_preset", detect, "detect: {poll_seconds: 5, schedule: '@hourlyy'}", "valid cron", "detect:"),
