@@ -702,8 +702,16 @@ class Stack:
             return lambda: name in celery_workers(self.redis)
         health = f"{self.airflow.api_url}/api/v2/monitor/health"
         if part in ("airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"):
+            # Healthy by a heartbeat of the new process: the dead one's last beat may still be fresh.
             component = part.removeprefix("airflow-").replace("-", "_")
-            return lambda: requests.get(health, timeout=5).json()[component]["status"] == "healthy"
+            since = time.time()
+
+            def beats() -> bool:
+                found = requests.get(health, timeout=5).json()[component]
+                beat = found.get(f"latest_{component}_heartbeat")
+                return found["status"] == "healthy" and bool(beat) and _epoch(beat) > since
+
+            return beats
         if part == "airflow-api-server":
             return lambda: requests.get(health, timeout=5).status_code == 200
         checks: dict[str, Callable[[], bool]] = {
@@ -721,6 +729,13 @@ class Stack:
             "spark-worker": lambda: alive_workers() == 1,
         }
         return checks[part]
+
+
+def _epoch(stamp: str) -> float:
+    """An ISO time stamp of Airflow's REST API as epoch seconds."""
+    from datetime import datetime
+
+    return datetime.fromisoformat(stamp).timestamp()
 
 
 def s3_connection(store: ObjectStore) -> str:
