@@ -180,3 +180,20 @@ def test_pandas_reads_and_writes_through_the_store(store: PipelineStore) -> None
             part.to_parquet(fh, index=False)
     table = store.read_parquet(store.key_of(store.location(store.features_key("k", "features.parquet"))))
     assert sorted(table["dep_delay"].dropna()) == [1.0, 3.0] and len(table) == 3
+
+
+def test_an_object_store_that_does_not_answer_is_named_with_the_fix() -> None:
+    from sluice.services.storage_local import StorageUnavailable
+
+    with s3_server_process() as server:
+        server.create_bucket("sluice")
+        options = server.fsspec_options
+        options["config_kwargs"] = {"retries": {"max_attempts": 1}, "connect_timeout": 2}
+        store = PipelineStore(None, "p", backend=backend_for("s3://sluice/down", "p", options=options))
+        store.check_writable()
+    with pytest.raises(StorageUnavailable) as failed:  # the server is gone: connections refused
+        store.check_writable()
+    message = str(failed.value)
+    assert "the pipeline's storage s3://sluice/down/p" in message
+    assert "EndpointConnectionError" in message and server.endpoint in message
+    assert "its endpoint answers, then clear the task; nothing was written" in message
