@@ -86,7 +86,7 @@ def run(quick: bool) -> dict[str, Any]:
                 )
         finally:
             local = loaded.spec.deployment.local
-            stop_local(store, local.host, local.port, loaded.project_dir)
+            stop_local(store, local.host, local.port)
             _remove_scratch(store)
     entry = result(
         "overhead_production",

@@ -41,6 +41,7 @@ NAMES = (
     "validation",
     "drift",
     "tracking",
+    "train",
     "history",
     "serving",
     "latency",

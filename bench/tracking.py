@@ -28,14 +28,14 @@ SLACK_SECONDS = 2.0
 WEATHER_COLUMNS = ["temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip", "pressure", "visib"]
 
 
-def feature_table(rows: int, reference: Path) -> Any:
-    """The demo feature job's output, computed with pandas on ``rows`` scaled flights."""
+def feature_table(rows: int, reference: Path, months: tuple[int, ...] = (1, 2, 3)) -> Any:
+    """The demo feature job's output, computed with pandas on ``rows`` scaled flights of ``months``."""
     import pandas as pd
 
     from demo.producer import write_reference
 
     write_reference(reference)
-    f = flights(rows, months=(1, 2, 3), seed=3)
+    f = flights(rows, months=months, seed=3)
     f = f[f["arr_delay"].notna()]
     weather = pd.read_parquet(reference / "weather.parquet")[["origin", "time_hour", *WEATHER_COLUMNS]]
     planes = pd.read_parquet(reference / "planes.parquet").rename(columns={"year": "plane_year", "type": "plane_type"})[

@@ -120,6 +120,7 @@ def test_plan_json_is_parseable(capsys):
         "flights_delay__ingest",
         "flights_delay__train",
         "flights_delay__monitor",
+        "flights_delay__serving",
     ]
 
 
@@ -254,6 +255,7 @@ SPEC_COMMANDS = {
     "status": ["status", "{spec}"],
     "stop": ["stop", "{spec}"],
     "revalidate": ["revalidate", "{spec}", "0123456789abcdef"],
+    "schema-pin": ["schema-pin", "{spec}", "--reset"],
     "infer-schema --write": ["infer-schema", "{sample}", "--write", "--spec", "{spec}"],
 }
 

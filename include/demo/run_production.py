@@ -299,7 +299,8 @@ class Player:
         from sluice.steps.deploy import stop_local
 
         local = self.loaded.spec.deployment.local
-        stopped = stop_local(self.store, local.host, local.port, self.loaded.project_dir)
+        # Every server on the port: the workers started them, in their own working folders.
+        stopped = stop_local(self.store, local.host, local.port)
         if stopped:
             log(f"{self.pipeline}: model server stopped ({len(stopped)} process(es))")
 

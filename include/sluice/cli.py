@@ -279,10 +279,21 @@ def _store_for(spec_path: str):  # type: ignore[no-untyped-def]
     return loaded, open_pipeline_store(loaded)
 
 
+#: ``sluice status`` exit codes, so it can serve as a health check.
+STATUS_OK, STATUS_SPEC_ERROR, STATUS_WRONG, STATUS_UNKNOWN = 0, 1, 3, 4
+
+
 def cmd_status(args: argparse.Namespace) -> int:
-    """Batches, champion (what it was trained on and what was held out) and deployment of a pipeline."""
+    """Batches, champion (what it was trained on and what was held out) and deployment of a pipeline.
+
+    Exit code: 0 when the deployment is what its record says (or nothing is deployed yet),
+    1 when the spec or its storage cannot be read, 3 when what serves is wrong (NOT SERVING,
+    WRONG VERSION, an unrecorded model server on the port, a Kubernetes rollout not
+    complete), 4 when the target cannot be asked (the cluster does not answer).
+    """
     from sluice.services.landing import printable
     from sluice.steps.lineage import champion_lines
+    from sluice.steps.schema_pin import status_lines
     from sluice.steps.targets import target_for
 
     loaded, store = _store_for(args.spec)
@@ -300,12 +311,17 @@ def cmd_status(args: argparse.Namespace) -> int:
             + (f" (reuses the name of {', '.join(r.replaces_name_of)})" if r.replaces_name_of else "")
             + (f" (superseded by {r.superseded_by}: its file changed after landing)" if r.superseded_by else "")
         )
+    for line in status_lines(store, loaded.spec.source.columns, args.spec):
+        print(f"  {line}")
     for line in champion_lines(loaded.project_dir, loaded.spec.pipeline):
         print(f"  {line}")
     _print_landing(loaded, store)
-    for line in target_for(loaded, store).served().lines:
+    served = target_for(loaded, store).served()
+    for line in served.lines:
         print(f"  {line}")
-    return 0
+    if not served.reachable:
+        return STATUS_UNKNOWN
+    return STATUS_WRONG if served.healthy is False else STATUS_OK
 
 
 def _print_landing(loaded: LoadedSpec, store: PipelineStore) -> None:
@@ -387,6 +403,53 @@ def cmd_infer_schema(args: argparse.Namespace) -> int:
     tmp.replace(spec_path)
     print(f"{spec_path}: source.columns set to the {len(columns)} columns of {sample}")
     return 0
+
+
+def cmd_schema_pin(args: argparse.Namespace) -> int:
+    """Show, re-pin (from a landed batch's file) or drop the schema pinned for a spec without ``source.columns``."""
+    from sluice.steps.schema_pin import PinError, pin_from_batch, read_pin, reset_pin, status_lines
+
+    loaded, store = _store_for(args.spec)
+    if loaded is None:
+        return 1
+    declared = loaded.spec.source.columns
+    try:
+        if not (args.from_batch or args.reset):
+            for line in status_lines(store, declared, args.spec):
+                print(line)
+            pin = read_pin(store)
+            for name, kind in (pin.columns or []) if pin and not declared else ():
+                print(f"  {name}: {kind}")
+            return 0
+        if args.from_batch:
+            before, pin = pin_from_batch(store, args.from_batch, loaded.spec.source.format)
+            _print_pin_change(before.types if before else None, pin.types, f"pinned from batch {args.from_batch}")
+            status = store.batch_record(args.from_batch).status
+            if status != "accepted":
+                print(
+                    f"batch {args.from_batch} is {status}: `sluice revalidate {args.spec} {args.from_batch}` "
+                    "validates it again, against this pin, at the next ingest run"
+                )
+        else:
+            before = reset_pin(store)
+            _print_pin_change(before.types if before else None, None, "pin dropped")
+            print("the next accepted batch pins its columns")
+    except (PinError, ValueError) as exc:
+        print(f"sluice schema-pin: {exc}", file=sys.stderr)
+        return 1
+    if declared:
+        print(f"note: {args.spec} declares source.columns, which wins: the pin is not used while it does")
+    return 0
+
+
+def _print_pin_change(before: dict[str, str] | None, after: dict[str, str] | None, what: str) -> None:
+    """Print what a new pin changes, one column a line."""
+    from sluice.steps.schema_pin import changes
+
+    lines = changes(before, after)
+    print(f"{what}: " + (f"{len(lines)} change(s)" if lines else "no column changes"))
+    for line in lines:
+        print(f"  {line}")
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
@@ -675,6 +738,18 @@ def _add_operations(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--spec", help="the spec to write source.columns into (with --write)")
     p.add_argument("--write", action="store_true", help="write into --spec instead of printing")
     p.set_defaults(func=cmd_infer_schema)
+    p = sub.add_parser(
+        "schema-pin",
+        help="show, re-pin or drop the schema batches are held to when the spec declares no source.columns",
+    )
+    p.add_argument("spec")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--show", action="store_true", help="print the pin and its columns (the default)")
+    which.add_argument(
+        "--from-batch", metavar="ID", help="re-pin from this landed batch's file (sluice status lists the ids)"
+    )
+    which.add_argument("--reset", action="store_true", help="drop the pin: the next accepted batch pins again")
+    p.set_defaults(func=cmd_schema_pin)
     p = sub.add_parser("stop", help="stop a pipeline's local model server (a kubernetes target refuses)")
     p.add_argument("spec")
     p.set_defaults(func=cmd_stop)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from sluice.services.storage import PipelineStore
 from tests.conftest import Project
 from tests.integration.conftest import flights_project  # noqa: F401 (fixture)
+from tests.smtp_server import smtp_server  # noqa: F401 (fixture)
 
 if TYPE_CHECKING:
     from sluice.spec.loader import LoadedSpec

@@ -80,8 +80,12 @@ def test_a_deploy_killed_at_any_point_leaves_one_recorded_server_after_the_retry
     seen = local_serving(store, cfg.host, cfg.port)
     assert [s.version for s in seen.unrecorded] == ["2"] and seen.answering == "1" and not seen.healthy
     assert "unrecorded model server" in "\n".join(seen.describe())
-    # The retry stops the orphan, starts v2, retires v1: one server, one version on the port.
-    second = deploy_local(loaded, store, "2", smoke)
+    # The retry stops the orphan (and says so in its log), starts v2, retires v1: one server, one version.
+    # (Inside the deploy task the lines go to the task's log through the module's logger.)
+    (orphan,) = seen.unrecorded
+    said: list[str] = []
+    second = deploy_local(loaded, store, "2", smoke, say=said.append)
+    assert said[0] == f"stopped model server pid {orphan.pid} (v2) on {cfg.host}:{cfg.port}: no record owns it"
     assert [(s.pid, s.version) for s in servers_on(cfg.host, cfg.port)] == [(second.pid, "2")]
     assert _answers(url) == {"2"}
     assert not processes.alive(int(v1["pid"]))

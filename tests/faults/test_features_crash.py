@@ -58,18 +58,21 @@ def test_a_build_features_killed_between_its_writes_leaves_no_half_table(flights
     spec, loaded, store, batch = accepted_batch(project)
 
     # Killed after the batch's table was written, then (its retry) after meta.json was written
-    # too: each attempt leaves its temporary folder, and no reader or cache sees a table.
+    # too: each attempt leaves its own temporary folder (the second removed the first's at its
+    # start), and no reader or cache sees a table.
     left: list[Path] = []
     for point in ["features.table_written", "features.meta_written"]:
         tag = kill_script(point, project.root, FEATURES, str(spec))
         assert survivors(tag) == [], f"{point}: the killed driver's Spark JVM must die with it"
         assert _entries(store, batch) == [] and _tables(store) == [], f"{point}: a half-written table is invisible"
-        assert len(_temporaries(store, batch)) == len(left) + 1, f"{point}: temporary left"
-        left = _temporaries(store, batch)
+        now = _temporaries(store, batch)
+        assert len(now) == 1 and now != left, f"{point}: only the last killed try's temporary is left"
+        left = now
     # (A kill after the rename needs no point of its own: the batch's table is committed, and
     # the retry reuses it through the cache, as every later run does.)
 
     result = build_features(loaded, store)
+    assert _temporaries(store, batch) == [], "the retry removed the half-written tables its killed predecessors left"
     assert not result.cached and result.computed == [batch], "nothing half-written is taken for a cached table"
     assert _tables(store) == [result.key] and result.batches == {batch: store.batch_record(batch).sha256}
     (entry,) = _entries(store, batch)
@@ -82,10 +85,9 @@ def test_a_build_features_killed_between_its_writes_leaves_no_half_table(flights
     again = build_features(loaded, store)
     assert again.cached and (again.key, again.rows, again.computed) == (result.key, result.rows, [])
 
-    # The killed writers' temporaries are what the stale-temporary clean-up removes.
+    # Nothing is left for the day-old sweep of temporaries.
     folder = local(store, store.feature_cache_key(batch))
-    assert sorted(clean_stale_temporaries(folder, older_than=0)) == sorted(left)
-    assert list(folder.glob(".*")) == []
+    assert clean_stale_temporaries(local(store), older_than=0) == [] and list(folder.glob(".*")) == []
 
 
 def test_a_run_killed_on_the_new_batch_keeps_the_cached_ones_and_its_retry_computes_only_the_new(
@@ -112,6 +114,7 @@ def test_a_run_killed_on_the_new_batch_keeps_the_cached_ones_and_its_retry_compu
     assert _entries(store, first) == [cached_entry], "the cached batch is untouched"
     assert _tables(store) == tables_before, "no run table names a batch that has no committed table"
     result = build_features(loaded, store)
+    assert _temporaries(store, second) == [], "the retry cleaned up after the killed build"
     assert result.computed == [second] and list(result.batches) == [first, second]
     assert _entries(store, first) == [cached_entry] and len(_entries(store, second)) == 1
 
@@ -133,6 +136,7 @@ def test_with_scope_history_a_kill_leaves_no_half_table_and_the_retry_builds_it(
     assert len(list((local(store) / "features").glob(".tmp-*"))) == 1
 
     result = build_features(loaded, store)
+    assert list((local(store) / "features").glob(".tmp-*")) == [], "the retry cleaned up after the killed build"
     assert not result.cached and result.computed == [batch] and result.parts == []
     assert _tables(store) == [result.key] and not (local(store) / "feature_cache").exists()
     table = pd.read_parquet(result.path)

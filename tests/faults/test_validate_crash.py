@@ -79,3 +79,40 @@ def test_a_batch_stranded_by_a_failed_run_is_finished_by_the_next_run_without_a_
     assert tasks["wait_for_files"] == "success" and tasks["publish"] == "success"
     record = store.batch_record(batch).model_dump(mode="json")
     assert record["status"] == "accepted" and record["published"] is True
+
+
+def test_a_validate_killed_after_pinning_the_schema_is_retried_against_that_pin(flights_project: Project) -> None:
+    """No source.columns: the first batch pins, the kill comes before its outcome; the retry accepts it
+    against its own pin (written whole, once), and a drifted month after it is held to that pin."""
+    import yaml
+
+    from demo.producer import drop_month, month_frame
+    from sluice.spec.loader import load_spec
+    from sluice.steps.ingest import land_new_files
+    from sluice.steps.schema_pin import read_pin
+    from sluice.steps.validate import validate_batch
+
+    project = flights_project
+    spec = project.dags / "flights_delay.pipeline.yaml"
+    data = yaml.safe_load(spec.read_text())
+    data["source"].pop("columns")
+    spec.write_text(yaml.safe_dump(data, sort_keys=False))
+    loaded = load_spec(spec)
+    store = PipelineStore(project.root / "data" / "sluice", "flights_delay")
+    drop_month(project.landing, 1, sample=2000)
+    (batch,) = land_new_files(str(project.landing / "*.parquet"), store, "ingest-1").new
+
+    kill_script("validate.pinned", project.root, VALIDATE, str(spec))
+
+    pin = read_pin(store)
+    assert pin is not None and pin.batch_id == batch and pin.types is not None and pin.types["distance"] == "int"
+    assert store.batch_record(batch).status == "landed", "killed before the outcome"
+    outcome = validate_batch(store, batch, loaded.spec.validation, "parquet", loaded.spec.source.columns)
+    assert outcome.status == "accepted" and store.batch_record(batch).status == "accepted"
+    assert read_pin(store) == pin, "the retry is held to the pin; it does not pin again"
+
+    month_frame(2, sample=2000).astype({"distance": str}).to_parquet(project.landing / "m2.parquet", index=False)
+    (drifted,) = land_new_files(str(project.landing / "*.parquet"), store, "ingest-2").new
+    outcome = validate_batch(store, drifted, loaded.spec.validation, "parquet", loaded.spec.source.columns)
+    assert outcome.status == "rejected"
+    assert "column 'distance': declared int, arrives as string" in outcome.reason

@@ -322,6 +322,39 @@ def test_validated_in_chunks_each_case_gets_the_same_outcome_and_rows(corpus: di
         assert len(passes) == 2, f"{name}: one GX pass per chunk"
 
 
+def test_against_a_pinned_schema_each_case_gets_the_declared_schemas_outcome_and_rows(
+    corpus: dict[str, Any], tmp_path: Path
+) -> None:
+    """A spec without ``source.columns``: the first good batch pins its columns (here exactly the
+    declared ones), and every case is then held to the pin as to a declared schema."""
+    from sluice.steps.schema_pin import read_pin
+
+    landing, store = tmp_path / "landing", PipelineStore(tmp_path / "store", "pinned")
+    landing.mkdir()
+    (landing / "first.parquet").write_bytes(parquet(good(0)))
+    (first,) = land_new_files(LocalInbox(landing, "*.parquet", settle_seconds=0), store, "first").new
+    assert validate_batch(store, first, VALIDATION, "parquet").status == "accepted"
+    pin = read_pin(store)
+    assert pin is not None and pin.types == COLUMNS and pin.batch_id == first
+    for case in CASES:
+        (landing / f"{case.name}.{case.fmt}").write_bytes(case.content())
+        (batch,) = land_new_files(LocalInbox(landing, f"*.{case.fmt}", settle_seconds=0), store, case.name).new
+        validate_batch(store, batch, VALIDATION, case.fmt)
+        folder, declared = local(store, store.batch_key(batch)), corpus["outcomes"][case.name]
+        report = read_json(folder / "validation.json")
+        for field in ("status", "rows", "quarantined", "failed_checks"):
+            assert report[field] == declared.report[field], (case.name, field)
+        assert report["reason"].startswith(declared.report["reason"]), case.name
+        if "schema drift" in report["reason"]:
+            assert f"the schema is pinned from batch {first}" in report["reason"]
+        for name in ("clean.parquet", "quarantine.parquet"):
+            mine, theirs = _rows(folder / name), _rows(declared.folder / name)
+            assert (mine is None) == (theirs is None), (case.name, name)
+            if mine is not None and theirs is not None:
+                pd.testing.assert_frame_equal(mine, theirs, obj=f"{case.name} {name}")
+    assert read_pin(store) == pin, "no later batch changed the pin"
+
+
 def test_a_half_written_file_is_landed_only_once_finished(corpus: dict[str, Any]) -> None:
     mid = corpus["outcomes"]["half_written_during_write"]
     assert mid.new == [] and mid.unsettled == ["half_written.csv"] and mid.archived == []

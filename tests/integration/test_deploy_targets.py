@@ -103,7 +103,7 @@ def test_an_unreachable_cluster_is_said_not_taken_for_nothing_served(
     monkeypatch.setenv("KUBECONFIG", str(dead))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
 
-    assert main(["status", str(spec)]) == 0
+    assert main(["status", str(spec)]) == 4, "exit 4: the target cannot be asked"
     out = capsys.readouterr().out
     assert "  deployed: UNKNOWN: cannot read deployment ml-serving/flights-delay from the cluster" in out, out
     assert "deployed: nothing" not in out

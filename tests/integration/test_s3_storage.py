@@ -76,6 +76,8 @@ def test_batches_reports_and_status_live_in_the_bucket_only(
         assert sum(key == f"team-a/flights_delay/batches/{batch_id}/batch.json" for key in keys) == 1
     assert f"team-a/flights_delay/batches/{first}/clean.parquet" in keys
     assert not any(".tmp-" in key for key in keys)
+    # No source.columns: the first accepted batch's schema is pinned in the bucket too.
+    assert "team-a/flights_delay/schema/pinned.json" in _bucket_keys(s3, BUCKET)
     # Nothing of the pipeline on the local disk: no default storage folder was made.
     assert not (project.root / "data" / "sluice").exists()
 
@@ -91,6 +93,7 @@ def test_batches_reports_and_status_live_in_the_bucket_only(
     assert shown.returncode == 0, shown.stderr
     assert first in shown.stdout and "accepted" in shown.stdout
     assert landed.new[1] in shown.stdout
+    assert f"schema: pinned from batch {first}" in shown.stdout
 
 
 def test_lint_names_the_missing_storage_connection_with_file_and_line(

@@ -41,11 +41,16 @@ def dag(plan: PipelinePlan, role: str) -> DagPlan:
     return found
 
 
-def test_demo_builds_an_ingest_a_train_and_a_monitor_dag():
+def test_demo_builds_an_ingest_a_train_a_monitor_and_a_serving_dag():
     plan = build_plan(load_spec(DEMO_SPEC))
 
     assert plan.pipeline == "flights_delay"
-    assert [d.dag_id for d in plan.dags] == ["flights_delay__ingest", "flights_delay__train", "flights_delay__monitor"]
+    assert [d.dag_id for d in plan.dags] == [
+        "flights_delay__ingest",
+        "flights_delay__train",
+        "flights_delay__monitor",
+        "flights_delay__serving",
+    ]
     assert plan.spec_path == str(DEMO_SPEC.resolve())
     for d in plan.dags:
         assert "sluice" in d.tags
@@ -127,7 +132,12 @@ def test_default_retrain_on_is_new_data(tmp_path):
 def test_pipeline_name_prefixes_dag_ids_and_asset(tmp_path):
     plan = plan_for(tmp_path, pipeline="taxi_fares")
 
-    assert [d.dag_id for d in plan.dags] == ["taxi_fares__ingest", "taxi_fares__train", "taxi_fares__monitor"]
+    assert [d.dag_id for d in plan.dags] == [
+        "taxi_fares__ingest",
+        "taxi_fares__train",
+        "taxi_fares__monitor",
+        "taxi_fares__serving",
+    ]
     publish = next(s for s in dag(plan, "ingest").steps if s.task_id == "publish")
     assert publish.outlets == ("sluice://taxi_fares/batches",)
     assert dag(plan, "train").schedule.assets == ("sluice://taxi_fares/drift",)
@@ -149,9 +159,28 @@ def test_monitor_runs_on_new_batches_and_publishes_drift(tmp_path):
     assert "monitor" in monitor.tags
 
 
+def test_a_local_model_server_is_watched_every_five_minutes_and_a_restart_alerts(tmp_path):
+    serving = dag(plan_for(tmp_path), "serving")
+
+    assert serving.dag_id == "flights_delay__serving" and serving.schedule.cron == "*/5 * * * *"
+    (step,) = serving.steps
+    assert (step.task_id, step.kind, step.retries, step.alert) == ("watch_serving", "watch_serving", 0, "failure")
+    assert step.timeout_minutes is not None and "serving" in serving.tags
+
+
+def test_no_watch_when_switched_off_or_when_kubernetes_restarts_its_own_pods(tmp_path):
+    local = copy.deepcopy(DEMO_DATA["deployment"])
+    local.setdefault("local", {})["watch_schedule"] = None
+    assert [d.role for d in plan_for(tmp_path, deployment=local).dags] == ["ingest", "train", "monitor"]
+    from tests.kube import kubernetes_spec
+
+    roles = [d.role for d in plan_for(tmp_path, deployment=kubernetes_spec()["deployment"]).dags]
+    assert roles == ["ingest", "train", "monitor"]
+
+
 def test_monitoring_disabled_builds_no_monitor_dag(tmp_path):
     plan = plan_for(tmp_path, monitoring={"enabled": False}, retrain_on=["new_data"])
-    assert [d.role for d in plan.dags] == ["ingest", "train"]
+    assert [d.role for d in plan.dags] == ["ingest", "train", "serving"]
 
 
 def test_retrain_on_drift_and_new_data_is_any_of_the_two_assets(tmp_path):

@@ -116,6 +116,33 @@ def test_stale_temporaries_of_dead_writers_are_cleaned_and_fresh_ones_kept(store
     store.check_writable()
 
 
+def test_a_step_removes_its_killed_predecessors_temporaries_at_once_and_only_in_its_own_area(
+    store: PipelineStore,
+) -> None:
+    """The retry of a killed step cleans what it left, without waiting a day and without touching others' work."""
+    store.write_bytes("batches/.tmp-b1-dead/source.csv", b"x")  # a land killed mid-batch
+    store.write_bytes("batches/b0/.batch.json.0f0f.tmp", b"x")  # another step's write, inside a batch
+    store.write_bytes("batches/b0/batch.json", b"{}")
+    store.write_bytes("features/.tmp-k1-dead/meta.json", b"x")  # a feature build killed mid-table
+
+    removed = store.clean_own_temporaries("batches", deep=False)
+
+    assert len(removed) == 1 and "tmp-b1-dead" in removed[0]
+    assert store.exists("batches/b0/.batch.json.0f0f.tmp") and store.exists("batches/b0/batch.json")
+    assert store.exists("features/.tmp-k1-dead/meta.json"), "another step's area is left alone"
+    assert len(store.clean_own_temporaries("features")) == 1 and not store.exists("features/.tmp-k1-dead/meta.json")
+    assert store.clean_own_temporaries("monitor") == [], "an area that does not exist yet has nothing to clean"
+
+
+def test_a_scratch_folder_is_emptied_for_the_step_that_owns_it(store: PipelineStore) -> None:
+    folder = store.scratch(".incoming")
+    (folder / ".copy-dead").write_bytes(b"x" * 100)
+    (folder / "tmpdir").mkdir()
+    (folder / "tmpdir" / "report.html").write_text("<html/>")
+    assert sorted(Path(p).name for p in store.clear_scratch(".incoming")) == [".copy-dead", "tmpdir"]
+    assert list(folder.iterdir()) == [] and store.clear_scratch(".incoming") == []
+
+
 @pytest.mark.parametrize("store", ["memory", "s3"], indirect=True)
 def test_object_store_commits_the_marker_last(store: PipelineStore) -> None:
     """Killed after the data objects but before the marker: readers see no batch."""

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+from sluice.services.storage import PipelineStore
 
 
 @pytest.fixture(scope="module")
@@ -16,3 +19,17 @@ def spark_module() -> Iterator[None]:
     active = SparkContext._active_spark_context
     if active is not None:
         active.stop()
+
+
+@pytest.fixture
+def landing(tmp_path: Path) -> Path:
+    """An empty local landing folder."""
+    folder = tmp_path / "landing"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> PipelineStore:
+    """Local storage of a pipeline named ``p``."""
+    return PipelineStore(tmp_path / "storage", "p")

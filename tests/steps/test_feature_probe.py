@@ -126,8 +126,8 @@ def test_a_spec_without_declared_columns_warns_what_is_unprotected(project: Path
     out, err = capsys.readouterr()
     (warning,) = err.splitlines()
     assert warning.startswith(f"{spec}:{line}:1: warning: source: source.columns is not declared")
-    assert "type drift reaches the model" in warning
-    assert "trained on as a category" in warning
+    assert "the first accepted batch's column types are pinned as they come" in warning
+    assert f"sluice schema-pin {spec} --from-batch ID or --reset changes it" in warning
     assert f"(hint: declare it from a sample batch: sluice infer-schema SAMPLE.parquet --spec {spec} --write)" in (
         warning
     )

@@ -18,18 +18,6 @@ from sluice.services.storage import PipelineStore, read_json
 from sluice.steps.ingest import land_new_files
 
 
-@pytest.fixture
-def landing(tmp_path: Path) -> Path:
-    folder = tmp_path / "landing"
-    folder.mkdir()
-    return folder
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> PipelineStore:
-    return PipelineStore(tmp_path / "storage", "p")
-
-
 def frame(rows: int, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(
         {"id": range(seed, seed + rows), "carrier": ["UA", "AA", "DL"] * (rows // 3) + ["UA"] * (rows % 3)}

@@ -15,21 +15,8 @@ import pytest
 from tests.storage import local
 
 from sluice.services.landing import CUT_LINE, PROCESSED, LocalInbox, open_for_writing
-from sluice.services.storage import PipelineStore
 from sluice.steps.ingest import land_new_files
 from sluice.steps.records import BatchStatus
-
-
-@pytest.fixture
-def landing(tmp_path: Path) -> Path:
-    folder = tmp_path / "landing"
-    folder.mkdir()
-    return folder
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> PipelineStore:
-    return PipelineStore(tmp_path / "storage", "p")
 
 
 def csv_bytes(rows: int = 3000) -> bytes:

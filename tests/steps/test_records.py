@@ -23,6 +23,7 @@ from sluice.steps.records import (
     DriftResult,
     DriftStatus,
     FeatureResult,
+    FittedRows,
     GateDecision,
     GateThresholds,
     GateVerdict,
@@ -35,7 +36,10 @@ from sluice.steps.records import (
     Record,
     RecordError,
     RefitResult,
+    SchemaPin,
     ScoredRun,
+    ServingCheck,
+    ServingStatus,
     SmokeCheck,
     TrainResult,
     Trigger,
@@ -136,10 +140,20 @@ EXAMPLES: list[Record] = [
     BatchOutcome(batch_id="b1", status=BatchStatus.REJECTED, reason="empty batch", failed_checks=["x: 1 rows"]),
     ValidationOutcomes(outcomes=[BatchOutcome(batch_id="b1", status=BatchStatus.ACCEPTED, reason="ok", rows=3)]),
     BatchAnnouncement(batches=["b1", "b2"], rows=10, quarantined=1),
+    SchemaPin(
+        columns=[("carrier", "string"), ("distance", "int")],
+        batch_id="b1",
+        source_file="m1.parquet",
+        pinned_at=1.0,
+        how="first accepted batch",
+        guessed=["tail"],
+    ),
+    SchemaPin(columns=None, pinned_at=2.0, how="sluice schema-pin --reset"),
     FeatureResult(path="/f/features.parquet", key="k", batches={"b1": "sha"}, job_hash="j", rows=10, cached=True),
     TrainResult(
         mlflow_run_id="r", holdout_path="/h.parquet", split="random", train_rows=8, holdout_rows=2, features=["a"]
     ),
+    FittedRows(available=80, fitted=8, fraction=0.1, setting="0.1", stratified=True, seed=42),
     Check(name="floor", passed=False, detail="candidate 0.5 >= min 0.6"),
     GateThresholds(min=0.6, max=None, max_regression_vs_champion=0.01),
     ScoredRun(run_id="r", score=0.7),
@@ -159,7 +173,8 @@ EXAMPLES: list[Record] = [
         check_rows=8,
         passed=True,
     ),
-    SmokeCheck(rows=2, predictions=[0.5, 1.5]),
+    SmokeCheck(rows=2, predictions=[0.5, 1.5], inputs=[{"carrier": "UA", "distance": 1400}, {"carrier": None}]),
+    ServingCheck(status=ServingStatus.RESTARTED, version="3", found=["deployed: NOT SERVING: ..."]),
     decode(LocalDeployment, OLD_CURRENT_DEPLOYMENT),
     LocalDeployResult(**OLD_CURRENT_DEPLOYMENT, changed=True, previous_version="2"),
     KubernetesDeployResult(
@@ -253,6 +268,16 @@ def test_decision_and_drift_files_in_todays_shape_decode() -> None:
     assert drift.status is DriftStatus.COMPARED
     assert [c.column for c in drift.drifted_columns()] == ["dest"]
     assert "dest Jensen-Shannon distance 0.210 (threshold 0.1)" in drift.summary()
+
+
+def test_a_decision_from_before_training_sample_decodes_without_the_fitted_rows() -> None:
+    """decision.json files written before training.sample have no ``fitted``; they still decode."""
+    old = decode(GateDecision, OLD_DECISION)
+    assert "fitted" not in OLD_DECISION and old.fitted is None
+    fitted = FittedRows(available=900, fitted=100, fraction=100 / 900, setting="100", stratified=True, seed=7)
+    new = decode(GateDecision, encode(old) | {"fitted": encode(fitted)})
+    assert new.fitted == fitted
+    assert new.fitted.describe() == "100 of 900 training rows (11.1%), stratified by the target, seed 7"
 
 
 def test_the_retrain_rule_reads_an_old_trigger_file(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from tests.conftest import Project
+from tests.feature_tables import features_of
 
 from sluice.services.storage import PipelineStore
 from sluice.spec.loader import LoadedSpec, load_spec
@@ -35,24 +36,6 @@ def batch_rows(month: int, rows: int = ROWS, flipped: bool = False) -> pd.DataFr
             "carrier": rng.choice(["UA", "AA", "DL"], rows),
             "is_delayed": (delayed ^ noise).astype(int),
         }
-    )
-
-
-def features_of(store: PipelineStore, months: dict[int, pd.DataFrame]) -> FeatureResult:
-    """A ``scope: batch`` feature result: one table per batch, oldest first."""
-    parts = []
-    for m, frame in months.items():
-        key = store.feature_cache_key(f"b{m}", "entry", "features.parquet")
-        with store.open_write(key) as fh:
-            frame.to_parquet(fh, index=False)
-        parts.append(store.location(key))
-    return FeatureResult(
-        path=store.location(store.features_key("table")),
-        key="-".join(f"b{m}" for m in months),
-        batches={f"b{m}": f"sha-{m}" for m in months},
-        job_hash="job",
-        rows=sum(len(f) for f in months.values()),
-        parts=parts,
     )
 
 

@@ -543,6 +543,10 @@ NEXT_STEPS = {
     "alerts.email. The drift itself is recorded (drift.json, the MLflow run 'monitor <run>') and the drift event "
     "was published by publish_drift. Clear this task to send the email once SMTP works.",
     "approve": "Nobody answered in time: the champion is kept. Re-run the train DAG to ask again.",
+    "watch_serving": "Read the task log (what was wrong, what was stopped and started) and the model server's "
+    "log in the deploy folder. When it says restarted, the recorded version serves again: find why its server "
+    "died (memory, a kill). When it could not restart, clear the train DAG's deploy task once the cause is "
+    "fixed; `sluice status SPEC` says what serves now.",
 }
 
 
@@ -554,18 +558,74 @@ def format_generic(facts: AlertFacts) -> AlertEmail:
     return AlertEmail(subject, _page(f"{facts.task_id} failed for {facts.pipeline}", [], facts, todo))
 
 
+#: Alert kind of a task that died without reporting (killed by a signal, or lost with its worker).
+KILLED = "killed"
+
+
+def format_killed(facts: AlertFacts) -> AlertEmail:
+    """A task died on its last try without running its own failure alert: who, which try, what killed it.
+
+    ``facts.extra`` holds ``try_number`` and ``tries`` (the try that died and how many the task
+    has) and ``death``: what the task's supervisor saw (``signal 9 (SIGKILL)``, ``exit code 137``),
+    or None when nothing was recorded (the supervisor died too, or the log is elsewhere).
+    """
+    tried = facts.extra.get("try_number")
+    tries = facts.extra.get("tries")
+    recorded = facts.extra.get("death")
+    death = str(recorded or "no exit recorded")
+    which = f"try {tried} of {tries}" if tried and tries else (f"try {tried}" if tried else "its last try")
+    subject = f"{SUBJECT_PREFIX} {facts.pipeline}: {facts.task_id} was killed on its last try ({which}): {death}"
+    oom = "SIGKILL" in death
+    ended = (
+        _e(recorded)
+        if recorded
+        else "nothing recorded: the process stopped without reporting (killed together with its supervisor, "
+        "its worker lost, or its machine; Airflow failed the try when its heartbeat stopped), or its log is "
+        "on another machine"
+    )
+    rows = [
+        ["task", f"<code>{_e(facts.task_id)}</code> (DAG <code>{_e(facts.dag_id)}</code>)"],
+        ["try", f"{_e(which)}: the last one, Airflow does not retry it again"],
+        ["what ended it", ended],
+    ]
+    sections = [
+        f"<p>The task process of <code>{_e(facts.task_id)}</code> <b>died without reporting an error</b>, so "
+        "its own failure alert could not run (a killed process runs no code). sluice's run watch found the "
+        "task failed for good with no alert sent, and sends this one.</p>",
+        _table(rows),
+        "<p>A <b>SIGKILL</b> is what the kernel's out-of-memory killer sends (and <code>kill -9</code>, or a "
+        "container runtime at its memory limit: exit code 137). When no signal is known, the task's worker "
+        "or machine was lost with it: Airflow failed the try once its heartbeat stopped.</p>"
+        if oom or not recorded
+        else "",
+    ]
+    safe = NEXT_STEPS.get(facts.task_id, "Read the task log in Airflow; fix the cause and clear the task to retry.")
+    todo = (
+        (
+            "Check the machine's kernel log for <code>Out of memory: Killed process</code> (<code>dmesg</code>, "
+            "<code>journalctl -k</code>) and give the worker more memory, or make the step's work smaller. "
+            if oom
+            else "Check the worker that ran the task (its log, its machine). "
+        )
+        + "Then clear the task: a killed step's retry is safe (see the crash table in the README). "
+        + _e(safe)
+    )
+    return AlertEmail(subject, _page(f"{facts.task_id} was killed ({facts.pipeline})", sections, facts, todo))
+
+
 FORMATTERS = {
     "gate": format_gate,
     "validation": format_validation,
     "deploy": format_deploy,
     "drift": format_drift,
     "landing": format_landing,
+    KILLED: format_killed,
 }
 
 
 def compose(facts: AlertFacts) -> AlertEmail:
-    """The email for an alert kind; a generic one when the facts are missing or unknown."""
+    """The email for an alert kind; a generic one when the facts it needs are missing or the kind is unknown."""
     formatter = FORMATTERS.get(facts.kind)
-    if formatter is None or not facts.data:
+    if formatter is None or (facts.kind in FACT_TASKS and not facts.data):
         return format_generic(facts)
     return formatter(facts)

@@ -9,11 +9,22 @@ and the run goes on as it would have (the task is red already).
 
 Drift is news, not a failure: the monitor DAG's ``alert_drift`` task sends its email with
 :func:`send_alert` itself, and fails when it cannot (see :func:`sluice.airflow.tasks.alert_drift`).
+
+A task whose process is killed (SIGKILL from the out-of-memory killer, ``kill -9``, a lost
+worker) runs no code, so its ``on_failure_callback`` never runs in the task; on Airflow 3.3
+nothing else runs it when the task's supervisor survives and reports the failure (the
+scheduler hands a failure callback to the DAG processor only when a task stops
+heartbeating, or when the executor and the database disagree). :class:`KilledTaskWatch` is
+the DAG-level ``on_failure_callback`` that closes the gap: when a run fails, it alerts for
+every failed task whose last try left no :data:`ALERTED_KEY` marker, i.e. whose own alert
+never ran.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import Message
@@ -25,13 +36,16 @@ from typing import TYPE_CHECKING, Any, cast
 from airflow.providers.smtp.hooks.smtp import SmtpHook
 from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 
-from sluice.airflow.alert_format import FACT_TASKS, AlertEmail, AlertFacts, Link, compose, landing_news
+from sluice.airflow.alert_format import FACT_TASKS, KILLED, AlertEmail, AlertFacts, Link, compose, landing_news
 
 if TYPE_CHECKING:
     from sluice.services.storage import PipelineStore
     from sluice.spec.loader import LoadedSpec
 
 log = logging.getLogger(__name__)
+
+#: XCom key a task-level alert leaves on the failed try: the task's own alert ran (sent or not).
+ALERTED_KEY = "sluice_alerted"
 
 
 @dataclass
@@ -55,29 +69,29 @@ class _Source:
             facts.links.append(Link(label, url, str(path)))
 
 
-def gather_facts(kind: str, pipeline: str, spec_path: str | None, context: Any) -> AlertFacts:
+def gather_facts(kind: str, pipeline: str, spec_path: str | None, context: Any, task: str | None = None) -> AlertFacts:
     """Collect the facts of a failed task from its Airflow context.
 
     Args:
         kind: Alert kind of the step.
         pipeline: Pipeline name.
         spec_path: The spec file (to find storage paths), or None.
-        context: The Airflow context given to ``on_failure_callback``.
+        context: The Airflow context given to ``on_failure_callback`` (task or DAG level).
+        task: The failed task, when it is not the context's own (a DAG-level callback).
     """
     from sluice.airflow import urls
 
     ti = context["ti"]
-    dag_id, run_id, task_id = ti.dag_id, ti.run_id, ti.task_id
+    dag_id, run_id, task_id = ti.dag_id, ti.run_id, task or ti.task_id
     error = context.get("exception")
     facts = AlertFacts(kind, pipeline, dag_id, task_id, run_id, error=str(error) if error else "")
     source = FACT_TASKS.get(kind)
     if source:
         facts.data = ti.xcom_pull(task_ids=source)
     base = urls.airflow_base_url()
+    try_number = getattr(ti, "try_number", None) if task_id == ti.task_id else None
     # Never ti.log_url: Airflow builds it on port 8080 whatever port the API server uses.
-    log_url = urls.task_log_url(
-        dag_id, run_id, task_id, getattr(ti, "try_number", None), getattr(ti, "map_index", None), base
-    )
+    log_url = urls.task_log_url(dag_id, run_id, task_id, try_number, getattr(ti, "map_index", None), base)
     facts.links.append(Link("Airflow task log", log_url))
     facts.links.append(Link("Airflow run", urls.dag_run_url(dag_id, run_id, base)))
     where = _Source(pipeline, ti, base)
@@ -254,13 +268,16 @@ def send_alert(facts: AlertFacts, to: list[str], smtp_conn_id: str, context: Any
         facts: What the email says (:func:`gather_facts`).
         to: Recipients.
         smtp_conn_id: Airflow connection of the SMTP server.
-        context: The Airflow context of the task.
+        context: The Airflow context of the task (or of a DAG-level callback).
 
     Returns:
         The email sent.
     """
     email = compose(facts)
-    # A fresh notifier per email: a task's notifier is shared by every run of the task.
+    # No "dag" in the context it renders with: a DAG-level callback under dag.test() gets a
+    # SerializedDAG, which has no template environment (apache/airflow#64649).
+    without_dag: Any = {k: v for k, v in context.items() if k != "dag"}
+    # A fresh notifier per email: the callback object is shared by every run of the task.
     _TwoPartNotifier(
         to=to,
         subject=email.subject,
@@ -268,8 +285,38 @@ def send_alert(facts: AlertFacts, to: list[str], smtp_conn_id: str, context: Any
         text=email.text,
         smtp_conn_id=smtp_conn_id,
         custom_headers={"X-Sluice-Alert": facts.kind, "X-Sluice-Pipeline": facts.pipeline},
-    ).notify(context)
+    ).notify(without_dag)
     return email
+
+
+def _not_sent(kind: str, pipeline: str, to: list[str], smtp_conn_id: str, exc: BaseException) -> None:
+    log.error(
+        "alert email not sent: %s alert for %s to %s via connection %s: %s: %s",
+        kind,
+        pipeline,
+        ", ".join(to),
+        smtp_conn_id,
+        type(exc).__name__,
+        exc,
+    )
+
+
+def _supervised() -> bool:
+    """Whether this process talks to an Airflow supervisor (a task, or the DAG processor's callback runner).
+
+    Airflow's own secrets lookup tells its contexts apart the same way. Without one, the
+    callback runs in the process that ran the tasks themselves (``dag.test()``).
+    """
+    from airflow.sdk.execution_time import task_runner
+
+    return getattr(task_runner, "SUPERVISOR_COMMS", None) is not None
+
+
+def _watched(dag: Any) -> bool:
+    """Whether ``dag`` carries a :class:`KilledTaskWatch` (then the watch alerts for a dead task)."""
+    found = getattr(dag, "on_failure_callback", None)
+    callbacks = found if isinstance(found, list) else [found]
+    return any(isinstance(c, KilledTaskWatch) for c in callbacks)
 
 
 class AlertNotifier(SmtpNotifier):
@@ -279,6 +326,12 @@ class AlertNotifier(SmtpNotifier):
     sent by :class:`SmtpNotifier` with connection ``smtp_conn_id``; the sender comes from the
     connection's ``from_email`` extra. Any error while composing or sending is logged as
     ``alert email not sent: ...`` and swallowed: an alert must never change a task's outcome.
+
+    Run inside the failed task, it first leaves an :data:`ALERTED_KEY` XCom on the try, so
+    the run's :class:`KilledTaskWatch` knows this failure had its alert. Run by the DAG
+    processor for a task that stopped heartbeating (there is no exception: the task never
+    reported), it leaves that task to the DAG's watch, or, on a DAG without one, sends the
+    ``killed`` alert itself.
 
     Args:
         alert: Alert kind ('validation', 'gate', 'deploy', 'drift', 'failure' for any other step, or
@@ -309,6 +362,13 @@ class AlertNotifier(SmtpNotifier):
 
     def notify(self, context: Any) -> None:
         """Compose and send the email; log (never raise) when that fails."""
+        # The landing alert is a success callback (a land that refused inputs still succeeded);
+        # every other kind is a failure callback, and one without an exception is a dead task's.
+        if self.alert != "landing":
+            if "exception" not in context:
+                self._lost(context)
+                return
+            _mark_alerted(context, self.alert)
         try:
             if self.alert == "landing" and not landing_news(context["ti"].xcom_pull(task_ids=FACT_TASKS["landing"])):
                 return  # a land that succeeded with nothing to report: no email (and no spec to load)
@@ -320,14 +380,162 @@ class AlertNotifier(SmtpNotifier):
             if self.alert == "failure":
                 _remember(facts)
         except Exception as exc:  # an alert must not change the task's outcome
-            log.error(
-                "alert email not sent: %s alert for %s to %s via connection %s: %s: %s",
-                self.alert,
-                self.pipeline,
-                ", ".join(self.to),
-                self.smtp_conn_id,
-                type(exc).__name__,
-                exc,
-            )
+            _not_sent(self.alert, self.pipeline, list(self.to), self.smtp_conn_id, exc)
             return
         log.info("alert email sent: %s alert for %s to %s", self.alert, self.pipeline, ", ".join(self.to))
+
+    def _lost(self, context: Any) -> None:
+        """The task died without reporting; the scheduler asked for its failure callback."""
+        ti = context["ti"]
+        if _watched(context.get("dag")):
+            log.info("task %s died without reporting: the run's killed-task watch alerts for it", ti.task_id)
+            return
+        tries = (getattr(ti, "max_tries", None) or 0) + 1
+        send_killed(self.pipeline, list(self.to), self.spec_path, self.smtp_conn_id, context, ti.task_id, tries)
+
+
+def _mark_alerted(context: Any, kind: str) -> None:
+    """Leave the :data:`ALERTED_KEY` XCom on the failed try (Airflow clears it when the task is tried again)."""
+    ti = context["ti"]
+    try:
+        ti.xcom_push(ALERTED_KEY, {"kind": kind, "try_number": getattr(ti, "try_number", None)})
+    except Exception as exc:  # the watch may then alert a second time; never lose this one
+        log.warning("alert: cannot mark %s as alerted (%s); the run's watch may alert for it too", ti.task_id, exc)
+
+
+#: What the task's supervisor writes into the try's log when the task process ends without reporting.
+_DEATH_EVENTS = ("Process terminated by signal", "Process exited abnormally", "SIGSEGV (Segmentation Violation)")
+
+
+def death_in_log(text: str) -> str | None:
+    """How a task process ended, from the supervisor's last line about it in a task log, or None.
+
+    Returns:
+        ``signal 9 (SIGKILL)``, ``signal 11 (SIGSEGV)``, ``exit code 137``... or None when the
+        log records no such end (the supervisor died too, or the log is elsewhere).
+    """
+    for line in reversed(text.splitlines()):
+        if not any(event in line for event in _DEATH_EVENTS):
+            continue
+        try:
+            event = json.loads(line)
+        except ValueError:
+            event = {}
+        if not isinstance(event, dict):
+            event = {}
+        sig = event.get("signal")
+        if sig is None and (found := re.search(r"\bsignal[=:\s\"]+(-?\d+)", line)):
+            sig = found.group(1)
+        name = event.get("signal_name")
+        if name is None and (found := re.search(r"\bsignal_name[=:\s\"]+(SIG[A-Z0-9]+)", line)):
+            name = found.group(1)
+        if sig is not None:
+            return f"signal {abs(int(sig))}" + (f" ({name})" if name else "")
+        if "SIGSEGV" in line:
+            return "signal 11 (SIGSEGV)"
+        code = event.get("exit_code")
+        if code is None and (found := re.search(r"\bexit_code[=:\s\"]+(-?\d+)", line)):
+            code = found.group(1)
+        if code is not None:
+            return f"exit code {code}"
+    return None
+
+
+def recorded_death(dag_id: str, run_id: str, task_id: str, try_number: int | None, map_index: int = -1) -> str | None:
+    """:func:`death_in_log` of a try's log on this machine (Airflow's default log layout), or None."""
+    from pathlib import Path
+
+    from airflow.sdk.configuration import conf
+
+    if not try_number:
+        return None
+    folder = Path(conf.get("logging", "base_log_folder")) / f"dag_id={dag_id}" / f"run_id={run_id}"
+    folder = folder / f"task_id={task_id}"
+    if map_index is not None and map_index >= 0:
+        folder = folder / f"map_index={map_index}"
+    try:
+        text = (folder / f"attempt={try_number}.log").read_text(errors="replace")
+    except OSError:  # remote logging, another worker's machine: the email says less, never nothing
+        return None
+    return death_in_log(text)
+
+
+def send_killed(
+    pipeline: str,
+    to: list[str],
+    spec_path: str | None,
+    smtp_conn_id: str,
+    context: Any,
+    task_id: str,
+    tries: int,
+    try_number: int | None = None,
+) -> None:
+    """Send the ``killed`` alert for ``task_id`` of the context's run (logs, never raises, when it fails)."""
+    try:
+        ti = context["ti"]
+        facts = gather_facts(KILLED, pipeline, spec_path, context, task=task_id)
+        if try_number is None and task_id == ti.task_id:
+            try_number = getattr(ti, "try_number", None)
+        map_index = getattr(ti, "map_index", None)
+        death = recorded_death(ti.dag_id, ti.run_id, task_id, try_number, -1 if map_index is None else map_index)
+        facts.extra.update(try_number=try_number or tries, tries=tries, death=death)
+        send_alert(facts, to, smtp_conn_id, context)
+    except Exception as exc:  # an alert must not change the run's outcome
+        _not_sent(KILLED, pipeline, to, smtp_conn_id, exc)
+        return
+    log.info("alert email sent: killed alert for %s task %s to %s", pipeline, task_id, ", ".join(to))
+
+
+class KilledTaskWatch:
+    """DAG-level ``on_failure_callback``: the alert of every task that died without sending its own.
+
+    Airflow runs it (in the DAG processor) when a run fails. For each failed task of the run
+    whose last try left no :data:`ALERTED_KEY` marker (its ``AlertNotifier`` never ran because
+    the process was killed), it sends the ``killed`` alert: the task, the try, and what ended
+    it (the signal or exit code the task's supervisor wrote into the try's log, when the log is
+    on this machine). Tries that Airflow retries fail no run, so a kill on an earlier try sends
+    nothing. A plain callable, not a notifier: a DAG-level notifier fails under ``dag.test()``
+    (apache/airflow#64649).
+
+    Args:
+        pipeline: Pipeline name.
+        to: Recipients (the spec's ``alerts.email``).
+        spec_path: The spec file, to find report paths.
+        smtp_conn_id: Airflow connection of the SMTP server.
+    """
+
+    __name__ = "sluice_killed_task_watch"
+
+    def __init__(
+        self, *, pipeline: str, to: list[str], spec_path: str | None = None, smtp_conn_id: str = "smtp_default"
+    ) -> None:
+        self.pipeline = pipeline
+        self.to = list(to)
+        self.spec_path = spec_path
+        self.smtp_conn_id = smtp_conn_id
+
+    def __call__(self, context: Any) -> None:
+        """Check the failed run (never raises: an alert must not change the run's outcome)."""
+        try:
+            self._check(context)
+        except Exception as exc:
+            _not_sent(KILLED, self.pipeline, self.to, self.smtp_conn_id, exc)
+
+    def _check(self, context: Any) -> None:
+        if not _supervised():
+            # dag.test(): every task ran in this very process, so none died without its alert.
+            log.info("killed-task watch: the tasks ran in this process; nothing to check")
+            return
+        ti = context.get("ti")
+        if ti is None:
+            log.warning("killed-task watch: Airflow named no failed task for run %s", context.get("run_id"))
+            return
+        states = (ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]) or {}).get(ti.run_id) or {}
+        failed = sorted(task for task, state in states.items() if str(state) == "failed") or [ti.task_id]
+        dag = context.get("dag")
+        for task_id in failed:
+            if ti.xcom_pull(task_ids=task_id, key=ALERTED_KEY) is not None:
+                continue
+            task = dag.get_task(task_id) if dag is not None and dag.has_task(task_id) else None
+            tries = int(getattr(task, "retries", 0) or 0) + 1
+            send_killed(self.pipeline, self.to, self.spec_path, self.smtp_conn_id, context, task_id, tries)

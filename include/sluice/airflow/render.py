@@ -135,6 +135,7 @@ def _wait_for_files(step: Step, plan: PipelinePlan) -> BaseOperator:
     "compute_drift",
     "publish_drift",
     "alert_drift",
+    "watch_serving",
 )
 def _python_step(step: Step, plan: PipelinePlan) -> BaseOperator:
     from airflow.providers.standard.operators.python import PythonOperator
@@ -226,6 +227,21 @@ def render_schedule(schedule: Schedule) -> Any:
     return schedule.cron
 
 
+def _killed_task_watch(plan: PipelinePlan) -> Any:
+    """The run-level watch that alerts for a task killed on its last try (None without recipients).
+
+    A killed task process runs no ``on_failure_callback`` of its own; see
+    :class:`sluice.airflow.alerts.KilledTaskWatch`.
+    """
+    if not plan.alert_emails:
+        return None
+    from sluice.airflow.alerts import KilledTaskWatch
+
+    return KilledTaskWatch(
+        pipeline=plan.pipeline, to=list(plan.alert_emails), spec_path=plan.spec_path, smtp_conn_id=SMTP_CONN_ID
+    )
+
+
 def render_dag(plan: PipelinePlan, dag_plan: DagPlan) -> DAG:
     """Build one Airflow DAG from a DAG plan."""
     dag = DAG(
@@ -241,6 +257,7 @@ def render_dag(plan: PipelinePlan, dag_plan: DagPlan) -> DAG:
         # Only what the loader returns is registered: a `with dag:` block would otherwise
         # register a half-built DAG even when its pipeline failed to compile.
         auto_register=False,
+        on_failure_callback=_killed_task_watch(plan),
     )
     from sluice.airflow.links import links_for
 

@@ -29,6 +29,7 @@ from sluice.steps.records import (
     PromoteResult,
     Record,
     RefitResult,
+    ServingStatus,
     TrainResult,
     ValidationOutcomes,
     decode,
@@ -182,13 +183,17 @@ def build_features(spec_path: str, **context: Any) -> dict[str, Any]:
 
 
 def train(spec_path: str, **context: Any) -> dict[str, Any]:
-    """Train the candidate and log it to MLflow."""
-    from sluice.steps.train import train_candidate
+    """Train the candidate and log it to MLflow; fail (no retries) when the fit would not fit in memory."""
+    from sluice.steps.train import TrainingMemoryError, train_candidate
 
     loaded, store = _open(spec_path)
     features = _pull(context, TaskId.BUILD_FEATURES, FeatureResult)
-    result = train_candidate(loaded, store, features, context["dag"].dag_id, context["run_id"])
-    log.info("candidate run %s (%s)", result.mlflow_run_id, result.split)
+    try:
+        result = train_candidate(loaded, store, features, context["dag"].dag_id, context["run_id"])
+    except TrainingMemoryError as exc:
+        raise AirflowFailException(str(exc)) from None
+    fitted = f"; fitted on {result.fitted.describe()}" if result.fitted else ""
+    log.info("candidate run %s (%s%s)", result.mlflow_run_id, result.split, fitted)
     return encode(result)
 
 
@@ -217,6 +222,7 @@ def gate(spec_path: str, **context: Any) -> dict[str, Any]:
 def refit(spec_path: str, **context: Any) -> dict[str, Any]:
     """Fit the gated candidate again on train + holdout; fail (no retries) when the refit is worse."""
     from sluice.steps.refit import RefitWorse, refit_candidate
+    from sluice.steps.train import TrainingMemoryError
 
     loaded, store = _open(spec_path)
     try:
@@ -229,7 +235,7 @@ def refit(spec_path: str, **context: Any) -> dict[str, Any]:
             context["dag"].dag_id,
             context["run_id"],
         )
-    except RefitWorse as exc:
+    except (RefitWorse, TrainingMemoryError) as exc:
         raise AirflowFailException(str(exc)) from None
     log.info(
         "refit run %s on %d rows (batches %s): %s %.4f vs evaluated %.4f on its training rows",
@@ -389,3 +395,30 @@ def alert_drift(spec_path: str, to: list[str], smtp_conn_id: str, **context: Any
         ) from exc
     log.info("drift alert email sent to %s: %s", ", ".join(to), email.subject)
     return {"sent": True, "to": list(to), "subject": email.subject}
+
+
+def watch_serving(spec_path: str, **context: Any) -> dict[str, Any]:
+    """Check the local model server; restart the recorded version when it is down or wrong, then fail (alert)."""
+    from sluice.steps.deploy import watch_local
+
+    loaded, store = _open(spec_path)
+    check = watch_local(loaded, store, say=log.info)
+    for line in check.found:
+        log.warning("found: %s", line)
+    if check.status == ServingStatus.NOTHING:
+        log.info("nothing deployed yet: nothing to watch")
+    elif check.status == ServingStatus.HEALTHY:
+        log.info("v%s serves as recorded", check.version)
+    elif check.status == ServingStatus.RESTARTED:
+        # Failed on purpose: the outage is an incident a person hears of (the alert), and the
+        # run shows red in the UI; the next look is green again.
+        raise AirflowFailException(
+            f"model server of {loaded.spec.pipeline} was not serving as recorded: restarted v{check.version}, "
+            "it answers again\n" + "\n".join(check.found)
+        )
+    else:
+        raise AirflowFailException(
+            f"model server of {loaded.spec.pipeline} is down and could not be restarted: {check.error}\n"
+            + "\n".join(check.found)
+        )
+    return encode(check)

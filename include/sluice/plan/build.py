@@ -65,7 +65,7 @@ def landing_config(loaded: LoadedSpec) -> dict[str, str]:
 
 
 def build_plan(loaded: LoadedSpec) -> PipelinePlan:
-    """Compile a spec into its DAGs (``<pipeline>__ingest``, ``__train`` and ``__monitor``).
+    """Compile a spec into its DAGs (``<pipeline>__ingest``, ``__train``, ``__monitor`` and ``__serving``).
 
     Args:
         loaded: A validated spec.
@@ -78,6 +78,8 @@ def build_plan(loaded: LoadedSpec) -> PipelinePlan:
     dags: tuple[DagPlan, ...] = (_ingest_dag(loaded, tags), _train_dag(loaded, tags))
     if spec.monitoring.enabled:
         dags += (_monitor_dag(loaded, tags),)
+    if spec.deployment.target == "local" and spec.deployment.local.watch_schedule:
+        dags += (_serving_dag(loaded, tags),)
     dags = tuple(_with_defaults(d) for d in dags)
     return PipelinePlan(
         pipeline=spec.pipeline,
@@ -348,6 +350,30 @@ def _monitor_dag(loaded: LoadedSpec, tags: tuple[str, ...]) -> DagPlan:
                     "Email the drift alert (numbers, report) when the batch drifted; skipped otherwise. "
                     "Drift keeps the run green; an email that cannot be sent fails this task."
                 ),
+            ),
+        ),
+    )
+
+
+def _serving_dag(loaded: LoadedSpec, tags: tuple[str, ...]) -> DagPlan:
+    """``<pipeline>__serving``: the watch of a local model server (a Kubernetes Deployment restarts its own pods)."""
+    name = loaded.spec.pipeline
+    cfg = loaded.spec.deployment.local
+    return DagPlan(
+        dag_id=f"{name}__serving",
+        role="serving",
+        schedule=Schedule(cron=cfg.watch_schedule),
+        tags=(*tags, "serving"),
+        description=f"{name}: check the model server on {cfg.host}:{cfg.port}; restart the recorded version if down",
+        steps=(
+            Step(
+                "watch_serving",
+                "watch_serving",
+                # The next scheduled look is the retry.
+                retries=0,
+                doc="Fail (and alert) when the model server was down, answered wrong or shared its port; "
+                "the recorded version is restarted first.",
+                timeout_minutes=cfg.health_timeout_seconds / 60 + 10,
             ),
         ),
     )

@@ -63,7 +63,7 @@ class DagPlan:
     """One DAG of a pipeline."""
 
     dag_id: str
-    role: Literal["ingest", "train", "monitor"]
+    role: Literal["ingest", "train", "monitor", "serving"]
     schedule: Schedule
     steps: tuple[Step, ...]
     tags: tuple[str, ...]

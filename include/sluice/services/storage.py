@@ -25,6 +25,8 @@ Layout under ``<storage.root>/<pipeline>/``::
     runs/<airflow run id>/...            per train run: trigger.json, holdout, decision record
     monitor/<airflow run id>/            per monitor run: report.html (Evidently), drift.json
     deploy/current.json                  what is served where (local target)
+    schema/pinned.json                   the schema batches are held to when the spec declares no
+                                         source.columns (the first accepted batch's; sluice schema-pin)
     landing/archived.json                archived landing files still watched for changes
     landing/refused.json                 inputs refused (folders, symlinks, hidden names), once each
 
@@ -167,6 +169,15 @@ class StorageBackend(Protocol):
         """A pandas DataFrame of the parquet file or folder (Spark's part files) at ``key``."""
         ...
 
+    def parquet_files(self, key: str) -> tuple[Any, list[str]]:
+        """The parquet file at ``key``, or every data file of the folder at ``key``, without reading them.
+
+        Returns:
+            A pyarrow filesystem and the files' paths on it, sorted, for ``pyarrow.dataset``
+            (read footers, columns or row groups one at a time).
+        """
+        ...
+
     def put_file(self, local: Path, key: str) -> None:
         """Move (or upload) a finished local file to ``key`` atomically."""
         ...
@@ -196,8 +207,11 @@ class StorageBackend(Protocol):
         """
         ...
 
-    def clean_stale(self, older_than: float = STALE_AFTER_SECONDS) -> list[str]:
-        """Remove temporaries left by writers killed mid-way; return what went."""
+    def clean_stale(self, older_than: float = STALE_AFTER_SECONDS, under: str = "", deep: bool = True) -> list[str]:
+        """Remove temporaries left by writers killed mid-way below key ``under``; return what went.
+
+        ``deep`` False: only the temporaries directly below ``under``, not inside its folders.
+        """
         ...
 
     def scratch(self, name: str) -> Path:
@@ -293,6 +307,11 @@ class PipelineStore:
         return join("landing", name)
 
     @staticmethod
+    def schema_key(name: str = "") -> str:
+        """Key of the pipeline's schema records (the pinned schema), or of ``name`` inside."""
+        return join("schema", name)
+
+    @staticmethod
     def deploy_key(name: str = "") -> str:
         """Key of the deploy records' folder, or of ``name`` inside it."""
         return join("deploy", name)
@@ -356,6 +375,14 @@ class PipelineStore:
         """A pandas DataFrame of the parquet file or folder at ``key``."""
         return self.backend.read_parquet(key)
 
+    def parquet_files(self, key: str) -> tuple[Any, list[str]]:
+        """A pyarrow filesystem and the sorted data files of the parquet file or folder at ``key``.
+
+        For reading a table piece by piece (its footers, some columns, one row group at a
+        time) rather than whole, as :meth:`read_parquet` does.
+        """
+        return self.backend.parquet_files(key)
+
     def read_json(self, key: str) -> Any:
         """The JSON document at ``key``."""
         return json.loads(self.backend.read_bytes(key))
@@ -392,12 +419,38 @@ class PipelineStore:
         self.backend.check_writable()
 
     def clean_stale(self, older_than: float = STALE_AFTER_SECONDS) -> list[str]:
-        """Remove temporaries of dead writers."""
+        """Remove temporaries of dead writers (any step's), once older than any try may run."""
         return self.backend.clean_stale(older_than)
+
+    def clean_own_temporaries(self, under: str, deep: bool = True) -> list[str]:
+        """Remove every temporary below key ``under`` now, whatever its age.
+
+        For a step that is the only writer there: every sluice DAG runs one run at a time,
+        so what a step finds there at its start is its killed predecessor's (its previous
+        try's), and the retry cleans it instead of leaving it to the day-old sweep.
+        """
+        return self.backend.clean_stale(0.0, under=under, deep=deep)
 
     def scratch(self, name: str) -> Path:
         """A local working folder (see :meth:`StorageBackend.scratch`)."""
         return self.backend.scratch(name)
+
+    def clear_scratch(self, name: str) -> list[str]:
+        """Empty the local working folder ``name`` (a killed try's leftovers); return what went.
+
+        Only for a step that alone uses that folder (see :meth:`clean_own_temporaries`).
+        """
+        import shutil
+
+        folder = self.scratch(name)
+        removed = []
+        for path in sorted(folder.iterdir()):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(str(path))
+        return removed
 
     # --- batches --------------------------------------------------------------------------
 

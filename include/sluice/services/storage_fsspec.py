@@ -147,6 +147,13 @@ class FsspecBackend:
 
         return pd.read_parquet(self._path(key), filesystem=self.fs)
 
+    def parquet_files(self, key: str) -> tuple[Any, list[str]]:
+        """The store as a pyarrow filesystem and the parquet object at ``key`` or the data objects below it, sorted."""
+        import pyarrow.dataset as ds
+
+        found = ds.dataset(self._path(key), format="parquet", filesystem=self.fs)
+        return found.filesystem, sorted(found.files)
+
     def put_file(self, local: Path, key: str) -> None:
         """Upload a finished local file, then delete it."""
         self.fs.put_file(str(local), self._path(key))
@@ -210,14 +217,22 @@ class FsspecBackend:
                 "bucket, its credentials and that its endpoint answers, then clear the task; nothing was written",
             ) from exc
 
-    def clean_stale(self, older_than: float = STALE_AFTER_SECONDS) -> list[str]:
-        """Remove ``.tmp-*`` prefixes and ``.*.tmp`` objects older than ``older_than`` seconds."""
+    def clean_stale(self, older_than: float = STALE_AFTER_SECONDS, under: str = "", deep: bool = True) -> list[str]:
+        """Remove ``.tmp-*`` prefixes and ``.*.tmp`` objects below key ``under`` older than ``older_than`` seconds.
+
+        With ``deep`` False only temporaries directly below ``under`` count (not inside its folders).
+        """
         cutoff = time.time() - older_than
         removed = []
-        for path, info in sorted(self.fs.find(self.base, detail=True).items()):
+        top = self._path(under) if under else self.base
+        if not self.fs.exists(top):
+            return []
+        for path, info in sorted(self.fs.find(top, detail=True).items()):
             rel = path[len(self.base) + 1 :]
+            parts = path[len(top) + 1 :].split("/")
             if not any(
-                part.startswith(".tmp-") or (part.startswith(".") and part.endswith(".tmp")) for part in rel.split("/")
+                part.startswith(".tmp-") or (part.startswith(".") and part.endswith(".tmp"))
+                for part in (parts if deep else parts[:1])
             ):
                 continue
             stamp = _mtime(info)

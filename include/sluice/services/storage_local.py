@@ -78,12 +78,18 @@ def _is_temporary(path: Path) -> bool:
     return (name.startswith(".tmp-") and path.is_dir()) or (name.startswith(".") and name.endswith(".tmp"))
 
 
-def clean_stale_temporaries(base: Path, older_than: float = STALE_AFTER_SECONDS) -> list[Path]:
+def clean_stale_temporaries(base: Path, older_than: float = STALE_AFTER_SECONDS, deep: bool = True) -> list[Path]:
     """Remove temporaries under ``base`` that no live writer can own any more.
 
     A writer killed mid-way (``kill -9``, a lost worker) leaves its temporary behind: nothing
     reads it, but it holds disk (a land of a 1M-row file: ~17 MB). Only temporaries whose
     last change is older than ``older_than`` seconds go; committed files are never touched.
+
+    Args:
+        base: The folder to clean.
+        older_than: Age in seconds a temporary must have to go (0: every one, for a step
+            that is the only writer below ``base`` and cleans up after its killed predecessor).
+        deep: Also look inside sub-folders (False: only ``base``'s own entries).
 
     Returns:
         What was removed.
@@ -94,7 +100,7 @@ def clean_stale_temporaries(base: Path, older_than: float = STALE_AFTER_SECONDS)
         return []
     cutoff = time.time() - older_than
     removed = []
-    for path in sorted(base.rglob(".*")):
+    for path in sorted(base.rglob(".*") if deep else base.glob(".*")):
         try:
             if not _is_temporary(path) or path.lstat().st_mtime >= cutoff:
                 continue
@@ -221,6 +227,13 @@ class LocalBackend:
 
         return pd.read_parquet(self._path(key))
 
+    def parquet_files(self, key: str) -> tuple[Any, list[str]]:
+        """The local filesystem and the parquet file at ``key`` or the data files of its folder, sorted."""
+        import pyarrow.dataset as ds
+
+        found = ds.dataset(str(self._path(key)), format="parquet")
+        return found.filesystem, sorted(found.files)
+
     def put_file(self, local: Path, key: str) -> None:
         """Move a finished local file to ``key`` (a rename when on the same filesystem)."""
         path = self._path(key)
@@ -281,9 +294,9 @@ class LocalBackend:
                 "share), then clear the task; nothing was written",
             ) from exc
 
-    def clean_stale(self, older_than: float = STALE_AFTER_SECONDS) -> list[str]:
-        """Remove temporaries of dead writers (see :func:`clean_stale_temporaries`)."""
-        return [str(p) for p in clean_stale_temporaries(self.base, older_than)]
+    def clean_stale(self, older_than: float = STALE_AFTER_SECONDS, under: str = "", deep: bool = True) -> list[str]:
+        """Remove temporaries of dead writers below key ``under`` (see :func:`clean_stale_temporaries`)."""
+        return [str(p) for p in clean_stale_temporaries(self._path(under) if under else self.base, older_than, deep)]
 
     def scratch(self, name: str) -> Path:
         """``<base>/<name>``: a local folder, created."""

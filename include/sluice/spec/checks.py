@@ -193,9 +193,10 @@ def schema_warnings(loaded: LoadedSpec, shown: str) -> list[SpecIssue]:
     return [
         loaded.warning(
             "source",
-            "source.columns is not declared: batches are not checked against a schema, so type drift reaches "
-            "the model (a numeric column that arrives as text is trained on as a category), and lint cannot "
-            "check training.target, split.by, features and drop against the feature job's output",
+            "source.columns is not declared: the first accepted batch's column types are pinned as they come "
+            "and later batches are held to them (sluice status shows the pin; sluice schema-pin "
+            f"{shown} --from-batch ID or --reset changes it), and lint cannot check training.target, split.by, "
+            "features and drop against the feature job's output",
             f"declare it from a sample batch: sluice infer-schema SAMPLE.{loaded.spec.source.format} "
             f"--spec {shown} --write",
         )

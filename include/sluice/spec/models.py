@@ -233,7 +233,9 @@ class Source(S3Reachable, StrictModel):
         None,
         description=(
             "Declared schema of a batch: column name -> type (string, int, float, bool, timestamp, date). "
-            "Every batch is checked against it; 'sluice infer-schema FILE' writes it from a sample file."
+            "Every batch is checked against it; 'sluice infer-schema FILE' writes it from a sample file. "
+            "Without it, the first accepted batch's columns are pinned and later batches are held to them "
+            "('sluice schema-pin' shows or changes the pin)."
         ),
     )
 
@@ -279,7 +281,7 @@ class Validation(StrictModel):
         ge=1_000,
         description=(
             "Rows read, checked and written at a time, so a batch larger than memory still validates "
-            "(needs source.columns; about 0.5 GB per million rows of 20 columns)."
+            "(needs source.columns or a pinned schema; about 0.5 GB per million rows of 20 columns)."
         ),
     )
     max_cell_bytes: int = Field(
@@ -420,6 +422,13 @@ class Window(StrictModel):
         return self
 
 
+def _not_a_bool(value: Any) -> Any:
+    """``sample: true`` would otherwise read as one row."""
+    if isinstance(value, bool):
+        raise rule(f"sample: {str(value).lower()} is not a number", "write a number of rows or a share, e.g. 0.25")
+    return value
+
+
 class Training(StrictModel):
     """Model class, parameters and columns."""
 
@@ -455,6 +464,30 @@ class Training(StrictModel):
             "promotion."
         ),
     )
+    sample: Annotated[int | float | None, BeforeValidator(_not_a_bool)] = Field(
+        None,
+        description=(
+            "Fit on a seeded sample of the training rows (the holdout is never sampled): an integer is a "
+            "number of rows (1000000), a number above 0 and at most 1 a share of them (0.25); stratified by "
+            "the target for classification metrics. Default: every training row."
+        ),
+    )
+    seed: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_SEED,
+        description="Seed of the training sample; default: params.random_state when it is an integer, else split.seed.",
+    )
+    max_memory_gb: float | None = Field(
+        None,
+        gt=0,
+        le=1_000_000,
+        description=(
+            "Memory (GiB) the train step may use; it refuses to start a fit its estimate says needs more, "
+            "naming the numbers (set sample, or give the worker more memory). Default: what the step uses "
+            "when it starts plus 60% of the memory available then (the machine's, or the container's limit)."
+        ),
+    )
 
     @field_validator("params")
     @classmethod
@@ -471,6 +504,22 @@ class Training(StrictModel):
         for key, v in value.items():
             if bad(v):
                 raise rule(f"params.{key} is not a finite number", "write a finite number (not .nan or .inf)", key)
+        return value
+
+    @field_validator("sample")
+    @classmethod
+    def _sample_size(cls, value: int | float | None) -> int | float | None:
+        if isinstance(value, int) and value < 1:
+            raise rule(
+                f"sample {value} is not a number of rows",
+                "write a number of rows (sample: 1000000) or a share above 0 and at most 1 (sample: 0.25)",
+            )
+        if isinstance(value, float) and not 0 < value <= 1:
+            rows = f"sample: {int(value)}" if value.is_integer() and value > 1 else "sample: 1000000"
+            raise rule(
+                f"sample {value} is neither a share (above 0, at most 1) nor a whole number of rows",
+                f"write a share such as sample: 0.25, or a number of rows without a decimal point ({rows})",
+            )
         return value
 
     @model_validator(mode="after")
@@ -587,6 +636,24 @@ class LocalDeployment(StrictModel):
     health_timeout_seconds: int = Field(
         120, ge=5, le=3600, description="How long a new server may take to become healthy."
     )
+    watch_schedule: str | None = Field(
+        "*/5 * * * *",
+        description=(
+            "Cron of <pipeline>__serving, which checks the model server and, when it is down, "
+            "answers with another version, or shares its port with a stray, restarts the "
+            "recorded version and alerts; null: no watch."
+        ),
+    )
+
+    @field_validator("watch_schedule")
+    @classmethod
+    def _watch_schedule_is_cron(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        problem = cron_problem(value)
+        if problem:
+            raise rule(f"deployment.local.watch_schedule '{value}' is not a valid cron: {problem}", CRON_HINT)
+        return value
 
     @field_validator("host")
     @classmethod

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,10 +15,20 @@ from typing import Any
 from sluice.services import faults, processes
 from sluice.services.storage import PipelineStore
 from sluice.spec.loader import LoadedSpec
-from sluice.steps.records import LocalDeployment, LocalDeployResult, SmokeCheck, decode, encode
+from sluice.steps.records import (
+    LocalDeployment,
+    LocalDeployResult,
+    ServingCheck,
+    ServingStatus,
+    SmokeCheck,
+    decode,
+    encode,
+)
 
 #: The record of what is served now, under ``deploy/``.
 CURRENT = "current.json"
+
+log = logging.getLogger(__name__)
 
 
 class DeployFailed(RuntimeError):
@@ -220,7 +232,11 @@ def local_serving(store: PipelineStore, host: str, port: int, project: Path | No
 
 
 def deploy_local(
-    loaded: LoadedSpec, store: PipelineStore, version: str, smoke_rows: list[dict[str, Any]]
+    loaded: LoadedSpec,
+    store: PipelineStore,
+    version: str,
+    smoke_rows: list[dict[str, Any]],
+    say: Callable[[str], None] | None = None,
 ) -> LocalDeployResult:
     """Start a server for ``models:/<pipeline>/<version>``, check it, then retire the old one.
 
@@ -234,18 +250,23 @@ def deploy_local(
         store: The pipeline's storage (``deploy/current.json``).
         version: Registered model version (pinned, not an alias).
         smoke_rows: A few input rows for the smoke prediction.
+        say: Called with a line per model server stopped (default: this module's logger,
+            which inside a task is the task's log): an orphan of a killed deploy stopped by
+            the retry is said, not silent.
 
     Returns:
         The deployment record, with ``changed`` and ``previous_version``.
     """
     cfg = loaded.spec.deployment.local
     version = str(version)
+    say = say or log.info
     _refuse_foreign(loaded)
     old = recorded_deployment(store)
     old_alive = old is not None and processes.alive(old.pid)
     # A deploy killed after it started a server left it on the port with no record: stop it
     # (and any other stray) before anything else, keeping only what the record says serves.
-    reconcile_local(cfg.host, cfg.port, keep={old.pid} if old and old_alive else set(), project=loaded.project_dir)
+    kept = {old.pid} if old and old_alive else set()
+    reconcile_local(cfg.host, cfg.port, keep=kept, log=say, project=loaded.project_dir)
     if old and old.version == version and _healthy(old):
         return LocalDeployResult(**dict(old), changed=False, previous_version=old.version)
 
@@ -255,8 +276,55 @@ def deploy_local(
     store.write_json(store.deploy_key(f"history/{stamp}-v{version}.json"), encode(state))
     faults.point("deploy.recorded")
     # Retire the old server and anything else on the port: only the recorded one remains.
-    reconcile_local(cfg.host, cfg.port, keep={state.pid}, project=loaded.project_dir)
+    reconcile_local(cfg.host, cfg.port, keep={state.pid}, log=say, project=loaded.project_dir)
     return LocalDeployResult(**dict(state), changed=True, previous_version=old.version if old else None)
+
+
+def watch_local(loaded: LoadedSpec, store: PipelineStore, say: Callable[[str], None] | None = None) -> ServingCheck:
+    """Check the local model server; restart the *recorded* version when it is not what serves.
+
+    What is wrong is what ``sluice status`` calls wrong: the recorded process is gone or
+    silent (NOT SERVING), it answers with another version (WRONG VERSION), or an unrecorded
+    server shares the port. The fix is a deploy of the version the record names, with the
+    smoke rows it passed when it was deployed (never another version: which model serves is
+    the train DAG's decision, not the watch's); the deploy stops the strays.
+
+    Args:
+        loaded: The spec (``deployment.local``).
+        store: The pipeline's storage (``deploy/current.json``).
+        say: Called with a line per model server stopped (default: this module's logger).
+
+    Returns:
+        What was found and done.
+    """
+    cfg = loaded.spec.deployment.local
+    seen = local_serving(store, cfg.host, cfg.port, loaded.project_dir)
+    if seen.recorded is None and not seen.unrecorded:
+        return ServingCheck(status=ServingStatus.NOTHING)
+    found = [] if seen.healthy else seen.describe()
+    record = recorded_deployment(store)
+    if record is None:
+        # Strays and no record: nothing may serve without one (the record is what deploys trust).
+        stopped = reconcile_local(cfg.host, cfg.port, keep=set(), log=say or log.info, project=loaded.project_dir)
+        down = ServingStatus.DOWN if len(stopped) < len(seen.unrecorded) else ServingStatus.RESTARTED
+        return ServingCheck(status=down, found=found, error="no deploy record: nothing to restart")
+    if seen.healthy:
+        return ServingCheck(status=ServingStatus.HEALTHY, version=record.version)
+    if not record.smoke.inputs:
+        return ServingCheck(
+            status=ServingStatus.DOWN,
+            version=record.version,
+            found=found,
+            error="the deploy record has no smoke rows to check a restarted server with (it predates the "
+            "serving watch): clear the train DAG's deploy task to redeploy",
+        )
+    try:
+        deploy_local(loaded, store, record.version, record.smoke.inputs, say)
+    except Exception as exc:  # reported in the task's failure and its alert
+        return ServingCheck(
+            status=ServingStatus.DOWN, version=record.version, found=found, error=f"{type(exc).__name__}: {exc}"
+        )
+    return ServingCheck(status=ServingStatus.RESTARTED, version=record.version, found=found)
 
 
 def _refuse_foreign(loaded: LoadedSpec) -> None:
@@ -337,7 +405,7 @@ def _start_checked_server(
         url=f"http://{cfg.host}:{cfg.port}/invocations",
         log=str(log),
         started_at=time.time(),
-        smoke=SmokeCheck(rows=len(smoke_rows), predictions=body["predictions"][:5]),
+        smoke=SmokeCheck(rows=len(smoke_rows), predictions=body["predictions"][:5], inputs=smoke_rows),
     )
 
 

@@ -103,6 +103,7 @@ def evaluate_candidate(
         checks=checks,
         airflow_run_id=airflow_run_id,
         decided_at=time.time(),
+        fitted=trained.fitted,
     )
     _log_decision(decision, trained.mlflow_run_id)
     store.write_json(record_key, encode(decision))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,8 @@ __all__ = [
     "read_features_traced",
     "training_batches",
 ]
+
+log = logging.getLogger(__name__)
 
 #: The feature table inside its folder.
 TABLE = "features.parquet"
@@ -95,6 +98,21 @@ def training_batches(records: list[BatchRecord], window: Window | None) -> list[
     return [r for r in records if r.landed_at >= newest - span]
 
 
+def _clean_killed_build(store: PipelineStore) -> None:
+    """Remove the half-written tables (``.tmp-*`` folders) a killed build left.
+
+    Only ``build_features`` writes under ``features/`` and ``feature_cache/``, and the train
+    DAG runs one run at a time: what is there when a build starts is a dead try's.
+    """
+    try:
+        removed = store.clean_own_temporaries("features") + store.clean_own_temporaries("feature_cache")
+    except OSError as exc:
+        log.warning("cannot remove the temporaries of a killed feature build yet: %s", exc)
+        return
+    for path in removed:
+        log.info("removed %s, left by a killed feature build", path)
+
+
 def build_features(loaded: LoadedSpec, store: PipelineStore) -> FeatureResult:
     """Build (or reuse) the feature table of the batches this train run uses.
 
@@ -109,6 +127,7 @@ def build_features(loaded: LoadedSpec, store: PipelineStore) -> FeatureResult:
         NoDataError: No batch has been accepted yet.
     """
     spec = loaded.spec.features
+    _clean_killed_build(store)
     accepted = store.accepted_batches()
     if not accepted:
         raise NoDataError(f"pipeline {loaded.spec.pipeline} has no accepted batch yet; run the ingest DAG first")

@@ -18,6 +18,7 @@ __all__ = [
     "LandResult",
     "archive_watch",
     "batch_id_for",
+    "clean_killed_land",
     "known_hidden",
     "land_new_files",
     "pending_batches",
@@ -79,6 +80,7 @@ def land_new_files(inbox: Inbox | str, store: PipelineStore, run_id: str) -> Lan
     """
     if isinstance(inbox, str):
         inbox = LocalInbox(Path(inbox).parent, Path(inbox).name)
+    clean_killed_land(store)
     scan = inbox.scan()
     result = LandResult(
         ignored=scan.ignored,
@@ -95,20 +97,7 @@ def land_new_files(inbox: Inbox | str, store: PipelineStore, run_id: str) -> Lan
     _record_refused(store, scan, result, run_id)
     names = _names_in_use(store) if scan.ready or changed else {}
     for item in scan.ready:
-        try:
-            batch_id = _land_one(inbox, item, store, run_id, names, result)
-        except _ContentChanged:
-            log.warning("%s changed while it was being landed: left for the next run", printable(item.name))
-            result.changed.append(item.name)
-            continue
-        archived = inbox.archive(item, batch_id)
-        if archived is None:
-            log.warning("%s changed after it was hashed: not archived, left for the next run", printable(item.name))
-            result.changed.append(item.name)
-            continue
-        result.archived.append(item.name)
-        if inbox.watches_archives:
-            _watch(store, watch, item, batch_id, archived)
+        _land_ready(inbox, item, store, run_id, names, result, watch)
     for item in changed:
         _land_changed_archive(inbox, item, store, run_id, names, result, watch)
     result.rejected_again.update(
@@ -116,6 +105,32 @@ def land_new_files(inbox: Inbox | str, store: PipelineStore, run_id: str) -> Lan
     )
     _save_watch(store, watch)
     return result
+
+
+def _land_ready(
+    inbox: Inbox,
+    item: InboxFile,
+    store: PipelineStore,
+    run_id: str,
+    names: dict[str, list[str]],
+    result: LandResult,
+    watch: dict[str, dict[str, Any]],
+) -> None:
+    """Land one settled file and archive it (watched for a late writer where the inbox can be)."""
+    try:
+        batch_id = _land_one(inbox, item, store, run_id, names, result)
+    except _ContentChanged:
+        log.warning("%s changed while it was being landed: left for the next run", printable(item.name))
+        result.changed.append(item.name)
+        return
+    archived = inbox.archive(item, batch_id)
+    if archived is None:
+        log.warning("%s changed after it was hashed: not archived, left for the next run", printable(item.name))
+        result.changed.append(item.name)
+        return
+    result.archived.append(item.name)
+    if inbox.watches_archives:
+        _watch(store, watch, item, batch_id, archived)
 
 
 def _watch(store: PipelineStore, watch: dict[str, dict[str, Any]], item: InboxFile, batch_id: str, to: str) -> None:
@@ -230,6 +245,28 @@ def rejected_duplicate_message(name: str, record: BatchRecord, spec_path: str = 
         f"spec was wrong, fix the spec and run `sluice revalidate {spec_path} {record.batch_id}` (the next "
         "ingest run validates that batch again)."
     )
+
+
+def clean_killed_land(store: PipelineStore) -> list[str]:
+    """Remove what a killed land left: its scratch copies and its half-built batch folders.
+
+    Only ``land`` writes there (``.incoming/`` and the ``.tmp-*`` folders directly under
+    ``batches/``), and the ingest DAG runs one run at a time: whatever is there when a land
+    starts belongs to a dead try, so the retry removes it rather than a day-old sweep.
+    A clean-up that fails (read-only storage) is logged; landing goes on and says why it
+    cannot write.
+
+    Returns:
+        What was removed.
+    """
+    try:
+        removed = store.clear_scratch(".incoming") + store.clean_own_temporaries("batches", deep=False)
+    except OSError as exc:
+        log.warning("cannot remove the temporaries of a killed land yet: %s", exc)
+        return []
+    for path in removed:
+        log.info("removed %s, left by a killed land", path)
+    return removed
 
 
 def _log_scan(scan: Scan) -> None:

@@ -12,6 +12,7 @@ compare, records and logs it.
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +24,8 @@ from sluice.spec.models import Drift
 from sluice.steps.lineage import run_batches
 from sluice.steps.records import ColumnDrift, DriftStatus, decode, encode
 from sluice.steps.records import DriftResult as DriftResult
+
+log = logging.getLogger(__name__)
 
 #: The drift result of a monitor run, in its folder.
 DRIFT_RESULT = "drift.json"
@@ -139,6 +142,9 @@ def monitor_batches(
 
     spec = loaded.spec
     drift = spec.monitoring.drift
+    # A killed try's report folder: only this step uses the scratch folder, one run at a time.
+    for path in store.clear_scratch(".monitor"):
+        log.info("removed %s, left by a killed drift check", path)
     result_key = store.monitor_key(airflow_run_id, DRIFT_RESULT)
     recorded = store.read_json_or_none(result_key)
     if recorded is not None:

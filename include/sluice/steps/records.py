@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sluice.services.batch_record import BatchRecord, BatchStatus
+from sluice.spec.models import ColumnType
 
 __all__ = [
     "AssetEvent",
@@ -32,6 +33,7 @@ __all__ = [
     "DriftResult",
     "DriftStatus",
     "FeatureResult",
+    "FittedRows",
     "GateDecision",
     "GateThresholds",
     "GateVerdict",
@@ -44,7 +46,10 @@ __all__ = [
     "Record",
     "RecordError",
     "RefitResult",
+    "SchemaPin",
     "ScoredRun",
+    "ServingCheck",
+    "ServingStatus",
     "SmokeCheck",
     "TrainResult",
     "Trigger",
@@ -112,6 +117,15 @@ class DriftStatus(StrEnum):
     NO_NEW_BATCHES = "no_new_batches"
     #: A side has fewer rows than ``monitoring.drift.min_rows``: too few to tell drift from noise.
     NOT_ENOUGH_DATA = "not_enough_data"
+
+
+class ServingStatus(StrEnum):
+    """What the serving watch found on the local target's port, and what it did."""
+
+    HEALTHY = "healthy"  # the recorded version answers, nothing else on the port
+    NOTHING = "nothing"  # nothing recorded and nothing running: no deploy yet
+    RESTARTED = "restarted"  # it was wrong; the recorded version serves again
+    DOWN = "down"  # it was wrong and the restart failed
 
 
 class Trigger(StrEnum):
@@ -197,6 +211,39 @@ class ValidationOutcomes(Record):
     outcomes: list[BatchOutcome] = Field(default_factory=list)
 
 
+class SchemaPin(Record):
+    """The schema batches are held to when the spec declares no ``source.columns`` (``schema/pinned.json``).
+
+    Written by the validate step of the first accepted batch, and changed only by
+    ``sluice schema-pin``. A pin with ``columns`` None was dropped on purpose
+    (``--reset``): the next accepted batch pins again.
+
+    Attributes:
+        columns: ``(name, type)`` pairs, as ``source.columns`` would declare them, in the batch's
+            column order (a list: JSON records are written with sorted keys); None when dropped.
+        batch_id: The batch the columns were inferred from (None when dropped).
+        source_file: That batch's file name as it landed.
+        pinned_at: When the pin was written (seconds since the epoch).
+        how: Who wrote it: ``first accepted batch``, ``oldest accepted batch`` (a store that
+            had accepted batches before pinning existed), ``sluice schema-pin --from-batch``,
+            ``sluice schema-pin --reset``.
+        guessed: Columns with no value to infer a type from (entirely null): pinned as
+            ``string``, a guess.
+    """
+
+    columns: list[tuple[str, ColumnType]] | None
+    batch_id: str | None = None
+    source_file: str = ""
+    pinned_at: float
+    how: str
+    guessed: list[str] = Field(default_factory=list)
+
+    @property
+    def types(self) -> dict[str, str] | None:
+        """``columns`` as the ``{name: type}`` mapping ``source.columns`` is, in the batch's order."""
+        return None if self.columns is None else dict(self.columns)
+
+
 class BatchAnnouncement(Record):
     """The batches one ``publish`` announced (the asset event's extra and the XCom).
 
@@ -241,6 +288,33 @@ class FeatureResult(Record):
     computed: list[str] = Field(default_factory=list)
 
 
+class FittedRows(Record):
+    """The training rows a candidate was fitted on: every one, or a seeded sample (``training.sample``).
+
+    Attributes:
+        available: Labelled training rows (the holdout split off), what a fit on everything uses.
+        fitted: Rows the model was fitted on.
+        fraction: ``fitted / available``.
+        setting: ``training.sample`` as written (``"1000000"``, ``"0.25"``), or None: no sample.
+        stratified: Whether the sample kept the target's class shares (classification metrics).
+        seed: Seed of the sample, or None when no row was left out.
+    """
+
+    available: int
+    fitted: int
+    fraction: float
+    setting: str | None = None
+    stratified: bool = False
+    seed: int | None = None
+
+    def describe(self) -> str:
+        """In words, e.g. "1,000,000 of 9,166,012 training rows (10.9%), stratified, seed 42"."""
+        if self.fitted >= self.available:
+            return f"all {self.available:,} training rows"
+        how = ", stratified by the target" if self.stratified else ""
+        return f"{self.fitted:,} of {self.available:,} training rows ({self.fraction:.1%}){how}, seed {self.seed}"
+
+
 class TrainResult(Record):
     """A trained candidate.
 
@@ -253,6 +327,8 @@ class TrainResult(Record):
         features: Columns the model reads.
         trained_on: Batches whose rows the candidate was fitted on.
         held_out: Batches whose rows were held out (a batch split row by row is in both lists).
+        fitted: The training rows fitted on and how they were sampled (None in results of
+            runs from before ``training.sample``).
     """
 
     mlflow_run_id: str
@@ -263,6 +339,7 @@ class TrainResult(Record):
     features: list[str]
     trained_on: list[str] = Field(default_factory=list)
     held_out: list[str] = Field(default_factory=list)
+    fitted: FittedRows | None = None
 
 
 class Check(Record):
@@ -322,6 +399,8 @@ class GateDecision(Record):
         checks: Each condition and whether it held.
         airflow_run_id: The train run.
         decided_at: Epoch seconds.
+        fitted: The training rows the candidate was fitted on, all or a ``training.sample``
+            (None in decisions written before it existed).
     """
 
     pipeline: str
@@ -336,6 +415,7 @@ class GateDecision(Record):
     checks: list[Check]
     airflow_run_id: str
     decided_at: float
+    fitted: FittedRows | None = None
 
 
 class PromoteResult(Record):
@@ -384,10 +464,15 @@ class RefitResult(Record):
 
 
 class SmokeCheck(Record):
-    """The smoke prediction a new server passed: rows sent and the first predictions."""
+    """The smoke prediction a new server passed: rows sent, the first predictions, and the rows.
+
+    ``inputs`` (the rows sent) let the serving watch restart the recorded version with the
+    same check; records written before it have none.
+    """
 
     rows: int
     predictions: list[Any]
+    inputs: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class LocalDeployment(Record):
@@ -434,6 +519,22 @@ class LocalDeployResult(LocalDeployment):
     def deployment(self) -> LocalDeployment:
         """The deployment alone (what ``current.json`` holds)."""
         return LocalDeployment.model_validate(self.model_dump(exclude={"changed", "previous_version"}))
+
+
+class ServingCheck(Record):
+    """One look of the serving watch at a local model server (the ``watch_serving`` XCom).
+
+    Attributes:
+        status: What it found and did.
+        version: The recorded version (None: nothing recorded).
+        found: What was wrong (the ``sluice status`` lines), empty when healthy.
+        error: Why the restart failed (``down`` only).
+    """
+
+    status: ServingStatus
+    version: str | None = None
+    found: list[str] = Field(default_factory=list)
+    error: str = ""
 
 
 class KubernetesDeployResult(Record):

@@ -161,6 +161,7 @@ class _Refit:
 
 def _refit_and_check(loaded: LoadedSpec, store: PipelineStore, features: FeatureResult, evaluated_id: str) -> _Refit:
     """Fit on train + holdout; score it and the evaluated model on the evaluated model's training rows."""
+    import numpy as np
     import pandas as pd
 
     from sluice.steps.metrics import score
@@ -169,14 +170,16 @@ def _refit_and_check(loaded: LoadedSpec, store: PipelineStore, features: Feature
     metric = spec.evaluation.metric
     rows = split_rows(loaded, store, features)
     target = spec.training.target
-    everything = pd.concat([rows.train, rows.holdout], ignore_index=True)
-    X_all, y_all = prepare(everything, rows.columns), everything[target].to_numpy()
+    # The training rows first, then the holdout: the rows the candidate was fitted on (its
+    # training.sample, if any) plus the held-out ones, in the order a fit on both reads them.
+    X_all = pd.concat([prepare(rows.train, rows.columns), prepare(rows.holdout, rows.columns)], ignore_index=True)
+    y_train = rows.train[target].to_numpy()
+    y_all = np.concatenate([y_train, rows.holdout[target].to_numpy()])
     estimator = make_estimator(spec.training.model, spec.training.params, X_all)
     estimator.fit(X_all, y_all)
 
-    X_train, y_train = prepare(rows.train, rows.columns), rows.train[target].to_numpy()
-    picked = train_metric_sample(len(X_train))
-    X_check, y_check = X_train.iloc[picked], y_train[picked]
+    picked = train_metric_sample(len(y_train))
+    X_check, y_check = X_all.iloc[picked], y_train[picked]
     evaluated_score = score(load_sklearn_model(f"runs:/{evaluated_id}/model"), X_check, y_check, metric)
     refit_score = score(estimator, X_check, y_check, metric)
     passed = not_worse(metric, evaluated_score, refit_score, spec.training.refit_tolerance)

@@ -143,7 +143,8 @@ class LocalTarget:
             self.name,
             str(rec["version"]) if rec else None,
             str(rec["url"]) if rec else "",
-            seen.healthy,
+            # Nothing recorded and nothing running: no deploy yet, nothing to be wrong about.
+            seen.healthy if rec is not None or seen.unrecorded else None,
             lines=tuple(seen.describe()),
             record=rec,
         )

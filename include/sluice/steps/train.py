@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 import logging
@@ -15,11 +16,15 @@ from typing import Any
 from sluice.services import faults
 from sluice.services.storage import PipelineStore
 from sluice.spec.loader import LoadedSpec
-from sluice.spec.models import Split
-from sluice.steps.features import read_features_traced
 from sluice.steps.lineage import batch_tags, git_commit, run_batches
-from sluice.steps.records import FeatureResult, encode
+from sluice.steps.records import FeatureResult, FittedRows, encode
 from sluice.steps.records import TrainResult as TrainResult
+from sluice.steps.training_data import SplitRows as SplitRows
+from sluice.steps.training_data import TrainingMemoryError as TrainingMemoryError
+from sluice.steps.training_data import feature_columns as feature_columns
+from sluice.steps.training_data import release_arrow_memory
+from sluice.steps.training_data import split_holdout as split_holdout
+from sluice.steps.training_data import split_rows as split_rows
 
 log = logging.getLogger(__name__)
 
@@ -27,55 +32,24 @@ log = logging.getLogger(__name__)
 HOLDOUT = "holdout.parquet"
 
 
-def split_holdout(df: Any, split: Split) -> tuple[Any, Any, str]:
-    """Split rows into train and holdout.
-
-    ``holdout: latest`` holds out the rows with the latest value of ``by``. While only one
-    value exists (the very first batch), it falls back to a seeded random ``fraction`` so
-    the first model can still be trained and judged; the description says so.
-    """
-    import numpy as np
-
-    if split.holdout == "latest" and split.by:
-        latest = df[split.by].max()
-        mask = (df[split.by] == latest).to_numpy()
-        if 0 < mask.sum() < len(df):
-            return df[~mask], df[mask], f"holdout = rows with {split.by} == {latest}"
-        reason = f"only one value of {split.by}; "
-    else:
-        reason = ""
-    if len(df) < 2:
-        raise ValueError(f"need at least 2 labelled rows to train and hold out, got {len(df)}")
-    rng = np.random.default_rng(split.seed)
-    mask = rng.random(len(df)) < split.fraction
-    if not mask.any() or mask.all():  # tiny tables: keep at least one row on each side
-        mask[:] = False
-        mask[rng.integers(len(df))] = True
-    return df[~mask], df[mask], f"{reason}random {split.fraction:.0%} holdout (seed {split.seed})"
-
-
-def feature_columns(df: Any, spec: LoadedSpec) -> list[str]:
-    """Columns the model reads: ``training.features`` or everything but target and drop."""
-    t = spec.spec.training
-    if t.features is not None:
-        missing = [c for c in t.features if c not in df.columns]
-        if missing:
-            raise KeyError(f"training.features names columns the feature job does not produce: {missing}")
-        return list(t.features)
-    return [c for c in df.columns if c != t.target and c not in t.drop]
-
-
 def prepare(df: Any, columns: list[str]) -> Any:
-    """Numbers as float64 and the rest as strings, so MLflow signatures accept missing values."""
+    """Numbers as float64 and the rest as strings, so MLflow signatures accept missing values.
+
+    ``df`` may hold strings as objects or as categoricals (the train step reads them so);
+    either way they come out as objects with None for a missing value.
+    """
     import pandas as pd
 
-    X = df[columns].copy()
+    converted = {}
     for col in columns:
-        if pd.api.types.is_numeric_dtype(X[col]) and not pd.api.types.is_bool_dtype(X[col]):
-            X[col] = X[col].astype("float64")
+        values = df[col]
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            converted[col] = values.astype("float64")
         else:
-            X[col] = X[col].astype("object").where(X[col].notna(), None)
-    return X
+            converted[col] = values.astype("object").where(values.notna(), None)
+    # Column by column, then one frame without a consolidating copy: a big frame is
+    # converted with at most one column in two forms at a time.
+    return pd.concat(converted, axis=1, copy=False) if converted else df[columns].copy()
 
 
 def make_estimator(model_path: str, params: dict[str, Any], X: Any) -> Any:
@@ -149,60 +123,18 @@ def find_finished_run(client: Any, experiment_id: str, airflow_run_id: str) -> A
 
 
 @dataclass(frozen=True)
-class SplitRows:
-    """The labelled feature rows of a train run, split into training rows and holdout.
-
-    Attributes:
-        train: Rows the candidate is fitted on.
-        holdout: Rows it is scored on (never fitted on).
-        split: How the holdout was chosen, in words.
-        columns: Columns the model reads.
-        trained_on: Batches with rows in ``train``, oldest first.
-        held_out: Batches with rows in ``holdout``, oldest first. A batch split row by row
-            (random holdout) is in both; with ``features.scope: history`` rows cannot be
-            traced to a batch, and both name every batch of the window.
-    """
-
-    train: Any
-    holdout: Any
-    split: str
-    columns: list[str]
-    trained_on: list[str]
-    held_out: list[str]
-
-
-def split_rows(loaded: LoadedSpec, store: PipelineStore, features: FeatureResult) -> SplitRows:
-    """Read the feature table, keep the labelled rows and split them as ``training.split`` says.
-
-    The split is deterministic (latest value of ``by``, or a seeded random share), so the
-    refit step gets the very rows the candidate was fitted on and held out.
-    """
-    spec = loaded.spec
-    df, row_batches = read_features_traced(store, features)
-    target = spec.training.target
-    if target not in df.columns:
-        raise KeyError(f"training.target '{target}' is not a column of the feature table: {list(df.columns)}")
-    labelled = df[target].notna().to_numpy()
-    df = df[labelled].reset_index(drop=True)
-    train_df, holdout_df, split_text = split_holdout(df, spec.training.split)
-    window = list(features.batches)
-    if row_batches is None:
-        trained_on, held_out = window, window
-    else:
-        row_batches = row_batches[labelled]
-        in_train, in_holdout = set(row_batches[train_df.index]), set(row_batches[holdout_df.index])
-        trained_on = [b for b in window if b in in_train]
-        held_out = [b for b in window if b in in_holdout]
-    return SplitRows(train_df, holdout_df, split_text, feature_columns(df, loaded), trained_on, held_out)
-
-
-@dataclass(frozen=True)
 class _Fitted:
-    """A fitted candidate and the rows it was fitted and scored on (inside this module only)."""
+    """A fitted candidate, what it was fitted and scored on (inside this module only).
+
+    The model's input of every fitted row is not kept: only the rows ``train_<metric>`` is
+    scored on (``X_check``, ``y_check``) and the logged input example.
+    """
 
     estimator: Any
-    X_train: Any
-    y_train: Any
+    train_rows: int
+    X_check: Any
+    y_check: Any
+    example: Any
     rows: SplitRows
     holdout_rows: int
     holdout_score: float
@@ -211,12 +143,18 @@ class _Fitted:
 def train_candidate(
     loaded: LoadedSpec, store: PipelineStore, features: FeatureResult, dag_id: str, airflow_run_id: str
 ) -> TrainResult:
-    """Fit the candidate on the training rows and log it to MLflow.
+    """Fit the candidate on the training rows (all, or ``training.sample``) and log it to MLflow.
 
-    The run records params, the holdout metric, signature, input example, pinned pip
+    The run records params (the rows available and fitted: ``sample.*``; the memory estimate
+    and budget: ``memory.*``), the holdout metric, signature, input example, pinned pip
     requirements, lineage tags (spec hash, git commit, the batches trained on and those held
-    out, feature job hash, Airflow dag/run id) and each batch's validation report and Great Expectations result
-    (artifacts ``validation/<batch>/``). A retry of the same Airflow run returns the finished run.
+    out, the sample, feature job hash, Airflow dag/run id) and each batch's validation report and Great
+    Expectations result (artifacts ``validation/<batch>/``). A retry of the same Airflow run returns the
+    finished run.
+
+    Raises:
+        TrainingMemoryError: The fit would need more than ``training.max_memory_gb``; refused
+            before the feature columns are read.
     """
     from sluice.services import tracking
 
@@ -233,21 +171,8 @@ def train_candidate(
         log.warning("closed MLflow run %s as KILLED: a killed train task left it RUNNING", closed)
     fitted = _fit(loaded, store, features)
     with store.open_write(holdout_key) as fh:
-        fitted.rows.holdout.to_parquet(fh, index=False)
-    lineage = {
-        "sluice.pipeline": spec.pipeline,
-        "sluice.role": "candidate",
-        "sluice.spec_hash": loaded.spec_hash,
-        "sluice.spec_file": loaded.path.name,
-        "sluice.git_commit": git_commit(loaded.project_dir),
-        **batch_tags(fitted.rows.trained_on, fitted.rows.held_out, list(features.batches)),
-        "sluice.feature_job_hash": features.job_hash,
-        "sluice.features_key": features.key,
-        "sluice.airflow_dag_id": dag_id,
-        "sluice.airflow_run_id": airflow_run_id,
-        "sluice.split": fitted.rows.split,
-        "sluice.features": ",".join(fitted.rows.columns),
-    }
+        write_holdout(fitted.rows.holdout, fh)
+    lineage = _lineage(loaded, features, fitted.rows, dag_id, airflow_run_id)
     run_id = _log_candidate(loaded, store, features, fitted, experiment_id, airflow_run_id, lineage)
     faults.point("train.run_finished")
     metric = spec.evaluation.metric
@@ -259,27 +184,76 @@ def train_candidate(
         mlflow_run_id=run_id,
         holdout_path=holdout_path,
         split=fitted.rows.split,
-        train_rows=len(fitted.X_train),
+        train_rows=fitted.train_rows,
         holdout_rows=fitted.holdout_rows,
         features=fitted.rows.columns,
         trained_on=fitted.rows.trained_on,
         held_out=fitted.rows.held_out,
+        fitted=fitted.rows.fitted,
     )
+
+
+def _lineage(
+    loaded: LoadedSpec, features: FeatureResult, rows: SplitRows, dag_id: str, airflow_run_id: str
+) -> dict[str, str]:
+    """The candidate run's lineage tags."""
+    return {
+        "sluice.pipeline": loaded.spec.pipeline,
+        "sluice.role": "candidate",
+        "sluice.spec_hash": loaded.spec_hash,
+        "sluice.spec_file": loaded.path.name,
+        "sluice.git_commit": git_commit(loaded.project_dir),
+        **batch_tags(rows.trained_on, rows.held_out, list(features.batches)),
+        "sluice.feature_job_hash": features.job_hash,
+        "sluice.features_key": features.key,
+        "sluice.airflow_dag_id": dag_id,
+        "sluice.airflow_run_id": airflow_run_id,
+        "sluice.split": rows.split,
+        "sluice.sample": rows.fitted.describe(),
+        "sluice.features": ",".join(rows.columns),
+    }
 
 
 def _reused(previous: Any, holdout_path: str) -> TrainResult:
     """The result of a finished run of this Airflow run (a retry after it finished)."""
-    meta = previous.data.tags
+    meta, params = previous.data.tags, previous.data.params
     batches = run_batches(meta)
     return TrainResult(
         mlflow_run_id=previous.info.run_id,
         holdout_path=holdout_path,
         split=meta.get("sluice.split", ""),
-        train_rows=int(previous.data.params.get("train_rows", 0)),
-        holdout_rows=int(previous.data.params.get("holdout_rows", 0)),
+        train_rows=int(params.get("train_rows", 0)),
+        holdout_rows=int(params.get("holdout_rows", 0)),
         features=meta.get("sluice.features", "").split(","),
         trained_on=batches.trained_on,
         held_out=batches.held_out,
+        fitted=fitted_rows_of(params),
+    )
+
+
+def sample_params(fitted: FittedRows) -> dict[str, Any]:
+    """The MLflow params that record the rows fitted on (``training.sample``)."""
+    return {
+        "sample.rows_available": fitted.available,
+        "sample.rows_fitted": fitted.fitted,
+        "sample.fraction": round(fitted.fraction, 6),
+        "sample.setting": fitted.setting if fitted.setting is not None else "none",
+        "sample.stratified": fitted.stratified,
+        "sample.seed": fitted.seed if fitted.seed is not None else "none",
+    }
+
+
+def fitted_rows_of(params: dict[str, str]) -> FittedRows | None:
+    """The rows fitted on, from a run's params (:func:`sample_params`); None for runs from before them."""
+    if "sample.rows_fitted" not in params:
+        return None
+    return FittedRows(
+        available=int(params["sample.rows_available"]),
+        fitted=int(params["sample.rows_fitted"]),
+        fraction=float(params["sample.fraction"]),
+        setting=None if params.get("sample.setting", "none") == "none" else params["sample.setting"],
+        stratified=params.get("sample.stratified") == "True",
+        seed=None if params.get("sample.seed", "none") == "none" else int(params["sample.seed"]),
     )
 
 
@@ -292,16 +266,22 @@ def _fit(loaded: LoadedSpec, store: PipelineStore, features: FeatureResult) -> _
     rows = split_rows(loaded, store, features)
     target = spec.training.target
     X_train, y_train = prepare(rows.train, rows.columns), rows.train[target].to_numpy()
-    X_hold, y_hold = prepare(rows.holdout, rows.columns), rows.holdout[target].to_numpy()
+    rows = dataclasses.replace(rows, train=rows.train.iloc[:0])  # its compact form is not read again
+    release_arrow_memory()
     estimator = make_estimator(spec.training.model, spec.training.params, X_train)
     estimator.fit(X_train, y_train)
+    picked = train_metric_sample(len(X_train))
+    X_check, y_check, example = X_train.iloc[picked], y_train[picked], X_train.head(5).copy()
+    train_rows = len(X_train)
+    del X_train, y_train  # the fit's input is the biggest thing in memory: gone before the holdout's
+    X_hold, y_hold = prepare(rows.holdout, rows.columns), rows.holdout[target].to_numpy()
     holdout_score = score(estimator, X_hold, y_hold, spec.evaluation.metric)
-    return _Fitted(estimator, X_train, y_train, rows, len(X_hold), holdout_score)
+    return _Fitted(estimator, train_rows, X_check, y_check, example, rows, len(X_hold), holdout_score)
 
 
 def train_metric_rows(fitted: _Fitted) -> int:
     """How many training rows the ``train_<metric>`` metric is scored on."""
-    return min(TRAIN_METRIC_ROWS, len(fitted.X_train))
+    return len(fitted.X_check)
 
 
 def train_metric_sample(n_rows: int) -> list[int]:
@@ -321,17 +301,19 @@ def _log_scores(loaded: LoadedSpec, fitted: _Fitted) -> None:
         {
             "model": spec.training.model,
             **{f"param.{k}": v for k, v in spec.training.params.items()},
-            "train_rows": len(fitted.X_train),
+            "train_rows": fitted.train_rows,
             "holdout_rows": fitted.holdout_rows,
             "n_features": len(fitted.rows.columns),
             "train_metric_rows": train_metric_rows(fitted),
+            **sample_params(fitted.rows.fitted),
+            "memory.estimated_gib": round(fitted.rows.memory.need / 2**30, 3),
+            "memory.budget_gib": round(fitted.rows.memory.budget / 2**30, 3),
         }
     )
     mlflow.log_metric(f"holdout_{metric}", fitted.holdout_score)
     # On a seeded sample: scoring every training row was half of MLflow's cost per run
     # (bench/tracking.py), for a figure only read next to the holdout's (overfitting).
-    picked = train_metric_sample(len(fitted.X_train))
-    train_score = score(fitted.estimator, fitted.X_train.iloc[picked], fitted.y_train[picked], metric)
+    train_score = score(fitted.estimator, fitted.X_check, fitted.y_check, metric)
     mlflow.log_metric(f"train_{metric}", train_score)
 
 
@@ -362,7 +344,7 @@ def _log_candidate(
             },
             "lineage.json",
         )
-        log_model(estimator, fitted.X_train.head(5))
+        log_model(estimator, fitted.example)
         return str(run.info.run_id)
 
 
@@ -393,6 +375,22 @@ def log_model(estimator: Any, sample: Any) -> None:
             pip_requirements=mlflow.sklearn.get_default_pip_requirements(),
             skops_trusted_types=trusted,
         )
+
+
+def write_holdout(holdout: Any, fh: Any) -> None:
+    """Write the holdout frame as parquet, strings as plain strings (not categoricals), no index.
+
+    ``evaluate`` (and a champion with other columns) reads it back as a table read whole
+    was before: strings as objects, numbers with missing values as float64.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(holdout, preserve_index=False)
+    plain = pa.schema(
+        [pa.field(f.name, f.type.value_type) if pa.types.is_dictionary(f.type) else f for f in table.schema]
+    )
+    pq.write_table(table.cast(plain).replace_schema_metadata(None), fh)
 
 
 def read_holdout(store: PipelineStore, location: str) -> Any:

@@ -13,7 +13,7 @@ from sluice.services import faults
 from sluice.services.gx import CheckResult
 from sluice.services.storage import PipelineStore
 from sluice.spec.models import Validation
-from sluice.steps.records import BatchOutcome, BatchStatus, decode, encode
+from sluice.steps.records import BatchOutcome, BatchStatus, SchemaPin, decode, encode
 
 #: sluice's summary of a batch's checks, beside the batch.
 REPORT = "validation.json"
@@ -52,18 +52,24 @@ def validate_batch(
     batch-level ones on the batch's shape (see :func:`sluice.services.gx.chunkable`), and
     only the failing rows are held until the verdict.
 
+    Without declared columns the batch is held to the pipeline's pinned schema (see
+    :mod:`sluice.steps.schema_pin`) exactly as to a declared one; when there is no pin yet,
+    the batch is read whole, its own inferred columns are its schema, and if it is accepted
+    they are pinned before its outcome is written.
+
     Args:
         store: The pipeline's storage.
         batch_id: A batch in the raw zone.
         validation: The spec's validation section.
         fmt: ``parquet`` or ``csv``.
-        columns: The declared schema (``source.columns``), or None for none.
+        columns: The declared schema (``source.columns``), or None for none (the pin holds).
 
     Returns:
         The outcome; ``batch.json`` carries the same status.
     """
     from sluice.services.gx import chunkable
     from sluice.steps.schema import read_frames
+    from sluice.steps.schema_pin import active_schema
 
     report_key = store.batch_key(batch_id, REPORT)
     recorded = store.read_json_or_none(report_key)
@@ -71,9 +77,11 @@ def validate_batch(
         return _recorded_outcome(store, batch_id, recorded)
     record = store.batch_record(batch_id)
     source = store.batch_key(batch_id, f"source{record.source_suffix or '.' + fmt}")
+    schema = active_schema(store, columns, fmt)
+    columns = schema.columns
     # Chunks need fixed column types (a CSV chunk infers its own) and checks that add up.
     chunk_rows = validation.chunk_rows if columns and chunkable(list(validation.expectations)) else None
-    run = _Run(store, batch_id, validation, fmt, columns, whole=chunk_rows is None)
+    run = _Run(store, batch_id, validation, fmt, columns, whole=chunk_rows is None, pin=schema.pin, pins=schema.pins)
     try:
         with store.open_read(source) as fh:
             return run.over(read_frames(fh, fmt, columns, chunk_rows), report_key)
@@ -193,7 +201,8 @@ class _CleanRows:
     def __init__(self, store: PipelineStore, batch_id: str, columns: Mapping[str, str] | None) -> None:
         self._key = store.batch_key(batch_id, "clean.parquet")
         self._store = store
-        self._columns = columns
+        #: The schema the rows are written with (set before the first write when the batch pins).
+        self.columns = columns
         self._files = ExitStack()
         self._writer: Any = None
 
@@ -204,7 +213,7 @@ class _CleanRows:
 
         from sluice.steps.schema import to_arrow
 
-        table = to_arrow(rows, self._columns) if self._columns else pa.Table.from_pandas(rows, preserve_index=False)
+        table = to_arrow(rows, self.columns) if self.columns else pa.Table.from_pandas(rows, preserve_index=False)
         if self._writer is None:
             fh = self._files.enter_context(self._store.open_write(self._key))
             self._writer = self._files.enter_context(pq.ParquetWriter(fh, table.schema))
@@ -238,6 +247,8 @@ class _Run:
         fmt: str,
         columns: Mapping[str, str] | None,
         whole: bool,
+        pin: SchemaPin | None = None,
+        pins: bool = False,
     ) -> None:
         from sluice.services.gx import Checks
 
@@ -250,6 +261,11 @@ class _Run:
         self.candidates: list[Any] = []
         self.gx_results: list[dict[str, Any]] = []
         self.schema: dict[str, Any] = {}
+        #: The pin the batch is held to (None: declared columns, or none yet).
+        self.pin = pin
+        #: No schema yet: the batch's own columns are its schema, pinned if it is accepted.
+        self.pins = pins
+        self.guessed: list[str] = []
 
     def over(self, frames: Iterator[Any], report_key: str) -> BatchOutcome:
         """Validate the chunks ``frames`` and write the rows and the outcome."""
@@ -261,6 +277,12 @@ class _Run:
             for raw in chunks:
                 header = raw if header is None else header
                 self.rows += len(raw)
+                if len(raw) and self.pins and self.columns is None:
+                    from sluice.steps.schema_pin import infer_frame
+
+                    # Read whole (no columns, no chunks): the one frame is the whole batch.
+                    self.columns, self.guessed = infer_frame(raw)
+                    clean.columns = self.columns
                 if len(raw):
                     df = self._chunk(raw)
                     first = df if first is None else first
@@ -282,6 +304,7 @@ class _Run:
         outcome, reasons = self._judged(checks)
         if outcome.status == BatchStatus.ACCEPTED:
             clean.keep(first.head(0))
+            self._pin()
         else:
             clean.discard()
         self._quarantine(reasons)
@@ -289,12 +312,32 @@ class _Run:
         self.store.write_json(self.store.batch_key(self.batch_id, "gx_result.json"), gx_result)
         return _finish(self.store, outcome, report_key, self._extra(checks))
 
+    def _pin(self) -> None:
+        """Pin the schema this accepted batch brought (before its outcome: a retry then finds the pin)."""
+        if not self.pins or self.columns is None:
+            return
+        from sluice.steps.schema_pin import FIRST_ACCEPTED, new_pin, write_pin
+
+        source_file = self.store.batch_record(self.batch_id).source_file
+        write_pin(self.store, new_pin(self.columns, self.guessed, FIRST_ACCEPTED, self.batch_id, source_file))
+        faults.point("validate.pinned")
+
+    def _origin(self) -> str:
+        """Where the schema came from, for ``validation.json``."""
+        if self.pin is not None:
+            return f"pinned from batch {self.pin.batch_id}"
+        return "inferred from this batch (pinned if accepted)" if self.pins else "source.columns"
+
     def _chunk(self, raw: Any) -> Any:
         """Conform and check one chunk; returns the conformed rows (failing ones included)."""
         df, bad_cells, schema, problem = _conform(raw, self.columns, self.fmt)
         if schema:
             unparsed = Counter(self.schema.get("unparsed_cells", {})) + Counter(schema["unparsed_cells"])
-            self.schema = schema | {"unparsed_cells": dict(unparsed)}
+            self.schema = schema | {"unparsed_cells": dict(unparsed), "origin": self._origin()}
+        if problem is not None and self.pin is not None:
+            from sluice.steps.schema_pin import drift_note
+
+            problem += drift_note(self.pin)
         if problem is None:
             problem = _absent_checked_columns(raw, df, self.validation)
         if problem is not None:
