@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import tenacity
 from cryptography.fernet import Fernet
 
 from demo.object_store import ObjectStore
@@ -655,13 +656,20 @@ class Stack:
             (self.faults / name).unlink(missing_ok=True)
 
     def held(self, point: str, timeout: float = 900.0) -> int:
-        """Wait until a task waits at the armed ``point``; its pid."""
+        """Wait until a task waits at the armed ``point``; its pid.
+
+        Raises:
+            TimeoutError: No task reached ``point`` within ``timeout`` seconds.
+        """
         marker = self.faults / f"{point}.held"
-        deadline = time.monotonic() + timeout
-        while not marker.exists():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no task reached {point} within {timeout:.0f}s")
-            time.sleep(0.5)
+        try:
+            tenacity.Retrying(
+                stop=tenacity.stop_after_delay(timeout),
+                wait=tenacity.wait_fixed(0.5),
+                retry=tenacity.retry_if_result(lambda found: not found),
+            )(marker.exists)
+        except tenacity.RetryError:
+            raise TimeoutError(f"no task reached {point} within {timeout:.0f}s") from None
         return int(marker.read_text())
 
     def release(self, point: str) -> None:
@@ -678,11 +686,26 @@ class Stack:
         Returns:
             Seconds from the start until it served.
         """
+        return self.restore_all([part])[part]
+
+    def restore_all(self, parts: list[str]) -> dict[str, float]:
+        """Start every one of ``parts`` again at once, then wait until each serves.
+
+        Started together, not one after the other: several components of Airflow die with
+        its database, and each takes tens of seconds to start on two busy cores.
+
+        Returns:
+            For each part, seconds from the start until it served.
+        """
         started = time.monotonic()
-        self.processes.restart(part)
-        self.processes.wait(part, self._ready(part))
-        seconds = round(time.monotonic() - started, 1)
-        _say(f"{part} restored in {seconds:.1f}s")
+        ready = {part: self._ready(part) for part in parts}  # before the start: a heartbeat must be newer
+        for part in parts:
+            self.processes.restart(part)
+        seconds: dict[str, float] = {}
+        for part in parts:
+            self.processes.wait(part, ready[part])
+            seconds[part] = round(time.monotonic() - started, 1)
+            _say(f"{part} restored in {seconds[part]:.1f}s")
         return seconds
 
     def exited(self) -> list[str]:
