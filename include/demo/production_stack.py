@@ -38,9 +38,10 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import tenacity
 from cryptography.fernet import Fernet
 
-from demo.object_store import ObjectStore, s3_server_process
+from demo.object_store import ObjectStore
 from demo.process_tags import in_sessions, tagged, wait_until_empty
 from sluice.airflow.standalone import free_port
 from sluice.services.processes import stop_group
@@ -52,6 +53,15 @@ PROJECT = Path(__file__).resolve().parents[2]
 #: The Airflow connection (type aws) every component has for the stack's S3 server.
 S3_CONN_ID = "sluice_s3"
 
+#: Points of sluice's steps where the fault tests hold a task (``tests/production/test_faults.py``),
+#: each disarmed until a test arms it (:meth:`Stack.arm`; see :mod:`sluice.services.faults`).
+HOLD_POINTS = (
+    "land.copied",
+    "validate.before_report",
+    "publish.event_set",
+    "features.table_written",
+    "train.run_started",
+)
 #: Seconds a process gets between SIGTERM and SIGKILL.
 GRACE_SECONDS = 20.0
 #: How long one component may take to answer (a cold start on two busy cores is slow).
@@ -75,6 +85,7 @@ class Processes:
         self.root = root
         self.tag = tag or uuid.uuid4().hex
         self.started: dict[str, subprocess.Popen[bytes]] = {}
+        self.commands: dict[str, tuple[list[str], dict[str, str], Path | None]] = {}
         self.timings: dict[str, float] = {}
 
     def log(self, name: str) -> Path:
@@ -96,7 +107,48 @@ class Processes:
                 start_new_session=True,
             )
         self.started[name] = proc
+        self.commands[name] = (list(cmd), dict(env), cwd)
         return proc
+
+    def kill(self, name: str) -> list[int]:
+        """SIGKILL ``name`` as a lost host would: its session and every process it started.
+
+        Airflow's task processes leave the worker's session (each starts one of its own), so
+        the descendants of the leader are found by the process tree, the rest by the session.
+        Waits until every one of them is gone.
+
+        Returns:
+            The pids killed.
+        """
+        import psutil
+
+        proc = self.started[name]
+        found: dict[int, psutil.Process] = {}
+        with contextlib.suppress(psutil.Error):
+            leader = psutil.Process(proc.pid)
+            found[leader.pid] = leader
+            found.update({child.pid: child for child in leader.children(recursive=True)})
+        for each in psutil.process_iter():
+            with contextlib.suppress(psutil.Error, OSError):
+                if os.getsid(each.pid) == proc.pid:
+                    found[each.pid] = each
+        for each in found.values():
+            with contextlib.suppress(psutil.Error):
+                each.kill()
+        psutil.wait_procs(list(found.values()), timeout=30)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
+        _say(f"{name} killed (SIGKILL, {len(found)} process(es))")
+        return sorted(found)
+
+    def restart(self, name: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start ``name`` again with the command, environment and folder it was first started with.
+
+        Same command means the same port and the same data folder. ``env`` is added on top.
+        """
+        cmd, first_env, cwd = self.commands[name]
+        _say(f"{name} restarting")
+        return self.spawn(name, cmd, {**first_env, **(env or {})}, cwd=cwd)
 
     def stop(self, name: str) -> None:
         """SIGTERM the session of ``name``, SIGKILL what is left after :data:`GRACE_SECONDS`."""
@@ -303,15 +355,35 @@ def redis(procs: Processes) -> Iterator[Redis]:
         procs.stop("redis")
 
 
+def s3_ready(store: ObjectStore) -> bool:
+    """Whether the S3 server answers (its state is replayed before it listens)."""
+    return requests.get(f"{store.endpoint}/moto-api/", timeout=5).status_code == 200
+
+
 @contextlib.contextmanager
 def s3(procs: Processes, buckets: tuple[str, ...] = ("sluice", "mlflow")) -> Iterator[ObjectStore]:
-    """moto's S3 server as its own process, with ``buckets`` created."""
+    """moto's S3 server as its own process, with ``buckets`` created.
+
+    The state is kept in ``<root>/s3/journal.jsonl`` (:func:`demo.object_store.serve_journaled`),
+    so the server killed and started again (:meth:`Processes.restart`) has what it had.
+    """
     started = time.monotonic()
-    with s3_server_process(env={**os.environ, TAG: procs.tag}) as store:
+    folder = procs.root / "s3"
+    folder.mkdir(parents=True, exist_ok=True)
+    store = ObjectStore(f"http://127.0.0.1:{free_port()}")
+    port = store.endpoint.rsplit(":", 1)[1]
+    pythonpath = os.pathsep.join(filter(None, [str(PROJECT / "include"), os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, PYTHONPATH=pythonpath)
+    cmd = [sys.executable, "-m", "demo.object_store", "--port", port, "--journal", str(folder / "journal.jsonl")]
+    procs.spawn("s3", cmd, env, cwd=folder)
+    try:
+        procs.wait("s3", lambda: s3_ready(store), timeout=120)
         for bucket in buckets:
             store.create_bucket(bucket)
         procs.timed("s3", started)
         yield store
+    finally:
+        procs.stop("s3")
 
 
 @dataclass(frozen=True)
@@ -381,6 +453,14 @@ def spark_cluster(procs: Processes, cores: int = 1, memory: str = "1g") -> Itera
     # Executors' Python workers import what the driver's tasks ship (this checkout's sluice).
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT / "include"), os.environ.get("PYTHONPATH")]))
     env.update(SPARK_LOG_DIR=str(folder), SPARK_WORKER_DIR=str(folder / "work"), PYSPARK_PYTHON=sys.executable)
+    # The master keeps its workers and applications in a folder (single-node recovery): a
+    # master started again on the same port finds them, and they register again by themselves.
+    # Without it, a restarted master knows no running application, which would get no executor
+    # again.
+    (folder / "recovery").mkdir(exist_ok=True)
+    env["SPARK_MASTER_OPTS"] = (
+        f"-Dspark.deploy.recoveryMode=FILESYSTEM -Dspark.deploy.recoveryDirectory={folder / 'recovery'}"
+    )
     port, ui_port = free_port(), free_port()
     cluster = SparkCluster(master=f"spark://127.0.0.1:{port}", ui=f"http://127.0.0.1:{ui_port}")
     spark_class = str(home / "bin" / "spark-class")
@@ -563,6 +643,123 @@ class Stack:
         """Where the Airflow DAG processor reads DAG files."""
         return Path(self.airflow.env["AIRFLOW__CORE__DAGS_FOLDER"])
 
+    # --- fault injection: hold a task at a point, kill a part, start it again ----------------
+
+    @property
+    def faults(self) -> Path:
+        """The components' ``SLUICE_FAULT_ONCE`` folder (markers of the :data:`HOLD_POINTS`)."""
+        return self.root / "faults"
+
+    def arm(self, point: str) -> None:
+        """Make the next task that reaches ``point`` (one of :data:`HOLD_POINTS`) wait there once."""
+        for name in (point, f"{point}.held", f"{point}.release"):
+            (self.faults / name).unlink(missing_ok=True)
+
+    def held(self, point: str, timeout: float = 900.0) -> int:
+        """Wait until a task waits at the armed ``point``; its pid.
+
+        Raises:
+            TimeoutError: No task reached ``point`` within ``timeout`` seconds.
+        """
+        marker = self.faults / f"{point}.held"
+        try:
+            tenacity.Retrying(
+                stop=tenacity.stop_after_delay(timeout),
+                wait=tenacity.wait_fixed(0.5),
+                retry=tenacity.retry_if_result(lambda found: not found),
+            )(marker.exists)
+        except tenacity.RetryError:
+            raise TimeoutError(f"no task reached {point} within {timeout:.0f}s") from None
+        return int(marker.read_text())
+
+    def release(self, point: str) -> None:
+        """Let the task waiting at ``point`` go on."""
+        (self.faults / f"{point}.release").touch()
+
+    def kill(self, part: str) -> list[int]:
+        """SIGKILL one part (a name of :attr:`Processes.started`) and everything it started."""
+        return self.processes.kill(part)
+
+    def restore(self, part: str) -> float:
+        """Start a killed ``part`` again (same port, same data folder); wait until it serves.
+
+        Returns:
+            Seconds from the start until it served.
+        """
+        return self.restore_all([part])[part]
+
+    def restore_all(self, parts: list[str]) -> dict[str, float]:
+        """Start every one of ``parts`` again at once, then wait until each serves.
+
+        Started together, not one after the other: several components of Airflow die with
+        its database, and each takes tens of seconds to start on two busy cores.
+
+        Returns:
+            For each part, seconds from the start until it served.
+        """
+        started = time.monotonic()
+        ready = {part: self._ready(part) for part in parts}  # before the start: a heartbeat must be newer
+        for part in parts:
+            self.processes.restart(part)
+        seconds: dict[str, float] = {}
+        for part in parts:
+            self.processes.wait(part, ready[part])
+            seconds[part] = round(time.monotonic() - started, 1)
+            _say(f"{part} restored in {seconds[part]:.1f}s")
+        return seconds
+
+    def exited(self) -> list[str]:
+        """Names of the parts whose process has exited (a part that died of another's outage)."""
+        return [name for name, proc in self.processes.started.items() if proc.poll() is not None]
+
+    def _ready(self, part: str) -> Callable[[], bool]:
+        """What says that ``part`` serves again."""
+        import psycopg2
+        import redis as redis_client
+
+        def alive_workers() -> int:
+            return sum(w["state"] == "ALIVE" for w in self.spark.state()["workers"])
+
+        if part.startswith("airflow-worker-"):
+            name = next(w for w in self.airflow.workers if w.startswith(part.removeprefix("airflow-worker-") + "@"))
+            return lambda: name in celery_workers(self.redis)
+        health = f"{self.airflow.api_url}/api/v2/monitor/health"
+        if part in ("airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"):
+            # Healthy by a heartbeat of the new process: the dead one's last beat may still be fresh.
+            component = part.removeprefix("airflow-").replace("-", "_")
+            since = time.time()
+
+            def beats() -> bool:
+                found = requests.get(health, timeout=5).json()[component]
+                beat = found.get(f"latest_{component}_heartbeat")
+                return found["status"] == "healthy" and bool(beat) and _epoch(beat) > since
+
+            return beats
+        if part == "airflow-api-server":
+            return lambda: requests.get(health, timeout=5).status_code == 200
+        checks: dict[str, Callable[[], bool]] = {
+            "postgres": lambda: (
+                psycopg2.connect(
+                    host=self.postgres.host, port=self.postgres.port, user=self.postgres.user, dbname="airflow"
+                ).close()
+                is None
+            ),
+            "redis": lambda: bool(redis_client.Redis(host=self.redis.host, port=self.redis.port).ping()),
+            "s3": lambda: s3_ready(self.s3),
+            "mlflow": lambda: requests.get(f"{self.mlflow.url}/health", timeout=5).status_code == 200,
+            # A worker registers again with a master started again by itself.
+            "spark-master": lambda: self.spark.state()["status"] == "ALIVE" and alive_workers() == 1,
+            "spark-worker": lambda: alive_workers() == 1,
+        }
+        return checks[part]
+
+
+def _epoch(stamp: str) -> float:
+    """An ISO time stamp of Airflow's REST API as epoch seconds."""
+    from datetime import datetime
+
+    return datetime.fromisoformat(stamp).timestamp()
+
 
 def s3_connection(store: ObjectStore) -> str:
     """The ``AIRFLOW_CONN_<ID>`` value (JSON, type aws) that reaches ``store``."""
@@ -576,7 +773,9 @@ def s3_connection(store: ObjectStore) -> str:
     )
 
 
-def component_env(store: ObjectStore, tracking: MlflowServer, jars: Path | None = None) -> dict[str, str]:
+def component_env(
+    store: ObjectStore, tracking: MlflowServer, jars: Path | None = None, faults: Path | None = None
+) -> dict[str, str]:
     """What every Airflow component of the stack gets on top of Airflow's own settings.
 
     The S3 connection :data:`S3_CONN_ID`, the MLflow server as tracking and registry URI,
@@ -587,6 +786,8 @@ def component_env(store: ObjectStore, tracking: MlflowServer, jars: Path | None 
         store: The stack's S3 server.
         tracking: The stack's MLflow server.
         jars: The S3A jars folder (default: ``$SLUICE_S3A_JARS`` or ``<checkout>/.jars/s3a``).
+        faults: The fault tests' marker folder: every :data:`HOLD_POINTS` becomes a point where
+            a task can be held (:meth:`Stack.arm`); none fires while its marker is there.
     """
     jars = jars or Path(os.environ.get("SLUICE_S3A_JARS") or PROJECT / ".jars" / "s3a")
     return {
@@ -596,6 +797,11 @@ def component_env(store: ObjectStore, tracking: MlflowServer, jars: Path | None 
         "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT / "include"), os.environ.get("PYTHONPATH")])),
         "SLUICE_S3A_JARS": str(jars),
         "SPARK_LOCAL_IP": "127.0.0.1",
+        **(
+            {"SLUICE_TEST_FAULTS": "1", "SLUICE_FAULT_ONCE": str(faults), "SLUICE_FAULT_HOLD": ",".join(HOLD_POINTS)}
+            if faults
+            else {}
+        ),
     }
 
 
@@ -609,6 +815,9 @@ def production_stack(root: Path | None = None, jars: Path | None = None) -> Iter
     """
     folder = root or Path(tempfile.mkdtemp(prefix="sluice-prodstack-"))
     procs = Processes(folder)
+    for point in HOLD_POINTS:  # disarmed: each point has its marker; a test arms one by removing it
+        (folder / "faults").mkdir(parents=True, exist_ok=True)
+        (folder / "faults" / point).write_text("disarmed")
     dags = folder / "dags"
     dags.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -619,7 +828,9 @@ def production_stack(root: Path | None = None, jars: Path | None = None) -> Iter
             s3(procs) as store,
             mlflow_server(procs, pg, store) as tracking,
             spark_cluster(procs) as spark,
-            airflow_celery(procs, pg, broker, dags, extra_env=component_env(store, tracking, jars)) as af,
+            airflow_celery(
+                procs, pg, broker, dags, extra_env=component_env(store, tracking, jars, faults=folder / "faults")
+            ) as af,
         ):
             procs.timed("whole stack", started)
             yield Stack(folder, procs, pg, broker, store, tracking, spark, af)

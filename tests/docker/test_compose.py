@@ -67,6 +67,9 @@ ONE_MACHINE_ONLY = {
     "AIRFLOW__CORE__HOSTNAME_CALLABLE": "the default (the container's hostname) tells the workers apart",
     "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": "each worker container has the default port to itself",
     "SPARK_LOCAL_IP": "the harness keeps Spark's driver on loopback; a container's address is reachable",
+    "SLUICE_FAULT_ONCE": "the fault tests' hold points (tests/production/test_faults.py); never in a deployment",
+    "SLUICE_FAULT_HOLD": "the fault tests' hold points (tests/production/test_faults.py); never in a deployment",
+    "SLUICE_TEST_FAULTS": "the switch of the fault hooks (sluice.services.faults); never in a deployment",
 }
 
 

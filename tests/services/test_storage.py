@@ -240,3 +240,20 @@ def test_parquet_is_read_a_chunk_at_a_time_with_only_the_columns_and_rows_asked_
     assert store.parquet_shape(folder) == (["dest", "distance", "x"], 1000)
     again = pd.concat(store.read_parquet_chunks(folder, ["distance"], rows=rows))
     assert list(again.index) == list(rows) and again["distance"].equals(frame["distance"].iloc[rows])
+
+
+def test_an_object_store_that_does_not_answer_is_named_with_the_fix() -> None:
+    from sluice.services.storage_local import StorageUnavailable
+
+    with s3_server_process() as server:
+        server.create_bucket("sluice")
+        options = server.fsspec_options
+        options["config_kwargs"] = {"retries": {"max_attempts": 1}, "connect_timeout": 2}
+        store = PipelineStore(None, "p", backend=backend_for("s3://sluice/down", "p", options=options))
+        store.check_writable()
+    with pytest.raises(StorageUnavailable) as failed:  # the server is gone: connections refused
+        store.check_writable()
+    message = str(failed.value)
+    assert "the pipeline's storage s3://sluice/down/p" in message
+    assert "EndpointConnectionError" in message and server.endpoint in message
+    assert "its endpoint answers, then clear the task; nothing was written" in message

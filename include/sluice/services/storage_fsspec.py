@@ -11,6 +11,7 @@ replaced atomically by the store itself.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import tempfile
 import time
@@ -206,11 +207,14 @@ class FsspecBackend:
         try:
             self.write_bytes(probe, b"ok")
             self.remove(probe)
-        except OSError as exc:
+        # Not only OSError: an endpoint that does not answer reaches here as botocore's
+        # EndpointConnectionError, which s3fs passes on as it is.
+        except Exception as exc:
+            reason = str(exc) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
             raise StorageUnavailable(
-                exc.errno,
-                f"the pipeline's storage {self.location('')} is not writable ({exc}): check the "
-                "bucket, its credentials and the endpoint, then clear the task; nothing was written",
+                getattr(exc, "errno", None) or errno.EIO,
+                f"the pipeline's storage {self.location('')} is not writable ({reason}): check the "
+                "bucket, its credentials and that its endpoint answers, then clear the task; nothing was written",
             ) from exc
 
     def clean_stale(self, older_than: float = STALE_AFTER_SECONDS, under: str = "", deep: bool = True) -> list[str]:
