@@ -29,6 +29,7 @@ DECISION: dict[str, Any] = {
         {"name": "vs_champion", "passed": False, "detail": "candidate 0.6192 >= champion 0.6350 - 0.005"},
     ],
     "airflow_run_id": "manual__2026-01-01",
+    "decided_at": 1767225600.0,
 }
 
 DRIFT: dict[str, Any] = {

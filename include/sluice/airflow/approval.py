@@ -20,45 +20,46 @@ from sluice.airflow import urls
 
 
 def evidence_markdown(pipeline: str, decision: dict[str, Any] | None) -> str:
-    """Markdown body for the approver from the ``evaluate`` decision record."""
+    """Markdown body for the approver from the ``evaluate`` task's decision record (its XCom).
+
+    The record is decoded into :class:`~sluice.steps.records.GateDecision` first: a record the
+    step did not write is refused here, not shown half-read.
+    """
+    from sluice.steps.records import GateDecision, decode
+
     if not decision:
         return f"No decision record was found for **{pipeline}**: do not approve without one."
-    metric = decision.get("metric", "metric")
-    cand = decision.get("candidate") or {}
-    champ = decision.get("champion") or {}
-    th = decision.get("thresholds") or {}
-    higher = decision.get("higher_is_better", True)
+    gate = decode(GateDecision, decision)
+    cand, champ, th = gate.candidate, gate.champion, gate.thresholds
 
-    def num(v: Any) -> str:
-        return "n/a" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v))
+    def num(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.4f}"
 
     lines = [
         f"The candidate for **{pipeline}** passed the gate. Approve to make it the champion and deploy it; "
         "Reject (or no answer before the timeout) keeps the current champion.",
         "",
-        f"| | {metric} ({'higher' if higher else 'lower'} is better, same holdout) | MLflow run |",
+        f"| | {gate.metric} ({'higher' if gate.higher_is_better else 'lower'} is better, same holdout) | MLflow run |",
         "| --- | --- | --- |",
-        f"| candidate | {num(cand.get('score'))} | "
-        f"[{cand.get('run_id', '?')}]({urls.mlflow_run_url(str(cand.get('run_id', '')))}) |",
+        f"| candidate | {num(cand.score)} | [{cand.run_id}]({urls.mlflow_run_url(cand.run_id)}) |",
     ]
-    if champ.get("version"):
+    if champ is not None:
         lines.append(
-            f"| champion v{champ['version']} | {num(champ.get('score'))} | "
-            f"[{champ.get('run_id')}]({urls.mlflow_run_url(str(champ.get('run_id')))}) |"
+            f"| champion v{champ.version} | {num(champ.score)} | "
+            f"[{champ.run_id}]({urls.mlflow_run_url(str(champ.run_id))}) |"
         )
     else:
         lines.append("| champion | none yet | |")
     lines += [
         "",
-        f"Thresholds: min {num(th.get('min'))}, max {num(th.get('max'))}, "
-        f"max_regression_vs_champion {num(th.get('max_regression_vs_champion'))}.",
+        f"Thresholds: min {num(th.min)}, max {num(th.max)}, "
+        f"max_regression_vs_champion {num(th.max_regression_vs_champion)}.",
         "",
         "Checks:",
-        *[f"- {'passed' if c.get('passed') else 'FAILED'}: {c.get('detail')}" for c in decision.get("checks") or []],
+        *[f"- {'passed' if c.passed else 'FAILED'}: {c.detail}" for c in gate.checks],
         "",
-        f"Holdout: {(decision.get('holdout') or {}).get('rows', '?')} rows "
-        f"({(decision.get('holdout') or {}).get('split', '?')}).",
-        *_batch_lines(cand.get("trained_on"), (decision.get("holdout") or {}).get("batches")),
+        f"Holdout: {gate.holdout.rows} rows ({gate.holdout.split}).",
+        *_batch_lines(cand.trained_on, gate.holdout.batches),
         "",
         f"Drift: see the latest run of [{pipeline}__monitor]({urls.airflow_base_url()}/dags/{pipeline}__monitor) "
         "(task `compute_drift`, button *Drift report*).",
@@ -66,14 +67,14 @@ def evidence_markdown(pipeline: str, decision: dict[str, Any] | None) -> str:
     return "\n".join(lines)
 
 
-def _batch_lines(trained_on: list[str] | None, held_out: list[str] | None) -> list[str]:
+def _batch_lines(trained_on: list[str], held_out: list[str]) -> list[str]:
     """The batches the candidate was trained on and held out (none for records from before these fields)."""
     if not trained_on and not held_out:
         return []
     return [
         "",
-        f"Trained on batches: {', '.join(trained_on or []) or 'none'}; "
-        f"held out: {', '.join(held_out or []) or 'none'}. "
+        f"Trained on batches: {', '.join(trained_on) or 'none'}; "
+        f"held out: {', '.join(held_out) or 'none'}. "
         "With `training.refit: after_gate`, approving refits it on both before it is promoted.",
     ]
 
