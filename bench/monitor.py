@@ -14,7 +14,8 @@ own interpreter, for its wall time and the peak RSS of its process tree. Target:
 on both sides cost at most :data:`TIME_GROWTH` times the time and :data:`MEMORY_GROWTH` times
 the peak memory, with the same verdict at both sizes. Beside it, at the smaller size the
 clean rows are read whole and compared (``monitor.read_clean`` + ``compare``: the step before
-issue 27): the sample is the same rows, so the scores must be identical. Before, 10M rows a
+issue 27): the sample is the same rows, so the scores must be the same (to 1e-9 relative, see
+:func:`same_scores`). Before, 10M rows a
 side took 19.2 s and 4.1 GB.
 """
 
@@ -127,6 +128,19 @@ def _measure(mode: str, setup: Any, batch_id: str, run_id: str) -> dict[str, Any
     return out | {"peak_rss_mib": mib(peak)}
 
 
+def same_scores(a: dict[str, float], b: dict[str, float]) -> bool:
+    """The same columns with the same scores, to 1e-9 relative.
+
+    Not bit for bit: each measurement is its own interpreter, and Evidently sums a categorical
+    column's per-category terms in the order of a Python set of strings, which string hash
+    randomisation changes from process to process (the last bits of the sum move; two runs in
+    one interpreter agree exactly).
+    """
+    import math
+
+    return a.keys() == b.keys() and all(math.isclose(a[c], b[c], rel_tol=1e-9, abs_tol=1e-12) for c in a)
+
+
 def run(quick: bool) -> dict[str, Any]:
     """The monitor step at two sizes 10x apart (both sides); the ratio is the time growth."""
     from evaluate import gate_project
@@ -159,7 +173,10 @@ def run(quick: bool) -> dict[str, Any]:
                     "peak_rss_mib": whole["peak_rss_mib"],
                     "verdict": "drift" if whole["drift_detected"] else "no drift",
                 }
-                values["same_scores_as_whole"] = whole["scores"] == runs[0]["scores"]
+                values["same_scores_as_whole"] = same_scores(whole["scores"], runs[0]["scores"])
+                values["max_score_difference_vs_whole"] = max(
+                    abs(whole["scores"][c] - runs[0]["scores"][c]) for c in runs[0]["scores"]
+                )
     small, big = values[str(sizes[0])], values[str(sizes[1])]
     time_growth = big["seconds"] / small["seconds"]
     memory_growth = big["peak_rss_mib"] / small["peak_rss_mib"]
