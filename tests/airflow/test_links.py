@@ -16,9 +16,29 @@ from sluice.airflow.links import (
     mlflow_link,
     validation_link,
 )
+from tests.airflow.test_alerts import DECISION, DRIFT
 from tests.conftest import Project
 
 AF = "http://airflow.test:8080"
+#: A whole ``train`` XCom (the links decode each step's result into its record).
+TRAIN: dict[str, Any] = {
+    "mlflow_run_id": "r1",
+    "holdout_path": "/x/holdout.parquet",
+    "split": "holdout month=2",
+    "train_rows": 100,
+    "holdout_rows": 20,
+    "features": ["distance"],
+}
+
+
+def outcome(batch_id: str, status: str, report: Path) -> dict[str, Any]:
+    """One batch's ``validate`` outcome, as the step writes it."""
+    return {"batch_id": batch_id, "status": status, "reason": status, "report": str(report)}
+
+
+def evaluated(run_id: str) -> dict[str, Any]:
+    """An ``evaluate`` XCom whose candidate is ``run_id``."""
+    return DECISION | {"candidate": {"run_id": run_id, "score": 0.7}}
 
 
 class SyntheticTI:
@@ -32,15 +52,15 @@ class SyntheticTI:
 
 
 def test_mlflow_link_prefers_the_evaluated_candidate_and_is_empty_before_training() -> None:
-    assert mlflow_link({"mlflow_run_id": "r1"}, None, "http://mlflow:5000") == "http://mlflow:5000/#/runs/r1"
-    assert mlflow_link({"mlflow_run_id": "r1"}, {"candidate": {"run_id": "r1"}}) == "http://localhost:5000/#/runs/r1"
+    assert mlflow_link(TRAIN, None, "http://mlflow:5000") == "http://mlflow:5000/#/runs/r1"
+    assert mlflow_link(TRAIN, evaluated("r2")) == "http://localhost:5000/#/runs/r2"
     assert mlflow_link(None, None) == ""
 
 
 def test_validation_link_opens_the_rejected_batch_report_or_the_batches_folder(tmp_path: Path) -> None:
     base = tmp_path / "sluice" / "p"
-    ok = {"batch_id": "a", "status": "accepted", "report": str(base / "batches" / "a" / "validation.json")}
-    bad = {"batch_id": "b", "status": "rejected", "report": str(base / "batches" / "b" / "validation.json")}
+    ok = outcome("a", "accepted", base / "batches" / "a" / "validation.json")
+    bad = outcome("b", "rejected", base / "batches" / "b" / "validation.json")
 
     assert validation_link("p", base, {"outcomes": [ok]}, AF) == f"{AF}/sluice/reports/p/batches/a/validation.json"
     assert validation_link("p", base, {"outcomes": [ok, bad]}, AF) == f"{AF}/sluice/reports/p/batches/b/validation.json"
@@ -50,9 +70,9 @@ def test_validation_link_opens_the_rejected_batch_report_or_the_batches_folder(t
 
 def test_drift_link_serves_the_html_report_from_the_monitor_xcom(tmp_path: Path) -> None:
     base = tmp_path / "sluice" / "p"
-    xcom = {"report_path": str(base / "monitor" / "r1" / "drift.html"), "mlflow_run_id": "m1"}
+    xcom = DRIFT | {"report_path": str(base / "monitor" / "r1" / "drift.html"), "mlflow_run_id": "m1"}
     assert drift_link("p", base, xcom, AF) == f"{AF}/sluice/reports/p/monitor/r1/drift.html"
-    assert drift_link("p", base, {"report_path": "/elsewhere/drift.html"}, AF) == ""
+    assert drift_link("p", base, DRIFT | {"report_path": "/elsewhere/drift.html"}, AF) == ""
 
 
 def test_each_task_gets_its_buttons_and_they_read_the_run_xcom(project: Project) -> None:
@@ -65,9 +85,9 @@ def test_each_task_gets_its_buttons_and_they_read_the_run_xcom(project: Project)
     base = project.root / "data" / "sluice" / "flights_delay"
     ti = SyntheticTI(
         {
-            "evaluate": {"candidate": {"run_id": "cand"}},
-            "validate": {"outcomes": [{"status": "rejected", "report": str(base / "batches/x/validation.json")}]},
-            "compute_drift": {"report_path": str(base / "monitor/drift.html")},
+            "evaluate": evaluated("cand"),
+            "validate": {"outcomes": [outcome("x", "rejected", base / "batches/x/validation.json")]},
+            "compute_drift": DRIFT | {"report_path": str(base / "monitor/drift.html")},
         }
     )
     (mlflow,) = links_for("gate", spec)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 from airflow.sdk import BaseOperatorLink
@@ -20,30 +20,50 @@ from airflow.sdk import BaseOperatorLink
 from sluice.airflow import urls
 from sluice.plan.task_ids import TaskId
 
+if TYPE_CHECKING:
+    from sluice.steps.records import Record
+
 log = logging.getLogger(__name__)
+R = TypeVar("R", bound="Record")
+
+
+def _decoded(cls: type[R], value: Any) -> R | None:
+    """A step's XCom decoded into its record, or None when the step has not run (no XCom)."""
+    from sluice.steps.records import decode
+
+    return decode(cls, value) if value else None
 
 
 def mlflow_link(train: dict[str, Any] | None, evaluate: dict[str, Any] | None, mlflow_ui: str | None = None) -> str:
     """MLflow run of the candidate: from the ``evaluate`` decision, else the ``train`` result."""
-    run_id = ((evaluate or {}).get("candidate") or {}).get("run_id") or (train or {}).get("mlflow_run_id")
+    from sluice.steps.records import GateDecision, TrainResult
+
+    gate, trained = _decoded(GateDecision, evaluate), _decoded(TrainResult, train)
+    run_id = gate.candidate.run_id if gate else trained.mlflow_run_id if trained else None
     return urls.mlflow_run_url(run_id, mlflow_ui) if run_id else ""
 
 
 def validation_link(pipeline: str, store_base: str | Path, validate: dict[str, Any] | None, base: str) -> str:
     """The validation report of the run: the one batch's report, the first rejected one, or the batches folder."""
-    outcomes = (validate or {}).get("outcomes") or []
+    from sluice.steps.records import BatchStatus, ValidationOutcomes
+
+    checked = _decoded(ValidationOutcomes, validate)
+    outcomes = checked.outcomes if checked else []
     if not outcomes:
         return ""
-    rejected = [o for o in outcomes if o.get("status") != "accepted"]
+    rejected = [o for o in outcomes if o.status != BatchStatus.ACCEPTED]
     chosen = (rejected or outcomes)[0] if len(outcomes) == 1 or rejected else None
     if chosen is None:  # several accepted batches: the folder listing shows each report
         return urls.report_url(pipeline, store_base, Path(store_base) / "batches", base) or ""
-    return urls.report_url(pipeline, store_base, chosen.get("report", ""), base) or ""
+    return urls.report_url(pipeline, store_base, chosen.report, base) or ""
 
 
 def drift_link(pipeline: str, store_base: str | Path, drift: dict[str, Any] | None, base: str) -> str:
     """The drift report (HTML) written by ``compute_drift``."""
-    path = (drift or {}).get("report_path")
+    from sluice.steps.records import DriftResult
+
+    result = _decoded(DriftResult, drift)
+    path = result.report_path if result else None
     return (urls.report_url(pipeline, store_base, path, base) or "") if path else ""
 
 
@@ -124,7 +144,10 @@ class DriftMlflowRunLink(BaseOperatorLink):
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
         """URL of the drift check's MLflow run, or ''."""
         try:
-            run_id = (_pull(ti_key, TaskId.COMPUTE_DRIFT) or {}).get("mlflow_run_id")
+            from sluice.steps.records import DriftResult
+
+            result = _decoded(DriftResult, _pull(ti_key, TaskId.COMPUTE_DRIFT))
+            run_id = result.mlflow_run_id if result else None
             return urls.mlflow_run_url(run_id) if run_id else ""
         except Exception as exc:
             log.warning("no MLflow link: %s", exc)
