@@ -268,14 +268,14 @@ def deploy(spec_path: str, **context: Any) -> dict[str, Any]:
     loaded, store = _open(spec_path)
     promoted = _pull(context, TaskId.PROMOTE, PromoteResult)
     trained = _pull(context, TaskId.TRAIN, TrainResult)
-    state: dict[str, Any] = target_for(loaded, store).deploy(
+    result = target_for(loaded, store).deploy(
         promoted.version,
         previous=promoted.previous,
         run_id=str(context.get("run_id") or ""),
         smoke_rows=smoke_rows(store, trained.holdout_path, trained.features),
     )
-    log.info("serving v%s at %s (%s)", state["version"], state["url"], "new" if state["changed"] else "unchanged")
-    return state
+    log.info("serving v%s (%s)", result.version, "new" if result.changed else "unchanged")
+    return encode(result)
 
 
 def _triggering_events(context: dict[str, Any]) -> list[AssetEvent]:

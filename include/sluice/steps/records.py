@@ -30,6 +30,7 @@ __all__ = [
     "ChampionScore",
     "Check",
     "ColumnDrift",
+    "DeployResult",
     "DriftResult",
     "DriftStatus",
     "FeatureResult",
@@ -556,6 +557,11 @@ class KubernetesDeployResult(Record):
 
 
 # --------------------------------------------------------------------------- monitor and retrain
+
+
+#: What a deploy target's ``deploy()`` returns: every target's result names the version it
+#: serves, the one before, and whether anything changed.
+DeployResult = LocalDeployResult | KubernetesDeployResult
 
 
 class ColumnDrift(Record):

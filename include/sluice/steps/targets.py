@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from sluice.services.storage import PipelineStore
     from sluice.spec.loader import LoadedSpec
     from sluice.steps.deploy import ServerProcess
-    from sluice.steps.deploy_kubernetes import KubernetesDeployResult
+    from sluice.steps.records import DeployResult, KubernetesDeployResult, LocalDeployResult
 
 
 class StopRefused(RuntimeError):
@@ -91,7 +91,9 @@ class DeployTarget(Protocol):
         """
         ...
 
-    def deploy(self, version: str, *, previous: str | None, run_id: str, smoke_rows: list[dict[str, Any]]) -> Any:
+    def deploy(
+        self, version: str, *, previous: str | None, run_id: str, smoke_rows: list[dict[str, Any]]
+    ) -> DeployResult:
         """Serve ``version``; on failure the previous version keeps (or goes back to) serving.
 
         The smoke check is part of it: a prediction on the new server's private port
@@ -151,12 +153,11 @@ class LocalTarget:
 
     def deploy(
         self, version: str, *, previous: str | None, run_id: str, smoke_rows: list[dict[str, Any]]
-    ) -> dict[str, Any]:
+    ) -> LocalDeployResult:
         """:func:`sluice.steps.deploy.deploy_local` (the old server serves until the new one is checked)."""
         from sluice.steps.deploy import deploy_local
-        from sluice.steps.records import encode
 
-        return encode(deploy_local(self.loaded, self.store, version, smoke_rows))
+        return deploy_local(self.loaded, self.store, version, smoke_rows)
 
     def stop(self) -> list[str]:
         """:func:`sluice.steps.deploy.stop_local`: every server on the port, recorded or not."""
