@@ -89,6 +89,7 @@ def test_killing_the_scheduler_then_all_of_airflow_mid_run_recovers_within_retri
     env = session_env(project.root)
     env.update(
         MLFLOW_TRACKING_URI=os.environ["MLFLOW_TRACKING_URI"],
+        SLUICE_TEST_FAULTS="1",  # isolated_env drops SLUICE_* variables: the fault switch goes back in
         SLUICE_FAULT_HOLD=",".join(HOLDS),
         SLUICE_FAULT_ONCE=str(holds),
         # The embedded default is 120 s; a shorter wait keeps the test short.
