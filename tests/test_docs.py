@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import REPO, fresh_mlflow_store
+from tests.conftest import REPO, fresh_mlflow_store, load_script
 
 README = (REPO / "README.md").read_text()
 DOCS = REPO / "docs"
@@ -32,13 +32,7 @@ def tutorial_project(root: Path) -> Path:
 
 
 def _docs_blocks() -> Any:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("docs_blocks", REPO / "tools" / "docs_blocks.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(REPO / "tools" / "docs_blocks.py")
 
 
 def test_the_generated_blocks_of_the_docs_are_current() -> None:

