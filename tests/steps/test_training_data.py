@@ -311,3 +311,17 @@ def test_the_sample_is_recorded_in_the_run_and_the_gate_record(project: Any) -> 
     assert retried.mlflow_run_id == trained.mlflow_run_id and retried.fitted == trained.fitted
     on_disk = decode(GateDecision, store.read_json(store.run_key("manual__1", "decision.json")))
     assert on_disk.fitted == trained.fitted
+
+
+def test_a_feature_table_without_the_target_is_refused_naming_the_fix(
+    tmp_path: Path, demo: tuple[PipelineStore, FeatureResult]
+) -> None:
+    """The run-time guard both engines share: the key, the table's columns and what to do."""
+    store, features = demo
+    loaded = spec_at(tmp_path / "p", target="is_late")
+    with pytest.raises(KeyError) as refused:
+        split_rows(loaded, store, features)
+    message = str(refused.value)
+    assert "training.target 'is_late' is not a column of the feature table" in message
+    assert "'is_delayed'" in message, "the columns the table has"
+    assert "fix: name a column that features.job" in message and "sluice lint" in message

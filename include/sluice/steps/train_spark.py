@@ -28,7 +28,7 @@ from sluice.services.storage import PipelineStore
 from sluice.spec.loader import LoadedSpec
 from sluice.spec.models import CLASSIFICATION_METRICS, SPARK_MODELS
 from sluice.steps.records import FeatureResult, FittedRows
-from sluice.steps.training_data import SplitRows, feature_columns
+from sluice.steps.training_data import SplitRows, check_label_and_split_columns, feature_columns
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -89,8 +89,7 @@ def fit_on_spark(loaded: LoadedSpec, store: PipelineStore, features: FeatureResu
     spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
     table = _read_table(spark, store, features)
     names = [c for c in table.columns if c != PART]
-    if training.target not in names:
-        raise KeyError(f"training.target '{training.target}' is not a column of the feature table: {names}")
+    check_label_and_split_columns(loaded, names)
     import pandas as pd
 
     columns = feature_columns(pd.DataFrame(columns=names), loaded)
@@ -180,8 +179,6 @@ def _mark_holdout(labelled: DataFrame, loaded: LoadedSpec) -> tuple[DataFrame, s
     split = loaded.spec.training.split
     reason = ""
     if split.holdout == "latest" and split.by:
-        if split.by not in labelled.columns:
-            raise KeyError(f"training.split.by '{split.by}' is not a column of the feature table: {labelled.columns}")
         latest = labelled.agg(F.max(split.by)).first()[0]  # type: ignore[index]
         marked = labelled.withColumn(HELD, F.coalesce(F.col(split.by) == F.lit(latest), F.lit(False)))
         held, total = _counts(marked)

@@ -122,6 +122,24 @@ def split_holdout(df: Any, split: Split) -> tuple[Any, Any, str]:
     return df[~mask], df[mask], text
 
 
+def check_label_and_split_columns(loaded: LoadedSpec, names: list[str]) -> None:
+    """Refuse a feature table without ``training.target`` (or ``split.by`` with ``holdout: latest``).
+
+    Both engines call it before reading a row. ``sluice lint`` checks the same against the
+    feature job's output when it can run the job; this is the run-time guard, with the fix.
+
+    Raises:
+        KeyError: Naming the key, the table's columns and the fix.
+    """
+    training = loaded.spec.training
+    fix = f"(fix: name a column that features.job '{loaded.spec.features.job}' writes, then run sluice lint)"
+    if training.target not in names:
+        raise KeyError(f"training.target '{training.target}' is not a column of the feature table: {names} {fix}")
+    by = training.split.by if training.split.holdout == "latest" else None
+    if by is not None and by not in names:
+        raise KeyError(f"training.split.by '{by}' is not a column of the feature table: {names} {fix}")
+
+
 def feature_columns(df: Any, spec: LoadedSpec) -> list[str]:
     """Columns the model reads: ``training.features`` or everything but target and drop."""
     t = spec.spec.training
@@ -545,12 +563,9 @@ def split_rows(loaded: LoadedSpec, store: PipelineStore, features: FeatureResult
     training = spec.training
     table = open_table(store, features)
     names = list(table.schema.names)
-    if training.target not in names:
-        raise KeyError(f"training.target '{training.target}' is not a column of the feature table: {names}")
+    check_label_and_split_columns(loaded, names)
     columns = feature_columns(pd.DataFrame(columns=names), loaded)
     by = training.split.by if training.split.holdout == "latest" else None
-    if by is not None and by not in names:
-        raise KeyError(f"training.split.by '{by}' is not a column of the feature table: {names}")
     keys = read_columns(table, list(dict.fromkeys([training.target, *([by] if by else [])])))
     at = np.flatnonzero(keys[training.target].notna().to_numpy())  # the labelled rows
     y = keys[training.target].to_numpy()[at]
