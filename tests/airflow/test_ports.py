@@ -9,12 +9,12 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from sluice.airflow.home import PORTS, PortError, check_ports_free, port_setting
 from sluice.cli import main
+from tests.airflow.test_links import TRAIN, SyntheticTI, outcome
 from tests.conftest import REPO, Project, free_port
 
 MOVED = {
@@ -25,16 +25,6 @@ MOVED = {
     "SLUICE_SMTP_PORT": "18025",
 }
 AIRFLOWS_OWN = [p.airflow for p in PORTS.values() if p.airflow]
-
-
-class SyntheticTI:
-    """The running task instance the worker hands to ``get_link``."""
-
-    def __init__(self, xcoms: dict[str, Any]) -> None:
-        self.dag_id, self.run_id, self.xcoms = "flights_delay__train", "manual__1", xcoms
-
-    def xcom_pull(self, task_ids: str) -> Any:
-        return self.xcoms.get(task_ids)
 
 
 @pytest.fixture()
@@ -133,7 +123,7 @@ def test_settings_move_sluice_env_and_the_links_in_the_ui(
     spec = str(project.write_spec())
     batch = project.root / "data" / "sluice" / "flights_delay" / "batches" / "x" / "validation.json"
     ti = SyntheticTI(
-        {"train": {"mlflow_run_id": "cand"}, "validate": {"outcomes": [{"status": "rejected", "report": str(batch)}]}}
+        {"train": TRAIN | {"mlflow_run_id": "cand"}, "validate": {"outcomes": [outcome("x", "rejected", batch)]}}
     )
     assert MlflowRunLink(spec_path=spec).get_link(None, ti_key=ti) == "http://localhost:15000/#/runs/cand"
     assert ValidationReportLink(spec_path=spec).get_link(None, ti_key=ti) == (
