@@ -102,6 +102,78 @@ def test_scores_in_chunks_are_the_scores_of_the_whole_holdout(
     assert chunked == whole, "identical, not merely close: the gate's verdict must not move"
 
 
+@pytest.mark.parametrize(
+    ("metric", "target", "models", "tolerance"),
+    [
+        ("accuracy", "is_delayed", CLASSIFIERS, 0.0),
+        ("f1", "is_delayed", CLASSIFIERS, 0.0),
+        ("precision", "is_delayed", CLASSIFIERS, 0.0),
+        ("log_loss", "is_delayed", CLASSIFIERS, 1e-12),
+        ("rmse", "arr_delay", REGRESSORS, 1e-12),
+        ("mae", "arr_delay", REGRESSORS, 1e-12),
+        ("r2", "arr_delay", REGRESSORS, 1e-12),
+    ],
+)
+def test_past_the_exact_rows_the_summary_gives_the_numbers_of_the_whole_holdout(
+    tmp_path: Any, metric: str, target: str, models: tuple[str, str], tolerance: float
+) -> None:
+    """A holdout larger than ``exact_rows`` (here 200 rows) is summarised, not kept: label
+    metrics are the same numbers, sums agree to rounding, and the record says which it was."""
+    from sluice.steps.evaluate import fold_chunks
+    from sluice.steps.metrics import score
+    from sluice.steps.train import prepare
+
+    holdout = flights_month(3)
+    candidate, champion = (fitted(m, target) for m in models)
+    store = PipelineStore(tmp_path, "p")
+    folds = fold_chunks(
+        [(candidate, FEATURES), (champion, FEATURES)], holdout_chunks(store, holdout, 97), target, metric, 200
+    )
+    whole = [score(m, prepare(holdout, FEATURES), holdout[target].to_numpy(), metric) for m in (candidate, champion)]
+    assert all(f.summarised for f in folds)
+    assert [f.error_bound for f in folds] == [0.0, 0.0]
+    if tolerance:
+        assert [f.value() for f in folds] == pytest.approx(whole, rel=tolerance)
+    else:
+        assert [f.value() for f in folds] == whole, "counts weighted into scikit-learn: the same numbers"
+    assert folds[0].describe().endswith("over 1,500 rows")
+
+
+def test_a_binned_roc_auc_is_within_its_stated_bound_of_the_exact_one(tmp_path: Any) -> None:
+    from sluice.steps.evaluate import fold_chunks
+    from sluice.steps.metrics import score
+    from sluice.steps.train import prepare
+
+    holdout = flights_month(3)
+    candidate, champion = (fitted(m, "is_delayed") for m in CLASSIFIERS)
+    store = PipelineStore(tmp_path, "p")
+    folds = fold_chunks(
+        [(candidate, FEATURES), (champion, FEATURES)], holdout_chunks(store, holdout, 97), "is_delayed", "roc_auc", 200
+    )
+    X, y = prepare(holdout, FEATURES), holdout["is_delayed"].to_numpy()
+    for fold, model in zip(folds, (candidate, champion), strict=True):
+        exact = score(model, X, y, "roc_auc")
+        assert 0 < fold.error_bound < 1e-3
+        assert abs(fold.value() - exact) <= fold.error_bound
+        assert "score bins over 1,500 rows (within" in fold.describe()
+
+
+def test_a_binned_multiclass_roc_auc_is_within_its_bound(tmp_path: Any) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from sluice.steps.metrics import MetricFold, score
+
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(3000, 3))
+    y = np.array(["a", "b", "c"])[(X[:, 0] + rng.normal(scale=1.5, size=3000) > 0).astype(int) + (X[:, 1] > 1)]
+    model = LogisticRegression(max_iter=500).fit(X, y)
+    fold = MetricFold(model, "roc_auc", exact_rows=500)
+    for at in range(0, 3000, 700):
+        fold.add(y[at : at + 700], model.predict_proba(X[at : at + 700]))
+    assert fold.summarised and "a class" in fold.describe()
+    assert abs(fold.value() - score(model, X, y, "roc_auc")) <= fold.error_bound + 1e-12
+
+
 def test_an_empty_holdout_is_named() -> None:
     from sluice.steps.evaluate import score_chunks
 

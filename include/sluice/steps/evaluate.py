@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import time
 from collections.abc import Iterable
@@ -9,6 +10,7 @@ from typing import Any
 
 from sluice.services.storage import PipelineStore
 from sluice.spec.loader import LoadedSpec
+from sluice.steps.metrics import EXACT_ROWS, MetricFold
 from sluice.steps.records import (
     ChampionScore,
     GateDecision,
@@ -28,6 +30,8 @@ from sluice.steps.train import (
     quiet_skops_module_scan,
     read_holdout_chunks,
 )
+
+log = logging.getLogger(__name__)
 
 #: The gate's decision record, in the train run's folder.
 DECISION = "decision.json"
@@ -69,9 +73,11 @@ def evaluate_candidate(
 
     The holdout is read :data:`~sluice.steps.train.SCORE_CHUNK_ROWS` rows at a time, only the
     columns the models and the metric read; each chunk is prepared and scored by both models,
-    and only the true values and what the metric needs (probabilities or predictions) are
-    kept: time grows with the holdout's rows, memory with those arrays only (about 20 bytes a
-    row for ``roc_auc``), and the scores are those of the whole holdout at once.
+    and only the true values and what the metric needs (probabilities or predictions) go into
+    a :class:`~sluice.steps.metrics.MetricFold`: time grows with the holdout's rows; up to
+    :data:`~sluice.steps.metrics.EXACT_ROWS` rows the scores are those of the whole holdout at
+    once, past them the memory stops growing and the record says how the metric was computed
+    (``holdout.scored``).
 
     Returns:
         The decision record (also written to the run folder and the MLflow run).
@@ -91,7 +97,7 @@ def evaluate_candidate(
     metric = spec.evaluation.metric
     gate = spec.evaluation.gate
     champ = tracking.champion(client, spec.pipeline)
-    rows, unscorable, cand_score, champ_score = _score_both(loaded, store, trained, champ)
+    rows, unscorable, method, cand_score, champ_score = _score_both(loaded, store, trained, champ)
     checks = _bound_checks(cand_score, metric, gate.min, gate.max)
     champion, check = _versus_champion(loaded, champ, unscorable, champ_score, cand_score)
     checks.append(check)
@@ -107,7 +113,9 @@ def evaluate_candidate(
         ),
         candidate=ScoredRun(run_id=trained.mlflow_run_id, score=cand_score, trained_on=trained.trained_on),
         champion=champion,
-        holdout=HoldoutInfo(path=trained.holdout_path, rows=rows, split=trained.split, batches=trained.held_out),
+        holdout=HoldoutInfo(
+            path=trained.holdout_path, rows=rows, split=trained.split, batches=trained.held_out, scored=method
+        ),
         checks=checks,
         airflow_run_id=airflow_run_id,
         decided_at=time.time(),
@@ -120,8 +128,9 @@ def evaluate_candidate(
 
 def _score_both(
     loaded: LoadedSpec, store: PipelineStore, trained: TrainResult, champ: Any
-) -> tuple[int, str | None, float, float | None]:
-    """Holdout rows, why the champion cannot be scored (or None), and both scores, read once in chunks."""
+) -> tuple[int, str | None, str, float, float | None]:
+    """Holdout rows, why the champion cannot be scored (or None), how the metric was computed,
+    and both scores, read once in chunks."""
     spec = loaded.spec
     available, rows = holdout_columns(store, trained.holdout_path)
     candidate = load_sklearn_model(f"runs:/{trained.mlflow_run_id}/model")
@@ -132,56 +141,48 @@ def _score_both(
     chunks = read_holdout_chunks(
         store, trained.holdout_path, _columns_read(scorers, spec.training.target), SCORE_CHUNK_ROWS
     )
-    scores = score_chunks(scorers, chunks, spec.training.target, spec.evaluation.metric)
-    return rows, unscorable, scores[0], (scores[1] if champ_model is not None else None)
+    folds = fold_chunks(scorers, chunks, spec.training.target, spec.evaluation.metric)
+    if folds[0].summarised:
+        log.info("holdout of %d rows scored: %s", rows, "; ".join(f.describe() for f in folds))
+    scores = [fold.value() for fold in folds]
+    return rows, unscorable, folds[0].describe(), scores[0], (scores[1] if champ_model is not None else None)
 
 
 def score_chunks(scorers: list[tuple[Any, list[str]]], chunks: Iterable[Any], target: str, metric: str) -> list[float]:
     """``metric`` of each ``(model, columns)`` over every row of ``chunks``, read once.
 
+    Raises:
+        ValueError: When ``chunks`` holds no row.
+    """
+    return [fold.value() for fold in fold_chunks(scorers, chunks, target, metric)]
+
+
+def fold_chunks(
+    scorers: list[tuple[Any, list[str]]], chunks: Iterable[Any], target: str, metric: str, exact_rows: int = EXACT_ROWS
+) -> list[MetricFold]:
+    """Each ``(model, columns)``'s :class:`~sluice.steps.metrics.MetricFold` over every row of ``chunks``, read once.
+
     Each chunk is prepared for each model (its columns, :func:`~sluice.steps.train.prepare`)
     and scored; only the chunk's true values and the models' :func:`~sluice.steps.metrics.outputs`
-    are kept, and the metric is computed once over all of them: the same numbers as scoring
-    the chunks concatenated.
+    go into the folds: up to ``exact_rows`` rows the same numbers as scoring the chunks
+    concatenated, past them a summary that stops growing.
 
     Args:
         scorers: Fitted models and the columns each reads.
         chunks: Frames with the ``target`` column and every model's columns.
         target: The column of true values.
         metric: The spec's metric.
-
-    Raises:
-        ValueError: When ``chunks`` holds no row.
+        exact_rows: Rows kept one by one before the folds summarise.
     """
+    from sluice.steps.metrics import outputs
 
-    from sluice.steps.metrics import from_outputs, outputs
-
-    truth: list[Any] = []
-    outs: list[list[Any]] = [[] for _ in scorers]
+    folds = [MetricFold(model, metric, exact_rows) for model, _ in scorers]
     for chunk in chunks:
-        truth.append(chunk[target].to_numpy())
-        for kept, (model, columns) in zip(outs, scorers, strict=True):
-            kept.append(outputs(model, prepare(chunk, columns), metric))
+        y = chunk[target].to_numpy()
+        for fold, (model, columns) in zip(folds, scorers, strict=True):
+            fold.add(y, outputs(model, prepare(chunk, columns), metric))
         del chunk  # before the reader decodes the next one
-    if not truth:
-        raise ValueError("the holdout has no rows to score")
-    y = _joined(truth)
-    return [from_outputs(model, y, _joined(kept), metric) for kept, (model, _) in zip(outs, scorers, strict=True)]
-
-
-def _joined(pieces: list[Any]) -> Any:
-    """``np.concatenate(pieces)``, emptying ``pieces`` as it copies: the peak is the result plus
-    one piece, not twice the result."""
-    import numpy as np
-
-    first = pieces[0]
-    out = np.empty((sum(len(p) for p in pieces), *first.shape[1:]), dtype=np.result_type(*pieces))
-    at = 0
-    while pieces:
-        piece = pieces.pop(0)
-        out[at : at + len(piece)] = piece
-        at += len(piece)
-    return out
+    return folds
 
 
 def _bound_checks(cand_score: float, metric: str, floor: float | None, ceiling: float | None) -> list[Check]:

@@ -376,12 +376,22 @@ class ChampionScore(Record):
 
 
 class HoldoutInfo(Record):
-    """The rows both models were scored on, and the batches they came from."""
+    """The rows both models were scored on, and the batches they came from.
+
+    Attributes:
+        path: Parquet of the holdout rows.
+        rows: Rows scored.
+        split: How the holdout was chosen, in words.
+        batches: Batches the rows came from.
+        scored: How the metric was computed (exact, or from a bounded summary past
+            ``EXACT_ROWS`` rows, with its error bound); None in decisions from before it.
+    """
 
     path: str
     rows: int
     split: str
     batches: list[str] = Field(default_factory=list)
+    scored: str | None = None
 
 
 class GateDecision(Record):
