@@ -145,6 +145,8 @@ def _run_all(
             continue
         minutes = round((time.monotonic() - started) / 60, 1)
         stamp = datetime.now(UTC).isoformat(timespec="seconds")
+        # Read again before merging: another bench run may have saved its entries meanwhile.
+        results.update(load_results())
         for e in entries:
             e |= {"quick": quick, "command": command, "date": stamp, "machine": host, "bench_minutes": minutes}
             results[e["name"]] = e
