@@ -85,9 +85,9 @@ def test_ingest_publishes_the_batches_asset_and_waits_on_the_landing_glob():
     assert steps["confirm_published"].upstream == ("publish",), "batches are marked only after the event exists"
     assert steps["check_batches"].retries == 0
     wait = steps["wait_for_files"].config
-    assert wait["glob"] == f"{PROJECT_DIR}/data/landing/flights/*.parquet"
-    assert wait["poll_seconds"] == 5
-    assert wait["timeout_seconds"] == 3600
+    assert wait.landing.glob == f"{PROJECT_DIR}/data/landing/flights/*.parquet"
+    assert wait.poll_seconds == 5
+    assert wait.timeout_seconds == 3600
     assert ingest.schedule.cron == "@continuous"
 
 
@@ -209,7 +209,7 @@ def test_manual_approval_puts_an_approve_step_between_gate_and_promote(tmp_path:
     assert steps["approve"].upstream == ("gate",)
     assert steps["promote"].upstream == ("approve",)
     assert steps["approve"].retries == 0
-    assert steps["approve"].config == {"timeout_hours": 2}
+    assert steps["approve"].config.timeout_hours == 2
     # auto (the default) keeps the gate directly in front of promote
     auto = dag(build_plan(load_spec(DEMO_SPEC)), "train")
     assert "approve" not in {s.task_id for s in auto.steps}
@@ -243,10 +243,10 @@ def test_kubernetes_target_makes_deploy_a_deployer_pod_step(tmp_path):
     steps = {s.task_id: s for s in dag(plan_for(tmp_path, deployment=spec["deployment"]), "train").steps}
     deploy = steps["deploy"]
     assert (deploy.kind, deploy.alert, deploy.upstream) == ("deploy_kubernetes", "deploy", ("promote",))
-    assert deploy.config["pipeline"] == "flights_delay"
-    assert deploy.config["version_from"] == "promote"
-    assert deploy.config["settings"]["namespace"] == "ml-serving"
-    assert deploy.config["settings"]["image"] == "registry.example.com/sluice:0.1.0"
+    assert deploy.config.pipeline == "flights_delay"
+    assert deploy.config.version_from == "promote"
+    assert deploy.config.settings["namespace"] == "ml-serving"
+    assert deploy.config.settings["image"] == "registry.example.com/sluice:0.1.0"
 
 
 def test_local_target_keeps_the_local_deploy_step(tmp_path):
@@ -259,15 +259,33 @@ def test_s3_source_waits_on_the_bucket_prefix_through_its_connection(tmp_path):
     ingest = dag(plan_for(tmp_path, source=source), "ingest")
     wait = {s.task_id: s for s in ingest.steps}["wait_for_files"]
 
-    assert wait.config["source"] == "s3"
-    assert (wait.config["bucket"], wait.config["prefix"], wait.config["pattern"]) == (
+    landing = wait.config.landing
+    assert landing.source == "s3"
+    assert (landing.bucket, landing.prefix, landing.pattern) == (
         "landing-zone",
         "flights",
         "*.parquet",
     )
-    assert wait.config["conn_id"] == "minio"
-    assert "glob" not in wait.config
+    assert landing.conn_id == "minio"
     assert [s.task_id for s in ingest.steps][:2] == ["wait_for_files", "land"]
+
+
+def test_an_unknown_step_kind_or_a_missing_config_fails_when_the_plan_is_built() -> None:
+    from sluice.plan.model import ApprovalConfig, PlanError, Step
+
+    with pytest.raises(PlanError, match="'trian' is not a step kind"):
+        Step("train", "trian")
+    with pytest.raises(PlanError, match="needs ApprovalConfig, got None"):
+        Step("approve", "approve")
+    with pytest.raises(PlanError, match="needs no config"):
+        Step("train", "train", config=ApprovalConfig(timeout_hours=1))
+
+
+def test_every_step_kind_has_a_renderer() -> None:
+    from sluice.airflow.render import RENDERERS
+    from sluice.plan.model import STEP_KINDS
+
+    assert set(RENDERERS) == set(STEP_KINDS)
 
 
 def test_every_step_has_a_time_limit_and_an_alert_so_a_hang_fails_and_tells_someone() -> None:

@@ -4,18 +4,29 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from airflow.sdk import DAG, Asset, BaseOperator
 
-from sluice.plan.model import DagPlan, PipelinePlan, Schedule, Step
+from sluice.plan.model import (
+    ApprovalConfig,
+    DagPlan,
+    PipelinePlan,
+    PodDeployConfig,
+    S3Landing,
+    Schedule,
+    Step,
+    WatchConfig,
+)
 
 Renderer = Callable[[Step, PipelinePlan], BaseOperator]
 RENDERERS: dict[str, Renderer] = {}
 START_DATE = datetime(2024, 1, 1)
 #: Airflow connection alert emails go through (``airflow_settings.yaml`` defines it locally).
 SMTP_CONN_ID = "smtp_default"
+C = TypeVar("C")
 
 
 def renderer(*kinds: str) -> Callable[[Renderer], Renderer]:
@@ -80,14 +91,15 @@ def _common(step: Step, plan: PipelinePlan) -> dict[str, Any]:
 @renderer("wait_for_files")
 def _wait_for_files(step: Step, plan: PipelinePlan) -> BaseOperator:
     # Both sensors defer: the wait runs as a trigger in the triggerer, holding no worker slot.
-    config = step.config
-    waiting = {
+    config = _config(step, WatchConfig)
+    waiting: dict[str, Any] = {
         "deferrable": True,
-        "poke_interval": config["poll_seconds"],
-        "timeout": config["timeout_seconds"],
+        "poke_interval": config.poll_seconds,
+        "timeout": config.timeout_seconds,
         "soft_fail": True,
     }
-    if config["source"] == "s3":
+    landing = config.landing
+    if isinstance(landing, S3Landing):
         from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
 
         from sluice.services.landing import key_regex
@@ -95,24 +107,23 @@ def _wait_for_files(step: Step, plan: PipelinePlan) -> BaseOperator:
         # A regex, not wildcard_match: fnmatch's '*' crosses '/', so 'prefix/*.parquet'
         # would match the archived 'prefix/_processed/x.parquet' and wake forever.
         return S3KeySensor(
-            bucket_name=config["bucket"],
-            bucket_key=key_regex(config["prefix"], config["pattern"]),
+            bucket_name=landing.bucket,
+            bucket_key=key_regex(landing.prefix, landing.pattern),
             use_regex=True,
-            aws_conn_id=config["conn_id"],
+            aws_conn_id=landing.conn_id,
             **waiting,
             **_common(step, plan),
         )
     from sluice.airflow.sensors import InboxFileSensor
 
-    folder, _, pattern = config["glob"].rpartition("/")
-    marker = config.get("marker")
+    folder, _, pattern = landing.glob.rpartition("/")
     return InboxFileSensor(
         folder=folder,
         pattern=pattern,
-        marker=marker,
-        spec_path=plan.spec_path if config.get("check_stranded") else None,
-        settle_seconds=config.get("settle_seconds"),
-        csv=bool(config.get("csv")),
+        marker=config.marker,
+        spec_path=plan.spec_path if config.check_stranded else None,
+        settle_seconds=config.settle_seconds,
+        csv=config.csv,
         **waiting,
         **_common(step, plan),
     )
@@ -176,7 +187,7 @@ def _approve(step: Step, plan: PipelinePlan) -> BaseOperator:
     return EvidenceApprovalOperator(
         pipeline=plan.pipeline,
         # No defaults: a timeout fails the task (red in the UI) instead of choosing silently.
-        response_timeout=timedelta(hours=float(step.config["timeout_hours"])),
+        response_timeout=timedelta(hours=_config(step, ApprovalConfig).timeout_hours),
         **_common(step, plan),
     )
 
@@ -187,10 +198,11 @@ def _deploy_kubernetes(step: Step, plan: PipelinePlan) -> BaseOperator:
     # kubernetes client at every parse of the DAG file (see sluice.airflow.kubernetes).
     from sluice.airflow.kubernetes import DeployPodOperator
 
-    source = step.config["version_from"]
+    config = _config(step, PodDeployConfig)
+    source = config.version_from
     return DeployPodOperator(
-        pipeline=step.config["pipeline"],
-        settings=step.config["settings"],
+        pipeline=config.pipeline,
+        settings=config.settings,
         version=f"{{{{ ti.xcom_pull(task_ids='{source}')['version'] }}}}",
         previous_version=f"{{{{ ti.xcom_pull(task_ids='{source}')['previous'] or '' }}}}",
         airflow_run_id="{{ run_id }}",
@@ -199,12 +211,18 @@ def _deploy_kubernetes(step: Step, plan: PipelinePlan) -> BaseOperator:
 
 
 def _landing(plan: PipelinePlan) -> dict[str, Any]:
+    """The landing zone's fields, for the ``land`` task (``plan.model.landing_from`` reads them back)."""
     for dag in plan.dags:
         for step in dag.steps:
-            if step.kind == "wait_for_files":
-                keys = ("source", "glob", "bucket", "prefix", "pattern", "conn_id")
-                return {k: step.config[k] for k in keys if k in step.config}
+            if isinstance(step.config, WatchConfig):
+                return asdict(step.config.landing)
     raise ValueError(f"plan of {plan.pipeline} has no wait_for_files step")
+
+
+def _config(step: Step, kind: type[C]) -> C:
+    """``step.config`` as the ``kind`` its step kind is built with (``Step`` checks it)."""
+    assert isinstance(step.config, kind)
+    return step.config
 
 
 def render_schedule(schedule: Schedule) -> Any:

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from sluice.airflow.connections import open_pipeline_store
+from sluice.plan.model import Landing, S3Landing, landing_from
 from sluice.plan.task_ids import TaskId
 from sluice.services import faults
 from sluice.services.landing import Inbox, LocalInbox, S3Inbox
@@ -58,21 +59,19 @@ def _pull(context: dict[str, Any], task: TaskId, record: type[R]) -> R:
     return decode(record, value)
 
 
-def inbox_for(
-    landing: dict[str, Any], settle_seconds: float = 0.0, marker: str | None = None, csv: bool = False
-) -> Inbox:
+def inbox_for(landing: Landing, settle_seconds: float = 0.0, marker: str | None = None, csv: bool = False) -> Inbox:
     """The landing zone a ``land`` task reads, from the plan's landing settings.
 
     For S3 the boto3 client comes from the amazon provider's hook, so endpoint, keys and
     region are whatever the Airflow connection says. ``csv``: batches are CSV (a local file
     whose last line has no line end is held).
     """
-    if landing["source"] == "s3":
+    if isinstance(landing, S3Landing):
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-        client = S3Hook(aws_conn_id=landing["conn_id"]).get_conn()
-        return S3Inbox(client, landing["bucket"], landing["prefix"], landing["pattern"], marker=marker)
-    glob = Path(landing["glob"])
+        client = S3Hook(aws_conn_id=landing.conn_id).get_conn()
+        return S3Inbox(client, landing.bucket, landing.prefix, landing.pattern, marker=marker)
+    glob = Path(landing.glob)
     return LocalInbox(glob.parent, glob.name, settle_seconds=settle_seconds, marker=marker, csv=csv)
 
 
@@ -86,7 +85,7 @@ def land(spec_path: str, landing: dict[str, Any], **context: Any) -> dict[str, A
         log.info("removed a temporary left by a killed writer: %s", stale)
     source = loaded.spec.source
     detect = source.detect
-    inbox = inbox_for(landing, detect.settle_seconds, detect.marker, csv=source.format == "csv")
+    inbox = inbox_for(landing_from(landing), detect.settle_seconds, detect.marker, csv=source.format == "csv")
     result = land_new_files(inbox, store, context["run_id"])
     for name, batch_id in result.duplicates.items():
         if name in result.rejected_again:

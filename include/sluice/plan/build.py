@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 
-from sluice.plan.model import DagPlan, PipelinePlan, Schedule, Step
+from sluice.plan.model import (
+    ApprovalConfig,
+    DagPlan,
+    Landing,
+    LocalLanding,
+    PipelinePlan,
+    PodDeployConfig,
+    S3Landing,
+    Schedule,
+    Step,
+    WatchConfig,
+)
 from sluice.spec.loader import LoadedSpec
 
 SPARK_POOL = "sluice_spark"
@@ -45,23 +56,13 @@ def drift_asset(pipeline: str) -> str:
     return f"sluice://{pipeline}/drift"
 
 
-def landing_config(loaded: LoadedSpec) -> dict[str, str]:
-    """Where the ingest DAG looks for new files, as plain settings for the renderer.
-
-    A local folder gives ``{"source": "local", "glob": "/abs/folder/<pattern>"}``; an S3
-    prefix gives ``{"source": "s3", "bucket", "prefix", "pattern", "conn_id"}``.
-    """
+def landing_config(loaded: LoadedSpec) -> Landing:
+    """Where the ingest DAG looks for new files: a local folder's glob, or an S3 prefix."""
     source = loaded.spec.source
     if source.is_s3:
         bucket, prefix = source.s3_location()
-        return {
-            "source": "s3",
-            "bucket": bucket,
-            "prefix": prefix,
-            "pattern": source.pattern,
-            "conn_id": source.aws_conn_id,
-        }
-    return {"source": "local", "glob": f"{loaded.resolve(source.uri)}/{source.pattern}"}
+        return S3Landing(bucket=bucket, prefix=prefix, pattern=source.pattern, conn_id=source.aws_conn_id)
+    return LocalLanding(glob=f"{loaded.resolve(source.uri)}/{source.pattern}")
 
 
 def build_plan(loaded: LoadedSpec) -> PipelinePlan:
@@ -148,24 +149,18 @@ def _wait_step(loaded: LoadedSpec) -> Step:
         "wait_for_files",
         "wait_for_files",
         doc="Deferred wait (no worker slot) until a batch file lands.",
-        config={
-            **landing_config(loaded),
-            "poll_seconds": detect.poll_seconds,
-            "timeout_seconds": detect.timeout_seconds,
-            **({"marker": detect.marker} if detect.marker else {}),
-            # Where the pipeline's batches are, so a batch stranded by a failed run
-            # (landed but not validated, or accepted but not announced) wakes the
-            # next run by itself instead of waiting for an unrelated new file.
-            **(
-                {}
-                if spec.source.is_s3
-                else {
-                    "check_stranded": True,
-                    "settle_seconds": detect.settle_seconds,
-                    "csv": spec.source.format == "csv",
-                }
-            ),
-        },
+        # Where the pipeline's batches are, so a batch stranded by a failed run (landed but not
+        # validated, or accepted but not announced) wakes the next run by itself instead of
+        # waiting for an unrelated new file.
+        config=WatchConfig(
+            landing=landing_config(loaded),
+            poll_seconds=detect.poll_seconds,
+            timeout_seconds=detect.timeout_seconds,
+            marker=detect.marker or None,
+            check_stranded=not spec.source.is_s3,
+            settle_seconds=None if spec.source.is_s3 else detect.settle_seconds,
+            csv=not spec.source.is_s3 and spec.source.format == "csv",
+        ),
     )
 
 
@@ -181,7 +176,7 @@ def _approval_steps(loaded: LoadedSpec) -> tuple[Step, ...]:
                 upstream=("gate",),
                 retries=0,
                 doc="A person approves or rejects promotion (Required Actions); reject or timeout keeps the champion.",
-                config={"timeout_hours": spec.evaluation.approval_timeout_hours},
+                config=ApprovalConfig(timeout_hours=spec.evaluation.approval_timeout_hours),
             ),
         )
     return approval
@@ -301,11 +296,9 @@ def _deploy_step(loaded: LoadedSpec) -> Step:
                 f"Deployer pod in namespace {k8s.namespace}: server-side apply the model server "
                 "pinned to the promoted version, wait for the rollout, roll back on failure."
             ),
-            config={
-                "pipeline": spec.pipeline,
-                "settings": k8s.model_dump(mode="json"),
-                "version_from": "promote",
-            },
+            config=PodDeployConfig(
+                pipeline=spec.pipeline, settings=k8s.model_dump(mode="json"), version_from="promote"
+            ),
             alert="deploy",
             # The rollout's own limit, plus pulling the deployer image and rolling back.
             timeout_minutes=k8s.rollout_timeout_seconds / 60 + 15,
