@@ -27,6 +27,10 @@ EXPECTATIONS_GROUP = "sluice.expectations"
 SLUICE_DIST = "sluice"
 
 
+#: Group -> entry-point name -> distribution name, as :func:`discover` found them.
+_OWNERS: dict[str, dict[str, str]] = {}
+
+
 class PluginError(RuntimeError):
     """An entry point could not be loaded, or two distributions claim the same name."""
 
@@ -77,7 +81,13 @@ def discover(group: str) -> dict[str, Any]:
                 f"{type(exc).__name__}: {exc}; fix or uninstall {dist.split()[0]}"
             ) from exc
         owner[ep.name] = dist
+    _OWNERS[group] = {name: dist.split()[0] for name, dist in owner.items()}
     return found
+
+
+def is_sluices_own(group: str, name: str) -> bool:
+    """Whether sluice itself declares the entry point ``name`` of ``group`` (after :func:`discover`)."""
+    return _OWNERS.get(group, {}).get(name) == SLUICE_DIST
 
 
 def forget() -> None:

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from sluice.services.storage import PipelineStore
     from sluice.spec.loader import LoadedSpec
     from sluice.steps.deploy import ServerProcess
-    from sluice.steps.records import DeployResult, KubernetesDeployResult, LocalDeployResult
+    from sluice.steps.records import DeployResult, KubernetesDeployResult, LocalDeployResult, ServingCheck
 
 
 class StopRefused(RuntimeError):
@@ -142,6 +142,10 @@ class DeployTarget(Protocol):
         """
         ...
 
+    def watch(self, say: Callable[[str], None] | None = None) -> ServingCheck:
+        """The ``<pipeline>__serving`` look at the server (asked only when ``TargetSpec.watch`` plans one)."""
+        ...
+
 
 class TargetBase:
     """Defaults of a target's optional answers (subclass it, or answer them yourself)."""
@@ -153,6 +157,14 @@ class TargetBase:
     def manifests(self, version: str, previous: str, rbac_only: bool = False) -> list[tuple[str | None, Any]]:
         """None to print (targets declared with ``manifests=True`` override this)."""
         return []
+
+    def watch(self, say: Callable[[str], None] | None = None) -> ServingCheck:
+        """Targets whose ``TargetSpec.watch`` plans a ``<pipeline>__serving`` DAG override this.
+
+        Raises:
+            NotImplementedError: Always.
+        """
+        raise NotImplementedError(f"{type(self).__name__} plans a watch but does not answer watch()")
 
 
 class LocalTarget(TargetBase):
@@ -213,6 +225,12 @@ class LocalTarget(TargetBase):
         if not stopped:
             return [f"no local model server running on {self.cfg.host}:{self.cfg.port}"]
         return [f"stopped model server pid {s.pid} (v{s.version}) on {s.host}:{s.port}" for s in stopped]
+
+    def watch(self, say: Callable[[str], None] | None = None) -> ServingCheck:
+        """:func:`sluice.steps.deploy.watch_local`: restart the recorded version when it is not what serves."""
+        from sluice.steps.deploy import watch_local
+
+        return watch_local(self.loaded, self.store, say=say)
 
     def failure_logs(self) -> FailureLogs:
         """The new server's log: a working file of the machine that ran the deploy."""

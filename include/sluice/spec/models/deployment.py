@@ -22,7 +22,7 @@ from sluice.spec.models.rules import (
     host_problem,
     parse_quantity,
 )
-from sluice.spec.plugins import DEPLOY_TARGETS_GROUP, PluginError, discover
+from sluice.spec.plugins import DEPLOY_TARGETS_GROUP, PluginError, discover, is_sluices_own
 from sluice.spec.targets import DeployStep, TargetSpec, Watch
 
 
@@ -247,7 +247,9 @@ def registered_targets() -> dict[str, TargetSpec[Any]]:
             f"no deploy target is registered (entry points {DEPLOY_TARGETS_GROUP}): sluice is not installed "
             "as a package here; run `uv sync` (or `pip install .`) in the project"
         )
-    return dict(sorted(found.items(), key=lambda item: (item[1].order, item[0])))
+    # sluice's own in the order declared here, then other packages' as discovered.
+    own = sorted((t for n, t in found.items() if is_sluices_own(DEPLOY_TARGETS_GROUP, n)), key=lambda t: t.order)
+    return {t.name: t for t in own} | found
 
 
 #: Deploy target names a spec may use (``deployment.target``) -> what they mean.
