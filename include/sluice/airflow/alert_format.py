@@ -406,12 +406,8 @@ def format_deploy(facts: AlertFacts) -> AlertEmail:
         f"<p><b>What stays safe:</b> {_e(still)}. Note that <code>@champion</code> already names "
         f"v{_e(version or '?')}: the registry and what is served differ until a deploy succeeds.</p>",
     ]
-    where_log = (
-        "the new server's log (see the deploy folder below)"
-        if facts.extra.get("target") == "local"
-        else "the new pods' events and logs (<code>kubectl describe</code> and <code>kubectl logs</code> of the "
-        "deployment) and the deploy task's log"
-    )
+    # The target's own words (HTML it wrote, see sluice.steps.targets.FailureLogs).
+    where_log = facts.extra.get("failure_logs") or "the deploy task's log"
     todo = (
         f"Read {where_log}, fix the cause (port, image, dependencies, resources) and clear the "
         "<code>deploy</code> task in Airflow to retry; a retry of a version that is already healthy is a no-op."

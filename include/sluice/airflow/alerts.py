@@ -151,9 +151,9 @@ def _deploy_facts(facts: AlertFacts, data: dict[str, Any], where: _Source) -> No
         # what the failed deploy left.
         target = target_for(where.loaded, where.store, connect=cluster_connector(where.loaded))
         facts.extra["serving"] = target.served(probe=False).facts()
-    if where.store is not None and where.loaded is not None and where.loaded.spec.deployment.target == "local":
-        # A local model server's log is a working file of the machine that ran the deploy.
-        facts.links.append(Link("Deploy folder (server logs)", None, str(where.store.scratch("deploy"))))
+        logs = target.failure_logs()
+        facts.extra["failure_logs"] = logs.where
+        facts.links.extend(Link(title, None, place) for title, place in logs.links)
 
 
 def _drift_facts(facts: AlertFacts, data: dict[str, Any], where: _Source) -> None:

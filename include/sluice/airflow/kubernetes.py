@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from sluice.services import kube_manifests as km
-from sluice.spec.models import KubernetesDeployment
+from sluice.spec.models import KUBERNETES, KubernetesDeployment
 
 if TYPE_CHECKING:
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
@@ -34,10 +34,10 @@ def cluster_connector(loaded: LoadedSpec) -> Callable[[], ApiClient] | None:
     The deploy task reaches the cluster through ``deployment.kubernetes.conn_id`` (or the
     worker's service account when ``in_cluster``), so whatever asks the cluster from inside
     Airflow (the deploy alert) must use the same, not the worker's ``$KUBECONFIG``. None for
-    a spec without a kubernetes section (its target needs no client).
+    a spec whose target is not kubernetes (its target needs no client).
     """
-    cfg = loaded.spec.deployment.kubernetes
-    if cfg is None or loaded.spec.deployment.target != "kubernetes":
+    cfg = KUBERNETES.chosen(loaded.spec.deployment)
+    if cfg is None:
         return None
 
     def connect() -> ApiClient:

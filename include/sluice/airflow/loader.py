@@ -20,8 +20,6 @@ from typing import Any
 
 from airflow.sdk import DAG
 
-# Deploy targets register their `deployment.target` names on import: before any spec loads.
-import sluice.steps.targets  # noqa: F401
 from sluice.airflow.render import START_DATE, render_dag
 from sluice.plan import build_plan
 from sluice.spec.errors import SpecError, SpecIssue

@@ -260,7 +260,7 @@ def promote(spec_path: str, **context: Any) -> dict[str, Any]:
 
 
 def deploy(spec_path: str, **context: Any) -> dict[str, Any]:
-    """Serve the champion version on the spec's target (any registered one but kubernetes, which has its own task)."""
+    """Serve the champion version on the spec's target (the ``deploy`` kind; kubernetes asks for its own)."""
     from sluice.steps.targets import target_for
     from sluice.steps.train import smoke_rows
 
@@ -397,11 +397,11 @@ def alert_drift(spec_path: str, to: list[str], smtp_conn_id: str, **context: Any
 
 
 def watch_serving(spec_path: str, **context: Any) -> dict[str, Any]:
-    """Check the local model server; restart the recorded version when it is down or wrong, then fail (alert)."""
-    from sluice.steps.deploy import watch_local
+    """The target's look at its model server; restart the recorded version when down or wrong, then fail (alert)."""
+    from sluice.steps.targets import target_for
 
     loaded, store = _open(spec_path)
-    check = watch_local(loaded, store, say=log.info)
+    check = target_for(loaded, store).watch(say=log.info)
     for line in check.found:
         log.warning("found: %s", line)
     if check.status == ServingStatus.NOTHING:

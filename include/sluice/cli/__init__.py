@@ -16,6 +16,7 @@ from sluice.cli.common import _report_spec_error
 from sluice.cli.user import STATUS_OK, STATUS_SPEC_ERROR, STATUS_UNKNOWN, STATUS_WRONG
 from sluice.settings import SettingsError
 from sluice.spec.errors import SpecError
+from sluice.spec.plugins import PluginError
 
 __all__ = ["STATUS_OK", "STATUS_SPEC_ERROR", "STATUS_UNKNOWN", "STATUS_WRONG", "build_parser", "main"]
 
@@ -47,13 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``sluice`` console script."""
     args = build_parser().parse_args(argv)
-    if args.command != "serve":  # the serving image runs `serve` only, with none of this
-        # Deploy targets register their `deployment.target` names on import: before any spec loads.
-        import sluice.steps.targets  # noqa: F401
     try:
         return int(args.func(args))
     except SpecError as exc:
         return _report_spec_error(exc)
-    except SettingsError as exc:
+    except (SettingsError, PluginError) as exc:
         print(f"sluice: {exc}", file=sys.stderr)
         return 2

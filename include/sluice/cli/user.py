@@ -119,36 +119,24 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _print_manifests(loaded: LoadedSpec, version: str, previous: str, rbac_only: bool = False) -> int:
-    """Print, as multi-document YAML, every object the kubernetes deploy creates."""
+    """Print, as multi-document YAML, every object the target's deploy creates (targets declared with manifests)."""
     import yaml
 
-    from sluice.services import kube_manifests as km
+    from sluice.services.storage import open_store
+    from sluice.spec.models import registered_targets
+    from sluice.steps.targets import target_for
 
     spec = loaded.spec
-    cfg = spec.deployment.kubernetes
-    if spec.deployment.target != "kubernetes" or cfg is None:
+    if not spec.deployment.target_spec.manifests:
+        with_manifests = " or ".join(f"'{name}'" for name, t in registered_targets().items() if t.manifests)
         issue = loaded.issue(
             "deployment.target",
             f"deployment.target is '{spec.deployment.target}': there are no manifests",
-            "--manifests shows what a 'kubernetes' target applies",
+            f"--manifests shows what a {with_manifests} target applies",
         )
         print(issue, file=sys.stderr)
         return 1
-    name = spec.pipeline
-    run_id = "manual__plan"
-    docs = [
-        ("RBAC of the deployer pod (apply once, as a cluster admin)", None),
-        *[(None, m) for m in km.rbac_manifests(name, cfg)],
-        ("What Airflow's connection identity needs to run the deployer pod (bind it to that identity)", None),
-        (None, km.launcher_role(name, cfg)),
-        (f"The deployer pod Airflow starts (KubernetesPodOperator, task 'deploy'), for model version {version}", None),
-        (None, km.deployer_pod(name, cfg, version, previous, run_id)),
-        ("What the deployer server-side applies", None),
-        (None, km.service_manifest(name, cfg)),
-        (None, km.deployment_manifest(name, cfg, version, run_id)),
-    ]
-    if rbac_only:
-        docs = docs[: docs.index((None, km.launcher_role(name, cfg))) + 1]
+    docs = target_for(loaded, open_store(loaded)).manifests(version, previous, rbac_only)
     out: list[str] = []
     comment = ""
     for note, manifest in docs:

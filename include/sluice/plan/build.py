@@ -17,6 +17,7 @@ from sluice.plan.model import (
     WatchConfig,
 )
 from sluice.spec.loader import LoadedSpec
+from sluice.spec.targets import Watch
 
 SPARK_POOL = "sluice_spark"
 #: Alert kind of every step without a more specific one: an infrastructure failure a person
@@ -79,8 +80,9 @@ def build_plan(loaded: LoadedSpec) -> PipelinePlan:
     dags: tuple[DagPlan, ...] = (_ingest_dag(loaded, tags), _train_dag(loaded, tags))
     if spec.monitoring.enabled:
         dags += (_monitor_dag(loaded, tags),)
-    if spec.deployment.target == "local" and spec.deployment.local.watch_schedule:
-        dags += (_serving_dag(loaded, tags),)
+    watch = spec.deployment.target_spec.watch(spec.deployment.settings)
+    if watch is not None:
+        dags += (_serving_dag(loaded, tags, watch),)
     dags = tuple(_with_defaults(d) for d in dags)
     return PipelinePlan(
         pipeline=spec.pipeline,
@@ -281,36 +283,21 @@ def _with_defaults(dag: DagPlan) -> DagPlan:
 
 
 def _deploy_step(loaded: LoadedSpec) -> Step:
-    """The train DAG's ``deploy`` task: a local process, or a deployer pod on Kubernetes."""
-    spec = loaded.spec
-    k8s = spec.deployment.kubernetes
-    if spec.deployment.target == "kubernetes" and k8s is not None:
-        return Step(
-            "deploy",
-            "deploy_kubernetes",
-            upstream=("promote",),
-            # A failed rollout is rolled back inside the attempt; the retry covers a lost pod
-            # or an API outage, and re-running after success changes nothing.
-            retries=1,
-            doc=(
-                f"Deployer pod in namespace {k8s.namespace}: server-side apply the model server "
-                "pinned to the promoted version, wait for the rollout, roll back on failure."
-            ),
-            config=PodDeployConfig(
-                pipeline=spec.pipeline, settings=k8s.model_dump(mode="json"), version_from="promote"
-            ),
-            alert="deploy",
-            # The rollout's own limit, plus pulling the deployer image and rolling back.
-            timeout_minutes=k8s.rollout_timeout_seconds / 60 + 15,
-        )
-    return Step(
+    """The train DAG's ``deploy`` task, as the spec's deploy target asks for it (its kind, config and limits)."""
+    deployment = loaded.spec.deployment
+    asked = deployment.target_spec.deploy_step(loaded.spec.pipeline, deployment.settings)
+    step = Step(
         "deploy",
-        "deploy",
+        asked.kind,
         upstream=("promote",),
-        doc=f"Serve the champion ({spec.deployment.target}).",
+        doc=asked.doc,
+        # A target's own kind (the Kubernetes deployer pod) gets its settings typed; ``deploy``
+        # calls the run-time target's deploy() and needs none.
+        config=None if asked.kind == "deploy" else PodDeployConfig(**asked.config),
         alert="deploy",
-        timeout_minutes=spec.deployment.local.health_timeout_seconds / 60 + 10,
+        timeout_minutes=asked.timeout_minutes,
     )
+    return step if asked.retries is None else dataclasses.replace(step, retries=asked.retries)
 
 
 def _monitor_dag(loaded: LoadedSpec, tags: tuple[str, ...]) -> DagPlan:
@@ -348,16 +335,15 @@ def _monitor_dag(loaded: LoadedSpec, tags: tuple[str, ...]) -> DagPlan:
     )
 
 
-def _serving_dag(loaded: LoadedSpec, tags: tuple[str, ...]) -> DagPlan:
-    """``<pipeline>__serving``: the watch of a local model server (a Kubernetes Deployment restarts its own pods)."""
+def _serving_dag(loaded: LoadedSpec, tags: tuple[str, ...], watch: Watch) -> DagPlan:
+    """``<pipeline>__serving``: the target's scheduled look at its model server (the local target's, say)."""
     name = loaded.spec.pipeline
-    cfg = loaded.spec.deployment.local
     return DagPlan(
         dag_id=f"{name}__serving",
         role="serving",
-        schedule=Schedule(cron=cfg.watch_schedule),
+        schedule=Schedule(cron=watch.cron),
         tags=(*tags, "serving"),
-        description=f"{name}: check the model server on {cfg.host}:{cfg.port}; restart the recorded version if down",
+        description=f"{name}: {watch.description}",
         steps=(
             Step(
                 "watch_serving",
@@ -366,7 +352,7 @@ def _serving_dag(loaded: LoadedSpec, tags: tuple[str, ...]) -> DagPlan:
                 retries=0,
                 doc="Fail (and alert) when the model server was down, answered wrong or shared its port; "
                 "the recorded version is restarted first.",
-                timeout_minutes=cfg.health_timeout_seconds / 60 + 10,
+                timeout_minutes=watch.timeout_minutes,
             ),
         ),
     )

@@ -1,7 +1,10 @@
 """The registry of expectation types: one class per type is the whole declaration.
 
-A class here that subclasses :class:`ExpectationSpec` with a ``type: Literal["..."]`` field
-registers that type. From that one declaration come:
+A class that subclasses :class:`ExpectationSpec` with a ``type: Literal["..."]`` field
+registers that type when its module is imported; sluice finds the types through the
+``sluice.expectations`` entry points (name -> class; sluice's own below, a third party's in
+its package's metadata, see :mod:`sluice.spec.plugins`), so a package adds one without
+editing sluice. From that one declaration come:
 
 - the spec schema entry (the class's fields; the ``validation.expectations`` union is built
   from the registry, so ``sluice reference`` and the JSON Schema list it);
@@ -24,6 +27,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union, get_
 from pydantic import Field, field_validator, model_validator
 
 from sluice.spec.base import StrictModel, rule
+from sluice.spec.plugins import EXPECTATIONS_GROUP, PluginError, discover
 
 #: Every registered type, by its spec name, in declaration order.
 REGISTRY: dict[str, type[ExpectationSpec]] = {}
@@ -183,6 +187,18 @@ class RowCountBetween(ExpectationSpec):
         """``min_value``, ``max_value``."""
         return {"min_value": self.min, "max_value": self.max}
 
+
+def _discovered() -> None:
+    """Load every type the ``sluice.expectations`` entry points name (importing a class registers it)."""
+    for name, cls in discover(EXPECTATIONS_GROUP).items():
+        if not (isinstance(cls, type) and issubclass(cls, ExpectationSpec)) or REGISTRY.get(name) is not cls:
+            raise PluginError(
+                f"{EXPECTATIONS_GROUP} '{name}' names {cls!r}, not an ExpectationSpec subclass whose type is "
+                f"Literal['{name}']: point the entry point at that class"
+            )
+
+
+_discovered()
 
 if TYPE_CHECKING:
     Expectation = ExpectationSpec

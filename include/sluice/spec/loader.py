@@ -504,12 +504,13 @@ def _check_feature_job(loaded: LoadedSpec, shown: str) -> list[SpecIssue]:
 
 
 def _check_serving_port(loaded: LoadedSpec, shown: str) -> list[SpecIssue]:
-    """A local model server's port must not be one that sluice's own servers use here."""
+    """A model server's port on this machine (the target says which) must not be one sluice's own servers use."""
     from sluice.settings import PORT_OFFSET, SettingsError, ports
 
-    if loaded.spec.deployment.target != "local":
+    serving = _serving_port(loaded)
+    if serving is None:
         return []
-    port = loaded.spec.deployment.local.port
+    where, port = serving
     try:
         taken = {p: name for name, p in ports().items()}
     except SettingsError:
@@ -518,12 +519,20 @@ def _check_serving_port(loaded: LoadedSpec, shown: str) -> list[SpecIssue]:
         return []
     return [
         loaded.issue(
-            "deployment.local.port",
+            where,
             f"port {port} is {taken[port]}, a port sluice's own servers use on this machine",
-            f"choose another deployment.local.port (or move sluice's ports with {taken[port]} or {PORT_OFFSET})",
+            f"choose another {where} (or move sluice's ports with {taken[port]} or {PORT_OFFSET})",
             shown,
         )
     ]
+
+
+def _serving_port(loaded: LoadedSpec) -> tuple[str, int] | None:
+    """``(spec path, port)`` of the chosen target's server on this machine, or None when it serves elsewhere."""
+    deployment = loaded.spec.deployment
+    target = deployment.target_spec
+    found = target.local_port(deployment.settings)
+    return None if found is None else (f"deployment.{target.name}.{found[0]}", found[1])
 
 
 def _check_locations(loaded: LoadedSpec, shown: str) -> list[SpecIssue]:
@@ -587,6 +596,7 @@ def _landing_key(loaded: LoadedSpec) -> str:
 
 def _clashes(loaded: list[tuple[Path, LoadedSpec]]) -> dict[Path, list[SpecIssue]]:
     """Issues for specs that share what must be theirs alone."""
+    # (where, what, hint, key); ``{}`` in where and hint: the spec's serving-port setting (its target names it).
     rules: list[tuple[str, str, str, typing.Callable[[LoadedSpec], str | None]]] = [
         ("pipeline", "pipeline '{}'", "pipeline names must be unique", lambda s: s.spec.pipeline),
         (
@@ -596,14 +606,14 @@ def _clashes(loaded: list[tuple[Path, LoadedSpec]]) -> dict[Path, list[SpecIssue
             _landing_key,
         ),
         (
-            "deployment.local.port",
+            "{}",
             "local serving port {}",
-            "give each pipeline its own deployment.local.port",
-            lambda s: str(s.spec.deployment.local.port) if s.spec.deployment.target == "local" else None,
+            "give each pipeline its own {}",
+            lambda s: str(port[1]) if (port := _serving_port(s)) else None,
         ),
     ]
     out: dict[Path, list[SpecIssue]] = {}
-    for where, what, hint, key_of in rules:
+    for where_of, what, hint_of, key_of in rules:
         groups: dict[str, list[tuple[Path, LoadedSpec]]] = {}
         for path, spec in loaded:
             key = key_of(spec)
@@ -614,6 +624,8 @@ def _clashes(loaded: list[tuple[Path, LoadedSpec]]) -> dict[Path, list[SpecIssue
                 continue
             files = ", ".join(p.name for p, _ in group)
             for path, spec in group:
+                where = where_of.format(port[0]) if (port := _serving_port(spec)) else where_of
+                hint = hint_of.format(where)
                 message = f"{what.format(key)} is used by several specs: {files}"
                 issue = spec.issue(where, message, hint, file=str(path))
                 if where == "pipeline":

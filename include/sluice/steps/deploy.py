@@ -15,6 +15,7 @@ from typing import Any
 from sluice.services import faults, processes
 from sluice.services.storage import PipelineStore
 from sluice.spec.loader import LoadedSpec
+from sluice.spec.models import LOCAL
 from sluice.steps.records import (
     LocalDeployment,
     LocalDeployResult,
@@ -257,7 +258,7 @@ def deploy_local(
     Returns:
         The deployment record, with ``changed`` and ``previous_version``.
     """
-    cfg = loaded.spec.deployment.local
+    cfg = LOCAL.of(loaded.spec.deployment)
     version = str(version)
     say = say or log.info
     _refuse_foreign(loaded)
@@ -297,7 +298,7 @@ def watch_local(loaded: LoadedSpec, store: PipelineStore, say: Callable[[str], N
     Returns:
         What was found and done.
     """
-    cfg = loaded.spec.deployment.local
+    cfg = LOCAL.of(loaded.spec.deployment)
     seen = local_serving(store, cfg.host, cfg.port, loaded.project_dir)
     if seen.recorded is None and not seen.unrecorded:
         return ServingCheck(status=ServingStatus.NOTHING)
@@ -333,7 +334,7 @@ def _refuse_foreign(loaded: LoadedSpec) -> None:
     Raises:
         DeployFailed: Naming the other server and the setting to change.
     """
-    cfg = loaded.spec.deployment.local
+    cfg = LOCAL.of(loaded.spec.deployment)
     foreign = foreign_servers(cfg.host, cfg.port, loaded.project_dir)
     if foreign:
         other = foreign[0]
@@ -346,7 +347,7 @@ def _refuse_foreign(loaded: LoadedSpec) -> None:
 
 
 def _server_command(loaded: LoadedSpec, version: str, ready: Path) -> list[str]:
-    cfg = loaded.spec.deployment.local
+    cfg = LOCAL.of(loaded.spec.deployment)
     return [
         sys.executable,
         "-m",
@@ -373,7 +374,7 @@ def _start_checked_server(
     """Start the new server and wait for its health and smoke checks; stop it if they fail."""
     from sluice.services.tracking import tracking_uri
 
-    cfg = loaded.spec.deployment.local
+    cfg = LOCAL.of(loaded.spec.deployment)
     # The server runs on this machine: its ready file and log are local working files.
     folder = store.scratch("deploy")
     ready = folder / f"server-v{version}-{stamp}.ready"

@@ -7,12 +7,15 @@ deploy record checked against the live process, the ``kubernetes`` target from t
 Deployment in the cluster. The deploy logic itself stays in :mod:`sluice.steps.deploy` and
 :mod:`sluice.steps.deploy_kubernetes`; a target only delegates to it.
 
-Adding a target: write a class that satisfies :class:`DeployTarget` and add it to
-:data:`TARGETS` (plus its settings in the spec and its deploy task in the plan).
+Adding a target: a package declares a :class:`sluice.spec.targets.TargetSpec` (settings
+model, deploy step) under the ``sluice.deploy_targets`` entry point and names, as its
+``runtime``, a class that satisfies :class:`DeployTarget` (subclassing :class:`TargetBase`
+gives the optional answers their defaults). No sluice file changes; see ``CONTRIBUTING.md``.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -20,6 +23,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sluice.services import kube_manifests as km
 from sluice.services import kubernetes as k8s
 from sluice.settings import settings
+from sluice.spec.models import KUBERNETES, LOCAL, registered_targets
+from sluice.spec.plugins import PluginError
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -27,7 +32,7 @@ if TYPE_CHECKING:
     from sluice.services.storage import PipelineStore
     from sluice.spec.loader import LoadedSpec
     from sluice.steps.deploy import ServerProcess
-    from sluice.steps.records import DeployResult, KubernetesDeployResult, LocalDeployResult
+    from sluice.steps.records import DeployResult, KubernetesDeployResult, LocalDeployResult, ServingCheck
 
 
 class StopRefused(RuntimeError):
@@ -50,6 +55,8 @@ class Served:
         lines: Human description for ``sluice status`` (first line starts ``deployed:``).
         record: The target's raw record (the local deploy record, the Deployment's name
             and rollout, or ``error`` when unreachable), for alerts and tools.
+        alert: The ``serving`` facts of a deploy alert when the target gives its own (the
+            local target: its deploy record); None: ``version`` and ``url``.
     """
 
     target: str
@@ -59,18 +66,32 @@ class Served:
     reachable: bool = True
     lines: tuple[str, ...] = ()
     record: dict[str, Any] | None = None
+    alert: dict[str, Any] | None = None
 
     def facts(self) -> dict[str, Any]:
         """The ``serving`` facts of a deploy alert.
 
-        The local target's are its deploy record, unchanged (what alerts always showed);
-        other targets give ``version`` and ``url``, or ``unknown`` with the reason.
+        The target's own (:attr:`alert`) when it gives them, else ``version`` and ``url``;
+        ``unknown`` with the reason when the source of truth could not be read.
         """
         if not self.reachable:
             return {"unknown": str((self.record or {}).get("error", "cannot tell"))}
-        if self.record is not None and self.target == "local":
-            return dict(self.record)
+        if self.alert is not None:
+            return dict(self.alert)
         return {"version": self.version, "url": self.url} if self.version else {}
+
+
+@dataclass(frozen=True)
+class FailureLogs:
+    """Where a person reads why a deploy failed, for the deploy alert.
+
+    Attributes:
+        where: HTML fragment completing "Read ..." in the alert's what-to-do.
+        links: ``(title, location)`` of places to look (a local folder, a URL).
+    """
+
+    where: str = "the deploy task's log"
+    links: tuple[tuple[str, str], ...] = ()
 
 
 class DeployTarget(Protocol):
@@ -110,8 +131,43 @@ class DeployTarget(Protocol):
         """
         ...
 
+    def failure_logs(self) -> FailureLogs:
+        """Where the deploy alert sends a person to read why a deploy failed."""
+        ...
 
-class LocalTarget:
+    def manifests(self, version: str, previous: str, rbac_only: bool = False) -> list[tuple[str | None, Any]]:
+        """What ``sluice plan --manifests`` prints: ``(heading, None)`` or ``(None, object)`` entries.
+
+        Only targets declared with ``manifests=True`` are asked.
+        """
+        ...
+
+    def watch(self, say: Callable[[str], None] | None = None) -> ServingCheck:
+        """The ``<pipeline>__serving`` look at the server (asked only when ``TargetSpec.watch`` plans one)."""
+        ...
+
+
+class TargetBase:
+    """Defaults of a target's optional answers (subclass it, or answer them yourself)."""
+
+    def failure_logs(self) -> FailureLogs:
+        """The deploy task's log."""
+        return FailureLogs()
+
+    def manifests(self, version: str, previous: str, rbac_only: bool = False) -> list[tuple[str | None, Any]]:
+        """None to print (targets declared with ``manifests=True`` override this)."""
+        return []
+
+    def watch(self, say: Callable[[str], None] | None = None) -> ServingCheck:
+        """Targets whose ``TargetSpec.watch`` plans a ``<pipeline>__serving`` DAG override this.
+
+        Raises:
+            NotImplementedError: Always.
+        """
+        raise NotImplementedError(f"{type(self).__name__} plans a watch but does not answer watch()")
+
+
+class LocalTarget(TargetBase):
     """The model server as a local process (``deployment.local``)."""
 
     name = "local"
@@ -119,7 +175,7 @@ class LocalTarget:
     def __init__(self, loaded: LoadedSpec, store: PipelineStore, connect: Callable[[], Any] | None = None) -> None:
         """Build the target of a loaded spec over its store (``connect`` is unused: a local process needs no client)."""
         self.loaded = loaded
-        self.cfg = loaded.spec.deployment.local
+        self.cfg = LOCAL.of(loaded.spec.deployment)
         self.store = store
 
     def describe(self) -> list[str]:
@@ -138,7 +194,7 @@ class LocalTarget:
         if not probe:
             rec = current_deployment(self.store)
             version = str(rec["version"]) if rec else None
-            return Served(self.name, version, str(rec.get("url", "")) if rec else "", None, record=rec)
+            return Served(self.name, version, str(rec.get("url", "")) if rec else "", None, record=rec, alert=rec)
         seen = local_serving(self.store, self.cfg.host, self.cfg.port, self.loaded.project_dir)
         rec = seen.recorded
         return Served(
@@ -149,6 +205,8 @@ class LocalTarget:
             seen.healthy if rec is not None or seen.unrecorded else None,
             lines=tuple(seen.describe()),
             record=rec,
+            # A deploy alert shows the local deploy record, unchanged.
+            alert=rec,
         )
 
     def deploy(
@@ -168,6 +226,19 @@ class LocalTarget:
             return [f"no local model server running on {self.cfg.host}:{self.cfg.port}"]
         return [f"stopped model server pid {s.pid} (v{s.version}) on {s.host}:{s.port}" for s in stopped]
 
+    def watch(self, say: Callable[[str], None] | None = None) -> ServingCheck:
+        """:func:`sluice.steps.deploy.watch_local`: restart the recorded version when it is not what serves."""
+        from sluice.steps.deploy import watch_local
+
+        return watch_local(self.loaded, self.store, say=say)
+
+    def failure_logs(self) -> FailureLogs:
+        """The new server's log: a working file of the machine that ran the deploy."""
+        return FailureLogs(
+            "the new server's log (see the deploy folder below)",
+            (("Deploy folder (server logs)", str(self.store.scratch("deploy"))),),
+        )
+
 
 def default_connect() -> ApiClient:
     """The API client the deployer would use, reading ``$KUBECONFIG`` now (the client reads it at import)."""
@@ -178,7 +249,7 @@ def default_connect() -> ApiClient:
     return k8s.connect()
 
 
-class KubernetesTarget:
+class KubernetesTarget(TargetBase):
     """A Deployment and Service in a cluster (``deployment.kubernetes``), applied by a deployer pod."""
 
     name = "kubernetes"
@@ -194,9 +265,7 @@ class KubernetesTarget:
             connect: Makes the API client; default: the in-cluster service account, else
                 the kubeconfig (``$KUBECONFIG``), as the deployer does.
         """
-        cfg = loaded.spec.deployment.kubernetes
-        if cfg is None:
-            raise ValueError("deployment.kubernetes is not set")
+        cfg = KUBERNETES.of(loaded.spec.deployment)
         self.pipeline = loaded.spec.pipeline
         self.cfg = cfg
         self.connect = connect or default_connect
@@ -240,6 +309,36 @@ class KubernetesTarget:
 
         return deploy_kubernetes(self.pipeline, self.cfg, version, previous, run_id, api=self.connect())
 
+    def manifests(self, version: str, previous: str, rbac_only: bool = False) -> list[tuple[str | None, Any]]:
+        """RBAC, the deployer pod and what it applies, for ``version`` (only the RBAC with ``rbac_only``)."""
+        name, cfg, run_id = self.pipeline, self.cfg, "manual__plan"
+        docs: list[tuple[str | None, Any]] = [
+            ("RBAC of the deployer pod (apply once, as a cluster admin)", None),
+            *[(None, m) for m in km.rbac_manifests(name, cfg)],
+            ("What Airflow's connection identity needs to run the deployer pod (bind it to that identity)", None),
+            (None, km.launcher_role(name, cfg)),
+        ]
+        if rbac_only:
+            return docs
+        return [
+            *docs,
+            (
+                f"The deployer pod Airflow starts (KubernetesPodOperator, task 'deploy'), for model version {version}",
+                None,
+            ),
+            (None, km.deployer_pod(name, cfg, version, previous, run_id)),
+            ("What the deployer server-side applies", None),
+            (None, km.service_manifest(name, cfg)),
+            (None, km.deployment_manifest(name, cfg, version, run_id)),
+        ]
+
+    def failure_logs(self) -> FailureLogs:
+        """The new pods' events and logs, and the deploy task's log."""
+        return FailureLogs(
+            "the new pods' events and logs (<code>kubectl describe</code> and <code>kubectl logs</code> of the "
+            "deployment) and the deploy task's log"
+        )
+
     def stop(self) -> list[str]:
         """Refuse: a cluster's Deployment belongs to the platform, not to one laptop command.
 
@@ -260,32 +359,34 @@ class KubernetesTarget:
 
 
 #: Target name (``deployment.target``) -> factory taking the loaded spec and the pipeline's
-#: store (and ``connect=`` when :func:`target_for` is given one).
-TARGETS: dict[str, Callable[..., DeployTarget]] = {
-    "local": LocalTarget,
-    "kubernetes": KubernetesTarget,
-}
+#: store (and ``connect=`` when :func:`target_for` is given one): each registered target's
+#: ``runtime`` class, imported on first use.
+TARGETS: dict[str, Callable[..., DeployTarget]] = {}
 
 
-def register(name: str, make: Callable[..., DeployTarget], meaning: str) -> None:
-    """Add a deploy target: specs may then say ``deployment.target: <name>``.
+def runtime_of(name: str) -> Callable[..., DeployTarget]:
+    """The run-time class of the registered target ``name`` (its ``TargetSpec.runtime``).
 
-    Call it in this module, next to the class: the ``sluice`` command line and the DAG
-    loader import this module before they load any spec, so the name is known by then.
-
-    Everything else follows from the registry: ``sluice plan`` prints its ``describe()``,
-    ``sluice status`` and the deploy alert its ``served()``, ``sluice stop`` calls its
-    ``stop()``, and the train DAG's ``deploy`` task its ``deploy()``.
-
-    Args:
-        name: The ``deployment.target`` value.
-        make: Builds the target from a loaded spec (and ``connect=`` when given one).
-        meaning: One line for the spec's error hint and JSON Schema.
+    Raises:
+        KeyError: No target of that name is registered.
+        PluginError: Its run-time class cannot be imported (the message names the target).
     """
-    from sluice.spec.models import DEPLOY_TARGETS
-
+    if name in TARGETS:
+        return TARGETS[name]
+    registered = registered_targets()
+    if name not in registered:
+        known = sorted({*registered, *TARGETS})
+        raise KeyError(f"no deploy target '{name}' (known: {', '.join(known)})")
+    where = registered[name].runtime
+    module, _, attr = where.partition(":")
+    try:
+        make: Callable[..., DeployTarget] = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise PluginError(
+            f"deploy target '{name}': its runtime '{where}' cannot be imported ({type(exc).__name__}: {exc})"
+        ) from exc
     TARGETS[name] = make
-    DEPLOY_TARGETS[name] = meaning
+    return make
 
 
 def target_for(loaded: LoadedSpec, store: PipelineStore, connect: Callable[[], Any] | None = None) -> DeployTarget:
@@ -303,9 +404,5 @@ def target_for(loaded: LoadedSpec, store: PipelineStore, connect: Callable[[], A
     Raises:
         KeyError: No target of that name is registered.
     """
-    name = loaded.spec.deployment.target
-    try:
-        make = TARGETS[name]
-    except KeyError:
-        raise KeyError(f"no deploy target '{name}' (known: {', '.join(sorted(TARGETS))})") from None
+    make = runtime_of(loaded.spec.deployment.target)
     return make(loaded, store) if connect is None else make(loaded, store, connect=connect)

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from sluice.spec.expectations import ROW_LEVEL_EXPECTATIONS as ROW_LEVEL_EXPECTATIONS
 from sluice.spec.models.deployment import DEPLOY_TARGETS as DEPLOY_TARGETS
+from sluice.spec.models.deployment import KUBERNETES as KUBERNETES
+from sluice.spec.models.deployment import LOCAL as LOCAL
 from sluice.spec.models.deployment import Deployment as Deployment
 from sluice.spec.models.deployment import KubernetesDeployment as KubernetesDeployment
 from sluice.spec.models.deployment import LocalDeployment as LocalDeployment
 from sluice.spec.models.deployment import ResourceList as ResourceList
 from sluice.spec.models.deployment import Resources as Resources
 from sluice.spec.models.deployment import _target_enum as _target_enum
+from sluice.spec.models.deployment import registered_targets as registered_targets
 from sluice.spec.models.evaluation import CLASSIFICATION_METRICS as CLASSIFICATION_METRICS
 from sluice.spec.models.evaluation import HIGHER_IS_BETTER as HIGHER_IS_BETTER
 from sluice.spec.models.evaluation import METRIC_RANGE as METRIC_RANGE

@@ -1,11 +1,17 @@
-"""The ``deployment`` section: the target and each target's settings."""
+"""The ``deployment`` section: the target and each registered target's settings.
+
+sluice's own targets are declared here (their settings models and :data:`LOCAL` and
+:data:`KUBERNETES`); the :class:`Deployment` model is built from every target the
+``sluice.deploy_targets`` entry points name (see :mod:`sluice.spec.targets`), so a third
+party's target and its settings block are part of the spec, its schema and its reference.
+"""
 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, create_model, field_validator, model_validator
 
 from sluice.spec.base import StrictModel, rule
 from sluice.spec.models.rules import (
@@ -16,6 +22,8 @@ from sluice.spec.models.rules import (
     host_problem,
     parse_quantity,
 )
+from sluice.spec.plugins import DEPLOY_TARGETS_GROUP, PluginError, discover, is_sluices_own
+from sluice.spec.targets import DeployStep, TargetSpec, Watch
 
 
 class LocalDeployment(StrictModel):
@@ -161,33 +169,121 @@ class KubernetesDeployment(StrictModel):
         return value
 
 
-#: Deploy target names a spec may use (``deployment.target``) -> what they mean. The
-#: targets themselves are :data:`sluice.steps.targets.TARGETS`; registering one there with
-#: :func:`sluice.steps.targets.register` adds its name here (the spec cannot import steps).
-DEPLOY_TARGETS: dict[str, str] = {
-    "local": "the model server as a local process",
-    "kubernetes": "a Deployment applied by a pod",
-}
+class LocalTargetSpec(TargetSpec[LocalDeployment]):
+    """The ``local`` target: a ``sluice serve`` process on this machine, watched by ``<pipeline>__serving``."""
+
+    def local_port(self, settings: LocalDeployment) -> tuple[str, int] | None:
+        """The server's port, on the machine that runs the deploy."""
+        return "port", settings.port
+
+    def deploy_step(self, pipeline: str, settings: LocalDeployment) -> DeployStep:
+        """The ``deploy`` kind, given the health timeout."""
+        return DeployStep(
+            kind="deploy",
+            doc=f"Serve the champion ({self.name}).",
+            timeout_minutes=settings.health_timeout_seconds / 60 + 10,
+        )
+
+    def watch(self, settings: LocalDeployment) -> Watch | None:
+        """A look at the server per ``watch_schedule`` (none when it is null)."""
+        if not settings.watch_schedule:
+            return None
+        return Watch(
+            cron=settings.watch_schedule,
+            description=f"check the model server on {settings.host}:{settings.port}; "
+            "restart the recorded version if down",
+            timeout_minutes=settings.health_timeout_seconds / 60 + 10,
+        )
+
+
+class KubernetesTargetSpec(TargetSpec[KubernetesDeployment]):
+    """The ``kubernetes`` target: a deployer pod applies a Deployment and Service (its own step kind)."""
+
+    def deploy_step(self, pipeline: str, settings: KubernetesDeployment) -> DeployStep:
+        """The ``deploy_kubernetes`` kind: a deployer pod (KubernetesPodOperator)."""
+        return DeployStep(
+            kind="deploy_kubernetes",
+            # A failed rollout is rolled back inside the attempt; the retry covers a lost pod
+            # or an API outage, and re-running after success changes nothing.
+            retries=1,
+            doc=(
+                f"Deployer pod in namespace {settings.namespace}: server-side apply the model server "
+                "pinned to the promoted version, wait for the rollout, roll back on failure."
+            ),
+            config={"pipeline": pipeline, "settings": settings.model_dump(mode="json"), "version_from": "promote"},
+            # The rollout's own limit, plus pulling the deployer image and rolling back.
+            timeout_minutes=settings.rollout_timeout_seconds / 60 + 15,
+        )
+
+
+#: sluice's own targets (its entry points in ``sluice.deploy_targets`` name these).
+LOCAL = LocalTargetSpec(
+    "local", "the model server as a local process", LocalDeployment, "sluice.steps.targets:LocalTarget"
+)
+KUBERNETES = KubernetesTargetSpec(
+    "kubernetes",
+    "a Deployment applied by a pod",
+    KubernetesDeployment,
+    "sluice.steps.targets:KubernetesTarget",
+    manifests=True,
+)
+
+
+def registered_targets() -> dict[str, TargetSpec[Any]]:
+    """Every deploy target found through the ``sluice.deploy_targets`` entry points, sluice's first.
+
+    Raises:
+        PluginError: A target's package failed to load (the message names it).
+    """
+    found = discover(DEPLOY_TARGETS_GROUP)
+    for name, target in found.items():
+        if not isinstance(target, TargetSpec) or target.name != name:
+            raise PluginError(
+                f"{DEPLOY_TARGETS_GROUP} '{name}' names {target!r}, not a TargetSpec named '{name}': "
+                "point the entry point at the target's TargetSpec instance"
+            )
+    if not found:
+        raise PluginError(
+            f"no deploy target is registered (entry points {DEPLOY_TARGETS_GROUP}): sluice is not installed "
+            "as a package here; run `uv sync` (or `pip install .`) in the project"
+        )
+    # sluice's own in the order declared here, then other packages' as discovered.
+    own = sorted((t for n, t in found.items() if is_sluices_own(DEPLOY_TARGETS_GROUP, n)), key=lambda t: t.order)
+    return {t.name: t for t in own} | found
+
+
+#: Deploy target names a spec may use (``deployment.target``) -> what they mean.
+DEPLOY_TARGETS: dict[str, str] = {name: target.meaning for name, target in registered_targets().items()}
 
 
 def _target_enum(schema: dict[str, Any]) -> None:
-    # Read when the schema is generated, so a registered target is in the editor's list too.
     schema["enum"] = list(DEPLOY_TARGETS)
 
 
-class Deployment(StrictModel):
-    """Where the champion is served."""
+def _joined(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+class DeploymentBase(StrictModel):
+    """Where the champion is served: ``target`` plus one optional settings block per registered target."""
 
     target: str = Field(
         "local",
-        description="A registered deploy target: 'local': the model server as a local process; "
-        "'kubernetes': a Deployment applied by a pod.",
+        description="A registered deploy target: "
+        + "; ".join(f"'{name}': {meaning}" for name, meaning in DEPLOY_TARGETS.items())
+        + ".",
         json_schema_extra=_target_enum,
     )
-    local: LocalDeployment = Field(default_factory=LocalDeployment, description="Settings of the local target.")  # type: ignore[arg-type]
-    kubernetes: KubernetesDeployment | None = Field(
-        None, description="Settings of the kubernetes target (required when target is 'kubernetes')."
-    )
+
+    @property
+    def target_spec(self) -> TargetSpec[Any]:
+        """The chosen target's declaration."""
+        return registered_targets()[self.target]
+
+    @property
+    def settings(self) -> Any:
+        """The chosen target's settings block."""
+        return self.target_spec.of(self)
 
     @field_validator("target")
     @classmethod
@@ -200,10 +296,31 @@ class Deployment(StrictModel):
         return value
 
     @model_validator(mode="after")
-    def _kubernetes_needs_settings(self) -> Deployment:
-        if self.target == "kubernetes" and self.kubernetes is None:
+    def _chosen_target_has_settings(self) -> DeploymentBase:
+        chosen = registered_targets()[self.target]
+        if getattr(self, self.target, None) is None:
             raise ValueError(
-                "target 'kubernetes' needs a 'kubernetes' section with at least namespace, image, "
-                "serving_image and mlflow_tracking_uri"
+                f"target '{self.target}' needs a '{self.target}' section with at least {_joined(chosen.required)}"
             )
         return self
+
+
+def _settings_field(target: TargetSpec[Any]) -> tuple[Any, Any]:
+    """The ``deployment.<name>`` field: defaults filled in when the block can be left out, else optional."""
+    if not target.required:
+        description = f"Settings of the {target.name} target."
+        return target.settings, Field(default_factory=target.settings, description=description)
+    description = f"Settings of the {target.name} target (required when target is '{target.name}')."
+    return target.settings | None, Field(None, description=description)
+
+
+if TYPE_CHECKING:
+    Deployment = DeploymentBase
+else:
+    Deployment = create_model(
+        "Deployment",
+        __base__=DeploymentBase,
+        __doc__="Where the champion is served.",
+        __module__=__name__,
+        **{name: _settings_field(target) for name, target in registered_targets().items()},
+    )

@@ -1,0 +1,253 @@
+"""A deploy target and an expectation type from a separate package, found through entry points.
+
+The package is written into a temporary folder with its ``*.dist-info`` (``METADATA`` and
+``entry_points.txt``), the way an installer leaves it; putting the folder on ``PYTHONPATH``
+is its installation, and nothing is left behind. No sluice file is touched: the test
+measures that too. The real ``sluice`` command line then lints, plans, shows and checks a
+spec that uses both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from tests.conftest import REPO, demo_spec_dict
+
+from sluice.spec import plugins
+from sluice.spec.plugins import DEPLOY_TARGETS_GROUP, PluginError
+
+DECLARATION = '''
+"""A fictional deploy target: models served from a floppy disk (what the spec and the plan see)."""
+
+from typing import Literal
+
+from pydantic import Field
+
+from sluice.spec.base import StrictModel
+from sluice.spec.targets import DeployStep, TargetSpec
+
+
+class FloppySettings(StrictModel):
+    """Where the disk is."""
+
+    drive: str = Field("A:", description="Drive letter.")
+    density: Literal["DD", "HD"] = Field("HD", description="Disk density.")
+
+
+class FloppyTargetSpec(TargetSpec[FloppySettings]):
+    def deploy_step(self, pipeline: str, settings: FloppySettings) -> DeployStep:
+        return DeployStep(kind="deploy", doc=f"Write {pipeline} to drive {settings.drive} ({settings.density}).")
+
+
+FLOPPY = FloppyTargetSpec("floppy", "models served from a floppy disk", FloppySettings, "floppy_sluice.runtime:Floppy")
+'''
+
+RUNTIME = '''
+"""The floppy target at run time."""
+
+from typing import Any
+
+from sluice.spec.models.deployment import Deployment
+from sluice.steps.targets import Served, TargetBase
+
+from floppy_sluice import FLOPPY
+
+
+class Floppy(TargetBase):
+    name = "floppy"
+
+    def __init__(self, loaded: Any, store: Any, connect: Any = None) -> None:
+        self.pipeline = loaded.spec.pipeline
+        self.cfg = FLOPPY.of(loaded.spec.deployment)
+
+    def describe(self) -> list[str]:
+        return [f"target floppy: {self.pipeline} on drive {self.cfg.drive}"]
+
+    def served(self, probe: bool = True) -> Served:
+        return Served(self.name, "7", "a:/model", True, lines=("deployed: v7 on drive A: (disk spinning)",))
+
+    def deploy(self, version: str, *, previous: Any, run_id: str, smoke_rows: Any) -> Any:
+        raise NotImplementedError
+
+    def stop(self) -> list[str]:
+        return ["ejected"]
+'''
+
+CHECKS = '''
+"""A fictional expectation type."""
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from sluice.spec.expectations import ColumnExpectation
+
+
+class Unique(ColumnExpectation):
+    """Column values must be unique (row-level)."""
+
+    gx_name: ClassVar[str] = "ExpectColumnValuesToBeUnique"
+    row_level: ClassVar[bool] = True
+    type: Literal["unique"] = Field(description="Expectation type.")
+
+    def gx_kwargs(self) -> dict[str, Any]:
+        return {"column": self.column}
+'''
+
+ENTRY_POINTS = """
+[sluice.deploy_targets]
+floppy = floppy_sluice:FLOPPY
+
+[sluice.expectations]
+unique = floppy_sluice.checks:Unique
+"""
+
+#: One process runs every command (a start costs seconds here); each answer is kept as-is.
+PROBE = textwrap.dedent(
+    """
+    import contextlib, io, json, sys
+    from sluice.cli import main
+
+    answers = {}
+    for name, argv in json.loads(sys.argv[1]).items():
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(argv)
+        answers[name] = [code, out.getvalue(), err.getvalue()]
+    print(json.dumps(answers))
+    """
+)
+
+
+def _package(root: Path, entry_points: str = ENTRY_POINTS) -> Path:
+    """The floppy-sluice package as an installer lays it out, in ``root``."""
+    (root / "floppy_sluice").mkdir(parents=True)
+    (root / "floppy_sluice" / "__init__.py").write_text(DECLARATION)
+    (root / "floppy_sluice" / "runtime.py").write_text(RUNTIME)
+    (root / "floppy_sluice" / "checks.py").write_text(CHECKS)
+    info = root / "floppy_sluice-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: floppy-sluice\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(entry_points)
+    return root
+
+
+def _spec(folder: Path, name: str, deployment: dict[str, object]) -> Path:
+    data = demo_spec_dict()
+    data["pipeline"] = name
+    data["deployment"] = deployment
+    data["validation"]["expectations"].append({"type": "unique", "column": "origin"})
+    path = folder / f"{name}.pipeline.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def _sluice(plugin: Path | None, commands: dict[str, list[str]]) -> dict[str, tuple[int, str, str]]:
+    path = [str(plugin)] if plugin else []
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([*path, os.environ.get("PYTHONPATH", "")]),
+        "SLUICE_PROJECT_DIR": str(REPO),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    run = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(commands)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    return {name: (code, out, err) for name, (code, out, err) in json.loads(run.stdout.splitlines()[-1]).items()}
+
+
+def _git_status() -> str:
+    return subprocess.run(
+        ["git", "status", "--porcelain", "--", "include", "pyproject.toml"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+@pytest.mark.process
+def test_a_deploy_target_and_an_expectation_type_from_another_package(tmp_path: Path) -> None:
+    before = _git_status()
+    plugin = _package(tmp_path / "site")
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    good = _spec(specs, "flights_delay", {"target": "floppy", "floppy": {"drive": "B:"}})
+    extra = _spec(specs, "extra", {"target": "floppy", "floppy": {"drive": "B:", "sides": 2}})
+    misspelt = _spec(specs, "misspelt", {"target": "flopy"})
+
+    seen = _sluice(
+        plugin,
+        {
+            "lint": ["lint", "--no-import", str(good)],
+            "plan": ["plan", "--json", str(good)],
+            "describe": ["plan", str(good)],
+            "status": ["status", str(good)],
+            "extra": ["lint", "--no-import", str(extra)],
+            "misspelt": ["lint", "--no-import", str(misspelt)],
+            "schema": ["schema"],
+        },
+    )
+
+    # The spec with the package's target, its settings block and its check lints clean.
+    assert seen["lint"][0] == 0, seen["lint"]
+    # The plan's train DAG gets the target's deploy step; plan and status ask its run-time class.
+    train = next(d for d in json.loads(seen["plan"][1])["dags"] if d["dag_id"] == "flights_delay__train")
+    deploy = next(s for s in train["steps"] if s["task_id"] == "deploy")
+    assert (deploy["kind"], deploy["doc"]) == ("deploy", "Write flights_delay to drive B: (HD).")
+    assert "    target floppy: flights_delay on drive B:" in seen["describe"][1]
+    assert "  deployed: v7 on drive A: (disk spinning)" in seen["status"][1]
+    # An unknown setting in the target's block is a spec error at its line, with the fix.
+    code, _, err = seen["extra"]
+    line = next(i for i, text in enumerate(extra.read_text().splitlines(), 1) if text.strip().startswith("sides:"))
+    assert code == 1 and f"extra.pipeline.yaml:{line}" in err and "deployment.floppy.sides" in err, err
+    # A misspelt target lists the package's among the choices.
+    code, _, err = seen["misspelt"]
+    assert code == 1 and "no deploy target 'flopy'" in err, err
+    assert "use one of the registered targets: 'local', 'kubernetes', 'floppy'" in err
+    # Editors see both through the JSON Schema.
+    schema = seen["schema"][1]
+    assert '"floppy"' in schema and '"unique"' in schema and "Drive letter." in schema
+
+    # Without the package the same spec is an error naming only sluice's own targets.
+    (code, _, err) = _sluice(None, {"lint": ["lint", "--no-import", str(good)]})["lint"]
+    assert (
+        code == 1
+        and "no deploy target 'floppy' (hint: use one of the registered targets: 'local', 'kubernetes')" in err
+    ), err
+    # And no sluice file was touched to add them.
+    assert _git_status() == before
+
+
+@pytest.fixture
+def rescan() -> Iterator[None]:
+    """Discovery starts over before and after the test (its package leaves ``sys.path`` after it)."""
+    plugins.forget()
+    yield None
+    plugins.forget()
+
+
+def test_a_package_whose_target_fails_to_load_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rescan: None
+) -> None:
+    site = _package(tmp_path / "site", "[sluice.deploy_targets]\nfloppy = floppy_sluice.missing:FLOPPY\n")
+    monkeypatch.syspath_prepend(str(site))
+    with pytest.raises(PluginError) as caught:
+        plugins.discover(DEPLOY_TARGETS_GROUP)
+    message = str(caught.value)
+    assert "'floppy' of distribution floppy-sluice 1.0 (floppy_sluice.missing:FLOPPY) failed to load" in message
+    assert "ModuleNotFoundError" in message and "fix or uninstall floppy-sluice" in message
