@@ -384,7 +384,7 @@ def alert_drift(spec_path: str, to: list[str], smtp_conn_id: str, **context: Any
     if not to:
         log.warning("no drift alert email: %s has no alerts.email; the drift asset event is the only notice", pipeline)
         return {"sent": False, "to": [], "subject": None}
-    facts = gather_facts("drift", pipeline, spec_path, context)
+    facts = gather_facts("drift", pipeline, spec_path, context, data=result)
     try:
         email = send_alert(facts, list(to), smtp_conn_id, context)
     except Exception as exc:
