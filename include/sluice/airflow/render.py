@@ -187,12 +187,11 @@ def _deploy_kubernetes(step: Step, plan: PipelinePlan) -> BaseOperator:
     # kubernetes client at every parse of the DAG file (see sluice.airflow.kubernetes).
     from sluice.airflow.kubernetes import DeployPodOperator
 
-    source = step.config["version_from"]
     return DeployPodOperator(
         pipeline=step.config["pipeline"],
         settings=step.config["settings"],
-        version=f"{{{{ ti.xcom_pull(task_ids='{source}')['version'] }}}}",
-        previous_version=f"{{{{ ti.xcom_pull(task_ids='{source}')['previous'] or '' }}}}",
+        # The promotion is read as its record when the task runs, not templated out of a dict.
+        version_from=step.config["version_from"],
         airflow_run_id="{{ run_id }}",
         **_common(step, plan),
     )
