@@ -37,6 +37,7 @@ from airflow.providers.smtp.hooks.smtp import SmtpHook
 from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 
 from sluice.airflow.alert_format import FACT_TASKS, KILLED, AlertEmail, AlertFacts, Link, compose, fact_record
+from sluice.plan.task_ids import TaskId
 
 if TYPE_CHECKING:
     from sluice.services.storage import PipelineStore
@@ -179,7 +180,7 @@ def _deploy_facts(facts: AlertFacts, where: _Source) -> None:
     from sluice.airflow import urls
     from sluice.steps.records import GateDecision
 
-    evaluated = read_result(where.ti, "evaluate", GateDecision, facts.unread, required=False)
+    evaluated = read_result(where.ti, str(TaskId.EVALUATE), GateDecision, facts.unread, required=False)
     if evaluated is not None:
         facts.links.append(Link("MLflow run (model being deployed)", urls.mlflow_run_url(evaluated.candidate.run_id)))
     if where.loaded is not None and where.store is not None:

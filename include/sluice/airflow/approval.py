@@ -17,6 +17,7 @@ from typing import Any
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 
 from sluice.airflow import urls
+from sluice.plan.task_ids import TaskId
 
 
 def evidence_markdown(pipeline: str, decision: object) -> str:
@@ -104,5 +105,5 @@ class EvidenceApprovalOperator(ApprovalOperator):
 
     def execute(self, context: Any) -> Any:
         """Show the evidence, then wait for a person's answer."""
-        self.body = evidence_markdown(self.pipeline, context["ti"].xcom_pull(task_ids="evaluate"))
+        self.body = evidence_markdown(self.pipeline, context["ti"].xcom_pull(task_ids=str(TaskId.EVALUATE)))
         return super().execute(context)
