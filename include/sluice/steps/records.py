@@ -105,7 +105,7 @@ def decode(cls: type[R], data: Any) -> R:
         raise RecordError(f"not a valid {cls.__name__} record: {problems}") from None
 
 
-def decode_or_none(cls: type[R], data: Any, source: str = "", unread: list[str] | None = None) -> R | None:
+def decode_or_none(cls: type[R], data: object, source: str = "", unread: list[str] | None = None) -> R | None:
     """:func:`decode` for readers that must go on without the record: None when it is absent or invalid.
 
     The alerts, the links and the approval body read step results that may be missing (the
