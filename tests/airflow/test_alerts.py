@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from sluice.airflow.alert_format import AlertFacts, compose
+from sluice.airflow.alert_format import AlertFacts, compose, fact_record
 from sluice.airflow.alerts import AlertNotifier
 from sluice.services.storage import write_json_atomic
 from tests.conftest import Project, free_port
@@ -70,7 +70,12 @@ class SyntheticTI:
 
 
 def _facts(kind: str, data: Any, **extra: Any) -> AlertFacts:
-    return AlertFacts(kind, "flights_delay", "flights_delay__train", "gate", "manual__1", "boom", data, extra)
+    """The facts of a ``kind`` alert whose step left ``data`` (its XCom), decoded as the alert does."""
+    from sluice.steps.records import decode
+
+    record = fact_record(kind)
+    typed = decode(record, data) if record is not None and data is not None else None
+    return AlertFacts(kind, "flights_delay", "flights_delay__train", "gate", "manual__1", "boom", typed, extra)
 
 
 def test_gate_email_shows_candidate_vs_champion_and_thresholds() -> None:
@@ -369,3 +374,57 @@ def test_land_that_refused_inputs_or_found_a_changed_archive_emails_once_and_oth
     body = body_text(msg)
     assert "x.parquet" in body and "land its part files as single files" in body and "_rejected/" in body
     assert "c0ffee0000000002" in body and "c0ffee0000000001" in body and "supersedes" in body
+
+
+@pytest.mark.parametrize(
+    ("xcom", "why"),
+    [
+        ({"verdict": "fail", "candidate": "cand123"}, "not a valid GateDecision record"),  # an older or foreign record
+        ("garbage", "not a valid GateDecision record"),
+        (None, "there is none in this run"),  # evaluate never ran, or its XCom was cleared
+    ],
+    ids=["old-format", "garbage", "missing"],
+)
+def test_a_gate_alert_whose_decision_cannot_be_read_still_sends_its_email_naming_the_task(
+    smtp_server: MailCatcher, caplog: pytest.LogCaptureFixture, xcom: Any, why: str
+) -> None:
+    ti = SyntheticTI("flights_delay__train", "gate", {"evaluate": xcom})
+
+    with caplog.at_level(logging.INFO, logger="sluice.airflow.alerts"):
+        AlertNotifier(alert="gate", pipeline="flights_delay", to=["ml-oncall@example.com"])(
+            {"ti": ti, "exception": RuntimeError("gate failed")}
+        )
+
+    (msg,) = smtp_server.wait_for(1)
+    assert msg["Subject"] == "[sluice] flights_delay: gate failed: gate failed"
+    text = _part(msg, "text/plain")
+    assert "Could not read\n--------------" in text
+    assert f"- the result of task evaluate: {why}" in text
+    assert f"Airflow task log: {ti.our_log_url}" in text, "the links that need no record are all there"
+    assert "alert email sent: gate alert for flights_delay" in caplog.text
+
+
+def test_a_deploy_alert_with_an_unreadable_promote_result_names_it_and_still_links_the_candidate() -> None:
+    from sluice.airflow.alerts import gather_facts
+
+    ti = SyntheticTI("flights_delay__train", "deploy", {"promote": {"version": 2}, "evaluate": DECISION})
+    facts = gather_facts("deploy", "flights_delay", None, {"ti": ti, "exception": RuntimeError("v2 not healthy")})
+    mail = compose(facts)
+
+    assert mail.subject == "[sluice] flights_delay: deploy failed: v2 not healthy"
+    assert "the result of task promote: not a valid PromoteResult record" in mail.text
+    assert "MLflow run (model being deployed): http://localhost:5000/#/runs/cand123" in mail.text
+
+
+def test_a_land_result_that_cannot_be_read_is_news_and_the_email_does_not_say_land_failed(
+    smtp_server: MailCatcher,
+) -> None:
+    notifier = AlertNotifier(alert="landing", pipeline="flights_delay", to=["ml-oncall@example.com"])
+
+    notifier({"ti": SyntheticTI("flights_delay__ingest", "land", {"land": {"new": "b1", "refused": []}})})
+
+    (msg,) = smtp_server.wait_for(1)
+    assert msg["Subject"] == "[sluice] flights_delay: land: its result could not be read"
+    text = _part(msg, "text/plain")
+    assert "- the result of task land: not a valid LandResult record" in text
+    assert "failed" not in text.split("Could not read")[0]

@@ -34,3 +34,9 @@ def test_approval_body_names_the_batches_trained_on_and_held_out() -> None:
 
 def test_approval_body_without_a_decision_says_not_to_approve() -> None:
     assert "do not approve" in evidence_markdown("flights_delay", None)
+
+
+def test_approval_body_with_an_unreadable_decision_says_so_and_not_to_approve() -> None:
+    body = evidence_markdown("flights_delay", {"verdict": "maybe"})
+    assert body.startswith("The decision record for **flights_delay** could not be read: do not approve without one.")
+    assert "not a valid GateDecision record" in body and "verdict" in body

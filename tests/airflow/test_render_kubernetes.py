@@ -32,21 +32,39 @@ def deploy_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **settings: Any
     return train.get_task("deploy")
 
 
-def rendered(op: Any, version: str = "5", previous: str = "4") -> Any:
-    """The pod operator for a rendered task (the fields Airflow's templating would fill)."""
-    op.version, op.previous_version, op.airflow_run_id = version, previous, "manual__2026-11-22T01:00:00+00:00"
-    return op.pod_operator()
+class PromoteXCom:
+    """A task instance whose ``promote`` task left ``value``."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def xcom_pull(self, task_ids: str) -> Any:
+        return self.value if task_ids == "promote" else None
 
 
-def test_deploy_task_keeps_its_id_and_alert_and_templates_the_promoted_version(
+def rendered(op: Any, version: str = "5", previous: str | None = "4") -> Any:
+    """The pod operator for a rendered task: the promotion its ``promote`` task left, the run id templated."""
+    op.airflow_run_id = "manual__2026-11-22T01:00:00+00:00"
+    promotion = {"version": version, "previous": previous, "changed": True}
+    return op.pod_operator(op.promoted({"ti": PromoteXCom(promotion)}))
+
+
+def test_deploy_task_keeps_its_id_and_alert_and_reads_the_promotion_as_a_record(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from sluice.steps.records import RecordError
+
     op = deploy_task(tmp_path, monkeypatch)
     assert type(op).__name__ == "DeployPodOperator"
     assert op.upstream_task_ids == {"promote"}
-    assert op.version == "{{ ti.xcom_pull(task_ids='promote')['version'] }}"
-    assert "previous" in op.previous_version and op.airflow_run_id == "{{ run_id }}"
-    assert set(op.template_fields) == {"version", "previous_version", "airflow_run_id"}
+    assert op.version_from == "promote" and op.airflow_run_id == "{{ run_id }}"
+    assert set(op.template_fields) == {"airflow_run_id"}
+    with pytest.raises(AirflowFailException, match="task promote left no PromoteResult in this run"):
+        op.promoted({"ti": PromoteXCom(None)})
+    with pytest.raises(RecordError, match="not a valid PromoteResult record: version"):
+        op.promoted({"ti": PromoteXCom({"version": 5, "previous": None, "changed": True})})
     (notifier,) = op.on_failure_callback
     assert (notifier.alert, notifier.to) == ("deploy", ["ml-oncall@example.com"]), "a failed rollout emails on-call"
 

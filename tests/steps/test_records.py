@@ -180,7 +180,6 @@ EXAMPLES: list[Record] = [
     KubernetesDeployResult(
         version="2", previous_version=None, changed=True, deployment="ns/m", service="http://m.ns.svc:80"
     ),
-    ColumnDrift(column="dest", method="K-S p_value", score=0.01, threshold=0.05, drifted=True),
     decode(DriftResult, OLD_DRIFT),
     AssetEvent(uri="sluice://p/drift", extra={"drift_share": 0.5}),
     decode(TriggerDecision, OLD_TRIGGER),
@@ -203,6 +202,19 @@ def test_every_record_round_trips_through_json(record: Record) -> None:
     back = decode(type(record), json.loads(text))
     assert back == record
     assert encode(back) == encode(record)
+
+
+def test_a_drift_column_is_one_type_from_the_evidently_adapter_to_drift_json() -> None:
+    """The adapter's per-column result is the record's column (re-exported): no copy to drift apart."""
+    from sluice.services.drift import ColumnDrift as AdapterColumn
+
+    assert ColumnDrift is AdapterColumn
+    misspelt = OLD_DRIFT | {"columns": [OLD_DRIFT["columns"][0] | {"scroe": 0.2}]}
+    with pytest.raises(RecordError, match=r"columns\.0\.scroe: Extra inputs are not permitted"):
+        decode(DriftResult, misspelt)
+    column = decode(DriftResult, OLD_DRIFT).columns[0]
+    with pytest.raises(ValueError, match="frozen"):
+        column.score = 0.0  # type: ignore[misc]
 
 
 def test_records_are_frozen() -> None:

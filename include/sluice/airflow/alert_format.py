@@ -1,10 +1,12 @@
 """Alert emails as text: the facts of a failure in, a subject and a body out (pure, no Airflow).
 
-The formatting functions (``format_*``, :func:`compose`) take plain dicts in an
-:class:`AlertFacts` and return an :class:`AlertEmail`, unit-testable without Airflow or an
-SMTP server. Each email is sent as ``multipart/alternative``: a plain-text part (derived
-from the HTML by :func:`html_to_text`, so both say the same) for text-only mail clients and
-pagers, then the HTML part. Gathering the facts from a failed task and sending the email is
+The formatting functions (``format_*``, :func:`compose`) take an :class:`AlertFacts` holding
+the step's result as its typed record (decoded once, where the facts are gathered) and
+return an :class:`AlertEmail`, unit-testable without Airflow or an SMTP server. A result
+that could not be read leaves the record out and is named in the email instead. Each email
+is sent as ``multipart/alternative``: a plain-text part (derived from the HTML by
+:func:`html_to_text`, so both say the same) for text-only mail clients and pagers, then
+the HTML part. Gathering the facts from a failed task and sending the email is
 :mod:`sluice.airflow.alerts`.
 """
 
@@ -15,7 +17,12 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from sluice.steps.records import Check, GateDecision, GateThresholds, Record
+
+R = TypeVar("R", bound="Record")
 
 SUBJECT_PREFIX = "[sluice]"
 #: Which task's XCom holds the facts of each alert kind (the contract with the plan).
@@ -26,6 +33,20 @@ FACT_TASKS = {
     "drift": "compute_drift",
     "landing": "land",
 }
+
+
+def fact_record(kind: str) -> type[Record] | None:
+    """The record type of the result an alert kind reads from :data:`FACT_TASKS` (None: it reads none)."""
+    from sluice.steps import records
+
+    kinds: dict[str, type[Record]] = {
+        "validation": records.ValidationOutcomes,
+        "gate": records.GateDecision,
+        "deploy": records.PromoteResult,
+        "drift": records.DriftResult,
+        "landing": records.LandResult,
+    }
+    return kinds.get(kind)
 
 
 @dataclass
@@ -48,9 +69,11 @@ class AlertFacts:
         task_id: The failed task.
         run_id: Airflow run id.
         error: The exception text of the failure.
-        data: The XCom of the step that holds the numbers (see :data:`FACT_TASKS`).
+        data: The result of the step that holds the numbers (see :data:`FACT_TASKS`), as its
+            record (:func:`fact_record`); None when it is missing or could not be read.
         extra: More facts per kind (e.g. ``max_quarantine_rate``, ``serving``).
         links: Airflow, MLflow and report links.
+        unread: Step results that could not be read, each with why (the email names them).
     """
 
     kind: str
@@ -59,9 +82,22 @@ class AlertFacts:
     task_id: str
     run_id: str
     error: str = ""
-    data: Any = None
+    data: Record | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     links: list[Link] = field(default_factory=list)
+    unread: list[str] = field(default_factory=list)
+
+    def record(self, cls: type[R]) -> R | None:
+        """:attr:`data` when it is a ``cls`` record, else None."""
+        return self.data if isinstance(self.data, cls) else None
+
+
+def _data(facts: AlertFacts, cls: type[R]) -> R:
+    """The facts' record, which :func:`compose` checked is a ``cls``."""
+    found = facts.record(cls)
+    if found is None:
+        raise TypeError(f"a {facts.kind} alert needs a {cls.__name__}, not {type(facts.data).__name__}")
+    return found
 
 
 @dataclass
@@ -207,6 +243,10 @@ def _page(title: str, sections: list[str], facts: AlertFacts, todo: str) -> str:
         f"run <code>{_e(facts.run_id)}</code>"
     )
     parts = [f"<h2>{_e(title)}</h2>", f"<p>{where}</p>", *sections, f"<h3>What to do</h3><p>{todo}</p>"]
+    if facts.unread:
+        parts.append(
+            "<h3>Could not read</h3><ul>" + "".join(f"<li>{_e(_short(line))}</li>" for line in facts.unread) + "</ul>"
+        )
     if facts.links:
         parts.append(_links_html(facts.links))
     if facts.error:
@@ -223,7 +263,12 @@ _CHECK_SETTING = {
 }
 
 
-def _requirement(thresholds: dict[str, Any], bar: float | None, higher: bool) -> str:
+def _short(line: str, limit: int = 400) -> str:
+    """A line cut to ``limit`` characters (an unreadable value is quoted in its error)."""
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _requirement(thresholds: GateThresholds, bar: float | None, higher: bool) -> str:
     """What the candidate needed to pass, with the setting each bound comes from.
 
     Of the absolute bounds and the champion's bar, the tighter one on each side decides: a
@@ -231,10 +276,10 @@ def _requirement(thresholds: dict[str, Any], bar: float | None, higher: bool) ->
     """
     lows: list[tuple[float, str]] = []
     highs: list[tuple[float, str]] = []
-    if thresholds.get("min") is not None:
-        lows.append((float(thresholds["min"]), "gate.min"))
-    if thresholds.get("max") is not None:
-        highs.append((float(thresholds["max"]), "gate.max"))
+    if thresholds.min is not None:
+        lows.append((thresholds.min, "gate.min"))
+    if thresholds.max is not None:
+        highs.append((thresholds.max, "gate.max"))
     if bar is not None:
         (lows if higher else highs).append((bar, f"champion {'&minus;' if higher else '+'} max_regression_vs_champion"))
     low = max(lows) if lows else None
@@ -248,39 +293,37 @@ def _requirement(thresholds: dict[str, Any], bar: float | None, higher: bool) ->
     return "n/a"
 
 
-def decided_by(checks: list[dict[str, Any]]) -> str:
+def decided_by(checks: list[Check]) -> str:
     """The failed checks, each with the setting that holds its threshold (the gate email's first line)."""
-    failed = [c for c in checks if not c.get("passed")]
-    return "; ".join(f"{c.get('detail')} ({_CHECK_SETTING.get(str(c.get('name')), c.get('name'))})" for c in failed)
+    failed = [c for c in checks if not c.passed]
+    return "; ".join(f"{c.detail} ({_CHECK_SETTING.get(c.name, c.name)})" for c in failed)
 
 
-def _gate_tables(d: dict[str, Any], metric: str, higher: bool) -> tuple[str, str]:
+def _gate_tables(d: GateDecision) -> tuple[str, str]:
     """The gate email's two tables: candidate vs champion, and the thresholds it was held to."""
-    cand = d.get("candidate") or {}
-    champ = d.get("champion") or {}
-    thresholds = d.get("thresholds") or {}
-    allowed = thresholds.get("max_regression_vs_champion")
+    cand, champ, thresholds, higher = d.candidate, d.champion, d.thresholds, d.higher_is_better
+    allowed = thresholds.max_regression_vs_champion
+    champ_score = champ.score if champ is not None else None
     bar = None
-    if champ.get("score") is not None and allowed is not None:
-        bar = champ["score"] - allowed if higher else champ["score"] + allowed
+    if champ_score is not None:
+        bar = champ_score - allowed if higher else champ_score + allowed
     numbers = _table(
         [
-            ["metric", f"<code>{_e(metric)}</code> ({'higher' if higher else 'lower'} is better), same holdout"],
-            ["candidate", f"{_num(cand.get('score'))} (MLflow run <code>{_e(cand.get('run_id', '?'))}</code>)"],
+            ["metric", f"<code>{_e(d.metric)}</code> ({'higher' if higher else 'lower'} is better), same holdout"],
+            ["candidate", f"{_num(cand.score)} (MLflow run <code>{_e(cand.run_id)}</code>)"],
             [
                 "champion",
-                f"v{_e(champ['version'])}: {_num(champ.get('score'))} "
-                f"(MLflow run <code>{_e(champ.get('run_id'))}</code>)"
-                if champ.get("version")
+                f"v{_e(champ.version)}: {_num(champ.score)} (MLflow run <code>{_e(champ.run_id)}</code>)"
+                if champ is not None and champ.version
                 else "none yet",
             ],
-            ["difference", _num(cand["score"] - champ["score"]) if champ.get("score") is not None else "n/a"],
+            ["difference", _num(cand.score - champ_score) if champ_score is not None else "n/a"],
         ]
     )
     limits = _table(
         [
-            ["floor (gate.min)", _num(thresholds.get("min"))],
-            ["ceiling (gate.max)", _num(thresholds.get("max"))],
+            ["floor (gate.min)", _num(thresholds.min)],
+            ["ceiling (gate.max)", _num(thresholds.max)],
             ["max_regression_vs_champion", _num(allowed)],
             [
                 "champion bar",
@@ -297,36 +340,32 @@ def _gate_tables(d: dict[str, Any], metric: str, higher: bool) -> tuple[str, str
 
 def format_gate(facts: AlertFacts) -> AlertEmail:
     """The gate refused the candidate: candidate vs champion, thresholds and every check."""
-    d = facts.data or {}
-    metric = d.get("metric", "metric")
-    cand = d.get("candidate") or {}
-    champ = d.get("champion") or {}
-    higher = d.get("higher_is_better", True)
-    kept = f"champion v{champ['version']}" if champ.get("version") else "no champion (none yet)"
+    from sluice.steps.records import GateDecision
+
+    d = _data(facts, GateDecision)
+    champ = d.champion if d.champion is not None and d.champion.version else None
+    kept = f"champion v{champ.version}" if champ else "no champion (none yet)"
     subject = (
-        f"{SUBJECT_PREFIX} {facts.pipeline}: gate failed, candidate {metric} {_num(cand.get('score'))}"
-        + (f" vs champion v{champ['version']} {_num(champ.get('score'))}" if champ.get("version") else "")
+        f"{SUBJECT_PREFIX} {facts.pipeline}: gate failed, candidate {d.metric} {_num(d.candidate.score)}"
+        + (f" vs champion v{champ.version} {_num(champ.score)}" if champ else "")
         + f"; {kept} kept"
     )
-    numbers, limits = _gate_tables(d, metric, higher)
+    numbers, limits = _gate_tables(d)
     checks = _table(
-        [
-            ["passed" if c.get("passed") else "<b>FAILED</b>", _e(c.get("name")), _e(c.get("detail"))]
-            for c in d.get("checks") or []
-        ],
+        [["passed" if c.passed else "<b>FAILED</b>", _e(c.name), _e(c.detail)] for c in d.checks],
         header=["result", "check", "detail"],
     )
-    holdout = d.get("holdout") or {}
-    decider = decided_by(d.get("checks") or [])
+    holdout = d.holdout
+    decider = decided_by(d.checks)
     sections = [
-        f"<p>The candidate was <b>not promoted</b>: {_e(d.get('reason', facts.error))}.</p>",
+        f"<p>The candidate was <b>not promoted</b>: {_e(d.reason)}.</p>",
         *([f"<p><b>Decided by:</b> {_e(decider)}.</p>"] if decider else []),
         f"<p><b>What stays safe:</b> {_e(kept)} and the running deployment are untouched.</p>",
         "<h3>Candidate vs champion</h3>" + numbers,
         "<h3>Thresholds</h3>" + limits,
         "<h3>Checks</h3>" + checks,
-        f"<p>Holdout: {_e(holdout.get('rows', '?'))} rows ({_e(holdout.get('split', '?'))})"
-        + _batches_text((d.get("candidate") or {}).get("trained_on"), holdout.get("batches"))
+        f"<p>Holdout: {_e(holdout.rows)} rows ({_e(holdout.split)})"
+        + _batches_text(d.candidate.trained_on, holdout.batches)
         + ".</p>",
     ]
     todo = (
@@ -339,9 +378,11 @@ def format_gate(facts: AlertFacts) -> AlertEmail:
 
 def format_validation(facts: AlertFacts) -> AlertEmail:
     """Batches were rejected: each with its reason, quarantine numbers and report."""
-    outcomes = [o for o in ((facts.data or {}).get("outcomes") or []) if o.get("status") != "accepted"]
+    from sluice.steps.records import BatchStatus, ValidationOutcomes
+
+    outcomes = [o for o in _data(facts, ValidationOutcomes).outcomes if o.status != BatchStatus.ACCEPTED]
     limit = facts.extra.get("max_quarantine_rate")
-    over = [o for o in outcomes if "quarantine rate" in str(o.get("reason", ""))]
+    over = [o for o in outcomes if "quarantine rate" in o.reason]
     what = "quarantine rate exceeded" if over and len(over) == len(outcomes) else "batch rejected"
     subject = (
         f"{SUBJECT_PREFIX} {facts.pipeline}: validation failed, {len(outcomes) or 'a'} batch(es) rejected ({what})"
@@ -350,12 +391,12 @@ def format_validation(facts: AlertFacts) -> AlertEmail:
     for o in outcomes:
         rows.append(
             [
-                f"<code>{_e(o.get('batch_id'))}</code>",
-                _e(o.get("reason")),
-                _e(o.get("rows")),
-                f"{_e(o.get('quarantined', 0))} ({_pct(o.get('quarantine_rate'))}; max {_pct(limit)})",
-                "<br>".join(_e(c) for c in o.get("failed_checks") or []) or "none",
-                f"<code>{_e(o.get('report'))}</code>",
+                f"<code>{_e(o.batch_id)}</code>",
+                _e(o.reason),
+                _e(o.rows),
+                f"{_e(o.quarantined)} ({_pct(o.quarantine_rate)}; max {_pct(limit)})",
+                "<br>".join(_e(c) for c in o.failed_checks) or "none",
+                f"<code>{_e(o.report)}</code>",
             ]
         )
     table = _table(rows, header=["batch", "reason", "rows", "quarantined", "failed checks", "report"])
@@ -381,8 +422,10 @@ def format_validation(facts: AlertFacts) -> AlertEmail:
 
 def format_deploy(facts: AlertFacts) -> AlertEmail:
     """A deploy failed: which version, why, and what keeps serving."""
-    promoted = facts.data or {}
-    version = promoted.get("version")
+    from sluice.steps.records import PromoteResult
+
+    promoted = _data(facts, PromoteResult)
+    version = promoted.version
     serving = facts.extra.get("serving") or {}
     short = None
     if serving.get("unknown"):
@@ -395,7 +438,7 @@ def format_deploy(facts: AlertFacts) -> AlertEmail:
     subject = f"{SUBJECT_PREFIX} {facts.pipeline}: deploy of v{version or '?'} failed; {short or still}"
     rows = [
         ["version to deploy", f"v{_e(version)}" if version else "unknown"],
-        ["previous champion", f"v{_e(promoted['previous'])}" if promoted.get("previous") else "none"],
+        ["previous champion", f"v{_e(promoted.previous)}" if promoted.previous else "none"],
         ["serving now", _e(still)],
         ["target", _e(facts.extra.get("target", "?"))],
     ]
@@ -417,32 +460,32 @@ def format_deploy(facts: AlertFacts) -> AlertEmail:
 
 def format_drift(facts: AlertFacts) -> AlertEmail:
     """Drift beyond the threshold: share, threshold and every column's score."""
-    d = facts.data or {}
-    columns = d.get("columns") or []
-    drifted = [c for c in columns if c.get("drifted")]
+    from sluice.steps.records import DriftResult
+
+    d = _data(facts, DriftResult)
+    columns, drifted = d.columns, d.drifted_columns()
     subject = (
         f"{SUBJECT_PREFIX} {facts.pipeline}: drift detected, {len(drifted)} of {len(columns)} columns drifted "
-        f"(share {_pct(d.get('drift_share'))} > threshold {_pct(d.get('threshold'))})"
+        f"(share {_pct(d.drift_share)} > threshold {_pct(d.threshold)})"
     )
-    ordered = sorted(columns, key=lambda c: (not c.get("drifted"), str(c.get("column"))))
+    ordered = sorted(columns, key=lambda c: (not c.drifted, c.column))
     table = _table(
         [
             [
-                f"<code>{_e(c.get('column'))}</code>",
-                _e(c.get("method")),
-                _num(c.get("score")),
-                _num(c.get("threshold")),
-                "<b>drifted</b>" if c.get("drifted") else "ok",
+                f"<code>{_e(c.column)}</code>",
+                _e(c.method),
+                _num(c.score),
+                _num(c.threshold),
+                "<b>drifted</b>" if c.drifted else "ok",
             ]
             for c in ordered
         ],
         header=["column", "method", "score", "threshold", "verdict"],
     )
-    batches = d.get("batches") or []
     sections = [
-        f"<p>The newest data differs from the data champion v{_e(d.get('champion_version', '?'))} was trained on: "
-        f"{_pct(d.get('drift_share'))} of the columns drifted, the threshold is {_pct(d.get('threshold'))}.</p>",
-        f"<p>Batches compared: {', '.join(f'<code>{_e(b)}</code>' for b in batches) or 'n/a'}.</p>",
+        f"<p>The newest data differs from the data champion v{_e(d.champion_version)} was trained on: "
+        f"{_pct(d.drift_share)} of the columns drifted, the threshold is {_pct(d.threshold)}.</p>",
+        f"<p>Batches compared: {', '.join(f'<code>{_e(b)}</code>' for b in d.batches) or 'n/a'}.</p>",
         "<h3>Columns</h3>" + table,
         "<p><b>What stays safe:</b> the champion keeps serving; drift does not change it by itself.</p>",
     ]
@@ -463,16 +506,12 @@ def _batches_text(trained_on: list[str] | None, held_out: list[str] | None) -> s
     )
 
 
-def landing_news(data: Any) -> bool:
-    """Whether a ``land`` result (its XCom) has something to alert on: refused inputs, changed archives."""
-    return isinstance(data, dict) and bool(data.get("refused") or data.get("changed_after_landing"))
-
-
 def format_landing(facts: AlertFacts) -> AlertEmail:
     """``land`` refused inputs, or found an archived file changed after it was landed (the run itself succeeded)."""
-    d = facts.data or {}
-    refused = d.get("refused") or {}
-    changed = d.get("changed_after_landing") or {}
+    from sluice.steps.records import LandResult
+
+    d = _data(facts, LandResult)
+    refused, changed = d.refused, d.changed_after_landing
     what = []
     if refused:
         what.append(f"{len(refused)} input(s) refused")
@@ -547,10 +586,18 @@ NEXT_STEPS = {
 
 
 def format_generic(facts: AlertFacts) -> AlertEmail:
-    """Any other failure (storage, MLflow, Spark, a bug): the task, the error and what to do."""
+    """Any other failure (storage, MLflow, Spark, a bug): the task, the error and what to do.
+
+    Also the email of an alert whose step result could not be read (:attr:`AlertFacts.unread`):
+    it says so; when the task did not fail (``land``'s news), it does not say it failed.
+    """
+    todo = _e(NEXT_STEPS.get(facts.task_id, "Read the task log in Airflow; fix the cause and clear the task to retry."))
+    if facts.unread and not facts.error.strip():
+        subject = f"{SUBJECT_PREFIX} {facts.pipeline}: {facts.task_id}: its result could not be read"
+        title = f"{facts.task_id}: its result could not be read ({facts.pipeline})"
+        return AlertEmail(subject, _page(title, [], facts, todo))
     first = facts.error.strip().splitlines()[0][:120] if facts.error.strip() else "see the task log"
     subject = f"{SUBJECT_PREFIX} {facts.pipeline}: {facts.task_id} failed: {first}"
-    todo = _e(NEXT_STEPS.get(facts.task_id, "Read the task log in Airflow; fix the cause and clear the task to retry."))
     return AlertEmail(subject, _page(f"{facts.task_id} failed for {facts.pipeline}", [], facts, todo))
 
 
@@ -620,8 +667,9 @@ FORMATTERS = {
 
 
 def compose(facts: AlertFacts) -> AlertEmail:
-    """The email for an alert kind; a generic one when the facts it needs are missing or the kind is unknown."""
+    """The email for an alert kind; a generic one when the record it needs is missing or the kind is unknown."""
     formatter = FORMATTERS.get(facts.kind)
-    if formatter is None or (facts.kind in FACT_TASKS and not facts.data):
+    record = fact_record(facts.kind)
+    if formatter is None or (record is not None and not isinstance(facts.data, record)):
         return format_generic(facts)
     return formatter(facts)

@@ -31,18 +31,21 @@ from email.message import Message
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from airflow.providers.smtp.hooks.smtp import SmtpHook
 from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 
-from sluice.airflow.alert_format import FACT_TASKS, KILLED, AlertEmail, AlertFacts, Link, compose, landing_news
+from sluice.airflow.alert_format import FACT_TASKS, KILLED, AlertEmail, AlertFacts, Link, compose, fact_record
+from sluice.plan.task_ids import TaskId
 
 if TYPE_CHECKING:
     from sluice.services.storage import PipelineStore
     from sluice.spec.loader import LoadedSpec
+    from sluice.steps.records import LandResult, Record
 
 log = logging.getLogger(__name__)
+R = TypeVar("R", bound="Record")
 
 #: XCom key a task-level alert leaves on the failed try: the task's own alert ran (sent or not).
 ALERTED_KEY = "sluice_alerted"
@@ -69,7 +72,37 @@ class _Source:
             facts.links.append(Link(label, url, str(path)))
 
 
-def gather_facts(kind: str, pipeline: str, spec_path: str | None, context: Any, task: str | None = None) -> AlertFacts:
+def read_result(ti: Any, task_id: str, cls: type[R], unread: list[str], required: bool = True) -> R | None:
+    """The XCom result of ``task_id`` in ``ti``'s run as a ``cls`` record; None, named in ``unread``, when it cannot be.
+
+    An alert goes out whatever the upstream step left: a missing result (the task did not
+    run), one from an older sluice, or garbage leaves the record out and the email says what
+    it could not read. A missing result that is not ``required`` (it only adds a link) is
+    not named.
+    """
+    from sluice.steps.records import decode_or_none
+
+    try:
+        value = ti.xcom_pull(task_ids=task_id)
+    except Exception as exc:  # the metadata database or API server: the email still goes out
+        unread.append(f"the result of task {task_id}: {type(exc).__name__}: {exc}")
+        return None
+    if value is None:
+        if required:
+            unread.append(f"the result of task {task_id}: there is none in this run")
+        return None
+    return decode_or_none(cls, value, f"the result of task {task_id}", unread)
+
+
+def gather_facts(
+    kind: str,
+    pipeline: str,
+    spec_path: str | None,
+    context: Any,
+    task: str | None = None,
+    data: Record | None = None,
+    unread: list[str] | None = None,
+) -> AlertFacts:
     """Collect the facts of a failed task from its Airflow context.
 
     Args:
@@ -78,16 +111,20 @@ def gather_facts(kind: str, pipeline: str, spec_path: str | None, context: Any, 
         spec_path: The spec file (to find storage paths), or None.
         context: The Airflow context given to ``on_failure_callback`` (task or DAG level).
         task: The failed task, when it is not the context's own (a DAG-level callback).
+        data: The kind's step result, when the caller has already read it.
+        unread: What the caller could not read of it. With neither, the result is read from
+            the XCom of the kind's task in :data:`FACT_TASKS`.
     """
     from sluice.airflow import urls
 
     ti = context["ti"]
     dag_id, run_id, task_id = ti.dag_id, ti.run_id, task or ti.task_id
     error = context.get("exception")
-    facts = AlertFacts(kind, pipeline, dag_id, task_id, run_id, error=str(error) if error else "")
-    source = FACT_TASKS.get(kind)
-    if source:
-        facts.data = ti.xcom_pull(task_ids=source)
+    facts = AlertFacts(kind, pipeline, dag_id, task_id, run_id, error=str(error) if error else "", data=data)
+    facts.unread.extend(unread or [])
+    source, record = FACT_TASKS.get(kind), fact_record(kind)
+    if data is None and unread is None and source and record is not None:
+        facts.data = read_result(ti, source, record, facts.unread)
     base = urls.airflow_base_url()
     try_number = getattr(ti, "try_number", None) if task_id == ti.task_id else None
     # Never ti.log_url: Airflow builds it on port 8080 whatever port the API server uses.
@@ -106,41 +143,46 @@ def gather_facts(kind: str, pipeline: str, spec_path: str | None, context: Any, 
             log.warning("alert: cannot load spec %s for links: %s", spec_path, exc)
     gather = _KIND_FACTS.get(kind)
     if gather is not None:
-        gather(facts, facts.data if isinstance(facts.data, dict) else {}, where)
+        gather(facts, where)
     return facts
 
 
-def _gate_facts(facts: AlertFacts, data: dict[str, Any], where: _Source) -> None:
+def _gate_facts(facts: AlertFacts, where: _Source) -> None:
     """The candidate's and champion's MLflow runs and the decision record."""
     from sluice.airflow import urls
+    from sluice.steps.records import GateDecision
 
-    cand = (data.get("candidate") or {}).get("run_id")
-    champ = (data.get("champion") or {}).get("run_id")
-    if cand:
-        facts.links.append(Link("MLflow run (candidate)", urls.mlflow_run_url(cand)))
-    if champ:
-        facts.links.append(Link("MLflow run (champion)", urls.mlflow_run_url(champ)))
+    decision = facts.record(GateDecision)
+    if decision is not None:
+        if decision.candidate.run_id:
+            facts.links.append(Link("MLflow run (candidate)", urls.mlflow_run_url(decision.candidate.run_id)))
+        champ = decision.champion.run_id if decision.champion is not None else None
+        if champ:
+            facts.links.append(Link("MLflow run (champion)", urls.mlflow_run_url(champ)))
     if where.store is not None:
         where.report(facts, "Decision record", where.store.location(where.store.run_key(facts.run_id, "decision.json")))
 
 
-def _validation_facts(facts: AlertFacts, data: dict[str, Any], where: _Source) -> None:
+def _validation_facts(facts: AlertFacts, where: _Source) -> None:
     """The quarantine bound and the report of each batch that was not accepted."""
+    from sluice.steps.records import BatchStatus, ValidationOutcomes
+
     if where.loaded is not None:
         facts.extra["max_quarantine_rate"] = where.loaded.spec.validation.max_quarantine_rate
-    for o in data.get("outcomes") or []:
-        if o.get("status") != "accepted":
-            where.report(facts, f"Validation report, batch {o.get('batch_id')}", o.get("report"))
+    checked = facts.record(ValidationOutcomes)
+    for o in checked.outcomes if checked is not None else []:
+        if o.status != BatchStatus.ACCEPTED:
+            where.report(facts, f"Validation report, batch {o.batch_id}", o.report)
 
 
-def _deploy_facts(facts: AlertFacts, data: dict[str, Any], where: _Source) -> None:
+def _deploy_facts(facts: AlertFacts, where: _Source) -> None:
     """The model's MLflow run and what the deploy target serves now."""
     from sluice.airflow import urls
+    from sluice.steps.records import GateDecision
 
-    evaluated = where.ti.xcom_pull(task_ids="evaluate") or {}
-    cand = (evaluated.get("candidate") or {}).get("run_id")
-    if cand:
-        facts.links.append(Link("MLflow run (model being deployed)", urls.mlflow_run_url(cand)))
+    evaluated = read_result(where.ti, str(TaskId.EVALUATE), GateDecision, facts.unread, required=False)
+    if evaluated is not None:
+        facts.links.append(Link("MLflow run (model being deployed)", urls.mlflow_run_url(evaluated.candidate.run_id)))
     if where.loaded is not None and where.store is not None:
         from sluice.airflow.kubernetes import cluster_connector
         from sluice.steps.targets import target_for
@@ -156,17 +198,21 @@ def _deploy_facts(facts: AlertFacts, data: dict[str, Any], where: _Source) -> No
         facts.links.extend(Link(title, None, place) for title, place in logs.links)
 
 
-def _drift_facts(facts: AlertFacts, data: dict[str, Any], where: _Source) -> None:
+def _drift_facts(facts: AlertFacts, where: _Source) -> None:
     """The drift run in MLflow and the drift report."""
     from sluice.airflow import urls
+    from sluice.steps.records import DriftResult
 
-    if data.get("mlflow_run_id"):
-        facts.links.append(Link("MLflow run (drift)", urls.mlflow_run_url(data["mlflow_run_id"])))
-    where.report(facts, "Drift report", data.get("report_path"))
+    drift = facts.record(DriftResult)
+    if drift is None:
+        return
+    if drift.mlflow_run_id:
+        facts.links.append(Link("MLflow run (drift)", urls.mlflow_run_url(drift.mlflow_run_id)))
+    where.report(facts, "Drift report", drift.report_path)
 
 
-#: Alert kind -> what it adds to the generic facts (log, run, error).
-_KIND_FACTS: dict[str, Callable[[AlertFacts, dict[str, Any], _Source], None]] = {
+#: Alert kind -> what it adds to the generic facts (log, run, error), from the kind's record in ``facts.data``.
+_KIND_FACTS: dict[str, Callable[[AlertFacts, _Source], None]] = {
     "gate": _gate_facts,
     "validation": _validation_facts,
     "deploy": _deploy_facts,
@@ -370,9 +416,13 @@ class AlertNotifier(SmtpNotifier):
                 return
             _mark_alerted(context, self.alert)
         try:
-            if self.alert == "landing" and not landing_news(context["ti"].xcom_pull(task_ids=FACT_TASKS["landing"])):
-                return  # a land that succeeded with nothing to report: no email (and no spec to load)
-            facts = gather_facts(self.alert, self.pipeline, self.spec_path, context)
+            landed: Record | None = None
+            unread: list[str] | None = None
+            if self.alert == "landing":
+                landed, unread = _landing_news(context["ti"])
+                if landed is None and not unread:
+                    return  # a land that succeeded with nothing to report: no email (and no spec to load)
+            facts = gather_facts(self.alert, self.pipeline, self.spec_path, context, data=landed, unread=unread)
             if self.alert == "failure" and _repeated(facts):
                 log.info("alert email not sent: the same failure of %s was alerted recently", facts.task_id)
                 return
@@ -392,6 +442,18 @@ class AlertNotifier(SmtpNotifier):
             return
         tries = (getattr(ti, "max_tries", None) or 0) + 1
         send_killed(self.pipeline, list(self.to), self.spec_path, self.smtp_conn_id, context, ti.task_id, tries)
+
+
+def _landing_news(ti: Any) -> tuple[LandResult | None, list[str]]:
+    """``land``'s result when it has news (refused inputs, changed archives), and what could not be read.
+
+    Nothing of either: no email. A result that cannot be read is news too: the email says so.
+    """
+    from sluice.steps.records import LandResult
+
+    unread: list[str] = []
+    landed = read_result(ti, FACT_TASKS["landing"], LandResult, unread, required=False)
+    return (landed if landed is not None and landed.news() else None), unread
 
 
 def _mark_alerted(context: Any, kind: str) -> None:

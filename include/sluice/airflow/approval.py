@@ -17,19 +17,25 @@ from typing import Any
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 
 from sluice.airflow import urls
+from sluice.plan.task_ids import TaskId
 
 
-def evidence_markdown(pipeline: str, decision: dict[str, Any] | None) -> str:
+def evidence_markdown(pipeline: str, decision: object) -> str:
     """Markdown body for the approver from the ``evaluate`` task's decision record (its XCom).
 
     The record is decoded into :class:`~sluice.steps.records.GateDecision` first: a record the
-    step did not write is refused here, not shown half-read.
+    step did not write is not shown half-read; the body then says it could not be read.
     """
-    from sluice.steps.records import GateDecision, decode
+    from sluice.steps.records import GateDecision, decode_or_none
 
-    if not decision:
+    unread: list[str] = []
+    gate = decode_or_none(GateDecision, decision, "the decision record of task evaluate", unread)
+    if gate is None:
+        if unread:
+            return (
+                f"The decision record for **{pipeline}** could not be read: do not approve without one.\n\n" + unread[0]
+            )
         return f"No decision record was found for **{pipeline}**: do not approve without one."
-    gate = decode(GateDecision, decision)
     cand, champ, th = gate.candidate, gate.champion, gate.thresholds
 
     def num(v: float | None) -> str:
@@ -99,5 +105,5 @@ class EvidenceApprovalOperator(ApprovalOperator):
 
     def execute(self, context: Any) -> Any:
         """Show the evidence, then wait for a person's answer."""
-        self.body = evidence_markdown(self.pipeline, context["ti"].xcom_pull(task_ids="evaluate"))
+        self.body = evidence_markdown(self.pipeline, context["ti"].xcom_pull(task_ids=str(TaskId.EVALUATE)))
         return super().execute(context)

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
     from sluice.spec.loader import LoadedSpec
+    from sluice.steps.records import PromoteResult
 
 
 def cluster_connector(loaded: LoadedSpec) -> Callable[[], ApiClient] | None:
@@ -65,13 +66,13 @@ class DeployPodOperator(BaseOperator):
     Args:
         pipeline: Pipeline (registered model) name.
         settings: The spec's ``deployment.kubernetes`` as a JSON-able dict.
-        version: Model version to deploy (templated; usually from the promote XCom).
-        previous_version: Champion before the promotion, '' if none (templated).
+        version_from: The task whose result (a :class:`~sluice.steps.records.PromoteResult`)
+            names the version to deploy and the champion before it; read when the task runs.
         airflow_run_id: Run id recorded on the objects (templated).
         poll_interval: Seconds between the trigger's pod status checks.
     """
 
-    template_fields = ("version", "previous_version", "airflow_run_id")
+    template_fields = ("airflow_run_id",)
     ui_color = "#326ce5"
 
     def __init__(
@@ -79,8 +80,7 @@ class DeployPodOperator(BaseOperator):
         *,
         pipeline: str,
         settings: dict[str, Any],
-        version: str,
-        previous_version: str,
+        version_from: str,
         airflow_run_id: str = "{{ run_id }}",
         poll_interval: float = 2.0,
         **kwargs: Any,
@@ -88,8 +88,7 @@ class DeployPodOperator(BaseOperator):
         super().__init__(**kwargs)
         self.pipeline = pipeline
         self.settings = settings
-        self.version = version
-        self.previous_version = previous_version
+        self.version_from = version_from
         self.airflow_run_id = airflow_run_id
         self.poll_interval = poll_interval
 
@@ -98,13 +97,29 @@ class DeployPodOperator(BaseOperator):
         """The validated kubernetes settings."""
         return KubernetesDeployment.model_validate(self.settings)
 
-    def pod_operator(self) -> KubernetesPodOperator:
-        """The KubernetesPodOperator this task runs (built from the rendered fields)."""
+    def promoted(self, context: Any) -> PromoteResult:
+        """The promotion to deploy: the ``version_from`` task's result in this run.
+
+        Raises:
+            AirflowFailException: That task left no result (it was skipped or cleared).
+            RecordError: Its result is not a promotion record (nothing is deployed on a guess).
+        """
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from sluice.steps.records import PromoteResult, decode
+
+        value = context["ti"].xcom_pull(task_ids=self.version_from)
+        if value is None:
+            raise AirflowFailException(f"task {self.version_from} left no PromoteResult in this run: nothing to deploy")
+        return decode(PromoteResult, value)
+
+    def pod_operator(self, promoted: PromoteResult) -> KubernetesPodOperator:
+        """The KubernetesPodOperator this task runs: the deployer pod for ``promoted``'s version."""
         from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 
         cfg = self.config
-        version, run_id = str(self.version), str(self.airflow_run_id)
-        pod = km.deployer_pod(self.pipeline, cfg, version, str(self.previous_version or ""), run_id)
+        version, run_id = promoted.version, str(self.airflow_run_id)
+        pod = km.deployer_pod(self.pipeline, cfg, version, promoted.previous or "", run_id)
         labels = {
             **pod["metadata"]["labels"],
             km.LABEL_VERSION: km.label_value(version),
@@ -130,9 +145,10 @@ class DeployPodOperator(BaseOperator):
 
     def execute(self, context: Any) -> Any:
         """Create the deployer pod and defer until it ends (the pod operator's own logic)."""
-        self.log.info("deploying %s v%s with a deployer pod", self.pipeline, self.version)
-        return self.pod_operator().execute(context)
+        promoted = self.promoted(context)
+        self.log.info("deploying %s v%s with a deployer pod", self.pipeline, promoted.version)
+        return self.pod_operator(promoted).execute(context)
 
     def trigger_reentry(self, context: Any, event: dict[str, Any]) -> Any:
         """Resume after the trigger: stream the pod's log, check its exit, delete it."""
-        return self.pod_operator().trigger_reentry(context, event)
+        return self.pod_operator(self.promoted(context)).trigger_reentry(context, event)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
 import attrs
 from airflow.sdk import BaseOperatorLink
@@ -20,34 +20,24 @@ from airflow.sdk import BaseOperatorLink
 from sluice.airflow import urls
 from sluice.plan.task_ids import TaskId
 
-if TYPE_CHECKING:
-    from sluice.steps.records import Record
-
 log = logging.getLogger(__name__)
-R = TypeVar("R", bound="Record")
-
-
-def _decoded(cls: type[R], value: Any) -> R | None:
-    """A step's XCom decoded into its record, or None when the step has not run (no XCom)."""
-    from sluice.steps.records import decode
-
-    return decode(cls, value) if value else None
 
 
 def mlflow_link(train: dict[str, Any] | None, evaluate: dict[str, Any] | None, mlflow_ui: str | None = None) -> str:
     """MLflow run of the candidate: from the ``evaluate`` decision, else the ``train`` result."""
-    from sluice.steps.records import GateDecision, TrainResult
+    from sluice.steps.records import GateDecision, TrainResult, decode_or_none
 
-    gate, trained = _decoded(GateDecision, evaluate), _decoded(TrainResult, train)
+    gate = decode_or_none(GateDecision, evaluate, "the result of task evaluate")
+    trained = decode_or_none(TrainResult, train, "the result of task train")
     run_id = gate.candidate.run_id if gate else trained.mlflow_run_id if trained else None
     return urls.mlflow_run_url(run_id, mlflow_ui) if run_id else ""
 
 
 def validation_link(pipeline: str, store_base: str | Path, validate: dict[str, Any] | None, base: str) -> str:
     """The validation report of the run: the one batch's report, the first rejected one, or the batches folder."""
-    from sluice.steps.records import BatchStatus, ValidationOutcomes
+    from sluice.steps.records import BatchStatus, ValidationOutcomes, decode_or_none
 
-    checked = _decoded(ValidationOutcomes, validate)
+    checked = decode_or_none(ValidationOutcomes, validate, "the result of task validate")
     outcomes = checked.outcomes if checked else []
     if not outcomes:
         return ""
@@ -60,9 +50,9 @@ def validation_link(pipeline: str, store_base: str | Path, validate: dict[str, A
 
 def drift_link(pipeline: str, store_base: str | Path, drift: dict[str, Any] | None, base: str) -> str:
     """The drift report (HTML) written by ``compute_drift``."""
-    from sluice.steps.records import DriftResult
+    from sluice.steps.records import DriftResult, decode_or_none
 
-    result = _decoded(DriftResult, drift)
+    result = decode_or_none(DriftResult, drift, "the result of task compute_drift")
     path = result.report_path if result else None
     return (urls.report_url(pipeline, store_base, path, base) or "") if path else ""
 
@@ -144,9 +134,10 @@ class DriftMlflowRunLink(BaseOperatorLink):
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
         """URL of the drift check's MLflow run, or ''."""
         try:
-            from sluice.steps.records import DriftResult
+            from sluice.steps.records import DriftResult, decode_or_none
 
-            result = _decoded(DriftResult, _pull(ti_key, TaskId.COMPUTE_DRIFT))
+            drift = _pull(ti_key, TaskId.COMPUTE_DRIFT)
+            result = decode_or_none(DriftResult, drift, "the result of task compute_drift")
             run_id = result.mlflow_run_id if result else None
             return urls.mlflow_run_url(run_id) if run_id else ""
         except Exception as exc:

@@ -199,12 +199,11 @@ def _deploy_kubernetes(step: Step, plan: PipelinePlan) -> BaseOperator:
     from sluice.airflow.kubernetes import DeployPodOperator
 
     config = _config(step, PodDeployConfig)
-    source = config.version_from
     return DeployPodOperator(
         pipeline=config.pipeline,
         settings=config.settings,
-        version=f"{{{{ ti.xcom_pull(task_ids='{source}')['version'] }}}}",
-        previous_version=f"{{{{ ti.xcom_pull(task_ids='{source}')['previous'] or '' }}}}",
+        # The promotion is read as its record when the task runs, not templated out of a dict.
+        version_from=config.version_from,
         airflow_run_id="{{ run_id }}",
         **_common(step, plan),
     )

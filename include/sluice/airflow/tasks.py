@@ -34,6 +34,7 @@ from sluice.steps.records import (
     TrainResult,
     ValidationOutcomes,
     decode,
+    decode_or_none,
     encode,
 )
 
@@ -313,7 +314,12 @@ def compute_drift(spec_path: str, **context: Any) -> dict[str, Any]:
     from sluice.steps.monitor import monitor_batches
 
     loaded, store = _open(spec_path)
-    announced = [b for e in _triggering_events(context) for b in e.extra.get("batches", [])]
+    # Batches never monitored are compared anyway: an event whose extra is not publish's
+    # announcement (one sent by hand) only adds nothing.
+    announcements = [
+        decode_or_none(BatchAnnouncement, e.extra, f"the asset event on {e.uri}") for e in _triggering_events(context)
+    ]
+    announced = [b for a in announcements if a is not None for b in a.batches]
     result = monitor_batches(loaded, store, announced, context["dag"].dag_id, context["run_id"])
     log.info("%s: %s", result.status, result.summary())
     for c in result.columns:
@@ -383,7 +389,7 @@ def alert_drift(spec_path: str, to: list[str], smtp_conn_id: str, **context: Any
     if not to:
         log.warning("no drift alert email: %s has no alerts.email; the drift asset event is the only notice", pipeline)
         return {"sent": False, "to": [], "subject": None}
-    facts = gather_facts("drift", pipeline, spec_path, context)
+    facts = gather_facts("drift", pipeline, spec_path, context, data=result)
     try:
         email = send_alert(facts, list(to), smtp_conn_id, context)
     except Exception as exc:

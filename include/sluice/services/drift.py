@@ -6,23 +6,30 @@ must stay light.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict
 
 from sluice.spec.models import Drift
 
 
-@dataclass(frozen=True)
-class ColumnScore:
-    """Evidently's numbers for one column.
+class ColumnDrift(BaseModel):
+    """Drift of one column: Evidently's numbers and verdict.
+
+    Part of the monitor's :class:`~sluice.steps.records.DriftResult` record (re-exported by
+    :mod:`sluice.steps.records`): it lives here, below the steps, because this adapter is
+    what reads it out of Evidently's report. Frozen, and unknown fields are refused, like
+    every step record.
 
     Attributes:
         column: Batch column.
-        method: Evidently's display name of the method (e.g. 'K-S p_value').
+        method: Evidently's display name of the method (e.g. 'Wasserstein distance (normed)', 'K-S p_value').
         score: Distance, or p-value for the statistical tests.
         threshold: Distances drift at or above it; p-values below it.
         drifted: Evidently's verdict for the column.
     """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     column: str
     method: str
@@ -82,7 +89,7 @@ def default_methods(reference: Any, current: Any, numerical: list[str], categori
     return methods
 
 
-def drift_report(reference: Any, current: Any, columns: list[str], drift: Drift) -> tuple[list[ColumnScore], Any]:
+def drift_report(reference: Any, current: Any, columns: list[str], drift: Drift) -> tuple[list[ColumnDrift], Any]:
     """Run Evidently's ``DataDriftPreset`` on the given columns.
 
     Numbers (not booleans) are numerical columns, everything else categorical. A column that
@@ -120,7 +127,7 @@ def drift_report(reference: Any, current: Any, columns: list[str], drift: Drift)
     return column_scores(snapshot.dict()), snapshot
 
 
-def column_scores(data: dict[str, Any]) -> list[ColumnScore]:
+def column_scores(data: dict[str, Any]) -> list[ColumnDrift]:
     """The per-column results of a snapshot's ``dict()``: metric values, and verdicts from its tests."""
     verdicts = {
         t["metric_config"]["params"].get("column"): t["status"] == "FAIL"
@@ -134,7 +141,7 @@ def column_scores(data: dict[str, Any]) -> list[ColumnScore]:
             continue
         column = config["column"]
         results.append(
-            ColumnScore(
+            ColumnDrift(
                 column=column,
                 method=_display_name(str(config["method"])),
                 score=float(metric["value"]),

@@ -118,11 +118,7 @@ def compare(
     columns = select_columns(reference, current, drift.columns, champion_features)
     ref = sample(reference, drift.sample_size, drift.seed)
     cur = sample(current, drift.sample_size, drift.seed)
-    scores, snapshot = drift_report(ref, cur, columns, drift)
-    results = [
-        ColumnDrift(column=c.column, method=c.method, score=c.score, threshold=c.threshold, drifted=c.drifted)
-        for c in scores
-    ]
+    results, snapshot = drift_report(ref, cur, columns, drift)
     share = sum(r.drifted for r in results) / len(results)
     return results, share, share >= drift.drift_share, snapshot
 

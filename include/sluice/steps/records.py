@@ -13,13 +13,17 @@ the files written before these types existed, so files from older runs still dec
 
 from __future__ import annotations
 
+import logging
 from enum import StrEnum
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sluice.services.batch_record import BatchRecord, BatchStatus
+from sluice.services.drift import ColumnDrift
 from sluice.spec.models import ColumnType
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "AssetEvent",
@@ -57,6 +61,7 @@ __all__ = [
     "TriggerDecision",
     "ValidationOutcomes",
     "decode",
+    "decode_or_none",
     "encode",
 ]
 
@@ -98,6 +103,32 @@ def decode(cls: type[R], data: Any) -> R:
             for e in exc.errors(include_url=False)
         )
         raise RecordError(f"not a valid {cls.__name__} record: {problems}") from None
+
+
+def decode_or_none(cls: type[R], data: object, source: str = "", unread: list[str] | None = None) -> R | None:
+    """:func:`decode` for readers that must go on without the record: None when it is absent or invalid.
+
+    The alerts, the links and the approval body read step results that may be missing (the
+    step did not run) or not decodable (a result from an older sluice, a value a person
+    pushed): they then say less, and never fail. An invalid value is logged, and named in
+    ``unread`` when it is given; an absent one (None, or empty) is just None.
+
+    Args:
+        cls: The record type.
+        data: The JSON value (an XCom, a file's content), or None.
+        source: What the value is, for the log and ``unread`` (e.g. "the result of task evaluate").
+        unread: Collects one line per value that could not be decoded, with why.
+    """
+    if not data:
+        return None
+    try:
+        return decode(cls, data)
+    except RecordError as exc:
+        what = f"{source or cls.__name__}: {exc}"
+        log.warning("cannot read %s", what)
+        if unread is not None:
+            unread.append(what)
+        return None
 
 
 # --------------------------------------------------------------------------- statuses
@@ -574,24 +605,8 @@ class KubernetesDeployResult(Record):
 DeployResult = LocalDeployResult | KubernetesDeployResult
 
 
-class ColumnDrift(Record):
-    """Drift of one column.
-
-    Attributes:
-        column: Batch column.
-        method: Evidently's method (e.g. 'Wasserstein distance (normed)', 'K-S p_value').
-        score: Distance, or p-value for the statistical tests.
-        threshold: Distances drift at or above it; p-values below it.
-        drifted: Evidently's verdict for the column.
-    """
-
-    column: str
-    method: str
-    score: float
-    threshold: float
-    drifted: bool
-
-
+# ColumnDrift (one column of a DriftResult) is defined by the Evidently adapter,
+# sluice.services.drift, which reads it out of the report, and re-exported here.
 class DriftResult(Record):
     """What one monitor run found (the ``compute_drift`` XCom and ``drift.json``).
 
