@@ -73,11 +73,9 @@ def evaluate_candidate(
 
     The holdout is read :data:`~sluice.steps.train.SCORE_CHUNK_ROWS` rows at a time, only the
     columns the models and the metric read; each chunk is prepared and scored by both models,
-    and only the true values and what the metric needs (probabilities or predictions) go into
-    a :class:`~sluice.steps.metrics.MetricFold`: time grows with the holdout's rows; up to
-    :data:`~sluice.steps.metrics.EXACT_ROWS` rows the scores are those of the whole holdout at
-    once, past them the memory stops growing and the record says how the metric was computed
-    (``holdout.scored``).
+    and what the metric needs of it goes into a :class:`~sluice.steps.metrics.MetricFold`: exact
+    up to :data:`~sluice.steps.metrics.EXACT_ROWS` rows, past them a summary of fixed size
+    (``holdout.scored`` says which).
 
     Returns:
         The decision record (also written to the run folder and the MLflow run).
