@@ -292,7 +292,8 @@ class Player:
             return row
         else:
             since = dropped_at
-        train = wait_for(lambda: self.finished_run("train", since), 1200, f"the train run of month {month}")
+        # A model trained on the cluster waits for the Spark worker's slots on a busy machine.
+        train = wait_for(lambda: self.finished_run("train", since), 1800, f"the train run of month {month}")
         row["trigger"] = self.store.read_json_or_none(self.store.run_key(train["run_id"], "trigger.json"))
         row["run"] = train
         row["decision"] = self.store.read_json_or_none(self.store.run_key(train["run_id"], "decision.json"))
