@@ -44,6 +44,7 @@ NAMES = (
     "monitor",
     "tracking",
     "train",
+    "train_cluster",
     "history",
     "serving",
     "latency",

@@ -108,20 +108,24 @@ def write_batches(store: Any, year: Any, rows: int) -> Any:
 # --------------------------------------------------------------------------- one measurement (child)
 
 
-def _project(folder: Path, sample: int | None, budget_gb: float) -> Path:
-    """A project with the demo spec, ``training.max_memory_gb`` and ``training.sample`` (when given) set."""
+def write_project(folder: Path, training: dict[str, Any], features: dict[str, Any] | None = None) -> Path:
+    """A project in ``folder``: the demo spec with its ``training`` (and ``features``) sections updated; its path."""
     import yaml
 
     (folder / "dags").mkdir(parents=True)
     shutil.copytree(ROOT / "include" / "features", folder / "include" / "features")
     (folder / "pyproject.toml").write_text("[project]\nname = 'sluice-bench-train'\n")
     spec = yaml.safe_load((ROOT / "dags" / f"{PIPELINE}.pipeline.yaml").read_text())
-    spec["training"]["max_memory_gb"] = budget_gb
-    if sample is not None:
-        spec["training"]["sample"] = sample
+    spec["training"].update(training)
+    spec["features"].update(features or {})
     path = folder / "dags" / f"{PIPELINE}.pipeline.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
+
+
+def _project(folder: Path, sample: int | None, budget_gb: float) -> Path:
+    """A project with the demo spec, ``training.max_memory_gb`` and ``training.sample`` (when given) set."""
+    return write_project(folder, {"max_memory_gb": budget_gb} | ({"sample": sample} if sample is not None else {}))
 
 
 def _child(store_root: str, features_json: str, work: str, sample: str, budget_gb: str) -> dict[str, Any]:
@@ -157,19 +161,24 @@ def _child(store_root: str, features_json: str, work: str, sample: str, budget_g
 # --------------------------------------------------------------------------- the suite's entry
 
 
+def child_env(work: Path, template: Path) -> dict[str, str]:
+    """The environment of one measuring child in ``work``: a fresh MLflow store (a copy of ``template``), one thread."""
+    db = work / "mlflow" / "mlflow.db"
+    db.parent.mkdir()
+    shutil.copy(template, db)
+    return {
+        "MLFLOW_TRACKING_URI": f"sqlite:///{db}",
+        "SLUICE_PROJECT_DIR": str(work / "project"),
+        "GIT_DIR": str(work / "no-git"),
+        "OMP_NUM_THREADS": "1",
+    }
+
+
 def _measure(
     store_root: Path, features_json: Path, template: Path, sample: int | None, budget_gb: float
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="sluice-bench-train-run-") as work:
-        db = Path(work) / "mlflow" / "mlflow.db"
-        db.parent.mkdir()
-        shutil.copy(template, db)
-        env = {
-            "MLFLOW_TRACKING_URI": f"sqlite:///{db}",
-            "SLUICE_PROJECT_DIR": str(Path(work) / "project"),
-            "GIT_DIR": str(Path(work) / "no-git"),
-            "OMP_NUM_THREADS": "1",
-        }
+        env = child_env(Path(work), template)
         args = ["bench/train.py", "child", str(store_root), str(features_json), work, str(sample or "none")]
         args.append(str(budget_gb))
         out, peak = run_child(args, env=env, timeout=3600)

@@ -827,7 +827,9 @@ def production_stack(root: Path | None = None, jars: Path | None = None) -> Iter
             redis(procs) as broker,
             s3(procs) as store,
             mlflow_server(procs, pg, store) as tracking,
-            spark_cluster(procs) as spark,
+            # Two slots: the two pipelines of the demo e2e (one training on the cluster) each run
+            # their Spark application at once instead of queueing behind the other's.
+            spark_cluster(procs, cores=2, memory="2g") as spark,
             airflow_celery(
                 procs, pg, broker, dags, extra_env=component_env(store, tracking, jars, faults=folder / "faults")
             ) as af,

@@ -4,7 +4,8 @@ Starts the production harness (:mod:`demo.production_stack`: PostgreSQL, Redis, 
 server, an MLflow server, a Spark cluster, Airflow on Celery with two workers) and plays the
 demo spec (``dags/flights_delay.pipeline.yaml``) adapted to it: storage and landing zone in
 the S3 bucket through an Airflow connection, features on the Spark cluster, MLflow through
-the tracking server. Months are dropped into the bucket one at a time; the driver follows
+the tracking server. A second pipeline beside it trains its model on the Spark cluster
+(``training.engine: spark``). Months are dropped into the bucket one at a time; the driver follows
 them through Airflow's REST API and the store, as :mod:`demo.run_demo` does for the embedded
 default. Every part is stopped at the end and the stack's folder removed.
 
@@ -37,8 +38,16 @@ if TYPE_CHECKING:
     from demo.production_stack import Stack
 
 PIPELINE = "flights_delay"
-#: The second pipeline that trains and promotes at the same time as the first (same spec).
+#: The second pipeline that trains and promotes at the same time as the first (same spec,
+#: but its model trained on the Spark cluster: :data:`CLUSTER_TRAINING`).
 BESIDE = "flights_twin"
+#: What the pipeline beside the demo trains with (``training.engine: spark``): XGBoost's PySpark
+#: classifier on the stack's Spark cluster, one Spark task (the cluster's one worker core).
+CLUSTER_TRAINING: dict[str, Any] = {
+    "engine": "spark",
+    "model": "xgboost.spark.SparkXGBClassifier",
+    "params": {"n_estimators": 100, "max_depth": 6, "learning_rate": 0.1, "random_state": 42, "num_workers": 1},
+}
 SPEC = PROJECT / "dags" / f"{PIPELINE}.pipeline.yaml"
 #: The bucket the stack creates for pipelines (the other, ``mlflow``, holds MLflow's artifacts).
 BUCKET = "sluice"
@@ -51,20 +60,24 @@ def log(msg: str) -> None:
     print(f"[demo-production {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def production_spec(stack: Stack, reference: Path, pipeline: str = PIPELINE, port: int | None = None) -> str:
+def production_spec(
+    stack: Stack, reference: Path, pipeline: str = PIPELINE, port: int | None = None, train_on_cluster: bool = False
+) -> str:
     """The demo spec adapted to ``stack``, as YAML text.
 
     Storage root ``s3://sluice/<pipeline>/state`` and landing zone ``s3://sluice/<pipeline>/landing``
     through the stack's S3 connection (two workers on two hosts share no disk), features on the
     stack's Spark master (executors sized for its one small worker), the feature job and the
     reference tables by absolute path (read-only inputs every worker host has), the model
-    server on a free port, and no alert e-mails (the stack has no SMTP server).
+    server on a free port, and no alert e-mails (the stack has no SMTP server). With
+    ``train_on_cluster`` the model is fitted on the Spark cluster too (:data:`CLUSTER_TRAINING`).
 
     Args:
         stack: The running stack.
         reference: Folder of the reference tables (:func:`demo.producer.write_reference`).
         pipeline: The pipeline's name (a second pipeline runs beside the first under another).
         port: The model server's port; default a free one.
+        train_on_cluster: Train with ``training.engine: spark`` on the stack's Spark cluster.
     """
     from demo.production_stack import S3_CONN_ID
     from sluice.airflow.standalone import free_port
@@ -84,6 +97,8 @@ def production_spec(stack: Stack, reference: Path, pipeline: str = PIPELINE, por
         master=stack.spark.master,
         conf={"spark.executor.memory": "512m", "spark.cores.max": "1", "spark.driver.host": "127.0.0.1"},
     )
+    if train_on_cluster:
+        spec["training"].update(CLUSTER_TRAINING)
     spec["deployment"]["local"]["port"] = port or free_port()
     return yaml.safe_dump(spec, sort_keys=False)
 
@@ -277,7 +292,8 @@ class Player:
             return row
         else:
             since = dropped_at
-        train = wait_for(lambda: self.finished_run("train", since), 1200, f"the train run of month {month}")
+        # A model trained on the cluster waits for the Spark worker's slots on a busy machine.
+        train = wait_for(lambda: self.finished_run("train", since), 1800, f"the train run of month {month}")
         row["trigger"] = self.store.read_json_or_none(self.store.run_key(train["run_id"], "trigger.json"))
         row["run"] = train
         row["decision"] = self.store.read_json_or_none(self.store.run_key(train["run_id"], "decision.json"))
@@ -305,8 +321,11 @@ class Player:
             log(f"{self.pipeline}: model server stopped ({len(stopped)} process(es))")
 
 
-def install_pipeline(stack: Stack, reference: Path, pipeline: str = PIPELINE) -> Path:
-    """Write the reference tables, the DAG file and the adapted spec into the stack's DAG folder."""
+def install_pipeline(stack: Stack, reference: Path, pipeline: str = PIPELINE, train_on_cluster: bool = False) -> Path:
+    """Write the reference tables, the DAG file and the adapted spec into the stack's DAG folder.
+
+    ``train_on_cluster``: the spec trains on the stack's Spark cluster (:func:`production_spec`).
+    """
     from demo.producer import write_reference
 
     write_reference(reference)
@@ -314,7 +333,7 @@ def install_pipeline(stack: Stack, reference: Path, pipeline: str = PIPELINE) ->
     if not loader.exists():
         shutil.copy(PROJECT / "dags" / "load_pipelines.py", loader)
     spec_path = stack.dags_folder / f"{pipeline}.pipeline.yaml"
-    spec_path.write_text(production_spec(stack, reference, pipeline))
+    spec_path.write_text(production_spec(stack, reference, pipeline, train_on_cluster=train_on_cluster))
     return spec_path
 
 
@@ -340,13 +359,23 @@ def _first_month_together(players: list[Player], month: int, bad: int) -> list[d
 
 
 def _summary(player: Player, api: AirflowApi, rows: list[dict[str, Any]], started: float) -> dict[str, Any]:
-    """What one pipeline did: its months, what is deployed, where its tasks ran, its batches."""
-    from sluice.steps.deploy import current_deployment
+    """What one pipeline did: its months, what is deployed, where its tasks ran, its batches.
 
+    ``served`` is what the model server answers now (status and body) to the rows its deploy
+    smoke-tested it with, asked before the servers are stopped; None when nothing is deployed.
+    """
+    from sluice.steps.deploy import current_deployment, http_json
+
+    deployed = current_deployment(player.store)
+    served = None
+    if deployed is not None:
+        status, body = http_json(deployed["url"], {"dataframe_records": deployed["smoke"]["inputs"]}, timeout=60)
+        served = {"status": status, "body": body}
     return {
         "pipeline": player.pipeline,
         "months": rows,
-        "deployed": current_deployment(player.store),
+        "deployed": deployed,
+        "served": served,
         "hostnames": api.hostnames(player.dag_ids),
         "batches": player.store.batch_ids(),
         "seconds": round(time.time() - started, 1),
@@ -370,13 +399,17 @@ def play(
         beside: A second pipeline (the same spec under this name: its own prefixes in the
             bucket, registered model and model server) that plays the first month at the same
             time, its first model trained together with the first pipeline's (two pipelines
-            training and promoting at once against one MLflow server). Its summary is the
+            training and promoting at once against one MLflow server), and on the Spark
+            cluster (``training.engine: spark``, :data:`CLUSTER_TRAINING`). Its summary is the
             result's ``beside``.
     """
     started = time.time()
     api = AirflowApi(stack)
     names = [pipeline, *([beside] if beside else [])]
-    players = [Player(stack, api, install_pipeline(stack, stack.root / "reference", name)) for name in names]
+    reference = stack.root / "reference"
+    players = [
+        Player(stack, api, install_pipeline(stack, reference, name, train_on_cluster=name == beside)) for name in names
+    ]
     try:
         for player in players:
             player.start()
@@ -452,7 +485,7 @@ def main() -> None:
     parser.add_argument(
         "--beside",
         default=BESIDE,
-        help="a second pipeline whose first model trains at the same time ('' for none)",
+        help="a second pipeline whose first model trains at the same time, on the Spark cluster ('' for none)",
     )
     args = parser.parse_args()
     from sluice.services import processes

@@ -4,8 +4,9 @@ The demo spec adapted to the session's stack (:func:`demo.run_production.product
 storage and landing zone in the S3 bucket, features on the Spark cluster, MLflow through its
 server) plays months 1, 2 and 5 on Airflow with two Celery workers, as ``make demo-production``
 does; the expected outcomes are the embedded demo's (``tests/e2e/test_demo.py``). A second
-pipeline (the same spec as ``flights_twin``) plays month 1 beside it, the two first models
-trained and promoted at the same time against the one MLflow server.
+pipeline (the same spec as ``flights_twin``, its model trained on the Spark cluster with
+``training.engine: spark``) plays month 1 beside it, the two first models trained and promoted
+at the same time against the one MLflow server.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 
 from demo.production_stack import Stack
-from demo.run_production import BESIDE, BUCKET, PIPELINE, play, print_summary, train_overlap
+from demo.run_production import BESIDE, BUCKET, CLUSTER_TRAINING, PIPELINE, play, print_summary, train_overlap
 from tests.e2e.demo_outcomes import check_demo_months
 from tests.production.conftest import Holder
 
@@ -112,6 +113,46 @@ def test_two_pipelines_train_and_promote_at_once_without_touching_each_other(
     assert [k.split("/")[-2] for k in twin_records] == twin["batches"] == [month["batch"]["batch_id"]]
     assert len(summary["batches"]) == 3, "the twin's batch did not land in the first pipeline's store"
     assert summary["deployed"]["port"] != twin["deployed"]["port"], "each pipeline serves on its own port"
+
+
+def test_the_twin_is_trained_on_the_spark_cluster_then_gated_and_served_like_any_model(
+    summary: dict[str, Any], stack: Stack
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    twin = summary["beside"]
+    (month,) = twin["months"]
+    client = MlflowClient(tracking_uri=stack.mlflow.url, registry_uri=stack.mlflow.url)
+    champion = client.get_model_version_by_alias(BESIDE, "champion")
+    run = client.get_run(str(champion.run_id))
+    params = run.data.params
+
+    # Its run says where it was fitted: XGBoost's PySpark estimator, in an application of the
+    # stack's Spark master named after the pipeline's train step.
+    assert params["engine"] == "spark" and params["model"] == CLUSTER_TRAINING["model"]
+    assert params["spark.master"] == stack.spark.master
+    state = stack.spark.state()
+    apps = {a["id"]: a["name"] for a in state["activeapps"] + state["completedapps"]}
+    assert apps.get(params["spark.application_id"]) == f"sluice-{BESIDE}-train", apps
+    assert int(params["train_rows"]) > 0 and "memory.budget_gib" not in params
+    demo_first = client.get_run(summary["months"][0]["decision"]["candidate"]["run_id"])
+    assert demo_first.data.params["engine"] == "local", "the demo pipeline itself still trains in the task"
+
+    # Gated like any candidate: the gate scored this run on its holdout and passed it.
+    decision = month["decision"]
+    assert decision["candidate"]["run_id"] == str(champion.run_id)
+    assert decision["verdict"] == "pass" and decision["champion"] is None
+    assert decision["candidate"]["score"] >= decision["thresholds"]["min"]
+    assert decision["holdout"]["rows"] == int(params["holdout_rows"])
+
+    # Served like any model: the deployed version answers rows with a class per row.
+    assert twin["deployed"]["version"] == str(champion.version)
+    served = twin["served"]
+    rows = twin["deployed"]["smoke"]["inputs"]
+    assert served["status"] == 200, served
+    answers = served["body"]["predictions"]
+    assert len(answers) == len(rows) and set(answers) <= {0, 1}
+    assert answers[:5] == twin["deployed"]["smoke"]["predictions"], "the server answers as it did at deploy"
 
 
 def test_teardown_leaves_nothing(holder: Holder) -> None:

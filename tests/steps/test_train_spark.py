@@ -118,13 +118,15 @@ def test_a_model_fitted_on_the_cluster_is_served_without_spark_and_gated_against
     features = features_of(store, months)
     trained = train_candidate(on_spark, store, features, "d", "run-2")
 
-    # It ran on the cluster: the train step's application is the master's.
-    apps = [a["name"] for a in cluster.state()["activeapps"] + cluster.state()["completedapps"]]
-    assert f"sluice-{PIPELINE}-train" in apps
-
-    # Lineage as every candidate carries it.
+    # It ran on the cluster: the train step's application is the master's, and its run says so.
+    state = cluster.state()
+    apps = {a["id"]: a["name"] for a in state["activeapps"] + state["completedapps"]}
     run = mlflow.get_run(trained.mlflow_run_id)
     tags, params = run.data.tags, run.data.params
+    assert params["spark.master"] == cluster.master
+    assert apps[params["spark.application_id"]] == f"sluice-{PIPELINE}-train"
+
+    # Lineage as every candidate carries it.
     assert tags["sluice.batches.trained_on"] == "b1,b2" and tags["sluice.batches.held_out"] == "b3"
     assert tags["sluice.spec_hash"] == on_spark.spec_hash and tags["sluice.role"] == "candidate"
     assert tags["sluice.split"] == "holdout = rows with month == 3"

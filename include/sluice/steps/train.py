@@ -142,6 +142,8 @@ class _Fitted:
     rows: SplitRows
     holdout_rows: int
     holdout_score: float
+    #: ``training.engine: spark``: the master and application the fit ran on (logged as params).
+    where: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 def train_candidate(
@@ -303,6 +305,7 @@ def _fit_on_spark(loaded: LoadedSpec, store: PipelineStore, features: FeatureRes
         rows,
         len(X_hold),
         holdout_score,
+        spark_fit.where,
     )
 
 
@@ -335,6 +338,7 @@ def _log_scores(loaded: LoadedSpec, fitted: _Fitted) -> None:
             "n_features": len(fitted.rows.columns),
             "train_metric_rows": train_metric_rows(fitted),
             **sample_params(fitted.rows.fitted),
+            **fitted.where,
             # A fit on Spark is bounded by its executors, not by a budget of the task's.
             **(
                 {

@@ -61,6 +61,8 @@ class SparkFit:
         rows: The split: ``holdout`` is a pandas frame of every held-out row, ``train`` is empty.
         max_difference: Largest difference between the Spark model's and the pipeline's outputs
             on ``X_check``.
+        where: Where it was fitted: ``spark.master`` (the cluster's ``spark://...`` URL, or
+            ``local[*]``) and ``spark.application_id`` (the application in the master's UI).
     """
 
     estimator: Any
@@ -69,6 +71,7 @@ class SparkFit:
     y_check: Any
     rows: SplitRows
     max_difference: float
+    where: dict[str, str]
 
 
 def fit_on_spark(loaded: LoadedSpec, store: PipelineStore, features: FeatureResult) -> SparkFit:
@@ -127,7 +130,9 @@ def fit_on_spark(loaded: LoadedSpec, store: PipelineStore, features: FeatureResu
         fitted=fitted,
         memory=None,
     )
-    return SparkFit(estimator, fitted.fitted, X_check, y_check, rows, difference)
+    context = spark.sparkContext
+    where = {"spark.master": str(context.master), "spark.application_id": str(context.applicationId)}
+    return SparkFit(estimator, fitted.fitted, X_check, y_check, rows, difference, where)
 
 
 def _read_table(spark: Any, store: PipelineStore, features: FeatureResult) -> DataFrame:
