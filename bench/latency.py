@@ -28,7 +28,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "include"))
 
-from sluice.airflow.standalone import Standalone, isolated_env  # noqa: E402
+from sluice.airflow.runtime.standalone import Standalone, isolated_env  # noqa: E402
 
 BUCKET = "landing"
 
@@ -153,7 +153,7 @@ def bench_latency(
     from moto.server import ThreadedMotoServer
 
     import reaction
-    from sluice.airflow.standalone import free_port
+    from sluice.airflow.runtime.standalone import free_port
 
     random.seed(7)
     port = free_port()

@@ -219,7 +219,7 @@ def result(
 def run(quick: bool) -> dict[str, Any]:
     """Median train-DAG run vs plain-script run, 2 repetitions each (1 with ``quick``)."""
     from demo.producer import drop_month
-    from sluice.airflow.standalone import Standalone, isolated_env
+    from sluice.airflow.runtime.standalone import Standalone, isolated_env
     from sluice.services.storage import open_store
     from sluice.spec.loader import load_spec
     from sluice.steps.deploy import stop_local
@@ -255,7 +255,7 @@ def run(quick: bool) -> dict[str, Any]:
             "Each Airflow task is a fresh process that parses the DAG file, opens the MLflow store and loads "
             "models again, and waits for the scheduler to queue it; the script does each once and keeps one "
             "JVM. Tasks are forked from the scheduler's forkserver, which imported MLflow, scikit-learn, "
-            "skops, Evidently and Great Expectations once (sluice.airflow.preload), and the venv holds "
+            "skops, Evidently and Great Expectations once (sluice.airflow.runtime.preload), and the venv holds "
             "compiled bytecode (`uv sync --compile-bytecode` in the Makefile): before those two, 3.9 s per task "
             "(DAG run 61 s vs script 34 s)."
         ),

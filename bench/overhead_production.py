@@ -149,7 +149,7 @@ def notes(parts: dict[str, Any], tasks: int) -> str:
         f"Inside the tasks {tot['task_runs']:.1f} s against the script's {tot['script_steps']:.1f} s of steps and "
         f"{tot['script_imports']:.1f} s of start-up ({in_task:+.1f} s): each task process parses the DAG file, "
         "opens the store (the S3 connection) and the MLflow client again, but is forked from a Celery worker that "
-        "imported the task libraries once (sluice.airflow.celery_config), while the script imports them in its "
+        "imported the task libraries once (sluice.airflow.runtime.celery_config), while the script imports them in its "
         "steps: check_trigger (the amazon provider's S3 hook for the connection, s3fs, MLflow; about 4.5 s of "
         f"cold imports here) took {per['check_trigger']['script']:.1f} s in the script, "
         f"{per['check_trigger']['run']:.1f} s as a task. The fixed cost of a task process once started shows in "

@@ -24,7 +24,7 @@ if str(ROOT / "include") not in sys.path:
 
 def main(spec_path: str, run_id: str) -> dict[str, float]:
     """Run the train steps once; return seconds per step (and ``total``)."""
-    from sluice.airflow.connections import open_pipeline_store
+    from sluice.airflow.runtime.connections import open_pipeline_store
     from sluice.spec.loader import load_spec
     from sluice.steps.evaluate import enforce_gate, evaluate_candidate
     from sluice.steps.features import build_features

@@ -152,7 +152,7 @@ def result(rows: list[dict[str, float]], env: dict[str, str], pipeline: str) -> 
 
 def run(quick: bool) -> dict[str, Any]:
     """The reaction entry alone, in an embedded Airflow of its own (``make bench`` measures it in latency's)."""
-    from sluice.airflow.standalone import Standalone, isolated_env
+    from sluice.airflow.runtime.standalone import Standalone, isolated_env
 
     with tempfile.TemporaryDirectory(prefix="sluice-bench-reaction-") as tmp:
         project = scratch_project(Path(tmp) / "project")

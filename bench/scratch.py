@@ -23,7 +23,7 @@ def scratch_project(root: Path) -> Path:
     The demo pipeline's model server gets a free port, so a bench never meets a running demo.
     """
     from demo.producer import write_reference
-    from sluice.airflow.standalone import free_port
+    from sluice.airflow.runtime.standalone import free_port
 
     (root / "include").mkdir(parents=True)
     shutil.copytree(ROOT / "dags", root / "dags")

@@ -7,7 +7,7 @@ they point at. Logic lives in include/sluice/airflow/.
 
 from airflow.plugins_manager import AirflowPlugin
 
-from sluice.airflow.reports_app import create_app
+from sluice.airflow.views.reports import create_app
 
 
 class SluicePlugin(AirflowPlugin):

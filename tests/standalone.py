@@ -31,7 +31,7 @@ def session_env(project: Path) -> dict[str, str]:
     The test process can then read the runs the scheduler makes; ports are free ones and the
     DAG processor and scheduler poll fast.
     """
-    from sluice.airflow.standalone import isolated_env
+    from sluice.airflow.runtime.standalone import isolated_env
 
     session = ("AIRFLOW_HOME", "AIRFLOW__CORE__DAGS_FOLDER", "AIRFLOW__CORE__LOAD_EXAMPLES", "AIRFLOW_CONN_")
     keep = {k: v for k, v in os.environ.items() if k.startswith(session)}

@@ -20,7 +20,7 @@ from typing import Any
 import requests
 import tenacity
 
-from sluice.airflow.standalone import free_port
+from sluice.airflow.runtime.standalone import free_port
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ from cryptography.fernet import Fernet
 
 from demo.object_store import ObjectStore
 from demo.process_tags import in_sessions, tagged, wait_until_empty
-from sluice.airflow.standalone import free_port
+from sluice.airflow.runtime.standalone import free_port
 from sluice.services.processes import stop_group
 
 #: In the environment of every process a stack starts, with the stack's own value.
@@ -535,14 +535,14 @@ def airflow_celery(
     ``airflow db migrate``, then the API server (waited for), scheduler, DAG processor,
     triggerer and one ``airflow celery worker`` per name in ``workers`` (``--celery-hostname
     <name>@<host>``, concurrency 2). The environment is the embedded default's
-    (:func:`sluice.airflow.standalone.isolated_env`: AIRFLOW_HOME, free ports, SimpleAuthManager)
+    (:func:`sluice.airflow.runtime.standalone.isolated_env`: AIRFLOW_HOME, free ports, SimpleAuthManager)
     with the production settings on top; the secrets every component must share (JWT, API
     secret key, Fernet key) are set explicitly, as on a cluster of hosts. ``extra_env`` goes
     into every component's environment last (connections, MLflow, PYTHONPATH...).
     """
     import socket
 
-    from sluice.airflow.standalone import isolated_env
+    from sluice.airflow.runtime.standalone import isolated_env
 
     started = time.monotonic()
     project = procs.root / "airflow"

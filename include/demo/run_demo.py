@@ -23,8 +23,8 @@ from typing import Any
 PROJECT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(PROJECT / "include"))
 
-from sluice.airflow import standalone  # noqa: E402
-from sluice.airflow.home import airflow, embedded_env  # noqa: E402
+from sluice.airflow.runtime import standalone  # noqa: E402
+from sluice.airflow.runtime.home import airflow, embedded_env  # noqa: E402
 from sluice.services import processes  # noqa: E402
 
 PIPELINE = "flights_delay"
@@ -100,7 +100,7 @@ class MailCatcher:
     def __init__(self) -> None:
         from aiosmtpd.controller import Controller
 
-        from sluice.airflow.standalone import free_port
+        from sluice.airflow.runtime.standalone import free_port
 
         self.received: list[dict[str, Any]] = []
         self.port = free_port()

@@ -80,7 +80,7 @@ def production_spec(
         train_on_cluster: Train with ``training.engine: spark`` on the stack's Spark cluster.
     """
     from demo.production_stack import S3_CONN_ID
-    from sluice.airflow.standalone import free_port
+    from sluice.airflow.runtime.standalone import free_port
 
     spec: dict[str, Any] = yaml.safe_load(SPEC.read_text())
     spec["pipeline"] = pipeline
@@ -148,7 +148,7 @@ class AirflowApi:
         """Runs of ``dag_id`` queued after ``since`` (epoch seconds), oldest first.
 
         Each: run_id, state, run_type, queued_at, start and end (epoch seconds; 0.0 when not
-        yet), tasks ({task_id: state}) as :func:`sluice.airflow.standalone.dag_runs` gives
+        yet), tasks ({task_id: state}) as :func:`sluice.airflow.runtime.standalone.dag_runs` gives
         them for the embedded default, and seconds ({task_id: duration}).
         """
         resp = self.call("GET", f"/dags/{dag_id}/dagRuns", params={"limit": 100})

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from sluice.airflow.alert_format import AlertFacts, compose, fact_record
-from sluice.airflow.alerts import AlertNotifier
+from sluice.airflow.notifications.alert_format import AlertFacts, compose, fact_record
+from sluice.airflow.notifications.alerts import AlertNotifier
 from sluice.services.storage import write_json_atomic
 from tests.conftest import Project, free_port
 from tests.smtp_server import MailCatcher, body_text, smtp_conn
@@ -259,7 +259,7 @@ def test_an_unreachable_smtp_server_is_logged_and_never_raises(
     ti = SyntheticTI("flights_delay__train", "gate", {"evaluate": DECISION})
     notifier = AlertNotifier(alert="gate", pipeline="flights_delay", to=["x@example.com"])
 
-    with caplog.at_level(logging.ERROR, logger="sluice.airflow.alerts"):
+    with caplog.at_level(logging.ERROR, logger="sluice.airflow.notifications.alerts"):
         notifier({"ti": ti, "exception": RuntimeError("gate failed")})
 
     assert "alert email not sent: gate alert for flights_delay to x@example.com via connection smtp_default" in (
@@ -311,7 +311,7 @@ def test_gate_email_arrives_with_a_plain_text_part_that_has_the_same_numbers(smt
 
 def test_every_link_of_an_email_uses_the_port_airflow_really_runs_on(monkeypatch: pytest.MonkeyPatch) -> None:
     """Airflow's ``ti.log_url`` says 8080 on any port; the email's links must open on this instance."""
-    from sluice.airflow.alerts import gather_facts
+    from sluice.airflow.notifications.alerts import gather_facts
 
     monkeypatch.delenv("AIRFLOW__API__BASE_URL", raising=False)
     monkeypatch.setenv("AIRFLOW__API__PORT", "18123")
@@ -390,7 +390,7 @@ def test_a_gate_alert_whose_decision_cannot_be_read_still_sends_its_email_naming
 ) -> None:
     ti = SyntheticTI("flights_delay__train", "gate", {"evaluate": xcom})
 
-    with caplog.at_level(logging.INFO, logger="sluice.airflow.alerts"):
+    with caplog.at_level(logging.INFO, logger="sluice.airflow.notifications.alerts"):
         AlertNotifier(alert="gate", pipeline="flights_delay", to=["ml-oncall@example.com"])(
             {"ti": ti, "exception": RuntimeError("gate failed")}
         )
@@ -405,7 +405,7 @@ def test_a_gate_alert_whose_decision_cannot_be_read_still_sends_its_email_naming
 
 
 def test_a_deploy_alert_with_an_unreadable_promote_result_names_it_and_still_links_the_candidate() -> None:
-    from sluice.airflow.alerts import gather_facts
+    from sluice.airflow.notifications.alerts import gather_facts
 
     ti = SyntheticTI("flights_delay__train", "deploy", {"promote": {"version": 2}, "evaluate": DECISION})
     facts = gather_facts("deploy", "flights_delay", None, {"ti": ti, "exception": RuntimeError("v2 not healthy")})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sluice.airflow.approval import evidence_markdown
+from sluice.airflow.operators.approval import evidence_markdown
 from tests.airflow.test_alerts import DECISION
 
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from sluice.airflow.connections import s3_filesystem_options
+from sluice.airflow.runtime.connections import s3_filesystem_options
 from sluice.services.storage import PipelineStore, backend_for
 from tests.object_store import ObjectStore, s3_server_process
 

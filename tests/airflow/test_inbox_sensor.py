@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from sluice.airflow.sensors import InboxTrigger
+from sluice.airflow.triggers.inbox import InboxTrigger
 from sluice.services.landing import HIDDEN_GRACE_SECONDS
 
 
@@ -74,7 +74,7 @@ def test_trigger_fires_for_a_settled_file_and_serializes_to_itself(tmp_path: Pat
     assert _fires(tmp_path, "*.parquet")
     assert not _fires(tmp_path, "*.parquet", marker="{name}.done")
     classpath, kwargs = InboxTrigger(str(tmp_path), "*.parquet", "{name}.done", 3).serialize()
-    assert classpath == "sluice.airflow.sensors.InboxTrigger"
+    assert classpath == "sluice.airflow.triggers.inbox.InboxTrigger"
     assert kwargs == {
         "folder": str(tmp_path),
         "pattern": "*.parquet",

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from sluice.airflow import alerts
-from sluice.airflow.alert_format import AlertFacts, compose
-from sluice.airflow.alerts import ALERTED_KEY, AlertNotifier, KilledTaskWatch, death_in_log
+from sluice.airflow.notifications import alerts
+from sluice.airflow.notifications.alert_format import AlertFacts, compose
+from sluice.airflow.notifications.alerts import ALERTED_KEY, AlertNotifier, KilledTaskWatch, death_in_log
 
 #: The supervisor's line in a task log when the task process was killed (Airflow 3.3, JSON log).
 SIGKILL_LINE = json.dumps(

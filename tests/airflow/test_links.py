@@ -114,7 +114,7 @@ def reports(project: Project) -> Path:
 def test_reports_app_serves_files_inside_the_pipeline_storage_only(project: Project, reports: Path) -> None:
     from fastapi.testclient import TestClient
 
-    from sluice.airflow.reports_app import create_app
+    from sluice.airflow.views.reports import create_app
 
     client = TestClient(create_app(project.dags, authenticate=False))
     got = client.get("/reports/flights_delay/batches/b1/validation.json")
@@ -137,7 +137,7 @@ def test_reports_app_requires_an_airflow_login(project: Project, reports: Path, 
     from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
     from fastapi.testclient import TestClient
 
-    from sluice.airflow.reports_app import create_app
+    from sluice.airflow.views.reports import create_app
 
     client = TestClient(create_app(project.dags))
     assert client.get("/reports/flights_delay/batches/b1/validation.json").status_code == 401

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sluice.airflow.home import PORTS, PortError, check_ports_free, port_setting
+from sluice.airflow.runtime.home import PORTS, PortError, check_ports_free, port_setting
 from sluice.cli import main
 from tests.airflow.test_links import TRAIN, SyntheticTI, outcome
 from tests.conftest import REPO, Project, free_port
@@ -78,7 +78,7 @@ def test_the_smtp_connection_follows_the_smtp_port_setting(clean_env: pytest.Mon
     """``airflow_settings.yaml`` names ``${SLUICE_SMTP_PORT}``: bootstrap writes the number."""
     import yaml
 
-    from sluice.airflow.home import settings_payloads
+    from sluice.airflow.runtime.home import settings_payloads
 
     settings = yaml.safe_load((REPO / "airflow_settings.yaml").read_text())
     assert settings_payloads(settings)["connections"]["smtp_default"]["port"] == 8025

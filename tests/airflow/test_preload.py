@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from sluice.airflow.home import embedded_env
-from sluice.airflow.preload import preload
+from sluice.airflow.runtime.home import embedded_env
+from sluice.airflow.runtime.preload import preload
 
 
 def test_a_module_that_fails_or_exits_is_named_and_skipped(
@@ -32,7 +32,7 @@ def test_a_forkserver_shaped_process_survives_the_preload_and_a_later_great_expe
     # The forkserver runs as `python -c ...` (a __main__ without a file), and so do the tasks
     # forked below it; pyspark.sql.connect, imported by Great Expectations, exits such a process.
     probe = (
-        "import sys, sluice.airflow.preload as p; "
+        "import sys, sluice.airflow.runtime.preload as p; "
         "print(','.join(m for m in p.PRELOADED if m not in sys.modules) or 'all-loaded'); "
         "import pyspark.sql.connect.utils as u; u.check_dependencies('pyspark.sql.connect')"
     )
@@ -49,7 +49,7 @@ def test_the_embedded_scheduler_forks_tasks_from_the_preloaded_forkserver_unless
 ) -> None:
     env = embedded_env(tmp_path, {"PATH": "/usr/bin"})
     assert env["AIRFLOW__SCHEDULER__MP_START_METHOD"] == "forkserver"
-    assert env["AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD"] == "sluice.airflow.preload"
+    assert env["AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD"] == "sluice.airflow.runtime.preload"
 
     own = embedded_env(tmp_path, {"PATH": "/usr/bin", "AIRFLOW__SCHEDULER__MP_START_METHOD": "fork"})
     assert own["AIRFLOW__SCHEDULER__MP_START_METHOD"] == "fork", "an operator's own setting wins"

@@ -33,7 +33,7 @@ import pytest
 import yaml
 from tests.conftest import REPO
 
-from sluice.airflow.home import PORTS, embedded_env
+from sluice.airflow.runtime.home import PORTS, embedded_env
 from sluice.plan import SPARK_POOL
 from sluice.settings import Settings, variable
 from sluice.spec.models import Storage
@@ -334,7 +334,7 @@ def test_connections_are_the_ones_sluice_opens() -> None:
 
 
 def test_the_aws_connection_read_by_sluice_reaches_the_s3_service(monkeypatch: pytest.MonkeyPatch) -> None:
-    from sluice.airflow.connections import s3_filesystem_options
+    from sluice.airflow.runtime.connections import s3_filesystem_options
     from sluice.services.spark import s3a_conf
 
     env = SERVICES["airflow-worker-1"]["environment"]

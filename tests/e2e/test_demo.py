@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sluice.airflow.standalone import isolated_env
+from sluice.airflow.runtime.standalone import isolated_env
 from tests.e2e.demo_outcomes import check_demo_months
 from tests.standalone import processes_of, scratch_project
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from sluice.airflow.standalone import Standalone, isolated_env
+from sluice.airflow.runtime.standalone import Standalone, isolated_env
 from tests.standalone import scratch_project, wait_gone
 
 pytestmark = pytest.mark.e2e

@@ -34,7 +34,7 @@ HOLDS = ("train.run_started", "deploy.server_ready")
 
 
 def _held(folder: Path, name: str, server: Any) -> int:
-    from sluice.airflow import standalone
+    from sluice.airflow.runtime import standalone
 
     path = folder / f"{name}.held"
     standalone.wait_for(lambda: path.exists(), 900, f"a task to reach {name}", server, interval=1)
@@ -70,8 +70,8 @@ def test_killing_the_scheduler_then_all_of_airflow_mid_run_recovers_within_retri
     flights_project: Project, tmp_path: Path
 ) -> None:
     from demo.producer import drop_month
-    from sluice.airflow import standalone
-    from sluice.airflow.home import airflow
+    from sluice.airflow.runtime import standalone
+    from sluice.airflow.runtime.home import airflow
     from sluice.services import tracking
     from sluice.spec.loader import load_spec
     from sluice.steps.deploy import current_deployment, local_serving

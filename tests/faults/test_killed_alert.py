@@ -3,7 +3,7 @@
 Before: a killed task process runs no code, so its ``on_failure_callback`` (the alert) never
 ran, and on Airflow 3.3 nothing ran it for it: the task's supervisor survived, reported the
 failure, and the run failed without an email. Now the DAG-level
-:class:`~sluice.airflow.alerts.KilledTaskWatch` finds the failed task whose alert never ran
+:class:`~sluice.airflow.notifications.alerts.KilledTaskWatch` finds the failed task whose alert never ran
 and sends the ``killed`` alert, with the try and the signal.
 
 One run of the real embedded Airflow (API server, scheduler, DAG processor; the launcher of
@@ -36,7 +36,7 @@ from pathlib import Path
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG
 
-from sluice.airflow.alerts import AlertNotifier, KilledTaskWatch
+from sluice.airflow.notifications.alerts import AlertNotifier, KilledTaskWatch
 
 HOLDS = Path(@HOLDS@)
 TO = ["oncall@example.com"]
@@ -68,7 +68,7 @@ with DAG(
 
 
 def _kill_try(holds: Path, number: int, server: Any) -> None:
-    from sluice.airflow import standalone
+    from sluice.airflow.runtime import standalone
 
     path = holds / f"try-{number}.pid"
     standalone.wait_for(path.exists, 600, f"try {number} of the task to start", server, interval=1)
@@ -78,8 +78,8 @@ def _kill_try(holds: Path, number: int, server: Any) -> None:
 def test_a_task_killed_on_its_last_try_alerts_once_naming_the_task_the_try_and_the_signal(
     project: Project, airflow_db: Path, smtp_server: MailCatcher, tmp_path: Path
 ) -> None:
-    from sluice.airflow import standalone
-    from sluice.airflow.home import airflow
+    from sluice.airflow.runtime import standalone
+    from sluice.airflow.runtime.home import airflow
 
     dag_id = f"killprobe_{os.getpid()}"
     holds = tmp_path / "holds"

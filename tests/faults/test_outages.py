@@ -54,7 +54,7 @@ from pathlib import Path
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG
 
-from sluice.airflow.alerts import AlertNotifier
+from sluice.airflow.notifications.alerts import AlertNotifier
 
 
 def land():
@@ -481,7 +481,7 @@ def _alert_log(caplog: pytest.LogCaptureFixture) -> list[str]:
 def test_smtp_down_for_one_alert_the_same_failure_alerts_once_it_is_back(
     project: Project, storage: Storage, smtp: Smtp, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="sluice.airflow.alerts")
+    caplog.set_level(logging.INFO, logger="sluice.airflow.notifications.alerts")
     landing_with_a_month(project)
     storage.down()
     smtp.stop()
@@ -510,7 +510,7 @@ def test_smtp_down_for_one_alert_the_same_failure_alerts_once_it_is_back(
 def test_smtp_down_for_all_alerts_changes_no_outcome_and_says_so(
     project: Project, storage: Storage, smtp: Smtp, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="sluice.airflow.alerts")
+    caplog.set_level(logging.INFO, logger="sluice.airflow.notifications.alerts")
     landing_with_a_month(project)
     smtp.stop()
 

@@ -20,7 +20,7 @@ import psutil
 import pytest
 import requests
 
-from sluice.airflow.home import port_in_use
+from sluice.airflow.runtime.home import port_in_use
 from tests.standalone import session_env
 
 pytestmark = pytest.mark.integration

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from sluice.airflow.alert_format import AlertEmail, compose
-from sluice.airflow.alerts import gather_facts
+from sluice.airflow.notifications.alert_format import AlertEmail, compose
+from sluice.airflow.notifications.alerts import gather_facts
 from sluice.cli import main
 from sluice.services.storage import open_store
 from tests.conftest import Project

@@ -20,7 +20,7 @@ from datetime import datetime
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG
 
-from sluice.airflow.alerts import AlertNotifier
+from sluice.airflow.notifications.alerts import AlertNotifier
 
 
 def storage_down():

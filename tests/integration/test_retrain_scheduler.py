@@ -33,8 +33,8 @@ def scheduler(
     tmp_path_factory: pytest.TempPathFactory, airflow_db: Path, mlflow_store_template: Path
 ) -> Iterator[dict[str, Any]]:
     """A project with one pipeline (retrain_on: [drift]) served by a running standalone."""
-    from sluice.airflow import standalone
-    from sluice.airflow.home import airflow
+    from sluice.airflow.runtime import standalone
+    from sluice.airflow.runtime.home import airflow
 
     project = Project(tmp_path_factory.mktemp("sched") / "project", Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"]))
     small_spec(project, name=PIPELINE)
@@ -57,14 +57,14 @@ def scheduler(
 
 
 def _finished_runs(since: float) -> list[dict[str, Any]]:
-    from sluice.airflow import standalone
+    from sluice.airflow.runtime import standalone
 
     runs = standalone.dag_runs(TRAIN, since)
     return runs if runs and all(r["state"] in standalone.TERMINAL for r in runs) else []
 
 
 def test_a_drift_event_starts_a_train_run(scheduler: dict[str, Any]) -> None:
-    from sluice.airflow import standalone
+    from sluice.airflow.runtime import standalone
 
     since = time.time()
     standalone.emit_asset_events(DRIFT_URI, [{"drift_share": 0.5, "threshold": 0.15, "batches": ["b1"]}])
@@ -85,7 +85,7 @@ def test_a_drift_event_starts_a_train_run(scheduler: dict[str, Any]) -> None:
 
 
 def test_a_burst_of_drift_events_gives_one_run(scheduler: dict[str, Any]) -> None:
-    from sluice.airflow import standalone
+    from sluice.airflow.runtime import standalone
 
     since = time.time()
     standalone.emit_asset_events(DRIFT_URI, [{"drift_share": 0.2 + i / 10, "burst": i} for i in range(5)])

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from sluice.airflow.connections import open_pipeline_store
+from sluice.airflow.runtime.connections import open_pipeline_store
 from sluice.services.landing import LocalInbox
 from sluice.spec.loader import load_spec
 from sluice.steps.ingest import land_new_files
@@ -82,7 +82,7 @@ def test_batches_reports_and_status_live_in_the_bucket_only(
     assert not (project.root / "data" / "sluice").exists()
 
     # The reports page reads the validation report from the bucket.
-    from sluice.airflow.reports_app import create_app
+    from sluice.airflow.views.reports import create_app
 
     client = TestClient(create_app(project.dags, authenticate=False))
     got = client.get(f"/reports/flights_delay/batches/{first}/validation.json")

@@ -249,7 +249,7 @@ def mail(holder: Holder) -> Iterator[MailCatcher]:
     from aiosmtpd.controller import Controller
 
     stack = holder.stack
-    from sluice.airflow.standalone import free_port
+    from sluice.airflow.runtime.standalone import free_port
 
     catcher = MailCatcher()
     port = free_port()

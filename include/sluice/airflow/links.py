@@ -5,7 +5,7 @@ Airflow 3 computes an operator extra link in the worker when the task finishes
 reads it back. So the links read the XCom of the step that knows the answer (``train`` or
 ``evaluate`` for the MLflow run, ``validate`` for the reports, ``compute_drift`` for drift)
 and are attached by the renderer to the tasks in :data:`TASK_LINKS`. Local report files are
-served by the sluice plugin's FastAPI app (:mod:`sluice.airflow.reports_app`).
+served by the sluice plugin's FastAPI app (:mod:`sluice.airflow.views.reports`).
 """
 
 from __future__ import annotations

@@ -64,7 +64,7 @@ def _common(step: Step, plan: PipelinePlan) -> dict[str, Any]:
         kwargs["execution_timeout"] = timedelta(minutes=step.timeout_minutes)
     if step.alert and plan.alert_emails:
         # Task-level on purpose: a DAG-level notifier breaks under dag.test() (apache/airflow#64649).
-        from sluice.airflow.alerts import AlertNotifier
+        from sluice.airflow.notifications.alerts import AlertNotifier
 
         kwargs["on_failure_callback"] = AlertNotifier(
             alert=step.alert,
@@ -76,7 +76,7 @@ def _common(step: Step, plan: PipelinePlan) -> dict[str, Any]:
     if step.kind == "land" and plan.alert_emails:
         # land succeeds when it refuses an input or finds an archived file changed after
         # landing: the news goes out on success (each such input is in one run's result only).
-        from sluice.airflow.alerts import AlertNotifier
+        from sluice.airflow.notifications.alerts import AlertNotifier
 
         kwargs["on_success_callback"] = AlertNotifier(
             alert="landing",
@@ -114,7 +114,7 @@ def _wait_for_files(step: Step, plan: PipelinePlan) -> BaseOperator:
             **waiting,
             **_common(step, plan),
         )
-    from sluice.airflow.sensors import InboxFileSensor
+    from sluice.airflow.sensors.inbox import InboxFileSensor
 
     folder, _, pattern = landing.glob.rpartition("/")
     return InboxFileSensor(
@@ -182,7 +182,7 @@ def task_callable(kind: str) -> Callable[..., Any]:
 @renderer("approve")
 def _approve(step: Step, plan: PipelinePlan) -> BaseOperator:
     """Human-in-the-loop approval: Approve lets promote run; Reject skips promote and deploy."""
-    from sluice.airflow.approval import EvidenceApprovalOperator
+    from sluice.airflow.operators.approval import EvidenceApprovalOperator
 
     return EvidenceApprovalOperator(
         pipeline=plan.pipeline,
@@ -195,8 +195,8 @@ def _approve(step: Step, plan: PipelinePlan) -> BaseOperator:
 @renderer("deploy_kubernetes")
 def _deploy_kubernetes(step: Step, plan: PipelinePlan) -> BaseOperator:
     # The pod operator itself is built when the task runs: importing it here would load the
-    # kubernetes client at every parse of the DAG file (see sluice.airflow.kubernetes).
-    from sluice.airflow.kubernetes import DeployPodOperator
+    # kubernetes client at every parse of the DAG file (see sluice.airflow.operators.kubernetes).
+    from sluice.airflow.operators.kubernetes import DeployPodOperator
 
     config = _config(step, PodDeployConfig)
     return DeployPodOperator(
@@ -248,11 +248,11 @@ def _killed_task_watch(plan: PipelinePlan) -> Any:
     """The run-level watch that alerts for a task killed on its last try (None without recipients).
 
     A killed task process runs no ``on_failure_callback`` of its own; see
-    :class:`sluice.airflow.alerts.KilledTaskWatch`.
+    :class:`sluice.airflow.notifications.alerts.KilledTaskWatch`.
     """
     if not plan.alert_emails:
         return None
-    from sluice.airflow.alerts import KilledTaskWatch
+    from sluice.airflow.notifications.alerts import KilledTaskWatch
 
     return KilledTaskWatch(
         pipeline=plan.pipeline, to=list(plan.alert_emails), spec_path=plan.spec_path, smtp_conn_id=SMTP_CONN_ID

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from sluice.airflow.connections import open_pipeline_store
+from sluice.airflow.runtime.connections import open_pipeline_store
 from sluice.plan.model import Landing, S3Landing, landing_from
 from sluice.plan.task_ids import TaskId
 from sluice.services import faults
@@ -379,7 +379,7 @@ def alert_drift(spec_path: str, to: list[str], smtp_conn_id: str, **context: Any
         AirflowSkipException: The batch did not drift (or was not compared).
         RuntimeError: The email was not sent (retried like any task failure).
     """
-    from sluice.airflow.alerts import gather_facts, send_alert
+    from sluice.airflow.notifications.alerts import gather_facts, send_alert
 
     result = _pull(context, TaskId.COMPUTE_DRIFT, DriftResult)
     if not result.drift_detected:

@@ -31,7 +31,7 @@ def airflow_base_url() -> str:
 
 def mlflow_ui_url() -> str:
     """``SLUICE_MLFLOW_UI_URL`` (the MLflow UI users reach), else ``localhost`` on ``SLUICE_MLFLOW_UI_PORT``."""
-    from sluice.airflow.home import port_setting
+    from sluice.airflow.runtime.home import port_setting
     from sluice.settings import settings
 
     url = settings().mlflow_ui_url or f"http://localhost:{port_setting('SLUICE_MLFLOW_UI_PORT')}"

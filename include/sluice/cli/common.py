@@ -60,7 +60,7 @@ def _load_or_report(spec_path: str, deep: bool = False) -> LoadedSpec | None:
 
 def _store_for(spec_path: str):  # type: ignore[no-untyped-def]
     """The spec and its pipeline store, or ``(None, None)`` after printing the spec's problems."""
-    from sluice.airflow.connections import open_pipeline_store
+    from sluice.airflow.runtime.connections import open_pipeline_store
 
     loaded = _load_or_report(spec_path)
     if loaded is None:
@@ -117,7 +117,7 @@ def _lint_issues(loaded: LoadedSpec, shown: str, probe: FeatureProbe | None) -> 
 
     found = schema_warnings(loaded, shown)
     if probe is not None:
-        from sluice.airflow.connections import connection_issues
+        from sluice.airflow.runtime.connections import connection_issues
         from sluice.spec.checks import lint_checks
 
         found += lint_checks(loaded) + connection_issues(loaded)

@@ -24,7 +24,7 @@ def cmd_env(args: argparse.Namespace) -> int:
     import os
     import shlex
 
-    from sluice.airflow.home import PortError, check_ports_free, embedded_env
+    from sluice.airflow.runtime.home import PortError, check_ports_free, embedded_env
 
     try:
         env = embedded_env(_project_dir())
@@ -48,7 +48,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
     """
     import os
 
-    from sluice.airflow.home import embedded_env
+    from sluice.airflow.runtime.home import embedded_env
 
     command = list(args.command_args)
     if command and command[0] == "--":
@@ -67,8 +67,8 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 def cmd_airflow(args: argparse.Namespace) -> int:
     """Run the embedded Airflow under a supervisor that stops every component on Ctrl-C."""
-    from sluice.airflow.home import PortError
-    from sluice.airflow.supervise import run_standalone
+    from sluice.airflow.runtime.home import PortError
+    from sluice.airflow.runtime.supervise import run_standalone
 
     try:
         return run_standalone(_project_dir(), grace_seconds=args.grace)
@@ -79,7 +79,7 @@ def cmd_airflow(args: argparse.Namespace) -> int:
 
 def cmd_bootstrap(args: argparse.Namespace) -> int:
     """Migrate the Airflow database and the MLflow store, apply airflow_settings.yaml."""
-    from sluice.airflow.home import bootstrap, embedded_env
+    from sluice.airflow.runtime.home import bootstrap, embedded_env
     from sluice.services.tracking import init_store
     from sluice.spec.schema import json_schema
 

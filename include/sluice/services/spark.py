@@ -90,7 +90,7 @@ def s3a_conf(options: Mapping[str, Any]) -> dict[str, str]:
     Args:
         options: s3fs filesystem options (``key``, ``secret``, ``token``,
             ``client_kwargs={"endpoint_url", "region_name"}``), as
-            :func:`sluice.airflow.connections.s3_filesystem_options` builds them.
+            :func:`sluice.airflow.runtime.connections.s3_filesystem_options` builds them.
 
     Returns:
         ``spark.hadoop.fs.s3a.*`` settings; with an endpoint (MinIO, a test server), path-style

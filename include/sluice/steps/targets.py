@@ -398,7 +398,7 @@ def target_for(loaded: LoadedSpec, store: PipelineStore, connect: Callable[[], A
             storage connection), where a target keeps its deploy record.
         connect: How the target reaches its backend, when the caller knows better than the
             target's default (inside Airflow: the spec's Airflow connection, see
-            :func:`sluice.airflow.kubernetes.cluster_connector`). Targets that need no client
+            :func:`sluice.airflow.operators.kubernetes.cluster_connector`). Targets that need no client
             are built without it.
 
     Raises:

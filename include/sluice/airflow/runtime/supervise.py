@@ -1,6 +1,6 @@
 """``sluice airflow``: run the embedded Airflow so that stopping it stops all of it.
 
-The launcher (:mod:`sluice.airflow.embedded`) starts the API server, then the scheduler, DAG
+The launcher (:mod:`sluice.airflow.runtime.embedded`) starts the API server, then the scheduler, DAG
 processor and triggerer as subprocesses; killing one process alone would leave the others
 running (the scheduler even ignores SIGTERM). So the supervisor starts the launcher in its own
 process group, and on SIGINT, SIGTERM or SIGHUP stops the whole group (SIGTERM, then SIGKILL
@@ -19,8 +19,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from sluice.airflow.home import check_ports_free, embedded_env
-from sluice.airflow.standalone import EMBEDDED
+from sluice.airflow.runtime.home import check_ports_free, embedded_env
+from sluice.airflow.runtime.standalone import EMBEDDED
 from sluice.services import processes
 
 #: The ports the embedded Airflow opens (API server, worker and triggerer log servers).

@@ -27,7 +27,7 @@ SANDBOX = "sandbox allow-scripts allow-popups"
 
 def pipeline_stores(dags_folder: str | Path) -> dict[str, PipelineStore]:
     """``{pipeline: store}`` of every loadable spec in ``dags_folder``."""
-    from sluice.airflow.connections import open_pipeline_store
+    from sluice.airflow.runtime.connections import open_pipeline_store
     from sluice.spec.loader import load_folder
 
     return {loaded.spec.pipeline: open_pipeline_store(loaded) for loaded in load_folder(dags_folder).specs}

@@ -21,7 +21,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from sluice.airflow.home import embedded_env
+from sluice.airflow.runtime.home import embedded_env
 from sluice.services import processes
 
 T = TypeVar("T")
@@ -62,8 +62,8 @@ def isolated_env(project: Path, extra: dict[str, str] | None = None, fast: bool 
     return embedded_env(project, env)
 
 
-#: The embedded Airflow launcher (:mod:`sluice.airflow.embedded`): API server first.
-EMBEDDED = ("-m", "sluice.airflow.embedded")
+#: The embedded Airflow launcher (:mod:`sluice.airflow.runtime.embedded`): API server first.
+EMBEDDED = ("-m", "sluice.airflow.runtime.embedded")
 
 
 def start(env: dict[str, str], log_file: Path, cwd: Path) -> subprocess.Popen[bytes]:

@@ -7,7 +7,7 @@ that could not be read leaves the record out and is named in the email instead. 
 is sent as ``multipart/alternative``: a plain-text part (derived from the HTML by
 :func:`html_to_text`, so both say the same) for text-only mail clients and pagers, then
 the HTML part. Gathering the facts from a failed task and sending the email is
-:mod:`sluice.airflow.alerts`.
+:mod:`sluice.airflow.notifications.alerts`.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Each Airflow task is a fresh process forked from a LocalExecutor worker. Without
 validate, train, evaluate, promote, deploy and drift task imported Great Expectations, MLflow,
 scikit-learn, skops, pandas and Evidently on its own, several seconds each (``bench/overhead.py``:
 2.2 s per task over a plain script without the preload, about 1 s with it).
-:func:`sluice.airflow.home.embedded_env`
+:func:`sluice.airflow.runtime.home.embedded_env`
 sets ``[scheduler] mp_start_method = forkserver`` and ``mp_forkserver_preload`` to this module
 (Airflow 3.3's own settings, ``airflow.utils.process_utils.set_component_mp_start_method``): the
 forkserver imports it once, the executor's workers are forked from it and each task is forked

@@ -6,9 +6,9 @@ task process dies on its first call to the Execution API (``httpx.ConnectError``
 one line), which costs a try. This launcher migrates the database, starts the API server,
 waits until its health endpoint answers, and only then starts the components that run
 tasks. Like the standalone, it forces nothing else: the environment comes from
-:func:`sluice.airflow.home.embedded_env` (LocalExecutor, SimpleAuthManager, SQLite).
+:func:`sluice.airflow.runtime.home.embedded_env` (LocalExecutor, SimpleAuthManager, SQLite).
 
-Run it as ``python -m sluice.airflow.embedded`` in its own process group; every component is
+Run it as ``python -m sluice.airflow.runtime.embedded`` in its own process group; every component is
 a child in that group, each output line prefixed with the component's name. A component that
 dies (a crash, an OOM kill) is started again, as systemd or Kubernetes would restart it; one
 that dies more than :data:`MAX_RESTARTS` times within :data:`RESTART_WINDOW_SECONDS` stops
@@ -147,7 +147,7 @@ def run(env: dict[str, str], grace_seconds: float = 20.0, api_timeout: float | N
     """Run the embedded Airflow until a component exits or this process gets SIGTERM/SIGINT.
 
     Args:
-        env: The environment of every component (see :func:`sluice.airflow.home.embedded_env`).
+        env: The environment of every component (see :func:`sluice.airflow.runtime.home.embedded_env`).
         grace_seconds: Time the components get to stop before SIGKILL.
         api_timeout: How long the API server gets to answer before the launcher gives up
             (default ``SLUICE_API_START_TIMEOUT``: a cold start on two busy cores takes 20-60 s).
@@ -205,7 +205,7 @@ def run(env: dict[str, str], grace_seconds: float = 20.0, api_timeout: float | N
 
 
 def main() -> None:
-    """Entry point of ``python -m sluice.airflow.embedded`` (environment from ``os.environ``)."""
+    """Entry point of ``python -m sluice.airflow.runtime.embedded`` (environment from ``os.environ``)."""
     sys.exit(run(dict(os.environ)))
 
 

@@ -2,7 +2,7 @@
 
 :class:`AlertNotifier` is a task-level ``on_failure_callback``: it gathers the facts from the
 failed task's context (XCom of the upstream steps, the exception, the spec, what the deploy
-target serves), composes the email with :mod:`sluice.airflow.alert_format` and sends it
+target serves), composes the email with :mod:`sluice.airflow.notifications.alert_format` and sends it
 through the SMTP provider's :class:`SmtpNotifier` (connection ``smtp_default``). A failure to
 send never changes the outcome of the failed task: it is logged as ``alert email not sent: ...``
 and the run goes on as it would have (the task is red already).
@@ -36,7 +36,15 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from airflow.providers.smtp.hooks.smtp import SmtpHook
 from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 
-from sluice.airflow.alert_format import FACT_TASKS, KILLED, AlertEmail, AlertFacts, Link, compose, fact_record
+from sluice.airflow.notifications.alert_format import (
+    FACT_TASKS,
+    KILLED,
+    AlertEmail,
+    AlertFacts,
+    Link,
+    compose,
+    fact_record,
+)
 from sluice.plan.task_ids import TaskId
 
 if TYPE_CHECKING:
@@ -134,7 +142,7 @@ def gather_facts(
     where = _Source(pipeline, ti, base)
     if spec_path:
         try:
-            from sluice.airflow.connections import open_pipeline_store
+            from sluice.airflow.runtime.connections import open_pipeline_store
             from sluice.spec.loader import load_spec
 
             where.loaded = load_spec(spec_path)
@@ -184,7 +192,7 @@ def _deploy_facts(facts: AlertFacts, where: _Source) -> None:
     if evaluated is not None:
         facts.links.append(Link("MLflow run (model being deployed)", urls.mlflow_run_url(evaluated.candidate.run_id)))
     if where.loaded is not None and where.store is not None:
-        from sluice.airflow.kubernetes import cluster_connector
+        from sluice.airflow.operators.kubernetes import cluster_connector
         from sluice.steps.targets import target_for
 
         facts.extra["target"] = where.loaded.spec.deployment.target

@@ -80,11 +80,11 @@ def embedded_env(project_dir: Path, base: dict[str, str] | None = None) -> dict[
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "120",
         "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "60",
         # Task processes are forked from a forkserver that imported MLflow, scikit-learn, GX and
-        # Evidently once (sluice.airflow.preload): seconds less per task.
+        # Evidently once (sluice.airflow.runtime.preload): seconds less per task.
         "AIRFLOW__SCHEDULER__MP_START_METHOD": "forkserver",
-        "AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD": "sluice.airflow.preload",
+        "AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD": "sluice.airflow.runtime.preload",
         # The same for Celery workers (used only with the CeleryExecutor): see celery_config.
-        "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "sluice.airflow.celery_config.CELERY_CONFIG",
+        "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "sluice.airflow.runtime.celery_config.CELERY_CONFIG",
         "SLUICE_PROJECT_DIR": str(project_dir),
         "MLFLOW_TRACKING_URI": f"sqlite:///{project_dir / '.sluice' / 'mlflow.db'}",
         "MLFLOW_DISABLE_TELEMETRY": "true",

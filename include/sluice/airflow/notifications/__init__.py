@@ -1,0 +1,1 @@
+"""Notifiers: the alert emails and their text."""

@@ -1,0 +1,1 @@
+"""Operators sluice adds to Airflow (approval with evidence, the Kubernetes deployer pod)."""

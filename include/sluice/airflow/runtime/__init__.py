@@ -1,0 +1,1 @@
+"""The embedded Airflow: home, launcher, supervisor, preload, Celery settings, connections."""

@@ -1,0 +1,1 @@
+"""Sensors: the wait for a batch file."""

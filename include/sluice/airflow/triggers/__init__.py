@@ -1,0 +1,1 @@
+"""Triggers the sensors defer to (run in the triggerer)."""
