@@ -93,3 +93,16 @@ def test_settings_of_the_local_fit_are_refused_on_spark(tmp_path: Path, extra: s
     where, text, line, _ = refused(tmp_path, spec_text(SPARK_TRAINING, extra))
     assert where == f"training.{key}" and line.strip().startswith(f"{key}:")
     assert "engine 'spark'" in text and f"remove {key}" in text
+
+
+def test_a_local_xgboost_model_lints_with_its_params_and_a_misspelt_one_is_named(
+    project_env: Path, tmp_path: Path
+) -> None:
+    """XGBoost's scikit-learn classes take ``**kwargs``: their params are still checked by name."""
+    local = "  model: xgboost.XGBClassifier\n  params: {n_estimators: 50, max_depth: 4}\n"
+    path = tmp_path / "spec.pipeline.yaml"
+    path.write_text(spec_text(local))
+    assert lint_checks(load_spec(path)) == []
+    path.write_text(spec_text(local.replace("max_depth", "max_dept")))
+    (issue,) = lint_checks(load_spec(path))
+    assert "max_dept" in issue.message + issue.hint and "max_depth" in issue.message + issue.hint

@@ -76,7 +76,13 @@ def import_model_class(path: str) -> tuple[Any, str, str]:
 
 
 def _param_names(cls: Any) -> list[str] | None:
-    """Constructor parameters of an estimator class; None when it takes ``**kwargs``."""
+    """Constructor parameters of an estimator class; None when it takes ``**kwargs`` it does not name."""
+    if _takes_kwargs(cls):
+        # XGBoost's classes take ``**kwargs`` and pass them to their base: an instance's
+        # get_params() names them all, where the class's signature names only ``objective``.
+        with contextlib.suppress(Exception):
+            return list(cls().get_params())
+        return None
     getter = getattr(cls, "_get_param_names", None)
     if callable(getter):
         with contextlib.suppress(Exception):  # sklearn raises for estimators with *args: use the signature
@@ -88,6 +94,14 @@ def _param_names(cls: Any) -> list[str] | None:
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values()):
         return None
     return [n for n, p in signature.parameters.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+
+
+def _takes_kwargs(cls: Any) -> bool:
+    try:
+        signature = inspect.signature(cls)
+    except (TypeError, ValueError):
+        return False
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
 
 
 def check_model(loaded: LoadedSpec) -> list[SpecIssue]:
@@ -133,7 +147,8 @@ def check_model(loaded: LoadedSpec) -> list[SpecIssue]:
             warnings.simplefilter("ignore")
             estimator = cls(**training.params)
             validate = getattr(estimator, "_validate_params", None)
-            if callable(validate):
+            # XGBoost inherits _validate_params from scikit-learn without the constraints it reads.
+            if callable(validate) and hasattr(estimator, "_parameter_constraints"):
                 # scikit-learn checks parameter values only in fit(); ask it now.
                 validate()
     except Exception as exc:  # any error constructing user code is a spec problem
