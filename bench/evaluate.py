@@ -97,7 +97,7 @@ def gate_project(tmp: Path, candidate: bool = True) -> GateProject:
         table = feature_table(TRAIN_ROWS, reference)
         results = []
         for name, months in (("champion", (1, 2)), ("candidate", (1, 2, 3)))[: 2 if candidate else 1]:
-            key = store.features_key(name, "part-0.parquet")
+            key = store.keys.features(name, "part-0.parquet")
             with store.open_write(key) as fh:
                 table[table["month"].isin(months)].to_parquet(fh, index=False)
             features = FeatureResult(path=store.location(key), key=name, batches={}, job_hash="bench", rows=0)
@@ -124,7 +124,7 @@ def write_holdout(setup: GateProject, rows: int) -> str:
 
     base = feature_table(300_000, setup.reference)
     store = PipelineStore(setup.store_root, PIPELINE)
-    key = store.run_key(f"bench-{rows}", "holdout.parquet")
+    key = store.keys.run(f"bench-{rows}", "holdout.parquet")
     rng = np.random.default_rng(7)
     schema = None
     with store.open_write(key) as fh:

@@ -97,8 +97,8 @@ def _steady_state(root: Path, reps: int, sample: int | None) -> dict[int, list[f
             seconds, result = _timed(build_features, loaded, store)
             assert len(result.batches) == n and result.computed == [new], result
             times[n].append(seconds)
-            store.remove(store.feature_cache_key(new))  # the next repetition computes it again
-            store.remove(store.features_key(result.key))
+            store.remove(store.keys.feature_cache(new))  # the next repetition computes it again
+            store.remove(store.keys.features(result.key))
     return times
 
 

@@ -46,7 +46,7 @@ def _write_clean(store: Any, batch_id: str, rows: int, months: tuple[int, ...], 
 
     spec = load_spec(ROOT / "dags" / f"{PIPELINE}.pipeline.yaml").spec
     columns = spec.source.columns or {}
-    with store.open_write(store.batch_key(batch_id, "clean.parquet")) as fh:
+    with store.open_write(store.keys.batch(batch_id, "clean.parquet")) as fh:
         writer: Any = None
         for k, start in enumerate(range(0, rows, BATCH_ROWS)):
             piece = conform(flights(min(BATCH_ROWS, rows - start), months=months, seed=seed + k), columns, "parquet")
@@ -56,7 +56,7 @@ def _write_clean(store: Any, batch_id: str, rows: int, months: tuple[int, ...], 
             writer.write_table(table, row_group_size=spec.validation.chunk_rows)
         writer.close()
     record = {"batch_id": batch_id, "landed_at": landed_at, "status": "accepted", "rows": rows}
-    store.write_json(store.batch_key(batch_id, "batch.json"), record)
+    store.json.write(store.keys.batch(batch_id, "batch.json"), record)
 
 
 def _batches(setup: Any, rows: int) -> str:

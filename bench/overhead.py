@@ -66,7 +66,7 @@ def _land(airflow: Any, store: Any, drop: Callable[[int], object]) -> None:
         drop(month)
 
     def landed() -> bool:
-        records = [store.batch_record(b) for b in store.batch_ids()]
+        records = [store.batches.get(b) for b in store.batches.ids()]
         return len([r for r in records if r.status == "accepted" and r.published]) == len(MONTHS)
 
     airflow.wait_for(landed, 900, "the months to be ingested", every=2)

@@ -91,7 +91,7 @@ def _train(spec_path: Path) -> tuple[Any, Any, list[dict[str, Any]], list[dict[s
     ref = write_reference(loaded.project_dir / "data" / "reference")
     flights = pd.concat([month_frame(m, sample=4000) for m in (1, 2, 3)], ignore_index=True)
     table = _pandas_features()(flights, pd.read_parquet(ref[0]), pd.read_parquet(ref[1]))
-    key = store.features_key("bench", TABLE)
+    key = store.keys.features("bench", TABLE)
     with store.open_write(key) as fh:
         table.to_parquet(fh, index=False)
     features = FeatureResult(path=store.location(key), key="bench", batches={}, job_hash="bench", rows=len(table))

@@ -100,7 +100,7 @@ def run(quick: bool) -> dict[str, Any]:
             loaded = load_spec(project / "dags" / "flights_delay.pipeline.yaml")
             store = PipelineStore(tmp / "store", loaded.spec.pipeline)
             table = feature_table(rows, tmp / "reference")
-            key = store.features_key("bench", "part-0.parquet")
+            key = store.keys.features("bench", "part-0.parquet")
             with store.open_write(key) as fh:
                 table.to_parquet(fh, index=False)
             features = FeatureResult(

@@ -89,14 +89,14 @@ def write_batches(store: Any, year: Any, rows: int) -> Any:
         table = pa.Table.from_pandas(part, preserve_index=False)
         plain = [pa.field(f.name, f.type.value_type) if pa.types.is_dictionary(f.type) else f for f in table.schema]
         batch = f"2013-{m:02d}"
-        key = store.feature_cache_key(batch, "bench", "features.parquet")
+        key = store.keys.feature_cache(batch, "bench", "features.parquet")
         with store.open_write(key) as fh:
             pq.write_table(table.cast(pa.schema(plain)).replace_schema_metadata(None), fh)
         parts.append(store.location(key))
         batches[batch] = f"sha-{m}"
     total = sum(pq.ParquetFile(p).metadata.num_rows for p in parts)
     return FeatureResult(
-        path=store.location(store.features_key("bench")),
+        path=store.location(store.keys.features("bench")),
         key="bench",
         batches=batches,
         job_hash="bench",

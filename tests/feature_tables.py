@@ -19,12 +19,12 @@ def features_of(store: PipelineStore, months: dict[int, pd.DataFrame]) -> Featur
     """A ``scope: batch`` feature result: one table per batch, oldest first."""
     parts = []
     for m, frame in months.items():
-        key = store.feature_cache_key(f"b{m}", "entry", "features.parquet")
+        key = store.keys.feature_cache(f"b{m}", "entry", "features.parquet")
         with store.open_write(key) as fh:
             frame.to_parquet(fh, index=False)
         parts.append(store.location(key))
     return FeatureResult(
-        path=store.location(store.features_key("table")),
+        path=store.location(store.keys.features("table")),
         key="-".join(f"b{m}" for m in months),
         batches={f"b{m}": f"sha-{m}" for m in months},
         job_hash="job",

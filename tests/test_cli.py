@@ -347,7 +347,7 @@ def test_status_shows_each_batch_drift_share_or_not_enough_data(
         record = BatchRecord(
             batch_id=batch_id, source_file=f"m{n}.parquet", status=BatchStatus.ACCEPTED, landed_at=float(n)
         )
-        store.write_batch_record(record.model_copy(update=changes))
+        store.batches.write(record.model_copy(update=changes))
 
     assert main(["status", str(spec)]) == 0
 

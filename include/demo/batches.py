@@ -42,7 +42,7 @@ def accept_month(
         status=BatchStatus.ACCEPTED,
         rows=len(frame),
     )
-    with store.stage(store.batch_key(batch_id), BATCH_RECORD) as staging:
+    with store.stage(store.keys.batch(batch_id), BATCH_RECORD) as staging:
         local_file = store.scratch("demo-batches") / f"{batch_id}.parquet"
         frame.to_parquet(local_file, index=False)
         staging.put_file(local_file, "clean.parquet")

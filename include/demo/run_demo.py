@@ -71,8 +71,8 @@ def reset_state(env: dict[str, str]) -> None:
 
 def batch_outcome(store: Any, file_name: str) -> dict[str, Any] | None:
     """The batch landed from ``file_name`` once it is rejected or announced, else None."""
-    for batch_id in reversed(store.batch_ids()):
-        record = store.batch_record(batch_id)
+    for batch_id in reversed(store.batches.ids()):
+        record = store.batches.get(batch_id)
         if record.source_file == file_name:
             done = record.status == "rejected" or record.published
             return record.model_dump(mode="json") if done else None
@@ -169,7 +169,7 @@ def play_month(
     monitor = standalone.wait_for(
         lambda: finished_run(f"{PIPELINE}__monitor", dropped_at), 600, f"the monitor run for month {month}", server
     )
-    drift = store.read_json_or_none(store.monitor_key(monitor["run_id"], "drift.json"))
+    drift = store.json.read_or_none(store.keys.monitor(monitor["run_id"], "drift.json"))
     row["drift"] = drift
     row["monitor"] = monitor["state"]
     row["emails"] = mail.since(dropped_at)
@@ -189,9 +189,9 @@ def play_month(
     train = standalone.wait_for(
         lambda: finished_run(f"{PIPELINE}__train", since), 900, f"the train run for month {month}", server
     )
-    row["trigger"] = store.read_json_or_none(store.run_key(train["run_id"], "trigger.json"))
+    row["trigger"] = store.json.read_or_none(store.keys.run(train["run_id"], "trigger.json"))
     row["run"] = train
-    row["decision"] = store.read_json_or_none(store.run_key(train["run_id"], "decision.json"))
+    row["decision"] = store.json.read_or_none(store.keys.run(train["run_id"], "decision.json"))
     deployed = current_deployment(store)
     if deployed and train["tasks"].get("deploy") == "success":
         row["deployed"] = deployed["version"]

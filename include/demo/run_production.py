@@ -276,7 +276,7 @@ class Player:
         if batch["status"] != "accepted":
             return row
         monitor = wait_for(lambda: self.finished_run("monitor", dropped_at), 900, f"the monitor run of month {month}")
-        drift = self.store.read_json_or_none(self.store.monitor_key(monitor["run_id"], "drift.json"))
+        drift = self.store.json.read_or_none(self.store.keys.monitor(monitor["run_id"], "drift.json"))
         row["drift"] = drift
         row["monitor"] = monitor["state"]
         log(f"{self.pipeline} month {month:02d}: monitor {monitor['state']}: " + (drift["reason"] if drift else "-"))
@@ -294,9 +294,9 @@ class Player:
             since = dropped_at
         # A model trained on the cluster waits for the Spark worker's slots on a busy machine.
         train = wait_for(lambda: self.finished_run("train", since), 1800, f"the train run of month {month}")
-        row["trigger"] = self.store.read_json_or_none(self.store.run_key(train["run_id"], "trigger.json"))
+        row["trigger"] = self.store.json.read_or_none(self.store.keys.run(train["run_id"], "trigger.json"))
         row["run"] = train
-        row["decision"] = self.store.read_json_or_none(self.store.run_key(train["run_id"], "decision.json"))
+        row["decision"] = self.store.json.read_or_none(self.store.keys.run(train["run_id"], "decision.json"))
         deployed = current_deployment(self.store)
         if deployed and train["tasks"].get("deploy") == "success":
             row["deployed"] = deployed["version"]
@@ -377,7 +377,7 @@ def _summary(player: Player, api: AirflowApi, rows: list[dict[str, Any]], starte
         "deployed": deployed,
         "served": served,
         "hostnames": api.hostnames(player.dag_ids),
-        "batches": player.store.batch_ids(),
+        "batches": player.store.batches.ids(),
         "seconds": round(time.time() - started, 1),
     }
 

@@ -268,14 +268,16 @@ def test_an_unreachable_smtp_server_is_logged_and_never_raises(
 
 
 def test_report_links_exist_only_inside_the_pipeline_storage(tmp_path: Path) -> None:
-    from sluice.airflow.urls import report_url
+    from sluice.airflow.urls import stored_report_url
+    from sluice.services.storage import PipelineStore
 
+    store = PipelineStore(tmp_path / "data" / "sluice", "p")
     base = tmp_path / "data" / "sluice" / "p"
-    assert report_url("p", base, base / "batches" / "b 1" / "validation.json", "http://af:8080/") == (
+    assert stored_report_url(store, str(base / "batches" / "b 1" / "validation.json"), "http://af:8080/") == (
         "http://af:8080/sluice/reports/p/batches/b%201/validation.json"
     )
-    assert report_url("p", base, tmp_path / "elsewhere.json", "http://af:8080") is None
-    assert report_url("p", base, base / ".." / "q" / "x.json", "http://af:8080") is None
+    assert stored_report_url(store, str(tmp_path / "elsewhere.json"), "http://af:8080") is None
+    assert stored_report_url(store, str(base / ".." / "q" / "x.json"), "http://af:8080") is None
 
 
 def _part(msg: Any, content_type: str) -> str:

@@ -38,9 +38,9 @@ def test_a_connection_with_an_endpoint_opens_the_pipeline_store_on_that_server(
     }
     prefix = f"s3://sluice/{uuid.uuid4().hex[:8]}"
     store = PipelineStore(None, "p", backend=backend_for(prefix, "p", options=options))
-    store.write_json(store.run_key("r", "decision.json"), {"verdict": "pass"})
-    assert store.read_json("runs/r/decision.json") == {"verdict": "pass"}
-    assert store.describe("runs/r/decision.json") == f"{prefix}/p/runs/r/decision.json"
+    store.json.write(store.keys.run("r", "decision.json"), {"verdict": "pass"})
+    assert store.json.read("runs/r/decision.json") == {"verdict": "pass"}
+    assert store.location("runs/r/decision.json") == f"{prefix}/p/runs/r/decision.json"
 
 
 def test_a_connection_without_keys_leaves_credentials_to_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

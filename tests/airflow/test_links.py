@@ -16,6 +16,7 @@ from sluice.airflow.links import (
     mlflow_link,
     validation_link,
 )
+from sluice.services.storage import PipelineStore
 from tests.airflow.test_alerts import DECISION, DRIFT
 from tests.conftest import Project
 
@@ -59,20 +60,22 @@ def test_mlflow_link_prefers_the_evaluated_candidate_and_is_empty_before_trainin
 
 def test_validation_link_opens_the_rejected_batch_report_or_the_batches_folder(tmp_path: Path) -> None:
     base = tmp_path / "sluice" / "p"
+    store = PipelineStore(tmp_path / "sluice", "p")
     ok = outcome("a", "accepted", base / "batches" / "a" / "validation.json")
     bad = outcome("b", "rejected", base / "batches" / "b" / "validation.json")
 
-    assert validation_link("p", base, {"outcomes": [ok]}, AF) == f"{AF}/sluice/reports/p/batches/a/validation.json"
-    assert validation_link("p", base, {"outcomes": [ok, bad]}, AF) == f"{AF}/sluice/reports/p/batches/b/validation.json"
-    assert validation_link("p", base, {"outcomes": [ok, ok]}, AF) == f"{AF}/sluice/reports/p/batches"
-    assert validation_link("p", base, {"outcomes": []}, AF) == ""
+    assert validation_link(store, {"outcomes": [ok]}, AF) == f"{AF}/sluice/reports/p/batches/a/validation.json"
+    assert validation_link(store, {"outcomes": [ok, bad]}, AF) == f"{AF}/sluice/reports/p/batches/b/validation.json"
+    assert validation_link(store, {"outcomes": [ok, ok]}, AF) == f"{AF}/sluice/reports/p/batches"
+    assert validation_link(store, {"outcomes": []}, AF) == ""
 
 
 def test_drift_link_serves_the_html_report_from_the_monitor_xcom(tmp_path: Path) -> None:
     base = tmp_path / "sluice" / "p"
+    store = PipelineStore(tmp_path / "sluice", "p")
     xcom = DRIFT | {"report_path": str(base / "monitor" / "r1" / "drift.html"), "mlflow_run_id": "m1"}
-    assert drift_link("p", base, xcom, AF) == f"{AF}/sluice/reports/p/monitor/r1/drift.html"
-    assert drift_link("p", base, DRIFT | {"report_path": "/elsewhere/drift.html"}, AF) == ""
+    assert drift_link(store, xcom, AF) == f"{AF}/sluice/reports/p/monitor/r1/drift.html"
+    assert drift_link(store, DRIFT | {"report_path": "/elsewhere/drift.html"}, AF) == ""
 
 
 def test_each_task_gets_its_buttons_and_they_read_the_run_xcom(project: Project) -> None:

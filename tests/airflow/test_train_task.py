@@ -29,4 +29,4 @@ def test_a_fit_over_the_budget_fails_the_task_without_retries(project: Any) -> N
         train(str(spec), **context)
 
     assert f"{spec}:" in str(info.value) and "a worker with more memory" in str(info.value)
-    assert not store.exists(store.run_key("manual__1", "holdout.parquet"))
+    assert not store.exists(store.keys.run("manual__1", "holdout.parquet"))

@@ -42,12 +42,12 @@ def _tables(store: PipelineStore) -> list[str]:
 
 def _entries(store: PipelineStore, batch: str) -> list[str]:
     """A batch's cached feature tables a train run would trust (committed, not temporaries)."""
-    folder = local(store, store.feature_cache_key(batch))
+    folder = local(store, store.keys.feature_cache(batch))
     return sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) if folder.is_dir() else []
 
 
 def _temporaries(store: PipelineStore, batch: str) -> list[Path]:
-    return sorted(local(store, store.feature_cache_key(batch)).glob(".tmp-*"))
+    return sorted(local(store, store.keys.feature_cache(batch)).glob(".tmp-*"))
 
 
 def test_a_build_features_killed_between_its_writes_leaves_no_half_table(flights_project: Project) -> None:
@@ -74,11 +74,11 @@ def test_a_build_features_killed_between_its_writes_leaves_no_half_table(flights
     result = build_features(loaded, store)
     assert _temporaries(store, batch) == [], "the retry removed the half-written tables its killed predecessors left"
     assert not result.cached and result.computed == [batch], "nothing half-written is taken for a cached table"
-    assert _tables(store) == [result.key] and result.batches == {batch: store.batch_record(batch).sha256}
+    assert _tables(store) == [result.key] and result.batches == {batch: store.batches.get(batch).sha256}
     (entry,) = _entries(store, batch)
     table = read_features(store, result)
-    meta = read_json(local(store, store.feature_cache_key(batch, entry, "meta.json")))
-    clean = pd.read_parquet(local(store, store.batch_key(batch)) / "clean.parquet")
+    meta = read_json(local(store, store.keys.feature_cache(batch, entry, "meta.json")))
+    clean = pd.read_parquet(local(store, store.keys.batch(batch)) / "clean.parquet")
     # The whole table: every accepted flight with a known arrival delay, once.
     assert len(table) == result.rows == meta["rows"] == int(clean["arr_delay"].notna().sum()) > 0
     assert list(table.columns) == meta["columns"] and "is_delayed" in meta["columns"]
@@ -86,7 +86,7 @@ def test_a_build_features_killed_between_its_writes_leaves_no_half_table(flights
     assert again.cached and (again.key, again.rows, again.computed) == (result.key, result.rows, [])
 
     # Nothing is left for the day-old sweep of temporaries.
-    folder = local(store, store.feature_cache_key(batch))
+    folder = local(store, store.keys.feature_cache(batch))
     assert clean_stale_temporaries(local(store), older_than=0) == [] and list(folder.glob(".*")) == []
 
 

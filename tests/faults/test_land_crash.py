@@ -54,10 +54,10 @@ def test_a_land_killed_between_its_writes_lands_each_file_once_on_retry(flights_
         assert dropped.exists(), f"{point}: the landing file is never archived before its batch is committed"
         if point == "land.batch_committed":
             # The batch is whole and visible; only the archive is missing.
-            (batch,) = set(store.batch_ids()) - set(landed)
-            assert store.batch_record(batch).status == "landed"
+            (batch,) = set(store.batches.ids()) - set(landed)
+            assert store.batches.get(batch).status == "landed"
         else:
-            assert store.batch_ids() == landed, f"{point}: a half-built batch is invisible"
+            assert store.batches.ids() == landed, f"{point}: a half-built batch is invisible"
             assert _leftovers(store), f"{point}: the killed writer's temporary is left for its retry"
 
         retry = land_new_files(glob, store, "retry-run")
@@ -69,14 +69,14 @@ def test_a_land_killed_between_its_writes_lands_each_file_once_on_retry(flights_
         else:
             (batch,) = retry.new
         landed.append(batch)
-        assert store.batch_ids() == landed, f"{point}: exactly one batch per landed file"
+        assert store.batches.ids() == landed, f"{point}: exactly one batch per landed file"
 
     assert clean_stale_temporaries(local(store), older_than=0) == [], "nothing left for the day-old sweep"
 
     # The next ingest run validates and announces every batch: none lost, doubled or stranded.
     state, tasks = run_dag(build_dags(project)["flights_delay__ingest"])
     assert state == "success", tasks
-    records = [store.batch_record(b).model_dump(mode="json") for b in store.batch_ids()]
+    records = [store.batches.get(b).model_dump(mode="json") for b in store.batches.ids()]
     outcomes = [(r["batch_id"], r["status"], r.get("published")) for r in records]
     assert outcomes == [(b, "accepted", True) for b in landed]
     assert sorted(r["source_file"] for r in records) == [f"flights_2013-0{m}.parquet" for m in (1, 2, 3)]
@@ -111,7 +111,7 @@ def test_a_land_killed_after_archiving_never_takes_its_stale_marker_for_a_new_up
     )
     kill_script("land.archived", project.root, script, str(spec), str(project.landing))
     assert not dropped.exists() and marker.exists(), "killed between the archive and the marker's removal"
-    (first,) = store.batch_ids()
+    (first,) = store.batches.ids()
 
     # The producer starts the next upload under the same name; its marker is not there yet.
     content = dropped.parent / "_processed" / dropped.name
@@ -120,11 +120,11 @@ def test_a_land_killed_after_archiving_never_takes_its_stale_marker_for_a_new_up
     inbox = LocalInbox(project.landing, "*.parquet", marker="{name}.done")
     waiting = land_new_files(inbox, store, "retry-run")
     assert waiting.new == [] and waiting.waiting_for_marker == [dropped.name], "a stale marker marks nothing"
-    assert store.batch_ids() == [first]
+    assert store.batches.ids() == [first]
 
     # Upload finished, marker written: it lands (as the same content, once).
     dropped.write_bytes(content.read_bytes())
     marker.touch()
     done = land_new_files(inbox, store, "next-run")
     assert done.archived == [dropped.name] and not marker.exists()
-    assert store.batch_ids() == [first]
+    assert store.batches.ids() == [first]

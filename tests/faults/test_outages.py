@@ -444,10 +444,10 @@ def test_storage_read_only_for_one_attempt_the_retry_lands_the_files_once(projec
     storage.up()
     result = land_new_files(inbox, store, "ingest-1")  # the retry
     assert len(result.new) == 1 and result.archived == waiting
-    assert store.batch_ids() == result.new
+    assert store.batches.ids() == result.new
     assert list(project.landing.glob("*.parquet")) == []
     again = land_new_files(inbox, store, "ingest-2")
-    assert again.new == [] and store.batch_ids() == result.new, "nothing doubled"
+    assert again.new == [] and store.batches.ids() == result.new, "nothing doubled"
 
 
 def test_storage_read_only_for_all_attempts_fails_with_an_alert_and_the_files_kept(
@@ -518,7 +518,7 @@ def test_smtp_down_for_all_alerts_changes_no_outcome_and_says_so(
     ok, pipeline = probe_dag("land", landing=str(project.landing / "*.parquet"), storage=str(storage.root))
     assert timed_run(ok)[:2] == ("success", {"land": "success"})
     assert _alert_log(caplog) == []
-    assert len(PipelineStore(storage.root, MODEL).batch_ids()) == 1
+    assert len(PipelineStore(storage.root, MODEL).batches.ids()) == 1
 
     # A failing task fails as it would, and the log says no alert went out.
     from demo.producer import drop_month
@@ -536,4 +536,4 @@ def test_smtp_down_for_all_alerts_changes_no_outcome_and_says_so(
     assert sorted(p.name for p in project.landing.glob("*.parquet")) == waiting, "the waiting file stays in landing"
     storage.up()
     store = PipelineStore(storage.root, MODEL)
-    assert len(store.batch_ids()) == 1 and store.batch_record(store.batch_ids()[0]).status == "landed"
+    assert len(store.batches.ids()) == 1 and store.batches.get(store.batches.ids()[0]).status == "landed"

@@ -50,8 +50,8 @@ def test_a_promote_killed_between_its_writes_is_finished_once_by_the_retry(fligh
 
     def kill(point: str, run: str) -> str:
         """Kill a promote of ``run``'s decision at ``point``; return the registered version."""
-        kill_script(point, project.root, PROMOTE, str(spec), str(local(store, store.run_key(run)) / "decision.json"))
-        run_id = read_json(local(store, store.run_key(run)) / "decision.json")["candidate"]["run_id"]
+        kill_script(point, project.root, PROMOTE, str(spec), str(local(store, store.keys.run(run)) / "decision.json"))
+        run_id = read_json(local(store, store.keys.run(run)) / "decision.json")["candidate"]["run_id"]
         versions = client.search_model_versions(f"name='flights_delay' and run_id='{run_id}'")
         assert len(versions) == 1, f"{point}: registered once, whatever was killed before"
         return str(versions[0].version)
@@ -64,7 +64,7 @@ def test_a_promote_killed_between_its_writes_is_finished_once_by_the_retry(fligh
         """@champion, the version's tags and this run's decision record name the same candidate."""
         found = tracking.champion(client, "flights_delay")
         assert found is not None and str(found.version) == version
-        recorded = read_json(local(store, store.run_key(run)) / "decision.json")
+        recorded = read_json(local(store, store.keys.run(run)) / "decision.json")
         assert found.run_id == recorded["candidate"]["run_id"] and recorded["verdict"] == "pass"
         assert found.tags[PREVIOUS_TAG] == (previous or "")
         assert promote(loaded, decode(GateDecision, recorded)).changed is False, "a further retry changes nothing"

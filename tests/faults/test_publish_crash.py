@@ -43,8 +43,8 @@ def test_a_publish_killed_before_its_event_is_committed_announces_the_batch_on_t
     # The session's Airflow database holds other tests' events on the same asset: count from here.
     earlier = len(_events(uri))
     run_killed("publish.event_set", [sys.executable, "-m", "airflow", "dags", "test", "flights_delay__ingest"])
-    (batch,) = store.batch_ids()
-    record = store.batch_record(batch).model_dump(mode="json")
+    (batch,) = store.batches.ids()
+    record = store.batches.get(batch).model_dump(mode="json")
     assert record["status"] == "accepted" and not record.get("published"), "not marked before the event exists"
     assert _events(uri)[earlier:] == [], "the killed task committed no event"
 
@@ -54,7 +54,7 @@ def test_a_publish_killed_before_its_event_is_committed_announces_the_batch_on_t
     state, tasks = run_dag(build_dags(project)["flights_delay__ingest"])
     assert state == "success" and tasks["publish"] == "success" and tasks["confirm_published"] == "success"
     assert [e["batches"] for e in _events(uri)[earlier:]] == [[batch]], "announced exactly once"
-    assert store.batch_record(batch).published is True
+    assert store.batches.get(batch).published is True
     (project.landing / "once_more.parquet").write_bytes(content)
     state, tasks = run_dag(build_dags(project)["flights_delay__ingest"])
     assert tasks["publish"] == "skipped" and len(_events(uri)[earlier:]) == 1, "and never again"

@@ -45,18 +45,18 @@ def test_a_validate_killed_between_its_writes_is_finished_by_the_retry(flights_p
     drop_month(project.landing, 1, bad_rows=10, sample=2000)
     (batch,) = land_new_files(str(project.landing / "*.parquet"), store, "ingest-1").new
     kill_script(point, project.root, VALIDATE, str(spec))
-    assert store.batch_record(batch).status == "landed", "killed before batch.json took the outcome"
-    assert Path(local(store, store.batch_key(batch)) / "validation.json").exists() == (
+    assert store.batches.get(batch).status == "landed", "killed before batch.json took the outcome"
+    assert Path(local(store, store.keys.batch(batch)) / "validation.json").exists() == (
         point == "validate.report_written"
     )
 
     # The retry (the next validate of any run) sees it pending and commits it.
     assert pending_batches(store) == [batch]
     outcome = validate_batch(store, batch, loaded.spec.validation, "parquet", loaded.spec.source.columns)
-    record = store.batch_record(batch).model_dump(mode="json")
+    record = store.batches.get(batch).model_dump(mode="json")
     assert (outcome.status, record["status"]) == ("accepted", "accepted")
     assert (outcome.quarantined, record["quarantined"], record["rows"]) == (10, 10, 2000)
-    assert pending_batches(store) == [] and [r.batch_id for r in store.accepted_batches()] == [batch]
+    assert pending_batches(store) == [] and [r.batch_id for r in store.batches.accepted()] == [batch]
 
 
 def test_a_batch_stranded_by_a_failed_run_is_finished_by_the_next_run_without_a_new_file(
@@ -71,13 +71,13 @@ def test_a_batch_stranded_by_a_failed_run_is_finished_by_the_next_run_without_a_
     drop_month(project.landing, 1, sample=2000)
     # What a run whose validate failed for good (say, storage was down) leaves: a landed batch.
     (batch,) = land_new_files(str(project.landing / "*.parquet"), store, "failed-run").new
-    assert store.batch_record(batch).status == "landed"
+    assert store.batches.get(batch).status == "landed"
 
     # The next continuous run: no new file arrives, yet its sensor ends the wait at once.
     state, tasks = run_dag(build_dags(project)["flights_delay__ingest"])
     assert state == "success", tasks
     assert tasks["wait_for_files"] == "success" and tasks["publish"] == "success"
-    record = store.batch_record(batch).model_dump(mode="json")
+    record = store.batches.get(batch).model_dump(mode="json")
     assert record["status"] == "accepted" and record["published"] is True
 
 
@@ -106,9 +106,9 @@ def test_a_validate_killed_after_pinning_the_schema_is_retried_against_that_pin(
 
     pin = read_pin(store)
     assert pin is not None and pin.batch_id == batch and pin.types is not None and pin.types["distance"] == "int"
-    assert store.batch_record(batch).status == "landed", "killed before the outcome"
+    assert store.batches.get(batch).status == "landed", "killed before the outcome"
     outcome = validate_batch(store, batch, loaded.spec.validation, "parquet", loaded.spec.source.columns)
-    assert outcome.status == "accepted" and store.batch_record(batch).status == "accepted"
+    assert outcome.status == "accepted" and store.batches.get(batch).status == "accepted"
     assert read_pin(store) == pin, "the retry is held to the pin; it does not pin again"
 
     month_frame(2, sample=2000).astype({"distance": str}).to_parquet(project.landing / "m2.parquet", index=False)

@@ -97,8 +97,8 @@ def test_rejected_batch_emails_the_quarantine_rate_and_report(
         "[sluice] flights_delay: validation failed, 1 batch(es) rejected (quarantine rate exceeded)"
     )
     body = body_text(msg)
-    (batch_id,) = _store(project).batch_ids()
-    report = local(_store(project), _store(project).batch_key(batch_id)) / "validation.json"
+    (batch_id,) = _store(project).batches.ids()
+    report = local(_store(project), _store(project).keys.batch(batch_id)) / "validation.json"
     assert batch_id in body
     assert "150 (5.00%; max 2.00%)" in body
     assert "quarantine rate 5.00% exceeds max_quarantine_rate 2.00%" in body

@@ -208,9 +208,9 @@ def _land_and_validate(landing: Path, store: PipelineStore, name: str, fmt: str)
     result = land_new_files(LocalInbox(landing, f"*.{fmt}", settle_seconds=0), store, f"run-{name}")
     (batch,) = result.new
     validate_batch(store, batch, VALIDATION, fmt, columns=COLUMNS)
-    folder = local(store, store.batch_key(batch))
+    folder = local(store, store.keys.batch(batch))
     return Outcome(
-        batch, store.batch_record(batch).model_dump(mode="json"), read_json(folder / "validation.json"), folder
+        batch, store.batches.get(batch).model_dump(mode="json"), read_json(folder / "validation.json"), folder
     )
 
 
@@ -308,7 +308,7 @@ def test_validated_in_chunks_each_case_gets_the_same_outcome_and_rows(corpus: di
         (batch,) = land_new_files(LocalInbox(landing, f"*.{case.fmt}", settle_seconds=0), store, case.name).new
         validate_batch(store, batch, chunked, case.fmt, columns=COLUMNS)
         batches[case.name] = batch
-        folder, whole = local(store, store.batch_key(batch)), corpus["outcomes"][case.name]
+        folder, whole = local(store, store.keys.batch(batch)), corpus["outcomes"][case.name]
         report = read_json(folder / "validation.json")
         for field in ("status", "reason", "rows", "quarantined", "failed_checks"):
             assert report[field] == whole.report[field], (case.name, field)
@@ -318,7 +318,7 @@ def test_validated_in_chunks_each_case_gets_the_same_outcome_and_rows(corpus: di
             if mine is not None and theirs is not None:
                 pd.testing.assert_frame_equal(mine, theirs, obj=f"{case.name} {name}")
     for name in ("bad_1pct", "csv_unparseable_cells"):
-        passes = read_json(local(store, store.batch_key(batches[name])) / "gx_result.json")["passes"]
+        passes = read_json(local(store, store.keys.batch(batches[name])) / "gx_result.json")["passes"]
         assert len(passes) == 2, f"{name}: one GX pass per chunk"
 
 
@@ -340,7 +340,7 @@ def test_against_a_pinned_schema_each_case_gets_the_declared_schemas_outcome_and
         (landing / f"{case.name}.{case.fmt}").write_bytes(case.content())
         (batch,) = land_new_files(LocalInbox(landing, f"*.{case.fmt}", settle_seconds=0), store, case.name).new
         validate_batch(store, batch, VALIDATION, case.fmt)
-        folder, declared = local(store, store.batch_key(batch)), corpus["outcomes"][case.name]
+        folder, declared = local(store, store.keys.batch(batch)), corpus["outcomes"][case.name]
         report = read_json(folder / "validation.json")
         for field in ("status", "rows", "quarantined", "failed_checks"):
             assert report[field] == declared.report[field], (case.name, field)
@@ -367,16 +367,16 @@ def test_the_next_good_batch_goes_through_and_training_reads_only_accepted_batch
     outcomes = corpus["outcomes"]
     nxt: Outcome = outcomes["next_good"]
     assert nxt.record["status"] == "accepted" and nxt.report["rows"] == ROWS
-    accepted = {r.batch_id for r in store.accepted_batches()}
+    accepted = {r.batch_id for r in store.batches.accepted()}
     expected = {c.name for c in CASES if c.status == "accepted"} | {"half_written", "next_good"}
     assert accepted == {outcomes[n].batch for n in expected}
     # Every accepted batch has the same parquet schema: a reader never has to merge two.
-    schemas = {str(pq.read_schema(local(store, store.batch_key(b)) / "clean.parquet")) for b in accepted}
+    schemas = {str(pq.read_schema(local(store, store.keys.batch(b)) / "clean.parquet")) for b in accepted}
     assert len(schemas) == 1, schemas
-    assert all(store.batch_record(b).status == "accepted" for b in accepted)
+    assert all(store.batches.get(b).status == "accepted" for b in accepted)
     rejected = [o.batch for n, o in outcomes.items() if isinstance(o, Outcome) and o.record["status"] == "rejected"]
     assert len(rejected) == sum(c.status == "rejected" for c in CASES)
-    assert not any((local(store, store.batch_key(b)) / "clean.parquet").exists() for b in rejected)
+    assert not any((local(store, store.keys.batch(b)) / "clean.parquet").exists() for b in rejected)
 
 
 def test_spark_reads_every_accepted_batch_together(corpus: dict[str, Any]) -> None:
@@ -384,7 +384,7 @@ def test_spark_reads_every_accepted_batch_together(corpus: dict[str, Any]) -> No
     from sluice.services.spark import spark_session
 
     store: PipelineStore = corpus["store"]
-    files = [str(local(store, store.batch_key(r.batch_id)) / "clean.parquet") for r in store.accepted_batches()]
+    files = [str(local(store, store.keys.batch(r.batch_id)) / "clean.parquet") for r in store.batches.accepted()]
     spark = spark_session("sluice-bad-data", conf={"spark.sql.shuffle.partitions": "2"})
     frame = spark.read.option("mergeSchema", "true").parquet(*files)
     expected = sum(len(pd.read_parquet(f)) for f in files)
@@ -414,7 +414,7 @@ def test_ingest_dag_rejects_drifted_batches_and_keeps_going(flights_project: Any
 
     assert state == "failed" and tasks["check_batches"] == "failed"
     assert tasks["publish"] == "success", "the good month is announced all the same"
-    by_file = {store.batch_record(b).source_file: store.batch_record(b) for b in store.batch_ids()}
+    by_file = {store.batches.get(b).source_file: store.batches.get(b) for b in store.batches.ids()}
     assert by_file["flights_2013-01.parquet"].status == "accepted"
     assert "declared int, arrives as string" in by_file["flights_2013-02.parquet"].reason
     assert "empty batch" in by_file["flights_2013-03.parquet"].reason
@@ -422,7 +422,7 @@ def test_ingest_dag_rejects_drifted_batches_and_keeps_going(flights_project: Any
     drop_month(project.landing, 4, sample=1000)
     state, tasks = run_dag(dags["flights_delay__ingest"])
     assert state == "success" and tasks["publish"] == "success"
-    assert [r.source_file for r in store.accepted_batches()] == [
+    assert [r.source_file for r in store.batches.accepted()] == [
         "flights_2013-01.parquet",
         "flights_2013-04.parquet",
     ]

@@ -84,11 +84,11 @@ def test_a_december_batch_drifts_from_the_january_champion(flights_project: Proj
     assert run_dag(dags["flights_delay__train"])[0] == "success"
     client = tracking.configure(project.root)
     champion = client.get_model_version_by_alias("flights_delay", "champion")
-    (january,) = store.batch_ids()
+    (january,) = store.batches.ids()
 
     drop_month(project.landing, 12, sample=SAMPLE)
     assert run_dag(dags["flights_delay__ingest"])[0] == "success"
-    december = next(b for b in store.batch_ids() if b != january)
+    december = next(b for b in store.batches.ids() if b != january)
     before = len(_drift_events())
     state, tasks = run_dag(dags["flights_delay__monitor"])
 
@@ -109,8 +109,8 @@ def test_a_december_batch_drifts_from_the_january_champion(flights_project: Proj
     # Files under the pipeline storage.
     report = result["report_path"]
     assert report.endswith("report.html") and "dest" in Path(report).read_text()
-    assert read_json(local(store, store.monitor_key(_run_id())) / "drift.json")["drift_share"] == result["drift_share"]
-    assert store.batch_record(december).monitored_by == _run_id()
+    assert read_json(local(store, store.keys.monitor(_run_id())) / "drift.json")["drift_share"] == result["drift_share"]
+    assert store.batches.get(december).monitored_by == _run_id()
 
     # The asset event carries the numbers.
     events = _drift_events()
@@ -141,7 +141,7 @@ def test_a_december_batch_drifts_from_the_january_champion(flights_project: Proj
     # A batch below monitoring.drift.min_rows (1,000) gets no verdict: no event, no email, a green run.
     drop_month(project.landing, 11, sample=400)
     assert run_dag(dags["flights_delay__ingest"])[0] == "success"
-    november = next(b for b in store.batch_ids() if b not in (january, december))
+    november = next(b for b in store.batches.ids() if b not in (january, december))
     state, tasks = run_dag(dags["flights_delay__monitor"])
     assert state == "success", tasks
     assert tasks == {"compute_drift": "success", "publish_drift": "skipped", "alert_drift": "skipped"}
@@ -150,7 +150,7 @@ def test_a_december_batch_drifts_from_the_january_champion(flights_project: Proj
     assert small["batches"] == [november] and small["rows"] == {"reference": SAMPLE, "current": 400}
     assert small["reason"].startswith("not enough data: 400 new rows < monitoring.drift.min_rows 1000")
     assert len(_drift_events()) == before + 1 and len(smtp_server.messages) == 1
-    record = store.batch_record(november)
+    record = store.batches.get(november)
     assert record.drift_status == "not_enough_data" and record.monitored_by is None, "compared again with the next"
     monitor_run = client.get_run(small["mlflow_run_id"])
     assert monitor_run.data.tags["sluice.drift.verdict"] == "not enough data"

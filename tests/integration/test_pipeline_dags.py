@@ -80,7 +80,7 @@ def test_lineage_is_recorded_on_the_mlflow_run(flights_project: Project) -> None
     version = client.get_model_version_by_alias("flights_delay", "champion")
     run = client.get_run(version.run_id)
     tags = run.data.tags
-    batch_id = _store(project).batch_ids()[0]
+    batch_id = _store(project).batches.ids()[0]
     assert tags["sluice.batches"] == batch_id
     # One month: the split falls back to a random share of its rows, so the batch is on both sides.
     assert tags["sluice.batches.trained_on"] == batch_id and tags["sluice.batches.held_out"] == batch_id
@@ -110,7 +110,7 @@ def test_refit_after_gate_serves_a_model_fitted_on_the_held_out_month_too(flight
     drop_month(project.landing, 2, sample=SAMPLE)
     dags = build_dags(project)
     assert run_dag(dags["flights_delay__ingest"])[0] == "success"
-    january, february = (r.batch_id for r in _store(project).accepted_batches())
+    january, february = (r.batch_id for r in _store(project).batches.accepted())
 
     state, tasks = run_dag(dags["flights_delay__train"])
     assert state == "success", tasks
@@ -140,12 +140,12 @@ def test_reingesting_the_same_file_adds_nothing(flights_project: Project) -> Non
     content = path.read_bytes()
     dags = build_dags(project)
     assert run_dag(dags["flights_delay__ingest"])[0] == "success"
-    before = _store(project).batch_ids()
+    before = _store(project).batches.ids()
     (project.landing / "flights_again.parquet").write_bytes(content)
     state, tasks = run_dag(dags["flights_delay__ingest"])
     assert state == "success"
     assert tasks["publish"] == "skipped", "no asset event when nothing new was accepted"
-    assert _store(project).batch_ids() == before
+    assert _store(project).batches.ids() == before
     assert sorted(p.name for p in (project.landing / "_processed").iterdir()) == [
         "flights_2013-01.parquet",
         "flights_again.parquet",
@@ -164,13 +164,13 @@ def test_corrupt_file_and_bad_rows_get_the_outcomes_the_spec_asks_for(flights_pr
     drop_month(project.landing, 1, bad_rows=30, sample=SAMPLE)
     state, tasks = run_dag(dags["flights_delay__ingest"])
     assert state == "success" and tasks["publish"] == "success"
-    (accepted,) = store.batch_ids()
-    record = store.batch_record(accepted).model_dump(mode="json")
+    (accepted,) = store.batches.ids()
+    record = store.batches.get(accepted).model_dump(mode="json")
     assert record["status"] == "accepted" and record["quarantined"] == 30
-    quarantine = pd.read_parquet(local(store, store.batch_key(accepted)) / "quarantine.parquet")
+    quarantine = pd.read_parquet(local(store, store.keys.batch(accepted)) / "quarantine.parquet")
     assert len(quarantine) == 30 and (quarantine["distance"] < 1).all()
     assert set(quarantine["_sluice_failed_checks"]) == {"between:distance"}
-    assert len(pd.read_parquet(local(store, store.batch_key(accepted)) / "clean.parquet")) == SAMPLE - 30
+    assert len(pd.read_parquet(local(store, store.keys.batch(accepted)) / "clean.parquet")) == SAMPLE - 30
 
     # 5% bad rows: over the limit, the whole batch is rejected and the run fails.
     drop_month(project.landing, 2, bad_rows=150, sample=SAMPLE)
@@ -179,9 +179,9 @@ def test_corrupt_file_and_bad_rows_get_the_outcomes_the_spec_asks_for(flights_pr
     state, tasks = run_dag(dags["flights_delay__ingest"])
     assert state == "failed"
     assert tasks["check_batches"] == "failed" and tasks["publish"] == "skipped"
-    outcomes = {store.batch_record(b).source_file: store.batch_record(b) for b in store.batch_ids()}
+    outcomes = {store.batches.get(b).source_file: store.batches.get(b) for b in store.batches.ids()}
     assert outcomes["flights_2013-02.parquet"].status == "rejected"
     assert "exceeds max_quarantine_rate" in outcomes["flights_2013-02.parquet"].reason
     assert outcomes["broken.parquet"].status == "rejected"
     assert "unreadable" in outcomes["broken.parquet"].reason
-    assert [r.batch_id for r in store.accepted_batches()] == [accepted]
+    assert [r.batch_id for r in store.batches.accepted()] == [accepted]

@@ -78,7 +78,7 @@ def test_a_drift_event_starts_a_train_run(scheduler: dict[str, Any]) -> None:
     assert run["tasks"]["check_trigger"] == "skipped"
     assert run["tasks"]["build_features"] == "skipped" and run["tasks"]["deploy"] == "skipped"
     store = PipelineStore(scheduler["project"].root / "data" / "sluice", PIPELINE)
-    decision = read_json(local(store, store.run_key(run["run_id"])) / "trigger.json")
+    decision = read_json(local(store, store.keys.run(run["run_id"])) / "trigger.json")
     assert decision["triggers"] == ["drift"] and decision["proceed"] is False
     assert "nothing to train on" in decision["reason"]
     assert decision["events"][0]["extra"]["drift_share"] == 0.5, "the run sees the numbers of the event"

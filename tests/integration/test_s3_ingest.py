@@ -56,11 +56,11 @@ def test_s3_batch_lands_validates_publishes_and_repeats_add_nothing(
     assert state == "success", tasks
     assert tasks["land"] == "success" and tasks["validate"] == "success" and tasks["publish"] == "success"
     store = PipelineStore(project.root / "data" / "sluice", "flights_delay")
-    (batch,) = store.batch_ids()
-    record = store.batch_record(batch).model_dump(mode="json")
+    (batch,) = store.batches.ids()
+    record = store.batches.get(batch).model_dump(mode="json")
     assert record["status"] == "accepted" and record["published"] is True
     assert record["source_uri"] == f"s3://{s3.bucket}/flights/in/{month.name}"
-    assert (local(store, store.batch_key(batch)) / "source.parquet").read_bytes() == month.read_bytes()
+    assert (local(store, store.keys.batch(batch)) / "source.parquet").read_bytes() == month.read_bytes()
     assert s3.keys("flights/in/") == [
         f"flights/in/_processed/{month.name}",
         "flights/in/notes/readme.parquet",
@@ -85,6 +85,6 @@ def test_s3_batch_lands_validates_publishes_and_repeats_add_nothing(
     assert deferred, "the sensor found nothing, deferred to its S3 trigger, and the trigger saw the file"
     assert state == "success", tasks
     assert tasks["publish"] == "skipped"
-    assert store.batch_ids() == [batch]
+    assert store.batches.ids() == [batch]
     assert "flights/in/_processed/again.parquet" in s3.keys("flights/in/")
     assert "flights/in/again.parquet" not in s3.keys("flights/in/")

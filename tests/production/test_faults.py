@@ -302,7 +302,7 @@ def faults(holder: Holder, mail: MailCatcher) -> Iterator[Faults]:
 
 def check_nothing_lost_or_doubled(f: Faults) -> None:
     """Each dropped file is one batch, announced in exactly one asset event."""
-    records = [f.store.batch_record(b) for b in f.store.batch_ids()]
+    records = [f.store.batches.get(b) for b in f.store.batches.ids()]
     sources = sorted(r.source_file for r in records)
     assert sources == sorted(f.dropped), f"batches: {sources}, dropped: {f.dropped}"
     announced: dict[str, int] = {}
@@ -316,20 +316,20 @@ def check_nothing_lost_or_doubled(f: Faults) -> None:
 def check_trusted_objects_whole(f: Faults) -> None:
     """Every batch and feature table that a record or ``meta.json`` names reads whole."""
     store = f.store
-    for batch_id in store.batch_ids():
-        record = store.batch_record(batch_id)
+    for batch_id in store.batches.ids():
+        record = store.batches.get(batch_id)
         if record.status == "accepted":
-            frame = store.read_parquet(store.batch_key(batch_id, "clean.parquet"))
+            frame = store.parquet.read(store.keys.batch(batch_id, "clean.parquet"))
             assert len(frame) == record.rows - record.quarantined, batch_id
     metas = [k for k in f.stack.s3.keys(BUCKET, f"{PIPELINE}/state/") if k.endswith("/meta.json")]
     for key in metas:
         if "/." in key:  # a staging prefix: no reader looks there
             continue
-        meta = store.read_json(store.key_of(f"s3://{BUCKET}/{key}"))
+        meta = store.json.read(store.key_of(f"s3://{BUCKET}/{key}"))
         if "entries" in meta or "rows" not in meta:  # a run's manifest names cache entries, each checked
             continue
         table = store.key_of(f"s3://{BUCKET}/{key.removesuffix('meta.json')}features.parquet")
-        assert len(store.read_parquet(table)) == meta["rows"], key
+        assert len(store.parquet.read(table)) == meta["rows"], key
 
 
 def mlflow_runs(f: Faults) -> list[Any]:

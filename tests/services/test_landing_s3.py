@@ -33,8 +33,8 @@ def test_lands_archives_and_drops_repeated_content(s3: S3Server, tmp_path: Path)
 
     first = land_new_files(inbox, store, "run1")
     (batch,) = first.new
-    assert (local(store, store.batch_key(batch)) / "source.csv").read_bytes() == b"a,b\n1,2\n"
-    record = store.batch_record(batch).model_dump(mode="json")
+    assert (local(store, store.keys.batch(batch)) / "source.csv").read_bytes() == b"a,b\n1,2\n"
+    record = store.batches.get(batch).model_dump(mode="json")
     assert record["source_uri"] == "s3://landing/in/jan.csv" and record["size_bytes"] == 8
     assert s3.keys("in/") == ["in/_processed/jan.csv"]
     assert not list((local(store) / ".incoming").iterdir()), "downloads are removed"
@@ -44,7 +44,7 @@ def test_lands_archives_and_drops_repeated_content(s3: S3Server, tmp_path: Path)
     second = land_new_files(inbox, store, "run2")
     assert second.new == [] and second.duplicates == {"jan-again.csv": batch}
     assert s3.keys("in/") == ["in/_processed/jan-again.csv", "in/_processed/jan.csv"]
-    assert store.batch_ids() == [batch]
+    assert store.batches.ids() == [batch]
 
     # Same name, other content: a new batch, archived under a content-derived name.
     _put(s3, "in/jan.csv", b"a,b\n3,4\n")

@@ -67,7 +67,7 @@ def _fetched(folder: Path) -> Path:
 def test_an_s3_store_gets_the_s3a_jars_and_its_own_endpoint_and_keys(tmp_path: Path) -> None:
     options = {"key": "k", "secret": "s", "client_kwargs": {"endpoint_url": "http://127.0.0.1:9000"}}
     store = PipelineStore(None, "p", backend=backend_for("s3://bucket/prefix", "p", options=options))
-    assert store.location("").startswith("s3://bucket/prefix/p")
+    assert store.location().startswith("s3://bucket/prefix/p")
     jars = _fetched(tmp_path / "jars")
 
     conf = store_spark_conf(store, jars, {"spark.jars": "/opt/extra.jar", "spark.executor.memory": "8g"})

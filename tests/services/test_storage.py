@@ -44,7 +44,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PipelineSt
 
 
 def land(store: PipelineStore, batch_id: str, landed_at: float, content: bytes = b"rows") -> None:
-    with store.stage(store.batch_key(batch_id), "batch.json") as staging:
+    with store.stage(store.keys.batch(batch_id), "batch.json") as staging:
         staging.write_bytes("source.csv", content)
         staging.write_bytes("batch.json", b'{"batch_id": "%s", "landed_at": %f}' % (batch_id.encode(), landed_at))
 
@@ -54,20 +54,20 @@ def test_backends_satisfy_the_interface(store: PipelineStore) -> None:
 
 
 def test_json_round_trip_and_replace(store: PipelineStore) -> None:
-    key = store.run_key("manual__2026-01-01T00:00:00+00:00", "decision.json")
+    key = store.keys.run("manual__2026-01-01T00:00:00+00:00", "decision.json")
     assert key == "runs/manual__2026-01-01T00_00_00_00_00/decision.json"
-    assert store.read_json_or_none(key) is None
-    store.write_json(key, {"verdict": "pass"})
-    store.write_json(key, {"verdict": "fail"})
-    assert store.read_json(key) == {"verdict": "fail"}
-    assert store.ls(store.run_key("manual__2026-01-01T00:00:00+00:00")) == ["decision.json"]
+    assert store.json.read_or_none(key) is None
+    store.json.write(key, {"verdict": "pass"})
+    store.json.write(key, {"verdict": "fail"})
+    assert store.json.read(key) == {"verdict": "fail"}
+    assert store.ls(store.keys.run("manual__2026-01-01T00:00:00+00:00")) == ["decision.json"]
 
 
 def test_staged_folder_appears_whole_and_batches_list_in_landing_order(store: PipelineStore) -> None:
     land(store, "b2", 2.0)
     land(store, "b1", 1.0)
-    assert store.batch_ids() == ["b1", "b2"]
-    assert store.read_bytes(store.batch_key("b1", "source.csv")) == b"rows"
+    assert store.batches.ids() == ["b1", "b2"]
+    assert store.read_bytes(store.keys.batch("b1", "source.csv")) == b"rows"
     assert sorted(iter_keys(store, "batches")) == [
         "batches/b1/batch.json",
         "batches/b1/source.csv",
@@ -77,18 +77,18 @@ def test_staged_folder_appears_whole_and_batches_list_in_landing_order(store: Pi
 
 
 def test_a_writer_that_fails_mid_folder_leaves_nothing_a_reader_sees(store: PipelineStore) -> None:
-    with pytest.raises(RuntimeError), store.stage(store.batch_key("b1"), "batch.json") as staging:
+    with pytest.raises(RuntimeError), store.stage(store.keys.batch("b1"), "batch.json") as staging:
         staging.write_bytes("source.csv", b"half")
         raise RuntimeError("killed")
-    assert store.batch_ids() == []
+    assert store.batches.ids() == []
     assert store.ls("batches") == []  # the temporary is hidden and was removed
 
 
 def test_a_second_writer_of_a_committed_folder_changes_nothing(store: PipelineStore) -> None:
     land(store, "b1", 1.0, b"first")
     land(store, "b1", 5.0, b"second")
-    assert store.read_bytes(store.batch_key("b1", "source.csv")) == b"first"
-    assert store.batch_record("b1").landed_at == 1.0
+    assert store.read_bytes(store.keys.batch("b1", "source.csv")) == b"first"
+    assert store.batches.get("b1").landed_at == 1.0
 
 
 def test_keys_cannot_escape_the_pipeline(store: PipelineStore) -> None:
@@ -99,7 +99,7 @@ def test_keys_cannot_escape_the_pipeline(store: PipelineStore) -> None:
 def test_put_file_moves_a_local_file_in(store: PipelineStore, tmp_path: Path) -> None:
     local = tmp_path / "holdout.parquet"
     local.write_bytes(b"PAR1")
-    store.put_file(local, store.run_key("r", "holdout.parquet"))
+    store.put_file(local, store.keys.run("r", "holdout.parquet"))
     assert not local.exists()
     assert store.read_bytes("runs/r/holdout.parquet") == b"PAR1"
     assert store.modified("runs/r/holdout.parquet") is not None
@@ -161,11 +161,11 @@ def test_object_store_commits_the_marker_last(store: PipelineStore) -> None:
     with pytest.raises(KeyboardInterrupt):
         land(store, "b1", 1.0)
     assert copied and copied[0].endswith("batches/b1/source.csv")
-    assert store.exists(store.batch_key("b1", "source.csv"))
-    assert store.batch_ids() == []  # the data object exists, the batch does not
+    assert store.exists(store.keys.batch("b1", "source.csv"))
+    assert store.batches.ids() == []  # the data object exists, the batch does not
     backend.fs.copy = real_copy
     land(store, "b1", 1.0)  # the retry finishes the job
-    assert store.batch_ids() == ["b1"]
+    assert store.batches.ids() == ["b1"]
 
 
 def test_the_root_picks_the_backend(tmp_path: Path) -> None:
@@ -179,7 +179,7 @@ def test_the_root_picks_the_backend(tmp_path: Path) -> None:
 
 
 def test_open_write_replaces_whole_or_not_at_all(store: PipelineStore) -> None:
-    key = store.batch_key("b1", "clean.parquet")
+    key = store.keys.batch("b1", "clean.parquet")
     with store.open_write(key) as fh:
         fh.write(b"PAR1 whole")
     with pytest.raises(RuntimeError), store.open_write(key) as fh:
@@ -188,24 +188,24 @@ def test_open_write_replaces_whole_or_not_at_all(store: PipelineStore) -> None:
     with store.open_read(key) as fh:
         assert fh.read() == b"PAR1 whole"
     assert store.size(key) == len(b"PAR1 whole")
-    assert store.ls(store.batch_key("b1")) == ["clean.parquet"]
+    assert store.ls(store.keys.batch("b1")) == ["clean.parquet"]
 
 
 def test_pandas_reads_and_writes_through_the_store(store: PipelineStore) -> None:
     import pandas as pd
 
     frame = pd.DataFrame({"dep_delay": [1.0, None, 3.0], "carrier": ["UA", "AA", None]})
-    key = store.batch_key("b1", "clean.parquet")
+    key = store.keys.batch("b1", "clean.parquet")
     with store.open_write(key) as fh:
         frame.to_parquet(fh, index=False)
     with store.open_read(key) as fh:
         assert pd.read_parquet(fh).equals(frame)
-    assert store.read_parquet(key).equals(frame)
+    assert store.parquet.read(key).equals(frame)
     # A folder of part files, as Spark writes a table.
     for i, part in enumerate((frame.head(1), frame.tail(2))):
-        with store.open_write(store.features_key("k", f"features.parquet/part-{i}.parquet")) as fh:
+        with store.open_write(store.keys.features("k", f"features.parquet/part-{i}.parquet")) as fh:
             part.to_parquet(fh, index=False)
-    table = store.read_parquet(store.key_of(store.location(store.features_key("k", "features.parquet"))))
+    table = store.parquet.read(store.key_of(store.location(store.keys.features("k", "features.parquet"))))
     assert sorted(table["dep_delay"].dropna()) == [1.0, 3.0] and len(table) == 3
 
 
@@ -217,28 +217,28 @@ def test_parquet_is_read_a_chunk_at_a_time_with_only_the_columns_and_rows_asked_
     frame = pd.DataFrame(
         {"dest": rng.choice(["BOS", "LAX", None], 1000), "distance": rng.integers(1, 3000, 1000), "x": 1.5}
     )
-    key = store.batch_key("b1", "clean.parquet")
+    key = store.keys.batch("b1", "clean.parquet")
     with store.open_write(key) as fh:
         frame.to_parquet(fh, index=False, row_group_size=300)
-    assert store.parquet_shape(key) == (["dest", "distance", "x"], 1000)
+    assert store.parquet.shape(key) == (["dest", "distance", "x"], 1000)
 
-    chunks = list(store.read_parquet_chunks(key, ["distance", "dest"], chunk_rows=128))
+    chunks = list(store.parquet.chunks(key, ["distance", "dest"], chunk_rows=128))
     assert max(len(c) for c in chunks) == 128 and list(chunks[0].columns) == ["distance", "dest"]
-    pd.testing.assert_frame_equal(pd.concat(chunks), store.read_parquet(key)[["distance", "dest"]])
+    pd.testing.assert_frame_equal(pd.concat(chunks), store.parquet.read(key)[["distance", "dest"]])
 
     # Only some rows: the others never become pandas objects; the index says where each was.
     rows = np.array([0, 5, 299, 300, 301, 999])
-    picked = pd.concat(store.read_parquet_chunks(key, ["dest"], rows=rows))
+    picked = pd.concat(store.parquet.chunks(key, ["dest"], rows=rows))
     assert list(picked.index) == list(rows)
     assert picked["dest"].equals(frame["dest"].iloc[rows])
 
     # A folder of part files reads as one table, positions running on across the parts.
     for i, part in enumerate((frame.head(400), frame.tail(600))):
-        with store.open_write(store.features_key("k", f"features.parquet/part-{i}.parquet")) as fh:
+        with store.open_write(store.keys.features("k", f"features.parquet/part-{i}.parquet")) as fh:
             part.to_parquet(fh, index=False, row_group_size=250)
-    folder = store.features_key("k", "features.parquet")
-    assert store.parquet_shape(folder) == (["dest", "distance", "x"], 1000)
-    again = pd.concat(store.read_parquet_chunks(folder, ["distance"], rows=rows))
+    folder = store.keys.features("k", "features.parquet")
+    assert store.parquet.shape(folder) == (["dest", "distance", "x"], 1000)
+    again = pd.concat(store.parquet.chunks(folder, ["distance"], rows=rows))
     assert list(again.index) == list(rows) and again["distance"].equals(frame["distance"].iloc[rows])
 
 
@@ -257,3 +257,29 @@ def test_an_object_store_that_does_not_answer_is_named_with_the_fix() -> None:
     assert "the pipeline's storage s3://sluice/down/p" in message
     assert "EndpointConnectionError" in message and server.endpoint in message
     assert "its endpoint answers, then clear the task; nothing was written" in message
+
+
+def test_spark_opens_an_s3_store_with_the_credentials_the_store_was_opened_with(s3_server: ObjectStore) -> None:
+    from sluice.services.spark import s3a_conf
+
+    backend = backend_for("s3://sluice/creds", "p", options=dict(s3_server.fsspec_options))
+    conf = s3a_conf(PipelineStore(None, "p", backend=backend).filesystem_options())
+    endpoint = s3_server.fsspec_options["client_kwargs"]["endpoint_url"]
+    assert conf["spark.hadoop.fs.s3a.endpoint"] == endpoint
+    assert conf["spark.hadoop.fs.s3a.access.key"] == s3_server.fsspec_options["key"]
+    assert PipelineStore(Path("/nonexistent-root"), "p").filesystem_options() == {}
+
+
+def test_the_backend_moves_bytes_and_formats_are_read_over_it(store: PipelineStore) -> None:
+    import pandas as pd
+
+    members = {name for name in dir(StorageBackend) if not name.startswith("_")}
+    assert not {"read_parquet", "parquet_files", "scratch", "options", "describe"} & members
+    frame = pd.DataFrame({"a": [1, 2, 3]})
+    with store.open_write("t.parquet") as fh:
+        frame.to_parquet(fh)
+    assert store.parquet.read("t.parquet")["a"].tolist() == [1, 2, 3]
+    assert store.parquet.shape("t.parquet") == (["a"], 3)
+    assert (
+        store.keys.batch("b1", "batch.json") == PipelineStore.keys.batch("b1", "batch.json") == "batches/b1/batch.json"
+    )

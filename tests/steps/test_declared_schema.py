@@ -99,7 +99,7 @@ def test_missing_declared_column_rejects_with_the_column_named(tmp_path: Path) -
     out = validate_batch(store, batch, Validation(), "parquet", columns=COLUMNS)
     assert out.status == "rejected"
     assert "declared column 'carrier' is missing" in out.reason
-    report = read_json(local(store, store.batch_key(batch)) / "validation.json")
+    report = read_json(local(store, store.keys.batch(batch)) / "validation.json")
     assert report["schema"]["missing"] == ["carrier"] and report["schema"]["extra_dropped"] == ["airline"]
 
 
@@ -110,7 +110,7 @@ def test_a_check_on_a_column_missing_from_the_batch_rejects_it(tmp_path: Path) -
     out = validate_batch(store, batch, validation, "parquet")
     assert out.status == "rejected"
     assert "check not_null on column 'carrier'" in out.reason
-    assert store.batch_record(batch).status == "rejected"
+    assert store.batches.get(batch).status == "rejected"
 
 
 @pytest.mark.parametrize("kind", ["header-only csv", "0-row parquet", "0-byte csv"])
@@ -124,7 +124,7 @@ def test_an_empty_batch_is_rejected_with_a_reason(tmp_path: Path, kind: str) -> 
     fmt = "csv" if kind.endswith("csv") else "parquet"
     out = validate_batch(store, batch, Validation(), fmt, columns=COLUMNS)
     assert out.status == "rejected" and "empty" in out.reason
-    assert not (local(store, store.batch_key(batch)) / "clean.parquet").exists()
+    assert not (local(store, store.keys.batch(batch)) / "clean.parquet").exists()
 
 
 def test_infer_schema_prints_columns_yaml(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -63,7 +63,7 @@ def holdout_chunks(store: PipelineStore, holdout: pd.DataFrame, chunk_rows: int)
     """The holdout written as the train step writes it, read back as the gate reads it."""
     from sluice.steps.train import read_holdout_chunks, write_holdout
 
-    key = store.run_key("run-1", "holdout.parquet")
+    key = store.keys.run("run-1", "holdout.parquet")
     write_holdout(store, key, holdout)
     return read_holdout_chunks(store, store.location(key), None, chunk_rows)
 

@@ -68,7 +68,7 @@ def test_a_train_run_computes_only_the_batches_it_has_not_seen(project: Project)
     again = build_features(loaded, store)
     assert again.cached and again.computed == [] and again.key == second.key, "nothing new: nothing computed"
     # One committed entry per batch, and one run table per set of batches trained on.
-    assert all(len(store.ls(store.feature_cache_key(b))) == 1 for b in (b1, b2, b3))
+    assert all(len(store.ls(store.keys.feature_cache(b))) == 1 for b in (b1, b2, b3))
     assert store.ls("features") == sorted([f"{first.key}/", f"{second.key}/"])
 
     store.remove("feature_cache")  # a user reclaiming the space
@@ -103,7 +103,7 @@ def test_a_changed_job_reference_table_or_setting_computes_every_batch_again(pro
     # Where the job runs is not what it computes: no cluster is reached, the cache answers.
     write(project, features={"engine": "cluster", "master": "spark://127.0.0.1:1"})
     assert build_features(*spec_of(project)).cached
-    assert all(len(store.ls(store.feature_cache_key(b))) == 4 for b in (b1, b2)), "one entry per key"
+    assert all(len(store.ls(store.keys.feature_cache(b))) == 4 for b in (b1, b2)), "one entry per key"
 
 
 def test_a_window_trains_on_the_newest_batches_and_computes_only_those(
@@ -148,7 +148,7 @@ def test_scope_history_runs_the_job_over_every_batch_at_each_run(project: Projec
     b2, rows2 = accept_month(store, 2, SAMPLE)
     first = build_features(loaded, store)
     assert first.computed == [b1, b2] and first.parts == []
-    assert first.path == store.location(store.features_key(first.key, "features.parquet"))
+    assert first.path == store.location(store.keys.features(first.key, "features.parquet"))
     assert len(pd.read_parquet(first.path)) == first.rows == rows1 + rows2
 
     b3, rows3 = accept_month(store, 3, SAMPLE)

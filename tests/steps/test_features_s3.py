@@ -101,13 +101,13 @@ def test_the_feature_table_is_built_from_and_written_to_the_bucket_through_s3a(
     table = pd.concat([pd.read_parquet(p, storage_options=s3.fsspec_options) for p in result.parts])
     assert len(table) == result.rows == rows1 + rows2 > 0
     assert "is_delayed" in table.columns
-    meta = store.read_json(store.features_key(result.key, FEATURES_META))
+    meta = store.json.read(store.keys.features(result.key, FEATURES_META))
     assert meta["rows"] == len(table) and meta["batches"] == [b1, b2]
     # Committed whole: the staging prefixes are gone, each table and its marker are in place.
     assert store.ls("features") == [f"{result.key}/"]
     for batch in (b1, b2):
-        assert store.ls(store.feature_cache_key(batch)) == [f"{meta['entries'][batch]}/"]
-        entry = store.feature_cache_key(batch, meta["entries"][batch])
+        assert store.ls(store.keys.feature_cache(batch)) == [f"{meta['entries'][batch]}/"]
+        entry = store.keys.feature_cache(batch, meta["entries"][batch])
         assert {"features.parquet/", FEATURES_META} <= set(store.ls(entry))
     # Nothing of the pipeline was written under the project (its default storage root included).
     assert _files(tmp_path) == before
@@ -143,7 +143,7 @@ def test_a_feature_job_killed_before_its_commit_leaves_no_table_in_the_bucket_an
     spec = project.dags / "flights_delay.pipeline.yaml"
     store = _s3_store(s3)
     batch, rows = _accept(store, 1)
-    root = store.location("").removesuffix("/").removesuffix("/flights_delay")
+    root = store.location().removesuffix("/").removesuffix("/flights_delay")
 
     # The killed process imports this checkout's sluice, not whichever one is installed.
     monkeypatch.setenv(
@@ -153,13 +153,13 @@ def test_a_feature_job_killed_before_its_commit_leaves_no_table_in_the_bucket_an
     tag = kill_script("features.meta_written", tmp_path, FEATURES_ON_S3, str(spec), root, json.dumps(s3.fsspec_options))
     assert survivors(tag) == [], "the killed driver's Spark JVM dies with it"
     assert store.ls("features") == [], "no table a reader or the cache would trust"
-    assert store.ls(store.feature_cache_key(batch)) == [], "no cached batch table either"
+    assert store.ls(store.keys.feature_cache(batch)) == [], "no cached batch table either"
     s3fs_paths = s3fs_find(s3, store.location("feature_cache"))
     assert any("/.tmp-" in p and p.endswith("/meta.json") for p in s3fs_paths), "it died after writing its staging"
 
     result = build_features(load_spec(spec), store)
     assert not result.cached and result.computed == [batch] and store.ls("features") == [f"{result.key}/"]
-    assert result.rows == rows == store.read_json(store.features_key(result.key, FEATURES_META))["rows"]
+    assert result.rows == rows == store.json.read(store.keys.features(result.key, FEATURES_META))["rows"]
 
 
 def s3fs_find(s3: ObjectStore, location: str) -> list[str]:

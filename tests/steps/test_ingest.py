@@ -51,7 +51,7 @@ def test_land_copies_file_into_batch_folder_with_record(landing, store):
     assert result.new == [batch_id]
     assert result.duplicates == {}
     assert result.archived == ["flights_2013_01.parquet"]
-    folder = local(store, store.batch_key(batch_id))
+    folder = local(store, store.keys.batch(batch_id))
     assert folder == local(store).parent / "flights_delay" / "batches" / batch_id
     pd.testing.assert_frame_equal(pd.read_parquet(folder / "source.parquet"), original)
     record = read_json(folder / "batch.json")
@@ -64,7 +64,7 @@ def test_land_copies_file_into_batch_folder_with_record(landing, store):
     # The landing file is archived, not left to be landed again.
     assert not src.exists()
     assert (landing / PROCESSED / "flights_2013_01.parquet").is_file()
-    assert store.batch_ids() == [batch_id]
+    assert store.batches.ids() == [batch_id]
 
 
 def test_land_result_is_json_able(landing, store):
@@ -78,7 +78,7 @@ def test_land_result_is_json_able(landing, store):
 def test_nothing_to_land_is_a_no_op(landing, store):
     result = land_new_files(str(landing / "*.parquet"), store, "run")
     assert (result.new, result.duplicates, result.archived) == ([], {}, [])
-    assert store.batch_ids() == []
+    assert store.batches.ids() == []
 
 
 def test_same_content_under_another_name_lands_nothing(landing, store):
@@ -94,10 +94,10 @@ def test_same_content_under_another_name_lands_nothing(landing, store):
     assert result.duplicates == {"renamed_copy.parquet": landed[0]}
     assert result.archived == ["renamed_copy.parquet"]
     assert not again.exists()
-    assert store.batch_ids() == landed
+    assert store.batches.ids() == landed
     # The original batch record is untouched by the duplicate.
-    assert store.batch_record(landed[0]).source_file == "first.parquet"
-    assert store.batch_record(landed[0]).landed_by_run == "run1"
+    assert store.batches.get(landed[0]).source_file == "first.parquet"
+    assert store.batches.get(landed[0]).landed_by_run == "run1"
 
 
 def test_duplicates_within_one_pass_land_once(landing, store):
@@ -119,7 +119,7 @@ def test_same_name_new_content_lands_and_keeps_both_archives(landing, store):
 
     assert len(first) == len(second) == 1
     assert first != second
-    assert set(store.batch_ids()) == {*first, *second}
+    assert set(store.batches.ids()) == {*first, *second}
     archived = sorted(p.name for p in (landing / PROCESSED).iterdir())
     assert len(archived) == 2
     assert "daily.parquet" in archived
@@ -136,7 +136,7 @@ def test_only_files_matching_the_glob_are_landed(landing, store):
 
 
 def test_failure_inside_atomic_dir_leaves_no_batch_and_no_tmp(store):
-    final = local(store, store.batch_key("deadbeefdeadbeef"))
+    final = local(store, store.keys.batch("deadbeefdeadbeef"))
 
     with pytest.raises(RuntimeError, match="disk on fire"), atomic_dir(final) as tmp:
         (tmp / "source.parquet").write_bytes(b"half a file")
@@ -145,11 +145,11 @@ def test_failure_inside_atomic_dir_leaves_no_batch_and_no_tmp(store):
     assert not final.exists()
     leftovers = list(final.parent.iterdir())
     assert leftovers == []
-    assert store.batch_ids() == []
+    assert store.batches.ids() == []
 
 
 def test_atomic_dir_renames_into_place_on_success(store):
-    final = local(store, store.batch_key("cafebabecafebabe"))
+    final = local(store, store.keys.batch("cafebabecafebabe"))
 
     with atomic_dir(final) as tmp:
         assert tmp != final
@@ -162,7 +162,7 @@ def test_atomic_dir_renames_into_place_on_success(store):
 
 
 def test_atomic_dir_discards_copy_when_final_appeared_meanwhile(store):
-    final = local(store, store.batch_key("0123456789abcdef"))
+    final = local(store, store.keys.batch("0123456789abcdef"))
 
     with atomic_dir(final) as tmp:
         (tmp / "mine.txt").write_text("second writer")
@@ -181,12 +181,12 @@ def test_pending_batches_lists_landed_not_validated(landing, store):
     assert len(landed) == 3
     assert sorted(pending_batches(store)) == sorted(landed)
 
-    accepted, rejected, waiting = store.batch_ids()
-    store.update_batch_record(accepted, status="accepted")
-    store.update_batch_record(rejected, status="rejected", reason="too many bad rows")
+    accepted, rejected, waiting = store.batches.ids()
+    store.batches.update(accepted, status="accepted")
+    store.batches.update(rejected, status="rejected", reason="too many bad rows")
 
     assert pending_batches(store) == [waiting]
-    assert [r.batch_id for r in store.accepted_batches()] == [accepted]
+    assert [r.batch_id for r in store.batches.accepted()] == [accepted]
 
 
 def test_half_landed_batches_are_invisible(store):
@@ -194,7 +194,7 @@ def test_half_landed_batches_are_invisible(store):
     (local(store) / "batches" / ".tmp-abc-12345678").mkdir(parents=True)
     (local(store) / "batches" / "no_record").mkdir()
 
-    assert store.batch_ids() == []
+    assert store.batches.ids() == []
     assert pending_batches(store) == []
 
 

@@ -73,13 +73,13 @@ def test_a_file_still_being_written_is_left_alone_then_landed_whole(landing, sto
     assert first.new == [] and first.archived == []
     assert first.unsettled == [f"jan.{fmt}"]
     assert path.exists() and not (landing / PROCESSED).exists(), "a file being written is never archived"
-    assert store.batch_ids() == []
+    assert store.batches.ids() == []
 
     writer.advance(2)
     writer.join(10)
     done = land_new_files(LocalInbox(landing, f"*.{fmt}", settle_seconds=2, sleep=lambda _: None), store, "run2")
     (batch,) = done.new
-    landed = local(store, store.batch_key(batch)) / f"source.{fmt}"
+    landed = local(store, store.keys.batch(batch)) / f"source.{fmt}"
     got = pd.read_csv(landed) if fmt == "csv" else pd.read_parquet(landed)
     assert len(got) == 3000, "every row of the finished file lands"
     assert (landing / PROCESSED / f"jan.{fmt}").read_bytes() == buf.getvalue()
@@ -107,7 +107,7 @@ def test_content_changed_during_the_copy_is_not_landed_nor_archived(landing, sto
     result = land_new_files(ChangesWhileFetched(landing, "*.parquet"), store, "run")
 
     assert result.changed == ["a.parquet"] and result.new == [] and result.archived == []
-    assert (landing / "a.parquet").exists() and store.batch_ids() == []
+    assert (landing / "a.parquet").exists() and store.batches.ids() == []
 
 
 def test_content_changed_after_hashing_is_never_archived_unread(landing, store, caplog):
@@ -121,7 +121,7 @@ def test_content_changed_after_hashing_is_never_archived_unread(landing, store, 
     # The new content is still there and lands on the next run, as a new batch.
     second = land_new_files(LocalInbox(landing, "*.parquet"), store, "run2")
     assert len(second.new) == 1 and second.archived == ["a.parquet"]
-    assert len(pd.read_parquet(local(store, store.batch_key(second.new[0])) / "source.parquet")) == 10
+    assert len(pd.read_parquet(local(store, store.keys.batch(second.new[0])) / "source.parquet")) == 10
 
 
 def test_temporary_and_hidden_names_are_ignored_and_counted(landing, store, caplog):
@@ -176,7 +176,7 @@ def test_a_symlink_is_never_followed_out_of_the_landing_folder(landing, store, t
     with caplog.at_level(logging.WARNING):
         result = land_new_files(LocalInbox(landing, "*.parquet"), store, "run")
 
-    assert result.new == [] and store.batch_ids() == []
+    assert result.new == [] and store.batches.ids() == []
     assert "symbolic link" in result.refused["link.parquet"]
     assert "link.parquet is a symbolic link" in caplog.text
     assert (landing / REJECTED / "link.parquet").is_symlink(), "the link is moved aside, once"
@@ -222,10 +222,10 @@ def test_same_name_with_new_content_lands_with_a_warning_and_a_record(landing, s
         result = land_new_files(LocalInbox(landing, "*.parquet"), store, "run2")
 
     (second,) = result.new
-    assert read_json(local(store, store.batch_key(second)) / "batch.json")["replaces_name_of"] == [first]
+    assert read_json(local(store, store.keys.batch(second)) / "batch.json")["replaces_name_of"] == [first]
     assert result.replaced_names == {second: [first]}
     assert f"daily.parquet was landed before with other content (batch {first})" in caplog.text
-    assert store.batch_record(first).replaces_name_of == []
+    assert store.batches.get(first).replaces_name_of == []
 
 
 def test_status_prints_one_line_per_batch_even_with_a_newline_in_a_name(tmp_path, monkeypatch, capsys):
@@ -344,14 +344,14 @@ def test_re_dropping_rejected_content_says_it_was_rejected_why_and_how_to_resubm
     frame(30).to_parquet(landing / "jan.parquet", index=False)
     (batch,) = land_new_files(LocalInbox(landing, "*.parquet"), store, "run1").new
     reason = "schema drift: column 'id': declared string, arrives as int"
-    store.update_batch_record(batch, status=BatchStatus.REJECTED, reason=reason)
-    store.write_json(store.batch_key(batch, "validation.json"), {"status": "rejected"})
+    store.batches.update(batch, status=BatchStatus.REJECTED, reason=reason)
+    store.json.write(store.keys.batch(batch, "validation.json"), {"status": "rejected"})
     frame(30).to_parquet(landing / "jan-again.parquet", index=False)
 
     again = land_new_files(LocalInbox(landing, "*.parquet"), store, "run2")
 
     assert again.new == [] and again.rejected_again == {"jan-again.parquet": batch}
-    message = rejected_duplicate_message("jan-again.parquet", store.batch_record(batch), str(spec_path))
+    message = rejected_duplicate_message("jan-again.parquet", store.batches.get(batch), str(spec_path))
     assert f"batch {batch}, which was rejected: {reason}" in message
     assert "drop the corrected file" in message and f"sluice revalidate {spec_path} {batch}" in message
     frame(30).to_parquet(landing / "jan-3.parquet", index=False)
@@ -374,7 +374,7 @@ def test_re_dropping_rejected_content_says_it_was_rejected_why_and_how_to_resubm
 
     assert main(["revalidate", str(spec_path), batch]) == 0
     assert "validates it" in capsys.readouterr().out
-    assert store.batch_record(batch).status == BatchStatus.LANDED and pending_batches(store) == [batch]
-    assert not store.exists(store.batch_key(batch, "validation.json")), "the old verdict is gone"
+    assert store.batches.get(batch).status == BatchStatus.LANDED and pending_batches(store) == [batch]
+    assert not store.exists(store.keys.batch(batch, "validation.json")), "the old verdict is gone"
     assert main(["revalidate", str(spec_path), batch]) == 1
     assert "is landed, not rejected" in capsys.readouterr().err

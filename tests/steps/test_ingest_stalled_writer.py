@@ -66,13 +66,13 @@ def test_a_file_held_open_by_a_paused_writer_is_not_landed_then_lands_whole(land
 
     paused = land_new_files(inbox(landing, f"*.{fmt}", csv=fmt == "csv"), store, "run1")
 
-    assert paused.new == [] and store.batch_ids() == [], "a file open for writing is never landed"
+    assert paused.new == [] and store.batches.ids() == [], "a file open for writing is never landed"
     assert "open for writing by process" in paused.held[f"jan.{fmt}"]
     assert path.exists() and not (landing / PROCESSED / f"jan.{fmt}").exists()
 
     writer.finish()
     (batch,) = land_new_files(inbox(landing, f"*.{fmt}", csv=fmt == "csv"), store, "run2").new
-    landed = local(store, store.batch_key(batch)) / f"source.{fmt}"
+    landed = local(store, store.keys.batch(batch)) / f"source.{fmt}"
     assert len(pd.read_csv(landed) if fmt == "csv" else pd.read_parquet(landed)) == 3000, "every row lands"
 
 
@@ -87,7 +87,7 @@ def test_a_csv_cut_mid_line_is_held_even_when_its_writer_is_not_visible(landing,
     with (landing / "jan.csv").open("ab") as fh:
         fh.write(data[cut:])
     (batch,) = land_new_files(inbox(landing, "*.csv", csv=True), store, "run2").new
-    assert len(pd.read_csv(local(store, store.batch_key(batch)) / "source.csv")) == 3000
+    assert len(pd.read_csv(local(store, store.keys.batch(batch)) / "source.csv")) == 3000
 
 
 def test_a_landed_file_finished_after_archiving_lands_whole_and_supersedes_the_first_part(landing, store):
@@ -95,8 +95,8 @@ def test_a_landed_file_finished_after_archiving_lands_whole_and_supersedes_the_f
     cut = data.index(b"\n", len(data) * 55 // 100) + 1  # the writer paused at a line end
     (landing / "jan.csv").write_bytes(data[:cut])
     (first,) = land_new_files(inbox(landing, "*.csv", csv=True), store, "run1").new
-    store.update_batch_record(first, status=BatchStatus.ACCEPTED, reason="all checks passed")
-    assert store.batch_record(first).archived_to == str(landing / PROCESSED / "jan.csv")
+    store.batches.update(first, status=BatchStatus.ACCEPTED, reason="all checks passed")
+    assert store.batches.get(first).archived_to == str(landing / PROCESSED / "jan.csv")
 
     # The writer (invisible to sluice: another host, another container) finishes the file in the archive.
     with (landing / PROCESSED / "jan.csv").open("ab") as fh:
@@ -105,12 +105,12 @@ def test_a_landed_file_finished_after_archiving_lands_whole_and_supersedes_the_f
 
     (second,) = result.new
     assert result.changed_after_landing == {second: first} and result.news()
-    whole = local(store, store.batch_key(second)) / "source.csv"
+    whole = local(store, store.keys.batch(second)) / "source.csv"
     assert len(pd.read_csv(whole)) == 3000, "the rows written after landing are read"
-    assert store.batch_record(second).replaces_name_of == [first]
-    assert store.batch_record(second).source_file == "jan.csv"
-    assert store.batch_record(first).superseded_by == second
-    assert first not in {r.batch_id for r in store.accepted_batches()}, "training never reads the first part"
+    assert store.batches.get(second).replaces_name_of == [first]
+    assert store.batches.get(second).source_file == "jan.csv"
+    assert store.batches.get(first).superseded_by == second
+    assert first not in {r.batch_id for r in store.batches.accepted()}, "training never reads the first part"
     again = land_new_files(inbox(landing, "*.csv", csv=True), store, "run3")
     assert again.new == [] and again.changed_after_landing == {}, "noticed once"
 

@@ -170,7 +170,7 @@ def test_the_demo_months_keep_their_verdicts() -> None:
 
 def write_clean(store: Any, batch_id: str, frame: pd.DataFrame, row_group: int) -> None:
     """A batch's ``clean.parquet`` in row groups of ``row_group`` rows (validate writes one per chunk)."""
-    with store.open_write(store.batch_key(batch_id, "clean.parquet")) as fh:
+    with store.open_write(store.keys.batch(batch_id, "clean.parquet")) as fh:
         frame.to_parquet(fh, index=False, row_group_size=row_group)
 
 
@@ -258,7 +258,7 @@ def test_new_batches_are_the_announced_and_never_monitored_ones_minus_the_refere
     }
     for i, (batch_id, record) in enumerate(records.items()):
         write_json_atomic(
-            local(store, store.batch_key(batch_id)) / "batch.json", {"batch_id": batch_id, "landed_at": i, **record}
+            local(store, store.keys.batch(batch_id)) / "batch.json", {"batch_id": batch_id, "landed_at": i, **record}
         )
 
     assert batches_to_monitor(store, ["may"], ["jan"]) == ["may", "apr"]

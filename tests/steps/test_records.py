@@ -294,7 +294,7 @@ def test_a_decision_from_before_training_sample_decodes_without_the_fitted_rows(
 
 def test_the_retrain_rule_reads_an_old_trigger_file(tmp_path: Path) -> None:
     store = PipelineStore(tmp_path, "flights_delay")
-    store.write_json(store.run_key("asset_triggered__1", "trigger.json"), OLD_TRIGGER)
+    store.json.write(store.keys.run("asset_triggered__1", "trigger.json"), OLD_TRIGGER)
     found = last_retrain(store, except_run="manual__2")
     assert found is not None and found.airflow_run_id == "asset_triggered__1"
     assert found.events[0].extra["rows"] == 9
@@ -304,7 +304,7 @@ def test_the_retrain_rule_reads_an_old_trigger_file(tmp_path: Path) -> None:
 def test_the_local_target_reads_an_old_deploy_record(tmp_path: Path) -> None:
     store = PipelineStore(tmp_path, "flights_delay")
     assert recorded_deployment(store) is None
-    store.write_json(store.deploy_key("current.json"), OLD_CURRENT_DEPLOYMENT)
+    store.json.write(store.keys.deploy("current.json"), OLD_CURRENT_DEPLOYMENT)
     deployed = recorded_deployment(store)
     assert deployed is not None and (deployed.version, deployed.pid, deployed.smoke.rows) == ("3", 4242, 5)
 
@@ -313,8 +313,8 @@ def test_validation_returns_the_outcome_an_old_report_recorded(tmp_path: Path) -
     """A batch validated by an older run is not validated again: its report (with extra keys) is the outcome."""
     store = PipelineStore(tmp_path, "flights_delay")
     batch = OLD_VALIDATION_REPORT["batch_id"]
-    store.write_json(store.batch_key(batch, "batch.json"), {"batch_id": batch, "status": "accepted"})
-    store.write_json(store.batch_key(batch, "validation.json"), OLD_VALIDATION_REPORT)
+    store.json.write(store.keys.batch(batch, "batch.json"), {"batch_id": batch, "status": "accepted"})
+    store.json.write(store.keys.batch(batch, "validation.json"), OLD_VALIDATION_REPORT)
     outcome = validate_batch(store, batch, Validation(), "parquet")
     assert outcome.status is BatchStatus.ACCEPTED
     assert (outcome.quarantined, outcome.failed_checks) == (3, ["not_null dep_time: 3 rows"])

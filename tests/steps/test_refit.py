@@ -84,7 +84,7 @@ def test_the_run_names_the_batches_trained_on_and_those_held_out(project: Projec
     assert (trained.trained_on, trained.held_out) == (["b1", "b2"], ["b3"])
     # The decision record says the same.
     assert decision.candidate.trained_on == ["b1", "b2"] and decision.holdout.batches == ["b3"]
-    recorded = decode(GateDecision, store.read_json(store.run_key("run-1", "decision.json")))
+    recorded = decode(GateDecision, store.json.read(store.keys.run("run-1", "decision.json")))
     assert recorded.holdout.batches == ["b3"]
 
 
@@ -168,7 +168,7 @@ def test_refit_after_gate_promotes_a_model_fitted_on_train_and_holdout(
     # The monitor's reference is what the served model was fitted on: the holdout month included.
     assert run_batches(tags).trained_on == ["b1", "b2", "b3"]
     # The gate's record stays the evaluated model's.
-    recorded = decode(GateDecision, store.read_json(store.run_key("run-1", "decision.json")))
+    recorded = decode(GateDecision, store.json.read(store.keys.run("run-1", "decision.json")))
     assert recorded == decision and recorded.candidate.run_id == trained.mlflow_run_id
 
     # `sluice status` says what the served model was trained on and which run the gate passed.

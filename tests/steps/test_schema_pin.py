@@ -56,7 +56,7 @@ class Pipeline:
         return batch, out.status, out.reason
 
     def report(self, batch: str) -> dict:
-        return read_json(local(self.store, self.store.batch_key(batch)) / "validation.json")
+        return read_json(local(self.store, self.store.keys.batch(batch)) / "validation.json")
 
 
 def test_first_accepted_batch_pins_and_a_later_drifted_one_gets_the_declared_schema_message(tmp_path: Path) -> None:
@@ -78,7 +78,7 @@ def test_first_accepted_batch_pins_and_a_later_drifted_one_gets_the_declared_sch
     assert "schema drift: column 'distance': declared int, arrives as string (e.g. '700'" in reason
     assert reason.startswith(declared_reason), "the declared schema's message, then the pin's note"
     assert f"pinned from batch {first}" in reason and "sluice schema-pin" in reason
-    assert pinned.store.batch_record(batch).status == "rejected"
+    assert pinned.store.batches.get(batch).status == "rejected"
     assert pinned.report(batch)["schema"]["origin"] == f"pinned from batch {first}"
     assert read_pin(pinned.store) == pin, "a rejected batch never changes the pin"
 
@@ -93,8 +93,8 @@ def test_csv_cells_that_do_not_parse_as_the_pinned_type_are_quarantined_as_with_
         bad = flights(start=6).astype({"distance": object})
         bad.loc[[1, 4], "distance"] = "n/a km"
         batch, status, reason = pipe.drop("m2.csv", bad, columns)
-        quarantine = pd.read_parquet(local(pipe.store, pipe.store.batch_key(batch, "quarantine.parquet")))
-        clean = local(pipe.store, pipe.store.batch_key(batch, "clean.parquet"))
+        quarantine = pd.read_parquet(local(pipe.store, pipe.store.keys.batch(batch, "quarantine.parquet")))
+        clean = local(pipe.store, pipe.store.keys.batch(batch, "clean.parquet"))
         results[name] = (status, reason, list(quarantine["_sluice_failed_checks"]), str(pq.read_schema(clean)))
     assert results["pinned"] == results["declared"]
     assert results["pinned"][:3] == ("accepted", "2 of 6 rows quarantined (33.33% <= 50.00%)", ["type:distance"] * 2)
@@ -108,7 +108,9 @@ def test_every_accepted_batch_of_a_pinned_pipeline_has_one_parquet_schema(tmp_pa
     second.loc[0, "distance"] = np.nan
     batch, status, _ = pipe.drop("m2.parquet", second)
     assert status == "accepted"
-    schemas = {str(pq.read_schema(local(pipe.store, pipe.store.batch_key(b, "clean.parquet")))) for b in (first, batch)}
+    schemas = {
+        str(pq.read_schema(local(pipe.store, pipe.store.keys.batch(b, "clean.parquet")))) for b in (first, batch)
+    }
     assert len(schemas) == 1, schemas
     assert pipe.report(batch)["schema"]["extra_dropped"] == ["extra"]
 
@@ -144,8 +146,8 @@ def test_a_retry_after_a_kill_between_pin_and_outcome_gives_the_same_outcome(tmp
     batch, _, reason = pipe.drop("m1.parquet", flights())
     pin = read_pin(pipe.store)
     # What a kill after the pin and before the report leaves: the pin, and a landed batch.
-    (local(pipe.store, pipe.store.batch_key(batch)) / "validation.json").unlink()
-    pipe.store.update_batch_record(batch, status="landed", reason="")
+    (local(pipe.store, pipe.store.keys.batch(batch)) / "validation.json").unlink()
+    pipe.store.batches.update(batch, status="landed", reason="")
     again = validate_batch(pipe.store, batch, pipe.validation, "parquet")
     assert (again.status, again.reason) == ("accepted", reason)
     assert read_pin(pipe.store) == pin, "written once: the retry holds the batch to its own pin"
@@ -155,7 +157,7 @@ def test_a_store_with_accepted_batches_and_no_pin_pins_from_the_oldest(tmp_path:
     pipe = Pipeline(tmp_path)
     first, _, _ = pipe.drop("m1.parquet", flights())
     # Accepted before pinning existed: no pin file.
-    pipe.store.remove(pipe.store.schema_key(PIN))
+    pipe.store.remove(pipe.store.keys.schema(PIN))
     _, status, reason = pipe.drop("m2.parquet", flights(start=6).astype({"distance": str}))
     assert status == "rejected" and "declared int, arrives as string" in reason
     pin = read_pin(pipe.store)
@@ -173,7 +175,7 @@ def test_a_hand_broken_pin_stops_validation_with_the_fix(tmp_path: Path) -> None
     from sluice.steps.schema_pin import PinError
 
     pipe = Pipeline(tmp_path)
-    pipe.store.write_bytes(pipe.store.schema_key(PIN), b'{"columns": {"distance": "integer"}}')
+    pipe.store.write_bytes(pipe.store.keys.schema(PIN), b'{"columns": {"distance": "integer"}}')
     with pytest.raises(PinError, match=r"pinned.json: not a schema pin .*--reset"):
         pipe.drop("m1.parquet", flights())
 

@@ -56,7 +56,7 @@ def _record(spec: Path, pid: int, version: str = "3", inputs: list[dict[str, obj
         smoke=SmokeCheck(rows=1, predictions=[0], inputs=inputs or []),
     )
     store = open_store(loaded)
-    store.write_json(store.deploy_key(CURRENT), encode(record))
+    store.json.write(store.keys.deploy(CURRENT), encode(record))
 
 
 def test_status_exits_0_when_nothing_is_deployed_yet(spec: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -127,7 +127,7 @@ def test_the_holdout_file_holds_plain_strings(tmp_path: Path, demo: tuple[Pipeli
     rows = split_rows(spec_at(tmp_path / "p"), store, features)
     write_holdout(store, "holdout.parquet", rows.holdout)
 
-    back = store.read_parquet("holdout.parquet")
+    back = store.parquet.read("holdout.parquet")
     assert back["carrier"].dtype == object and back["carrier"].isna().any()
     assert list(back.columns) == list(rows.holdout.columns) and len(back) == len(rows.holdout)
 
@@ -309,7 +309,7 @@ def test_the_sample_is_recorded_in_the_run_and_the_gate_record(project: Any) -> 
     assert decision.fitted == trained.fitted
     retried = train_candidate(loaded, store, features, f"{PIPELINE}__train", "manual__1")  # a retry: reused
     assert retried.mlflow_run_id == trained.mlflow_run_id and retried.fitted == trained.fitted
-    on_disk = decode(GateDecision, store.read_json(store.run_key("manual__1", "decision.json")))
+    on_disk = decode(GateDecision, store.json.read(store.keys.run("manual__1", "decision.json")))
     assert on_disk.fitted == trained.fitted
 
 

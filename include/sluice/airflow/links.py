@@ -11,14 +11,16 @@ served by the sluice plugin's FastAPI app (:mod:`sluice.airflow.views.reports`).
 from __future__ import annotations
 
 import logging
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from airflow.sdk import BaseOperatorLink
 
 from sluice.airflow import urls
 from sluice.plan.task_ids import TaskId
+
+if TYPE_CHECKING:
+    from sluice.services.storage import PipelineStore
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +35,7 @@ def mlflow_link(train: dict[str, Any] | None, evaluate: dict[str, Any] | None, m
     return urls.mlflow_run_url(run_id, mlflow_ui) if run_id else ""
 
 
-def validation_link(pipeline: str, store_base: str | Path, validate: dict[str, Any] | None, base: str) -> str:
+def validation_link(store: PipelineStore, validate: dict[str, Any] | None, base: str) -> str:
     """The validation report of the run: the one batch's report, the first rejected one, or the batches folder."""
     from sluice.steps.records import BatchStatus, ValidationOutcomes, decode_or_none
 
@@ -44,17 +46,17 @@ def validation_link(pipeline: str, store_base: str | Path, validate: dict[str, A
     rejected = [o for o in outcomes if o.status != BatchStatus.ACCEPTED]
     chosen = (rejected or outcomes)[0] if len(outcomes) == 1 or rejected else None
     if chosen is None:  # several accepted batches: the folder listing shows each report
-        return urls.report_url(pipeline, store_base, Path(store_base) / "batches", base) or ""
-    return urls.report_url(pipeline, store_base, chosen.report, base) or ""
+        return urls.report_url(store.pipeline, store.keys.batch(""), base)
+    return urls.stored_report_url(store, chosen.report, base) or ""
 
 
-def drift_link(pipeline: str, store_base: str | Path, drift: dict[str, Any] | None, base: str) -> str:
+def drift_link(store: PipelineStore, drift: dict[str, Any] | None, base: str) -> str:
     """The drift report (HTML) written by ``compute_drift``."""
     from sluice.steps.records import DriftResult, decode_or_none
 
     result = decode_or_none(DriftResult, drift, "the result of task compute_drift")
     path = result.report_path if result else None
-    return (urls.report_url(pipeline, store_base, path, base) or "") if path else ""
+    return urls.stored_report_url(store, path, base) or ""
 
 
 def _pull(ti: Any, task_id: TaskId) -> Any:
@@ -66,12 +68,11 @@ def _pull(ti: Any, task_id: TaskId) -> Any:
     return BaseXCom.get_one(key="return_value", dag_id=ti.dag_id, task_id=str(task_id), run_id=ti.run_id)
 
 
-def _store_base(spec_path: str) -> tuple[str, str]:
+def _store(spec_path: str) -> PipelineStore:
     from sluice.services.storage import open_store
     from sluice.spec.loader import load_spec
 
-    loaded = load_spec(spec_path)
-    return loaded.spec.pipeline, open_store(loaded).location("")
+    return open_store(load_spec(spec_path))
 
 
 @attrs.define()
@@ -100,8 +101,7 @@ class ValidationReportLink(BaseOperatorLink):
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
         """URL of the validation report served by the sluice plugin, or ''."""
         try:
-            pipeline, base_dir = _store_base(self.spec_path)
-            return validation_link(pipeline, base_dir, _pull(ti_key, TaskId.VALIDATE), urls.airflow_base_url())
+            return validation_link(_store(self.spec_path), _pull(ti_key, TaskId.VALIDATE), urls.airflow_base_url())
         except Exception as exc:
             log.warning("no validation report link: %s", exc)
             return ""
@@ -117,8 +117,7 @@ class DriftReportLink(BaseOperatorLink):
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
         """URL of the drift report served by the sluice plugin, or ''."""
         try:
-            pipeline, base_dir = _store_base(self.spec_path)
-            return drift_link(pipeline, base_dir, _pull(ti_key, TaskId.COMPUTE_DRIFT), urls.airflow_base_url())
+            return drift_link(_store(self.spec_path), _pull(ti_key, TaskId.COMPUTE_DRIFT), urls.airflow_base_url())
         except Exception as exc:
             log.warning("no drift report link: %s", exc)
             return ""

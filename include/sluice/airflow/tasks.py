@@ -90,7 +90,7 @@ def land(spec_path: str, landing: dict[str, Any], **context: Any) -> dict[str, A
     result = land_new_files(inbox, store, context["run_id"])
     for name, batch_id in result.duplicates.items():
         if name in result.rejected_again:
-            log.warning(rejected_duplicate_message(name, store.batch_record(batch_id), spec_path))
+            log.warning(rejected_duplicate_message(name, store.batches.get(batch_id), spec_path))
         else:
             log.info("%s has the content of batch %s, already landed: nothing to do", printable(name), batch_id)
     log.info("landed %d new batch(es): %s", len(result.new), result.new)
@@ -124,7 +124,7 @@ def publish(spec_path: str, asset_uri: str, **context: Any) -> dict[str, Any]:
     from airflow.sdk import Asset
 
     _, store = _open(spec_path)
-    fresh = [r for r in store.accepted_batches() if not r.published]
+    fresh = [r for r in store.batches.accepted() if not r.published]
     if not fresh:
         raise AirflowSkipException("no newly accepted batch: nothing to announce")
     extra = encode(
@@ -145,7 +145,7 @@ def confirm_published(spec_path: str, **context: Any) -> dict[str, Any]:
     _, store = _open(spec_path)
     announced = _pull(context, TaskId.PUBLISH, BatchAnnouncement)
     for batch_id in announced.batches:
-        store.update_batch_record(batch_id, published=True, published_by_run=context["run_id"])
+        store.batches.update(batch_id, published=True, published_by_run=context["run_id"])
     log.info("marked published: %s", announced.batches)
     return {"published": announced.batches}
 

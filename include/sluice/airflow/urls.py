@@ -7,8 +7,11 @@ Pure functions plus two lookups of configuration (Airflow's ``[api] base_url``, 
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
+
+if TYPE_CHECKING:
+    from sluice.services.storage import PipelineStore
 
 DEFAULT_MLFLOW_UI = "http://localhost:5000"
 DEFAULT_AIRFLOW_UI = "http://localhost:8080"
@@ -86,21 +89,28 @@ def task_log_url(
     return url
 
 
-def report_url(pipeline: str, store_base: str | Path, path: str | Path, base: str | None = None) -> str | None:
-    """URL under which the sluice plugin serves a report file, or None when it cannot.
-
-    The plugin only serves files inside a pipeline's storage folder (``<storage.root>/<pipeline>``),
-    so a path elsewhere (or on object storage) has no URL and is shown as a path instead.
+def report_url(pipeline: str, key: str, base: str | None = None) -> str:
+    """URL under which the sluice plugin serves the report at ``key`` of a pipeline's storage.
 
     Args:
         pipeline: Pipeline name.
-        store_base: The pipeline's storage folder.
-        path: The report file.
+        key: The report's key in the pipeline's storage (``batches/<id>/validation.json``).
         base: Airflow base URL; default from the configuration.
     """
+    root = (base or airflow_base_url()).rstrip("/")
+    return f"{root}{PLUGIN_PREFIX}/reports/{quote(pipeline)}/{quote(key)}"
+
+
+def stored_report_url(store: PipelineStore, location: str | None, base: str | None = None) -> str | None:
+    """:func:`report_url` of a location a step recorded, or None when it is not in the pipeline's storage.
+
+    The plugin only serves what is inside a pipeline's storage, so a path elsewhere has no
+    URL and is shown as a path instead.
+    """
+    if not location:
+        return None
     try:
-        relative = Path(path).resolve().relative_to(Path(store_base).resolve())
+        key = store.key_of(str(location))
     except ValueError:
         return None
-    root = (base or airflow_base_url()).rstrip("/")
-    return f"{root}{PLUGIN_PREFIX}/reports/{quote(pipeline)}/{quote(relative.as_posix())}"
+    return report_url(store.pipeline, key, base)

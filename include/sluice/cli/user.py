@@ -170,8 +170,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     if loaded is None:
         return 1
     print(f"pipeline {loaded.spec.pipeline}")
-    for batch_id in store.batch_ids():
-        r = store.batch_record(batch_id)
+    for batch_id in store.batches.ids():
+        r = store.batches.get(batch_id)
         drift = f"drift share {r.drift_share:.2f}" if r.drift_share is not None else ""
         if r.drift_status == "not_enough_data":
             drift = "drift: not enough data"
@@ -294,7 +294,7 @@ def cmd_schema_pin(args: argparse.Namespace) -> int:
         if args.from_batch:
             before, pin = pin_from_batch(store, args.from_batch, loaded.spec.source.format)
             _print_pin_change(before.types if before else None, pin.types, f"pinned from batch {args.from_batch}")
-            status = store.batch_record(args.from_batch).status
+            status = store.batches.get(args.from_batch).status
             if status != "accepted":
                 print(
                     f"batch {args.from_batch} is {status}: `sluice revalidate {args.spec} {args.from_batch}` "

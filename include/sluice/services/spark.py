@@ -137,9 +137,9 @@ def store_spark_conf(
     from sluice.services.spark_jars import s3a_jars
 
     conf: dict[str, str] = {}
-    if store.location("").startswith("s3://"):
+    if store.location().startswith("s3://"):
         conf["spark.jars"] = ",".join(str(jar) for jar in s3a_jars(jars_dir))
-        conf.update(s3a_conf(store.options))
+        conf.update(s3a_conf(store.filesystem_options()))
     for key, value in (overrides or {}).items():
         conf[key] = f"{conf[key]},{value}" if key == "spark.jars" and conf.get(key) else str(value)
     return conf

@@ -8,31 +8,14 @@ from the spec by :func:`open_store`. Names inside a pipeline are ``/``-separated
 pipeline state crosses this interface: engines that read or write files themselves
 (pandas, pyarrow, Spark) get a *location* string (a local path or a URI).
 
-Layout under ``<storage.root>/<pipeline>/``::
-
-    batches/<batch_id>/source.<ext>      the file as it landed (raw zone, immutable)
-                      /batch.json        status and lineage of the batch (its commit marker)
-                      /validation.json   sluice's summary of the checks
-                      /gx_result.json    the Great Expectations result, as GX wrote it
-                      /clean.parquet     accepted rows (what training reads)
-                      /quarantine.parquet rows that failed a row-level check, with the reasons
-    features/<key>/features.parquet      output of a ``scope: history`` feature job (meta.json: its
-                                         commit marker); with ``scope: batch`` only meta.json, which
-                                         names the per-batch tables below
-    feature_cache/<batch_id>/<key>/features.parquet
-                                         one batch's features (``scope: batch``), keyed by the batch's
-                                         content, the job and its inputs (meta.json: commit marker)
-    runs/<airflow run id>/...            per train run: trigger.json, holdout, decision record
-    monitor/<airflow run id>/            per monitor run: report.html (Evidently), drift.json
-    deploy/current.json                  what is served where (local target)
-    schema/pinned.json                   the schema batches are held to when the spec declares no
-                                         source.columns (the first accepted batch's; sluice schema-pin)
-    landing/archived.json                archived landing files still watched for changes
-    landing/refused.json                 inputs refused (folders, symlinks, hidden names), once each
+The key layout is :class:`~sluice.services.store_layout.StoreLayout` (``store.keys``); the
+batch records are :class:`~sluice.services.batch_store.BatchStore` (``store.batches``); file
+formats are readers over the bytes (``store.json``, ``store.parquet``,
+:mod:`sluice.services.store_formats`). The backend itself only moves bytes.
 
 Guarantees every backend keeps:
 
-- :meth:`StorageBackend.write_bytes` (and so :meth:`PipelineStore.write_json`) is atomic per
+- :meth:`StorageBackend.write_bytes` (and so ``store.json.write``) is atomic per
   key: a reader sees the old content or the new, never a torn one.
 - :meth:`StorageBackend.stage` builds a folder that readers see whole or not at all: the
   local backend builds it under a temporary name and renames it; an object store writes
@@ -41,15 +24,15 @@ Guarantees every backend keeps:
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Iterator, Mapping, Sequence
+import hashlib
+import tempfile
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Protocol, runtime_checkable
 
-from sluice.services.batch_record import BatchRecord, BatchStatus
+from sluice.services.batch_store import BatchStore
 from sluice.services.storage_local import (
     STALE_AFTER_SECONDS,
     LocalBackend,
@@ -60,11 +43,18 @@ from sluice.services.storage_local import (
     sha256_file,
     write_json_atomic,
 )
+from sluice.services.store_formats import CHUNK_ROWS, JsonFiles, ParquetFiles, encode_json
+from sluice.services.store_layout import BATCH_RECORD, FEATURES_META, StoreLayout, join, safe_name
 
 if TYPE_CHECKING:
+    from fsspec import AbstractFileSystem
+
     from sluice.spec.loader import LoadedSpec
 
 __all__ = [
+    "BATCH_RECORD",
+    "CHUNK_ROWS",
+    "FEATURES_META",
     "STALE_AFTER_SECONDS",
     "LocalBackend",
     "PipelineStore",
@@ -74,29 +64,14 @@ __all__ = [
     "atomic_dir",
     "backend_for",
     "clean_stale_temporaries",
+    "encode_json",
+    "join",
     "open_store",
     "read_json",
     "safe_name",
     "sha256_file",
     "write_json_atomic",
 ]
-
-#: The file whose presence commits a batch folder.
-BATCH_RECORD = "batch.json"
-#: The file whose presence commits a feature table folder.
-FEATURES_META = "meta.json"
-#: Rows per frame that :meth:`PipelineStore.read_parquet_chunks` yields by default.
-CHUNK_ROWS = 100_000
-
-
-def safe_name(text: str) -> str:
-    """Make an Airflow run id (with ':' and '+') safe as one key segment."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
-
-
-def join(*parts: str) -> str:
-    """Join key segments with ``/`` (empty segments dropped)."""
-    return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
 
 
 @runtime_checkable
@@ -119,18 +94,23 @@ class Staging(Protocol):
 
 @runtime_checkable
 class StorageBackend(Protocol):
-    """Where one pipeline's keys live. Keys are relative to the pipeline's folder."""
+    """Where one pipeline's keys live, as bytes. Keys are relative to the pipeline's folder.
 
-    #: The filesystem options (credentials, endpoint) an engine needs to open
-    #: :meth:`location` itself, as Spark's S3A does; empty for a local folder.
-    options: Mapping[str, Any]
-
-    def describe(self, key: str = "") -> str:
-        """Where ``key`` is, for messages and logs (a path or a URI)."""
-        ...
+    Bytes and streams only: what the bytes mean (JSON, parquet) is for the readers of
+    :mod:`sluice.services.store_formats`, where a key is (its layout) for
+    :class:`~sluice.services.store_layout.StoreLayout`.
+    """
 
     def location(self, key: str) -> str:
-        """What pandas, pyarrow or Spark should open to read or write ``key``."""
+        """Where ``key`` is: what messages show and what pandas, pyarrow or Spark open (a path or a URI)."""
+        ...
+
+    def filesystem(self, key: str) -> tuple[AbstractFileSystem, str]:
+        """An fsspec filesystem and ``key``'s path on it, for engines that open files themselves.
+
+        The filesystem's ``storage_options`` are what another engine needs to open the same
+        place (an object store's credentials and endpoint, as Spark's S3A takes them).
+        """
         ...
 
     def exists(self, key: str) -> bool:
@@ -167,19 +147,6 @@ class StorageBackend(Protocol):
         """Size of ``key`` in bytes; ``FileNotFoundError`` when it is not there."""
         ...
 
-    def read_parquet(self, key: str) -> Any:
-        """A pandas DataFrame of the parquet file or folder (Spark's part files) at ``key``."""
-        ...
-
-    def parquet_files(self, key: str) -> tuple[Any, list[str]]:
-        """The parquet file at ``key``, or every data file of the folder at ``key``, without reading them.
-
-        Returns:
-            A pyarrow filesystem and the files' paths on it, sorted, for ``pyarrow.dataset``
-            (read footers, columns or row groups one at a time).
-        """
-        ...
-
     def put_file(self, local: Path, key: str) -> None:
         """Move (or upload) a finished local file to ``key`` atomically."""
         ...
@@ -214,10 +181,6 @@ class StorageBackend(Protocol):
 
         ``deep`` False: only the temporaries directly below ``under``, not inside its folders.
         """
-        ...
-
-    def scratch(self, name: str) -> Path:
-        """A local working folder on this machine (never pipeline state others read)."""
         ...
 
 
@@ -259,14 +222,25 @@ def backend_for(
 
 @dataclass(frozen=True, init=False)
 class PipelineStore:
-    """One pipeline's state: the key layout above over a :class:`StorageBackend`.
+    """One pipeline's state: its bytes on a :class:`StorageBackend`, its key layout
+    (:attr:`keys`), its batch records (:attr:`batches`) and readers of its formats
+    (:attr:`json`, :attr:`parquet`).
 
     ``PipelineStore(root, pipeline)`` opens the backend for ``root`` (a local folder, or a
     ``backend=`` given directly); :func:`open_store` builds it from a spec.
     """
 
+    #: The key layout (pure; also usable on the class: ``PipelineStore.keys.batch(id)``).
+    keys: ClassVar[type[StoreLayout]] = StoreLayout
+
     pipeline: str
     backend: StorageBackend
+    #: The batch records (``batches/<id>/batch.json``).
+    batches: BatchStore
+    #: JSON documents (records, reports).
+    json: JsonFiles
+    #: Parquet tables (batches, feature tables, holdouts).
+    parquet: ParquetFiles
 
     def __init__(self, root: str | Path | None, pipeline: str, backend: StorageBackend | None = None) -> None:
         if backend is None:
@@ -275,64 +249,19 @@ class PipelineStore:
             backend = backend_for(root, pipeline)
         object.__setattr__(self, "pipeline", pipeline)
         object.__setattr__(self, "backend", backend)
+        object.__setattr__(self, "batches", BatchStore(backend))
+        object.__setattr__(self, "json", JsonFiles(backend))
+        object.__setattr__(self, "parquet", ParquetFiles(backend))
 
-    # --- keys -----------------------------------------------------------------------------
-
-    @staticmethod
-    def batch_key(batch_id: str, name: str = "") -> str:
-        """Key of a batch's folder, or of ``name`` inside it."""
-        return join("batches", batch_id, name)
-
-    @staticmethod
-    def features_key(key: str, name: str = "") -> str:
-        """Key of a feature table's folder, or of ``name`` inside it."""
-        return join("features", key, name)
-
-    @staticmethod
-    def feature_cache_key(batch_id: str, key: str = "", name: str = "") -> str:
-        """Key of a batch's cached feature tables, of the one with content key ``key``, or of ``name`` in it."""
-        return join("feature_cache", batch_id, key, name)
-
-    @staticmethod
-    def run_key(run_id: str, name: str = "") -> str:
-        """Key of a train run's folder (any Airflow run id), or of ``name`` inside it."""
-        return join("runs", safe_name(run_id), name)
-
-    @staticmethod
-    def monitor_key(run_id: str, name: str = "") -> str:
-        """Key of a monitor run's folder, or of ``name`` inside it."""
-        return join("monitor", safe_name(run_id), name)
-
-    @staticmethod
-    def landing_key(name: str = "") -> str:
-        """Key of the landing bookkeeping (archived files watched, inputs refused)."""
-        return join("landing", name)
-
-    @staticmethod
-    def schema_key(name: str = "") -> str:
-        """Key of the pipeline's schema records (the pinned schema), or of ``name`` inside."""
-        return join("schema", name)
-
-    @staticmethod
-    def deploy_key(name: str = "") -> str:
-        """Key of the deploy records' folder, or of ``name`` inside it."""
-        return join("deploy", name)
-
-    # --- access ---------------------------------------------------------------------------
-
-    def describe(self, key: str = "") -> str:
-        """Where ``key`` is, for messages."""
-        return self.backend.describe(key)
-
-    def location(self, key: str) -> str:
-        """What an engine opens to read or write ``key``."""
+    def location(self, key: str = "") -> str:
+        """Where ``key`` is: for messages, and what an engine opens to read or write it."""
         return self.backend.location(key)
 
-    @property
-    def options(self) -> Mapping[str, Any]:
+    def filesystem_options(self) -> dict[str, Any]:
         """What an engine needs besides :meth:`location` to open it (an object store's
         credentials and endpoint); empty for a local folder."""
-        return self.backend.options
+        fs, _ = self.backend.filesystem("")
+        return dict(getattr(fs, "storage_options", {}) or {})
 
     def key_of(self, location: str) -> str:
         """The key of a location this store handed out (a record keeps locations, readers need keys).
@@ -341,9 +270,10 @@ class PipelineStore:
             ValueError: When ``location`` is not inside this pipeline's storage.
         """
         base = self.location("").rstrip("/") + "/"
-        if not location.startswith(base):
+        key = location[len(base) :]
+        if not location.startswith(base) or ".." in key.split("/"):
             raise ValueError(f"{location} is not inside the pipeline's storage {base}")
-        return location[len(base) :]
+        return key
 
     def exists(self, key: str) -> bool:
         """Whether ``key`` exists."""
@@ -373,120 +303,6 @@ class PipelineStore:
         """Size of ``key`` in bytes."""
         return self.backend.size(key)
 
-    def read_parquet(self, key: str) -> Any:
-        """A pandas DataFrame of the parquet file or folder at ``key``."""
-        return self.backend.read_parquet(key)
-
-    def parquet_files(self, key: str) -> tuple[Any, list[str]]:
-        """A pyarrow filesystem and the sorted data files of the parquet file or folder at ``key``.
-
-        For reading a table piece by piece (its footers, some columns, one row group at a
-        time) rather than whole, as :meth:`read_parquet` does.
-        """
-        return self.backend.parquet_files(key)
-
-    def parquet_parts(self, key: str) -> list[str]:
-        """The parquet files of ``key``: the file itself, or a folder's part files (as Spark
-        writes a table) in name order."""
-        if not self.backend.is_folder(key):
-            return [key]
-        return [join(key, name) for name in self.ls(key) if name.endswith(".parquet")]
-
-    def parquet_shape(self, key: str) -> tuple[list[str], int]:
-        """Column names and row count of the parquet file or folder at ``key``, from the
-        files' footers (no row is read).
-
-        Raises:
-            FileNotFoundError: When ``key`` is not there.
-        """
-        import pyarrow.parquet as pq
-
-        names: list[str] = []
-        rows = 0
-        for part in self.parquet_parts(key):
-            with self.open_read(part) as fh:
-                parquet = pq.ParquetFile(fh)
-                stored_index = _stored_index(parquet)
-                names += [n for n in parquet.schema_arrow.names if n not in names and n not in stored_index]
-                rows += parquet.metadata.num_rows
-        return names, rows
-
-    def read_parquet_chunks(
-        self,
-        key: str,
-        columns: Sequence[str] | None = None,
-        chunk_rows: int = CHUNK_ROWS,
-        rows: Any = None,
-    ) -> Iterator[Any]:
-        """The parquet file or folder at ``key`` as pandas DataFrames of at most ``chunk_rows``
-        rows, in file order, read through :meth:`open_read` (ranged reads on an object store).
-
-        Memory follows the chunk and the file's row groups (pyarrow decodes a row group's
-        columns at a time), not the table: only the ``columns`` asked for are read, and with
-        ``rows`` the other rows are dropped before they become pandas objects.
-
-        Args:
-            key: A parquet file, or a folder of part files.
-            columns: Columns to read (default: all); a part without one of them yields frames
-                without it, as concatenating the parts with pandas would.
-            chunk_rows: Most rows per frame.
-            rows: Sorted positions (0-based, over the whole table) of the only rows to yield;
-                row groups without any are skipped unread.
-
-        Yields:
-            Frames whose index is each row's position in the table; the same dtypes as
-            :meth:`read_parquet` gives.
-        """
-        import numpy as np
-        import pyarrow.parquet as pq
-
-        wanted = None if rows is None else np.asarray(rows, dtype=np.int64)
-        start = 0  # position in the table of the current row group's first row
-        for part in self.parquet_parts(key):
-            with self.open_read(part) as fh:
-                parquet = pq.ParquetFile(fh)
-                stored_index = _stored_index(parquet)
-                present = [n for n in parquet.schema_arrow.names if n not in stored_index]
-                read = present if columns is None else [c for c in columns if c in set(present)]
-                for group in range(parquet.metadata.num_row_groups):
-                    size = parquet.metadata.row_group(group).num_rows
-                    picked = None
-                    if wanted is not None:
-                        lo, hi = np.searchsorted(wanted, [start, start + size])
-                        if lo == hi:
-                            start += size
-                            continue
-                        picked = wanted[lo:hi]
-                    offset = start
-                    for batch in parquet.iter_batches(batch_size=chunk_rows, row_groups=[group], columns=read):
-                        end = offset + batch.num_rows
-                        if picked is None:
-                            index = np.arange(offset, end)
-                        else:
-                            index = picked[(picked >= offset) & (picked < end)]
-                            batch = batch.take(index - offset)
-                        offset = end
-                        if len(index):
-                            frame = batch.to_pandas()
-                            frame.index = index
-                            yield frame
-                    start += size
-
-    def read_json(self, key: str) -> Any:
-        """The JSON document at ``key``."""
-        return json.loads(self.backend.read_bytes(key))
-
-    def read_json_or_none(self, key: str) -> Any:
-        """The JSON document at ``key``, or ``None`` when there is none."""
-        try:
-            return self.read_json(key)
-        except FileNotFoundError:
-            return None
-
-    def write_json(self, key: str, data: Any) -> None:
-        """Write a JSON document atomically (readers see the old one or the new one)."""
-        self.backend.write_bytes(key, encode_json(data))
-
     def put_file(self, local: Path, key: str) -> None:
         """Move a finished local file to ``key``."""
         self.backend.put_file(local, key)
@@ -502,6 +318,8 @@ class PipelineStore:
     def modified(self, key: str) -> float | None:
         """Last change of ``key``, or ``None``."""
         return self.backend.modified(key)
+
+    # --- upkeep ---------------------------------------------------------------------------
 
     def check_writable(self) -> None:
         """Fail early, with the fix, when the storage cannot be written."""
@@ -521,8 +339,21 @@ class PipelineStore:
         return self.backend.clean_stale(0.0, under=under, deep=deep)
 
     def scratch(self, name: str) -> Path:
-        """A local working folder (see :meth:`StorageBackend.scratch`)."""
-        return self.backend.scratch(name)
+        """A local working folder on this machine, created (never pipeline state others read).
+
+        On a local store it is ``<pipeline folder>/<name>``, on the same filesystem as the
+        state, so a finished file moves in by a rename; on an object store it is under the
+        system's temporary folder, one per pipeline location.
+        """
+        fs, path = self.backend.filesystem("")
+        protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
+        if "file" in protocols:
+            folder = Path(path) / name
+        else:
+            digest = hashlib.sha256(self.location("").encode()).hexdigest()[:12]
+            folder = Path(tempfile.gettempdir()) / "sluice-scratch" / digest / name
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
 
     def clear_scratch(self, name: str) -> list[str]:
         """Empty the local working folder ``name`` (a killed try's leftovers); return what went.
@@ -540,62 +371,6 @@ class PipelineStore:
                 path.unlink(missing_ok=True)
             removed.append(str(path))
         return removed
-
-    # --- batches --------------------------------------------------------------------------
-
-    def batch_ids(self) -> list[str]:
-        """Ids of every fully landed batch (its ``batch.json`` committed), oldest first."""
-        records = []
-        for name in self.ls("batches"):
-            if not name.endswith("/"):
-                continue
-            batch_id = name.rstrip("/")
-            record = self.read_json_or_none(self.batch_key(batch_id, BATCH_RECORD))
-            if record is not None:
-                records.append((float(record.get("landed_at", 0.0)), batch_id))
-        return [batch_id for _, batch_id in sorted(records)]
-
-    def batch_record(self, batch_id: str) -> BatchRecord:
-        """The ``batch.json`` of a batch."""
-        return BatchRecord.model_validate(self.read_json(self.batch_key(batch_id, BATCH_RECORD)))
-
-    def has_batch(self, batch_id: str) -> bool:
-        """Whether the batch is committed."""
-        return self.exists(self.batch_key(batch_id, BATCH_RECORD))
-
-    def write_batch_record(self, record: BatchRecord) -> None:
-        """Replace a committed batch's ``batch.json`` atomically."""
-        self.write_json(self.batch_key(record.batch_id, BATCH_RECORD), record.model_dump(mode="json"))
-
-    def update_batch_record(self, batch_id: str, **changes: Any) -> BatchRecord:
-        """Merge ``changes`` into ``batch.json`` atomically and return the result.
-
-        Raises:
-            pydantic.ValidationError: A change names a field the record does not have, or a
-                value of the wrong type; nothing is written.
-        """
-        current = self.batch_record(batch_id).model_dump()
-        record = BatchRecord.model_validate(current | changes)
-        self.write_batch_record(record)
-        return record
-
-    def accepted_batches(self) -> list[BatchRecord]:
-        """Records of batches whose rows may be used for training, oldest first."""
-        records = [self.batch_record(b) for b in self.batch_ids()]
-        # A superseded batch is a first part whose file was finished after landing: the
-        # batch that superseded it holds all of its rows again.
-        return [r for r in records if r.status == BatchStatus.ACCEPTED and not r.superseded_by]
-
-
-def _stored_index(parquet: Any) -> set[str]:
-    """Columns holding a pandas index that pandas wrote (``index=True``): not data columns."""
-    found = (parquet.schema_arrow.pandas_metadata or {}).get("index_columns", [])
-    return {c for c in found if isinstance(c, str)}
-
-
-def encode_json(data: Any) -> bytes:
-    """The bytes every JSON record of a pipeline is written as (sorted keys, indented)."""
-    return json.dumps(data, indent=2, sort_keys=True, default=str).encode()
 
 
 def open_store(loaded: LoadedSpec, options: dict[str, Any] | None = None) -> PipelineStore:

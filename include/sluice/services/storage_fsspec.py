@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from sluice.services.storage_local import STALE_AFTER_SECONDS, StorageUnavailable
+
+if TYPE_CHECKING:
+    from fsspec import AbstractFileSystem
 
 
 class _ObjectStaging:
@@ -61,10 +62,9 @@ def _mtime(info: dict[str, Any]) -> float | None:
 class FsspecBackend:
     """A pipeline's keys as objects under one URL prefix of an fsspec filesystem."""
 
-    def __init__(self, fs: Any, base: str, options: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, fs: AbstractFileSystem, base: str) -> None:
         self.fs = fs
         self.base = base.rstrip("/")
-        self.options: Mapping[str, Any] = MappingProxyType(dict(options or {}))
 
     @classmethod
     def for_url(cls, url: str, **options: Any) -> FsspecBackend:
@@ -72,7 +72,7 @@ class FsspecBackend:
         import fsspec
 
         fs, path = fsspec.core.url_to_fs(url, **options)
-        return cls(fs, path, options)
+        return cls(fs, path)
 
     def __repr__(self) -> str:
         return f"FsspecBackend({self.location('')!r})"
@@ -82,13 +82,13 @@ class FsspecBackend:
             raise ValueError(f"not a key inside the pipeline's storage: {key!r}")
         return f"{self.base}/{key}" if key else self.base
 
-    def describe(self, key: str = "") -> str:
-        """The URI of ``key``."""
-        return self.location(key)
-
     def location(self, key: str) -> str:
-        """The URI of ``key`` (what pandas and pyarrow open through fsspec)."""
+        """The URI of ``key`` (what messages show and pandas and pyarrow open through fsspec)."""
         return str(self.fs.unstrip_protocol(self._path(key)))
+
+    def filesystem(self, key: str) -> tuple[AbstractFileSystem, str]:
+        """The fsspec filesystem (built with the store's options) and the path of ``key`` on it."""
+        return self.fs, self._path(key)
 
     def exists(self, key: str) -> bool:
         """Whether ``key`` is an object or a prefix with objects."""
@@ -140,19 +140,6 @@ class FsspecBackend:
     def size(self, key: str) -> int:
         """Size of the object in bytes."""
         return int(self.fs.size(self._path(key)))
-
-    def read_parquet(self, key: str) -> Any:
-        """A pandas DataFrame of the parquet object or prefix (Spark's part files) at ``key``."""
-        import pandas as pd
-
-        return pd.read_parquet(self._path(key), filesystem=self.fs)
-
-    def parquet_files(self, key: str) -> tuple[Any, list[str]]:
-        """The store as a pyarrow filesystem and the parquet object at ``key`` or the data objects below it, sorted."""
-        import pyarrow.dataset as ds
-
-        found = ds.dataset(self._path(key), format="parquet", filesystem=self.fs)
-        return found.filesystem, sorted(found.files)
 
     def put_file(self, local: Path, key: str) -> None:
         """Upload a finished local file, then delete it."""
@@ -240,10 +227,3 @@ class FsspecBackend:
                 self.fs.rm(path)
                 removed.append(self.location(rel))
         return removed
-
-    def scratch(self, name: str) -> Path:
-        """A local folder for this pipeline under the system's temporary folder."""
-        digest = hashlib.sha256(self.location("").encode()).hexdigest()[:12]
-        folder = Path(tempfile.gettempdir()) / "sluice-scratch" / digest / name
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder

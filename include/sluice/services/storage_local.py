@@ -14,10 +14,12 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+if TYPE_CHECKING:
+    from fsspec import AbstractFileSystem
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -145,8 +147,6 @@ class _LocalStaging:
 class LocalBackend:
     """A pipeline's keys as files under one local folder (``<storage.root>/<pipeline>``)."""
 
-    options: Mapping[str, Any] = MappingProxyType({})
-
     def __init__(self, base: Path) -> None:
         self.base = Path(base)
 
@@ -164,13 +164,15 @@ class LocalBackend:
             raise ValueError(f"not a key inside the pipeline's storage: {key!r}")
         return self.base / key if key else self.base
 
-    def describe(self, key: str = "") -> str:
-        """The path of ``key``."""
+    def location(self, key: str) -> str:
+        """The path of ``key`` (what messages show and pandas, pyarrow and Spark open)."""
         return str(self._path(key))
 
-    def location(self, key: str) -> str:
-        """The path of ``key`` (what pandas, pyarrow and Spark open)."""
-        return str(self._path(key))
+    def filesystem(self, key: str) -> tuple[AbstractFileSystem, str]:
+        """fsspec's local filesystem and the path of ``key``."""
+        from fsspec.implementations.local import LocalFileSystem
+
+        return LocalFileSystem(), str(self._path(key))
 
     def exists(self, key: str) -> bool:
         """Whether ``key`` is a file or folder."""
@@ -220,19 +222,6 @@ class LocalBackend:
     def size(self, key: str) -> int:
         """Size of the file in bytes."""
         return self._path(key).stat().st_size
-
-    def read_parquet(self, key: str) -> Any:
-        """A pandas DataFrame of the parquet file or folder at ``key``."""
-        import pandas as pd
-
-        return pd.read_parquet(self._path(key))
-
-    def parquet_files(self, key: str) -> tuple[Any, list[str]]:
-        """The local filesystem and the parquet file at ``key`` or the data files of its folder, sorted."""
-        import pyarrow.dataset as ds
-
-        found = ds.dataset(str(self._path(key)), format="parquet")
-        return found.filesystem, sorted(found.files)
 
     def put_file(self, local: Path, key: str) -> None:
         """Move a finished local file to ``key`` (a rename when on the same filesystem)."""
@@ -297,9 +286,3 @@ class LocalBackend:
     def clean_stale(self, older_than: float = STALE_AFTER_SECONDS, under: str = "", deep: bool = True) -> list[str]:
         """Remove temporaries of dead writers below key ``under`` (see :func:`clean_stale_temporaries`)."""
         return [str(p) for p in clean_stale_temporaries(self._path(under) if under else self.base, older_than, deep)]
-
-    def scratch(self, name: str) -> Path:
-        """``<base>/<name>``: a local folder, created."""
-        folder = self._path(name)
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder

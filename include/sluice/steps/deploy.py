@@ -53,7 +53,7 @@ def http_json(url: str, payload: Any = None, timeout: float = 10.0) -> tuple[int
 
 def current_deployment(store: PipelineStore) -> dict[str, Any] | None:
     """The record of what is served now as JSON (``deploy/current.json``), or None."""
-    record = store.read_json_or_none(store.deploy_key(CURRENT))
+    record = store.json.read_or_none(store.keys.deploy(CURRENT))
     return dict(record) if record is not None else None
 
 
@@ -273,8 +273,8 @@ def deploy_local(
 
     stamp = time.strftime("%Y%m%dT%H%M%S")
     state = _start_checked_server(loaded, store, version, stamp, smoke_rows)
-    store.write_json(store.deploy_key(CURRENT), encode(state))
-    store.write_json(store.deploy_key(f"history/{stamp}-v{version}.json"), encode(state))
+    store.json.write(store.keys.deploy(CURRENT), encode(state))
+    store.json.write(store.keys.deploy(f"history/{stamp}-v{version}.json"), encode(state))
     faults.point("deploy.recorded")
     # Retire the old server and anything else on the port: only the recorded one remains.
     reconcile_local(cfg.host, cfg.port, keep={state.pid}, log=say, project=loaded.project_dir)

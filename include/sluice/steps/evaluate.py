@@ -85,8 +85,8 @@ def evaluate_candidate(
     from sluice.steps.metrics import higher_is_better
 
     spec = loaded.spec
-    record_key = store.run_key(airflow_run_id, DECISION)
-    recorded = store.read_json_or_none(record_key)
+    record_key = store.keys.run(airflow_run_id, DECISION)
+    recorded = store.json.read_or_none(record_key)
     if recorded is not None:
         existing = decode(GateDecision, recorded)
         if existing.candidate.run_id == trained.mlflow_run_id:
@@ -120,7 +120,7 @@ def evaluate_candidate(
         fitted=trained.fitted,
     )
     _log_decision(decision, trained.mlflow_run_id)
-    store.write_json(record_key, encode(decision))
+    store.json.write(record_key, encode(decision))
     return decision
 
 

@@ -129,7 +129,7 @@ def build_features(loaded: LoadedSpec, store: PipelineStore) -> FeatureResult:
     """
     spec = loaded.spec.features
     _clean_killed_build(store)
-    accepted = store.accepted_batches()
+    accepted = store.batches.accepted()
     if not accepted:
         raise NoDataError(f"pipeline {loaded.spec.pipeline} has no accepted batch yet; run the ingest DAG first")
     records = training_batches(accepted, loaded.spec.training.window)
@@ -148,15 +148,15 @@ def build_features(loaded: LoadedSpec, store: PipelineStore) -> FeatureResult:
     if spec.scope == "batch":
         return _build_per_batch(loaded, store, records, inputs, job_hash, key_material)
     key = _digest(key_material)
-    table_location = store.location(store.features_key(key, TABLE))
-    meta = store.read_json_or_none(store.features_key(key, FEATURES_META))
+    table_location = store.location(store.keys.features(key, TABLE))
+    meta = store.json.read_or_none(store.keys.features(key, FEATURES_META))
     if meta is not None:
         return FeatureResult(
             path=table_location, key=key, batches=batches, job_hash=job_hash, rows=int(meta["rows"]), cached=True
         )
     spark = _session(loaded, store)
     table = _run_job(loaded, spark, list(batches), inputs, store)
-    rows, _ = _commit_table(spark, store, store.features_key(key), table, key_material)
+    rows, _ = _commit_table(spark, store, store.keys.features(key), table, key_material)
     return FeatureResult(
         path=table_location, key=key, batches=batches, job_hash=job_hash, rows=rows, computed=list(batches)
     )
@@ -182,18 +182,18 @@ def _build_per_batch(
     material = key_material | {"scope": "batch", "inputs_hash": inputs_hash}
     key = _digest(material)
     batches = {r.batch_id: r.sha256 for r in records}
-    folder = store.location(store.features_key(key))
+    folder = store.location(store.keys.features(key))
     entries = {
         r.batch_id: _digest({"batch": r.batch_id, "sha256": r.sha256, "job": job_hash, "inputs": inputs_hash})
         for r in records
     }
 
     def parts_of(keys: dict[str, str]) -> list[str]:
-        return [store.location(store.feature_cache_key(b, k, TABLE)) for b, k in keys.items()]
+        return [store.location(store.keys.feature_cache(b, k, TABLE)) for b, k in keys.items()]
 
-    metas = {b: store.read_json_or_none(store.feature_cache_key(b, k, FEATURES_META)) for b, k in entries.items()}
+    metas = {b: store.json.read_or_none(store.keys.feature_cache(b, k, FEATURES_META)) for b, k in entries.items()}
     todo = [b for b, meta in metas.items() if meta is None]
-    manifest = store.read_json_or_none(store.features_key(key, FEATURES_META))
+    manifest = store.json.read_or_none(store.keys.features(key, FEATURES_META))
     if manifest is not None and not todo:  # entries are checked too: feature_cache/ may have been emptied
         return FeatureResult(
             path=folder,
@@ -209,8 +209,8 @@ def _build_per_batch(
     rows = sum(int(meta["rows"]) for meta in metas.values() if meta is not None)
     first = next(iter(metas.values()), None) or {}
     # Written last, once every entry is committed: the run's table is whole when this exists.
-    store.write_json(
-        store.features_key(key, FEATURES_META),
+    store.json.write(
+        store.keys.features(key, FEATURES_META),
         material | {"entries": entries, "rows": rows, "columns": first.get("columns", [])},
     )
     return FeatureResult(
@@ -242,7 +242,7 @@ def _compute_entries(
     for batch_id, entry in todo.items():
         table = _run_job(loaded, spark, [batch_id], inputs, store)
         entry_material = material | {"batches": [batch_id], "sha256": batches[batch_id], "entry": entry}
-        rows, columns = _commit_table(spark, store, store.feature_cache_key(batch_id, entry), table, entry_material)
+        rows, columns = _commit_table(spark, store, store.keys.feature_cache(batch_id, entry), table, entry_material)
         written[batch_id] = {"rows": rows, "columns": columns}
     return written
 
@@ -278,7 +278,7 @@ def _run_job(
 
     spec = loaded.spec.features
     # Spark opens every location itself: s3:// ones through Hadoop's S3A (s3a://).
-    clean = [spark_location(store.location(store.batch_key(b, "clean.parquet"))) for b in batch_ids]
+    clean = [spark_location(store.location(store.keys.batch(b, "clean.parquet"))) for b in batch_ids]
     frames = {"batches": spark.read.option("mergeSchema", "true").parquet(*clean)}
     for name, path in inputs.items():
         fmt = spec.inputs[name].format
@@ -329,11 +329,11 @@ def read_features_traced(store: PipelineStore, result: FeatureResult) -> tuple[A
         The table, and a NumPy array of batch ids aligned with its rows (or None).
     """
     if not result.parts:
-        return store.read_parquet(store.key_of(result.path)), None
+        return store.parquet.read(store.key_of(result.path)), None
     import numpy as np
     import pandas as pd
 
-    frames = [store.read_parquet(store.key_of(part)) for part in result.parts]
+    frames = [store.parquet.read(store.key_of(part)) for part in result.parts]
     table = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     if len(frames) != len(result.batches):
         return table, None

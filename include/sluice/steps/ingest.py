@@ -52,8 +52,8 @@ def batch_id_for(sha256: str) -> str:
 def _names_in_use(store: PipelineStore) -> dict[str, list[str]]:
     """``{source file name: [batch ids]}`` of every landed batch."""
     names: dict[str, list[str]] = {}
-    for batch_id in store.batch_ids():
-        names.setdefault(store.batch_record(batch_id).source_file, []).append(batch_id)
+    for batch_id in store.batches.ids():
+        names.setdefault(store.batches.get(batch_id).source_file, []).append(batch_id)
     return names
 
 
@@ -101,7 +101,7 @@ def land_new_files(inbox: Inbox | str, store: PipelineStore, run_id: str) -> Lan
     for item in changed:
         _land_changed_archive(inbox, item, store, run_id, names, result, watch)
     result.rejected_again.update(
-        {n: b for n, b in result.duplicates.items() if store.batch_record(b).status == BatchStatus.REJECTED}
+        {n: b for n, b in result.duplicates.items() if store.batches.get(b).status == BatchStatus.REJECTED}
     )
     _save_watch(store, watch)
     return result
@@ -136,8 +136,8 @@ def _land_ready(
 def _watch(store: PipelineStore, watch: dict[str, dict[str, Any]], item: InboxFile, batch_id: str, to: str) -> None:
     """Watch the archived file for a late writer; its batch records where it went (first archive only)."""
     watch[to] = {"batch": batch_id, "version": item.version, "at": time.time()}
-    if not store.batch_record(batch_id).archived_to:
-        store.update_batch_record(batch_id, archived_to=to, archived_version=item.version)
+    if not store.batches.get(batch_id).archived_to:
+        store.batches.update(batch_id, archived_to=to, archived_version=item.version)
 
 
 def _changed_archives(inbox: Inbox, watch: dict[str, dict[str, Any]]) -> list[InboxFile]:
@@ -164,7 +164,7 @@ def _land_changed_archive(
     names the earlier batch): training reads the complete rows once.
     """
     earlier = str(watch[item.location]["batch"])
-    name = store.batch_record(earlier).source_file or item.name
+    name = store.batches.get(earlier).source_file or item.name
     source = InboxFile(name, item.location, item.size, item.version, item.mtime)
     fresh = LandResult()
     try:
@@ -178,8 +178,8 @@ def _land_changed_archive(
     result.new.extend(fresh.new)
     result.replaced_names.update(fresh.replaced_names)
     result.changed_after_landing[batch_id] = earlier
-    store.update_batch_record(batch_id, archived_to=item.location, archived_version=item.version)
-    store.update_batch_record(earlier, superseded_by=batch_id)
+    store.batches.update(batch_id, archived_to=item.location, archived_version=item.version)
+    store.batches.update(earlier, superseded_by=batch_id)
     log.warning(
         "%s changed after it was landed as batch %s and archived (its writer had paused longer than the settle "
         "time): its complete content (%d bytes) lands as batch %s, which supersedes %s",
@@ -193,20 +193,20 @@ def _land_changed_archive(
 
 def archive_watch(store: PipelineStore) -> dict[str, dict[str, Any]]:
     """``{archived path: {batch, version, at}}`` of archived local files still watched for changes."""
-    watched = store.read_json_or_none(store.landing_key(WATCHED)) or {}
+    watched = store.json.read_or_none(store.keys.landing(WATCHED)) or {}
     now = time.time()
     return {p: w for p, w in watched.items() if now - float(w.get("at", 0)) < WATCH_SECONDS}
 
 
 def _save_watch(store: PipelineStore, watch: dict[str, dict[str, Any]]) -> None:
-    before = store.read_json_or_none(store.landing_key(WATCHED)) or {}
+    before = store.json.read_or_none(store.keys.landing(WATCHED)) or {}
     if watch != before:
-        store.write_json(store.landing_key(WATCHED), watch)
+        store.json.write(store.keys.landing(WATCHED), watch)
 
 
 def refused_inputs(store: PipelineStore) -> list[dict[str, Any]]:
     """Inputs refused so far, oldest first: ``{name, why, version, at, run}`` each."""
-    return list(store.read_json_or_none(store.landing_key(REFUSED)) or [])
+    return list(store.json.read_or_none(store.keys.landing(REFUSED)) or [])
 
 
 def known_hidden(store: PipelineStore) -> list[str]:
@@ -233,7 +233,7 @@ def _record_refused(store: PipelineStore, scan: Scan, result: LandResult, run_id
         {"name": n, "why": why, "version": scan.hidden.get(n, ""), "at": now, "run": run_id}
         for n, why in result.refused.items()
     ]
-    store.write_json(store.landing_key(REFUSED), (known + added)[-REFUSED_KEPT:])
+    store.json.write(store.keys.landing(REFUSED), (known + added)[-REFUSED_KEPT:])
 
 
 def rejected_duplicate_message(name: str, record: BatchRecord, spec_path: str = "<spec>") -> str:
@@ -301,7 +301,7 @@ def _land_one(
             raise _ContentChanged
         batch_id = batch_id_for(digest)
         faults.point("land.copied")
-        if store.has_batch(batch_id):
+        if store.batches.has(batch_id):
             result.duplicates[item.name] = batch_id
             return batch_id
         earlier = [b for b in names.get(item.name, []) if b != batch_id]
@@ -325,7 +325,7 @@ def _land_one(
                 ", ".join(earlier),
                 batch_id,
             )
-        with store.stage(store.batch_key(batch_id), BATCH_RECORD) as staging:
+        with store.stage(store.keys.batch(batch_id), BATCH_RECORD) as staging:
             staging.put_file(copy, f"source{suffix}")
             staging.write_bytes(BATCH_RECORD, encode_json(record.model_dump(mode="json")))
             faults.point("land.batch_built")
@@ -350,27 +350,27 @@ def revalidate(store: PipelineStore, batch_id: str) -> BatchRecord:
     Raises:
         ValueError: No such batch, or it was not rejected.
     """
-    if not store.has_batch(batch_id):
-        raise ValueError(f"no batch {batch_id} in {store.describe()}")
-    record = store.batch_record(batch_id)
+    if not store.batches.has(batch_id):
+        raise ValueError(f"no batch {batch_id} in {store.location()}")
+    record = store.batches.get(batch_id)
     if record.status != BatchStatus.REJECTED:
         raise ValueError(f"batch {batch_id} is {record.status}, not rejected: nothing to validate again")
     for name in VALIDATION_OUTPUTS:
-        store.remove(store.batch_key(batch_id, name))
-    return store.update_batch_record(batch_id, status=BatchStatus.LANDED, reason="", rows=0, quarantined=0)
+        store.remove(store.keys.batch(batch_id, name))
+    return store.batches.update(batch_id, status=BatchStatus.LANDED, reason="", rows=0, quarantined=0)
 
 
 def pending_batches(store: PipelineStore) -> list[str]:
     """Landed batches that have no validation outcome yet (oldest first)."""
-    return [b for b in store.batch_ids() if store.batch_record(b).status == BatchStatus.LANDED]
+    return [b for b in store.batches.ids() if store.batches.get(b).status == BatchStatus.LANDED]
 
 
 def unfinished_batches(store: PipelineStore) -> list[str]:
     """Batches a failed or killed run left half-way: landed but not validated, or accepted but
     not announced (oldest first). The next ingest run finishes them."""
     out = []
-    for batch_id in store.batch_ids():
-        record = store.batch_record(batch_id)
+    for batch_id in store.batches.ids():
+        record = store.batches.get(batch_id)
         if record.status == BatchStatus.LANDED or (record.status == BatchStatus.ACCEPTED and not record.published):
             out.append(batch_id)
     return out

@@ -128,7 +128,7 @@ def read_clean(store: PipelineStore, batch_ids: list[str]) -> Any:
     step reads a sample instead, :func:`read_clean_sample`)."""
     import pandas as pd
 
-    return pd.concat([store.read_parquet(key) for key in _clean_keys(store, batch_ids)], ignore_index=True)
+    return pd.concat([store.parquet.read(key) for key in _clean_keys(store, batch_ids)], ignore_index=True)
 
 
 @dataclass(frozen=True)
@@ -158,7 +158,7 @@ class CleanRows:
         columns: list[str] = []
         per_key = []
         for key in keys:
-            names, rows = store.parquet_shape(key)
+            names, rows = store.parquet.shape(key)
             columns += [n for n in names if n not in columns]
             per_key.append(rows)
         return cls(keys, columns, sum(per_key), per_key)
@@ -180,14 +180,14 @@ def read_clean_sample(store: PipelineStore, clean: CleanRows, columns: list[str]
     frames: list[Any] = []
     if clean.rows <= size:  # every row: no positions to pick
         for key in clean.keys:
-            frames += store.read_parquet_chunks(key, columns)
+            frames += store.parquet.chunks(key, columns)
     else:
         picked = sample_positions(clean.rows, size, seed)
         start = 0
         for key, rows in zip(clean.keys, clean.per_key, strict=True):
             lo, hi = np.searchsorted(picked, [start, start + rows])
             if hi > lo:
-                frames += store.read_parquet_chunks(key, columns, rows=picked[lo:hi] - start)
+                frames += store.parquet.chunks(key, columns, rows=picked[lo:hi] - start)
             start += rows
     if not frames:
         return pd.DataFrame(columns=columns)
@@ -198,9 +198,9 @@ def _clean_keys(store: PipelineStore, batch_ids: list[str]) -> list[str]:
     """Each batch's ``clean.parquet``; a batch without one is an error naming where it was looked for."""
     keys = []
     for batch_id in batch_ids:
-        key = store.batch_key(batch_id, "clean.parquet")
+        key = store.keys.batch(batch_id, "clean.parquet")
         if not store.exists(key):
-            raise FileNotFoundError(f"batch {batch_id} has no clean rows at {store.describe(key)}")
+            raise FileNotFoundError(f"batch {batch_id} has no clean rows at {store.location(key)}")
         keys.append(key)
     return keys
 
@@ -210,8 +210,8 @@ def batches_to_monitor(store: PipelineStore, announced: list[str], reference: li
 
     Batches the champion was fitted on are its reference, never "new".
     """
-    pending = [r.batch_id for r in store.accepted_batches() if not r.monitored_by]
-    accepted = {r.batch_id for r in store.accepted_batches()}
+    pending = [r.batch_id for r in store.batches.accepted() if not r.monitored_by]
+    accepted = {r.batch_id for r in store.batches.accepted()}
     ordered = [b for b in dict.fromkeys([*announced, *pending]) if b in accepted]
     return [b for b in ordered if b not in set(reference)]
 
@@ -236,8 +236,8 @@ def monitor_batches(
     # A killed try's report folder: only this step uses the scratch folder, one run at a time.
     for path in store.clear_scratch(".monitor"):
         log.info("removed %s, left by a killed drift check", path)
-    result_key = store.monitor_key(airflow_run_id, DRIFT_RESULT)
-    recorded = store.read_json_or_none(result_key)
+    result_key = store.keys.monitor(airflow_run_id, DRIFT_RESULT)
+    recorded = store.json.read_or_none(result_key)
     if recorded is not None:
         return decode(DriftResult, recorded)
 
@@ -261,7 +261,7 @@ def monitor_batches(
         "mlflow_run_id": None,
     }
     features = [f for f in champ_run.data.tags.get("sluice.features", "").split(",") if f]
-    report_key = store.monitor_key(airflow_run_id, "report.html")
+    report_key = store.keys.monitor(airflow_run_id, "report.html")
     result, report_text = _measure(store, report_key, (reference, current), drift, features, common)
     result = _log_monitor_run(loaded, client, result, report_text, str(champ.run_id), (dag_id, airflow_run_id))
     _record(store, result, result_key)
@@ -306,7 +306,7 @@ def _measure(
         drift_share=share,
         drift_detected=detected,
         columns=columns,
-        report_path=store.describe(report_key),
+        report_path=store.location(report_key),
         rows={side: min(n, drift.sample_size) for side, n in rows.items()},
         **common,
     )
@@ -331,14 +331,14 @@ def _mark_batches(store: PipelineStore, result: DriftResult, airflow_run_id: str
     """
     for batch_id in result.batches:
         if result.status == DriftStatus.COMPARED:
-            store.update_batch_record(
+            store.batches.update(
                 batch_id,
                 monitored_by=airflow_run_id,
                 drift_share=result.drift_share,
                 drift_status=str(DriftStatus.COMPARED),
             )
         else:
-            store.update_batch_record(batch_id, drift_status=str(result.status), drift_share=None)
+            store.batches.update(batch_id, drift_status=str(result.status), drift_share=None)
 
 
 def too_few_rows(rows: dict[str, int], min_rows: int, champion_version: str) -> str | None:
@@ -396,7 +396,7 @@ def _not_compared(pipeline: str, champ: Any, batches: list[str], reference: list
 
 
 def _record(store: PipelineStore, result: DriftResult, key: str) -> DriftResult:
-    store.write_json(key, encode(result))
+    store.json.write(key, encode(result))
     return result
 
 

@@ -202,7 +202,7 @@ def _refit_tags(
         EVALUATED_RUN: evaluated_id,
         **batch_tags(trained_on, [], window),
         "sluice.split": f"refit on train + holdout after the gate (the gate's holdout: {split})",
-        "sluice.gate.decision": store.location(store.run_key(decision.airflow_run_id, DECISION)),
+        "sluice.gate.decision": store.location(store.keys.run(decision.airflow_run_id, DECISION)),
         "sluice.gate.decision_artifact": f"runs:/{evaluated_id}/gate/decision.json",
         "sluice.airflow_run_id": decision.airflow_run_id,
     }

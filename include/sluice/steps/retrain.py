@@ -25,7 +25,7 @@ def last_retrain(store: PipelineStore, except_run: str) -> TriggerDecision | Non
     """The latest recorded decision that went on to train, other than ``except_run``'s."""
     found = []
     for name in store.ls("runs"):
-        data = store.read_json_or_none(store.run_key(name.rstrip("/"), TRIGGER_FILE)) if name.endswith("/") else None
+        data = store.json.read_or_none(store.keys.run(name.rstrip("/"), TRIGGER_FILE)) if name.endswith("/") else None
         record = decode(TriggerDecision, data) if data is not None else None
         if record is not None and record.proceed and record.airflow_run_id != except_run:
             found.append(record)
@@ -108,8 +108,8 @@ def check_trigger(
     """Decide and record whether this train run retrains; a retry returns the recorded decision."""
     from sluice.services import tracking
 
-    key = store.run_key(airflow_run_id, TRIGGER_FILE)
-    recorded = store.read_json_or_none(key)
+    key = store.keys.run(airflow_run_id, TRIGGER_FILE)
+    recorded = store.json.read_or_none(key)
     if recorded is not None:
         return decode(TriggerDecision, recorded)
     spec = loaded.spec
@@ -122,7 +122,7 @@ def check_trigger(
         champion_batches = run_batches(client.get_run(str(champ.run_id)).data.tags).window
     # The batches a retrain would read (training.window applied), so "no new data" and "the
     # champion already saw all of it" compare like with like.
-    accepted = [r.batch_id for r in training_batches(store.accepted_batches(), spec.training.window)]
+    accepted = [r.batch_id for r in training_batches(store.batches.accepted(), spec.training.window)]
     now = time.time()
     proceed, reason = decide(
         triggers,
@@ -143,5 +143,5 @@ def check_trigger(
         airflow_run_id=airflow_run_id,
         decided_at=now,
     )
-    store.write_json(key, encode(decision))
+    store.json.write(key, encode(decision))
     return decision

@@ -57,7 +57,7 @@ class PinError(ValueError):
 
 def pin_key(store: PipelineStore) -> str:
     """The key of the pin in ``store``."""
-    return store.schema_key(PIN)
+    return store.keys.schema(PIN)
 
 
 def read_pin(store: PipelineStore) -> SchemaPin | None:
@@ -68,18 +68,18 @@ def read_pin(store: PipelineStore) -> SchemaPin | None:
     """
     key = pin_key(store)
     try:
-        data = store.read_json_or_none(key)
+        data = store.json.read_or_none(key)
         return None if data is None else decode(SchemaPin, data)
     except (ValueError, RecordError) as exc:
         raise PinError(
-            f"{store.describe(key)}: not a schema pin ({exc}); drop it with `sluice schema-pin SPEC --reset` "
+            f"{store.location(key)}: not a schema pin ({exc}); drop it with `sluice schema-pin SPEC --reset` "
             "or re-pin with `sluice schema-pin SPEC --from-batch ID`"
         ) from None
 
 
 def write_pin(store: PipelineStore, pin: SchemaPin) -> None:
     """Replace the pin atomically (readers see the old pin or the new one, never part of one)."""
-    store.write_json(pin_key(store), encode(pin))
+    store.json.write(pin_key(store), encode(pin))
 
 
 def new_pin(
@@ -108,8 +108,8 @@ def infer_batch(store: PipelineStore, batch_id: str, fmt: str) -> tuple[dict[str
     """:func:`infer_frame` of a batch's raw file (it exists for every landed batch, accepted or not)."""
     from sluice.steps.schema import read_frame
 
-    record = store.batch_record(batch_id)
-    source = store.batch_key(batch_id, f"source{record.source_suffix or '.' + fmt}")
+    record = store.batches.get(batch_id)
+    source = store.keys.batch(batch_id, f"source{record.source_suffix or '.' + fmt}")
     with store.open_read(source) as fh:
         return infer_frame(read_frame(fh, fmt))
 
@@ -140,7 +140,7 @@ def active_schema(store: PipelineStore, declared: Mapping[str, str] | None, fmt:
         return ActiveSchema(declared)
     pin = read_pin(store)
     if pin is None:
-        accepted = store.accepted_batches()
+        accepted = store.batches.accepted()
         if accepted:
             first = accepted[0]
             columns, guessed = infer_batch(store, first.batch_id, fmt)
@@ -168,12 +168,12 @@ def pin_from_batch(store: PipelineStore, batch_id: str, fmt: str) -> tuple[Schem
     Raises:
         ValueError: No batch ``batch_id``, naming the batches there are.
     """
-    if not store.has_batch(batch_id):
-        known = ", ".join(store.batch_ids()) or "none"
-        raise ValueError(f"no batch {batch_id!r} in {store.describe('batches')} (batches: {known})")
+    if not store.batches.has(batch_id):
+        known = ", ".join(store.batches.ids()) or "none"
+        raise ValueError(f"no batch {batch_id!r} in {store.location('batches')} (batches: {known})")
     before = read_pin_or_none(store)
     columns, guessed = infer_batch(store, batch_id, fmt)
-    record = store.batch_record(batch_id)
+    record = store.batches.get(batch_id)
     pin = new_pin(columns, guessed, FROM_BATCH, batch_id, record.source_file)
     write_pin(store, pin)
     return before, pin

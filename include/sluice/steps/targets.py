@@ -184,7 +184,7 @@ class LocalTarget(TargetBase):
             f"target local: a `sluice serve` process on http://{self.cfg.host}:{self.cfg.port}/invocations",
             f"health and smoke prediction within {self.cfg.health_timeout_seconds}s before the switch; "
             "on failure the previous server keeps serving",
-            f"record: {self.store.describe(self.store.deploy_key('current.json'))}",
+            f"record: {self.store.location(self.store.keys.deploy('current.json'))}",
         ]
 
     def served(self, probe: bool = True) -> Served:

@@ -167,7 +167,7 @@ def train_candidate(
     spec = loaded.spec
     client = tracking.configure(loaded.project_dir)
     experiment_id = tracking.ensure_experiment(client, spec.pipeline, loaded.project_dir)
-    holdout_key = store.run_key(airflow_run_id, HOLDOUT)
+    holdout_key = store.keys.run(airflow_run_id, HOLDOUT)
     holdout_path = store.location(holdout_key)
     previous = find_finished_run(client, experiment_id, airflow_run_id)
     if previous is not None and store.exists(holdout_key):
@@ -182,8 +182,8 @@ def train_candidate(
     run_id = _log_candidate(loaded, store, features, fitted, experiment_id, airflow_run_id, lineage)
     faults.point("train.run_finished")
     metric = spec.evaluation.metric
-    store.write_json(
-        store.run_key(airflow_run_id, "train.json"),
+    store.json.write(
+        store.keys.run(airflow_run_id, "train.json"),
         {"mlflow_run_id": run_id, "split": fitted.rows.split, f"holdout_{metric}": fitted.holdout_score},
     )
     return TrainResult(
@@ -395,7 +395,7 @@ def log_validation_reports(store: PipelineStore, batch_ids: list[str]) -> None:
     for batch_id in batch_ids:
         # The data version of a model includes what validation said about each batch.
         for report in ("validation.json", "gx_result.json"):
-            content = store.read_json_or_none(store.batch_key(batch_id, report))
+            content = store.json.read_or_none(store.keys.batch(batch_id, report))
             if content is not None:
                 mlflow.log_dict(content, f"validation/{batch_id}/{report}")
 
@@ -453,7 +453,7 @@ def read_holdout(store: PipelineStore, location: str) -> Any:
 
     The gate reads it in chunks instead (:func:`read_holdout_chunks`).
     """
-    return store.read_parquet(store.key_of(location))
+    return store.parquet.read(store.key_of(location))
 
 
 def read_holdout_chunks(
@@ -461,12 +461,12 @@ def read_holdout_chunks(
 ) -> Iterator[Any]:
     """The holdout at ``location`` as frames of at most ``chunk_rows`` rows, only ``columns``
     (default: all), with the same dtypes as :func:`read_holdout` gives."""
-    return store.read_parquet_chunks(store.key_of(location), columns, chunk_rows)
+    return store.parquet.chunks(store.key_of(location), columns, chunk_rows)
 
 
 def holdout_columns(store: PipelineStore, location: str) -> tuple[list[str], int]:
     """Column names and row count of the holdout at ``location`` (read from its footer)."""
-    return store.parquet_shape(store.key_of(location))
+    return store.parquet.shape(store.key_of(location))
 
 
 def smoke_rows(store: PipelineStore, holdout_path: str, features: list[str], n: int = 5) -> list[dict[str, Any]]:

@@ -242,7 +242,7 @@ def open_table(store: PipelineStore, features: FeatureResult) -> FeatureTable:
     import pyarrow as pa
     import pyarrow.dataset as ds
 
-    parts = [store.parquet_files(store.key_of(loc)) for loc in (features.parts or [features.path])]
+    parts = [store.parquet.files(store.key_of(loc)) for loc in (features.parts or [features.path])]
     schemas = [f.physical_schema for fs, files in parts for f in ds.dataset(files, filesystem=fs).get_fragments()]
     try:
         plain = pa.unify_schemas([_plain(s) for s in schemas], promote_options="permissive")

@@ -71,12 +71,12 @@ def validate_batch(
     from sluice.steps.schema import read_frames
     from sluice.steps.schema_pin import active_schema
 
-    report_key = store.batch_key(batch_id, REPORT)
-    recorded = store.read_json_or_none(report_key)
+    report_key = store.keys.batch(batch_id, REPORT)
+    recorded = store.json.read_or_none(report_key)
     if recorded is not None:
         return _recorded_outcome(store, batch_id, recorded)
-    record = store.batch_record(batch_id)
-    source = store.batch_key(batch_id, f"source{record.source_suffix or '.' + fmt}")
+    record = store.batches.get(batch_id)
+    source = store.keys.batch(batch_id, f"source{record.source_suffix or '.' + fmt}")
     schema = active_schema(store, columns, fmt)
     columns = schema.columns
     # Chunks need fixed column types (a CSV chunk infers its own) and checks that add up.
@@ -97,7 +97,7 @@ def _rejected(batch_id: str, reason: str, rows: int = 0) -> BatchOutcome:
 def _recorded_outcome(store: PipelineStore, batch_id: str, report: dict[str, Any]) -> BatchOutcome:
     """The outcome a run before this one wrote (``validation.json`` carries more than the outcome)."""
     done = decode(BatchOutcome, {k: v for k, v in report.items() if k in BatchOutcome.model_fields})
-    if store.batch_record(batch_id).status == BatchStatus.LANDED:
+    if store.batches.get(batch_id).status == BatchStatus.LANDED:
         # Killed between the report and batch.json: finish the commit, or the batch
         # would look validated to this step and unvalidated to everyone else for ever.
         _commit_status(store, done)
@@ -199,7 +199,7 @@ class _CleanRows:
     """``clean.parquet`` written chunk by chunk, kept only if the batch is accepted."""
 
     def __init__(self, store: PipelineStore, batch_id: str, columns: Mapping[str, str] | None) -> None:
-        self._key = store.batch_key(batch_id, "clean.parquet")
+        self._key = store.keys.batch(batch_id, "clean.parquet")
         self._store = store
         #: The schema the rows are written with (set before the first write when the batch pins).
         self.columns = columns
@@ -309,7 +309,7 @@ class _Run:
             clean.discard()
         self._quarantine(reasons)
         gx_result = self.gx_results[0] if len(self.gx_results) == 1 else {"passes": self.gx_results}
-        self.store.write_json(self.store.batch_key(self.batch_id, "gx_result.json"), gx_result)
+        self.store.json.write(self.store.keys.batch(self.batch_id, "gx_result.json"), gx_result)
         return _finish(self.store, outcome, report_key, self._extra(checks))
 
     def _pin(self) -> None:
@@ -318,7 +318,7 @@ class _Run:
             return
         from sluice.steps.schema_pin import FIRST_ACCEPTED, new_pin, write_pin
 
-        source_file = self.store.batch_record(self.batch_id).source_file
+        source_file = self.store.batches.get(self.batch_id).source_file
         write_pin(self.store, new_pin(self.columns, self.guessed, FIRST_ACCEPTED, self.batch_id, source_file))
         faults.point("validate.pinned")
 
@@ -404,7 +404,7 @@ class _Run:
         quarantine = held[held.index.isin(list(reasons))].copy()
         quarantine["_sluice_failed_checks"] = [",".join(reasons[i]) for i in quarantine.index]
         text = {c: "string" for c in quarantine.columns if quarantine[c].dtype == object}
-        with self.store.open_write(self.store.batch_key(self.batch_id, "quarantine.parquet")) as fh:
+        with self.store.open_write(self.store.keys.batch(self.batch_id, "quarantine.parquet")) as fh:
             quarantine.astype(text).to_parquet(fh, index=False)
 
     def _extra(self, checks: list[CheckResult]) -> dict[str, Any]:
@@ -477,9 +477,9 @@ def _describe(check: Any) -> str:
 
 
 def _finish(store: PipelineStore, outcome: BatchOutcome, report_key: str, extra: dict[str, Any]) -> BatchOutcome:
-    outcome = outcome.model_copy(update={"report": store.describe(report_key)})
+    outcome = outcome.model_copy(update={"report": store.location(report_key)})
     faults.point("validate.before_report")
-    store.write_json(report_key, encode(outcome) | extra | {"validated_at": time.time()})
+    store.json.write(report_key, encode(outcome) | extra | {"validated_at": time.time()})
     faults.point("validate.report_written")
     _commit_status(store, outcome)
     return outcome
@@ -487,7 +487,7 @@ def _finish(store: PipelineStore, outcome: BatchOutcome, report_key: str, extra:
 
 def _commit_status(store: PipelineStore, outcome: BatchOutcome) -> None:
     """``batch.json`` takes the outcome: the write that makes a batch usable (or not) for readers."""
-    store.update_batch_record(
+    store.batches.update(
         outcome.batch_id,
         status=outcome.status,
         reason=outcome.reason,

@@ -74,9 +74,7 @@ class _Source:
         from sluice.airflow import urls
 
         if path:
-            url = None
-            if self.store is not None:
-                url = urls.report_url(self.pipeline, self.store.location(""), path, self.airflow_base)
+            url = urls.stored_report_url(self.store, str(path), self.airflow_base) if self.store is not None else None
             facts.links.append(Link(label, url, str(path)))
 
 
@@ -168,7 +166,9 @@ def _gate_facts(facts: AlertFacts, where: _Source) -> None:
         if champ:
             facts.links.append(Link("MLflow run (champion)", urls.mlflow_run_url(champ)))
     if where.store is not None:
-        where.report(facts, "Decision record", where.store.location(where.store.run_key(facts.run_id, "decision.json")))
+        where.report(
+            facts, "Decision record", where.store.location(where.store.keys.run(facts.run_id, "decision.json"))
+        )
 
 
 def _validation_facts(facts: AlertFacts, where: _Source) -> None:
