@@ -261,7 +261,7 @@ class PipelineStore:
         """What an engine needs besides :meth:`location` to open it (an object store's
         credentials and endpoint); empty for a local folder."""
         fs, _ = self.backend.filesystem("")
-        return dict(getattr(fs, "storage_options", {}) or {})
+        return dict(fs.storage_options)
 
     def key_of(self, location: str) -> str:
         """The key of a location this store handed out (a record keeps locations, readers need keys).

@@ -82,7 +82,7 @@ def training_batches(records: list[BatchRecord], window: Window | None) -> list[
     """The accepted batches a train run uses: all of them, or those in ``training.window``.
 
     Args:
-        records: Accepted batches, oldest first (as :meth:`PipelineStore.accepted_batches`).
+        records: Accepted batches, oldest first (as ``store.batches.accepted()``).
         window: The spec's ``training.window``; ``None`` keeps every batch.
 
     Returns:

@@ -26,7 +26,7 @@ from typing import Any
 from sluice.services.storage import PipelineStore
 from sluice.steps.records import RecordError, SchemaPin, decode, encode
 
-#: The pin's file in the pipeline's storage (under :meth:`PipelineStore.schema_key`).
+#: The pin's file in the pipeline's storage (under ``store.keys.schema()``).
 PIN = "pinned.json"
 
 FIRST_ACCEPTED = "first accepted batch"
