@@ -126,3 +126,21 @@ def test_sluice_doctor_checks_every_spec_of_a_folder_and_a_broken_one_hides_none
     assert code == 2  # a check failed (SMTP); the broken spec is reported too
     assert "good_one (" in out and "FAIL SMTP" in out and "fix: start the SMTP server" in out
     assert "broken.pipeline.yaml:" in err
+
+
+@pytest.mark.integration
+def test_sluice_status_flags_a_task_that_waits_on_a_missing_pool(
+    project: Project, airflow_db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from airflow.models.pool import Pool
+
+    from sluice.cli import main
+
+    spec = project.write_spec()
+    if Pool.get_pool("sluice_spark") is not None:
+        Pool.delete_pool("sluice_spark")
+    main(["status", str(spec)])
+    assert "WAITING FOR EVER: pool sluice_spark is missing" in capsys.readouterr().out
+    Pool.create_or_update_pool("sluice_spark", 1, "sluice Spark tasks", include_deferred=False)
+    main(["status", str(spec)])
+    assert "WAITING FOR EVER" not in capsys.readouterr().out

@@ -186,6 +186,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     for line in champion_lines(loaded.project_dir, loaded.spec.pipeline):
         print(f"  {line}")
     _print_landing(loaded, store)
+    _print_missing_pools(loaded)
     served = target_for(loaded, store).served()
     for line in served.lines:
         print(f"  {line}")
@@ -216,6 +217,20 @@ def cmd_doctor(args: argparse.Namespace) -> int:
                 print(f"       fix: {finding.fix}")
                 worst = max(worst, 2)
     return worst
+
+
+def _print_missing_pools(loaded: LoadedSpec) -> None:
+    """Say so when a pool a task waits in is missing: such a task stays 'scheduled' for ever."""
+    from sluice.airflow.doctor import check_pools
+
+    try:
+        found = check_pools(loaded)
+    except Exception as exc:
+        print(f"  pools: not checked ({type(exc).__name__}: the Airflow metadata database is not reachable from here)")
+        return
+    for finding in found:
+        if not finding.ok:
+            print(f"  WAITING FOR EVER: {finding.check} is {finding.detail}; fix: {finding.fix}")
 
 
 def _print_landing(loaded: LoadedSpec, store: PipelineStore) -> None:
