@@ -252,6 +252,7 @@ SPEC_COMMANDS = {
     "plan": ["plan", "{spec}"],
     "plan --json": ["plan", "--json", "{spec}"],
     "plan --manifests": ["plan", "--manifests", "{spec}"],
+    "doctor": ["doctor", "{spec}"],
     "status": ["status", "{spec}"],
     "stop": ["stop", "{spec}"],
     "revalidate": ["revalidate", "{spec}", "0123456789abcdef"],

@@ -186,12 +186,51 @@ def cmd_status(args: argparse.Namespace) -> int:
     for line in champion_lines(loaded.project_dir, loaded.spec.pipeline):
         print(f"  {line}")
     _print_landing(loaded, store)
+    _print_missing_pools(loaded)
     served = target_for(loaded, store).served()
     for line in served.lines:
         print(f"  {line}")
     if not served.reachable:
         return STATUS_UNKNOWN
     return STATUS_WRONG if served.healthy is False else STATUS_OK
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Check the live setup each spec needs (connections, pools, MLflow, storage, Spark, workers, SMTP).
+
+    Exit code: 0 when every check passes, 1 when a spec does not load, 2 when a check fails.
+    Every spec is checked, whatever the others' results.
+    """
+    from sluice.airflow.doctor import diagnose
+
+    worst = 0
+    for path in _spec_files(args.paths):
+        loaded = _load_or_report(str(path))
+        if loaded is None:
+            worst = max(worst, 1)
+            continue
+        print(f"{loaded.spec.pipeline} ({path})")
+        for finding in diagnose(loaded):
+            mark = "ok  " if finding.ok else "FAIL"
+            print(f"  {mark} {finding.check:<24} {finding.detail}")
+            if not finding.ok:
+                print(f"       fix: {finding.fix}")
+                worst = max(worst, 2)
+    return worst
+
+
+def _print_missing_pools(loaded: LoadedSpec) -> None:
+    """Say so when a pool a task waits in is missing: such a task stays 'scheduled' for ever."""
+    from sluice.airflow.doctor import check_pools
+
+    try:
+        found = check_pools(loaded)
+    except Exception as exc:
+        print(f"  pools: not checked ({type(exc).__name__}: the Airflow metadata database is not reachable from here)")
+        return
+    for finding in found:
+        if not finding.ok:
+            print(f"  WAITING FOR EVER: {finding.check} is {finding.detail}; fix: {finding.fix}")
 
 
 def _print_landing(loaded: LoadedSpec, store: PipelineStore) -> None:
@@ -422,6 +461,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p = sub.add_parser("status", help="batches and deployment of a pipeline")
     p.add_argument("spec")
     p.set_defaults(func=cmd_status)
+    p = sub.add_parser("doctor", help="check the live setup specs need (connections, pools, MLflow, storage, ...)")
+    p.add_argument("paths", nargs="+", help="spec files or folders of specs")
+    p.set_defaults(func=cmd_doctor)
     p = sub.add_parser("revalidate", help="validate a rejected batch again at the next ingest run (after a spec fix)")
     p.add_argument("spec")
     p.add_argument("batch", help="the batch id (sluice status lists them)")
