@@ -1,11 +1,12 @@
 """``sluice doctor``: check the live setup a spec needs, and name the fix of each broken part.
 
 Lint checks what a spec says; the doctor checks what it needs from the running world: the
-Airflow connections it names exist and answer, the pools its tasks wait in exist, the MLflow
-store answers, the pipeline's storage takes a write, the Spark master answers and the S3A
-jars are here, the executor's workers answer, and the SMTP server of the alert emails accepts
-a connection. Each check is one small function returning a :class:`Finding`; none changes
-anything but a probe object that it removes again.
+Airflow connections it names exist (whether their servers answer is the storage and SMTP
+checks' job), the pools its tasks wait in exist, the MLflow store answers, the pipeline's
+storage takes a write, the Spark master answers and the S3A jars are here, the executor's
+workers answer, and the SMTP server of the alert emails accepts a connection. Each check is
+one small function returning a :class:`Finding`; none changes anything but a probe object
+that it removes again.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def check_connections(loaded: LoadedSpec) -> list[Finding]:
                     False,
                     f"{section}: {exc}",
                     f"create it: `airflow connections add {conn_id} --conn-type "
-                    f"{'smtp' if section == 'alerts' else 'aws'} ...` (see Operations, deploy checklist)",
+                    f"{'smtp' if section == 'alerts' else 'aws'} ...` (docs: Operations, Starting each component)",
                 )
             )
     return found
@@ -175,7 +176,7 @@ def check_workers(loaded: LoadedSpec) -> list[Finding]:
                 "Celery workers",
                 False,
                 "no worker answered",
-                "start one: `airflow celery worker` on each worker host (see Operations, Celery)",
+                "start one: `airflow celery worker` on each worker host (docs: Operations, Starting each component)",
             )
         ]
     return [Finding("Celery workers", True, f"{len(answers)} answered: {', '.join(sorted(answers))}")]
