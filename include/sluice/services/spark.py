@@ -21,9 +21,28 @@ LOCAL_DEFAULTS = {
     "spark.ui.enabled": "false",
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.adaptive.enabled": "true",
-    "spark.driver.bindAddress": "127.0.0.1",
-    "spark.driver.host": "127.0.0.1",
 }
+#: Where the driver listens when every executor is on this machine (local mode, or a cluster
+#: master on a loopback address): a laptop's or a CI box's host name may not resolve.
+LOOPBACK_DRIVER = {"spark.driver.bindAddress": "127.0.0.1", "spark.driver.host": "127.0.0.1"}
+
+
+def driver_defaults(master: str | None) -> dict[str, str]:
+    """The driver's address settings for ``master``.
+
+    Local mode and a master on a loopback address pin the driver to 127.0.0.1. A master on
+    another host gets none: Spark's own defaults apply (the host's name, or ``SPARK_LOCAL_IP``
+    and ``SPARK_LOCAL_HOSTNAME`` set on each Airflow worker host), so executors on other hosts
+    can call the driver back. A spec's ``features.conf`` still overrides either.
+    """
+    from urllib.parse import urlsplit
+
+    if master is None or master.startswith("local"):
+        return dict(LOOPBACK_DRIVER)
+    host = urlsplit(master.split(",")[0]).hostname or ""
+    if host == "localhost" or host.startswith("127.") or host == "::1":
+        return dict(LOOPBACK_DRIVER)
+    return {}
 
 
 def spark_session(app_name: str, master: str | None = None, conf: dict[str, str] | None = None) -> SparkSession:
@@ -38,7 +57,7 @@ def spark_session(app_name: str, master: str | None = None, conf: dict[str, str]
 
     # Python workers must run the same interpreter (and packages) as the driver.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    merged = {**LOCAL_DEFAULTS, **(conf or {})}
+    merged = {**LOCAL_DEFAULTS, **driver_defaults(master), **(conf or {})}
     _stop_if_missing_jars(merged.get("spark.jars", ""))
     builder = SparkSession.builder.appName(app_name).master(master or "local[*]")
     for key, value in merged.items():
