@@ -104,3 +104,28 @@ def test_tutorial_pipeline_builds_features_and_trains(
     decision = evaluate_candidate(loaded, store, trained, "tutorial-run")
     assert decision.verdict == "pass", decision.reason
     shutil.rmtree(root / "data", ignore_errors=True)
+
+
+def _compose_variables() -> dict[str, set[str]]:
+    """Every environment variable ``docker/compose.yaml`` sets -> the services that set it."""
+    compose = yaml.safe_load((REPO / "docker" / "compose.yaml").read_text())
+    found: dict[str, set[str]] = {}
+    for name, service in compose["services"].items():
+        env = service.get("environment") or {}
+        names = [item.split("=", 1)[0] for item in env] if isinstance(env, list) else list(env)
+        for variable in names:
+            found.setdefault(variable, set()).add(name)
+    return found
+
+
+def test_every_variable_the_compose_file_sets_is_in_the_operations_table() -> None:
+    page = (DOCS / "operations.md").read_text()
+    section = page[page.index("### Every variable the compose file sets") :]
+    section = section[: section.index("\n### ", 1)]
+    rows = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
+    listed = {name for row in rows for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", row)}
+    variables = _compose_variables()
+    assert len(variables) > 40, "the compose file was read"
+    missing = sorted(set(variables) - listed)
+    assert not missing, f"docker/compose.yaml sets {missing}: add a row to operations.md's table of them"
+    assert not listed - set(variables), "the table lists only what compose sets"

@@ -9,31 +9,50 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from sluice.services.spark import ASSUMED_ROLE_OPTION
+
 if TYPE_CHECKING:
+    from airflow.providers.amazon.aws.utils.connection_wrapper import AwsConnectionWrapper
+
     from sluice.services.storage import PipelineStore
     from sluice.spec.errors import SpecIssue
     from sluice.spec.loader import LoadedSpec
 
 
 def s3_filesystem_options(conn_id: str) -> dict[str, Any]:
-    """s3fs options (keys, session token, endpoint, region) from an Airflow ``aws`` connection.
+    """s3fs options (keys, session token, endpoint, region, role) from an Airflow ``aws`` connection.
 
     The amazon provider's connection wrapper does the reading, so an endpoint in the
     connection's extra (MinIO, a moto server) and the region are honoured as they are for
     the landing zone's boto3 client.
+
+    With ``role_arn`` in the extra, the store works as the role, as the provider's own clients
+    do: s3fs gets the provider's session (its credentials come from STS AssumeRole, with the
+    connection's ``assume_role_kwargs``, and are renewed before they expire) instead of the
+    keys, and ``s3a_assumed_role`` describes the same role for Spark's S3A
+    (:func:`sluice.services.spark.s3a_conf`): its ARN, session name, external id, duration,
+    policy, the STS endpoint the provider would call (``service_config.sts.endpoint_url``,
+    never the connection's ``endpoint_url``) and the keys that authenticate the AssumeRole call.
 
     Args:
         conn_id: The Airflow connection id (``aws_default`` unless the spec names another).
     """
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-    config = S3Hook(aws_conn_id=conn_id).conn_config
-    options: dict[str, Any] = {}
+    hook = S3Hook(aws_conn_id=conn_id)
+    config = hook.conn_config
+    keys: dict[str, Any] = {}
     if config.aws_access_key_id:
-        options["key"] = config.aws_access_key_id
-        options["secret"] = config.aws_secret_access_key
+        keys["key"] = config.aws_access_key_id
+        keys["secret"] = config.aws_secret_access_key
     if config.aws_session_token:
-        options["token"] = config.aws_session_token
+        keys["token"] = config.aws_session_token
+    options: dict[str, Any] = {}
+    if config.role_arn:
+        options["session"] = hook.get_session(deferrable=True)
+        options[ASSUMED_ROLE_OPTION] = _assumed_role(conn_id, config) | keys
+    else:
+        options.update(keys)
     client_kwargs = {
         name: value
         for name, value in (("endpoint_url", config.endpoint_url), ("region_name", config.region_name))
@@ -42,6 +61,28 @@ def s3_filesystem_options(conn_id: str) -> dict[str, Any]:
     if client_kwargs:
         options["client_kwargs"] = client_kwargs
     return options
+
+
+def _assumed_role(conn_id: str, config: AwsConnectionWrapper) -> dict[str, Any]:
+    """The role a connection assumes, as :func:`sluice.services.spark.s3a_conf` reads it."""
+    from slugify import slugify
+
+    kwargs = config.assume_role_kwargs
+    role: dict[str, Any] = {
+        "conn_id": conn_id,
+        "role_arn": config.role_arn,
+        "method": config.assume_role_method,
+        # the provider's default session name, so CloudTrail shows one name for both clients
+        "session_name": kwargs.get("RoleSessionName") or slugify(f"Airflow_{conn_id}", regex_pattern=r"[^\w+=,.@-]+"),
+    }
+    for name, arg in (("external_id", "ExternalId"), ("duration_seconds", "DurationSeconds"), ("policy", "Policy")):
+        if kwargs.get(arg):
+            role[name] = kwargs[arg]
+    sts = config.get_service_endpoint_url("sts", sts_connection_assume=True)
+    if sts:
+        role["sts_endpoint"] = sts
+        role["sts_region"] = config.get_service_config("sts").get("region_name") or config.region_name
+    return role
 
 
 def open_pipeline_store(loaded: LoadedSpec) -> PipelineStore:
