@@ -10,6 +10,7 @@ import pytest
 from sluice.airflow.doctor import (
     Finding,
     check_connections,
+    check_landing,
     check_mlflow,
     check_pools,
     check_smtp,
@@ -73,6 +74,34 @@ def test_storage_that_cannot_be_written_is_named(project: Project, tmp_path: Pat
     bad = only(check_storage(loaded(project, storage={"root": str(blocked)})), "storage")
     assert not bad.ok and bad.fix
     assert only(check_storage(loaded(project)), "storage").ok
+
+
+@pytest.mark.integration
+def test_an_s3_landing_zone_is_listed_with_its_connection_and_a_missing_bucket_is_named(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.object_store import s3_server_process
+
+    source = {"uri": "s3://landing/flights", "pattern": "*.parquet", "conn_id": "landing"}
+    assert check_landing(loaded(project)) == [], "a local landing folder needs no listing"
+    with s3_server_process() as s3:
+        s3.create_bucket("landing")
+        s3.client().put_object(Bucket="landing", Key="flights/2013-01.parquet", Body=b"PAR1")
+        connection = {
+            "conn_type": "aws",
+            "login": s3.key,
+            "password": s3.secret,
+            "extra": {"endpoint_url": s3.endpoint, "region_name": s3.region},
+        }
+        monkeypatch.setenv("AIRFLOW_CONN_LANDING", json.dumps(connection))
+        ok = only(check_landing(loaded(project, source=source)), "landing zone")
+        assert ok.ok and "s3://landing/flights" in ok.detail and "1 objects" in ok.detail
+
+        missing = only(
+            check_landing(loaded(project, source={**source, "uri": "s3://no-such-bucket/x"})), "landing zone"
+        )
+        assert not missing.ok and "NoSuchBucket" in missing.detail
+        assert "bucket no-such-bucket exists" in missing.fix and "s3:ListBucket" in missing.fix
 
 
 def test_a_spark_master_that_does_not_answer_and_missing_s3a_jars_are_named(

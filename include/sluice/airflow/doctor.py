@@ -1,12 +1,12 @@
 """``sluice doctor``: check the live setup a spec needs, and name the fix of each broken part.
 
 Lint checks what a spec says; the doctor checks what it needs from the running world: the
-Airflow connections it names exist (whether their servers answer is the storage and SMTP
-checks' job), the pools its tasks wait in exist, the MLflow store answers, the pipeline's
-storage takes a write, the Spark master answers and the S3A jars are here, the executor's
-workers answer, and the SMTP server of the alert emails accepts a connection. Each check is
-one small function returning a :class:`Finding`; none changes anything but a probe object
-that it removes again.
+Airflow connections it names exist (whether their servers answer is the storage, landing and
+SMTP checks' job), the pools its tasks wait in exist, the MLflow store answers, the pipeline's
+storage takes a write, an S3 landing zone can be listed with its connection, the Spark master
+answers and the S3A jars are here, the executor's workers answer, and the SMTP server of the
+alert emails accepts a connection. Each check is one small function returning a
+:class:`Finding`; none changes anything but a probe object that it removes again.
 """
 
 from __future__ import annotations
@@ -135,6 +135,31 @@ def check_storage(loaded: LoadedSpec) -> list[Finding]:
     return [Finding("storage", True, f"{store.location()} is writable")]
 
 
+def check_landing(loaded: LoadedSpec) -> list[Finding]:
+    """An S3 landing zone can be listed with its connection, as the ``land`` task lists it."""
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    from sluice.plan.build import landing_config
+    from sluice.plan.model import S3Landing
+
+    landing = landing_config(loaded)
+    if not isinstance(landing, S3Landing):
+        return []
+    where = f"s3://{landing.bucket}/{landing.prefix}"
+    try:
+        client = S3Hook(aws_conn_id=landing.conn_id).get_conn()
+        listed = client.list_objects_v2(Bucket=landing.bucket, Prefix=landing.prefix, MaxKeys=100)
+    except Exception as exc:
+        fix = (
+            f"check that bucket {landing.bucket} exists at connection {landing.conn_id}'s endpoint and that its "
+            f"credentials may list it (s3:ListBucket on the bucket, s3:GetObject under the prefix)"
+        )
+        return [Finding("landing zone", False, f"{where}: {type(exc).__name__}: {exc}", fix)]
+    count = len(listed.get("Contents", []))
+    more = "+" if listed.get("IsTruncated") else ""
+    return [Finding("landing zone", True, f"{where} lists ({count}{more} objects) with connection {landing.conn_id}")]
+
+
 def check_spark(loaded: LoadedSpec) -> list[Finding]:
     """With a Spark cluster, its master answers; with s3:// storage, the S3A jars are here."""
     from sluice.services.spark_jars import S3AJarsError, default_jars_dir, s3a_jars
@@ -206,6 +231,7 @@ CHECKS: tuple[Check, ...] = (
     check_pools,
     check_mlflow,
     check_storage,
+    check_landing,
     check_spark,
     check_workers,
     check_smtp,
