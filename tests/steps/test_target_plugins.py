@@ -197,11 +197,19 @@ PROBE = textwrap.dedent(
         print(json.dumps({"renderer_imported_by_plan": early, "tasks": tasks}))
         return 0
 
+    def load(folder):
+        # What the DAG file registers for a folder of specs.
+        from sluice.airflow.loader import build_all
+
+        dags = build_all(folder)
+        print(json.dumps({dag_id: dag.description for dag_id, dag in sorted(dags.items())}))
+        return 0
+
     answers = {}
     for name, argv in json.loads(sys.argv[1]).items():
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = render(argv[1]) if argv[0] == "@render" else main(argv)
+            code = render(argv[1]) if argv[0] == "@render" else load(argv[1]) if argv[0] == "@load" else main(argv)
         answers[name] = [code, out.getvalue(), err.getvalue()]
     print(json.dumps(answers))
     """
@@ -223,9 +231,11 @@ def _package(root: Path, entry_points: str = ENTRY_POINTS) -> Path:
     return root
 
 
-def _spec(folder: Path, name: str, deployment: dict[str, object]) -> Path:
+def _spec(folder: Path, name: str, deployment: dict[str, object], *, own_landing: bool = False) -> Path:
     data = demo_spec_dict()
     data["pipeline"] = name
+    if own_landing:
+        data["source"]["uri"] = f"data/landing/{name}"
     data["deployment"] = deployment
     data["validation"]["expectations"].append({"type": "unique", "column": "origin"})
     path = folder / f"{name}.pipeline.yaml"
@@ -338,6 +348,22 @@ def test_a_deploy_target_with_its_own_step_kind_and_an_expectation_type_from_ano
             in err
         )
         assert "deploy_kubernetes" in err and "sluice.step_kinds" in err, err
+    # A package whose renderer fails to import: in the DAG file its pipeline becomes the
+    # placeholder DAG naming the package, and a pipeline on sluice's own kinds is registered.
+    broken = _package(tmp_path / "broken")
+    (broken / "floppy_sluice" / "render.py").write_text("raise ImportError('no drive in this machine')\n")
+    folder = tmp_path / "dags"
+    folder.mkdir()
+    _spec(folder, "floppy_one", {"target": "floppy"}, own_landing=True)
+    _spec(folder, "local_one", {"target": "local"}, own_landing=True)
+    (code, out, _) = _sluice(broken, {"load": ["@load", str(folder)]})["load"]
+    dags = json.loads(out.splitlines()[-1])
+    assert {"local_one__ingest", "local_one__train", "floppy_one__spec_error"} <= set(dags), dags
+    assert not any(d.startswith("floppy_one__") and not d.endswith("__spec_error") for d in dags), dags
+    assert (
+        "'deploy_floppy' of distribution floppy-sluice 1.0: its renderer 'floppy_sluice.render:deploy_floppy'"
+        in (dags["floppy_one__spec_error"])
+    )
     # And no sluice file was touched to add them.
     assert _git_status() == before
 
