@@ -22,6 +22,7 @@ from airflow.sdk import DAG
 
 from sluice.airflow.render import START_DATE, render_dag
 from sluice.plan import build_plan
+from sluice.plan.model import PlanError
 from sluice.spec.errors import SpecError, SpecIssue
 from sluice.spec.loader import SPEC_SUFFIX, LoadReport, load_files
 
@@ -102,6 +103,9 @@ def _compile(report: LoadReport) -> dict[str, Any]:
                 dag = render_dag(plan, dag_plan)
                 dag.validate()
                 built.append(dag)
+        except PlanError as exc:  # e.g. a deploy target asking for a step kind no package declares
+            report.errors[str(loaded.path)] = SpecError([loaded.issue(exc.where, str(exc), exc.hint)])
+            continue
         except Exception as exc:  # a renderer bug or an Airflow rejection stays with its own spec
             message = f"cannot build DAG{current}: {type(exc).__name__}: {exc}"
             report.errors[str(loaded.path)] = SpecError([SpecIssue(str(loaded.path), None, None, "", message)])

@@ -1,12 +1,18 @@
-"""Render a plan into Airflow DAGs: one renderer per step kind, registered by name."""
+"""Render a plan into Airflow DAGs: one renderer per step kind, registered by name.
+
+sluice's own kinds register here with :func:`renderer`; another package's kind names its
+renderer in its :class:`sluice.plan.model.StepKind` (``module:function``), imported by
+:func:`renderer_of` when a DAG with such a step is rendered.
+"""
 
 from __future__ import annotations
 
 import functools
+import importlib
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from airflow.sdk import DAG, Asset, BaseOperator
 
@@ -19,7 +25,9 @@ from sluice.plan.model import (
     Schedule,
     Step,
     WatchConfig,
+    plugin_step_kinds,
 )
+from sluice.spec.plugins import STEP_KINDS_GROUP, PluginError, distribution
 
 Renderer = Callable[[Step, PipelinePlan], BaseOperator]
 RENDERERS: dict[str, Renderer] = {}
@@ -50,7 +58,12 @@ def _asset(uri: str) -> Asset:
     return Asset(uri)
 
 
-def _common(step: Step, plan: PipelinePlan) -> dict[str, Any]:
+def operator_kwargs(step: Step, plan: PipelinePlan) -> dict[str, Any]:
+    """The operator arguments every sluice task gets, for a renderer to pass on (``**operator_kwargs(...)``).
+
+    Task id, retries, documentation, outlets, pool, time limit and the alert callbacks the
+    plan asks for; another package's renderer passes them so its task behaves as sluice's do.
+    """
     kwargs: dict[str, Any] = {
         "task_id": step.task_id,
         "retries": step.retries,
@@ -112,7 +125,7 @@ def _wait_for_files(step: Step, plan: PipelinePlan) -> BaseOperator:
             use_regex=True,
             aws_conn_id=landing.conn_id,
             **waiting,
-            **_common(step, plan),
+            **operator_kwargs(step, plan),
         )
     from sluice.airflow.sensors.inbox import InboxFileSensor
 
@@ -125,7 +138,7 @@ def _wait_for_files(step: Step, plan: PipelinePlan) -> BaseOperator:
         settle_seconds=config.settle_seconds,
         csv=config.csv,
         **waiting,
-        **_common(step, plan),
+        **operator_kwargs(step, plan),
     )
 
 
@@ -158,7 +171,7 @@ def _python_step(step: Step, plan: PipelinePlan) -> BaseOperator:
         op_kwargs["asset_uri"] = step.outlets[0]
     if step.kind == "alert_drift":
         op_kwargs |= {"to": list(plan.alert_emails), "smtp_conn_id": SMTP_CONN_ID}
-    return PythonOperator(python_callable=task_callable(step.kind), op_kwargs=op_kwargs, **_common(step, plan))
+    return PythonOperator(python_callable=task_callable(step.kind), op_kwargs=op_kwargs, **operator_kwargs(step, plan))
 
 
 def task_callable(kind: str) -> Callable[..., Any]:
@@ -188,7 +201,7 @@ def _approve(step: Step, plan: PipelinePlan) -> BaseOperator:
         pipeline=plan.pipeline,
         # No defaults: a timeout fails the task (red in the UI) instead of choosing silently.
         response_timeout=timedelta(hours=_config(step, ApprovalConfig).timeout_hours),
-        **_common(step, plan),
+        **operator_kwargs(step, plan),
     )
 
 
@@ -205,8 +218,39 @@ def _deploy_kubernetes(step: Step, plan: PipelinePlan) -> BaseOperator:
         # The promotion is read as its record when the task runs, not templated out of a dict.
         version_from=config.version_from,
         airflow_run_id="{{ run_id }}",
-        **_common(step, plan),
+        **operator_kwargs(step, plan),
     )
+
+
+def renderer_of(kind: str) -> Renderer:
+    """The renderer of step ``kind``: sluice's own, or the one another package's :class:`StepKind` names.
+
+    Raises:
+        PluginError: The package's renderer cannot be imported or is no function (the
+            message names the package, the entry point and the cause).
+        KeyError: No kind of that name (a built plan has none: :class:`Step` checks it).
+    """
+    if kind in RENDERERS:
+        return RENDERERS[kind]
+    return _plugin_renderer(kind)
+
+
+def _plugin_renderer(kind: str) -> Renderer:
+    where = plugin_step_kinds()[kind].renderer
+    dist = distribution(STEP_KINDS_GROUP, kind)
+    module, _, attr = where.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module), attr)
+    except Exception as exc:
+        raise PluginError(
+            f"{STEP_KINDS_GROUP} '{kind}' of distribution {dist}: its renderer '{where}' failed to import: "
+            f"{type(exc).__name__}: {exc}; fix or uninstall {dist.split()[0]}"
+        ) from exc
+    if not callable(fn):
+        raise PluginError(
+            f"{STEP_KINDS_GROUP} '{kind}' of distribution {dist}: its renderer '{where}' is {fn!r}, not a function"
+        )
+    return cast(Renderer, fn)
 
 
 def _landing(plan: PipelinePlan) -> dict[str, Any]:
@@ -279,7 +323,7 @@ def render_dag(plan: PipelinePlan, dag_plan: DagPlan) -> DAG:
     from sluice.airflow.links import links_for
 
     with dag:
-        ops = {step.task_id: RENDERERS[step.kind](step, plan) for step in dag_plan.steps}
+        ops = {step.task_id: renderer_of(step.kind)(step, plan) for step in dag_plan.steps}
     for task_id, op in ops.items():
         extra = links_for(task_id, plan.spec_path)
         if extra:

@@ -104,10 +104,25 @@ def _feature_probe(specs: list[LoadedSpec]) -> FeatureProbe:
     return FeatureProbe(specs)
 
 
+def _plan_issues(loaded: LoadedSpec) -> list[SpecIssue]:
+    """The plan's refusal of a spec that loaded, e.g. a deploy target asking for a step kind no package declares.
+
+    The DAG file compiles every spec into a plan; lint and plan refuse what it would.
+    """
+    from sluice.plan import build_plan
+    from sluice.plan.model import PlanError
+
+    try:
+        build_plan(loaded)
+    except PlanError as exc:
+        return [loaded.issue(exc.where, str(exc), exc.hint)]
+    return []
+
+
 def _lint_issues(loaded: LoadedSpec, shown: str, probe: FeatureProbe | None) -> list[SpecIssue]:
     """Errors and warnings of a spec that loaded, naming ``shown``.
 
-    The schema warning always; with ``probe`` (not ``--no-import``), the checks the DAG file
+    The schema warning and the plan's errors always; with ``probe`` (not ``--no-import``), the checks the DAG file
     never runs: the model class imports, the Airflow connections an s3:// root or landing zone
     names exist, and the training columns are in the feature job's output.
     """
@@ -115,7 +130,7 @@ def _lint_issues(loaded: LoadedSpec, shown: str, probe: FeatureProbe | None) -> 
 
     from sluice.spec.checks import check_feature_columns, schema_warnings
 
-    found = schema_warnings(loaded, shown)
+    found = schema_warnings(loaded, shown) + _plan_issues(loaded)
     if probe is not None:
         from sluice.airflow.runtime.connections import connection_issues
         from sluice.spec.checks import lint_checks

@@ -10,11 +10,12 @@ from sluice.plan.model import (
     Landing,
     LocalLanding,
     PipelinePlan,
-    PodDeployConfig,
+    PlanError,
     S3Landing,
     Schedule,
     Step,
     WatchConfig,
+    make_config,
 )
 from sluice.spec.loader import LoadedSpec
 from sluice.spec.targets import Watch
@@ -283,20 +284,32 @@ def _with_defaults(dag: DagPlan) -> DagPlan:
 
 
 def _deploy_step(loaded: LoadedSpec) -> Step:
-    """The train DAG's ``deploy`` task, as the spec's deploy target asks for it (its kind, config and limits)."""
+    """The train DAG's ``deploy`` task, as the spec's deploy target asks for it (its kind, config and limits).
+
+    Raises:
+        PlanError: The target asks for a step kind no installed package declares, or with a
+            config its kind refuses (placed at ``deployment.target``).
+    """
     deployment = loaded.spec.deployment
     asked = deployment.target_spec.deploy_step(loaded.spec.pipeline, deployment.settings)
-    step = Step(
-        "deploy",
-        asked.kind,
-        upstream=("promote",),
-        doc=asked.doc,
-        # A target's own kind (the Kubernetes deployer pod) gets its settings typed; ``deploy``
-        # calls the run-time target's deploy() and needs none.
-        config=None if asked.kind == "deploy" else PodDeployConfig(**asked.config),
-        alert="deploy",
-        timeout_minutes=asked.timeout_minutes,
-    )
+    try:
+        # A kind's config is typed by the kind (sluice's own or another package's);
+        # ``deploy`` calls the run-time target's deploy() and takes none.
+        step = Step(
+            "deploy",
+            asked.kind,
+            upstream=("promote",),
+            doc=asked.doc,
+            config=make_config(asked.kind, asked.config),
+            alert="deploy",
+            timeout_minutes=asked.timeout_minutes,
+        )
+    except PlanError as exc:
+        raise PlanError(
+            f"deploy target '{deployment.target}' asks for a deploy step that cannot be built: {exc}",
+            where="deployment.target",
+            hint=exc.hint or f"fix the package that declares the target '{deployment.target}'",
+        ) from None
     return step if asked.retries is None else dataclasses.replace(step, retries=asked.retries)
 
 

@@ -1,6 +1,6 @@
-"""Entry points: how sluice finds its deploy targets and expectation types, and a third party's.
+"""Entry points: how sluice finds its deploy targets, expectation types and step kinds, and a third party's.
 
-A package adds a deploy target or an expectation type by declaring an entry point in one of
+A package adds a deploy target, an expectation type or a step kind by declaring an entry point in one of
 these groups in its own ``pyproject.toml``; installing it is the whole change, no sluice
 file is edited (see ``CONTRIBUTING.md``). sluice declares its own the same way.
 
@@ -8,6 +8,10 @@ file is edited (see ``CONTRIBUTING.md``). sluice declares its own the same way.
   settings model, its deploy step and its questions; its run-time class by import path).
 - ``sluice.expectations``: type name -> an :class:`sluice.spec.expectations.ExpectationSpec`
   subclass whose ``type`` literal is that name.
+- ``sluice.step_kinds``: kind name -> a :class:`sluice.plan.model.StepKind` (the config type
+  the plan checks a step of that kind against, and its Airflow renderer by import path,
+  imported only when a DAG is rendered). sluice's own kinds are built in
+  (:data:`sluice.plan.model.STEP_KINDS`); this group holds other packages' only.
 
 Discovery runs once per process (the spec models are built from it) and reads only package
 metadata and the modules the entry points name.
@@ -23,11 +27,13 @@ from typing import Any
 DEPLOY_TARGETS_GROUP = "sluice.deploy_targets"
 #: Entry-point group of expectation types.
 EXPECTATIONS_GROUP = "sluice.expectations"
+#: Entry-point group of step kinds (other packages'; sluice's own are built in).
+STEP_KINDS_GROUP = "sluice.step_kinds"
 #: sluice's own distribution: its entry points come first.
 SLUICE_DIST = "sluice"
 
 
-#: Group -> entry-point name -> distribution name, as :func:`discover` found them.
+#: Group -> entry-point name -> distribution name and version, as :func:`discover` found them.
 _OWNERS: dict[str, dict[str, str]] = {}
 
 
@@ -81,13 +87,21 @@ def discover(group: str) -> dict[str, Any]:
                 f"{type(exc).__name__}: {exc}; fix or uninstall {dist.split()[0]}"
             ) from exc
         owner[ep.name] = dist
-    _OWNERS[group] = {name: dist.split()[0] for name, dist in owner.items()}
+    _OWNERS[group] = owner
     return found
 
 
 def is_sluices_own(group: str, name: str) -> bool:
     """Whether sluice itself declares the entry point ``name`` of ``group`` (after :func:`discover`)."""
-    return _OWNERS.get(group, {}).get(name) == SLUICE_DIST
+    return distribution(group, name).split()[0] == SLUICE_DIST
+
+
+def distribution(group: str, name: str) -> str:
+    """``"<name> <version>"`` of the distribution that declares ``name`` in ``group`` (after :func:`discover`).
+
+    Returns "an unknown distribution" when :func:`discover` did not find it.
+    """
+    return _OWNERS.get(group, {}).get(name, "an unknown distribution")
 
 
 def forget() -> None:
