@@ -9,11 +9,13 @@ the rest of Airflow, the Celery workers and Flower.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import socket
 import subprocess
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,10 +140,23 @@ def _run_quietly(cmd: list[str]) -> None:
 # --- the servers: PostgreSQL, Redis, S3 -----------------------------------------------------
 
 
+def postgres_socket_dir(kit: Kit) -> Path:
+    """Where the local PostgreSQL puts its Unix socket: ``<state>/postgres/socket``, or a short folder.
+
+    A socket's path is at most 107 bytes (``.s.PGSQL.<port>`` included): a deep state folder
+    gets ``/tmp/sluice-pg-<digest of the state folder>`` instead (the same one every time).
+    """
+    inside = kit.state / "postgres" / "socket"
+    if len(str(inside)) + len("/.s.PGSQL.65535") <= 107:
+        return inside
+    digest = hashlib.sha256(str(kit.state.resolve()).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"sluice-pg-{digest}"
+
+
 def postgres_part(kit: Kit) -> Part:
     """PostgreSQL as the ``postgres`` user (as root) with roles ``airflow`` and ``mlflow``, their databases."""
     folder = kit.state / "postgres"
-    data, sock, port = folder / "data", folder / "socket", kit.port("SLUICE_KIT_POSTGRES_PORT")
+    data, sock, port = folder / "data", postgres_socket_dir(kit), kit.port("SLUICE_KIT_POSTGRES_PORT")
 
     def prepare() -> None:
         commands.ensure_debian_packages("/usr/lib/postgresql/*/bin/initdb", ["postgresql"])
@@ -329,7 +344,8 @@ def spark_parts(kit: Kit) -> list[Part]:
 
     def worker_alive() -> bool:
         workers = spark_state(kit)["workers"]
-        return any(w["state"] == "ALIVE" and w["webuiaddress"].endswith(f":{worker_ui}") for w in workers)
+        mine = [w for w in workers if str(w.get("webuiaddress", "")).endswith(f":{worker_ui}")]
+        return any(w["state"] == "ALIVE" for w in mine or workers)
 
     def launch_worker() -> Launch:
         cores, memory = kit.number("SLUICE_KIT_SPARK_WORKER_CORES"), kit.get("SLUICE_KIT_SPARK_WORKER_MEMORY")

@@ -74,6 +74,8 @@ def spawn(kit: Kit, part: Part) -> subprocess.Popen[bytes]:
     import psutil
 
     launch = part.launch()
+    if launch.cwd is not None:  # a host that runs the scheduler alone has no Airflow home yet
+        launch.cwd.mkdir(parents=True, exist_ok=True)
     log = log_file(kit, part.name)
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
