@@ -25,6 +25,7 @@ import json
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -441,8 +442,6 @@ def airflow_celery(
     secret key, Fernet key) are set explicitly, as on a cluster of hosts. ``extra_env`` goes
     into every component's environment last (connections, MLflow, PYTHONPATH...).
     """
-    import socket
-
     from sluice.airflow.runtime.standalone import isolated_env
 
     started = time.monotonic()
@@ -724,3 +723,43 @@ def production_stack(root: Path | None = None, jars: Path | None = None) -> Iter
     finally:
         if root is None:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+@dataclass
+class KitStack:
+    """The production shape the kit started (``sluice production up``), seen as the demo sees a :class:`Stack`.
+
+    What :mod:`demo.run_production` reads of a stack: its folder, DAG folder, S3 server, Airflow
+    API and Spark master. Its parts are the kit's (``sluice production status|down``), not
+    processes of this one.
+    """
+
+    root: Path
+    kit: Any
+    s3: ObjectStore
+    airflow: AirflowCelery
+    spark: SparkCluster
+
+    @property
+    def dags_folder(self) -> Path:
+        """Where the Airflow DAG processor reads DAG files (the kit's ``AIRFLOW__CORE__DAGS_FOLDER``)."""
+        return Path(self.airflow.env["AIRFLOW__CORE__DAGS_FOLDER"])
+
+
+#: Either shape, for the code that only plays the demo on it.
+AnyStack = Stack | KitStack
+
+
+def kit_stack(env_file: Path) -> KitStack:
+    """The running kit of ``env_file`` as a :class:`KitStack`."""
+    from sluice.production.envfile import load
+    from sluice.production.parts import airflow_env, api_url, s3_access
+
+    kit = load(env_file)
+    access = s3_access(kit)
+    store = ObjectStore(access["endpoint"], access["key"], access["secret"], access["region"])
+    env = airflow_env(kit)
+    airflow = AirflowCelery(api_url=api_url(kit), home=Path(env["AIRFLOW_HOME"]), env=env)
+    airflow.workers = tuple(f"{name}@{socket.gethostname()}" for name, _ in kit.workers)
+    spark_ui = f"http://{kit.get('SLUICE_KIT_SPARK_HOST')}:{kit.port('SLUICE_KIT_SPARK_UI_PORT')}"
+    return KitStack(env_file.parent, kit, store, airflow, SparkCluster(kit.get("SLUICE_KIT_SPARK_MASTER"), spark_ui))

@@ -209,6 +209,11 @@ DEFAULT_PORTS = {
 }
 
 
+def port_variables() -> list[str]:
+    """Every variable of the template that names one port (the workers' list of ports is not one)."""
+    return [entry.name for _, _, entries in SECTIONS for entry in entries if entry.name.endswith("_PORT")]
+
+
 def _fields(folder: Path, project: Path) -> dict[str, str]:
     """The values a new file gets: its folders, default ports and fresh secrets."""
     from cryptography.fernet import Fernet

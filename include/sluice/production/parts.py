@@ -144,13 +144,16 @@ def postgres_socket_dir(kit: Kit) -> Path:
     """Where the local PostgreSQL puts its Unix socket: ``<state>/postgres/socket``, or a short folder.
 
     A socket's path is at most 107 bytes (``.s.PGSQL.<port>`` included): a deep state folder
-    gets ``/tmp/sluice-pg-<digest of the state folder>`` instead (the same one every time).
+    gets ``sluice-pg-<digest of the state folder>`` in the temporary folder (or ``/tmp`` when
+    that is deep too), the same one every time.
     """
+    fits = 107 - len("/.s.PGSQL.65535")
     inside = kit.state / "postgres" / "socket"
-    if len(str(inside)) + len("/.s.PGSQL.65535") <= 107:
+    if len(str(inside)) <= fits:
         return inside
-    digest = hashlib.sha256(str(kit.state.resolve()).encode()).hexdigest()[:12]
-    return Path(tempfile.gettempdir()) / f"sluice-pg-{digest}"
+    name = f"sluice-pg-{hashlib.sha256(str(kit.state.resolve()).encode()).hexdigest()[:12]}"
+    short = Path(tempfile.gettempdir()) / name
+    return short if len(str(short)) <= fits else Path("/tmp") / name  # noqa: S108 (a socket folder of ours)
 
 
 def postgres_part(kit: Kit) -> Part:
