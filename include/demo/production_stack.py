@@ -417,6 +417,21 @@ class AirflowCelery:
         return str(resp.json()["access_token"])
 
 
+#: Airflow's ``[core] hostname_callable`` for the workers: the Celery hostname (``w1@host``)
+#: becomes each task instance's ``hostname``, as it would be the host's name on a real cluster.
+#: The harness keeps its own copy of :func:`sluice.production.commands.celery_hostname` on its
+#: workers' PYTHONPATH (as before the kit), which wins over the kit's default.
+HOSTNAME_MODULE = '''"""Task instance hostnames of the harness's Celery workers (one machine, two names)."""
+
+import os
+
+
+def celery_hostname() -> str:
+    """The worker's Celery hostname, ``SLUICE_CELERY_HOSTNAME``."""
+    return os.environ["SLUICE_CELERY_HOSTNAME"]
+'''
+
+
 def _create_pools(env: dict[str, str]) -> None:
     """The pool the plan puts Spark tasks in (``sluice bootstrap`` makes it on the embedded default)."""
     cmd = commands.airflow_command("pools", "set", "sluice_spark", "1", "one Spark job at a time")
@@ -446,6 +461,9 @@ def airflow_celery(
 
     started = time.monotonic()
     project = procs.root / "airflow"
+    pythonpath = project / "pythonpath"
+    pythonpath.mkdir(parents=True, exist_ok=True)
+    (pythonpath / "stack_hostname.py").write_text(HOSTNAME_MODULE)
     extra = {
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": pg.url("airflow"),
@@ -484,7 +502,11 @@ def airflow_celery(
             procs.spawn(f"airflow-{component}", [*airflow, component], env, cwd=project)
         for name, worker in zip(names, workers, strict=True):
             # The Celery name as the task instances' hostname; a log server port of its own.
-            worker_env = commands.celery_worker_env(env, name, free_port())
+            hostname = {
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(pythonpath), env.get("PYTHONPATH")])),
+                "AIRFLOW__CORE__HOSTNAME_CALLABLE": "stack_hostname.celery_hostname",
+            }
+            worker_env = commands.celery_worker_env({**env, **hostname}, name, free_port())
             cmd = commands.celery_worker_command(name, 2)
             procs.spawn(f"airflow-worker-{worker}", cmd, worker_env, cwd=project)
 

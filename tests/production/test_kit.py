@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -25,7 +26,7 @@ from sluice.airflow.runtime.standalone import free_port
 from sluice.production import commands
 from sluice.production.envfile import load
 from sluice.production.parts import s3_client
-from sluice.production.supervise import leftovers, sessions
+from sluice.production.supervise import leftovers, sessions, tail
 
 pytestmark = [pytest.mark.production, pytest.mark.timeout(3600)]
 
@@ -113,7 +114,23 @@ def wait(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def run_dag(url: str, password: str) -> list[dict[str, object]]:
+def diagnosis(api: requests.Session, run: str, instances: list[dict[str, Any]], state: Path) -> str:
+    """What a failed run left to read: each task instance, its log, the end of the workers' and scheduler's logs.
+
+    The state folder is under the session's temporary folder, removed when the session ends.
+    """
+    lines = []
+    for ti in instances:
+        lines.append(json.dumps({k: ti.get(k) for k in ("task_id", "state", "hostname", "try_number", "queue")}))
+        for attempt in range(1, int(ti.get("try_number") or 1) + 1):
+            log = api.get(f"{run}/taskInstances/{ti['task_id']}/logs/{attempt}", timeout=60)
+            lines.append(f"--- task log, try {attempt} ({log.status_code}):\n{log.text[-6000:]}")
+    for part in ("airflow-worker-w1", "airflow-worker-w2", "airflow-scheduler"):
+        lines.append(f"--- the end of {part}.log:\n{tail(state / 'logs' / f'{part}.log', 60)}")
+    return "\n".join(lines)
+
+
+def run_dag(url: str, password: str, state: Path) -> list[dict[str, Any]]:
     """Unpause and trigger the smoke DAG through the REST API; its task instances once it finished."""
     api = requests.Session()
     api.headers["Authorization"] = f"Bearer {token(url, password)}"
@@ -123,10 +140,12 @@ def run_dag(url: str, password: str) -> list[dict[str, object]]:
     resp = api.post(f"{base}/dagRuns", json={"logical_date": None}, timeout=30)
     resp.raise_for_status()
     run = f"{base}/dagRuns/{resp.json()['dag_run_id']}"
-    state = wait(lambda: (s := api.get(run, timeout=30).json()["state"]) in ("success", "failed") and s, 600, "the run")
-    instances = api.get(f"{run}/taskInstances", timeout=30).json()["task_instances"]
-    assert state == "success", instances
-    return list(instances)
+    finished = wait(
+        lambda: (s := api.get(run, timeout=30).json()["state"]) in ("success", "failed") and s, 600, "the run"
+    )
+    instances = list(api.get(f"{run}/taskInstances", timeout=30).json()["task_instances"])
+    assert finished == "success", diagnosis(api, run, instances, state)
+    return instances
 
 
 def check_every_part_answers(env_file: Path) -> None:
@@ -187,7 +206,7 @@ def test_kit_starts_every_part_on_chosen_ports_and_stops_them_all(tmp_path: Path
         states = {line.split()[0]: line.split()[1] for line in status.stdout.splitlines()}
         assert states == dict.fromkeys(PARTS, "running")
         check_every_part_answers(env_file)
-        instances = run_dag(airflow, password)
+        instances = run_dag(airflow, password, folder / "state")
         assert {ti["hostname"] for ti in instances} <= {f"w1@{socket.gethostname()}", f"w2@{socket.gethostname()}"}
 
         # Twice is a no-op: nothing started again.
