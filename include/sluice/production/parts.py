@@ -492,7 +492,7 @@ def airflow_parts(kit: Kit) -> list[Part]:
             wave=2,
             listens=(("SLUICE_KIT_AIRFLOW_PORT", kit.port("SLUICE_KIT_AIRFLOW_PORT")),),
             launch=fixed(Launch(commands.airflow_command("api-server"), env, cwd)),
-            ready=answers(lambda: http_ok(f"{url}/api/v2/monitor/health")),
+            ready=answers(lambda: all(http_ok(f"{url}{path}") for path in commands.API_SERVER_READY_PATHS)),
             needs=servers,
             prepare=lambda: migrate(kit, env),
         )
