@@ -114,8 +114,12 @@ def wait(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+#: What a worker's log says about its tasks, among the libraries' start-up chatter.
+WORKER_NEWS = ("execute_workload", "Starting call", "Workload finished", "[error", "[warning", "Traceback")
+
+
 def diagnosis(api: requests.Session, run: str, instances: list[dict[str, Any]], state: Path) -> str:
-    """What a failed run left to read: each task instance, its log, the end of the workers' and scheduler's logs.
+    """What a failed run left to read: each task instance and its log, the workers' news, the scheduler's log.
 
     The state folder is under the session's temporary folder, removed when the session ends.
     """
@@ -125,8 +129,12 @@ def diagnosis(api: requests.Session, run: str, instances: list[dict[str, Any]], 
         for attempt in range(1, int(ti.get("try_number") or 1) + 1):
             log = api.get(f"{run}/taskInstances/{ti['task_id']}/logs/{attempt}", timeout=60)
             lines.append(f"--- task log, try {attempt} ({log.status_code}):\n{log.text[-6000:]}")
-    for part in ("airflow-worker-w1", "airflow-worker-w2", "airflow-scheduler"):
-        lines.append(f"--- the end of {part}.log:\n{tail(state / 'logs' / f'{part}.log', 60)}")
+    for part in ("airflow-worker-w1", "airflow-worker-w2"):
+        # A task that never started has no task log: its worker says why (a timed-out Execution API call...).
+        log = (state / "logs" / f"{part}.log").read_text(errors="replace").splitlines()
+        said = [line for line in log if any(word in line for word in WORKER_NEWS)]
+        lines.append(f"--- {part}.log, its lines about tasks and errors:\n" + "\n".join(said[-30:]))
+    lines.append(f"--- the end of airflow-scheduler.log:\n{tail(state / 'logs' / 'airflow-scheduler.log', 60)}")
     return "\n".join(lines)
 
 
