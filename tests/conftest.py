@@ -72,6 +72,8 @@ FAST_TIER = (
     "tests/test_code_shape.py",
     "tests/test_bench_report.py",
     "tests/test_docs.py",
+    "tests/production/test_kit_config.py",
+    "tests/demo/test_run_production.py",
 )
 #: What the standard library runs on import to learn the platform (``platform.architecture``
 #: runs ``file``, ``ctypes.util`` runs ``ldconfig``): allowed in the fast tier.

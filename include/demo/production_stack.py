@@ -21,14 +21,12 @@ Debian's packages, installed with ``apt-get`` the first time they are missing (a
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
 import os
 import secrets
 import shutil
-import stat
+import socket
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -44,6 +42,7 @@ from cryptography.fernet import Fernet
 from demo.object_store import ObjectStore
 from demo.process_tags import in_sessions, tagged, wait_until_empty
 from sluice.airflow.runtime.standalone import free_port
+from sluice.production import commands
 from sluice.services.processes import stop_group
 
 #: In the environment of every process a stack starts, with the stack's own value.
@@ -51,7 +50,7 @@ TAG = "SLUICE_STACK_TAG"
 #: The checkout this module belongs to: its ``include/`` goes on every component's PYTHONPATH.
 PROJECT = Path(__file__).resolve().parents[2]
 #: The Airflow connection (type aws) every component has for the stack's S3 server.
-S3_CONN_ID = "sluice_s3"
+S3_CONN_ID = commands.S3_CONN_ID
 
 #: Points of sluice's steps where the fault tests hold a task (``tests/production/test_faults.py``),
 #: each disarmed until a test arms it (:meth:`Stack.arm`; see :mod:`sluice.services.faults`).
@@ -63,7 +62,7 @@ HOLD_POINTS = (
     "train.run_started",
 )
 #: Seconds a process gets between SIGTERM and SIGKILL.
-GRACE_SECONDS = 20.0
+GRACE_SECONDS = commands.GRACE_SECONDS
 #: How long one component may take to answer (a cold start on two busy cores is slow).
 START_TIMEOUT = 300.0
 
@@ -204,21 +203,8 @@ class Processes:
 
 
 def ensure_debian_packages(binary: str, packages: list[str]) -> None:
-    """Install ``packages`` with ``apt-get`` unless ``binary`` (a path glob) exists already.
-
-    ``apt-get update`` runs only when the first install fails (stale or empty lists).
-
-    Raises:
-        subprocess.CalledProcessError: The install failed after an update too.
-    """
-    if glob.glob(binary):
-        return
-    install = ["apt-get", "install", "-y", "--no-install-recommends", *packages]
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    _say(f"installing {' '.join(packages)} (apt-get, once)")
-    if subprocess.run(install, env=env, capture_output=True, check=False).returncode != 0:
-        subprocess.run(["apt-get", "update"], env=env, capture_output=True, check=True)
-        subprocess.run(install, env=env, capture_output=True, check=True)
+    """Install ``packages`` with ``apt-get`` unless ``binary`` (a path glob) exists already (as the kit does)."""
+    commands.ensure_debian_packages(binary, packages, say=_say)
 
 
 @dataclass(frozen=True)
@@ -235,33 +221,8 @@ class Postgres:
         return f"{driver}://{self.user}@{self.host}:{self.port}/{database}"
 
 
-def _pg_bin() -> Path:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not found:
-        raise FileNotFoundError("no /usr/lib/postgresql/<version>/bin/initdb after installing postgresql")
-    return Path(found[-1]).parent
-
-
-def _let_others_through(folder: Path) -> None:
-    """Give other users search (not read) permission on the temporary folders above ``folder``.
-
-    A private temporary folder (the tests put everything under one of mode 0700, and each
-    pytest-xdist worker one more inside it) would otherwise stop the ``postgres`` user from
-    reaching its data folder. Every folder between ``folder`` and the outermost temporary root
-    it is under (``/tmp``, ``/var/tmp`` or ``$TMPDIR``) is opened, if it is ours.
-    """
-    here = folder.resolve()
-    system = (Path("/tmp"), Path("/var/tmp"))  # noqa: S108 (compared with, never written to)
-    roots = [r for r in (Path(tempfile.gettempdir()).resolve(), *system) if r in here.parents]
-    if not roots:
-        return
-    top = min(roots, key=lambda r: len(r.parts))
-    for parent in here.parents:
-        if parent == top:
-            break
-        info = parent.stat()
-        if info.st_uid == os.getuid() and not info.st_mode & stat.S_IXOTH:
-            parent.chmod(stat.S_IMODE(info.st_mode) | stat.S_IXOTH)
+#: Kept under its old name (the tests call it): the kit's :func:`sluice.production.commands.let_others_through`.
+_let_others_through = commands.let_others_through
 
 
 @contextlib.contextmanager
@@ -272,7 +233,6 @@ def postgres(procs: Processes, databases: tuple[str, ...] = ("airflow", "mlflow"
     """
     started = time.monotonic()
     ensure_debian_packages("/usr/lib/postgresql/*/bin/initdb", ["postgresql"])
-    bin_dir = _pg_bin()
     folder = procs.root / "postgres"
     data, sock = folder / "data", folder / "socket"
     for path in (folder, data, sock):
@@ -284,18 +244,10 @@ def postgres(procs: Processes, databases: tuple[str, ...] = ("airflow", "mlflow"
     shutil.chown(folder, "postgres", "postgres")
     shutil.chown(data, "postgres", "postgres")
     shutil.chown(sock, "postgres", "postgres")
-    as_pg = ["runuser", "-u", "postgres", "--"]
-    subprocess.run(
-        [*as_pg, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"],
-        check=True,
-        capture_output=True,
-    )
+    subprocess.run(commands.initdb_command(data, passwords=False, durable=False), check=True, capture_output=True)
     server = Postgres(port=free_port(), socket_dir=sock)
-    # Airflow's components, its Celery result backend and MLflow each hold a pool of connections.
-    # fsync off: the harness's data is thrown away; this is not a durability test.
-    cmd = [*as_pg, str(bin_dir / "postgres"), "-D", str(data), "-k", str(sock)]
-    cmd += ["-h", server.host, "-p", str(server.port)]
-    cmd += ["-c", "max_connections=300", "-c", "fsync=off", "-c", "synchronous_commit=off"]
+    # Not durable (fsync off): the harness's data is thrown away; this is not a durability test.
+    cmd = commands.postgres_command(data, sock, server.host, server.port, durable=False)
     procs.spawn("postgres", cmd, dict(os.environ))
     try:
         import psycopg2
@@ -314,11 +266,7 @@ def postgres(procs: Processes, databases: tuple[str, ...] = ("airflow", "mlflow"
         procs.timed("postgres", started)
         yield server
     finally:
-        subprocess.run(
-            [*as_pg, str(bin_dir / "pg_ctl"), "stop", "-D", str(data), "-m", "fast", "-t", "30"],
-            capture_output=True,
-            check=False,
-        )
+        subprocess.run(commands.pg_ctl_stop_command(data), capture_output=True, check=False)
         procs.stop("postgres")
 
 
@@ -342,9 +290,7 @@ def redis(procs: Processes) -> Iterator[Redis]:
     server = Redis(port=free_port())
     folder = procs.root / "redis"
     folder.mkdir(parents=True, exist_ok=True)
-    cmd = ["redis-server", "--port", str(server.port), "--bind", server.host, "--save", "", "--appendonly", "no"]
-    cmd += ["--daemonize", "no", "--dir", str(folder)]
-    procs.spawn("redis", cmd, dict(os.environ))
+    procs.spawn("redis", commands.redis_command(server.host, server.port, folder), dict(os.environ))
     try:
         import redis as redis_client
 
@@ -364,18 +310,16 @@ def s3_ready(store: ObjectStore) -> bool:
 def s3(procs: Processes, buckets: tuple[str, ...] = ("sluice", "mlflow")) -> Iterator[ObjectStore]:
     """moto's S3 server as its own process, with ``buckets`` created.
 
-    The state is kept in ``<root>/s3/journal.jsonl`` (:func:`demo.object_store.serve_journaled`),
+    The state is kept in ``<root>/s3/journal.jsonl`` (:func:`sluice.production.moto_journal.serve_journaled`),
     so the server killed and started again (:meth:`Processes.restart`) has what it had.
     """
     started = time.monotonic()
     folder = procs.root / "s3"
     folder.mkdir(parents=True, exist_ok=True)
     store = ObjectStore(f"http://127.0.0.1:{free_port()}")
-    port = store.endpoint.rsplit(":", 1)[1]
-    pythonpath = os.pathsep.join(filter(None, [str(PROJECT / "include"), os.environ.get("PYTHONPATH")]))
-    env = dict(os.environ, PYTHONPATH=pythonpath)
-    cmd = [sys.executable, "-m", "demo.object_store", "--port", port, "--journal", str(folder / "journal.jsonl")]
-    procs.spawn("s3", cmd, env, cwd=folder)
+    port = int(store.endpoint.rsplit(":", 1)[1])
+    cmd = commands.s3_command("127.0.0.1", port, folder / "journal.jsonl")
+    procs.spawn("s3", cmd, commands.with_pythonpath(os.environ, PROJECT / "include"), cwd=folder)
     try:
         procs.wait("s3", lambda: s3_ready(store), timeout=120)
         for bucket in buckets:
@@ -399,18 +343,8 @@ def mlflow_server(procs: Processes, pg: Postgres, store: ObjectStore) -> Iterato
     """``mlflow server`` on PostgreSQL (database ``mlflow``) with ``s3://mlflow/`` artifacts, proxied."""
     started = time.monotonic()
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_TRACKING", "MLFLOW_REGISTRY"))}
-    env.update(
-        MLFLOW_S3_ENDPOINT_URL=store.endpoint,
-        AWS_ACCESS_KEY_ID=store.key,
-        AWS_SECRET_ACCESS_KEY=store.secret,
-        AWS_DEFAULT_REGION=store.region,
-        MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
-        MLFLOW_DISABLE_TELEMETRY="true",
-    )
-    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", pg.url("mlflow")]
-    cmd += ["--artifacts-destination", "s3://mlflow/", "--serve-artifacts"]
-    cmd += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    env = commands.mlflow_env(os.environ, store.endpoint, store.key, store.secret, store.region)
+    cmd = commands.mlflow_command(pg.url("mlflow"), "s3://mlflow/", "127.0.0.1", port, workers=1)
     procs.spawn("mlflow", cmd, env, cwd=procs.root)
     server = MlflowServer(url=f"http://127.0.0.1:{port}")
     try:
@@ -443,32 +377,13 @@ def spark_cluster(procs: Processes, cores: int = 1, memory: str = "1g") -> Itera
     Started with ``bin/spark-class`` of the pyspark distribution (it ``exec``s the JVM), not
     the ``sbin`` scripts, which daemonise and would leave the PIDs to a pid file.
     """
-    import pyspark
-
     started = time.monotonic()
-    home = Path(pyspark.__file__).parent
     folder = procs.root / "spark"
-    (folder / "work").mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, SPARK_HOME=str(home), SPARK_LOCAL_IP="127.0.0.1", SPARK_DAEMON_MEMORY="512m")
-    # Executors' Python workers import what the driver's tasks ship (this checkout's sluice).
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT / "include"), os.environ.get("PYTHONPATH")]))
-    env.update(SPARK_LOG_DIR=str(folder), SPARK_WORKER_DIR=str(folder / "work"), PYSPARK_PYTHON=sys.executable)
-    # The master keeps its workers and applications in a folder (single-node recovery): a
-    # master started again on the same port finds them, and they register again by themselves.
-    # Without it, a restarted master knows no running application, which would get no executor
-    # again.
-    (folder / "recovery").mkdir(exist_ok=True)
-    env["SPARK_MASTER_OPTS"] = (
-        f"-Dspark.deploy.recoveryMode=FILESYSTEM -Dspark.deploy.recoveryDirectory={folder / 'recovery'}"
-    )
+    env = commands.spark_env(os.environ, folder, "127.0.0.1")  # recovery folder, logs, this sluice
     port, ui_port = free_port(), free_port()
     cluster = SparkCluster(master=f"spark://127.0.0.1:{port}", ui=f"http://127.0.0.1:{ui_port}")
-    spark_class = str(home / "bin" / "spark-class")
-    master = [spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1"]
-    master += ["--port", str(port), "--webui-port", str(ui_port)]
-    worker = [spark_class, "org.apache.spark.deploy.worker.Worker", cluster.master, "--host", "127.0.0.1"]
-    worker += ["--cores", str(cores), "--memory", memory, "--webui-port", str(free_port())]
-    worker += ["--work-dir", str(folder / "work")]
+    master = commands.spark_master_command("127.0.0.1", port, ui_port)
+    worker = commands.spark_worker_command(cluster.master, "127.0.0.1", cores, memory, free_port(), folder / "work")
     try:
         procs.spawn("spark-master", master, env)
         procs.wait("spark-master", lambda: "workers" in cluster.state())
@@ -504,6 +419,8 @@ class AirflowCelery:
 
 #: Airflow's ``[core] hostname_callable`` for the workers: the Celery hostname (``w1@host``)
 #: becomes each task instance's ``hostname``, as it would be the host's name on a real cluster.
+#: The harness keeps its own copy of :func:`sluice.production.commands.celery_hostname` on its
+#: workers' PYTHONPATH (as before the kit), which wins over the kit's default.
 HOSTNAME_MODULE = '''"""Task instance hostnames of the harness's Celery workers (one machine, two names)."""
 
 import os
@@ -515,9 +432,9 @@ def celery_hostname() -> str:
 '''
 
 
-def _create_pools(airflow: list[str], env: dict[str, str]) -> None:
+def _create_pools(env: dict[str, str]) -> None:
     """The pool the plan puts Spark tasks in (``sluice bootstrap`` makes it on the embedded default)."""
-    cmd = [*airflow, "pools", "set", "sluice_spark", "1", "one Spark job at a time"]
+    cmd = commands.airflow_command("pools", "set", "sluice_spark", "1", "one Spark job at a time")
     subprocess.run(cmd, env=env, capture_output=True, check=True)
 
 
@@ -540,8 +457,6 @@ def airflow_celery(
     secret key, Fernet key) are set explicitly, as on a cluster of hosts. ``extra_env`` goes
     into every component's environment last (connections, MLflow, PYTHONPATH...).
     """
-    import socket
-
     from sluice.airflow.runtime.standalone import isolated_env
 
     started = time.monotonic()
@@ -566,7 +481,7 @@ def airflow_celery(
     env = isolated_env(project, extra=extra, fast=True)
     home = Path(env["AIRFLOW_HOME"])
     home.mkdir(parents=True, exist_ok=True)
-    airflow = [sys.executable, "-m", "airflow"]
+    airflow = commands.airflow_command()
     host = socket.gethostname()
     names = [f"{w}@{host}" for w in workers]
     running = AirflowCelery(api_url=f"http://127.0.0.1:{env['AIRFLOW__API__PORT']}", home=home, env=env)
@@ -576,7 +491,7 @@ def airflow_celery(
         if migrate.returncode != 0:
             raise RuntimeError(f"airflow db migrate failed:\n{migrate.stdout[-3000:]}\n{migrate.stderr[-3000:]}")
         procs.timed("airflow db migrate", t0)
-        _create_pools(airflow, env)
+        _create_pools(env)
         t0 = time.monotonic()
         procs.spawn("airflow-api-server", [*airflow, "api-server"], env, cwd=project)
         health = f"{running.api_url}/api/v2/monitor/health"
@@ -586,15 +501,13 @@ def airflow_celery(
         for component in ("scheduler", "dag-processor", "triggerer"):
             procs.spawn(f"airflow-{component}", [*airflow, component], env, cwd=project)
         for name, worker in zip(names, workers, strict=True):
-            worker_env = dict(
-                env,
-                SLUICE_CELERY_HOSTNAME=name,
-                PYTHONPATH=os.pathsep.join(filter(None, [str(pythonpath), env.get("PYTHONPATH")])),
-                AIRFLOW__CORE__HOSTNAME_CALLABLE="stack_hostname.celery_hostname",
-                # One machine, two workers: each serves its task logs on a port of its own.
-                AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(free_port()),
-            )
-            cmd = [*airflow, "celery", "worker", "--celery-hostname", name, "--concurrency", "2"]
+            # The Celery name as the task instances' hostname; a log server port of its own.
+            hostname = {
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(pythonpath), env.get("PYTHONPATH")])),
+                "AIRFLOW__CORE__HOSTNAME_CALLABLE": "stack_hostname.celery_hostname",
+            }
+            worker_env = commands.celery_worker_env({**env, **hostname}, name, free_port())
+            cmd = commands.celery_worker_command(name, 2)
             procs.spawn(f"airflow-worker-{worker}", cmd, worker_env, cwd=project)
 
         def all_up() -> bool:
@@ -615,14 +528,7 @@ def airflow_celery(
 
 def celery_workers(broker: Redis) -> set[str]:
     """Hostnames of the Celery workers that answer a ping through ``broker``."""
-    from celery import Celery
-
-    app = Celery(broker=broker.url())
-    try:
-        replies = app.control.ping(timeout=2.0) or []
-    finally:
-        app.close()
-    return {name for reply in replies for name in reply}
+    return commands.celery_workers(broker.url())
 
 
 @dataclass
@@ -839,3 +745,43 @@ def production_stack(root: Path | None = None, jars: Path | None = None) -> Iter
     finally:
         if root is None:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+@dataclass
+class KitStack:
+    """The production shape the kit started (``sluice production up``), seen as the demo sees a :class:`Stack`.
+
+    What :mod:`demo.run_production` reads of a stack: its folder, DAG folder, S3 server, Airflow
+    API and Spark master. Its parts are the kit's (``sluice production status|down``), not
+    processes of this one.
+    """
+
+    root: Path
+    kit: Any
+    s3: ObjectStore
+    airflow: AirflowCelery
+    spark: SparkCluster
+
+    @property
+    def dags_folder(self) -> Path:
+        """Where the Airflow DAG processor reads DAG files (the kit's ``AIRFLOW__CORE__DAGS_FOLDER``)."""
+        return Path(self.airflow.env["AIRFLOW__CORE__DAGS_FOLDER"])
+
+
+#: Either shape, for the code that only plays the demo on it.
+AnyStack = Stack | KitStack
+
+
+def kit_stack(env_file: Path) -> KitStack:
+    """The running kit of ``env_file`` as a :class:`KitStack`."""
+    from sluice.production.envfile import load
+    from sluice.production.parts import airflow_env, api_url, s3_access
+
+    kit = load(env_file)
+    access = s3_access(kit)
+    store = ObjectStore(access["endpoint"], access["key"], access["secret"], access["region"])
+    env = airflow_env(kit)
+    airflow = AirflowCelery(api_url=api_url(kit), home=Path(env["AIRFLOW_HOME"]), env=env)
+    airflow.workers = tuple(f"{name}@{socket.gethostname()}" for name, _ in kit.workers)
+    spark_ui = f"http://{kit.get('SLUICE_KIT_SPARK_HOST')}:{kit.port('SLUICE_KIT_SPARK_UI_PORT')}"
+    return KitStack(env_file.parent, kit, store, airflow, SparkCluster(kit.get("SLUICE_KIT_SPARK_MASTER"), spark_ui))

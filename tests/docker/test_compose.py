@@ -35,6 +35,7 @@ from tests.conftest import REPO
 
 from sluice.airflow.runtime.home import PORTS, embedded_env
 from sluice.plan import SPARK_POOL
+from sluice.production import commands
 from sluice.settings import Settings, variable
 from sluice.spec.models import Storage
 
@@ -63,7 +64,7 @@ IMAGE_VARIABLES = {"DUMB_INIT_SETSID"}
 
 ONE_MACHINE_ONLY = {
     "SLUICE_CELERY_HOSTNAME": "read by the harness's hostname callable; a container's hostname is its own",
-    "PYTHONPATH": "puts the harness's hostname callable on the path",
+    "PYTHONPATH": "puts the checkout's sluice first (the image installs it)",
     "AIRFLOW__CORE__HOSTNAME_CALLABLE": "the default (the container's hostname) tells the workers apart",
     "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": "each worker container has the default port to itself",
     "SPARK_LOCAL_IP": "the harness keeps Spark's driver on loopback; a container's address is reachable",
@@ -204,7 +205,9 @@ def test_every_part_the_harness_starts_is_a_service() -> None:
     assert "minio/minio" in SERVICES["s3"]["image"] and runs["s3"][0] == "server"
     assert runs["mlflow"][:4] == ["python", "-m", "mlflow", "server"]
     # Spark: the harness's master and worker classes, the worker registered at the master.
-    spark_classes = [c for c in constants(STACK.spark_cluster) if c.startswith("org.apache.spark.deploy.")]
+    # (the harness's commands come from sluice.production.commands, shared with the production kit)
+    spark_commands = (commands.spark_master_command, commands.spark_worker_command)
+    spark_classes = [c for f in spark_commands for c in constants(f) if c.startswith("org.apache.spark.deploy.")]
     assert sorted(spark_classes) == ["org.apache.spark.deploy.master.Master", "org.apache.spark.deploy.worker.Worker"]
     for cls in spark_classes:
         (service,) = [n for n, words in runs.items() if cls in words]
@@ -243,10 +246,11 @@ def test_two_celery_workers_with_distinct_hostnames() -> None:
 
 def test_airflow_components_get_the_settings_the_harness_gives_them() -> None:
     # what airflow_celery sets, and what the stack adds for every component (once it has that step)
-    setters = [STACK.airflow_celery, *([STACK.component_env] if hasattr(STACK, "component_env") else [])]
+    setters = [STACK.airflow_celery, STACK.component_env, commands.celery_worker_env]
     harness_keys = {k for func in setters for k in dict_keys(func) if k.isupper()}
+    source = inspect.getsource(STACK) + inspect.getsource(commands)
     for key in ONE_MACHINE_ONLY:
-        assert key in inspect.getsource(STACK), f"the harness no longer sets {key}: drop it from ONE_MACHINE_ONLY"
+        assert key in source, f"the harness no longer sets {key}: drop it from ONE_MACHINE_ONLY"
     expected = harness_keys - set(ONE_MACHINE_ONLY)
     assert "AIRFLOW__CELERY__BROKER_URL" in expected and "AIRFLOW__CORE__FERNET_KEY" in expected
     services = airflow_services()
@@ -378,19 +382,18 @@ def test_mlflow_server_runs_as_the_harness_runs_it() -> None:
 
     words = command(SERVICES["mlflow"])
     flags = {w for w in words if w.startswith("--")}
-    harness_flags = {c for c in constants(STACK.mlflow_server) if c.startswith("--")}
+    harness_flags = {c for c in constants(commands.mlflow_command) if c.startswith("--")}
     assert harness_flags <= flags, f"missing {sorted(harness_flags - flags)}"
     assert {"--serve-artifacts", "--artifacts-destination", "--backend-store-uri"} <= harness_flags
     options = {opt for param in server.params for opt in param.opts}
     assert flags <= options, f"not options of `mlflow server`: {sorted(flags - options)}"
-    harness_words = constants(STACK.mlflow_server)
-    assert flag(words, "--artifacts-destination") == flag(harness_words, "--artifacts-destination") == "s3://mlflow/"
+    assert flag(words, "--artifacts-destination") == "s3://mlflow/" and "s3://mlflow/" in constants(STACK.mlflow_server)
     store = flag(words, "--backend-store-uri")
     assert store.startswith("postgresql+psycopg2://mlflow:") and store.endswith("@postgres:5432/mlflow")
     assert "mlflow" in default(STACK.postgres, "databases")
     # The server's environment: the harness's names (artifact endpoint, keys, region, no job runner).
     server_env = SERVICES["mlflow"]["environment"]
-    assert {k for k in dict_keys(STACK.mlflow_server) if k.isupper()} <= set(server_env)
+    assert {k for k in dict_keys(commands.mlflow_env) if k.isupper()} <= set(server_env)
     assert server_env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
     # MLflow 3 answers only Host headers it allows: the service name the clients use is one.
     allowed = flag(words, "--allowed-hosts").split(",")

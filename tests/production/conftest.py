@@ -3,7 +3,8 @@
 ``make test`` runs them on one xdist worker (group "production", ``tests/conftest.py``);
 ``make production-stack-test`` runs them alone. Every module shares ONE stack for the session
 (:func:`holder`); the tests named ``test_teardown_leaves_nothing`` run last, stop it and check
-that nothing is left.
+that nothing is left. ``test_kit.py`` starts a shape of its own through the production kit,
+first, before the shared one.
 """
 
 from __future__ import annotations
@@ -19,9 +20,14 @@ from demo.production_stack import Stack, production_stack
 TEARDOWN_TEST = "test_teardown_leaves_nothing"
 
 
+#: Tests that start a production shape of their own (the kit's): they run first, before the
+#: shared stack starts, so two shapes never run at once.
+OWN_SHAPE = "tests/production/test_kit.py"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The teardown tests go last (a stable sort keeps every other test's order)."""
-    items.sort(key=lambda item: item.name == TEARDOWN_TEST)
+    """The kit's own-shape tests go first, the teardown tests last (a stable sort keeps the rest's order)."""
+    items.sort(key=lambda item: 2 if item.name == TEARDOWN_TEST else 0 if item.nodeid.startswith(OWN_SHAPE) else 1)
 
 
 class Holder:

@@ -3,6 +3,7 @@
 - :mod:`sluice.cli.user`: the commands of people who write and run pipelines (lint, plan,
   status, stop, trigger-retrain, revalidate, the schema tools), listed first by ``--help``;
 - :mod:`sluice.cli.dev`: the embedded environment (env, exec, airflow, bootstrap, fetch-jars);
+- :mod:`sluice.cli.production`: the production kit (``production init|up|down|status|env``);
 - :mod:`sluice.cli.entrypoints`: what containers run (the deployer pod, the model server).
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sluice.cli import dev, entrypoints, user
+from sluice.cli import dev, entrypoints, production, user
 from sluice.cli.common import _report_spec_error
 from sluice.cli.user import STATUS_OK, STATUS_SPEC_ERROR, STATUS_UNKNOWN, STATUS_WRONG
 from sluice.settings import SettingsError
@@ -24,6 +25,7 @@ __all__ = ["STATUS_OK", "STATUS_SPEC_ERROR", "STATUS_UNKNOWN", "STATUS_WRONG", "
 GROUPS = (
     ("pipelines", user),
     ("embedded environment", dev),
+    ("production kit", production),
     ("container entrypoints", entrypoints),
 )
 

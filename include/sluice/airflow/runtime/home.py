@@ -17,7 +17,12 @@ import yaml
 
 from sluice.settings import PORTS, PortError, port_setting, ports
 
-__all__ = ["PORTS", "PortError", "check_ports_free", "embedded_env", "port_in_use", "port_setting"]
+__all__ = ["PORTS", "PRIVATE_PREFIXES", "PortError", "check_ports_free", "embedded_env", "port_in_use", "port_setting"]
+
+
+#: Variables of the caller that must not leak into another Airflow's environment (a scratch
+#: project's, or the production kit's parts).
+PRIVATE_PREFIXES = ("AIRFLOW", "SLUICE_", "MLFLOW_TRACKING", "MLFLOW_REGISTRY")
 
 
 def port_in_use(port: int) -> bool:

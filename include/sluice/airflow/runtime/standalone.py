@@ -21,13 +21,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from sluice.airflow.runtime.home import embedded_env
+from sluice.airflow.runtime.home import PRIVATE_PREFIXES, embedded_env
 from sluice.services import processes
 
 T = TypeVar("T")
 TERMINAL = {"success", "failed"}
-# Variables of the caller that must not leak into a scratch project's Airflow.
-PRIVATE_PREFIXES = ("AIRFLOW", "SLUICE_", "MLFLOW_TRACKING", "MLFLOW_REGISTRY")
 
 
 def free_port() -> int:
