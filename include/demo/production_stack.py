@@ -41,6 +41,7 @@ from cryptography.fernet import Fernet
 
 from demo.object_store import ObjectStore
 from demo.process_tags import in_sessions, tagged, wait_until_empty
+from sluice.airflow.runtime.embedded import API_SERVER_READY_PATHS
 from sluice.airflow.runtime.standalone import free_port
 from sluice.production import commands
 from sluice.services.processes import stop_group
@@ -438,6 +439,13 @@ def _create_pools(env: dict[str, str]) -> None:
     subprocess.run(cmd, env=env, capture_output=True, check=True)
 
 
+def api_server_ready(api_url: str) -> Callable[[], bool]:
+    """Whether the API server answers every :data:`API_SERVER_READY_PATHS` (``/execution/health``
+    for its side effect: the Execution API builds its routes on its first request)."""
+    ready = [f"{api_url}{path}" for path in API_SERVER_READY_PATHS]
+    return lambda: all(requests.get(url, timeout=5).status_code == 200 for url in ready)
+
+
 @contextlib.contextmanager
 def airflow_celery(
     procs: Processes,
@@ -494,8 +502,8 @@ def airflow_celery(
         _create_pools(env)
         t0 = time.monotonic()
         procs.spawn("airflow-api-server", [*airflow, "api-server"], env, cwd=project)
-        health = f"{running.api_url}/api/v2/monitor/health"
-        procs.wait("airflow-api-server", lambda: requests.get(health, timeout=5).status_code == 200)
+        health = f"{running.api_url}{API_SERVER_READY_PATHS[0]}"
+        procs.wait("airflow-api-server", api_server_ready(running.api_url))
         procs.timed("airflow api-server", t0)
         t0 = time.monotonic()
         for component in ("scheduler", "dag-processor", "triggerer"):
@@ -642,7 +650,7 @@ class Stack:
 
             return beats
         if part == "airflow-api-server":
-            return lambda: requests.get(health, timeout=5).status_code == 200
+            return api_server_ready(self.airflow.api_url)
         checks: dict[str, Callable[[], bool]] = {
             "postgres": lambda: (
                 psycopg2.connect(

@@ -43,15 +43,6 @@ def with_pythonpath(env: Mapping[str, str], *folders: Path) -> dict[str, str]:
     return {**env, "PYTHONPATH": os.pathsep.join(filter(None, [*first, env.get("PYTHONPATH")]))}
 
 
-#: What the Airflow API server must answer before a task is handed out (paths under its base URL).
-#: ``/execution/health`` is there for its side effect: the Execution API (a Cadwyn app) builds its
-#: versioned models and routes on its first request, on the server's event loop, and answers
-#: nothing meanwhile (8 s on two lightly loaded cores, more on busy ones). Left to the first
-#: task's ``PATCH .../run``, that request outlasts the task SDK's 5 s timeout (a retry, seconds
-#: lost), and on a busy host can outlast its five tries too: the task fails before it starts.
-API_SERVER_READY_PATHS = ("/api/v2/monitor/health", "/execution/health")
-
-
 def airflow_command(*args: str) -> list[str]:
     """``python -m airflow ARGS`` with this interpreter."""
     return [sys.executable, "-m", "airflow", *args]

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from sluice.airflow.runtime.embedded import API_SERVER_READY_PATHS
 from sluice.production import commands
 from sluice.production.envfile import Kit, KitError
 
@@ -492,7 +493,7 @@ def airflow_parts(kit: Kit) -> list[Part]:
             wave=2,
             listens=(("SLUICE_KIT_AIRFLOW_PORT", kit.port("SLUICE_KIT_AIRFLOW_PORT")),),
             launch=fixed(Launch(commands.airflow_command("api-server"), env, cwd)),
-            ready=answers(lambda: all(http_ok(f"{url}{path}") for path in commands.API_SERVER_READY_PATHS)),
+            ready=answers(lambda: all(http_ok(f"{url}{path}") for path in API_SERVER_READY_PATHS)),
             needs=servers,
             prepare=lambda: migrate(kit, env),
         )

@@ -114,9 +114,23 @@ class Components:
                 proc.wait(timeout=10)
 
 
+#: What the Airflow API server must answer before a task is handed out (paths under its base URL).
+#: ``/execution/health`` is there for its side effect: the Execution API (a Cadwyn app) builds its
+#: versioned models and routes on its first request, on the server's event loop, and answers
+#: nothing meanwhile (8 s on two lightly loaded cores, more on busy ones). Left to the first
+#: task's ``PATCH .../run``, that request outlasts the task SDK's 5 s timeout (a retry, seconds
+#: lost), and on a busy host can outlast its five tries too: the task fails before it starts.
+API_SERVER_READY_PATHS = ("/api/v2/monitor/health", "/execution/health")
+
+
 def api_health_url(env: dict[str, str]) -> str:
     """The API server's health endpoint on this machine."""
-    return f"http://localhost:{env['AIRFLOW__API__PORT']}/api/v2/monitor/health"
+    return f"http://localhost:{env['AIRFLOW__API__PORT']}{API_SERVER_READY_PATHS[0]}"
+
+
+def api_ready_urls(env: dict[str, str]) -> list[str]:
+    """What the API server on this machine answers once a task can be handed out (:data:`API_SERVER_READY_PATHS`)."""
+    return [f"http://localhost:{env['AIRFLOW__API__PORT']}{path}" for path in API_SERVER_READY_PATHS]
 
 
 def wait_until_answers(url: str, timeout: float, alive: Callable[[], None]) -> None:
@@ -181,7 +195,9 @@ def run(env: dict[str, str], grace_seconds: float = 20.0, api_timeout: float | N
 
         try:
             timeout = settings().api_start_timeout if api_timeout is None else api_timeout
-            wait_until_answers(api_health_url(env), timeout, api_alive)
+            deadline = time.monotonic() + timeout
+            for url in api_ready_urls(env):
+                wait_until_answers(url, max(1.0, deadline - time.monotonic()), api_alive)
         except (ComponentExited, TimeoutError) as exc:
             _say(f"{exc}; not starting {', '.join(AFTER_API)}")
             return 1
