@@ -6,11 +6,14 @@ must stay light.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
 from sluice.spec.models import Drift
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class ColumnDrift(BaseModel):
@@ -38,7 +41,9 @@ class ColumnDrift(BaseModel):
     drifted: bool
 
 
-def _typed_sides(reference: Any, current: Any, columns: list[str]) -> tuple[Any, Any, list[str], list[str]]:
+def _typed_sides(
+    reference: pd.DataFrame, current: pd.DataFrame, columns: list[str]
+) -> tuple[pd.DataFrame, pd.DataFrame, list[str], list[str]]:
     """Both sides with one representation per column: numbers as float64, everything else as strings.
 
     Returns:
@@ -69,7 +74,9 @@ def _typed_sides(reference: Any, current: Any, columns: list[str]) -> tuple[Any,
 FEW_VALUES = 5
 
 
-def default_methods(reference: Any, current: Any, numerical: list[str], categorical: list[str]) -> dict[str, str]:
+def default_methods(
+    reference: pd.DataFrame, current: pd.DataFrame, numerical: list[str], categorical: list[str]
+) -> dict[str, str]:
     """The method of each column the spec does not name: a distance, whatever the sample size.
 
     Wasserstein distance (normed by the reference's spread) for numbers with more than
@@ -89,7 +96,9 @@ def default_methods(reference: Any, current: Any, numerical: list[str], categori
     return methods
 
 
-def drift_report(reference: Any, current: Any, columns: list[str], drift: Drift) -> tuple[list[ColumnDrift], Any]:
+def drift_report(
+    reference: pd.DataFrame, current: pd.DataFrame, columns: list[str], drift: Drift
+) -> tuple[list[ColumnDrift], Any]:
     """Run Evidently's ``DataDriftPreset`` on the given columns.
 
     Numbers (not booleans) are numerical columns, everything else categorical. A column that

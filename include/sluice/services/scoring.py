@@ -22,8 +22,13 @@ from typing import TYPE_CHECKING, Any
 _log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
     import pandas as pd
     from mlflow.pyfunc import PyFuncModel
+
+    # Builds one signature column from its JSON values, or raises _NoFastPath.
+    _Build = Callable[[list[Any]], npt.NDArray[Any]]
 
 JSON = "application/json"
 
@@ -44,14 +49,10 @@ class Response:
     media_type: str
 
 
-# Builds one signature column from its JSON values, or raises _NoFastPath.
-_Build = Callable[[list[Any]], Any]
-
-
 def _floats(dtype: Any) -> _Build:
     import numpy as np
 
-    def build(values: list[Any]) -> Any:
+    def build(values: list[Any]) -> npt.NDArray[Any]:
         if not all(v is None or type(v) in _FLOAT_VALUES for v in values):
             raise _NoFastPath
         # Through float64 like pandas' inference then astype, so float32 rounds the same way.
@@ -63,7 +64,7 @@ def _floats(dtype: Any) -> _Build:
 def _ints(dtype: Any) -> _Build:
     import numpy as np
 
-    def build(values: list[Any]) -> Any:
+    def build(values: list[Any]) -> npt.NDArray[Any]:
         if not all(type(v) in _INT_VALUES for v in values):
             raise _NoFastPath
         return np.array(values, dtype=np.int64).astype(dtype, copy=False)
@@ -71,7 +72,7 @@ def _ints(dtype: Any) -> _Build:
     return build
 
 
-def _bools(values: list[Any]) -> Any:
+def _bools(values: list[Any]) -> npt.NDArray[np.bool_]:
     import numpy as np
 
     if not all(type(v) in _BOOL_VALUES for v in values):
@@ -79,7 +80,7 @@ def _bools(values: list[Any]) -> Any:
     return np.array(values, dtype=bool)
 
 
-def _strings(values: list[Any]) -> Any:
+def _strings(values: list[Any]) -> npt.NDArray[np.object_]:
     import numpy as np
 
     if not all(v is None or type(v) in _STR_VALUES for v in values):

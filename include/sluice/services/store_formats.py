@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from sluice.services.store_layout import join
 
 if TYPE_CHECKING:
+    import numpy.typing as npt
     import pandas as pd
     import pyarrow.parquet as pq
 
@@ -103,7 +104,7 @@ class ParquetFiles:
         key: str,
         columns: Sequence[str] | None = None,
         chunk_rows: int = CHUNK_ROWS,
-        rows: Any = None,
+        rows: npt.ArrayLike | None = None,
     ) -> Iterator[pd.DataFrame]:
         """The table at ``key`` as pandas DataFrames of at most ``chunk_rows`` rows, in file
         order, read through the backend's ``open_read`` (ranged reads on an object store).

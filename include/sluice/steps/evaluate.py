@@ -6,7 +6,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sluice.services.storage import PipelineStore
 from sluice.spec.loader import LoadedSpec
@@ -30,6 +30,9 @@ from sluice.steps.train import (
     quiet_skops_module_scan,
     read_holdout_chunks,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +149,9 @@ def _score_both(
     return rows, unscorable, folds[0].describe(), scores[0], (scores[1] if champ_model is not None else None)
 
 
-def score_chunks(scorers: list[tuple[Any, list[str]]], chunks: Iterable[Any], target: str, metric: str) -> list[float]:
+def score_chunks(
+    scorers: list[tuple[Any, list[str]]], chunks: Iterable[pd.DataFrame], target: str, metric: str
+) -> list[float]:
     """``metric`` of each ``(model, columns)`` over every row of ``chunks``, read once.
 
     Raises:
@@ -156,7 +161,11 @@ def score_chunks(scorers: list[tuple[Any, list[str]]], chunks: Iterable[Any], ta
 
 
 def fold_chunks(
-    scorers: list[tuple[Any, list[str]]], chunks: Iterable[Any], target: str, metric: str, exact_rows: int = EXACT_ROWS
+    scorers: list[tuple[Any, list[str]]],
+    chunks: Iterable[pd.DataFrame],
+    target: str,
+    metric: str,
+    exact_rows: int = EXACT_ROWS,
 ) -> list[MetricFold]:
     """Each ``(model, columns)``'s :class:`~sluice.steps.metrics.MetricFold` over every row of ``chunks``, read once.
 

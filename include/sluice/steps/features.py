@@ -14,7 +14,7 @@ import importlib.util
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sluice.services import faults
 from sluice.services.batch_record import BatchRecord
@@ -24,7 +24,15 @@ from sluice.spec.models import Window
 from sluice.steps.records import FeatureResult
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import numpy as np
+    import numpy.typing as npt
+    import pandas as pd
     from pyspark.sql import DataFrame, SparkSession
+
+    #: A ``features.job`` function: the Spark session and the named input frames in, the feature table out.
+    FeatureJob = Callable[[SparkSession, dict[str, DataFrame]], DataFrame]
 
 __all__ = [
     "FeatureResult",
@@ -62,7 +70,7 @@ def _digest(material: Any) -> str:
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def load_job(job: str, loaded: LoadedSpec) -> Any:
+def load_job(job: str, loaded: LoadedSpec) -> FeatureJob:
     """Import ``path/to/file.py:function`` from the project and return the function."""
     file_part, func_name = job.split(":", 1)
     path = loaded.resolve(file_part)
@@ -75,7 +83,7 @@ def load_job(job: str, loaded: LoadedSpec) -> Any:
     func = getattr(module, func_name, None)
     if not callable(func):
         raise AttributeError(f"{path} has no function '{func_name}' (features.job)")
-    return func
+    return cast("FeatureJob", func)  # the user's function, taken at its documented signature
 
 
 def training_batches(records: list[BatchRecord], window: Window | None) -> list[BatchRecord]:
@@ -313,12 +321,14 @@ def _commit_table(
     return rows, columns
 
 
-def read_features(store: PipelineStore, result: FeatureResult) -> Any:
+def read_features(store: PipelineStore, result: FeatureResult) -> pd.DataFrame:
     """The feature table of ``result`` as one pandas DataFrame (its batches' rows, in order)."""
     return read_features_traced(store, result)[0]
 
 
-def read_features_traced(store: PipelineStore, result: FeatureResult) -> tuple[Any, Any | None]:
+def read_features_traced(
+    store: PipelineStore, result: FeatureResult
+) -> tuple[pd.DataFrame, npt.NDArray[np.object_] | None]:
     """The feature table and, for each of its rows, the batch it came from.
 
     With ``scope: batch`` each batch has its own table, so every row is traced to its batch.

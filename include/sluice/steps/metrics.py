@@ -17,9 +17,16 @@ number as :func:`score` on the whole frame (a model scores each row on its own).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sluice.spec.models import HIGHER_IS_BETTER
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+    import pandas as pd
+
+    #: An array of true values, outputs or weights, one entry (or row of class probabilities) a row.
+    Values = npt.NDArray[Any]
 
 PROBA_METRICS = {"roc_auc", "log_loss"}
 LABEL_METRICS = frozenset({"accuracy", "f1", "precision", "recall"})
@@ -29,7 +36,7 @@ EXACT_ROWS = 2_000_000
 AUC_BINS = 1 << 20
 
 
-def outputs(model: Any, X: Any, metric: str) -> Any:
+def outputs(model: Any, X: pd.DataFrame, metric: str) -> Values:
     """What ``metric`` needs of ``model`` on the rows ``X``, and nothing more.
 
     Returns:
@@ -37,15 +44,16 @@ def outputs(model: Any, X: Any, metric: str) -> Any:
         row); for the other probability metrics, every class's; otherwise the predictions.
     """
     if metric in PROBA_METRICS:
-        proba = model.predict_proba(X)
+        proba: Values = model.predict_proba(X)
         if metric == "roc_auc" and proba.shape[1] == 2:
             # A copy: a view would keep the whole two-column array alive.
             return proba[:, 1].copy()
         return proba
-    return model.predict(X)
+    predicted: Values = model.predict(X)
+    return predicted
 
 
-def from_outputs(model: Any, y: Any, out: Any, metric: str, weight: Any = None) -> float:
+def from_outputs(model: Any, y: Values, out: Values, metric: str, weight: Values | None = None) -> float:
     """``metric`` from the true values ``y`` and :func:`outputs` of ``model`` on the same rows.
 
     Args:
@@ -84,7 +92,7 @@ def from_outputs(model: Any, y: Any, out: Any, metric: str, weight: Any = None) 
     raise ValueError(f"unknown metric {metric}")
 
 
-def score(model: Any, X: Any, y: Any, metric: str) -> float:
+def score(model: Any, X: pd.DataFrame, y: Values, metric: str) -> float:
     """Return ``metric`` of ``model`` on ``(X, y)``.
 
     Probability metrics use ``predict_proba`` (positive class for binary targets).
@@ -113,7 +121,7 @@ class MetricFold:
             raise ValueError(f"unknown metric {metric}")
         self.model, self.metric, self.exact_rows = model, metric, exact_rows
         self.rows = 0
-        self._kept: list[tuple[Any, Any]] = []
+        self._kept: list[tuple[Values, Values]] = []
         self._summary: _Summary | None = None
 
     @property
@@ -126,7 +134,7 @@ class MetricFold:
         """How far the value can be from the exact one (0.0 unless a ``roc_auc`` was binned)."""
         return self._summary.error_bound() if self._summary is not None else 0.0
 
-    def add(self, y: Any, out: Any) -> None:
+    def add(self, y: Values, out: Values) -> None:
         """Fold in the true values ``y`` and :func:`outputs` of the model on the same rows."""
         self.rows += len(y)
         if self._summary is not None:
@@ -169,7 +177,7 @@ def _rounded_up(bound: float) -> str:
     return f"{math.ceil(bound / step) * step:.1e}"
 
 
-def _joined(pieces: list[Any]) -> Any:
+def _joined(pieces: list[Values]) -> Values:
     """``np.concatenate(pieces)``, emptying ``pieces`` as it copies: the peak is the result plus
     one piece, not twice the result."""
     import numpy as np
@@ -189,7 +197,7 @@ class _Summary:
 
     method = ""
 
-    def add(self, y: Any, out: Any) -> None:
+    def add(self, y: Values, out: Values) -> None:
         raise NotImplementedError
 
     def value(self) -> float:
@@ -218,7 +226,7 @@ class _PairCounts(_Summary):
         self.model, self.metric = model, metric
         self.counts: dict[tuple[Any, Any], int] = {}
 
-    def add(self, y: Any, out: Any) -> None:
+    def add(self, y: Values, out: Values) -> None:
         import pandas as pd
 
         counted = pd.DataFrame({"y": y, "p": out}).value_counts(sort=False)
@@ -245,7 +253,7 @@ class _ScoreBins(_Summary):
         self.bins = np.zeros(shape, dtype=np.int64)
         self.method = f"roc_auc from {AUC_BINS:,} score bins" + (" a class" if shape[0] > 1 else "")
 
-    def add(self, y: Any, out: Any) -> None:
+    def add(self, y: Values, out: Values) -> None:
         import numpy as np
 
         columns = [out] if out.ndim == 1 else [out[:, k] for k in range(out.shape[1])]
@@ -287,7 +295,7 @@ class _LogLossSum(_Summary):
     def __init__(self, classes: list[Any]) -> None:
         self.classes, self.total, self.rows = classes, 0.0, 0
 
-    def add(self, y: Any, out: Any) -> None:
+    def add(self, y: Values, out: Values) -> None:
         from sklearn import metrics as m
 
         self.total += float(m.log_loss(y, out, labels=self.classes, normalize=False))
@@ -304,7 +312,7 @@ class _ErrorSums(_Summary):
         self.metric, self.method = metric, f"{metric} from sums chunk by chunk"
         self.rows, self.abs_sum, self.sq_sum, self.mean, self.m2 = 0, 0.0, 0.0, 0.0, 0.0
 
-    def add(self, y: Any, out: Any) -> None:
+    def add(self, y: Values, out: Values) -> None:
         import numpy as np
 
         y = np.asarray(y, dtype=np.float64)

@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sluice.services.storage import PipelineStore
 from sluice.spec.loader import LoadedSpec
@@ -29,6 +29,11 @@ from sluice.spec.models import Drift
 from sluice.steps.lineage import run_batches
 from sluice.steps.records import ColumnDrift, DriftStatus, decode, encode
 from sluice.steps.records import DriftResult as DriftResult
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +54,7 @@ __all__ = [
 ]
 
 
-def sample_positions(rows: int, size: int, seed: int) -> Any:
+def sample_positions(rows: int, size: int, seed: int) -> npt.NDArray[np.int64]:
     """Sorted positions of a seeded sample of ``size`` of ``rows`` rows, without replacement
     (every position when ``rows <= size``).
 
@@ -63,7 +68,7 @@ def sample_positions(rows: int, size: int, seed: int) -> Any:
     return np.sort(np.random.default_rng(seed).choice(rows, size=size, replace=False))
 
 
-def sample(df: Any, size: int, seed: int) -> Any:
+def sample(df: pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
     """A seeded sample of ``size`` rows without replacement, or ``df`` itself when it is smaller.
 
     The rows at :func:`sample_positions`, in their order: :func:`read_clean_sample` reading the
@@ -106,7 +111,7 @@ def select_columns(
 
 
 def compare(
-    reference: Any, current: Any, drift: Drift, champion_features: list[str] | None = None
+    reference: pd.DataFrame, current: pd.DataFrame, drift: Drift, champion_features: list[str] | None = None
 ) -> tuple[list[ColumnDrift], float, bool, Any]:
     """Sample both sides, pick the columns and run the report.
 
@@ -123,7 +128,7 @@ def compare(
     return results, share, share >= drift.drift_share, snapshot
 
 
-def read_clean(store: PipelineStore, batch_ids: list[str]) -> Any:
+def read_clean(store: PipelineStore, batch_ids: list[str]) -> pd.DataFrame:
     """The accepted rows of ``batch_ids``, concatenated (every column of every row: the monitor
     step reads a sample instead, :func:`read_clean_sample`)."""
     import pandas as pd
@@ -164,7 +169,7 @@ class CleanRows:
         return cls(keys, columns, sum(per_key), per_key)
 
 
-def read_clean_sample(store: PipelineStore, clean: CleanRows, columns: list[str], size: int, seed: int) -> Any:
+def read_clean_sample(store: PipelineStore, clean: CleanRows, columns: list[str], size: int, seed: int) -> pd.DataFrame:
     """The rows of :func:`sample` over ``clean``'s rows concatenated, only ``columns``, read a
     chunk at a time.
 
@@ -177,7 +182,7 @@ def read_clean_sample(store: PipelineStore, clean: CleanRows, columns: list[str]
     import numpy as np
     import pandas as pd
 
-    frames: list[Any] = []
+    frames: list[pd.DataFrame] = []
     if clean.rows <= size:  # every row: no positions to pick
         for key in clean.keys:
             frames += store.parquet.chunks(key, columns)

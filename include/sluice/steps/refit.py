@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sluice.services import faults
 from sluice.services.storage import PipelineStore
@@ -34,6 +34,9 @@ from sluice.steps.train import (
     split_rows,
     train_metric_sample,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +154,7 @@ class _Refit:
     """A refitted estimator and its check against the evaluated model (inside this module only)."""
 
     estimator: Any
-    X_all: Any
+    X_all: pd.DataFrame
     rows: SplitRows
     evaluated_score: float
     refit_score: float

@@ -26,7 +26,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -49,7 +49,7 @@ class Conformed:
             whole numbers in an ``int`` column.
     """
 
-    frame: Any
+    frame: pd.DataFrame
     missing: list[str] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
     mismatched: dict[str, str] = field(default_factory=dict)
@@ -82,7 +82,9 @@ def read_frame(path: Path | BinaryIO, fmt: str, columns: Mapping[str, str] | Non
     return pd.read_csv(path, dtype=text or None)
 
 
-def read_frames(fh: BinaryIO, fmt: str, columns: Mapping[str, str] | None, chunk_rows: int | None) -> Iterator[Any]:
+def read_frames(
+    fh: BinaryIO, fmt: str, columns: Mapping[str, str] | None, chunk_rows: int | None
+) -> Iterator[pd.DataFrame]:
     """The batch as pandas frames of at most ``chunk_rows`` rows (None: the whole batch at once).
 
     Row labels run on across frames (0..n-1 over the batch), so a label names its row in the
@@ -153,9 +155,10 @@ def _kind_of(series: pd.Series) -> str:
     }.get(inferred, "mixed")
 
 
-def _with_none(series: Any) -> Any:
+def _with_none(series: pd.Series) -> pd.Series:
     """``series`` as Python objects with None for every null (what Arrow takes as null)."""
-    return series.astype("object").where(series.notna(), None)
+    # pandas takes None as the fill value; pandas-stubs' ``where`` does not list it.
+    return series.astype("object").where(series.notna(), cast(Any, None))
 
 
 def _whole(series: pd.Series) -> pd.Series:
@@ -177,28 +180,28 @@ def conform(frame: pd.DataFrame, columns: Mapping[str, str], fmt: str) -> Confor
     """
     import pandas as pd
 
-    out = Conformed(frame=None)
-    out.missing = [c for c in columns if c not in frame.columns]
-    out.extra = [str(c) for c in frame.columns if c not in columns]
-    typed: dict[str, Any] = {}
+    missing = [c for c in columns if c not in frame.columns]
+    extra = [str(c) for c in frame.columns if c not in columns]
+    mismatched: dict[str, str] = {}
+    bad_rows: dict[str, list[Any]] = {}
+    typed: dict[str, pd.Series] = {}
     for name, kind in columns.items():
-        if name in out.missing:
+        if name in missing:
             continue
         raw = frame[name]
         cast = _cast(raw, kind, fmt)
         if isinstance(cast, str):
-            out.mismatched[name] = cast
+            mismatched[name] = cast
             continue
         value, bad = cast
         if bad.any():
-            out.bad_rows[name] = list(raw.index[bad])
+            bad_rows[name] = list(raw.index[bad])
             value = value.where(~bad)
         typed[name] = value
-    out.frame = pd.DataFrame(typed, index=frame.index)
-    return out
+    return Conformed(pd.DataFrame(typed, index=frame.index), missing, extra, mismatched, bad_rows)
 
 
-def _cast(raw: pd.Series, kind: str, fmt: str) -> tuple[Any, Any] | str:
+def _cast(raw: pd.Series, kind: str, fmt: str) -> tuple[pd.Series, pd.Series] | str:
     """One column cast to its declared ``kind``.
 
     Returns:

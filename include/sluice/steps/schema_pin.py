@@ -21,10 +21,13 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sluice.services.storage import PipelineStore
 from sluice.steps.records import RecordError, SchemaPin, decode, encode
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: The pin's file in the pipeline's storage (under ``store.keys.schema()``).
 PIN = "pinned.json"
@@ -96,7 +99,7 @@ def new_pin(
     )
 
 
-def infer_frame(frame: Any) -> tuple[dict[str, str], list[str]]:
+def infer_frame(frame: pd.DataFrame) -> tuple[dict[str, str], list[str]]:
     """The columns a batch pins (as ``sluice infer-schema`` infers them) and those that are guesses."""
     from sluice.steps.schema import infer_columns
 

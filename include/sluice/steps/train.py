@@ -11,7 +11,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sluice.services import faults
 from sluice.services.storage import PipelineStore
@@ -26,6 +26,10 @@ from sluice.steps.training_data import release_arrow_memory
 from sluice.steps.training_data import split_holdout as split_holdout
 from sluice.steps.training_data import split_rows as split_rows
 
+if TYPE_CHECKING:
+    import numpy.typing as npt
+    import pandas as pd
+
 log = logging.getLogger(__name__)
 
 #: The candidate's holdout, in the train run's folder.
@@ -36,7 +40,7 @@ HOLDOUT_ROW_GROUP = 100_000
 SCORE_CHUNK_ROWS = 100_000
 
 
-def prepare(df: Any, columns: list[str]) -> Any:
+def prepare(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """Numbers as float64 and the rest as strings, so MLflow signatures accept missing values.
 
     ``df`` may hold strings as objects or as categoricals (the train step reads them so);
@@ -50,13 +54,14 @@ def prepare(df: Any, columns: list[str]) -> Any:
         if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
             converted[col] = values.astype("float64")
         else:
-            converted[col] = values.astype("object").where(values.notna(), None)
+            # pandas takes None as the fill value; pandas-stubs' ``where`` does not list it.
+            converted[col] = values.astype("object").where(values.notna(), cast(Any, None))
     # Column by column, then one frame without a consolidating copy: a big frame is
     # converted with at most one column in two forms at a time.
     return pd.concat(converted, axis=1, copy=False) if converted else df[columns].copy()
 
 
-def make_estimator(model_path: str, params: dict[str, Any], X: Any) -> Any:
+def make_estimator(model_path: str, params: dict[str, Any], X: pd.DataFrame) -> Any:
     """Pipeline: encode strings, impute numbers, then the spec's model class."""
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
@@ -136,9 +141,9 @@ class _Fitted:
 
     estimator: Any
     train_rows: int
-    X_check: Any
-    y_check: Any
-    example: Any
+    X_check: pd.DataFrame
+    y_check: npt.NDArray[Any]
+    example: pd.DataFrame
     rows: SplitRows
     holdout_rows: int
     holdout_score: float
@@ -400,7 +405,7 @@ def log_validation_reports(store: PipelineStore, batch_ids: list[str]) -> None:
                 mlflow.log_dict(content, f"validation/{batch_id}/{report}")
 
 
-def log_model(estimator: Any, sample: Any) -> None:
+def log_model(estimator: Any, sample: pd.DataFrame) -> None:
     """Log a fitted pipeline as the active run's ``model`` (signature, example, pinned requirements)."""
     import mlflow.sklearn
     from mlflow.models import infer_signature
@@ -428,7 +433,7 @@ def xgboost_requirement() -> str:
     return f"{dist}=={version(dist)}"
 
 
-def write_holdout(store: PipelineStore, key: str, holdout: Any) -> None:
+def write_holdout(store: PipelineStore, key: str, holdout: pd.DataFrame) -> None:
     """Write the candidate's holdout in row groups of :data:`HOLDOUT_ROW_GROUP` rows, strings plain.
 
     The gate reads it back a chunk at a time (:func:`read_holdout_chunks`), and pyarrow
@@ -448,7 +453,7 @@ def write_holdout(store: PipelineStore, key: str, holdout: Any) -> None:
         pq.write_table(table.cast(plain).replace_schema_metadata(None), fh, row_group_size=HOLDOUT_ROW_GROUP)
 
 
-def read_holdout(store: PipelineStore, location: str) -> Any:
+def read_holdout(store: PipelineStore, location: str) -> pd.DataFrame:
     """Load a holdout written by :func:`train_candidate` whole (``location`` from its :class:`TrainResult`).
 
     The gate reads it in chunks instead (:func:`read_holdout_chunks`).
@@ -458,7 +463,7 @@ def read_holdout(store: PipelineStore, location: str) -> Any:
 
 def read_holdout_chunks(
     store: PipelineStore, location: str, columns: list[str] | None = None, chunk_rows: int = SCORE_CHUNK_ROWS
-) -> Iterator[Any]:
+) -> Iterator[pd.DataFrame]:
     """The holdout at ``location`` as frames of at most ``chunk_rows`` rows, only ``columns``
     (default: all), with the same dtypes as :func:`read_holdout` gives."""
     return store.parquet.chunks(store.key_of(location), columns, chunk_rows)
@@ -473,4 +478,5 @@ def smoke_rows(store: PipelineStore, holdout_path: str, features: list[str], n: 
     """The first ``n`` holdout rows as JSON records, for a deploy's smoke prediction."""
     first = next(read_holdout_chunks(store, holdout_path, features, chunk_rows=n))
     rows = prepare(first.head(n), features).astype(object)
-    return list(rows.where(rows.notna(), None).to_dict(orient="records"))
+    records = rows.where(rows.notna(), cast(Any, None)).to_dict(orient="records")
+    return cast("list[dict[str, Any]]", list(records))  # the columns are ``features``: strings

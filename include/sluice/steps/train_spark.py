@@ -31,7 +31,9 @@ from sluice.steps.records import FeatureResult, FittedRows
 from sluice.steps.training_data import SplitRows, check_label_and_split_columns, feature_columns
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column, DataFrame
+    import numpy.typing as npt
+    import pandas as pd
+    from pyspark.sql import Column, DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +69,8 @@ class SparkFit:
 
     estimator: Any
     train_rows: int
-    X_check: Any
-    y_check: Any
+    X_check: pd.DataFrame
+    y_check: npt.NDArray[Any]
     rows: SplitRows
     max_difference: float
     where: dict[str, str]
@@ -135,7 +137,7 @@ def fit_on_spark(loaded: LoadedSpec, store: PipelineStore, features: FeatureResu
     return SparkFit(estimator, fitted.fitted, X_check, y_check, rows, difference, where)
 
 
-def _read_table(spark: Any, store: PipelineStore, features: FeatureResult) -> DataFrame:
+def _read_table(spark: SparkSession, store: PipelineStore, features: FeatureResult) -> DataFrame:
     """The feature table's parts, each row with the position of its part (its batch) in :data:`PART`."""
     from functools import reduce
 
@@ -343,7 +345,7 @@ def _sklearn_booster(model: Any, classify: bool) -> Any:
 
 
 def served_pipeline(
-    booster: Any, categorical: list[str], numeric: list[str], categories: list[list[Any]], sample: Any
+    booster: Any, categorical: list[str], numeric: list[str], categories: list[list[Any]], sample: pd.DataFrame
 ) -> Any:
     """The served model: the encoding :func:`_encode` did on Spark, then ``booster`` (a fitted XGBoost estimator).
 
@@ -372,7 +374,7 @@ def served_pipeline(
     return Pipeline([("prepare", prepare), ("model", booster)])
 
 
-def _parity(estimator: Any, X: Any, sample: Any, classify: bool) -> float:
+def _parity(estimator: Any, X: pd.DataFrame, sample: pd.DataFrame, classify: bool) -> float:
     """The largest difference between the pipeline's and the Spark model's outputs on the sampled rows.
 
     Raises:

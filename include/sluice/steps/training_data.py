@@ -20,12 +20,21 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sluice.services.storage import PipelineStore
 from sluice.spec.loader import LoadedSpec
 from sluice.spec.models import CLASSIFICATION_METRICS, Split, Training
 from sluice.steps.records import FeatureResult, FittedRows
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+    import pandas as pd
+    import pyarrow as pa
+
+    #: Sorted row positions in a table.
+    Positions = npt.NDArray[np.intp]
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +80,8 @@ class SplitRows:
             Spark (``training.engine: spark``), whose executors bound it.
     """
 
-    train: Any
-    holdout: Any
+    train: pd.DataFrame
+    holdout: pd.DataFrame
     split: str
     columns: list[str]
     trained_on: list[str]
@@ -84,7 +93,7 @@ class SplitRows:
 # --------------------------------------------------------------------------- the split
 
 
-def holdout_mask(values: Any, n_rows: int, split: Split) -> tuple[Any, str]:
+def holdout_mask(values: pd.Series | None, n_rows: int, split: Split) -> tuple[npt.NDArray[np.bool_], str]:
     """Which of ``n_rows`` labelled rows are held out, and how they were chosen in words.
 
     ``holdout: latest`` holds out the rows with the latest value of ``by`` (``values``, a
@@ -115,7 +124,7 @@ def holdout_mask(values: Any, n_rows: int, split: Split) -> tuple[Any, str]:
     return mask, f"{reason}random {split.fraction:.0%} holdout (seed {split.seed})"
 
 
-def split_holdout(df: Any, split: Split) -> tuple[Any, Any, str]:
+def split_holdout(df: pd.DataFrame, split: Split) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """Split the rows of ``df`` into train and holdout (copies), as :func:`holdout_mask` chooses."""
     values = df[split.by] if split.by and split.holdout == "latest" else None
     mask, text = holdout_mask(values, len(df), split)
@@ -140,7 +149,7 @@ def check_label_and_split_columns(loaded: LoadedSpec, names: list[str]) -> None:
         raise KeyError(f"training.split.by '{by}' is not a column of the feature table: {names} {fix}")
 
 
-def feature_columns(df: Any, spec: LoadedSpec) -> list[str]:
+def feature_columns(df: pd.DataFrame, spec: LoadedSpec) -> list[str]:
     """Columns the model reads: ``training.features`` or everything but target and drop."""
     t = spec.spec.training
     if t.features is not None:
@@ -164,7 +173,7 @@ def sample_seed(training: Training) -> int:
     return training.split.seed
 
 
-def sample_rows(y: Any, training: Training, stratify: bool) -> tuple[Any, FittedRows]:
+def sample_rows(y: npt.NDArray[Any], training: Training, stratify: bool) -> tuple[Positions, FittedRows]:
     """Positions (sorted) of the training rows to fit on, as ``training.sample`` says, and the record.
 
     Args:
@@ -196,12 +205,12 @@ def sample_rows(y: Any, training: Training, stratify: bool) -> tuple[Any, Fitted
     return np.sort(picked), record
 
 
-def _class_quotas(counts: Any, wanted: int) -> Any:
+def _class_quotas(counts: npt.NDArray[np.intp], wanted: int) -> npt.NDArray[np.int64]:
     """Rows to take from each class: its share of ``wanted`` (largest remainders), at least one each."""
     import numpy as np
 
     exact = counts * wanted / counts.sum()
-    quotas = np.floor(exact).astype(np.int64)
+    quotas: npt.NDArray[np.int64] = np.floor(exact).astype(np.int64)
     if wanted >= len(counts):
         quotas = np.maximum(quotas, 1)
     while quotas.sum() < wanted:  # hand out what flooring left, largest remainder first
@@ -229,7 +238,7 @@ class FeatureTable:
     pieces: list[Any]
     piece_rows: list[int]
     part_rows: list[int]
-    schema: Any
+    schema: pa.Schema
 
     @property
     def rows(self) -> int:
@@ -263,7 +272,7 @@ def open_table(store: PipelineStore, features: FeatureResult) -> FeatureTable:
     return FeatureTable(pieces, piece_rows, part_rows, schema)
 
 
-def _plain(schema: Any) -> Any:
+def _plain(schema: pa.Schema) -> pa.Schema:
     """``schema`` without its metadata and with dictionary columns as their value type."""
     import pyarrow as pa
 
@@ -271,7 +280,7 @@ def _plain(schema: Any) -> Any:
     return pa.schema(fields)
 
 
-def read_columns(table: FeatureTable, columns: list[str]) -> Any:
+def read_columns(table: FeatureTable, columns: list[str]) -> pd.DataFrame:
     """Every row of ``columns`` as a pandas DataFrame (strings as categoricals)."""
     import pyarrow as pa
 
@@ -279,7 +288,7 @@ def read_columns(table: FeatureTable, columns: list[str]) -> Any:
     return _to_pandas(pa.concat_tables(chunks) if chunks else table.schema.empty_table().select(columns))
 
 
-def read_rows(table: FeatureTable, selections: list[tuple[Any, list[str]]]) -> list[Any]:
+def read_rows(table: FeatureTable, selections: list[tuple[Positions, list[str]]]) -> list[pd.DataFrame]:
     """The rows at sorted positions, each selection with its own columns, in one pass over the table.
 
     Args:
@@ -311,9 +320,10 @@ def read_rows(table: FeatureTable, selections: list[tuple[Any, list[str]]]) -> l
     return frames
 
 
-def _to_pandas(arrow: Any) -> Any:
+def _to_pandas(arrow: pa.Table) -> pd.DataFrame:
     """A pandas DataFrame of ``arrow``, one block a column (no consolidating copy), categories unified."""
-    return arrow.unify_dictionaries().to_pandas(split_blocks=True, self_destruct=True)
+    frame: pd.DataFrame = arrow.unify_dictionaries().to_pandas(split_blocks=True, self_destruct=True)
+    return frame
 
 
 def release_arrow_memory() -> None:
@@ -585,7 +595,9 @@ def split_rows(loaded: LoadedSpec, store: PipelineStore, features: FeatureResult
     return SplitRows(train, holdout, split_text, columns, trained_on, held_out, fitted, memory)
 
 
-def _batches_of(features: FeatureResult, table: FeatureTable, fit_at: Any, hold_at: Any) -> tuple[list[str], list[str]]:
+def _batches_of(
+    features: FeatureResult, table: FeatureTable, fit_at: Positions, hold_at: Positions
+) -> tuple[list[str], list[str]]:
     """The window's batches with rows fitted on, and those with rows held out (every batch when untraceable)."""
     import numpy as np
 

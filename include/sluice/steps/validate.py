@@ -7,13 +7,16 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sluice.services import faults
 from sluice.services.gx import CheckResult
 from sluice.services.storage import PipelineStore
 from sluice.spec.models import Validation
 from sluice.steps.records import BatchOutcome, BatchStatus, SchemaPin, decode, encode
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: sluice's summary of a batch's checks, beside the batch.
 REPORT = "validation.json"
@@ -105,8 +108,8 @@ def _recorded_outcome(store: PipelineStore, batch_id: str, report: dict[str, Any
 
 
 def _conform(
-    raw: Any, columns: Mapping[str, str] | None, fmt: str
-) -> tuple[Any, dict[str, list[Any]], dict[str, Any], str | None]:
+    raw: pd.DataFrame, columns: Mapping[str, str] | None, fmt: str
+) -> tuple[pd.DataFrame, dict[str, list[Any]], dict[str, Any], str | None]:
     """Conform the rows to the declared schema.
 
     Returns:
@@ -133,7 +136,7 @@ def _conform(
     return conformed.frame, conformed.bad_rows, schema, None
 
 
-def _oversized(raw: Any, max_cell: int, max_row: int) -> dict[str, list[Any]]:
+def _oversized(raw: pd.DataFrame, max_cell: int, max_row: int) -> dict[str, list[Any]]:
     """Rows (index labels) over the size bounds: ``size:<column>`` for a text cell, ``size:row`` for a row.
 
     A row is measured as its text cells' UTF-8 bytes plus 8 per other cell. Character counts
@@ -150,7 +153,8 @@ def _oversized(raw: Any, max_cell: int, max_row: int) -> dict[str, list[Any]]:
             size = chars.copy()
             long = chars[chars * 4 > min(max_cell, max_row)].index
             if len(long):
-                size.loc[long] = [len(str(v).encode("utf-8", "surrogatepass")) for v in values.loc[long]]
+                encoded = [len(str(v).encode("utf-8", "surrogatepass")) for v in values.loc[long]]
+                size.loc[long] = cast(Any, encoded)  # pandas takes a list here; pandas-stubs does not list it
             over = size[size > max_cell].index
             if len(over):
                 found[f"size:{column}"] = list(over)
@@ -162,7 +166,7 @@ def _oversized(raw: Any, max_cell: int, max_row: int) -> dict[str, list[Any]]:
     return found
 
 
-def _absent_checked_columns(raw: Any, df: Any, validation: Validation) -> str | None:
+def _absent_checked_columns(raw: pd.DataFrame, df: pd.DataFrame, validation: Validation) -> str | None:
     """The reason to reject a batch that lacks a column a check reads, or None."""
     checked = [(e.type, str(getattr(e, "column", ""))) for e in validation.expectations if hasattr(e, "column")]
     absent = [(kind, column) for kind, column in checked if column not in df]
@@ -183,7 +187,7 @@ class _Discard(Exception):
     """Raised into ``clean.parquet``'s writer so the store drops it (the batch was not accepted)."""
 
 
-def _reading(frames: Iterator[Any]) -> Iterator[Any]:
+def _reading(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
     """``frames``, with any reader error raised as :class:`_Unreadable`."""
     while True:
         try:
@@ -206,7 +210,7 @@ class _CleanRows:
         self._files = ExitStack()
         self._writer: Any = None
 
-    def write(self, rows: Any) -> None:
+    def write(self, rows: pd.DataFrame) -> None:
         """Append the clean rows of one chunk."""
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -219,7 +223,7 @@ class _CleanRows:
             self._writer = self._files.enter_context(pq.ParquetWriter(fh, table.schema))
         self._writer.write_table(table)
 
-    def keep(self, empty: Any) -> None:
+    def keep(self, empty: pd.DataFrame) -> None:
         """Commit the file (``empty``: a frame with no rows, written when every row was quarantined)."""
         if self._writer is None:
             self.write(empty)
@@ -258,7 +262,7 @@ class _Run:
         self.rows = 0
         self.found: dict[int, CheckResult] = {}
         self.type_failures: dict[str, list[Any]] = {}
-        self.candidates: list[Any] = []
+        self.candidates: list[pd.DataFrame] = []
         self.gx_results: list[dict[str, Any]] = []
         self.schema: dict[str, Any] = {}
         #: The pin the batch is held to (None: declared columns, or none yet).
@@ -267,12 +271,12 @@ class _Run:
         self.pins = pins
         self.guessed: list[str] = []
 
-    def over(self, frames: Iterator[Any], report_key: str) -> BatchOutcome:
+    def over(self, frames: Iterator[pd.DataFrame], report_key: str) -> BatchOutcome:
         """Validate the chunks ``frames`` and write the rows and the outcome."""
         chunks = _reading(frames)
         clean = _CleanRows(self.store, self.batch_id, self.columns)
-        header: Any = None  # the first chunk, for the column names
-        first: Any = None  # the first conformed chunk with rows
+        header: pd.DataFrame | None = None  # the first chunk, for the column names
+        first: pd.DataFrame | None = None  # the first conformed chunk with rows
         try:
             for raw in chunks:
                 header = raw if header is None else header
@@ -328,7 +332,7 @@ class _Run:
             return f"pinned from batch {self.pin.batch_id}"
         return "inferred from this batch (pinned if accepted)" if self.pins else "source.columns"
 
-    def _chunk(self, raw: Any) -> Any:
+    def _chunk(self, raw: pd.DataFrame) -> pd.DataFrame:
         """Conform and check one chunk; returns the conformed rows (failing ones included)."""
         df, bad_cells, schema, problem = _conform(raw, self.columns, self.fmt)
         if schema:
