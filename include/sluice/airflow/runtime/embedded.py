@@ -157,6 +157,17 @@ def wait_until_answers(url: str, timeout: float, alive: Callable[[], None]) -> N
         raise TimeoutError(f"the API server did not answer {url} within {timeout:.0f}s") from None
 
 
+def wait_until_ready(env: dict[str, str], timeout: float, alive: Callable[[], None]) -> None:
+    """Wait until the API server answers every :func:`api_ready_urls`, within ``timeout`` in all.
+
+    Raises:
+        TimeoutError: One did not answer in time.
+    """
+    deadline = time.monotonic() + timeout
+    for url in api_ready_urls(env):
+        wait_until_answers(url, max(1.0, deadline - time.monotonic()), alive)
+
+
 def run(env: dict[str, str], grace_seconds: float = 20.0, api_timeout: float | None = None) -> int:
     """Run the embedded Airflow until a component exits or this process gets SIGTERM/SIGINT.
 
@@ -195,9 +206,7 @@ def run(env: dict[str, str], grace_seconds: float = 20.0, api_timeout: float | N
 
         try:
             timeout = settings().api_start_timeout if api_timeout is None else api_timeout
-            deadline = time.monotonic() + timeout
-            for url in api_ready_urls(env):
-                wait_until_answers(url, max(1.0, deadline - time.monotonic()), api_alive)
+            wait_until_ready(env, timeout, api_alive)
         except (ComponentExited, TimeoutError) as exc:
             _say(f"{exc}; not starting {', '.join(AFTER_API)}")
             return 1
