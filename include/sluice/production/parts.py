@@ -167,7 +167,9 @@ def postgres_part(kit: Kit) -> Part:
         for path in (folder, data, sock):
             path.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:  # PostgreSQL refuses root: its folders belong to its system user
+            # The socket folder may be outside the state folder (a short one in the temporary folder).
             commands.let_others_through(folder)
+            commands.let_others_through(sock)
             for path in (folder, data, sock):
                 shutil.chown(path, "postgres", "postgres")
         if not (data / "PG_VERSION").exists():
