@@ -10,6 +10,7 @@ and the kit's) is :mod:`sluice.production.moto_journal`; its functions are re-ex
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -42,6 +43,18 @@ class ObjectStore:
             "secret": self.secret,
             "client_kwargs": {"endpoint_url": self.endpoint, "region_name": self.region},
         }
+
+    @property
+    def airflow_connection(self) -> str:
+        """The ``AIRFLOW_CONN_<ID>`` value (JSON, type aws) that reaches this server."""
+        return json.dumps(
+            {
+                "conn_type": "aws",
+                "login": self.key,
+                "password": self.secret,
+                "extra": {"endpoint_url": self.endpoint, "region_name": self.region},
+            }
+        )
 
     def client(self) -> Any:
         """A boto3 S3 client of this server."""

@@ -408,7 +408,6 @@ class AirflowCelery:
 
     def token(self) -> str:
         """A JWT for the REST API, as ``admin`` (SimpleAuthManager's generated password)."""
-        import json
 
         passwords = json.loads((self.home / "simple_auth_manager_passwords.json.generated").read_text())
         resp = requests.post(
@@ -675,18 +674,6 @@ def _epoch(stamp: str) -> float:
     return datetime.fromisoformat(stamp).timestamp()
 
 
-def s3_connection(store: ObjectStore) -> str:
-    """The ``AIRFLOW_CONN_<ID>`` value (JSON, type aws) that reaches ``store``."""
-    return json.dumps(
-        {
-            "conn_type": "aws",
-            "login": store.key,
-            "password": store.secret,
-            "extra": {"endpoint_url": store.endpoint, "region_name": store.region},
-        }
-    )
-
-
 def component_env(
     store: ObjectStore, tracking: MlflowServer, jars: Path | None = None, faults: Path | None = None
 ) -> dict[str, str]:
@@ -705,7 +692,7 @@ def component_env(
     """
     jars = jars or Path(os.environ.get("SLUICE_S3A_JARS") or PROJECT / ".jars" / "s3a")
     return {
-        f"AIRFLOW_CONN_{S3_CONN_ID.upper()}": s3_connection(store),
+        f"AIRFLOW_CONN_{S3_CONN_ID.upper()}": store.airflow_connection,
         "MLFLOW_TRACKING_URI": tracking.url,
         "MLFLOW_REGISTRY_URI": tracking.url,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT / "include"), os.environ.get("PYTHONPATH")])),

@@ -26,13 +26,7 @@ def server() -> Iterator[ObjectStore]:
 def test_a_connection_with_an_endpoint_opens_the_pipeline_store_on_that_server(
     server: ObjectStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    connection = {
-        "conn_type": "aws",
-        "login": server.key,
-        "password": server.secret,
-        "extra": {"endpoint_url": server.endpoint, "region_name": server.region},
-    }
-    monkeypatch.setenv("AIRFLOW_CONN_SLUICE_STORAGE", json.dumps(connection))
+    monkeypatch.setenv("AIRFLOW_CONN_SLUICE_STORAGE", server.airflow_connection)
     options = s3_filesystem_options("sluice_storage")
     assert options == {
         "key": server.key,

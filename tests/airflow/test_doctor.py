@@ -87,13 +87,7 @@ def test_an_s3_landing_zone_is_listed_with_its_connection_and_a_missing_bucket_i
     with s3_server_process() as s3:
         s3.create_bucket("landing")
         s3.client().put_object(Bucket="landing", Key="flights/2013-01.parquet", Body=b"PAR1")
-        connection = {
-            "conn_type": "aws",
-            "login": s3.key,
-            "password": s3.secret,
-            "extra": {"endpoint_url": s3.endpoint, "region_name": s3.region},
-        }
-        monkeypatch.setenv("AIRFLOW_CONN_LANDING", json.dumps(connection))
+        monkeypatch.setenv("AIRFLOW_CONN_LANDING", s3.airflow_connection)
         ok = only(check_landing(loaded(project, source=source)), "landing zone")
         assert ok.ok and "s3://landing/flights" in ok.detail and "1 objects" in ok.detail
 
