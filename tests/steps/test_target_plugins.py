@@ -348,6 +348,16 @@ def test_a_deploy_target_with_its_own_step_kind_and_an_expectation_type_from_ano
             in err
         )
         assert "deploy_kubernetes" in err and "sluice.step_kinds" in err, err
+    # A package whose step kinds fail to import: lint refuses only the spec whose target uses
+    # one, at its deployment.target line, naming the package; a spec on sluice's own target
+    # in the same run still lints clean (one broken package hides no other pipeline).
+    badkind = _package(tmp_path / "badkind")
+    (badkind / "floppy_sluice" / "kind.py").write_text("raise ImportError('no floppy controller')\n")
+    local = _spec(specs, "local_only", {"target": "local"}, own_landing=True)
+    (code, out, err) = _sluice(badkind, {"lint": ["lint", "--no-import", str(good), str(local)]})["lint"]
+    assert code == 1 and f"flights_delay.pipeline.yaml:{line}:" in err, err
+    assert "'deploy_floppy' of distribution floppy-sluice 1.0" in err and "no floppy controller" in err, err
+    assert "fix or uninstall floppy-sluice" in err and "ok  " in out and "(local_only)" in out, out
     # A package whose renderer fails to import: in the DAG file its pipeline becomes the
     # placeholder DAG naming the package, and a pipeline on sluice's own kinds is registered.
     broken = _package(tmp_path / "broken")

@@ -18,6 +18,7 @@ from sluice.plan.model import (
     make_config,
 )
 from sluice.spec.loader import LoadedSpec
+from sluice.spec.plugins import PluginError
 from sluice.spec.targets import Watch
 
 SPARK_POOL = "sluice_spark"
@@ -287,8 +288,8 @@ def _deploy_step(loaded: LoadedSpec) -> Step:
     """The train DAG's ``deploy`` task, as the spec's deploy target asks for it (its kind, config and limits).
 
     Raises:
-        PlanError: The target asks for a step kind no installed package declares, or with a
-            config its kind refuses (placed at ``deployment.target``).
+        PlanError: The target asks for a step kind no installed package declares, whose package
+            fails to load, or with a config its kind refuses (placed at ``deployment.target``).
     """
     deployment = loaded.spec.deployment
     asked = deployment.target_spec.deploy_step(loaded.spec.pipeline, deployment.settings)
@@ -304,11 +305,13 @@ def _deploy_step(loaded: LoadedSpec) -> Step:
             alert="deploy",
             timeout_minutes=asked.timeout_minutes,
         )
-    except PlanError as exc:
+    except (PlanError, PluginError) as exc:
+        # A package whose step kinds fail to load refuses only the pipelines whose target asks
+        # for one of them, at that spec's line: the other pipelines still build.
         raise PlanError(
             f"deploy target '{deployment.target}' asks for a deploy step that cannot be built: {exc}",
             where="deployment.target",
-            hint=exc.hint or f"fix the package that declares the target '{deployment.target}'",
+            hint=getattr(exc, "hint", "") or f"fix the package that declares the target '{deployment.target}'",
         ) from None
     return step if asked.retries is None else dataclasses.replace(step, retries=asked.retries)
 
