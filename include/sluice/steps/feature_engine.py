@@ -192,11 +192,27 @@ def spark_casts(conn: Any, sql: str) -> str:
     return str(typed.transform(truncating).sql(dialect="duckdb"))
 
 
+def _exit_with_parent(every: float = 1.0) -> None:
+    """Exit as soon as the task that started this build is gone (killed, as Spark's JVM dies with its driver)."""
+    import threading
+    import time
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def build() -> int:
     """Run the build on stdin (``engine: duckdb``); a JSON list of answers, one per run, on stdout.
 
     A failure stops the build: its answer (the error and the job's line) is the last one.
     """
+    _exit_with_parent()
     request = json.load(sys.stdin)
     answers_fd = os.dup(1)
     os.dup2(2, 1)  # what the job prints goes to stderr, not into the answers
