@@ -38,6 +38,7 @@ NAMES = (
     "overhead",
     "overhead_production",
     "features",
+    "features_duckdb",
     "validation",
     "drift",
     "evaluate",

@@ -109,6 +109,8 @@ def test_a_spark_master_that_does_not_answer_and_missing_s3a_jars_are_named(
     monkeypatch.setenv("SLUICE_S3A_JARS", str(tmp_path / "no-jars"))
     jars = only(check_spark(loaded(project, storage={"root": "s3://bucket/prefix"})), "S3A jars")
     assert not jars.ok and "make s3a-jars" in jars.fix
+    duckdb = loaded(project, storage={"root": "s3://bucket/prefix"}, features=features | {"engine": "duckdb"})
+    assert check_spark(duckdb) == [], "features.engine: duckdb reads S3 through the store: no S3A jars needed"
 
 
 def test_without_celery_there_are_no_workers_to_ask(project: Project) -> None:

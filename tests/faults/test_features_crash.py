@@ -141,3 +141,22 @@ def test_with_scope_history_a_kill_leaves_no_half_table_and_the_retry_builds_it(
     assert _tables(store) == [result.key] and not (local(store) / "feature_cache").exists()
     table = pd.read_parquet(result.path)
     assert len(table) == result.rows == read_json(Path(result.path).parent / "meta.json")["rows"] > 0
+
+
+def test_on_the_duckdb_engine_a_kill_between_its_writes_leaves_no_half_table(flights_project: Project) -> None:
+    from sluice.spec.loader import load_spec
+    from sluice.steps.features import build_features, read_features
+
+    spec, _, store, batch = accepted_batch(flights_project)
+    data = yaml.safe_load(spec.read_text())
+    data["features"]["engine"] = "duckdb"
+    spec.write_text(yaml.safe_dump(data, sort_keys=False))
+
+    for point in ["features.table_written", "features.meta_written"]:
+        tag = kill_script(point, flights_project.root, FEATURES, str(spec))
+        assert survivors(tag) == [], f"{point}: no DuckDB child process is left"
+        assert _entries(store, batch) == [] and _tables(store) == [], f"{point}: a half-written table is invisible"
+
+    result = build_features(load_spec(spec), store)
+    assert not result.cached and result.computed == [batch] and _temporaries(store, batch) == []
+    assert len(read_features(store, result)) == result.rows > 0

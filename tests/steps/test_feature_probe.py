@@ -114,6 +114,22 @@ def test_a_job_the_engine_cannot_run_is_a_warning_naming_the_construct(project: 
     assert "(at include/features/rdd.py:2: return inputs['batches'].rdd.map(lambda row: row).toDF())" in err
 
 
+def test_with_engine_duckdb_a_job_the_engine_cannot_run_is_an_error_at_the_engine(project: Path, capsys) -> None:
+    (project / "include/features/rdd.py").write_text(
+        "def build_features(spark, inputs):\n    return inputs['batches'].rdd.map(lambda row: row).toDF()\n"
+    )
+    spec = project / SPEC
+    _edit(spec, "include/features/flights.py:build_features", "include/features/rdd.py:build_features")
+    line = _edit(spec, "  engine: local", "  engine: duckdb")
+
+    assert main(["lint", str(spec)]) == 1
+
+    err = capsys.readouterr().err
+    assert f"{spec}:{line}:3: features.engine: engine 'duckdb' cannot run the feature job: it failed on sqlframe" in err
+    assert "(at include/features/rdd.py:2: return inputs['batches'].rdd.map(lambda row: row).toDF())" in err
+    assert "use engine: local (Spark)" in err
+
+
 def test_a_spec_without_declared_columns_warns_what_is_unprotected(project: Path, capsys) -> None:
     spec = project / SPEC
     text = spec.read_text()

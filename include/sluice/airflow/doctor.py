@@ -172,8 +172,8 @@ def check_spark(loaded: LoadedSpec) -> list[Finding]:
         why = _reachable(host, port)
         fix = f"start the Spark master on {host}:{port}, or fix features.master; workers need the same address"
         found.append(Finding("Spark master", why is None, why or f"{host}:{port} answers", fix if why else ""))
-    # The feature build always runs on Spark (local or cluster), so S3 storage always needs S3A.
-    if spec.storage.is_s3:
+    # Spark reads S3 storage through S3A; features.engine: duckdb reads it through the store instead.
+    if spec.storage.is_s3 and (spec.features.engine != "duckdb" or spec.training.engine == "spark"):
         try:
             jars = s3a_jars(default_jars_dir(loaded.project_dir))
             found.append(Finding("S3A jars", True, f"{len(jars)} jars"))

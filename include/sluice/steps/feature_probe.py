@@ -51,7 +51,8 @@ class Learned:
 
     Attributes:
         columns: The job's output columns, or None when they could not be learnt.
-        warning: Why not (a warning at the spec's line), or None.
+        warning: Why not (a warning at the spec's line; an error where ``features.engine: duckdb``
+            chose the engine the job failed on), or None.
     """
 
     columns: tuple[str, ...] | None
@@ -242,6 +243,18 @@ class FeatureProbe:
             return Learned(tuple(answer["columns"]))
         job_file = loaded.spec.features.job.partition(":")[0]
         at = f" (at {job_file}:{answer['line']}: {answer['code']})" if answer.get("line") else ""
+        if loaded.spec.features.engine == "duckdb" and "line" in answer:
+            # The job itself failed on the engine the spec chose (not the engine's start, nor a
+            # timeout on a busy machine): every feature build would fail the same way.
+            return Learned(
+                None,
+                loaded.issue(
+                    "features.engine",
+                    f"engine 'duckdb' cannot run the feature job: it failed on {ENGINE} on generated rows: "
+                    f"{answer['error']}{at}",
+                    "use engine: local (Spark), or rewrite the construct (RDDs, Python UDFs) with DataFrame functions",
+                ),
+            )
         return Learned(
             None,
             loaded.warning(

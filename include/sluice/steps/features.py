@@ -13,12 +13,13 @@ import hashlib
 import importlib.util
 import json
 import logging
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from sluice.services import faults
 from sluice.services.batch_record import BatchRecord
-from sluice.services.storage import FEATURES_META, PipelineStore, encode_json, sha256_file
+from sluice.services.storage import FEATURES_META, PipelineStore, Staging, encode_json, sha256_file
 from sluice.spec.loader import LoadedSpec
 from sluice.spec.models import Window
 from sluice.steps.records import FeatureResult
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 
     #: A ``features.job`` function: the Spark session and the named input frames in, the feature table out.
     FeatureJob = Callable[[SparkSession, dict[str, DataFrame]], DataFrame]
+    #: A committed table's rows and columns.
+    Built = tuple[int, list[str]]
 
 __all__ = [
     "FeatureResult",
@@ -162,9 +165,8 @@ def build_features(loaded: LoadedSpec, store: PipelineStore) -> FeatureResult:
         return FeatureResult(
             path=table_location, key=key, batches=batches, job_hash=job_hash, rows=int(meta["rows"]), cached=True
         )
-    spark = _session(loaded, store)
-    table = _run_job(loaded, spark, list(batches), inputs, store)
-    rows, _ = _commit_table(spark, store, store.keys.features(key), table, key_material)
+    built = _build_tables(loaded, store, inputs, {store.keys.features(key): (list(batches), key_material)})
+    rows = built[store.keys.features(key)][0]
     return FeatureResult(
         path=table_location, key=key, batches=batches, job_hash=job_hash, rows=rows, computed=list(batches)
     )
@@ -245,14 +247,53 @@ def _compute_entries(
     Returns:
         ``{batch_id: {"rows", "columns"}}`` of the entries written.
     """
+    tables = {
+        store.keys.feature_cache(batch_id, entry): (
+            [batch_id],
+            material | {"batches": [batch_id], "sha256": batches[batch_id], "entry": entry},
+        )
+        for batch_id, entry in todo.items()
+    }
+    built = _build_tables(loaded, store, inputs, tables)
+    return {
+        batch_id: dict(zip(("rows", "columns"), built[store.keys.feature_cache(batch_id, entry)], strict=True))
+        for batch_id, entry in todo.items()
+    }
+
+
+def _build_tables(
+    loaded: LoadedSpec,
+    store: PipelineStore,
+    inputs: dict[str, Path],
+    tables: dict[str, tuple[list[str], dict[str, Any]]],
+) -> dict[str, Built]:
+    """Run the job for each table and commit it: ``{folder key: (batch ids, meta.json material)}`` in,
+    ``{folder key: (rows, columns)}`` out, on the spec's engine.
+
+    Spark commits each table as it is built; on DuckDB one child process builds them all (one
+    start for every batch of the run), then each is committed.
+    """
+    done: dict[str, Built] = {}
+    if loaded.spec.features.engine == "duckdb":
+        from sluice.steps.features_duckdb import PART, SCRATCH, run_tables
+
+        try:
+            built = run_tables(loaded, store, [batch_ids for batch_ids, _ in tables.values()])
+            for (folder, (_, material)), (local, rows, columns) in zip(tables.items(), built, strict=True):
+
+                def put(staging: Staging, local: Path = local, answer: Built = (rows, columns)) -> Built:
+                    staging.put_file(local, f"{TABLE}/{PART}")
+                    return answer
+
+                done[folder] = _commit_table(store, folder, material, put)
+        finally:
+            store.clear_scratch(SCRATCH)  # copies of an object store's batches, tables not committed
+        return done
     spark = _session(loaded, store)
-    written: dict[str, dict[str, Any]] = {}
-    for batch_id, entry in todo.items():
-        table = _run_job(loaded, spark, [batch_id], inputs, store)
-        entry_material = material | {"batches": [batch_id], "sha256": batches[batch_id], "entry": entry}
-        rows, columns = _commit_table(spark, store, store.keys.feature_cache(batch_id, entry), table, entry_material)
-        written[batch_id] = {"rows": rows, "columns": columns}
-    return written
+    for folder, (batch_ids, material) in tables.items():
+        table = _run_job(loaded, spark, batch_ids, inputs, store)
+        done[folder] = _commit_table(store, folder, material, partial(_spark_write, spark, table))
+    return done
 
 
 def _session(loaded: LoadedSpec, store: PipelineStore) -> SparkSession:
@@ -296,26 +337,35 @@ def _run_job(
     return table
 
 
+def _spark_write(spark: SparkSession, table: DataFrame, staging: Staging) -> tuple[int, list[str]]:
+    """Write ``table`` into ``staging`` with Spark (a folder of part files); its rows and columns."""
+    from sluice.services.spark import spark_location
+
+    staged_table = spark_location(f"{staging.location}/{TABLE}")
+    table.write.parquet(staged_table)
+    rows: int = spark.read.parquet(staged_table).count()
+    return rows, list(table.columns)
+
+
 def _commit_table(
-    spark: SparkSession, store: PipelineStore, folder: str, table: DataFrame, material: dict[str, Any]
+    store: PipelineStore,
+    folder: str,
+    material: dict[str, Any],
+    write: Callable[[Staging], tuple[int, list[str]]],
 ) -> tuple[int, list[str]]:
-    """Write ``table`` and its ``meta.json`` as folder ``folder``, committed together.
+    """Write the table (``write`` puts ``features.parquet/`` into the staging folder) and its
+    ``meta.json`` as folder ``folder``, committed together.
 
     Returns:
         The table's rows and columns.
     """
-    from sluice.services.spark import spark_location
-
     # The table and its meta.json are staged and committed together (meta.json last): a
     # reader (and the cache check) sees a whole table or none. On S3 there is no rename:
-    # Spark writes under the store's hidden staging prefix, and the store copies the table
-    # to its key before meta.json, which readers and the cache go by.
+    # the engine writes under the store's hidden staging prefix, and the store copies the
+    # table to its key before meta.json, which readers and the cache go by.
     with store.stage(folder, FEATURES_META) as staging:
-        staged_table = spark_location(f"{staging.location}/{TABLE}")
-        table.write.parquet(staged_table)
+        rows, columns = write(staging)
         faults.point("features.table_written")
-        rows: int = spark.read.parquet(staged_table).count()
-        columns = list(table.columns)
         staging.write_bytes(FEATURES_META, encode_json(material | {"rows": rows, "columns": columns}))
         faults.point("features.meta_written")
     return rows, columns

@@ -1,4 +1,4 @@
-"""The ``features`` section: the Spark feature job, its inputs and its configuration."""
+"""The ``features`` section: the PySpark feature job, its inputs, where it runs and its configuration."""
 
 from __future__ import annotations
 
@@ -48,8 +48,13 @@ class Features(StrictModel):
         default_factory=dict,
         description="Extra tables passed to the job by name, beside 'batches' (the validated rows).",
     )
-    engine: Literal["local", "cluster"] = Field(
-        "local", description="'local': Spark local[*] in the task; 'cluster': the Spark master below."
+    engine: Literal["local", "cluster", "duckdb"] = Field(
+        "local",
+        description=(
+            "'local': Spark local[*] in the task; 'cluster': the Spark master below; 'duckdb': the same job, "
+            "unchanged, on sqlframe over in-process DuckDB in a child process of the task (no JVM; conf is not "
+            "used; sluice lint refuses a job it cannot run)."
+        ),
     )
     master: str | None = Field(None, description="Spark master URL when engine is 'cluster'.")
     conf: dict[str, Annotated[str, BeforeValidator(as_text), WithJsonSchema(SPARK_VALUE_SCHEMA)]] = Field(
