@@ -58,7 +58,7 @@ def spark_session(app_name: str, master: str | None = None, conf: dict[str, str]
     # Python workers must run the same interpreter (and packages) as the driver.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     merged = {**LOCAL_DEFAULTS, **driver_defaults(master), **(conf or {})}
-    _stop_if_missing_jars(merged.get("spark.jars", ""))
+    _stop_jvm_unless_it_fits(merged)
     builder = SparkSession.builder.appName(app_name).master(master or "local[*]")
     for key, value in merged.items():
         builder = builder.config(key, value)
@@ -70,22 +70,42 @@ def _jar_paths(jars: str) -> set[str]:
     return {j.strip().removeprefix("file://").removeprefix("file:") for j in jars.split(",") if j.strip()}
 
 
-def _stop_if_missing_jars(jars: str) -> None:
-    """Stop Spark, JVM included, when it runs without jars now asked for.
+def _hadoop_settings(settings: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in settings.items() if k.startswith("spark.hadoop.")}
 
-    ``getOrCreate`` would return the running session as it is, and a new session in the same
-    JVM does not put ``spark.jars`` on the driver's class path either (S3A's classes stay
-    unknown): only jars given when the JVM starts do.
+
+def _running_settings(jvm: Any) -> dict[str, str]:
+    """The ``spark.*`` settings of the running JVM: its active context's, else those it was launched with."""
+    from pyspark import SparkContext
+
+    active = SparkContext._active_spark_context
+    if active is not None:
+        return dict(active.getConf().getAll())
+    props = jvm.java.lang.System.getProperties()
+    return {str(k): str(props.get(k)) for k in props.stringPropertyNames() if str(k).startswith("spark.")}
+
+
+def _stop_jvm_unless_it_fits(wanted: Mapping[str, str]) -> None:
+    """Stop Spark, JVM included, when it runs without jars now asked for or with other Hadoop settings.
+
+    ``getOrCreate`` would return the running session as it is. A new session in the same JVM
+    does not put ``spark.jars`` on the driver's class path (S3A's classes stay unknown: only
+    jars given when the JVM starts do), and it keeps the first session's ``spark.hadoop.*``
+    settings (the JVM's system properties hold them, and Hadoop caches each opened file system
+    with its credentials): a second store's S3 settings would silently be the first's.
     """
     from pyspark import SparkContext
 
-    wanted = _jar_paths(jars)
     gateway = SparkContext._gateway
-    if gateway is None or not wanted:
-        return
     jvm = SparkContext._jvm
-    launched = _jar_paths(str(jvm.java.lang.System.getProperty("spark.jars") or "")) if jvm is not None else set()
-    if wanted <= launched:
+    if gateway is None or jvm is None:
+        return
+    running = _running_settings(jvm)
+    jars = _jar_paths(wanted.get("spark.jars", ""))
+    hadoop = _hadoop_settings(wanted)
+    # A session that asks for no Hadoop settings (local files) works with any.
+    same_hadoop = not hadoop or hadoop == _hadoop_settings(running)
+    if jars <= _jar_paths(running.get("spark.jars", "")) and same_hadoop:
         return
     if SparkContext._active_spark_context is not None:
         SparkContext._active_spark_context.stop()
