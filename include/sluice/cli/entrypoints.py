@@ -54,7 +54,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from sluice.services.serving import serve
 
     info = {"pipeline": args.pipeline or "", "version": args.version or ""}
-    serve(args.model_uri, args.host, args.port, Path(args.ready_file) if args.ready_file else None, info)
+    ready = Path(args.ready_file) if args.ready_file else None
+    serve(args.model_uri, args.host, args.port, ready, info, args.storage_root or None, args.id_column or None)
     return 0
 
 
@@ -76,4 +77,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p.add_argument("--ready-file")
     p.add_argument("--pipeline")
     p.add_argument("--version")
+    p.add_argument("--storage-root", help="the spec's storage.root: log every prediction under <root>/<pipeline>/")
+    p.add_argument("--id-column", help="the spec's source.id_column, logged with each prediction")
     p.set_defaults(func=cmd_serve)
