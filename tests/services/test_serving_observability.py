@@ -117,6 +117,10 @@ def test_scored_requests_are_counted_in_metrics_and_logged_as_parquet_on_sigterm
     assert seen[("sluice_request_duration_seconds_count", "")] == 8
     assert seen[("sluice_prediction_log_write_failures_total", "")] == 0
     assert logged(root).empty, "nothing is written before a flush is due"
+    from sluice.services.serving_metrics import load_lines
+
+    (status,) = load_lines(server.url)
+    assert "8 requests" in status and "1 errors" in status and "p99" in status, status
 
     assert server.stop() in (0, -signal.SIGTERM)
     log = logged(root)
