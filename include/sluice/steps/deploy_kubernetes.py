@@ -84,8 +84,7 @@ def deploy_kubernetes(
         api: API client; default: in-cluster service account, else kubeconfig.
         log: Where progress lines go (the pod log).
         poll_seconds: Interval of rollout polling.
-        serve_args: More ``sluice serve`` arguments of the model server (the prediction log's,
-            :func:`sluice.services.kube_manifests.serve_args`).
+        serve_args: More ``sluice serve`` arguments (:func:`sluice.services.kube_manifests.serve_args`).
 
     Returns:
         What is served now.
