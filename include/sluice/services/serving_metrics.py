@@ -201,4 +201,3 @@ def load_lines(base_url: str, timeout: float = 3.0) -> list[str]:
             f"prediction log: {load.log_failures:.0f} failed writes, {load.log_dropped:.0f} rows or requests dropped"
         )
     return lines
-
