@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import free_port
+from tests.conftest import S3Server, free_port
 from tests.services.test_scoring import ROWS, model_dir  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.integration
@@ -30,14 +31,16 @@ pytestmark = pytest.mark.integration
 class Server:
     """A ``sluice serve`` process with a prediction log under ``root``."""
 
-    def __init__(self, model: Path, root: Path, folder: Path, flush_seconds: float) -> None:
+    def __init__(
+        self, model: Path, root: Path | str, folder: Path, flush_seconds: float, env: dict[str, str] | None = None
+    ) -> None:
         self.port, self.root, self.ready, self.log = free_port(), root, folder / "ready", folder / "serve.log"
         cmd = [sys.executable, "-m", "sluice.cli", "serve", "--model-uri", str(model), "--host", "127.0.0.1"]
         cmd += ["--port", str(self.port), "--ready-file", str(self.ready), "--pipeline", "p", "--version", "4"]
         cmd += ["--storage-root", str(root), "--id-column", "s"]
-        env = dict(os.environ, SLUICE_PREDICTION_LOG_FLUSH_SECONDS=str(flush_seconds))
+        full = dict(os.environ, SLUICE_PREDICTION_LOG_FLUSH_SECONDS=str(flush_seconds), **(env or {}))
         with self.log.open("w") as out:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=full)
         deadline = time.monotonic() + 120
         while not self.ready.exists() and self.proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -72,8 +75,8 @@ class Server:
 def serve(model_dir: Path, tmp_path: Path) -> Iterator[Callable[..., Server]]:  # noqa: F811
     started: list[Server] = []
 
-    def start(root: Path, flush_seconds: float) -> Server:
-        started.append(Server(model_dir, root, tmp_path, flush_seconds))
+    def start(root: Path | str, flush_seconds: float, env: dict[str, str] | None = None) -> Server:
+        started.append(Server(model_dir, root, tmp_path, flush_seconds, env))
         return started[-1]
 
     yield start
@@ -177,3 +180,15 @@ def test_storage_down_answers_every_request_counts_the_failures_and_writes_once_
     wait_for(lambda: len(logged(tmpfs)) == 21 * len(ROWS))
     assert server.metrics()[("sluice_prediction_log_rows_total", "")] == 21 * len(ROWS)
     assert server.metrics()[("sluice_prediction_log_dropped_rows_total", "")] == 0
+
+
+def test_the_log_of_an_s3_root_lands_in_the_bucket_through_the_aws_variables(
+    serve: Callable[..., Server], s3: S3Server
+) -> None:
+    keys = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    server = serve(f"s3://{s3.bucket}/state", flush_seconds=0.3, env={**keys, "AWS_ENDPOINT_URL_S3": s3.endpoint})
+    assert all(server.post(ROWS, f"s3-{i}").status_code == 200 for i in range(3))
+    wait_for(lambda: server.metrics()[("sluice_prediction_log_rows_total", "")] == 3 * len(ROWS))
+    written = s3.keys("state/p/predictions/log/")
+    pattern = r"state/p/predictions/log/date=[\d-]+/hour=\d\d/\w{32}\.parquet"
+    assert written and all(re.fullmatch(pattern, k) for k in written), written
