@@ -283,7 +283,9 @@ def run(quick: bool) -> dict[str, Any]:
             "2-core machine shared with other work, load generator in the same process as the deployer. "
             "sluice's server scores JSON dataframes that match the signature on one thread, building "
             "the frame column by column in the signature's dtypes (services/scoring.py); other "
-            "requests go to MLflow's own scoring code." + (" Quick mode: fewer requests, one round." if quick else "")
+            "requests go to MLflow's own scoring code. The deployed sluice server also writes its "
+            "prediction log and counts /metrics (the local target always gives it the pipeline's storage)."
+            + (" Quick mode: fewer requests, one round." if quick else "")
         ),
     }
 

@@ -193,6 +193,25 @@ class Settings(BaseSettings):
         validation_alias="MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
         description="backoff between those retries (seconds, doubled each try)",
     )
+    prediction_log_flush_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        validation_alias="SLUICE_PREDICTION_LOG_FLUSH_SECONDS",
+        description="the model server writes its prediction log at least this often (seconds)",
+    )
+    prediction_log_flush_rows: int = Field(
+        default=1000,
+        ge=1,
+        validation_alias="SLUICE_PREDICTION_LOG_FLUSH_ROWS",
+        description="the model server writes its prediction log once this many rows wait",
+    )
+    prediction_log_buffer_rows: int = Field(
+        default=100_000,
+        ge=1,
+        validation_alias="SLUICE_PREDICTION_LOG_BUFFER_ROWS",
+        description="rows of the prediction log a model server keeps while storage fails; older ones are "
+        "dropped beyond it (counted in `/metrics`)",
+    )
     kubeconfig: str | None = Field(
         default=None,
         validation_alias="KUBECONFIG",

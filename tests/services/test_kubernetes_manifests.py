@@ -188,3 +188,29 @@ def test_plan_manifests_rbac_prints_only_what_an_admin_applies_once(
     assert main(["plan", str(spec_file), "--manifests", "--rbac"]) == 0
     docs = [d for d in yaml.safe_load_all(capsys.readouterr().out) if d]
     assert [d["kind"] for d in docs] == ["ServiceAccount", "Role", "RoleBinding", "Role"]
+
+
+def test_model_server_pods_log_predictions_to_an_s3_root_never_to_a_local_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SLUICE_PROJECT_DIR", str(REPO))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")  # boto3's own credentials stand for aws_default
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
+    spec = kubernetes_spec(env_from_secrets=["s3-creds"])
+    spec["storage"] = {"root": "s3://ml-state/sluice"}
+    path = tmp_path / "flights_delay.pipeline.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    assert main(["plan", str(path), "--manifests", "--model-version", "7"]) == 0
+    out = capsys.readouterr().out
+    out = out[out.index("# RBAC") :]  # botocore says where it found the keys first
+    by_kind = {d["kind"]: d for d in yaml.safe_load_all(out) if d}
+    serving = by_kind["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    assert serving["args"][-2:] == ["--storage-root", "s3://ml-state/sluice"]
+    assert serving["envFrom"] == [{"secretRef": {"name": "s3-creds"}}], "the keys come from the named secret"
+    deployer = by_kind["Pod"]["spec"]["containers"][0]["args"]
+    assert deployer[deployer.index("--storage-root") + 1] == "s3://ml-state/sluice"
+
+
+def test_a_local_storage_root_is_not_given_to_pods(manifests: list[dict[str, Any]]) -> None:
+    dep = next(m for m in manifests if m["kind"] == "Deployment")
+    assert "--storage-root" not in dep["spec"]["template"]["spec"]["containers"][0]["args"]

@@ -629,6 +629,14 @@ def rule_cases() -> list[BadSpec]:
             "'destination' is not in source.columns",
             "columns: [sched_dep_time",
         ),
+        _with_columns(
+            "id_column_undeclared",
+            columns,
+            pattern,
+            (pattern, pattern + "\n  id_column: flight_no"),
+            "'flight_no' is not in source.columns",
+            "id_column: flight_no",
+        ),
         # images and resources
         _edit("image_blank", local, k8s.format(image="''", extra=""), "image", "image:"),
         _edit("image_spaces", local, k8s.format(image="' '", extra=""), "not an image reference", "image:"),

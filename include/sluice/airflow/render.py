@@ -218,6 +218,7 @@ def _deploy_kubernetes(step: Step, plan: PipelinePlan) -> BaseOperator:
         # The promotion is read as its record when the task runs, not templated out of a dict.
         version_from=config.version_from,
         airflow_run_id="{{ run_id }}",
+        spec_path=plan.spec_path,
         **operator_kwargs(step, plan),
     )
 

@@ -24,6 +24,7 @@ def cmd_deployer(args: argparse.Namespace) -> int:
     """The deployer pod's entrypoint: roll a model version out to Kubernetes."""
     import signal
 
+    from sluice.services.kube_manifests import serve_args as serve_args_of
     from sluice.spec.models import KubernetesDeployment
     from sluice.steps.deploy_kubernetes import KubernetesDeployFailed, deploy_kubernetes
     from sluice.steps.records import encode
@@ -39,8 +40,9 @@ def cmd_deployer(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, terminated)
     try:
+        serve_args = serve_args_of(args.storage_root or "", args.id_column or None)
         result = deploy_kubernetes(
-            args.pipeline, cfg, args.version, args.previous_version or None, args.run_id, log=log
+            args.pipeline, cfg, args.version, args.previous_version or None, args.run_id, log=log, serve_args=serve_args
         )
     except KubernetesDeployFailed as exc:
         log(f"FAILED: {exc}")
@@ -54,7 +56,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from sluice.services.serving import serve
 
     info = {"pipeline": args.pipeline or "", "version": args.version or ""}
-    serve(args.model_uri, args.host, args.port, Path(args.ready_file) if args.ready_file else None, info)
+    ready = Path(args.ready_file) if args.ready_file else None
+    serve(args.model_uri, args.host, args.port, ready, info, args.storage_root or None, args.id_column or None)
     return 0
 
 
@@ -68,6 +71,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     )
     p.add_argument("--run-id", required=True, help="Airflow run id, recorded on the objects")
     p.add_argument("--settings", required=True, help="the spec's deployment.kubernetes as JSON")
+    p.add_argument("--storage-root", help="the spec's storage.root: an s3:// root is the model server's prediction log")
+    p.add_argument("--id-column", help="the spec's source.id_column, logged with each prediction")
     p.set_defaults(func=cmd_deployer)
     p = sub.add_parser("serve", help="serve a registered model version (model server entrypoint)")
     p.add_argument("--model-uri", required=True)
@@ -76,4 +81,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p.add_argument("--ready-file")
     p.add_argument("--pipeline")
     p.add_argument("--version")
+    p.add_argument("--storage-root", help="the spec's storage.root: log every prediction under <root>/<pipeline>/")
+    p.add_argument("--id-column", help="the spec's source.id_column, logged with each prediction")
     p.set_defaults(func=cmd_serve)

@@ -190,6 +190,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     served = target_for(loaded, store).served()
     for line in served.lines:
         print(f"  {line}")
+    if served.version and served.url:
+        from sluice.services.serving_metrics import load_lines
+
+        for line in load_lines(served.url.removesuffix("/invocations")):
+            print(f"  {line}")
     if not served.reachable:
         return STATUS_UNKNOWN
     return STATUS_WRONG if served.healthy is False else STATUS_OK

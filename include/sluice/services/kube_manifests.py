@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -98,7 +99,17 @@ def serving_labels(pipeline: str, cfg: KubernetesDeployment) -> dict[str, str]:
     return {"app.kubernetes.io/name": object_name(pipeline), LABEL_PIPELINE: pipeline, LABEL_COMPONENT: "model-server"}
 
 
-def _serving_container(pipeline: str, cfg: KubernetesDeployment, version: str) -> dict[str, Any]:
+def serve_args(storage_root: str, id_column: str | None) -> list[str]:
+    """``sluice serve``'s prediction-log arguments in a pod: only an object-store root (a pod
+    cannot reach a local folder of the Airflow machine); its keys come from ``env_from_secrets``."""
+    if "://" not in storage_root:
+        return []
+    return ["--storage-root", storage_root, *(["--id-column", id_column] if id_column else [])]
+
+
+def _serving_container(
+    pipeline: str, cfg: KubernetesDeployment, version: str, extra_args: Sequence[str] = ()
+) -> dict[str, Any]:
     """The model server container: ``sluice serve`` of one version, probes on ``/ping``, restricted."""
     return {
         "name": "model-server",
@@ -117,6 +128,7 @@ def _serving_container(pipeline: str, cfg: KubernetesDeployment, version: str) -
             pipeline,
             "--version",
             str(version),
+            *extra_args,
         ],
         "ports": [{"name": "http", "containerPort": cfg.port, "protocol": "TCP"}],
         "env": _env(cfg),
@@ -143,8 +155,12 @@ def _serving_container(pipeline: str, cfg: KubernetesDeployment, version: str) -
     }
 
 
-def deployment_manifest(pipeline: str, cfg: KubernetesDeployment, version: str, run_id: str) -> dict[str, Any]:
+def deployment_manifest(
+    pipeline: str, cfg: KubernetesDeployment, version: str, run_id: str, extra_args: Sequence[str] = ()
+) -> dict[str, Any]:
     """The model server's Deployment, pinned to ``models:/<pipeline>/<version>``.
+
+    ``extra_args`` are more ``sluice serve`` arguments (:func:`serve_args`: the prediction log).
 
     The pod template carries the model version, so a new version is a new ReplicaSet and
     ``kubectl rollout history`` shows one revision per deployed version. Rolling updates
@@ -157,7 +173,7 @@ def deployment_manifest(pipeline: str, cfg: KubernetesDeployment, version: str, 
         LABEL_RUN: label_value(run_id),
     }
     annotations = {ANNOTATION_RUN: run_id}
-    container = _serving_container(pipeline, cfg, version)
+    container = _serving_container(pipeline, cfg, version, extra_args)
     pod_spec: dict[str, Any] = {
         "serviceAccountName": cfg.serving_service_account,
         "automountServiceAccountToken": False,
@@ -309,8 +325,11 @@ def launcher_role(pipeline: str, cfg: KubernetesDeployment) -> dict[str, Any]:
     }
 
 
-def deployer_args(pipeline: str, cfg: KubernetesDeployment, version: str, previous: str, run_id: str) -> list[str]:
-    """Arguments of ``sluice deployer`` (the deployer pod's command after ``sluice``)."""
+def deployer_args(
+    pipeline: str, cfg: KubernetesDeployment, version: str, previous: str, run_id: str, extra_args: Sequence[str] = ()
+) -> list[str]:
+    """Arguments of ``sluice deployer`` (the deployer pod's command after ``sluice``); ``extra_args``
+    (:func:`serve_args`) are passed on to the model server."""
     return [
         "deployer",
         "--pipeline",
@@ -323,11 +342,14 @@ def deployer_args(pipeline: str, cfg: KubernetesDeployment, version: str, previo
         run_id,
         "--settings",
         cfg.model_dump_json(),
+        *extra_args,
     ]
 
 
-def deployer_pod(pipeline: str, cfg: KubernetesDeployment, version: str, previous: str, run_id: str) -> dict[str, Any]:
-    """The pod that runs ``sluice deployer`` in the project image.
+def deployer_pod(
+    pipeline: str, cfg: KubernetesDeployment, version: str, previous: str, run_id: str, extra_args: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The pod that runs ``sluice deployer`` in the project image (``extra_args``: see :func:`deployer_args`).
 
     ``version``, ``previous`` and ``run_id`` may be Jinja templates; the KubernetesPodOperator
     renders them before it creates the pod. The container is named ``base``, the name the
@@ -346,7 +368,7 @@ def deployer_pod(pipeline: str, cfg: KubernetesDeployment, version: str, previou
                 "image": cfg.image,
                 "imagePullPolicy": cfg.image_pull_policy,
                 "command": ["sluice"],
-                "args": deployer_args(pipeline, cfg, version, previous, run_id),
+                "args": deployer_args(pipeline, cfg, version, previous, run_id, extra_args),
                 "env": _env(cfg),
                 "envFrom": _env_from(cfg),
                 "resources": _resources(cfg.deployer_resources),

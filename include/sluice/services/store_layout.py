@@ -18,6 +18,8 @@ without opening a store. Layout under ``<storage.root>/<pipeline>/``::
     runs/<airflow run id>/...            per train run: trigger.json, holdout, decision record
     monitor/<airflow run id>/            per monitor run: report.html (Evidently), drift.json
     deploy/current.json                  what is served where (local target)
+    predictions/log/date=YYYY-MM-DD/hour=HH/<uuid>.parquet
+                                         the model server's prediction log (one row per scored row)
     schema/pinned.json                   the schema batches are held to when the spec declares no
                                          source.columns (the first accepted batch's; sluice schema-pin)
     landing/archived.json                archived landing files still watched for changes
@@ -86,3 +88,8 @@ class StoreLayout:
     def deploy(name: str = "") -> str:
         """Key of the deploy records' folder, or of ``name`` inside it."""
         return join("deploy", name)
+
+    @staticmethod
+    def predictions(name: str = "") -> str:
+        """Key of the predictions folder (the model server's log is ``log/``), or of ``name`` inside it."""
+        return join("predictions", name)

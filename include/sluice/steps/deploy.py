@@ -1,4 +1,8 @@
-"""Serve the champion: the ``local`` target runs the model server as a local process."""
+"""Serve the champion: the ``local`` target runs the model server as a local process.
+
+The server logs its predictions to the pipeline's storage (``--storage-root``, with an object
+store's keys in its environment) and exports ``/metrics``; see :mod:`sluice.services.serving`.
+"""
 
 from __future__ import annotations
 
@@ -346,8 +350,32 @@ def _refuse_foreign(loaded: LoadedSpec) -> None:
         )
 
 
+def storage_root(loaded: LoadedSpec) -> str:
+    """The spec's ``storage.root`` as a server started elsewhere opens it (a local root made absolute)."""
+    root = str(loaded.spec.storage.root)
+    if "://" in root:
+        return root
+    path = Path(root)
+    return str(path if path.is_absolute() else loaded.project_dir / path)
+
+
+def _store_env(store: PipelineStore) -> dict[str, str]:
+    """An object store's keys, endpoint and region as the AWS variables s3fs reads in the server."""
+    options = store.filesystem_options()
+    client = options.get("client_kwargs") or {}
+    named = {
+        "AWS_ACCESS_KEY_ID": options.get("key"),
+        "AWS_SECRET_ACCESS_KEY": options.get("secret"),
+        "AWS_SESSION_TOKEN": options.get("token"),
+        "AWS_ENDPOINT_URL_S3": client.get("endpoint_url"),
+        "AWS_DEFAULT_REGION": client.get("region_name"),
+    }
+    return {name: str(value) for name, value in named.items() if value}
+
+
 def _server_command(loaded: LoadedSpec, version: str, ready: Path) -> list[str]:
     cfg = LOCAL.of(loaded.spec.deployment)
+    id_column = loaded.spec.source.id_column
     return [
         sys.executable,
         "-m",
@@ -365,6 +393,9 @@ def _server_command(loaded: LoadedSpec, version: str, ready: Path) -> list[str]:
         loaded.spec.pipeline,
         "--version",
         version,
+        "--storage-root",
+        storage_root(loaded),
+        *(["--id-column", id_column] if id_column else []),
     ]
 
 
@@ -382,7 +413,7 @@ def _start_checked_server(
     uri = tracking_uri(loaded.project_dir)
     # The registry is the tracking store (as in tracking.configure); a registry URI inherited
     # from elsewhere would make the server look for the model in another store.
-    env = dict(os.environ, MLFLOW_TRACKING_URI=uri, MLFLOW_REGISTRY_URI=uri)
+    env = dict(os.environ, MLFLOW_TRACKING_URI=uri, MLFLOW_REGISTRY_URI=uri, **_store_env(store))
     proc = processes.start(_server_command(loaded, version, ready), log, env=env, cwd=loaded.project_dir)
     faults.point("deploy.server_started")
     try:

@@ -18,7 +18,7 @@ the cluster serves.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sluice.services import kube_manifests as km
@@ -71,6 +71,7 @@ def deploy_kubernetes(
     api: ApiClient | None = None,
     log: Callable[[str], None] = print,
     poll_seconds: float = 2.0,
+    serve_args: Sequence[str] = (),
 ) -> KubernetesDeployResult:
     """Roll ``models:/<pipeline>/<version>`` out as the pipeline's Deployment.
 
@@ -83,6 +84,7 @@ def deploy_kubernetes(
         api: API client; default: in-cluster service account, else kubeconfig.
         log: Where progress lines go (the pod log).
         poll_seconds: Interval of rollout polling.
+        serve_args: More ``sluice serve`` arguments (:func:`sluice.services.kube_manifests.serve_args`).
 
     Returns:
         What is served now.
@@ -113,7 +115,7 @@ def deploy_kubernetes(
         _set_champion(pipeline, cfg.mlflow_tracking_uri, version, {previous_champion, served}, log)
     else:
         log(f"deploying models:/{pipeline}/{version} to {where} (serving now: v{served})")
-        _roll_out(api, pipeline, cfg, version, previous_champion, run_id, live, poll_seconds, log)
+        _roll_out(api, pipeline, cfg, version, previous_champion, run_id, live, poll_seconds, log, serve_args)
         # After a rollback and a successful retry, the alias the rollback restored moves forward again.
         _set_champion(pipeline, cfg.mlflow_tracking_uri, version, {previous_champion, served, None}, log)
         log(f"deployment {where} serves v{version} ({url})")
@@ -132,6 +134,7 @@ def _roll_out(
     live: dict[str, Any] | None,
     poll_seconds: float,
     log: Callable[[str], None],
+    serve_args: Sequence[str] = (),
 ) -> None:
     """Apply Service and Deployment and wait; on failure restore what served before and raise.
 
@@ -142,7 +145,7 @@ def _roll_out(
     where = f"{ns}/{name}"
     try:
         k8s.apply(api, km.service_manifest(pipeline, cfg))
-        k8s.apply(api, km.deployment_manifest(pipeline, cfg, version, run_id))
+        k8s.apply(api, km.deployment_manifest(pipeline, cfg, version, run_id, serve_args))
         k8s.wait_for_rollout(api, ns, name, cfg.rollout_timeout_seconds, poll_seconds, log)
     except Exception as exc:
         # A failed rollout, or an API error (forbidden, invalid, unreachable) mid-way: either

@@ -272,6 +272,7 @@ class KubernetesTarget(TargetBase):
         self.obj = km.object_name(self.pipeline)
         self.where = f"{cfg.namespace}/{self.obj}"
         self.url = f"http://{self.obj}.{cfg.namespace}.svc:{cfg.port}"
+        self.serve_args = km.serve_args(str(loaded.spec.storage.root), loaded.spec.source.id_column)
 
     def describe(self) -> list[str]:
         """Lines for ``sluice plan``."""
@@ -307,7 +308,9 @@ class KubernetesTarget(TargetBase):
         """:func:`sluice.steps.deploy_kubernetes.deploy_kubernetes` (rolls back itself on failure)."""
         from sluice.steps.deploy_kubernetes import deploy_kubernetes
 
-        return deploy_kubernetes(self.pipeline, self.cfg, version, previous, run_id, api=self.connect())
+        return deploy_kubernetes(
+            self.pipeline, self.cfg, version, previous, run_id, api=self.connect(), serve_args=self.serve_args
+        )
 
     def manifests(self, version: str, previous: str, rbac_only: bool = False) -> list[tuple[str | None, Any]]:
         """RBAC, the deployer pod and what it applies, for ``version`` (only the RBAC with ``rbac_only``)."""
@@ -326,10 +329,10 @@ class KubernetesTarget(TargetBase):
                 f"The deployer pod Airflow starts (KubernetesPodOperator, task 'deploy'), for model version {version}",
                 None,
             ),
-            (None, km.deployer_pod(name, cfg, version, previous, run_id)),
+            (None, km.deployer_pod(name, cfg, version, previous, run_id, self.serve_args)),
             ("What the deployer server-side applies", None),
             (None, km.service_manifest(name, cfg)),
-            (None, km.deployment_manifest(name, cfg, version, run_id)),
+            (None, km.deployment_manifest(name, cfg, version, run_id, self.serve_args)),
         ]
 
     def failure_logs(self) -> FailureLogs:

@@ -70,6 +70,8 @@ class DeployPodOperator(BaseOperator):
             names the version to deploy and the champion before it; read when the task runs.
         airflow_run_id: Run id recorded on the objects (templated).
         poll_interval: Seconds between the trigger's pod status checks.
+        spec_path: The spec, read when the task runs for the prediction log's storage root
+            and id column (:func:`sluice.services.kube_manifests.serve_args`); '' for none.
     """
 
     template_fields = ("airflow_run_id",)
@@ -83,6 +85,7 @@ class DeployPodOperator(BaseOperator):
         version_from: str,
         airflow_run_id: str = "{{ run_id }}",
         poll_interval: float = 2.0,
+        spec_path: str = "",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -91,6 +94,7 @@ class DeployPodOperator(BaseOperator):
         self.version_from = version_from
         self.airflow_run_id = airflow_run_id
         self.poll_interval = poll_interval
+        self.spec_path = spec_path
 
     @property
     def config(self) -> KubernetesDeployment:
@@ -113,13 +117,22 @@ class DeployPodOperator(BaseOperator):
             raise AirflowFailException(f"task {self.version_from} left no PromoteResult in this run: nothing to deploy")
         return decode(PromoteResult, value)
 
+    def serve_args(self) -> list[str]:
+        """The model server's prediction-log arguments, from the spec's storage root and id column."""
+        if not self.spec_path:
+            return []
+        from sluice.spec.loader import load_spec
+
+        spec = load_spec(self.spec_path).spec
+        return km.serve_args(str(spec.storage.root), spec.source.id_column)
+
     def pod_operator(self, promoted: PromoteResult) -> KubernetesPodOperator:
         """The KubernetesPodOperator this task runs: the deployer pod for ``promoted``'s version."""
         from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 
         cfg = self.config
         version, run_id = promoted.version, str(self.airflow_run_id)
-        pod = km.deployer_pod(self.pipeline, cfg, version, promoted.previous or "", run_id)
+        pod = km.deployer_pod(self.pipeline, cfg, version, promoted.previous or "", run_id, self.serve_args())
         labels = {
             **pod["metadata"]["labels"],
             km.LABEL_VERSION: km.label_value(version),

@@ -166,8 +166,20 @@ class PipelineSpec(StrictModel):
         # which is only known once the job has run.
         declared = self.source.columns
         if declared is None:
+            if self.source.id_column is not None:
+                raise rule(
+                    "source.id_column needs source.columns: the id must be a declared column",
+                    "declare the schema (sluice infer-schema SAMPLE --spec SPEC --write) or remove id_column",
+                    "source.id_column",
+                )
             return self
         hint = f"declared in source.columns: {', '.join(declared) or 'none'}"
+        if self.source.id_column is not None and self.source.id_column not in declared:
+            raise rule(
+                f"source.id_column '{self.source.id_column}' is not in source.columns",
+                _did_you_mean(self.source.id_column, list(declared)) or hint,
+                "source.id_column",
+            )
         for i, check in enumerate(self.validation.expectations):
             column = getattr(check, "column", None)
             if column is not None and column not in declared:

@@ -113,6 +113,14 @@ class Source(S3Reachable, StrictModel):
             "('sluice schema-pin' shows or changes the pin)."
         ),
     )
+    id_column: str | None = Field(
+        None,
+        min_length=1,
+        description=(
+            "Column that identifies a row (a flight, a customer, ...); must be in source.columns. The model "
+            "server logs its value with each prediction, so predictions can be joined with labels later."
+        ),
+    )
 
     @property
     def location(self) -> str:
