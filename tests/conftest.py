@@ -74,6 +74,8 @@ FAST_TIER = (
     "tests/test_docs.py",
     "tests/production/test_kit_config.py",
     "tests/demo/test_run_production.py",
+    "tests/services/test_serving_metrics.py",
+    "tests/steps/test_deploy_command.py",
 )
 #: What the standard library runs on import to learn the platform (``platform.architecture``
 #: runs ``file``, ``ctypes.util`` runs ``ldconfig``): allowed in the fast tier.
