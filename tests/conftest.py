@@ -63,6 +63,7 @@ GROUPED_MARKERS = ("e2e", "production")
 FAST_TIER = (
     "tests/spec/",
     "tests/plan/",
+    "tests/airflow/test_launcher_output.py",
     "tests/airflow/test_render_landing.py",
     "tests/airflow/test_render_owner.py",
     "tests/airflow/test_render_schedule.py",

@@ -45,14 +45,26 @@ class ComponentExited(RuntimeError):
     """A component of the embedded Airflow exited (its name and code are in the message)."""
 
 
+#: One line at a time on the launcher's output: it is written by a thread per component and by
+#: the launcher itself, and ``print`` writes a line's text and its newline in two calls, so two
+#: threads could splice one line into another (a "started" line lost at the end of a log line).
+_OUTPUT = threading.Lock()
+
+
+def emit(name: str, text: str) -> None:
+    """Write ``<name> | <text>`` as one whole line on the launcher's output."""
+    with _OUTPUT:
+        sys.stdout.write(f"{name:13} | {text}\n")
+        sys.stdout.flush()
+
+
 def _say(text: str) -> None:
-    print(f"{'sluice':13} | {text}", flush=True)
+    emit("sluice", text)
 
 
 def _pump(name: str, stream: IO[bytes]) -> None:
     for raw in iter(stream.readline, b""):
-        line = raw.decode("utf-8", errors="replace").rstrip()
-        print(f"{name:13} | {line}", flush=True)
+        emit(name, raw.decode("utf-8", errors="replace").rstrip())
 
 
 class Components:
