@@ -338,6 +338,12 @@ class PipelineStore:
         """
         return self.backend.clean_stale(0.0, under=under, deep=deep)
 
+    def local_path(self, key: str) -> Path | None:
+        """The file or folder of ``key`` on this machine, or None when the store is an object store."""
+        fs, path = self.backend.filesystem(key)
+        protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
+        return Path(path) if "file" in protocols else None
+
     def scratch(self, name: str) -> Path:
         """A local working folder on this machine, created (never pipeline state others read).
 
@@ -345,10 +351,9 @@ class PipelineStore:
         state, so a finished file moves in by a rename; on an object store it is under the
         system's temporary folder, one per pipeline location.
         """
-        fs, path = self.backend.filesystem("")
-        protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
-        if "file" in protocols:
-            folder = Path(path) / name
+        root = self.local_path("")
+        if root is not None:
+            folder = root / name
         else:
             digest = hashlib.sha256(self.location("").encode()).hexdigest()[:12]
             folder = Path(tempfile.gettempdir()) / "sluice-scratch" / digest / name

@@ -54,10 +54,9 @@ def _local_batches(store: PipelineStore, batch_ids: list[str], scratch: Path) ->
     for batch_id in batch_ids:
         files = []
         for number, key in enumerate(store.parquet.parts(store.keys.batch(batch_id, "clean.parquet"))):
-            fs, path = store.backend.filesystem(key)
-            protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
-            if "file" in protocols:
-                files.append(path)
+            path = store.local_path(key)
+            if path is not None:
+                files.append(str(path))
                 continue
             local = scratch / f"{batch_id}-{number}.parquet"
             with store.open_read(key) as src, local.open("wb") as dst:
